@@ -1,0 +1,106 @@
+//! Typed events a run emits, and the sink that receives them.
+//!
+//! Libraries never print: the runner reports through an [`EventSink`], and each
+//! front door renders events its own way (text, progress bars, JSON lines).
+
+use serde::Serialize;
+
+use crate::history::Direction;
+
+/// Something that happened during a run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// The lock was requested and is being waited for.
+    LockWaiting {
+        /// The lock's name.
+        lock: String,
+    },
+    /// The lock is held.
+    LockAcquired {
+        /// Milliseconds spent waiting.
+        waited_ms: u64,
+    },
+    /// A backup was written before the run.
+    BackupTaken {
+        /// The backup's id.
+        id: String,
+        /// Where it is.
+        path: String,
+    },
+    /// A backup was restored after a failure.
+    BackupRestored {
+        /// The backup's id.
+        id: String,
+    },
+    /// A migration starts.
+    MigrationStarted {
+        /// Version text.
+        version: String,
+        /// Name.
+        name: String,
+        /// Direction.
+        direction: Direction,
+        /// Statements in its script.
+        statements: usize,
+        /// Statements skipped because a previous run already applied them.
+        resumed_from: usize,
+    },
+    /// A statement starts.
+    StatementStarted {
+        /// Version text.
+        version: String,
+        /// 0-based index in the script.
+        index: usize,
+        /// 1-based line in the script.
+        line: usize,
+        /// Its first line, for display.
+        summary: String,
+    },
+    /// A migration finished.
+    MigrationFinished {
+        /// Version text.
+        version: String,
+        /// Direction.
+        direction: Direction,
+        /// Milliseconds it took.
+        duration_ms: u64,
+        /// Rows its statements reported.
+        rows_affected: u64,
+    },
+    /// A migration failed.
+    MigrationFailed {
+        /// Version text.
+        version: String,
+        /// The message.
+        error: String,
+    },
+    /// The run finished.
+    RunFinished {
+        /// Migrations applied or reverted.
+        migrations: usize,
+        /// Milliseconds the whole run took.
+        duration_ms: u64,
+    },
+}
+
+/// Receives the events of a run.
+pub trait EventSink {
+    /// Called for every event, in order.
+    fn event(&mut self, event: &Event);
+}
+
+/// A sink that drops every event.
+#[derive(Debug, Default)]
+pub struct NullSink;
+
+impl EventSink for NullSink {
+    fn event(&mut self, _: &Event) {}
+}
+
+impl EventSink for Vec<Event> {
+    fn event(&mut self, event: &Event) {
+        self.push(event.clone());
+    }
+}

@@ -1,0 +1,236 @@
+//! The history table as an append-only event log, and the state derived from it.
+//!
+//! Every apply, revert, failure, baseline and repair is a row; nothing is ever
+//! deleted. The one row that changes after it is written is a `start` row: a
+//! migration run statement by statement (outside a transaction) counts its
+//! progress there, so a crash leaves a *dirty* mark that names the statement
+//! it stopped at.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What a history row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A statement-by-statement run began; until `apply`/`revert` follows, the migration is dirty.
+    Start,
+    /// The migration was applied.
+    Apply,
+    /// The migration was reverted.
+    Revert,
+    /// A transactional run failed and was rolled back: informational only.
+    Fail,
+    /// Everything up to and including this version counts as applied.
+    Baseline,
+    /// A dirty mark was cleared by `instar repair`; the migration is pending again.
+    Repair,
+    /// An edited applied migration's new checksum was accepted by `instar repair`.
+    Realign,
+}
+
+impl EventKind {
+    /// The value stored in the `event` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Start => "start",
+            EventKind::Apply => "apply",
+            EventKind::Revert => "revert",
+            EventKind::Fail => "fail",
+            EventKind::Baseline => "baseline",
+            EventKind::Repair => "repair",
+            EventKind::Realign => "realign",
+        }
+    }
+
+    /// Parses the `event` column.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        Some(match s {
+            "start" => EventKind::Start,
+            "apply" => EventKind::Apply,
+            "revert" => EventKind::Revert,
+            "fail" => EventKind::Fail,
+            "baseline" => EventKind::Baseline,
+            "repair" => EventKind::Repair,
+            "realign" => EventKind::Realign,
+            _ => return None,
+        })
+    }
+}
+
+/// The direction of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Applying forward scripts.
+    Up,
+    /// Applying reverse scripts.
+    Down,
+}
+
+impl Direction {
+    /// The value stored in the `direction` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+}
+
+/// One row of `instar_history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    /// Monotonic row id; the log's order.
+    pub id: i64,
+    /// The migration's version text (`R__<name>` for a repeatable one).
+    pub version: String,
+    /// The migration's name.
+    pub name: String,
+    /// What happened.
+    pub event: EventKind,
+    /// Which script ran.
+    pub direction: Direction,
+    /// `sha256:<hex>` of the forward script at the time.
+    pub checksum: Option<String>,
+    /// The schema's semantic version after this migration, if it declares one.
+    pub schema_version: Option<String>,
+    /// When it started (RFC 3339 UTC).
+    pub started_at: String,
+    /// When it finished (RFC 3339 UTC).
+    pub finished_at: Option<String>,
+    /// How long it took.
+    pub duration_ms: Option<i64>,
+    /// Statements that completed.
+    pub statements_applied: i64,
+    /// Statements in the script.
+    pub statements_total: i64,
+    /// Comma-separated hashes of the script's statements (statement-by-statement runs only).
+    pub statement_hashes: Option<String>,
+    /// Rows the statements reported as affected.
+    pub rows_affected: Option<i64>,
+    /// The error that stopped the run.
+    pub error: Option<String>,
+    /// The statement that failed, with its line.
+    pub failed_statement: Option<String>,
+    /// `user@host` of whoever ran it.
+    pub operator: String,
+    /// The Instar version that wrote the row.
+    pub tool_version: String,
+    /// A reason given to `repair` or `baseline`.
+    pub note: Option<String>,
+}
+
+/// A migration the history says is applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppliedMigration {
+    /// Version text.
+    pub version: String,
+    /// Name at the time.
+    pub name: String,
+    /// The checksum it was applied (or realigned) with.
+    pub checksum: Option<String>,
+    /// The schema version it declared.
+    pub schema_version: Option<String>,
+    /// When it was applied.
+    pub applied_at: String,
+    /// The history row that applied it.
+    pub row_id: i64,
+}
+
+/// A migration that stopped half way outside a transaction.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DirtyMigration {
+    /// Version text.
+    pub version: String,
+    /// Name.
+    pub name: String,
+    /// Direction it was running in.
+    pub direction: Direction,
+    /// Checksum of the forward script when it started.
+    pub checksum: Option<String>,
+    /// Statements that completed.
+    pub statements_applied: i64,
+    /// Statements in the script.
+    pub statements_total: i64,
+    /// Hashes of the script's statements when it started.
+    pub statement_hashes: Vec<String>,
+    /// The error it stopped with, if it did not simply die.
+    pub error: Option<String>,
+    /// The failing statement.
+    pub failed_statement: Option<String>,
+    /// The `start` row, which the runner updates as it resumes.
+    pub row_id: i64,
+}
+
+/// The current state of a database, derived from its history.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct State {
+    /// Applied migrations by version text.
+    pub applied: BTreeMap<String, AppliedMigration>,
+    /// Dirty migrations by version text.
+    pub dirty: BTreeMap<String, DirtyMigration>,
+    /// The latest baseline version, if any.
+    pub baseline: Option<String>,
+}
+
+/// Replays the history rows (in id order) into the current state.
+pub fn derive(rows: &[HistoryRow]) -> State {
+    let mut state = State::default();
+    for r in rows {
+        match r.event {
+            EventKind::Start => {
+                state.dirty.insert(
+                    r.version.clone(),
+                    DirtyMigration {
+                        version: r.version.clone(),
+                        name: r.name.clone(),
+                        direction: r.direction,
+                        checksum: r.checksum.clone(),
+                        statements_applied: r.statements_applied,
+                        statements_total: r.statements_total,
+                        statement_hashes: r
+                            .statement_hashes
+                            .as_deref()
+                            .filter(|s| !s.is_empty())
+                            .map(|s| s.split(',').map(str::to_string).collect())
+                            .unwrap_or_default(),
+                        error: r.error.clone(),
+                        failed_statement: r.failed_statement.clone(),
+                        row_id: r.id,
+                    },
+                );
+            }
+            EventKind::Apply => {
+                state.dirty.remove(&r.version);
+                state.applied.insert(
+                    r.version.clone(),
+                    AppliedMigration {
+                        version: r.version.clone(),
+                        name: r.name.clone(),
+                        checksum: r.checksum.clone(),
+                        schema_version: r.schema_version.clone(),
+                        applied_at: r.finished_at.clone().unwrap_or_else(|| r.started_at.clone()),
+                        row_id: r.id,
+                    },
+                );
+            }
+            EventKind::Revert => {
+                state.dirty.remove(&r.version);
+                state.applied.remove(&r.version);
+            }
+            EventKind::Repair => {
+                state.dirty.remove(&r.version);
+            }
+            EventKind::Realign => {
+                if let Some(a) = state.applied.get_mut(&r.version) {
+                    a.checksum = r.checksum.clone();
+                }
+            }
+            EventKind::Baseline => state.baseline = Some(r.version.clone()),
+            EventKind::Fail => {}
+        }
+    }
+    state
+}

@@ -1,0 +1,96 @@
+//! Per-migration metadata: `migration.toml`, diesel's `metadata.toml`, and
+//! header directives in the script.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// What `migration.toml` may say. Unknown keys are an error, so a typo is caught.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    /// Free text shown by `status` and `history`.
+    pub description: Option<String>,
+    /// The semantic version the schema has once this migration is applied.
+    pub schema_version: Option<semver::Version>,
+    /// Versions this migration depends on (default: the previous migration).
+    pub depends_on: Option<Vec<String>>,
+    /// `false` runs the script outside a transaction, statement by statement.
+    pub transaction: Option<bool>,
+    /// The kind of migration; only `schema` is supported so far.
+    pub kind: Option<Kind>,
+    /// SQL assertions around the migration.
+    #[serde(default)]
+    pub checks: Checks,
+}
+
+/// The kind of a migration.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// SQL that changes the schema (and possibly data) in one go.
+    #[default]
+    Schema,
+}
+
+/// SQL queries that must each return a true value (a boolean or a non-zero number).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Checks {
+    /// Run before the script; a false result stops the run before anything changes.
+    #[serde(default)]
+    pub before: Vec<String>,
+    /// Run after the script, in its transaction where there is one.
+    #[serde(default)]
+    pub after: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct DieselMetadata {
+    run_in_transaction: Option<bool>,
+}
+
+/// Reads `migration.toml` at `path`.
+pub fn read_meta(path: &Path) -> Result<Meta, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    toml::from_str(&text).map_err(|e| Error::BadMetadata {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+/// Reads diesel's `metadata.toml` at `path`; returns its `run_in_transaction`.
+pub fn read_diesel_metadata(path: &Path) -> Result<Option<bool>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let m: DieselMetadata = toml::from_str(&text).map_err(|e| Error::BadMetadata {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    Ok(m.run_in_transaction)
+}
+
+/// Whether the script's leading comment lines opt it out of a transaction:
+/// `-- instar:no-transaction`, or sqlx's `-- no-transaction`.
+pub fn header_no_transaction(sql: &str) -> bool {
+    sql.lines()
+        .map(str::trim)
+        .take_while(|l| l.is_empty() || l.starts_with("--"))
+        .any(|l| {
+            let d = l.trim_start_matches('-').trim();
+            d == "instar:no-transaction" || d == "no-transaction"
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_directives() {
+        assert!(header_no_transaction("-- instar:no-transaction\nCREATE INDEX CONCURRENTLY i ON t(x);"));
+        assert!(header_no_transaction("\n-- a comment\n-- no-transaction\nSELECT 1;"));
+        assert!(!header_no_transaction("SELECT 1;\n-- instar:no-transaction"));
+    }
+}

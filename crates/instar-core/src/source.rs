@@ -1,0 +1,460 @@
+//! Reading a migrations folder in any supported layout.
+//!
+//! [`read_dir`] classifies every entry (Instar/diesel folder, sqlx file, Flyway
+//! file, or something else to ignore), refuses mixed layouts and malformed
+//! names, reads scripts and metadata, and returns the migrations in run order:
+//! a topological order over `depends_on` (default: the previous migration)
+//! with versions breaking ties, repeatable migrations last.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::checksum;
+use crate::meta::{self, Meta};
+use crate::version::{Layout, Version};
+use crate::Error;
+
+/// One script file, normalised (BOM stripped, CRLF → LF).
+#[derive(Debug, Clone, Serialize)]
+pub struct Script {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its normalised text.
+    pub sql: String,
+}
+
+/// A migration as found on disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct Migration {
+    /// Its version (for a repeatable migration, `R__<name>`).
+    pub version: Version,
+    /// Its name, from the file or folder name.
+    pub name: String,
+    /// The layout it was read from.
+    pub layout: Layout,
+    /// The forward script.
+    pub up: Script,
+    /// The reverse script, if any.
+    pub down: Option<Script>,
+    /// Metadata from `migration.toml`.
+    pub meta: Meta,
+    /// Whether the script runs in a transaction (default) or statement by statement.
+    pub transaction: bool,
+    /// `sha256:<hex>` of the normalised forward script.
+    pub checksum: String,
+}
+
+impl Migration {
+    /// Whether this is a repeatable migration (re-applied when its checksum changes).
+    pub fn is_repeatable(&self) -> bool {
+        self.version.is_repeatable()
+    }
+}
+
+/// The migrations of one folder, in run order.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The layout the folder uses, if it holds any migration.
+    pub layout: Option<Layout>,
+    /// The migrations, in the order `up` applies them.
+    pub migrations: Vec<Migration>,
+    /// Entries that were ignored, and why (shown with `--verbose`).
+    pub notes: Vec<String>,
+}
+
+impl Source {
+    /// The migration with this version text, if any.
+    pub fn find(&self, version: &str) -> Option<&Migration> {
+        let parsed = self.layout.and_then(|l| Version::parse(version, l));
+        self.migrations.iter().find(|m| {
+            m.version.as_str() == version || parsed.as_ref().is_some_and(|p| *p == m.version)
+        })
+    }
+}
+
+enum Family {
+    Folder,
+    Sqlx,
+    Flyway,
+}
+
+#[derive(PartialEq)]
+enum Part {
+    Simple,
+    Up,
+    Down,
+}
+
+struct Found {
+    version_text: String,
+    name: String,
+    path: PathBuf,
+    part: Part,
+}
+
+/// Reads the migrations in `dir`. `forced` overrides layout detection
+/// (only meaningful to tell Instar folders from diesel ones).
+pub fn read_dir(dir: &Path, forced: Option<Layout>) -> Result<Source, Error> {
+    let mut source = Source {
+        dir: dir.to_path_buf(),
+        ..Source::default()
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::io(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+
+    let mut folders = Vec::new();
+    let mut sqlx = Vec::new();
+    let mut flyway = Vec::new();
+    for entry in entries {
+        let path = entry.path();
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with('.') {
+            continue;
+        }
+        let is_dir = path.is_dir();
+        match classify(&path, &file_name, is_dir)? {
+            Some((Family::Folder, f)) => folders.push(f),
+            Some((Family::Sqlx, f)) => sqlx.push(f),
+            Some((Family::Flyway, f)) => flyway.push(f),
+            None => source
+                .notes
+                .push(format!("ignored {}: not a migration", path.display())),
+        }
+    }
+
+    let families: Vec<(&str, bool)> = vec![
+        ("folder (up.sql)", !folders.is_empty()),
+        ("sqlx", !sqlx.is_empty()),
+        ("flyway", !flyway.is_empty()),
+    ];
+    let present: Vec<&str> = families.iter().filter(|f| f.1).map(|f| f.0).collect();
+    if present.len() > 1 {
+        return Err(Error::MixedLayouts {
+            dir: dir.to_path_buf(),
+            a: present[0].into(),
+            b: present[1].into(),
+        });
+    }
+
+    let migrations = if !folders.is_empty() {
+        let layout = match forced {
+            Some(l @ (Layout::Diesel | Layout::Instar)) => l,
+            _ if looks_like_diesel(dir, &folders) => Layout::Diesel,
+            _ => Layout::Instar,
+        };
+        source.layout = Some(layout);
+        read_folders(folders, layout, &mut source.notes)?
+    } else if !sqlx.is_empty() {
+        source.layout = Some(Layout::Sqlx);
+        read_sqlx(sqlx)?
+    } else if !flyway.is_empty() {
+        source.layout = Some(Layout::Flyway);
+        read_flyway(flyway)?
+    } else {
+        Vec::new()
+    };
+    source.migrations = order(migrations)?;
+    Ok(source)
+}
+
+fn classify(path: &Path, file_name: &str, is_dir: bool) -> Result<Option<(Family, Found)>, Error> {
+    let malformed = |reason: &str| Error::MalformedName {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let starts_digit = file_name.starts_with(|c: char| c.is_ascii_digit());
+    if is_dir {
+        if !starts_digit || !path.join("up.sql").is_file() {
+            return Ok(None);
+        }
+        let (version, name) = file_name
+            .split_once('_')
+            .ok_or_else(|| malformed("expected <version>_<name>"))?;
+        return Ok(Some((
+            Family::Folder,
+            Found {
+                version_text: version.into(),
+                name: name.into(),
+                path: path.to_path_buf(),
+                part: Part::Simple,
+            },
+        )));
+    }
+    let Some(stem) = file_name.strip_suffix(".sql") else {
+        return Ok(None);
+    };
+    let first = stem.chars().next().unwrap_or(' ');
+    let second_digit = stem[first.len_utf8()..].starts_with(|c: char| c.is_ascii_digit());
+    if (first == 'V' || first == 'U') && second_digit || stem.starts_with("R__") {
+        let (version, name) = stem[1..]
+            .split_once("__")
+            .ok_or_else(|| malformed("Flyway names are V<version>__<name>.sql (two underscores)"))?;
+        let part = match first {
+            'V' => Part::Up,
+            'U' => Part::Down,
+            _ => Part::Simple,
+        };
+        return Ok(Some((
+            Family::Flyway,
+            Found {
+                version_text: version.into(),
+                name: name.into(),
+                path: path.to_path_buf(),
+                part,
+            },
+        )));
+    }
+    if starts_digit {
+        let (rest, part) = if let Some(r) = stem.strip_suffix(".up") {
+            (r, Part::Up)
+        } else if let Some(r) = stem.strip_suffix(".down") {
+            (r, Part::Down)
+        } else {
+            (stem, Part::Simple)
+        };
+        let (version, name) = rest
+            .split_once('_')
+            .ok_or_else(|| malformed("expected <version>_<name>.sql"))?;
+        return Ok(Some((
+            Family::Sqlx,
+            Found {
+                version_text: version.into(),
+                name: name.into(),
+                path: path.to_path_buf(),
+                part,
+            },
+        )));
+    }
+    Ok(None)
+}
+
+fn looks_like_diesel(dir: &Path, folders: &[Found]) -> bool {
+    let parent_has_toml = dir
+        .parent()
+        .is_some_and(|p| p.join("diesel.toml").is_file());
+    parent_has_toml
+        || folders.iter().any(|f| {
+            f.path.join("metadata.toml").is_file()
+                || f.path
+                    .file_name()
+                    .is_some_and(|n| n == "00000000000000_diesel_initial_setup")
+        })
+}
+
+fn read_script(path: &Path) -> Result<Script, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let sql = checksum::normalise(&bytes).map_err(|offset| Error::NotUtf8 {
+        path: path.to_path_buf(),
+        offset,
+    })?;
+    Ok(Script {
+        path: path.to_path_buf(),
+        sql,
+    })
+}
+
+fn parse_version(f: &Found, layout: Layout) -> Result<Version, Error> {
+    Version::parse(&f.version_text, layout).ok_or_else(|| Error::MalformedName {
+        path: f.path.clone(),
+        reason: format!("{:?} is not a {layout} version", f.version_text),
+    })
+}
+
+fn build(version: Version, name: String, layout: Layout, up: Script, down: Option<Script>, meta: Meta, tx: bool) -> Migration {
+    let transaction = tx && meta.transaction != Some(false) && !meta::header_no_transaction(&up.sql);
+    Migration {
+        checksum: checksum::checksum(&up.sql),
+        version,
+        name,
+        layout,
+        up,
+        down,
+        meta,
+        transaction,
+    }
+}
+
+fn read_folders(folders: Vec<Found>, layout: Layout, notes: &mut Vec<String>) -> Result<Vec<Migration>, Error> {
+    let mut out = Vec::new();
+    for f in folders {
+        let version = parse_version(&f, layout)?;
+        let up = read_script(&f.path.join("up.sql"))?;
+        let down_path = f.path.join("down.sql");
+        let down = down_path.is_file().then(|| read_script(&down_path)).transpose()?;
+        let meta_path = f.path.join("migration.toml");
+        let meta = if meta_path.is_file() {
+            meta::read_meta(&meta_path)?
+        } else {
+            Meta::default()
+        };
+        let diesel_path = f.path.join("metadata.toml");
+        let diesel_tx = if diesel_path.is_file() {
+            meta::read_diesel_metadata(&diesel_path)?
+        } else {
+            None
+        };
+        for entry in std::fs::read_dir(&f.path).map_err(|e| Error::io(&f.path, e))? {
+            let entry = entry.map_err(|e| Error::io(&f.path, e))?;
+            let n = entry.file_name().to_string_lossy().into_owned();
+            if !matches!(n.as_str(), "up.sql" | "down.sql" | "migration.toml" | "metadata.toml") {
+                notes.push(format!("ignored {}: not part of a migration", entry.path().display()));
+            }
+        }
+        out.push(build(version, f.name, layout, up, down, meta, diesel_tx != Some(false)));
+    }
+    Ok(out)
+}
+
+fn duplicate(version: &Version, first: &Path, second: &Path) -> Error {
+    Error::DuplicateVersion {
+        version: version.to_string(),
+        first: first.to_path_buf(),
+        second: second.to_path_buf(),
+    }
+}
+
+/// Groups up/down parts by version; refuses duplicates and orphaned down parts.
+fn pair(found: Vec<Found>, layout: Layout) -> Result<Vec<(Version, String, Script, Option<Script>)>, Error> {
+    let mut ups: BTreeMap<Version, Found> = BTreeMap::new();
+    let mut downs: BTreeMap<Version, Found> = BTreeMap::new();
+    for f in found {
+        let version = if f.version_text.is_empty() && layout == Layout::Flyway {
+            Version::repeatable(&f.name)
+        } else {
+            parse_version(&f, layout)?
+        };
+        let map = if f.part == Part::Down { &mut downs } else { &mut ups };
+        if let Some(prev) = map.get(&version) {
+            return Err(duplicate(&version, &prev.path, &f.path));
+        }
+        map.insert(version, f);
+    }
+    let mut out = Vec::new();
+    for (version, d) in &downs {
+        if !ups.contains_key(version) {
+            return Err(Error::MalformedName {
+                path: d.path.clone(),
+                reason: format!("reverse script for version {version}, which has no forward script"),
+            });
+        }
+    }
+    for (version, f) in ups {
+        let up = read_script(&f.path)?;
+        let down = downs.remove(&version).map(|d| read_script(&d.path)).transpose()?;
+        out.push((version, f.name, up, down));
+    }
+    Ok(out)
+}
+
+fn read_sqlx(found: Vec<Found>) -> Result<Vec<Migration>, Error> {
+    for f in &found {
+        if f.part == Part::Simple && found.iter().any(|g| g.part != Part::Simple && g.version_text == f.version_text) {
+            return Err(Error::MalformedName {
+                path: f.path.clone(),
+                reason: "a version has both a plain .sql file and .up.sql/.down.sql files".into(),
+            });
+        }
+    }
+    Ok(pair(found, Layout::Sqlx)?
+        .into_iter()
+        .map(|(v, n, up, down)| build(v, n, Layout::Sqlx, up, down, Meta::default(), true))
+        .collect())
+}
+
+fn read_flyway(found: Vec<Found>) -> Result<Vec<Migration>, Error> {
+    Ok(pair(found, Layout::Flyway)?
+        .into_iter()
+        .map(|(v, n, up, down)| build(v, n, Layout::Flyway, up, down, Meta::default(), true))
+        .collect())
+}
+
+/// Orders migrations topologically over `depends_on`, smallest version first
+/// among the ready ones; repeatable migrations go last.
+fn order(mut migrations: Vec<Migration>) -> Result<Vec<Migration>, Error> {
+    migrations.sort_by(|a, b| a.version.cmp(&b.version));
+    for w in migrations.windows(2) {
+        if w[0].version == w[1].version {
+            return Err(duplicate(&w[0].version, &w[0].up.path, &w[1].up.path));
+        }
+    }
+    let (repeatable, versioned): (Vec<_>, Vec<_>) = migrations.into_iter().partition(|m| m.is_repeatable());
+    let n = versioned.len();
+    let index: HashMap<Version, usize> = versioned.iter().enumerate().map(|(i, m)| (m.version.clone(), i)).collect();
+    let mut deps: Vec<Vec<usize>> = Vec::with_capacity(n);
+    for (i, m) in versioned.iter().enumerate() {
+        let d = match &m.meta.depends_on {
+            Some(list) => list
+                .iter()
+                .map(|t| {
+                    Version::parse(t, m.layout)
+                        .and_then(|v| index.get(&v).copied())
+                        .ok_or_else(|| Error::MissingDependency {
+                            version: m.version.to_string(),
+                            missing: t.clone(),
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None if i > 0 => vec![i - 1],
+            None => vec![],
+        };
+        deps.push(d);
+    }
+    let mut remaining: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, d) in deps.iter().enumerate() {
+        for &j in d {
+            dependents[j].push(i);
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &k in &dependents[i] {
+            remaining[k] -= 1;
+            if remaining[k] == 0 {
+                ready.insert(k);
+            }
+        }
+    }
+    if order.len() < n {
+        return Err(Error::DependencyCycle {
+            cycle: find_cycle(&deps, &remaining)
+                .into_iter()
+                .map(|i| versioned[i].version.to_string())
+                .collect(),
+        });
+    }
+    let mut slots: Vec<Option<Migration>> = versioned.into_iter().map(Some).collect();
+    let mut out: Vec<Migration> = order.into_iter().filter_map(|i| slots[i].take()).collect();
+    out.extend(repeatable);
+    Ok(out)
+}
+
+/// Walks dependencies from a node still blocked until one repeats.
+fn find_cycle(deps: &[Vec<usize>], remaining: &[usize]) -> Vec<usize> {
+    let Some(mut cur) = (0..deps.len()).find(|&i| remaining[i] > 0) else {
+        return Vec::new();
+    };
+    let mut path = Vec::new();
+    for _ in 0..=deps.len() {
+        if let Some(pos) = path.iter().position(|&p| p == cur) {
+            let mut cycle = path[pos..].to_vec();
+            cycle.push(cur);
+            return cycle;
+        }
+        path.push(cur);
+        match deps[cur].iter().find(|&&d| remaining[d] > 0) {
+            Some(&next) => cur = next,
+            None => break,
+        }
+    }
+    path
+}
