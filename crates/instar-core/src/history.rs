@@ -92,6 +92,8 @@ pub struct HistoryRow {
     pub event: EventKind,
     /// Which script ran.
     pub direction: Direction,
+    /// `schema` or `repeatable`.
+    pub kind: String,
     /// `sha256:<hex>` of the forward script at the time.
     pub checksum: Option<String>,
     /// The schema's semantic version after this migration, if it declares one.

@@ -1,1 +1,28 @@
-//! placeholder
+//! Instar's database side: SQLite, PostgreSQL and MySQL/MariaDB behind one
+//! connection type, and the runner every front door calls.
+//!
+//! - [`Db`] is one connection: it reads and appends the history table, takes
+//!   the run lock (a sidecar `flock` for SQLite, an advisory lock on
+//!   PostgreSQL, `GET_LOCK` on MySQL) and runs SQL. What differs between
+//!   engines lives in one module per engine behind an internal `Engine` trait.
+//! - [`runner`] applies a plan from `instar-core`: one transaction per
+//!   migration holding its SQL and its history row, or — where DDL cannot be
+//!   rolled back (MySQL, `-- instar:no-transaction` files) — a `start` row
+//!   with per-statement progress, so a failure is a dirty mark that names the
+//!   statement and a later `up` resumes after it.
+//! - [`backup`] takes, lists, prunes and restores backups.
+#![deny(missing_docs)]
+
+pub mod backup;
+mod db;
+mod engine;
+mod error;
+mod lock;
+mod mysql;
+mod postgres;
+pub mod runner;
+mod sqlite;
+pub mod url;
+
+pub use db::{Db, Settings};
+pub use error::{Aftermath, Error};

@@ -1,0 +1,204 @@
+//! Command-line arguments, as parsed (stage one; `config` turns them into settings).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Instar: versioned SQL migrations for SQLite, PostgreSQL and MySQL/MariaDB.
+#[derive(Debug, Parser)]
+#[command(name = "instar", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Database URL (sqlite:app.db, postgres://…, mysql://…). Default: INSTAR_DATABASE_URL,
+    /// then DATABASE_URL, then instar.toml, then sqlite:instar.db.
+    #[arg(long, short = 'd', global = true)]
+    pub database: Option<String>,
+    /// Migrations folder (default: from instar.toml, else ./migrations).
+    #[arg(long, short = 'm', global = true)]
+    pub migrations: Option<PathBuf>,
+    /// Config file (default: ./instar.toml when it exists).
+    #[arg(long, short = 'c', global = true)]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human, global = true)]
+    pub format: Format,
+    /// Print only errors.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// Print more: ignored files, every statement.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+    /// SQL run on every connection before anything else (repeatable; added after instar.toml's init_sql).
+    #[arg(long = "init-sql", global = true)]
+    pub init_sql: Vec<String>,
+    /// How long to wait for another run's lock (e.g. 30s, 2m; 0 = fail at once).
+    #[arg(long, global = true)]
+    pub lock_timeout: Option<String>,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Text for people.
+    Human,
+    /// JSON: one document per command; events as JSON lines while running.
+    Json,
+}
+
+/// Migration folder layouts for `new` and `init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    /// <version>_<name>/up.sql (+ down.sql, migration.toml)
+    Instar,
+    /// diesel's <version>_<name>/up.sql + down.sql
+    Diesel,
+    /// sqlx's <version>_<name>.sql or .up.sql + .down.sql
+    Sqlx,
+    /// Flyway's V<version>__<name>.sql (+ U… undo)
+    Flyway,
+}
+
+/// Options of commands that apply or revert.
+#[derive(Debug, Default, Args)]
+pub struct RunArgs {
+    /// Print the plan with its exact SQL and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Apply the whole run in one transaction (SQLite, PostgreSQL): all or nothing.
+    #[arg(long)]
+    pub single_transaction: bool,
+    /// Apply pending migrations older than the newest applied one.
+    #[arg(long)]
+    pub allow_out_of_order: bool,
+    /// Do not refuse when applied migrations have no file.
+    #[arg(long)]
+    pub ignore_missing: bool,
+    /// Do not take the automatic backup before the run.
+    #[arg(long)]
+    pub no_backup: bool,
+    /// Do not restore the automatic backup when a non-transactional run fails (leave it dirty).
+    #[arg(long)]
+    pub no_restore: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create instar.toml and a migrations folder (with --example: two example migrations).
+    Init {
+        /// Project folder (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Add example migrations.
+        #[arg(long)]
+        example: bool,
+        /// Apply the migrations right away.
+        #[arg(long)]
+        up: bool,
+        /// Layout of the migrations folder.
+        #[arg(long, value_enum, default_value_t = LayoutArg::Instar)]
+        layout: LayoutArg,
+    },
+    /// Create the next migration.
+    New {
+        /// Its name (words are joined with _).
+        name: Vec<String>,
+        /// Also create a down script.
+        #[arg(long, short = 'r')]
+        reversible: bool,
+        /// Layout (default: the folder's, else instar).
+        #[arg(long, value_enum)]
+        layout: Option<LayoutArg>,
+    },
+    /// Show applied, pending, missing, edited and dirty migrations, and the schema version.
+    Status {
+        /// Exit 1 unless the schema version satisfies this requirement (e.g. '>=1.2, <2').
+        #[arg(long)]
+        require: Option<String>,
+        /// Exit 1 when migrations are pending.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print what `up` (or `down`) would run, with the exact SQL; change nothing.
+    Plan {
+        /// Stop at this version.
+        #[arg(long)]
+        to: Option<String>,
+        /// Plan a `down` instead of an `up`.
+        #[arg(long)]
+        down: bool,
+        /// With --down: how many to revert.
+        #[arg(long)]
+        steps: Option<usize>,
+    },
+    /// Apply pending migrations.
+    Up {
+        /// Last version to apply.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Revert applied migrations (default: the last one).
+    Down {
+        /// Revert everything after this version (it stays applied).
+        #[arg(long, conflicts_with = "steps")]
+        to: Option<String>,
+        /// How many to revert.
+        #[arg(long)]
+        steps: Option<usize>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Print the history log.
+    History,
+    /// Check files and history; exit 1 on any problem.
+    Validate,
+    /// Record that the database already has every migration up to VERSION.
+    Baseline {
+        /// The last version already in the database.
+        version: String,
+        /// Why.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Clear dirty marks, mark a migration applied, or accept edited checksums.
+    Repair {
+        /// Record the new checksum of every edited applied migration.
+        #[arg(long)]
+        accept_checksums: bool,
+        /// Mark this migration applied (you finished it by hand).
+        #[arg(long)]
+        mark_applied: Option<String>,
+        /// Why (kept in the history).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Take a backup now.
+    Backup,
+    /// List backups (or prune old ones).
+    Backups {
+        /// Delete backups older than --older-than.
+        #[arg(long)]
+        prune: bool,
+        /// Age for --prune (e.g. 30d, 12h).
+        #[arg(long, default_value = "30d")]
+        older_than: String,
+    },
+    /// Restore a backup over the database.
+    Restore {
+        /// The backup's id (see `instar backups`).
+        id: String,
+        /// Required: everything written since the backup is lost.
+        #[arg(long)]
+        force: bool,
+    },
+}

@@ -1,0 +1,293 @@
+//! One function per command; all of them go through `instar_db::runner`.
+
+use anyhow::{bail, Context, Result};
+use instar_core::plan::{Standing, Target};
+use instar_core::Source;
+use instar_db::runner::{self, PlannedStep, RepairOptions, RunOptions};
+use instar_db::{backup, Db};
+
+use crate::args::{Cli, Command, RunArgs};
+use crate::config::{self, Settings};
+use crate::render::Out;
+
+mod scaffold;
+
+pub async fn run(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    let mut out = Out::new(g.format, g.quiet, g.verbose);
+    if let Command::Init { dir, example, up, layout } = &cli.command {
+        scaffold::init(dir, *example, *layout, &out)?;
+        if !*up {
+            return Ok(0);
+        }
+        std::env::set_current_dir(dir).with_context(|| format!("cannot enter {}", dir.display()))?;
+    }
+    let settings = config::resolve(g)?;
+    match cli.command {
+        Command::Init { .. } => up(&settings, None, &RunArgs::default(), &mut out).await,
+        Command::New { name, reversible, layout } => scaffold::new(&settings, &name.join("_"), reversible, layout, &out),
+        Command::Status { require, check } => status(&settings, require.as_deref(), check, &out).await,
+        Command::Plan { to, down, steps } => {
+            let target = if down { Target::Down { to, steps } } else { Target::Up { to } };
+            plan(&settings, target, &out).await
+        }
+        Command::Up { to, run } => up(&settings, to, &run, &mut out).await,
+        Command::Down { to, steps, run } => down(&settings, to, steps, &run, &mut out).await,
+        Command::History => history(&settings, &out).await,
+        Command::Validate => validate(&settings, &out).await,
+        Command::Baseline { version, note } => {
+            let source = read_source(&settings, &out)?;
+            let mut db = connect(&settings).await?;
+            runner::baseline(&mut db, &source, &version, note, settings.lock_timeout).await?;
+            out.line(format!("baseline recorded: migrations up to {version} count as applied"));
+            out.json(&serde_json::json!({ "baseline": version }));
+            db.close().await?;
+            Ok(0)
+        }
+        Command::Repair { accept_checksums, mark_applied, reason } => {
+            let source = read_source(&settings, &out)?;
+            let mut db = connect(&settings).await?;
+            let opts = RepairOptions { accept_checksums, mark_applied, reason };
+            let done = runner::repair(&mut db, &source, &opts, settings.lock_timeout).await?;
+            if done.is_empty() {
+                out.line("nothing to repair");
+            }
+            for d in &done {
+                out.line(d);
+            }
+            out.json(&serde_json::json!({ "repaired": done }));
+            db.close().await?;
+            Ok(0)
+        }
+        Command::Backup => {
+            let mut db = connect(&settings).await?;
+            let info = backup::take(&mut db, &settings.backup_dir, "manual (instar backup)").await?;
+            if let Some(b) = &info {
+                out.line(format!("backup {} taken: {} ({} bytes)", b.id, b.path.display(), b.size_bytes));
+            }
+            out.json(&info);
+            db.close().await?;
+            Ok(0)
+        }
+        Command::Backups { prune, older_than } => {
+            let list = if prune {
+                let removed = backup::prune(&settings.backup_dir, config::parse_duration(&older_than)?)?;
+                out.line(format!("{} backup(s) older than {older_than} deleted", removed.len()));
+                removed
+            } else {
+                backup::list(&settings.backup_dir)?
+            };
+            if !prune {
+                if list.is_empty() {
+                    out.line(format!("no backups in {}", settings.backup_dir.display()));
+                }
+                for b in &list {
+                    out.line(format!("{}  {:<8} {:>12} bytes  {}  {}", b.id, b.method, b.size_bytes, b.reason, b.path.display()));
+                }
+            }
+            out.json(&list);
+            Ok(0)
+        }
+        Command::Restore { id, force } => {
+            if !force {
+                bail!("restoring replaces the database and loses everything written since backup {id}; add --force to do it");
+            }
+            let mut db = connect(&settings).await?;
+            db.lock(settings.lock_timeout, || eprintln!("waiting for the migration lock…")).await?;
+            let r = backup::restore(&mut db, &settings.backup_dir, &id).await;
+            db.unlock().await?;
+            let info = r?;
+            out.line(format!("restored backup {} (taken {})", info.id, info.created_at));
+            out.json(&info);
+            db.close().await?;
+            Ok(0)
+        }
+    }
+}
+
+fn read_source(settings: &Settings, out: &Out) -> Result<Source> {
+    if !settings.migrations.is_dir() {
+        bail!(
+            "migrations folder {} not found; create it with `instar init`, or point --migrations at yours",
+            settings.migrations.display()
+        );
+    }
+    let source = instar_core::source::read_dir(&settings.migrations, settings.layout)?;
+    for n in &source.notes {
+        out.note(n);
+    }
+    Ok(source)
+}
+
+async fn connect(settings: &Settings) -> Result<Db> {
+    Ok(Db::connect(&settings.db).await?)
+}
+
+fn run_options(settings: &Settings, args: &RunArgs) -> RunOptions {
+    RunOptions {
+        lock_timeout: settings.lock_timeout,
+        single_transaction: args.single_transaction,
+        allow_out_of_order: args.allow_out_of_order,
+        ignore_missing: args.ignore_missing,
+        backup_dir: (settings.backup && !args.no_backup).then(|| settings.backup_dir.clone()),
+        restore_on_failure: !args.no_restore,
+    }
+}
+
+async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &Out) -> Result<i32> {
+    let source = read_source(settings, out)?;
+    let mut db = connect(settings).await?;
+    let (st, state) = runner::status(&mut db, &source).await?;
+    db.close().await?;
+    let pending = st.migrations.iter().filter(|m| m.standing == Standing::Pending).count();
+    let mut code = 0;
+    let mut unmet = None;
+    if let Some(req) = require {
+        let req = semver::VersionReq::parse(req).with_context(|| format!("--require {req:?} is not a semver requirement"))?;
+        let ok = st.schema_version.as_deref().and_then(|v| semver::Version::parse(v).ok()).is_some_and(|v| req.matches(&v));
+        if !ok {
+            unmet = Some(format!(
+                "schema version {} does not satisfy {req}",
+                st.schema_version.as_deref().unwrap_or("(none recorded)")
+            ));
+            code = 1;
+        }
+    }
+    if check && (pending > 0 || !st.problems.is_empty()) {
+        code = 1;
+    }
+    if out.human() && !out.quiet {
+        println!(
+            "database: {}  schema version: {}  layout: {}",
+            instar_db::url::redact(&settings.db.url),
+            st.schema_version.as_deref().unwrap_or("-"),
+            source.layout.map_or("-".to_string(), |l| l.to_string())
+        );
+        for m in &st.migrations {
+            let standing = format!("{:?}", m.standing).to_lowercase();
+            println!("  {standing:<9} {:<24} {:<30} {}", m.version, m.name, m.applied_at.as_deref().unwrap_or(""));
+        }
+        println!("{} applied, {pending} pending", st.migrations.iter().filter(|m| m.standing == Standing::Applied).count());
+        for p in &st.problems {
+            println!("problem: {p}");
+        }
+    }
+    if let Some(u) = &unmet {
+        eprintln!("{u}");
+    }
+    out.json(&serde_json::json!({
+        "schema_version": st.schema_version,
+        "migrations": st.migrations,
+        "problems": st.problems,
+        "pending": pending,
+        "baseline": state.baseline,
+        "requirement_met": unmet.is_none(),
+    }));
+    Ok(code)
+}
+
+async fn validate(settings: &Settings, out: &Out) -> Result<i32> {
+    let source = read_source(settings, out)?;
+    let mut db = connect(settings).await?;
+    let (st, _) = runner::status(&mut db, &source).await?;
+    db.close().await?;
+    for p in &st.problems {
+        out.line(format!("problem: {p}"));
+    }
+    if st.problems.is_empty() {
+        out.line(format!("{} migrations valid; history consistent", source.migrations.len()));
+    }
+    out.json(&serde_json::json!({ "valid": st.problems.is_empty(), "problems": st.problems }));
+    Ok(if st.problems.is_empty() { 0 } else { 1 })
+}
+
+fn print_plan(steps: &[PlannedStep], out: &Out) {
+    out.json(&serde_json::json!({ "steps": steps }));
+    if !out.human() || out.quiet {
+        return;
+    }
+    if steps.is_empty() {
+        println!("-- nothing to do");
+    }
+    for s in steps {
+        let tx = if s.transaction { "in a transaction" } else { "statement by statement, no transaction" };
+        println!("-- {} {} {} ({}, {tx})", s.direction.as_str(), s.version, s.name, s.path.display());
+        if let Some(why) = &s.sent_whole {
+            println!("-- sent whole: {why}");
+        }
+        if s.resume_from > 0 {
+            println!("-- resuming: statements 1-{} already applied", s.resume_from);
+        }
+        for st in s.statements.iter().skip(s.resume_from) {
+            println!("-- line {}\n{};", st.line, st.sql);
+        }
+        println!();
+    }
+}
+
+async fn plan(settings: &Settings, target: Target, out: &Out) -> Result<i32> {
+    let source = read_source(settings, out)?;
+    let mut db = connect(settings).await?;
+    let steps = runner::preview(&mut db, &source, target, &run_options(settings, &RunArgs::default())).await?;
+    db.close().await?;
+    print_plan(&steps, out);
+    Ok(0)
+}
+
+async fn execute(settings: &Settings, target: Target, args: &RunArgs, out: &mut Out) -> Result<i32> {
+    let source = read_source(settings, out)?;
+    let mut db = connect(settings).await?;
+    let opts = run_options(settings, args);
+    if args.dry_run {
+        let steps = runner::preview(&mut db, &source, target, &opts).await?;
+        db.close().await?;
+        print_plan(&steps, out);
+        return Ok(0);
+    }
+    let result = runner::run(&mut db, &source, target, &opts, out).await;
+    let closed = db.close().await;
+    let report = result?;
+    closed?;
+    if report.migrations.is_empty() {
+        out.line("nothing to do: the database is up to date");
+    }
+    out.json(&serde_json::json!({ "result": report }));
+    Ok(0)
+}
+
+async fn up(settings: &Settings, to: Option<String>, args: &RunArgs, out: &mut Out) -> Result<i32> {
+    execute(settings, Target::Up { to }, args, out).await
+}
+
+async fn down(settings: &Settings, to: Option<String>, steps: Option<usize>, args: &RunArgs, out: &mut Out) -> Result<i32> {
+    execute(settings, Target::Down { to, steps }, args, out).await
+}
+
+async fn history(settings: &Settings, out: &Out) -> Result<i32> {
+    let mut db = connect(settings).await?;
+    let rows = db.read_history().await?;
+    db.close().await?;
+    out.json(&rows);
+    if out.human() && !out.quiet {
+        if rows.is_empty() {
+            println!("no history yet");
+        }
+        for r in &rows {
+            let extra = r.error.as_deref().or(r.note.as_deref()).map(|e| format!("  {e}")).unwrap_or_default();
+            println!(
+                "{:>5} {}  {:<8} {:<4} {:<20} {:<24} {:>6} ms  {}/{} stmts  {}{extra}",
+                r.id,
+                r.started_at,
+                r.event.as_str(),
+                r.direction.as_str(),
+                r.version,
+                r.name,
+                r.duration_ms.unwrap_or(0),
+                r.statements_applied,
+                r.statements_total,
+                r.operator
+            );
+        }
+    }
+    Ok(0)
+}

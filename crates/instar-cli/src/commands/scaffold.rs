@@ -1,0 +1,176 @@
+//! `instar init` and `instar new`: create a project and new migration files.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use instar_core::Layout;
+
+use crate::args::LayoutArg;
+use crate::config::Settings;
+use crate::render::Out;
+
+const CONFIG: &str = r#"# Instar project configuration. Every key is optional.
+
+[database]
+# URL: sqlite:file.db, postgres://user@host/db, mysql://user@host/db.
+# Overridden by --database, INSTAR_DATABASE_URL and DATABASE_URL.
+url = "sqlite:instar.db"
+# Statements run on every connection first, e.g. ["PRAGMA foreign_keys = OFF"].
+init_sql = []
+# history_table = "instar_history"
+# history_schema = "public"
+
+[migrations]
+dir = "migrations"
+
+[run]
+lock_timeout = "60s"
+backup = true
+backup_dir = ".instar/backups"
+"#;
+
+/// Example migrations, portable across SQLite, PostgreSQL and MySQL.
+const EXAMPLES: &[(&str, &str, &str, &str)] = &[
+    (
+        "0001_create_users",
+        "CREATE TABLE users (\n    id BIGINT PRIMARY KEY,\n    email VARCHAR(255) NOT NULL UNIQUE,\n    created_at VARCHAR(40) NOT NULL\n);\n",
+        "DROP TABLE users;\n",
+        "description = \"Users of the application\"\nschema_version = \"1.0.0\"\n",
+    ),
+    (
+        "0002_create_posts",
+        "CREATE TABLE posts (\n    id BIGINT PRIMARY KEY,\n    user_id BIGINT NOT NULL REFERENCES users (id),\n    title VARCHAR(200) NOT NULL,\n    body TEXT\n);\n\nCREATE INDEX posts_user_id ON posts (user_id);\n",
+        "DROP TABLE posts;\n",
+        "description = \"Posts written by users\"\nschema_version = \"1.1.0\"\n\n[checks]\nafter = [\"SELECT count(*) = 0 FROM posts\"]\n",
+    ),
+];
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    if path.exists() {
+        bail!("{} already exists; not overwriting it", path.display());
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn init(dir: &Path, example: bool, layout: LayoutArg, out: &Out) -> Result<()> {
+    let migrations = dir.join("migrations");
+    std::fs::create_dir_all(&migrations).with_context(|| format!("cannot create {}", migrations.display()))?;
+    let config = dir.join("instar.toml");
+    if !config.exists() {
+        let text = match layout {
+            LayoutArg::Diesel => CONFIG.replace("dir = \"migrations\"", "dir = \"migrations\"\nlayout = \"diesel\""),
+            _ => CONFIG.to_string(),
+        };
+        write(&config, &text)?;
+        out.line(format!("created {}", config.display()));
+    }
+    if example {
+        if layout != LayoutArg::Instar {
+            bail!("--example writes Instar-layout migrations; drop --layout or use --layout instar");
+        }
+        for (folder, up, down, meta) in EXAMPLES {
+            let f = migrations.join(folder);
+            std::fs::create_dir_all(&f).with_context(|| format!("cannot create {}", f.display()))?;
+            write(&f.join("up.sql"), up)?;
+            write(&f.join("down.sql"), down)?;
+            write(&f.join("migration.toml"), meta)?;
+            out.line(format!("created {}", f.display()));
+        }
+    }
+    out.line(format!("project ready in {}; next: `instar new <name>`, `instar up`", dir.display()));
+    Ok(())
+}
+
+fn to_layout(l: LayoutArg) -> Layout {
+    match l {
+        LayoutArg::Instar => Layout::Instar,
+        LayoutArg::Diesel => Layout::Diesel,
+        LayoutArg::Sqlx => Layout::Sqlx,
+        LayoutArg::Flyway => Layout::Flyway,
+    }
+}
+
+/// The next version: one more than the newest when versions are small
+/// sequence numbers (keeping their width), else a UTC timestamp.
+fn next_version(existing: &[String], layout: Layout) -> String {
+    let stamp = instar_core::time::now_rfc3339();
+    let digits: String = stamp.chars().filter(char::is_ascii_digit).take(14).collect();
+    let numbers: Vec<(u64, usize)> = existing
+        .iter()
+        .filter_map(|v| (v.len() < 10).then(|| v.parse::<u64>().ok().map(|n| (n, v.len()))).flatten())
+        .collect();
+    if layout != Layout::Diesel && !numbers.is_empty() && numbers.len() == existing.len() {
+        let (max, width) = numbers.iter().max().copied().unwrap_or((0, 4));
+        return format!("{:0width$}", max + 1);
+    }
+    match layout {
+        Layout::Diesel => format!("{}-{}-{}-{}", &digits[0..4], &digits[4..6], &digits[6..8], &digits[8..14]),
+        _ => digits,
+    }
+}
+
+pub fn new(settings: &Settings, name: &str, reversible: bool, layout: Option<LayoutArg>, out: &Out) -> Result<i32> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        bail!("migration name {name:?}: use letters, digits, _ and -");
+    }
+    let dir = &settings.migrations;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let source = instar_core::source::read_dir(dir, settings.layout)?;
+    let layout = layout.map(to_layout).or(source.layout).unwrap_or(Layout::Instar);
+    let existing: Vec<String> = source.migrations.iter().filter(|m| !m.is_repeatable()).map(|m| m.version.to_string()).collect();
+    let v = next_version(&existing, layout);
+    let up = format!("-- {name}\n");
+    let down = format!("-- revert {name}\n");
+    let created: Vec<PathBuf> = match layout {
+        Layout::Instar | Layout::Diesel => {
+            let f = dir.join(format!("{v}_{name}"));
+            std::fs::create_dir_all(&f).with_context(|| format!("cannot create {}", f.display()))?;
+            write(&f.join("up.sql"), &up)?;
+            let mut c = vec![f.join("up.sql")];
+            if reversible || layout == Layout::Diesel {
+                write(&f.join("down.sql"), &down)?;
+                c.push(f.join("down.sql"));
+            }
+            c
+        }
+        Layout::Sqlx if reversible => {
+            let (u, d) = (dir.join(format!("{v}_{name}.up.sql")), dir.join(format!("{v}_{name}.down.sql")));
+            write(&u, &up)?;
+            write(&d, &down)?;
+            vec![u, d]
+        }
+        Layout::Sqlx => {
+            let u = dir.join(format!("{v}_{name}.sql"));
+            write(&u, &up)?;
+            vec![u]
+        }
+        Layout::Flyway => {
+            let u = dir.join(format!("V{v}__{name}.sql"));
+            write(&u, &up)?;
+            let mut c = vec![u];
+            if reversible {
+                let d = dir.join(format!("U{v}__{name}.sql"));
+                write(&d, &down)?;
+                c.push(d);
+            }
+            c
+        }
+    };
+    for c in &created {
+        out.line(format!("created {}", c.display()));
+    }
+    out.json(&serde_json::json!({ "version": v, "created": created }));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_version_keeps_sequence_width() {
+        assert_eq!(next_version(&["0001".into(), "0002".into()], Layout::Instar), "0003");
+        assert_eq!(next_version(&[], Layout::Instar).len(), 14);
+        assert_eq!(next_version(&[], Layout::Diesel).len(), 17);
+    }
+}

@@ -1,0 +1,125 @@
+//! Rendering: human text (with a spinner for long statements on a terminal) or JSON.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use instar_core::event::{Event, EventSink};
+use instar_core::history::Direction;
+use serde::Serialize;
+
+use crate::args::Format;
+
+/// Where a command's output goes.
+pub struct Out {
+    pub format: Format,
+    pub quiet: bool,
+    pub verbose: bool,
+    spinner: Option<ProgressBar>,
+    tty: bool,
+}
+
+impl Out {
+    pub fn new(format: Format, quiet: bool, verbose: bool) -> Self {
+        Out {
+            format,
+            quiet,
+            verbose,
+            spinner: None,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    pub fn human(&self) -> bool {
+        self.format == Format::Human
+    }
+
+    /// A line of human output (nothing in JSON mode or with --quiet).
+    pub fn line(&self, s: impl std::fmt::Display) {
+        if self.human() && !self.quiet {
+            println!("{s}");
+        }
+    }
+
+    /// A note shown only with --verbose.
+    pub fn note(&self, s: impl std::fmt::Display) {
+        if self.verbose && !self.quiet {
+            eprintln!("note: {s}");
+        }
+    }
+
+    /// The command's JSON document (JSON mode only).
+    pub fn json(&self, v: &impl Serialize) {
+        if !self.human() {
+            println!("{}", serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
+        }
+    }
+
+    fn finish_spinner(&mut self) {
+        if let Some(s) = self.spinner.take() {
+            s.finish_and_clear();
+        }
+    }
+
+    fn verb(d: Direction) -> &'static str {
+        match d {
+            Direction::Up => "applying",
+            Direction::Down => "reverting",
+        }
+    }
+}
+
+impl EventSink for Out {
+    fn event(&mut self, e: &Event) {
+        if !self.human() {
+            if let Ok(s) = serde_json::to_string(e) {
+                println!("{s}");
+            }
+            return;
+        }
+        if self.quiet {
+            return;
+        }
+        match e {
+            Event::LockWaiting { lock } => eprintln!("waiting for another instar run to release the lock on {lock}…"),
+            Event::LockAcquired { waited_ms } if *waited_ms > 0 => eprintln!("lock acquired after {waited_ms} ms"),
+            Event::BackupTaken { id, path } => println!("backup {id} taken ({path})"),
+            Event::BackupRestored { id } => println!("restored backup {id}"),
+            Event::MigrationStarted { version, name, direction, resumed_from, statements } => {
+                let resume = if *resumed_from > 0 {
+                    format!(" (resuming after statement {resumed_from} of {statements})")
+                } else {
+                    String::new()
+                };
+                if self.tty {
+                    let s = ProgressBar::new_spinner();
+                    s.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                    s.set_message(format!("{} {version} {name}{resume}", Self::verb(*direction)));
+                    s.enable_steady_tick(Duration::from_millis(120));
+                    self.spinner = Some(s);
+                } else if self.verbose || !resume.is_empty() {
+                    println!("{} {version} {name}{resume}", Self::verb(*direction));
+                }
+            }
+            Event::StatementStarted { version, line, summary, .. } => {
+                if let Some(s) = &self.spinner {
+                    s.set_message(format!("{version} line {line}: {summary}"));
+                }
+                if self.verbose {
+                    eprintln!("  line {line}: {summary}");
+                }
+            }
+            Event::MigrationFinished { version, direction, duration_ms, .. } => {
+                self.finish_spinner();
+                let done = if *direction == Direction::Up { "applied" } else { "reverted" };
+                println!("{done} {version} ({duration_ms} ms)");
+            }
+            Event::MigrationFailed { version, .. } => {
+                self.finish_spinner();
+                eprintln!("FAILED {version}");
+            }
+            Event::RunFinished { migrations, duration_ms } => println!("{migrations} migration(s) in {duration_ms} ms"),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The database crate's error type.
+
+use std::path::PathBuf;
+
+/// What state the database was left in after a failed migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Aftermath {
+    /// The migration's transaction was rolled back: the database is exactly as before it.
+    RolledBack,
+    /// The migration ran outside a transaction and stopped half way: it is marked dirty.
+    Dirty {
+        /// Statements of the script that completed before the failure.
+        applied: usize,
+    },
+    /// The database was restored from the backup taken before the run.
+    Restored {
+        /// The backup's id.
+        backup: String,
+    },
+}
+
+impl std::fmt::Display for Aftermath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Aftermath::RolledBack => f.write_str("the migration was rolled back; the database is as it was before it"),
+            Aftermath::Dirty { applied } => write!(
+                f,
+                "the migration ran outside a transaction and is marked dirty after {applied} statement(s); fix the file and run `instar up` to resume after them, or undo them by hand and run `instar repair`"
+            ),
+            Aftermath::Restored { backup } => write!(
+                f,
+                "the database was restored from backup {backup}, as it was before the run"
+            ),
+        }
+    }
+}
+
+/// Everything that can go wrong talking to a database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The migrations or the plan are invalid.
+    #[error(transparent)]
+    Core(#[from] instar_core::Error),
+    /// The database URL cannot be used.
+    #[error("invalid database URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL, password removed.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Connecting failed.
+    #[error("cannot connect to {url}: {message}")]
+    Connect {
+        /// The URL, password removed.
+        url: String,
+        /// The driver's message.
+        message: String,
+    },
+    /// A query of Instar's own failed.
+    #[error("{context}: {message}")]
+    Query {
+        /// What Instar was doing.
+        context: String,
+        /// The database's message.
+        message: String,
+    },
+    /// Another run holds the migration lock.
+    #[error("another instar run holds the migration lock {lock:?}; waited {waited_secs:.1}s (--lock-timeout). Try again when it has finished")]
+    LockTimeout {
+        /// The lock's name.
+        lock: String,
+        /// Seconds waited.
+        waited_secs: f64,
+    },
+    /// A statement of a migration failed.
+    #[error("migration {version} failed at {}:{line}: {message}\n  statement: {statement}\n  {aftermath}", path.display())]
+    StatementFailed {
+        /// Version text.
+        version: String,
+        /// The script.
+        path: PathBuf,
+        /// 1-based line the statement starts on.
+        line: usize,
+        /// The statement (shortened).
+        statement: String,
+        /// The database's message.
+        message: String,
+        /// What state the database is in now.
+        aftermath: Aftermath,
+    },
+    /// A `checks.before` / `checks.after` query did not return true.
+    #[error("migration {version}: check {phase} failed: {check} returned {result}\n  {aftermath}")]
+    CheckFailed {
+        /// Version text.
+        version: String,
+        /// `before` or `after`.
+        phase: &'static str,
+        /// The query.
+        check: String,
+        /// What it returned.
+        result: String,
+        /// What state the database is in now.
+        aftermath: Aftermath,
+    },
+    /// A backup could not be taken or restored.
+    #[error("backup: {0}")]
+    Backup(String),
+    /// A request that cannot be honoured with this engine or these options.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    pub(crate) fn query(context: impl Into<String>, e: sqlx::Error) -> Self {
+        Error::Query {
+            context: context.into(),
+            message: db_message(&e),
+        }
+    }
+}
+
+/// The most useful text of a driver error (the server's message when there is one).
+pub(crate) fn db_message(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => d.message().to_string(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,72 @@
+//! SQLite: history DDL, and the run lock.
+//!
+//! The lock is an exclusive OS lock (`flock`) on a sidecar file next to the
+//! database (`<file>.instar-lock`). An exclusive *transaction* would also block
+//! the run's own per-migration commits; the sidecar lock excludes other runs
+//! only, and the kernel releases it when the process dies, so a killed run
+//! never leaves a stale lock.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use crate::engine::{quote_with, Engine};
+use crate::Error;
+
+pub(crate) struct Sqlite;
+
+impl Engine for Sqlite {
+    fn quote(&self, ident: &str) -> String {
+        quote_with(ident, '"')
+    }
+    fn placeholder(&self, _: usize) -> String {
+        "?".into()
+    }
+    fn history_ddl(&self, table: &str) -> Vec<String> {
+        vec![format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  version TEXT NOT NULL, name TEXT NOT NULL, event TEXT NOT NULL, direction TEXT NOT NULL,
+  kind TEXT NOT NULL, checksum TEXT, schema_version TEXT,
+  started_at TEXT NOT NULL, finished_at TEXT, duration_ms INTEGER,
+  statements_applied INTEGER NOT NULL, statements_total INTEGER NOT NULL, statement_hashes TEXT,
+  rows_affected INTEGER, error TEXT, failed_statement TEXT,
+  operator TEXT NOT NULL, tool_version TEXT NOT NULL, note TEXT)"
+        )]
+    }
+    fn table_exists_sql(&self) -> &'static str {
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? AND ? IS NOT NULL"
+    }
+    fn returning_id(&self) -> bool {
+        true
+    }
+    fn transactional_ddl(&self) -> bool {
+        true
+    }
+}
+
+/// The sidecar lock file of a database file.
+pub(crate) fn lock_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".instar-lock");
+    PathBuf::from(s)
+}
+
+/// Opens the sidecar lock file of `db`.
+pub(crate) fn open_lock(db: &Path) -> Result<File, Error> {
+    let path = lock_path(db);
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Backup(format!("cannot open lock file {}: {e}", path.display())))
+}
+
+/// Tries the exclusive lock on the sidecar file once.
+pub(crate) fn try_lock(file: &File) -> Result<bool, Error> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Backup(format!("cannot lock the lock file: {e}"))),
+    }
+}
