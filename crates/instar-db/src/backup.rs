@@ -4,7 +4,8 @@
 //!   integrity_check` on the copy. Restoring copies it back over the file.
 //! - PostgreSQL: `pg_dump --format=custom` when the client tools are on PATH;
 //!   restored with `pg_restore --clean --if-exists`. Runs are transactional, so
-//!   no automatic backup is taken.
+//!   no automatic backup is taken. Restoring drops and recreates the
+//!   database (`pg_restore --clean --create`, via the `postgres` database).
 //! - MySQL/MariaDB: `mysqldump --databases … --add-drop-database` (routines,
 //!   events and triggers included), taken automatically before a run because
 //!   MySQL cannot roll DDL back; restoring drops and recreates the database,
@@ -223,11 +224,21 @@ pub fn prune(dir: &Path, age: Duration) -> Result<Vec<BackupInfo>, Error> {
     Ok(removed)
 }
 
+/// Closes `db`'s connection, leaving a scratch in-memory one in its place until `reconnect`.
+async fn release_connection(db: &mut Db) -> Result<(), Error> {
+    let placeholder = AnyConnection::connect("sqlite::memory:").await.map_err(|e| Error::query("opening a scratch connection", e))?;
+    let old = std::mem::replace(&mut db.conn, placeholder);
+    let _ = old.close().await;
+    Ok(())
+}
+
 /// Restores backup `id` from `dir` over the database of `db`.
 ///
 /// # Warning
 /// Everything written to the database since the backup is lost. Stop the
-/// applications that use it first: a SQLite file is replaced under them.
+/// applications that use it first: a SQLite file is replaced under them, and
+/// a PostgreSQL or MySQL database is dropped and recreated from the dump
+/// (PostgreSQL refuses while other sessions are connected to it).
 pub async fn restore(db: &mut Db, dir: &Path, id: &str) -> Result<BackupInfo, Error> {
     let info = list(dir)?
         .into_iter()
@@ -240,9 +251,7 @@ pub async fn restore(db: &mut Db, dir: &Path, id: &str) -> Result<BackupInfo, Er
         Dialect::Sqlite => {
             let target = db.url.sqlite_path.clone().ok_or_else(|| Error::Backup("cannot restore into an in-memory database".into()))?;
             // Close our connection so no handle points at the file being replaced.
-            let placeholder = AnyConnection::connect("sqlite::memory:").await.map_err(|e| Error::query("opening a scratch connection", e))?;
-            let old = std::mem::replace(&mut db.conn, placeholder);
-            let _ = old.close().await;
+            release_connection(db).await?;
             for suffix in ["-wal", "-shm", "-journal"] {
                 let mut p = target.as_os_str().to_owned();
                 p.push(suffix);
@@ -251,8 +260,15 @@ pub async fn restore(db: &mut Db, dir: &Path, id: &str) -> Result<BackupInfo, Er
             std::fs::copy(&info.path, &target).map_err(|e| Error::Backup(format!("cannot copy {} to {}: {e}", info.path.display(), target.display())))?;
         }
         Dialect::Postgres => {
+            // Drop and recreate the database from the dump, so objects created
+            // after the backup go too; that needs our own session closed.
+            release_connection(db).await?;
+            let mut maintenance = url::Url::parse(&db.url.driver_url).map_err(|e| Error::Backup(e.to_string()))?;
+            maintenance.set_path("/postgres");
             let mut cmd = Command::new("pg_restore");
-            cmd.args(["--clean", "--if-exists", "--single-transaction", "--no-owner", "--dbname"]).arg(&db.url.driver_url).arg(&info.path);
+            cmd.args(["--clean", "--create", "--if-exists", "--no-owner", "--exit-on-error", "--dbname"])
+                .arg(maintenance.as_str())
+                .arg(&info.path);
             run_tool(cmd, "pg_restore", None)?;
         }
         Dialect::MySql => {

@@ -29,7 +29,7 @@ impl std::fmt::Display for Aftermath {
             ),
             Aftermath::Restored { backup } => write!(
                 f,
-                "the database was restored from backup {backup}, as it was before the run"
+                "the database was restored from backup {backup}, exactly as it was before this run (migrations this run had applied are undone too; run `instar up` again once the file is fixed)"
             ),
         }
     }
