@@ -15,20 +15,37 @@ mod scaffold;
 pub async fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;
     let mut out = Out::new(g.format, g.quiet, g.verbose);
-    if let Command::Init { dir, example, up, layout } = &cli.command {
+    if let Command::Init {
+        dir,
+        example,
+        up,
+        layout,
+    } = &cli.command
+    {
         scaffold::init(dir, *example, *layout, &out)?;
         if !*up {
             return Ok(0);
         }
-        std::env::set_current_dir(dir).with_context(|| format!("cannot enter {}", dir.display()))?;
+        std::env::set_current_dir(dir)
+            .with_context(|| format!("cannot enter {}", dir.display()))?;
     }
     let settings = config::resolve(g)?;
     match cli.command {
         Command::Init { .. } => up(&settings, None, &RunArgs::default(), &mut out).await,
-        Command::New { name, reversible, layout } => scaffold::new(&settings, &name.join("_"), reversible, layout, &out),
-        Command::Status { require, check } => status(&settings, require.as_deref(), check, &out).await,
+        Command::New {
+            name,
+            reversible,
+            layout,
+        } => scaffold::new(&settings, &name.join("_"), reversible, layout, &out),
+        Command::Status { require, check } => {
+            status(&settings, require.as_deref(), check, &out).await
+        }
         Command::Plan { to, down, steps } => {
-            let target = if down { Target::Down { to, steps } } else { Target::Up { to } };
+            let target = if down {
+                Target::Down { to, steps }
+            } else {
+                Target::Up { to }
+            };
             plan(&settings, target, &out).await
         }
         Command::Up { to, run } => up(&settings, to, &run, &mut out).await,
@@ -39,15 +56,25 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let source = read_source(&settings, &out)?;
             let mut db = connect(&settings).await?;
             runner::baseline(&mut db, &source, &version, note, settings.lock_timeout).await?;
-            out.line(format!("baseline recorded: migrations up to {version} count as applied"));
+            out.line(format!(
+                "baseline recorded: migrations up to {version} count as applied"
+            ));
             out.json(&serde_json::json!({ "baseline": version }));
             db.close().await?;
             Ok(0)
         }
-        Command::Repair { accept_checksums, mark_applied, reason } => {
+        Command::Repair {
+            accept_checksums,
+            mark_applied,
+            reason,
+        } => {
             let source = read_source(&settings, &out)?;
             let mut db = connect(&settings).await?;
-            let opts = RepairOptions { accept_checksums, mark_applied, reason };
+            let opts = RepairOptions {
+                accept_checksums,
+                mark_applied,
+                reason,
+            };
             let done = runner::repair(&mut db, &source, &opts, settings.lock_timeout).await?;
             if done.is_empty() {
                 out.line("nothing to repair");
@@ -61,9 +88,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Backup => {
             let mut db = connect(&settings).await?;
-            let info = backup::take(&mut db, &settings.backup_dir, "manual (instar backup)").await?;
+            let info =
+                backup::take(&mut db, &settings.backup_dir, "manual (instar backup)").await?;
             if let Some(b) = &info {
-                out.line(format!("backup {} taken: {} ({} bytes)", b.id, b.path.display(), b.size_bytes));
+                out.line(format!(
+                    "backup {} taken: {} ({} bytes)",
+                    b.id,
+                    b.path.display(),
+                    b.size_bytes
+                ));
             }
             out.json(&info);
             db.close().await?;
@@ -71,8 +104,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Backups { prune, older_than } => {
             let list = if prune {
-                let removed = backup::prune(&settings.backup_dir, config::parse_duration(&older_than)?)?;
-                out.line(format!("{} backup(s) older than {older_than} deleted", removed.len()));
+                let removed =
+                    backup::prune(&settings.backup_dir, config::parse_duration(&older_than)?)?;
+                out.line(format!(
+                    "{} backup(s) older than {older_than} deleted",
+                    removed.len()
+                ));
                 removed
             } else {
                 backup::list(&settings.backup_dir)?
@@ -82,7 +119,14 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     out.line(format!("no backups in {}", settings.backup_dir.display()));
                 }
                 for b in &list {
-                    out.line(format!("{}  {:<8} {:>12} bytes  {}  {}", b.id, b.method, b.size_bytes, b.reason, b.path.display()));
+                    out.line(format!(
+                        "{}  {:<8} {:>12} bytes  {}  {}",
+                        b.id,
+                        b.method,
+                        b.size_bytes,
+                        b.reason,
+                        b.path.display()
+                    ));
                 }
             }
             out.json(&list);
@@ -93,11 +137,17 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 bail!("restoring replaces the database and loses everything written since backup {id}; add --force to do it");
             }
             let mut db = connect(&settings).await?;
-            db.lock(settings.lock_timeout, || eprintln!("waiting for the migration lock…")).await?;
+            db.lock(settings.lock_timeout, || {
+                eprintln!("waiting for the migration lock…")
+            })
+            .await?;
             let r = backup::restore(&mut db, &settings.backup_dir, &id).await;
             db.unlock().await?;
             let info = r?;
-            out.line(format!("restored backup {} (taken {})", info.id, info.created_at));
+            out.line(format!(
+                "restored backup {} (taken {})",
+                info.id, info.created_at
+            ));
             out.json(&info);
             db.close().await?;
             Ok(0)
@@ -139,12 +189,21 @@ async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &O
     let mut db = connect(settings).await?;
     let (st, state) = runner::status(&mut db, &source).await?;
     db.close().await?;
-    let pending = st.migrations.iter().filter(|m| m.standing == Standing::Pending).count();
+    let pending = st
+        .migrations
+        .iter()
+        .filter(|m| m.standing == Standing::Pending)
+        .count();
     let mut code = 0;
     let mut unmet = None;
     if let Some(req) = require {
-        let req = semver::VersionReq::parse(req).with_context(|| format!("--require {req:?} is not a semver requirement"))?;
-        let ok = st.schema_version.as_deref().and_then(|v| semver::Version::parse(v).ok()).is_some_and(|v| req.matches(&v));
+        let req = semver::VersionReq::parse(req)
+            .with_context(|| format!("--require {req:?} is not a semver requirement"))?;
+        let ok = st
+            .schema_version
+            .as_deref()
+            .and_then(|v| semver::Version::parse(v).ok())
+            .is_some_and(|v| req.matches(&v));
         if !ok {
             unmet = Some(format!(
                 "schema version {} does not satisfy {req}",
@@ -165,9 +224,20 @@ async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &O
         );
         for m in &st.migrations {
             let standing = format!("{:?}", m.standing).to_lowercase();
-            println!("  {standing:<9} {:<24} {:<30} {}", m.version, m.name, m.applied_at.as_deref().unwrap_or(""));
+            println!(
+                "  {standing:<9} {:<24} {:<30} {}",
+                m.version,
+                m.name,
+                m.applied_at.as_deref().unwrap_or("")
+            );
         }
-        println!("{} applied, {pending} pending", st.migrations.iter().filter(|m| m.standing == Standing::Applied).count());
+        println!(
+            "{} applied, {pending} pending",
+            st.migrations
+                .iter()
+                .filter(|m| m.standing == Standing::Applied)
+                .count()
+        );
         for p in &st.problems {
             println!("problem: {p}");
         }
@@ -195,7 +265,10 @@ async fn validate(settings: &Settings, out: &Out) -> Result<i32> {
         out.line(format!("problem: {p}"));
     }
     if st.problems.is_empty() {
-        out.line(format!("{} migrations valid; history consistent", source.migrations.len()));
+        out.line(format!(
+            "{} migrations valid; history consistent",
+            source.migrations.len()
+        ));
     }
     out.json(&serde_json::json!({ "valid": st.problems.is_empty(), "problems": st.problems }));
     Ok(if st.problems.is_empty() { 0 } else { 1 })
@@ -210,13 +283,26 @@ fn print_plan(steps: &[PlannedStep], out: &Out) {
         println!("-- nothing to do");
     }
     for s in steps {
-        let tx = if s.transaction { "in a transaction" } else { "statement by statement, no transaction" };
-        println!("-- {} {} {} ({}, {tx})", s.direction.as_str(), s.version, s.name, s.path.display());
+        let tx = if s.transaction {
+            "in a transaction"
+        } else {
+            "statement by statement, no transaction"
+        };
+        println!(
+            "-- {} {} {} ({}, {tx})",
+            s.direction.as_str(),
+            s.version,
+            s.name,
+            s.path.display()
+        );
         if let Some(why) = &s.sent_whole {
             println!("-- sent whole: {why}");
         }
         if s.resume_from > 0 {
-            println!("-- resuming: statements 1-{} already applied", s.resume_from);
+            println!(
+                "-- resuming: statements 1-{} already applied",
+                s.resume_from
+            );
         }
         for st in s.statements.iter().skip(s.resume_from) {
             println!("-- line {}\n{};", st.line, st.sql);
@@ -228,13 +314,24 @@ fn print_plan(steps: &[PlannedStep], out: &Out) {
 async fn plan(settings: &Settings, target: Target, out: &Out) -> Result<i32> {
     let source = read_source(settings, out)?;
     let mut db = connect(settings).await?;
-    let steps = runner::preview(&mut db, &source, target, &run_options(settings, &RunArgs::default())).await?;
+    let steps = runner::preview(
+        &mut db,
+        &source,
+        target,
+        &run_options(settings, &RunArgs::default()),
+    )
+    .await?;
     db.close().await?;
     print_plan(&steps, out);
     Ok(0)
 }
 
-async fn execute(settings: &Settings, target: Target, args: &RunArgs, out: &mut Out) -> Result<i32> {
+async fn execute(
+    settings: &Settings,
+    target: Target,
+    args: &RunArgs,
+    out: &mut Out,
+) -> Result<i32> {
     let source = read_source(settings, out)?;
     let mut db = connect(settings).await?;
     let opts = run_options(settings, args);
@@ -259,7 +356,13 @@ async fn up(settings: &Settings, to: Option<String>, args: &RunArgs, out: &mut O
     execute(settings, Target::Up { to }, args, out).await
 }
 
-async fn down(settings: &Settings, to: Option<String>, steps: Option<usize>, args: &RunArgs, out: &mut Out) -> Result<i32> {
+async fn down(
+    settings: &Settings,
+    to: Option<String>,
+    steps: Option<usize>,
+    args: &RunArgs,
+    out: &mut Out,
+) -> Result<i32> {
     execute(settings, Target::Down { to, steps }, args, out).await
 }
 
@@ -273,7 +376,12 @@ async fn history(settings: &Settings, out: &Out) -> Result<i32> {
             println!("no history yet");
         }
         for r in &rows {
-            let extra = r.error.as_deref().or(r.note.as_deref()).map(|e| format!("  {e}")).unwrap_or_default();
+            let extra = r
+                .error
+                .as_deref()
+                .or(r.note.as_deref())
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default();
             println!(
                 "{:>5} {}  {:<8} {:<4} {:<20} {:<24} {:>6} ms  {}/{} stmts  {}{extra}",
                 r.id,

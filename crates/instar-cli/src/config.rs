@@ -59,9 +59,13 @@ pub struct Settings {
 /// Parses `500ms`, `30s`, `5m`, `12h`, `30d` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().with_context(|| format!("invalid duration {s:?} (try 30s, 5m, 30d)"))?;
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("invalid duration {s:?} (try 30s, 5m, 30d)"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -85,9 +89,15 @@ pub fn load(global: &Global) -> Result<(FileConfig, PathBuf)> {
         }
         return Ok((FileConfig::default(), PathBuf::from(".")));
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let cfg: FileConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
-    let root = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let cfg: FileConfig = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+    let root = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     Ok((cfg, root))
 }
 
@@ -109,23 +119,38 @@ pub fn resolve(global: &Global) -> Result<Settings> {
         db.history_table = t;
     }
     db.history_schema = cfg.database.history_schema;
-    let migrations = global.migrations.clone().unwrap_or_else(|| root.join(cfg.migrations.dir.unwrap_or_else(|| "migrations".into())));
+    let migrations = global
+        .migrations
+        .clone()
+        .unwrap_or_else(|| root.join(cfg.migrations.dir.unwrap_or_else(|| "migrations".into())));
     let layout = match cfg.migrations.layout.as_deref() {
         None => None,
         Some("instar") => Some(instar_core::Layout::Instar),
         Some("diesel") => Some(instar_core::Layout::Diesel),
         Some("sqlx") => Some(instar_core::Layout::Sqlx),
         Some("flyway") => Some(instar_core::Layout::Flyway),
-        Some(other) => bail!("instar.toml: unknown layout {other:?} (instar, diesel, sqlx or flyway)"),
+        Some(other) => {
+            bail!("instar.toml: unknown layout {other:?} (instar, diesel, sqlx or flyway)")
+        }
     };
-    let lock_timeout = parse_duration(global.lock_timeout.as_deref().or(cfg.run.lock_timeout.as_deref()).unwrap_or("60s"))?;
+    let lock_timeout = parse_duration(
+        global
+            .lock_timeout
+            .as_deref()
+            .or(cfg.run.lock_timeout.as_deref())
+            .unwrap_or("60s"),
+    )?;
     Ok(Settings {
         db,
         migrations,
         layout,
         lock_timeout,
         backup: cfg.run.backup.unwrap_or(true),
-        backup_dir: root.join(cfg.run.backup_dir.unwrap_or_else(|| PathBuf::from(".instar/backups"))),
+        backup_dir: root.join(
+            cfg.run
+                .backup_dir
+                .unwrap_or_else(|| PathBuf::from(".instar/backups")),
+        ),
     })
 }
 
@@ -136,7 +161,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86400));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_duration("5 parsecs").is_err());

@@ -14,7 +14,9 @@ use clap::Parser;
 fn main() {
     let cli = args::Cli::parse();
     let json = cli.global.format == args::Format::Json;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let code = match runtime {
         Ok(rt) => match rt.block_on(commands::run(cli)) {
             Ok(code) => code,

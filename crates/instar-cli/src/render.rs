@@ -51,7 +51,10 @@ impl Out {
     /// The command's JSON document (JSON mode only).
     pub fn json(&self, v: &impl Serialize) {
         if !self.human() {
-            println!("{}", serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
+            println!(
+                "{}",
+                serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+            );
         }
     }
 
@@ -81,11 +84,21 @@ impl EventSink for Out {
             return;
         }
         match e {
-            Event::LockWaiting { lock } => eprintln!("waiting for another instar run to release the lock on {lock}…"),
-            Event::LockAcquired { waited_ms } if *waited_ms > 0 => eprintln!("lock acquired after {waited_ms} ms"),
+            Event::LockWaiting { lock } => {
+                eprintln!("waiting for another instar run to release the lock on {lock}…")
+            }
+            Event::LockAcquired { waited_ms } if *waited_ms > 0 => {
+                eprintln!("lock acquired after {waited_ms} ms")
+            }
             Event::BackupTaken { id, path } => println!("backup {id} taken ({path})"),
             Event::BackupRestored { id } => println!("restored backup {id}"),
-            Event::MigrationStarted { version, name, direction, resumed_from, statements } => {
+            Event::MigrationStarted {
+                version,
+                name,
+                direction,
+                resumed_from,
+                statements,
+            } => {
                 let resume = if *resumed_from > 0 {
                     format!(" (resuming after statement {resumed_from} of {statements})")
                 } else {
@@ -93,15 +106,26 @@ impl EventSink for Out {
                 };
                 if self.tty {
                     let s = ProgressBar::new_spinner();
-                    s.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner()));
-                    s.set_message(format!("{} {version} {name}{resume}", Self::verb(*direction)));
+                    s.set_style(
+                        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    s.set_message(format!(
+                        "{} {version} {name}{resume}",
+                        Self::verb(*direction)
+                    ));
                     s.enable_steady_tick(Duration::from_millis(120));
                     self.spinner = Some(s);
                 } else if self.verbose || !resume.is_empty() {
                     println!("{} {version} {name}{resume}", Self::verb(*direction));
                 }
             }
-            Event::StatementStarted { version, line, summary, .. } => {
+            Event::StatementStarted {
+                version,
+                line,
+                summary,
+                ..
+            } => {
                 if let Some(s) = &self.spinner {
                     s.set_message(format!("{version} line {line}: {summary}"));
                 }
@@ -109,16 +133,28 @@ impl EventSink for Out {
                     eprintln!("  line {line}: {summary}");
                 }
             }
-            Event::MigrationFinished { version, direction, duration_ms, .. } => {
+            Event::MigrationFinished {
+                version,
+                direction,
+                duration_ms,
+                ..
+            } => {
                 self.finish_spinner();
-                let done = if *direction == Direction::Up { "applied" } else { "reverted" };
+                let done = if *direction == Direction::Up {
+                    "applied"
+                } else {
+                    "reverted"
+                };
                 println!("{done} {version} ({duration_ms} ms)");
             }
             Event::MigrationFailed { version, .. } => {
                 self.finish_spinner();
                 eprintln!("FAILED {version}");
             }
-            Event::RunFinished { migrations, duration_ms } => println!("{migrations} migration(s) in {duration_ms} ms"),
+            Event::RunFinished {
+                migrations,
+                duration_ms,
+            } => println!("{migrations} migration(s) in {duration_ms} ms"),
             _ => {}
         }
     }

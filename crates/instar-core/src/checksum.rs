@@ -24,7 +24,10 @@ pub fn normalise(bytes: &[u8]) -> Result<String, usize> {
 
 /// `sha256:<hex>` of already-normalised text.
 pub fn checksum(normalised: &str) -> String {
-    format!("{ALGORITHM}:{}", hex(&Sha256::digest(normalised.as_bytes())))
+    format!(
+        "{ALGORITHM}:{}",
+        hex(&Sha256::digest(normalised.as_bytes()))
+    )
 }
 
 /// A short (16 hex digit) hash of one statement, used to check that the
@@ -35,10 +38,12 @@ pub fn statement_hash(sql: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]

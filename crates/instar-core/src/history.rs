@@ -213,7 +213,10 @@ pub fn derive(rows: &[HistoryRow]) -> State {
                         name: r.name.clone(),
                         checksum: r.checksum.clone(),
                         schema_version: r.schema_version.clone(),
-                        applied_at: r.finished_at.clone().unwrap_or_else(|| r.started_at.clone()),
+                        applied_at: r
+                            .finished_at
+                            .clone()
+                            .unwrap_or_else(|| r.started_at.clone()),
                         row_id: r.id,
                     },
                 );

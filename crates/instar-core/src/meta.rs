@@ -89,8 +89,14 @@ mod tests {
 
     #[test]
     fn header_directives() {
-        assert!(header_no_transaction("-- instar:no-transaction\nCREATE INDEX CONCURRENTLY i ON t(x);"));
-        assert!(header_no_transaction("\n-- a comment\n-- no-transaction\nSELECT 1;"));
-        assert!(!header_no_transaction("SELECT 1;\n-- instar:no-transaction"));
+        assert!(header_no_transaction(
+            "-- instar:no-transaction\nCREATE INDEX CONCURRENTLY i ON t(x);"
+        ));
+        assert!(header_no_transaction(
+            "\n-- a comment\n-- no-transaction\nSELECT 1;"
+        ));
+        assert!(!header_no_transaction(
+            "SELECT 1;\n-- instar:no-transaction"
+        ));
     }
 }

@@ -214,7 +214,9 @@ fn find<'a>(migrations: &'a [Migration], text: &str) -> Option<(usize, &'a Migra
 }
 
 fn baselined(m: &Migration, state: &State) -> bool {
-    let Some(b) = &state.baseline else { return false };
+    let Some(b) = &state.baseline else {
+        return false;
+    };
     !m.is_repeatable() && Version::parse(b, m.layout).is_some_and(|b| m.version <= b)
 }
 
@@ -223,7 +225,11 @@ pub fn status(migrations: &[Migration], state: &State, dialect: Dialect) -> Stat
     let mut problems = Vec::new();
     // Applied versions with no file: newer than every file, or missing in between.
     let layout = migrations.first().map_or(Layout::Instar, |m| m.layout);
-    let newest_file = migrations.iter().filter(|m| !m.is_repeatable()).map(|m| &m.version).max();
+    let newest_file = migrations
+        .iter()
+        .filter(|m| !m.is_repeatable())
+        .map(|m| &m.version)
+        .max();
     let mut newer = Vec::new();
     for a in state.applied.values() {
         if find(migrations, &a.version).is_some() || a.version.starts_with("R__") {
@@ -281,7 +287,10 @@ pub fn status(migrations: &[Migration], state: &State, dialect: Dialect) -> Stat
         } else {
             Standing::Pending
         };
-        if matches!(standing, Standing::Applied | Standing::Diverged | Standing::Outdated) {
+        if matches!(
+            standing,
+            Standing::Applied | Standing::Diverged | Standing::Outdated
+        ) {
             if let Some(sv) = applied.and_then(|a| a.schema_version.clone()) {
                 schema_version = Some(sv);
             }
@@ -320,7 +329,11 @@ fn dirty_problem(d: &crate::history::DirtyMigration, why: String) -> Problem {
 
 /// The statement index a dirty migration resumes from, if its already-applied
 /// statements are unchanged in the file.
-pub fn resume_point(m: &Migration, d: &crate::history::DirtyMigration, dialect: Dialect) -> Result<usize, String> {
+pub fn resume_point(
+    m: &Migration,
+    d: &crate::history::DirtyMigration,
+    dialect: Dialect,
+) -> Result<usize, String> {
     let done = usize::try_from(d.statements_applied).unwrap_or(0);
     if done == 0 {
         return Ok(0);
@@ -333,7 +346,10 @@ pub fn resume_point(m: &Migration, d: &crate::history::DirtyMigration, dialect: 
         return Err("the script can no longer be split into statements".into());
     };
     if stmts.len() < done || d.statement_hashes.len() < done {
-        return Err(format!("the script now has {} statements, fewer than the {done} already applied", stmts.len()));
+        return Err(format!(
+            "the script now has {} statements, fewer than the {done} already applied",
+            stmts.len()
+        ));
     }
     for (i, s) in stmts.iter().take(done).enumerate() {
         if statement_hash(&s.sql) != d.statement_hashes[i] {
@@ -365,10 +381,18 @@ pub fn plan(migrations: &[Migration], state: &State, opts: &PlanOptions) -> Resu
         Target::Down { .. } => Direction::Down,
     };
     for d in state.dirty.values() {
-        if d.direction != direction && !problems.iter().any(|p| matches!(p, Problem::Dirty { version, .. } if *version == d.version)) {
+        if d.direction != direction
+            && !problems
+                .iter()
+                .any(|p| matches!(p, Problem::Dirty { version, .. } if *version == d.version))
+        {
             problems.push(dirty_problem(
                 d,
-                format!("it was running {}; run `instar {}` to resume it", d.direction.as_str(), d.direction.as_str()),
+                format!(
+                    "it was running {}; run `instar {}` to resume it",
+                    d.direction.as_str(),
+                    d.direction.as_str()
+                ),
             ));
         }
     }
@@ -381,9 +405,18 @@ pub fn plan(migrations: &[Migration], state: &State, opts: &PlanOptions) -> Resu
     }
 }
 
-fn plan_up(migrations: &[Migration], state: &State, opts: &PlanOptions, to: Option<&str>) -> Result<Plan, Error> {
+fn plan_up(
+    migrations: &[Migration],
+    state: &State,
+    opts: &PlanOptions,
+    to: Option<&str>,
+) -> Result<Plan, Error> {
     let limit = to
-        .map(|t| find(migrations, t).map(|(_, m)| m.version.clone()).ok_or_else(|| Error::UnknownVersion(t.into())))
+        .map(|t| {
+            find(migrations, t)
+                .map(|(_, m)| m.version.clone())
+                .ok_or_else(|| Error::UnknownVersion(t.into()))
+        })
         .transpose()?;
     let newest_applied = migrations
         .iter()
@@ -395,7 +428,8 @@ fn plan_up(migrations: &[Migration], state: &State, opts: &PlanOptions, to: Opti
     for (index, m) in migrations.iter().enumerate() {
         let key = m.version.as_str();
         if m.is_repeatable() {
-            let current = state.applied.get(key).and_then(|a| a.checksum.as_deref()) == Some(m.checksum.as_str());
+            let current = state.applied.get(key).and_then(|a| a.checksum.as_deref())
+                == Some(m.checksum.as_str());
             if limit.is_none() && !current {
                 steps.push(step(index, m, Direction::Up, 0, None));
             }
@@ -405,7 +439,9 @@ fn plan_up(migrations: &[Migration], state: &State, opts: &PlanOptions, to: Opti
             continue;
         }
         if let Some(d) = state.dirty.get(key) {
-            let from = resume_point(m, d, opts.dialect).map_err(|why| Error::Validation { problems: vec![dirty_problem(d, why)] })?;
+            let from = resume_point(m, d, opts.dialect).map_err(|why| Error::Validation {
+                problems: vec![dirty_problem(d, why)],
+            })?;
             steps.push(step(index, m, Direction::Up, from, Some(d.row_id)));
             continue;
         }
@@ -438,9 +474,17 @@ fn plan_down(
     steps_wanted: Option<usize>,
 ) -> Result<Plan, Error> {
     let stop = to
-        .map(|t| find(migrations, t).map(|(i, _)| i).ok_or_else(|| Error::UnknownVersion(t.into())))
+        .map(|t| {
+            find(migrations, t)
+                .map(|(i, _)| i)
+                .ok_or_else(|| Error::UnknownVersion(t.into()))
+        })
         .transpose()?;
-    let max = if to.is_some() { usize::MAX } else { steps_wanted.unwrap_or(1) };
+    let max = if to.is_some() {
+        usize::MAX
+    } else {
+        steps_wanted.unwrap_or(1)
+    };
     let mut steps = Vec::new();
     for (index, m) in migrations.iter().enumerate().rev() {
         if steps.len() >= max {
@@ -462,7 +506,9 @@ fn plan_down(
         }
         match dirty {
             Some(d) => {
-                let from = resume_point(m, d, opts.dialect).map_err(|why| Error::Validation { problems: vec![dirty_problem(d, why)] })?;
+                let from = resume_point(m, d, opts.dialect).map_err(|why| Error::Validation {
+                    problems: vec![dirty_problem(d, why)],
+                })?;
                 steps.push(step(index, m, Direction::Down, from, Some(d.row_id)));
             }
             None => steps.push(step(index, m, Direction::Down, 0, None)),
@@ -471,7 +517,13 @@ fn plan_down(
     Ok(Plan { steps })
 }
 
-fn step(index: usize, m: &Migration, direction: Direction, resume_from: usize, resume_row: Option<i64>) -> Step {
+fn step(
+    index: usize,
+    m: &Migration,
+    direction: Direction,
+    resume_from: usize,
+    resume_row: Option<i64>,
+) -> Step {
     Step {
         index,
         version: m.version.to_string(),

@@ -193,9 +193,9 @@ fn classify(path: &Path, file_name: &str, is_dir: bool) -> Result<Option<(Family
     let first = stem.chars().next().unwrap_or(' ');
     let second_digit = stem[first.len_utf8()..].starts_with(|c: char| c.is_ascii_digit());
     if (first == 'V' || first == 'U') && second_digit || stem.starts_with("R__") {
-        let (version, name) = stem[1..]
-            .split_once("__")
-            .ok_or_else(|| malformed("Flyway names are V<version>__<name>.sql (two underscores)"))?;
+        let (version, name) = stem[1..].split_once("__").ok_or_else(|| {
+            malformed("Flyway names are V<version>__<name>.sql (two underscores)")
+        })?;
         let part = match first {
             'V' => Part::Up,
             'U' => Part::Down,
@@ -267,8 +267,17 @@ fn parse_version(f: &Found, layout: Layout) -> Result<Version, Error> {
     })
 }
 
-fn build(version: Version, name: String, layout: Layout, up: Script, down: Option<Script>, meta: Meta, tx: bool) -> Migration {
-    let transaction = tx && meta.transaction != Some(false) && !meta::header_no_transaction(&up.sql);
+fn build(
+    version: Version,
+    name: String,
+    layout: Layout,
+    up: Script,
+    down: Option<Script>,
+    meta: Meta,
+    tx: bool,
+) -> Migration {
+    let transaction =
+        tx && meta.transaction != Some(false) && !meta::header_no_transaction(&up.sql);
     Migration {
         checksum: checksum::checksum(&up.sql),
         version,
@@ -281,13 +290,20 @@ fn build(version: Version, name: String, layout: Layout, up: Script, down: Optio
     }
 }
 
-fn read_folders(folders: Vec<Found>, layout: Layout, notes: &mut Vec<String>) -> Result<Vec<Migration>, Error> {
+fn read_folders(
+    folders: Vec<Found>,
+    layout: Layout,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Migration>, Error> {
     let mut out = Vec::new();
     for f in folders {
         let version = parse_version(&f, layout)?;
         let up = read_script(&f.path.join("up.sql"))?;
         let down_path = f.path.join("down.sql");
-        let down = down_path.is_file().then(|| read_script(&down_path)).transpose()?;
+        let down = down_path
+            .is_file()
+            .then(|| read_script(&down_path))
+            .transpose()?;
         let meta_path = f.path.join("migration.toml");
         let meta = if meta_path.is_file() {
             meta::read_meta(&meta_path)?
@@ -303,11 +319,25 @@ fn read_folders(folders: Vec<Found>, layout: Layout, notes: &mut Vec<String>) ->
         for entry in std::fs::read_dir(&f.path).map_err(|e| Error::io(&f.path, e))? {
             let entry = entry.map_err(|e| Error::io(&f.path, e))?;
             let n = entry.file_name().to_string_lossy().into_owned();
-            if !matches!(n.as_str(), "up.sql" | "down.sql" | "migration.toml" | "metadata.toml") {
-                notes.push(format!("ignored {}: not part of a migration", entry.path().display()));
+            if !matches!(
+                n.as_str(),
+                "up.sql" | "down.sql" | "migration.toml" | "metadata.toml"
+            ) {
+                notes.push(format!(
+                    "ignored {}: not part of a migration",
+                    entry.path().display()
+                ));
             }
         }
-        out.push(build(version, f.name, layout, up, down, meta, diesel_tx != Some(false)));
+        out.push(build(
+            version,
+            f.name,
+            layout,
+            up,
+            down,
+            meta,
+            diesel_tx != Some(false),
+        ));
     }
     Ok(out)
 }
@@ -320,8 +350,11 @@ fn duplicate(version: &Version, first: &Path, second: &Path) -> Error {
     }
 }
 
+/// A version, its name, and its forward and reverse scripts.
+type Paired = (Version, String, Script, Option<Script>);
+
 /// Groups up/down parts by version; refuses duplicates and orphaned down parts.
-fn pair(found: Vec<Found>, layout: Layout) -> Result<Vec<(Version, String, Script, Option<Script>)>, Error> {
+fn pair(found: Vec<Found>, layout: Layout) -> Result<Vec<Paired>, Error> {
     let mut ups: BTreeMap<Version, Found> = BTreeMap::new();
     let mut downs: BTreeMap<Version, Found> = BTreeMap::new();
     for f in found {
@@ -330,7 +363,11 @@ fn pair(found: Vec<Found>, layout: Layout) -> Result<Vec<(Version, String, Scrip
         } else {
             parse_version(&f, layout)?
         };
-        let map = if f.part == Part::Down { &mut downs } else { &mut ups };
+        let map = if f.part == Part::Down {
+            &mut downs
+        } else {
+            &mut ups
+        };
         if let Some(prev) = map.get(&version) {
             return Err(duplicate(&version, &prev.path, &f.path));
         }
@@ -341,13 +378,18 @@ fn pair(found: Vec<Found>, layout: Layout) -> Result<Vec<(Version, String, Scrip
         if !ups.contains_key(version) {
             return Err(Error::MalformedName {
                 path: d.path.clone(),
-                reason: format!("reverse script for version {version}, which has no forward script"),
+                reason: format!(
+                    "reverse script for version {version}, which has no forward script"
+                ),
             });
         }
     }
     for (version, f) in ups {
         let up = read_script(&f.path)?;
-        let down = downs.remove(&version).map(|d| read_script(&d.path)).transpose()?;
+        let down = downs
+            .remove(&version)
+            .map(|d| read_script(&d.path))
+            .transpose()?;
         out.push((version, f.name, up, down));
     }
     Ok(out)
@@ -355,7 +397,11 @@ fn pair(found: Vec<Found>, layout: Layout) -> Result<Vec<(Version, String, Scrip
 
 fn read_sqlx(found: Vec<Found>) -> Result<Vec<Migration>, Error> {
     for f in &found {
-        if f.part == Part::Simple && found.iter().any(|g| g.part != Part::Simple && g.version_text == f.version_text) {
+        if f.part == Part::Simple
+            && found
+                .iter()
+                .any(|g| g.part != Part::Simple && g.version_text == f.version_text)
+        {
             return Err(Error::MalformedName {
                 path: f.path.clone(),
                 reason: "a version has both a plain .sql file and .up.sql/.down.sql files".into(),
@@ -384,9 +430,14 @@ fn order(mut migrations: Vec<Migration>) -> Result<Vec<Migration>, Error> {
             return Err(duplicate(&w[0].version, &w[0].up.path, &w[1].up.path));
         }
     }
-    let (repeatable, versioned): (Vec<_>, Vec<_>) = migrations.into_iter().partition(|m| m.is_repeatable());
+    let (repeatable, versioned): (Vec<_>, Vec<_>) =
+        migrations.into_iter().partition(|m| m.is_repeatable());
     let n = versioned.len();
-    let index: HashMap<Version, usize> = versioned.iter().enumerate().map(|(i, m)| (m.version.clone(), i)).collect();
+    let index: HashMap<Version, usize> = versioned
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.version.clone(), i))
+        .collect();
     let mut deps: Vec<Vec<usize>> = Vec::with_capacity(n);
     for (i, m) in versioned.iter().enumerate() {
         let d = match &m.meta.depends_on {

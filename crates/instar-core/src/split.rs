@@ -178,7 +178,8 @@ impl<'a> Lexer<'a> {
             }
             b'#' if self.dialect == Dialect::MySql => self.skip_line(),
             b'/' if self.at(1) == b'*' => {
-                let keep = self.start.is_some() || (self.dialect == Dialect::MySql && self.at(2) == b'!');
+                let keep =
+                    self.start.is_some() || (self.dialect == Dialect::MySql && self.at(2) == b'!');
                 if keep {
                     self.begin_token();
                 }
@@ -278,7 +279,9 @@ impl<'a> Lexer<'a> {
                 self.advance(1);
             }
         }
-        Err(format!("unterminated block comment starting on line {line}"))
+        Err(format!(
+            "unterminated block comment starting on line {line}"
+        ))
     }
 
     fn quoted(&mut self, close: u8, backslash: bool) -> Result<(), String> {
@@ -316,8 +319,8 @@ impl<'a> Lexer<'a> {
         }
         let rest = &self.b[self.i + 1..];
         let tag_len = rest.iter().take_while(|&&c| is_ident(c)).count();
-        let valid_tag = rest.get(tag_len) == Some(&b'$')
-            && rest.first().is_none_or(|c| !c.is_ascii_digit());
+        let valid_tag =
+            rest.get(tag_len) == Some(&b'$') && rest.first().is_none_or(|c| !c.is_ascii_digit());
         if !valid_tag {
             self.advance(1);
             return Ok(());
@@ -337,7 +340,12 @@ impl<'a> Lexer<'a> {
 
     fn word(&mut self) {
         let s = self.i;
+        let custom = self.delimiter != ";";
         while self.i < self.b.len() && (is_ident(self.b[self.i]) || self.b[self.i] == b'$') {
+            // `END$$` after `DELIMITER $$`: the delimiter ends the word.
+            if custom && self.b[self.i..].starts_with(self.delimiter.as_bytes()) {
+                break;
+            }
             self.i += 1;
         }
         let w = self.src[s..self.i].to_ascii_uppercase();
@@ -351,7 +359,10 @@ impl<'a> Lexer<'a> {
             "BEGIN" | "CASE" => self.depth += 1,
             "END" => {
                 let next = self.peek_word();
-                if matches!(next.as_str(), "IF" | "LOOP" | "WHILE" | "REPEAT" | "CASE" | "FOR") {
+                if matches!(
+                    next.as_str(),
+                    "IF" | "LOOP" | "WHILE" | "REPEAT" | "CASE" | "FOR"
+                ) {
                     // `END IF` etc. close blocks that never opened a level; `END CASE`
                     // closes the level its `CASE` opened. Consume the word either way.
                     if next == "CASE" {
@@ -402,7 +413,10 @@ impl<'a> Lexer<'a> {
             Dialect::Postgres => &["FUNCTION", "PROCEDURE"],
             Dialect::MySql => &["TRIGGER", "PROCEDURE", "FUNCTION", "EVENT"],
         };
-        w.iter().skip(1).take(8).any(|x| kinds.contains(&x.as_str()))
+        w.iter()
+            .skip(1)
+            .take(8)
+            .any(|x| kinds.contains(&x.as_str()))
     }
 }
 
@@ -423,7 +437,10 @@ mod tests {
 
     #[test]
     fn splits_simple_statements_with_lines() {
-        let Split::Statements(s) = split("CREATE TABLE a (x int);\n\n-- c;\nINSERT INTO a VALUES (1);", Dialect::Sqlite) else {
+        let Split::Statements(s) = split(
+            "CREATE TABLE a (x int);\n\n-- c;\nINSERT INTO a VALUES (1);",
+            Dialect::Sqlite,
+        ) else {
             panic!()
         };
         assert_eq!(s.len(), 2);
@@ -445,6 +462,9 @@ mod tests {
 
     #[test]
     fn unterminated_string_is_whole() {
-        assert!(matches!(split("SELECT 'abc;", Dialect::Postgres), Split::Whole { .. }));
+        assert!(matches!(
+            split("SELECT 'abc;", Dialect::Postgres),
+            Split::Whole { .. }
+        ));
     }
 }

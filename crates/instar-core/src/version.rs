@@ -190,7 +190,10 @@ mod tests {
     fn diesel_orders_text_without_dashes() {
         assert!(v("10", Layout::Diesel) < v("2", Layout::Diesel));
         assert!(v("2018-01-14-171611", Layout::Diesel) < v("20180115000000", Layout::Diesel));
-        assert_eq!(v("2018-01-14", Layout::Diesel), v("20180114", Layout::Diesel));
+        assert_eq!(
+            v("2018-01-14", Layout::Diesel),
+            v("20180114", Layout::Diesel)
+        );
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub struct BackupInfo {
 }
 
 fn tool_exists(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
 }
 
 /// Whether an automatic backup is taken before a run on `db`.
@@ -59,7 +60,10 @@ pub(crate) fn wanted(db: &Db, any_non_transactional: bool) -> bool {
 }
 
 fn new_id(dir: &Path) -> String {
-    let stamp: String = time::now_rfc3339().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let stamp: String = time::now_rfc3339()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
     let mut id = stamp.clone();
     let mut n = 1;
     while dir.join(&id).exists() {
@@ -73,11 +77,14 @@ fn new_id(dir: &Path) -> String {
 pub async fn take(db: &mut Db, dir: &Path, reason: &str) -> Result<Option<BackupInfo>, Error> {
     let id = new_id(dir);
     let folder = dir.join(&id);
-    std::fs::create_dir_all(&folder).map_err(|e| Error::Backup(format!("cannot create {}: {e}", folder.display())))?;
+    std::fs::create_dir_all(&folder)
+        .map_err(|e| Error::Backup(format!("cannot create {}: {e}", folder.display())))?;
     let (method, path) = match db.dialect() {
         Dialect::Sqlite => {
             if db.url.sqlite_path.is_none() {
-                return Err(Error::Backup("an in-memory database cannot be backed up".into()));
+                return Err(Error::Backup(
+                    "an in-memory database cannot be backed up".into(),
+                ));
             }
             let path = folder.join("database.sqlite");
             sqlx::query("VACUUM INTO ?")
@@ -91,7 +98,11 @@ pub async fn take(db: &mut Db, dir: &Path, reason: &str) -> Result<Option<Backup
         Dialect::Postgres => {
             let path = folder.join("database.pgdump");
             let mut cmd = Command::new("pg_dump");
-            cmd.arg("--format=custom").arg("--file").arg(&path).arg("--dbname").arg(&db.url.driver_url);
+            cmd.arg("--format=custom")
+                .arg("--file")
+                .arg(&path)
+                .arg("--dbname")
+                .arg(&db.url.driver_url);
             run_tool(cmd, "pg_dump", None)?;
             ("pg_dump", path)
         }
@@ -100,9 +111,17 @@ pub async fn take(db: &mut Db, dir: &Path, reason: &str) -> Result<Option<Backup
             let parts = MySqlParts::parse(&db.url.driver_url)?;
             let mut cmd = Command::new("mysqldump");
             parts.args(&mut cmd);
-            cmd.args(["--single-transaction", "--routines", "--events", "--triggers", "--add-drop-database", "--databases"])
-                .arg(&parts.database);
-            let out = std::fs::File::create(&path).map_err(|e| Error::Backup(format!("{}: {e}", path.display())))?;
+            cmd.args([
+                "--single-transaction",
+                "--routines",
+                "--events",
+                "--triggers",
+                "--add-drop-database",
+                "--databases",
+            ])
+            .arg(&parts.database);
+            let out = std::fs::File::create(&path)
+                .map_err(|e| Error::Backup(format!("{}: {e}", path.display())))?;
             cmd.stdout(out);
             run_tool(cmd, "mysqldump", None)?;
             ("mysqldump", path)
@@ -119,37 +138,52 @@ pub async fn take(db: &mut Db, dir: &Path, reason: &str) -> Result<Option<Backup
         database: redact(&db.url.driver_url),
     };
     let manifest = serde_json::to_string_pretty(&info).map_err(|e| Error::Backup(e.to_string()))?;
-    std::fs::write(folder.join("manifest.json"), manifest).map_err(|e| Error::Backup(format!("{}: {e}", folder.display())))?;
+    std::fs::write(folder.join("manifest.json"), manifest)
+        .map_err(|e| Error::Backup(format!("{}: {e}", folder.display())))?;
     Ok(Some(info))
 }
 
 async fn check_sqlite_copy(path: &Path) -> Result<(), Error> {
     let url = format!("sqlite://{}?mode=ro", path.display());
-    let mut conn = AnyConnection::connect(&url).await.map_err(|e| Error::Backup(format!("cannot open the copy {}: {e}", path.display())))?;
+    let mut conn = AnyConnection::connect(&url)
+        .await
+        .map_err(|e| Error::Backup(format!("cannot open the copy {}: {e}", path.display())))?;
     let result: String = sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_one(&mut conn)
         .await
         .map_err(|e| Error::query("checking the copy", e))?;
     let _ = conn.close().await;
     if result != "ok" {
-        return Err(Error::Backup(format!("the copy {} failed its integrity check: {result}", path.display())));
+        return Err(Error::Backup(format!(
+            "the copy {} failed its integrity check: {result}",
+            path.display()
+        )));
     }
     Ok(())
 }
 
 fn run_tool(mut cmd: Command, name: &str, stdin: Option<&Path>) -> Result<(), Error> {
     if !tool_exists(name) {
-        return Err(Error::Backup(format!("{name} is not installed; install the database's client tools to back up this engine")));
+        return Err(Error::Backup(format!(
+            "{name} is not installed; install the database's client tools to back up this engine"
+        )));
     }
     if let Some(p) = stdin {
-        let f = std::fs::File::open(p).map_err(|e| Error::Backup(format!("{}: {e}", p.display())))?;
+        let f =
+            std::fs::File::open(p).map_err(|e| Error::Backup(format!("{}: {e}", p.display())))?;
         cmd.stdin(f);
     } else {
         cmd.stdin(Stdio::null());
     }
-    let out = cmd.stderr(Stdio::piped()).output().map_err(|e| Error::Backup(format!("cannot run {name}: {e}")))?;
+    let out = cmd
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Error::Backup(format!("cannot run {name}: {e}")))?;
     if !out.status.success() {
-        return Err(Error::Backup(format!("{name} failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(Error::Backup(format!(
+            "{name} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
@@ -169,7 +203,11 @@ impl MySqlParts {
             url: redact(u),
             reason: e.to_string(),
         })?;
-        let decode = |s: &str| url::form_urlencoded::parse(s.as_bytes()).map(|(k, v)| format!("{k}{v}")).collect::<String>();
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(s.as_bytes())
+                .map(|(k, v)| format!("{k}{v}"))
+                .collect::<String>()
+        };
         Ok(MySqlParts {
             host: url.host_str().unwrap_or("localhost").to_string(),
             port: url.port().unwrap_or(3306),
@@ -180,7 +218,9 @@ impl MySqlParts {
     }
 
     fn args(&self, cmd: &mut Command) {
-        cmd.arg(format!("--host={}", self.host)).arg(format!("--port={}", self.port)).arg("--protocol=tcp");
+        cmd.arg(format!("--host={}", self.host))
+            .arg(format!("--port={}", self.port))
+            .arg("--protocol=tcp");
         if !self.user.is_empty() {
             cmd.arg(format!("--user={}", self.user));
         }
@@ -198,7 +238,8 @@ pub fn list(dir: &Path) -> Result<Vec<BackupInfo>, Error> {
     for e in entries.flatten() {
         let manifest = e.path().join("manifest.json");
         if let Ok(text) = std::fs::read_to_string(&manifest) {
-            let info: BackupInfo = serde_json::from_str(&text).map_err(|err| Error::Backup(format!("{}: {err}", manifest.display())))?;
+            let info: BackupInfo = serde_json::from_str(&text)
+                .map_err(|err| Error::Backup(format!("{}: {err}", manifest.display())))?;
             out.push(info);
         }
     }
@@ -215,9 +256,12 @@ pub fn prune(dir: &Path, age: Duration) -> Result<Vec<BackupInfo>, Error> {
     let now = SystemTime::now();
     for b in list(dir)? {
         let folder = dir.join(&b.id);
-        let modified = std::fs::metadata(folder.join("manifest.json")).and_then(|m| m.modified()).unwrap_or(now);
+        let modified = std::fs::metadata(folder.join("manifest.json"))
+            .and_then(|m| m.modified())
+            .unwrap_or(now);
         if now.duration_since(modified).unwrap_or_default() > age {
-            std::fs::remove_dir_all(&folder).map_err(|e| Error::Backup(format!("cannot remove {}: {e}", folder.display())))?;
+            std::fs::remove_dir_all(&folder)
+                .map_err(|e| Error::Backup(format!("cannot remove {}: {e}", folder.display())))?;
             removed.push(b);
         }
     }
@@ -226,7 +270,9 @@ pub fn prune(dir: &Path, age: Duration) -> Result<Vec<BackupInfo>, Error> {
 
 /// Closes `db`'s connection, leaving a scratch in-memory one in its place until `reconnect`.
 async fn release_connection(db: &mut Db) -> Result<(), Error> {
-    let placeholder = AnyConnection::connect("sqlite::memory:").await.map_err(|e| Error::query("opening a scratch connection", e))?;
+    let placeholder = AnyConnection::connect("sqlite::memory:")
+        .await
+        .map_err(|e| Error::query("opening a scratch connection", e))?;
     let old = std::mem::replace(&mut db.conn, placeholder);
     let _ = old.close().await;
     Ok(())
@@ -240,16 +286,25 @@ async fn release_connection(db: &mut Db) -> Result<(), Error> {
 /// a PostgreSQL or MySQL database is dropped and recreated from the dump
 /// (PostgreSQL refuses while other sessions are connected to it).
 pub async fn restore(db: &mut Db, dir: &Path, id: &str) -> Result<BackupInfo, Error> {
-    let info = list(dir)?
-        .into_iter()
-        .find(|b| b.id == id)
-        .ok_or_else(|| Error::Backup(format!("no backup {id:?} in {}; `instar backups` lists them", dir.display())))?;
+    let info = list(dir)?.into_iter().find(|b| b.id == id).ok_or_else(|| {
+        Error::Backup(format!(
+            "no backup {id:?} in {}; `instar backups` lists them",
+            dir.display()
+        ))
+    })?;
     if info.dialect != db.dialect().to_string() {
-        return Err(Error::Backup(format!("backup {id} is of a {} database, this is {}", info.dialect, db.dialect())));
+        return Err(Error::Backup(format!(
+            "backup {id} is of a {} database, this is {}",
+            info.dialect,
+            db.dialect()
+        )));
     }
     match db.dialect() {
         Dialect::Sqlite => {
-            let target = db.url.sqlite_path.clone().ok_or_else(|| Error::Backup("cannot restore into an in-memory database".into()))?;
+            let target =
+                db.url.sqlite_path.clone().ok_or_else(|| {
+                    Error::Backup("cannot restore into an in-memory database".into())
+                })?;
             // Close our connection so no handle points at the file being replaced.
             release_connection(db).await?;
             for suffix in ["-wal", "-shm", "-journal"] {
@@ -257,18 +312,32 @@ pub async fn restore(db: &mut Db, dir: &Path, id: &str) -> Result<BackupInfo, Er
                 p.push(suffix);
                 let _ = std::fs::remove_file(PathBuf::from(p));
             }
-            std::fs::copy(&info.path, &target).map_err(|e| Error::Backup(format!("cannot copy {} to {}: {e}", info.path.display(), target.display())))?;
+            std::fs::copy(&info.path, &target).map_err(|e| {
+                Error::Backup(format!(
+                    "cannot copy {} to {}: {e}",
+                    info.path.display(),
+                    target.display()
+                ))
+            })?;
         }
         Dialect::Postgres => {
             // Drop and recreate the database from the dump, so objects created
             // after the backup go too; that needs our own session closed.
             release_connection(db).await?;
-            let mut maintenance = url::Url::parse(&db.url.driver_url).map_err(|e| Error::Backup(e.to_string()))?;
+            let mut maintenance =
+                url::Url::parse(&db.url.driver_url).map_err(|e| Error::Backup(e.to_string()))?;
             maintenance.set_path("/postgres");
             let mut cmd = Command::new("pg_restore");
-            cmd.args(["--clean", "--create", "--if-exists", "--no-owner", "--exit-on-error", "--dbname"])
-                .arg(maintenance.as_str())
-                .arg(&info.path);
+            cmd.args([
+                "--clean",
+                "--create",
+                "--if-exists",
+                "--no-owner",
+                "--exit-on-error",
+                "--dbname",
+            ])
+            .arg(maintenance.as_str())
+            .arg(&info.path);
             run_tool(cmd, "pg_restore", None)?;
         }
         Dialect::MySql => {

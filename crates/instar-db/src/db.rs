@@ -47,10 +47,18 @@ pub(crate) struct History<'a> {
 
 impl History<'_> {
     /// Appends `row` (its `id` is ignored) and returns the new row's id.
-    pub(crate) async fn insert(&self, conn: &mut AnyConnection, row: &HistoryRow) -> Result<i64, Error> {
+    pub(crate) async fn insert(
+        &self,
+        conn: &mut AnyConnection,
+        row: &HistoryRow,
+    ) -> Result<i64, Error> {
         let e = self.engine;
         let marks: Vec<String> = (1..=19).map(|n| e.placeholder(n)).collect();
-        let returning = if e.returning_id() { " RETURNING id" } else { "" };
+        let returning = if e.returning_id() {
+            " RETURNING id"
+        } else {
+            ""
+        };
         let sql = format!(
             "INSERT INTO {} ({HISTORY_COLUMNS}) VALUES ({}){returning}",
             self.table,
@@ -137,7 +145,11 @@ impl Db {
         let url = DbUrl::parse(&settings.url)?;
         let conn = open(&url).await?;
         let engine = engine(url.dialect);
-        let table = qualified(engine, settings.history_schema.as_deref(), &settings.history_table);
+        let table = qualified(
+            engine,
+            settings.history_schema.as_deref(),
+            &settings.history_table,
+        );
         let lock_name = match url.dialect {
             // GET_LOCK names are server-wide: include the database.
             Dialect::MySql => format!("instar:{}", url.driver_url.rsplit('/').next().unwrap_or("")),
@@ -209,7 +221,10 @@ impl Db {
 
     /// Every history row, oldest first; empty when the table does not exist yet.
     pub async fn read_history(&mut self) -> Result<Vec<HistoryRow>, Error> {
-        let sql = format!("SELECT id, {HISTORY_COLUMNS} FROM {} ORDER BY id", self.table);
+        let sql = format!(
+            "SELECT id, {HISTORY_COLUMNS} FROM {} ORDER BY id",
+            self.table
+        );
         let rows = match sqlx::query(&sql).fetch_all(&mut self.conn).await {
             Ok(rows) => rows,
             // One query on the hot path: only look for the table when the read fails.
@@ -223,14 +238,21 @@ impl Db {
     }
 
     /// Takes the run lock, waiting up to `timeout`; `waiting` is called once if it has to wait.
-    pub async fn lock(&mut self, timeout: Duration, waiting: impl FnMut()) -> Result<Duration, Error> {
+    pub async fn lock(
+        &mut self,
+        timeout: Duration,
+        waiting: impl FnMut(),
+    ) -> Result<Duration, Error> {
         let name = self.lock_name.clone();
         let waited = match self.url.dialect {
             Dialect::Sqlite => match self.url.sqlite_path.clone() {
                 Some(path) => {
                     let file = sqlite::open_lock(&path)?;
                     let label = sqlite::lock_path(&path).display().to_string();
-                    let w = crate::lock::poll(&label, timeout, waiting, async || sqlite::try_lock(&file)).await?;
+                    let w = crate::lock::poll(&label, timeout, waiting, async || {
+                        sqlite::try_lock(&file)
+                    })
+                    .await?;
                     self.lock_file = Some(file);
                     w
                 }
@@ -238,11 +260,17 @@ impl Db {
             },
             Dialect::Postgres => {
                 let conn = &mut self.conn;
-                crate::lock::poll(&name, timeout, waiting, async || postgres::try_lock(conn, &name).await).await?
+                crate::lock::poll(&name, timeout, waiting, async || {
+                    postgres::try_lock(conn, &name).await
+                })
+                .await?
             }
             Dialect::MySql => {
                 let conn = &mut self.conn;
-                crate::lock::poll(&name, timeout, waiting, async || mysql::try_lock(conn, &name).await).await?
+                crate::lock::poll(&name, timeout, waiting, async || {
+                    mysql::try_lock(conn, &name).await
+                })
+                .await?
             }
         };
         self.locked = true;
@@ -290,15 +318,20 @@ impl Db {
     /// Closes the connection, releasing the lock first.
     pub async fn close(mut self) -> Result<(), Error> {
         self.unlock().await?;
-        self.conn.close().await.map_err(|e| Error::query("closing the connection", e))
+        self.conn
+            .close()
+            .await
+            .map_err(|e| Error::query("closing the connection", e))
     }
 }
 
 async fn open(url: &DbUrl) -> Result<AnyConnection, Error> {
-    AnyConnection::connect(&url.driver_url).await.map_err(|e| Error::Connect {
-        url: redact(&url.driver_url),
-        message: db_message(&e),
-    })
+    AnyConnection::connect(&url.driver_url)
+        .await
+        .map_err(|e| Error::Connect {
+            url: redact(&url.driver_url),
+            message: db_message(&e),
+        })
 }
 
 fn decode_row(r: &AnyRow) -> Result<HistoryRow, Error> {
@@ -311,9 +344,17 @@ fn decode_row(r: &AnyRow) -> Result<HistoryRow, Error> {
             .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
             .map_err(|e| Error::query(ctx, e)),
     };
-    let s = |c: &str| os(c)?.ok_or_else(|| Error::Query { context: ctx.into(), message: format!("column {c} is NULL") });
+    let s = |c: &str| {
+        os(c)?.ok_or_else(|| Error::Query {
+            context: ctx.into(),
+            message: format!("column {c} is NULL"),
+        })
+    };
     let i = |c: &str| r.try_get::<i64, _>(c).map_err(|e| Error::query(ctx, e));
-    let oi = |c: &str| r.try_get::<Option<i64>, _>(c).map_err(|e| Error::query(ctx, e));
+    let oi = |c: &str| {
+        r.try_get::<Option<i64>, _>(c)
+            .map_err(|e| Error::query(ctx, e))
+    };
     let event = s("event")?;
     Ok(HistoryRow {
         id: i("id")?,
@@ -323,7 +364,11 @@ fn decode_row(r: &AnyRow) -> Result<HistoryRow, Error> {
             context: ctx.into(),
             message: format!("unknown event {event:?}; was this table written by a newer instar?"),
         })?,
-        direction: if s("direction")? == "down" { Direction::Down } else { Direction::Up },
+        direction: if s("direction")? == "down" {
+            Direction::Down
+        } else {
+            Direction::Up
+        },
         kind: s("kind")?,
         checksum: os("checksum")?,
         schema_version: os("schema_version")?,

@@ -32,7 +32,10 @@ pub(crate) fn engine(d: Dialect) -> &'static dyn Engine {
 
 /// Quotes `ident` with `q`, doubling any `q` inside it.
 pub(crate) fn quote_with(ident: &str, q: char) -> String {
-    let doubled: String = ident.chars().flat_map(|c| if c == q { vec![q, q] } else { vec![c] }).collect();
+    let doubled: String = ident
+        .chars()
+        .flat_map(|c| if c == q { vec![q, q] } else { vec![c] })
+        .collect();
     format!("{q}{doubled}{q}")
 }
 

@@ -6,7 +6,12 @@ use crate::Error;
 
 /// Calls `try_once` until it returns true or `timeout` passes (zero: try once),
 /// backing off from 10 ms to 250 ms; calls `waiting` once, when it first has to wait.
-pub(crate) async fn poll<F>(name: &str, timeout: Duration, mut waiting: impl FnMut(), mut try_once: F) -> Result<Duration, Error>
+pub(crate) async fn poll<F>(
+    name: &str,
+    timeout: Duration,
+    mut waiting: impl FnMut(),
+    mut try_once: F,
+) -> Result<Duration, Error>
 where
     F: AsyncFnMut() -> Result<bool, Error>,
 {

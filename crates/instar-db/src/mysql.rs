@@ -4,7 +4,6 @@
 //! statement with its progress recorded (see the runner). The lock is
 //! `GET_LOCK`, held by the run's connection and released when it closes.
 
-
 use sqlx::AnyConnection;
 
 use crate::engine::{quote_with, Engine};

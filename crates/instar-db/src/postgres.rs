@@ -5,7 +5,6 @@
 //! `transaction` mode) session locks do not hold: connect directly, or through
 //! session pooling.
 
-
 use sqlx::AnyConnection;
 
 use crate::engine::{quote_with, Engine};

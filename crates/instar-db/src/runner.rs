@@ -86,7 +86,10 @@ pub struct PlannedStep {
 /// Reads history and computes the status of every migration (read-only, no lock).
 pub async fn status(db: &mut Db, source: &Source) -> Result<(Status, State), Error> {
     let state = derive(&db.read_history().await?);
-    Ok((plan::status(&source.migrations, &state, db.dialect()), state))
+    Ok((
+        plan::status(&source.migrations, &state, db.dialect()),
+        state,
+    ))
 }
 
 fn plan_options(db: &Db, target: Target, opts: &RunOptions) -> PlanOptions {
@@ -99,7 +102,12 @@ fn plan_options(db: &Db, target: Target, opts: &RunOptions) -> PlanOptions {
 }
 
 /// Plans `target` and returns each step with its exact SQL (read-only, no lock).
-pub async fn preview(db: &mut Db, source: &Source, target: Target, opts: &RunOptions) -> Result<Vec<PlannedStep>, Error> {
+pub async fn preview(
+    db: &mut Db,
+    source: &Source,
+    target: Target,
+    opts: &RunOptions,
+) -> Result<Vec<PlannedStep>, Error> {
     let state = derive(&db.read_history().await?);
     let p = plan::plan(&source.migrations, &state, &plan_options(db, target, opts))?;
     Ok(p.steps.iter().map(|s| detail(db, source, s)).collect())
@@ -152,11 +160,20 @@ fn transactional(db: &Db, m: &Migration) -> bool {
 /// taken, history re-read under it, a backup taken where the engine needs one,
 /// and each migration run in its own transaction with its history row (or,
 /// where it cannot be, statement by statement with recorded progress).
-pub async fn run(db: &mut Db, source: &Source, target: Target, opts: &RunOptions, sink: &mut dyn EventSink) -> Result<Report, Error> {
+pub async fn run(
+    db: &mut Db,
+    source: &Source,
+    target: Target,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+) -> Result<Report, Error> {
     let started = Instant::now();
     let state = derive(&db.read_history().await?);
     let popts = plan_options(db, target, opts);
-    if plan::plan(&source.migrations, &state, &popts)?.steps.is_empty() {
+    if plan::plan(&source.migrations, &state, &popts)?
+        .steps
+        .is_empty()
+    {
         return Ok(Report::default());
     }
     if opts.single_transaction && !db.engine.transactional_ddl() {
@@ -165,8 +182,18 @@ pub async fn run(db: &mut Db, source: &Source, target: Target, opts: &RunOptions
             db.dialect()
         )));
     }
-    let lock_name = db.url.sqlite_path.as_ref().map_or_else(|| db.dialect().to_string(), |p| p.display().to_string());
-    let waited = db.lock(opts.lock_timeout, || sink.event(&Event::LockWaiting { lock: lock_name.clone() })).await?;
+    let lock_name = db
+        .url
+        .sqlite_path
+        .as_ref()
+        .map_or_else(|| db.dialect().to_string(), |p| p.display().to_string());
+    let waited = db
+        .lock(opts.lock_timeout, || {
+            sink.event(&Event::LockWaiting {
+                lock: lock_name.clone(),
+            })
+        })
+        .await?;
     sink.event(&Event::LockAcquired {
         waited_ms: waited.as_millis() as u64,
     });
@@ -182,7 +209,13 @@ pub async fn run(db: &mut Db, source: &Source, target: Target, opts: &RunOptions
     Ok(report)
 }
 
-async fn run_locked(db: &mut Db, source: &Source, popts: &PlanOptions, opts: &RunOptions, sink: &mut dyn EventSink) -> Result<Report, Error> {
+async fn run_locked(
+    db: &mut Db,
+    source: &Source,
+    popts: &PlanOptions,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+) -> Result<Report, Error> {
     db.ensure_history().await?;
     // Another run may have applied migrations while this one waited for the lock.
     let state = derive(&db.read_history().await?);
@@ -192,7 +225,11 @@ async fn run_locked(db: &mut Db, source: &Source, popts: &PlanOptions, opts: &Ru
         return Ok(report);
     }
     if opts.single_transaction {
-        if let Some(s) = plan.steps.iter().find(|s| !source.migrations[s.index].transaction) {
+        if let Some(s) = plan
+            .steps
+            .iter()
+            .find(|s| !source.migrations[s.index].transaction)
+        {
             return Err(Error::Unsupported(format!(
                 "migration {} opts out of transactions; it cannot run with --single-transaction",
                 s.version
@@ -200,7 +237,12 @@ async fn run_locked(db: &mut Db, source: &Source, popts: &PlanOptions, opts: &Ru
         }
     }
     if let Some(dir) = &opts.backup_dir {
-        if backup::wanted(db, plan.steps.iter().any(|s| !transactional(db, &source.migrations[s.index]))) {
+        if backup::wanted(
+            db,
+            plan.steps
+                .iter()
+                .any(|s| !transactional(db, &source.migrations[s.index])),
+        ) {
             report.backup = backup::take(db, dir, "automatic, before a run").await?;
             if let Some(b) = &report.backup {
                 sink.event(&Event::BackupTaken {
@@ -218,11 +260,18 @@ async fn run_locked(db: &mut Db, source: &Source, popts: &PlanOptions, opts: &Ru
     match outcome {
         Ok(()) => Ok(report),
         Err(mut e) => {
-            if let (Some(b), Some(dir), true) = (&report.backup, &opts.backup_dir, opts.restore_on_failure) {
+            if let (Some(b), Some(dir), true) =
+                (&report.backup, &opts.backup_dir, opts.restore_on_failure)
+            {
                 if is_dirty(&e) {
                     backup::restore(db, dir, &b.id).await?;
                     sink.event(&Event::BackupRestored { id: b.id.clone() });
-                    set_aftermath(&mut e, Aftermath::Restored { backup: b.id.clone() });
+                    set_aftermath(
+                        &mut e,
+                        Aftermath::Restored {
+                            backup: b.id.clone(),
+                        },
+                    );
                     // The restore brought back the history as it was; record what happened.
                     record_failure(db, source, &plan, &e).await?;
                 }
@@ -235,7 +284,13 @@ async fn run_locked(db: &mut Db, source: &Source, popts: &PlanOptions, opts: &Ru
 fn is_dirty(e: &Error) -> bool {
     matches!(
         e,
-        Error::StatementFailed { aftermath: Aftermath::Dirty { .. }, .. } | Error::CheckFailed { aftermath: Aftermath::Dirty { .. }, .. }
+        Error::StatementFailed {
+            aftermath: Aftermath::Dirty { .. },
+            ..
+        } | Error::CheckFailed {
+            aftermath: Aftermath::Dirty { .. },
+            ..
+        }
     )
 }
 
@@ -245,7 +300,13 @@ fn set_aftermath(e: &mut Error, a: Aftermath) {
     }
 }
 
-async fn run_each(db: &mut Db, source: &Source, plan: &Plan, sink: &mut dyn EventSink, report: &mut Report) -> Result<(), Error> {
+async fn run_each(
+    db: &mut Db,
+    source: &Source,
+    plan: &Plan,
+    sink: &mut dyn EventSink,
+    report: &mut Report,
+) -> Result<(), Error> {
     for step in &plan.steps {
         let m = &source.migrations[step.index];
         let r = if transactional(db, m) {
@@ -258,7 +319,16 @@ async fn run_each(db: &mut Db, source: &Source, plan: &Plan, sink: &mut dyn Even
                 version: step.version.clone(),
                 error: e.to_string(),
             });
-            if matches!(&e, Error::StatementFailed { aftermath: Aftermath::RolledBack, .. } | Error::CheckFailed { aftermath: Aftermath::RolledBack, .. }) {
+            if matches!(
+                &e,
+                Error::StatementFailed {
+                    aftermath: Aftermath::RolledBack,
+                    ..
+                } | Error::CheckFailed {
+                    aftermath: Aftermath::RolledBack,
+                    ..
+                }
+            ) {
                 record_failure(db, source, plan, &e).await?;
             }
             return Err(e);
@@ -268,7 +338,13 @@ async fn run_each(db: &mut Db, source: &Source, plan: &Plan, sink: &mut dyn Even
     Ok(())
 }
 
-async fn run_single(db: &mut Db, source: &Source, plan: &Plan, sink: &mut dyn EventSink, report: &mut Report) -> Result<(), Error> {
+async fn run_single(
+    db: &mut Db,
+    source: &Source,
+    plan: &Plan,
+    sink: &mut dyn EventSink,
+    report: &mut Report,
+) -> Result<(), Error> {
     let begin = begin_sql(db);
     exec_control(&mut db.conn, begin).await?;
     for step in &plan.steps {
@@ -312,7 +388,12 @@ fn new_row(m: &Migration, event: EventKind, direction: Direction) -> HistoryRow 
         name: m.name.clone(),
         event,
         direction,
-        kind: if m.is_repeatable() { "repeatable" } else { "schema" }.into(),
+        kind: if m.is_repeatable() {
+            "repeatable"
+        } else {
+            "schema"
+        }
+        .into(),
         checksum: Some(m.checksum.clone()),
         schema_version: m.meta.schema_version.as_ref().map(|v| v.to_string()),
         started_at: time::now_rfc3339(),
@@ -387,12 +468,26 @@ fn error_line(e: &sqlx::Error, stmt: &Statement) -> usize {
         _ => None,
     };
     match pos {
-        Some(n) => stmt.line + stmt.sql.chars().take(n.saturating_sub(1)).filter(|&c| c == '\n').count(),
+        Some(n) => {
+            stmt.line
+                + stmt
+                    .sql
+                    .chars()
+                    .take(n.saturating_sub(1))
+                    .filter(|&c| c == '\n')
+                    .count()
+        }
         None => stmt.line,
     }
 }
 
-fn failed(m: &Migration, d: Direction, stmt: &Statement, e: &sqlx::Error, aftermath: Aftermath) -> Error {
+fn failed(
+    m: &Migration,
+    d: Direction,
+    stmt: &Statement,
+    e: &sqlx::Error,
+    aftermath: Aftermath,
+) -> Error {
     Error::StatementFailed {
         version: m.version.to_string(),
         path: script(m, d).path.clone(),
@@ -403,16 +498,27 @@ fn failed(m: &Migration, d: Direction, stmt: &Statement, e: &sqlx::Error, afterm
     }
 }
 
-async fn run_checks(conn: &mut AnyConnection, m: &Migration, phase: &'static str, aftermath: Aftermath) -> Result<(), Error> {
-    let checks = if phase == "before" { &m.meta.checks.before } else { &m.meta.checks.after };
+async fn run_checks(
+    conn: &mut AnyConnection,
+    m: &Migration,
+    phase: &'static str,
+    aftermath: Aftermath,
+) -> Result<(), Error> {
+    let checks = if phase == "before" {
+        &m.meta.checks.before
+    } else {
+        &m.meta.checks.after
+    };
     for check in checks {
-        let (ok, result) = Db::check(conn, check).await.map_err(|e| Error::CheckFailed {
-            version: m.version.to_string(),
-            phase,
-            check: check.clone(),
-            result: format!("an error: {}", db_message(&e)),
-            aftermath: aftermath.clone(),
-        })?;
+        let (ok, result) = Db::check(conn, check)
+            .await
+            .map_err(|e| Error::CheckFailed {
+                version: m.version.to_string(),
+                phase,
+                check: check.clone(),
+                result: format!("an error: {}", db_message(&e)),
+                aftermath: aftermath.clone(),
+            })?;
         if !ok {
             return Err(Error::CheckFailed {
                 version: m.version.to_string(),
@@ -446,13 +552,23 @@ fn statement_event(step: &Step, i: usize, s: &Statement) -> Event {
 }
 
 /// Runs one migration and its history row in one transaction (a savepoint when `nested`).
-async fn run_in_transaction(db: &mut Db, m: &Migration, step: &Step, nested: bool, sink: &mut dyn EventSink) -> Result<(), Error> {
+async fn run_in_transaction(
+    db: &mut Db,
+    m: &Migration,
+    step: &Step,
+    nested: bool,
+    sink: &mut dyn EventSink,
+) -> Result<(), Error> {
     let t0 = Instant::now();
     let up = step.direction == Direction::Up;
     let (stmts, _) = statements(&script(m, step.direction).sql, db);
     sink.event(&started_event(m, step, stmts.len()));
     let (begin, commit, rollback) = if nested {
-        ("SAVEPOINT instar_step", "RELEASE SAVEPOINT instar_step", "ROLLBACK TO SAVEPOINT instar_step")
+        (
+            "SAVEPOINT instar_step",
+            "RELEASE SAVEPOINT instar_step",
+            "ROLLBACK TO SAVEPOINT instar_step",
+        )
     } else {
         (begin_sql(db), "COMMIT", "ROLLBACK")
     };
@@ -478,7 +594,15 @@ async fn run_in_transaction(db: &mut Db, m: &Migration, step: &Step, nested: boo
         if up {
             run_checks(conn, m, "after", Aftermath::RolledBack).await?;
         }
-        let mut row = new_row(m, if up { EventKind::Apply } else { EventKind::Revert }, step.direction);
+        let mut row = new_row(
+            m,
+            if up {
+                EventKind::Apply
+            } else {
+                EventKind::Revert
+            },
+            step.direction,
+        );
         row.finished_at = Some(time::now_rfc3339());
         row.duration_ms = Some(t0.elapsed().as_millis() as i64);
         row.statements_applied = stmts.len() as i64;
@@ -507,7 +631,12 @@ async fn run_in_transaction(db: &mut Db, m: &Migration, step: &Step, nested: boo
 
 /// Runs one migration statement by statement, recording progress in its `start` row,
 /// so a failure or a crash leaves a dirty mark naming the statement it stopped at.
-async fn run_stepwise(db: &mut Db, m: &Migration, step: &Step, sink: &mut dyn EventSink) -> Result<(), Error> {
+async fn run_stepwise(
+    db: &mut Db,
+    m: &Migration,
+    step: &Step,
+    sink: &mut dyn EventSink,
+) -> Result<(), Error> {
     let t0 = Instant::now();
     let up = step.direction == Direction::Up;
     let (stmts, _) = statements(&script(m, step.direction).sql, db);
@@ -522,13 +651,21 @@ async fn run_stepwise(db: &mut Db, m: &Migration, step: &Step, sink: &mut dyn Ev
     }
     let row_id = match step.resume_row {
         Some(id) => {
-            history.progress(conn, id, step.resume_from, None, None).await?;
+            history
+                .progress(conn, id, step.resume_from, None, None)
+                .await?;
             id
         }
         None => {
             let mut row = new_row(m, EventKind::Start, step.direction);
             row.statements_total = stmts.len() as i64;
-            row.statement_hashes = Some(stmts.iter().map(|s| statement_hash(&s.sql)).collect::<Vec<_>>().join(","));
+            row.statement_hashes = Some(
+                stmts
+                    .iter()
+                    .map(|s| statement_hash(&s.sql))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
             history.insert(conn, &row).await?
         }
     };
@@ -540,19 +677,40 @@ async fn run_stepwise(db: &mut Db, m: &Migration, step: &Step, sink: &mut dyn Ev
             Err(e) => {
                 let err = failed(m, step.direction, s, &e, Aftermath::Dirty { applied: i });
                 let at = format!("line {}: {}", s.line, short(&s.sql));
-                history.progress(conn, row_id, i, Some(&db_message(&e)), Some(&at)).await?;
+                history
+                    .progress(conn, row_id, i, Some(&db_message(&e)), Some(&at))
+                    .await?;
                 return Err(err);
             }
         }
         history.progress(conn, row_id, i + 1, None, None).await?;
     }
     if up {
-        if let Err(e) = run_checks(conn, m, "after", Aftermath::Dirty { applied: stmts.len() }).await {
-            history.progress(conn, row_id, stmts.len(), Some(&e.to_string()), None).await?;
+        if let Err(e) = run_checks(
+            conn,
+            m,
+            "after",
+            Aftermath::Dirty {
+                applied: stmts.len(),
+            },
+        )
+        .await
+        {
+            history
+                .progress(conn, row_id, stmts.len(), Some(&e.to_string()), None)
+                .await?;
             return Err(e);
         }
     }
-    let mut row = new_row(m, if up { EventKind::Apply } else { EventKind::Revert }, step.direction);
+    let mut row = new_row(
+        m,
+        if up {
+            EventKind::Apply
+        } else {
+            EventKind::Revert
+        },
+        step.direction,
+    );
     row.finished_at = Some(time::now_rfc3339());
     row.duration_ms = Some(t0.elapsed().as_millis() as i64);
     row.statements_applied = stmts.len() as i64;
@@ -571,8 +729,28 @@ async fn run_stepwise(db: &mut Db, m: &Migration, step: &Step, sink: &mut dyn Ev
 /// Appends a `fail` row for a failure that left the database as before.
 async fn record_failure(db: &mut Db, source: &Source, plan: &Plan, e: &Error) -> Result<(), Error> {
     let (version, statement, message) = match e {
-        Error::StatementFailed { version, line, statement, message, .. } => (version, Some(format!("line {line}: {statement}")), message.clone()),
-        Error::CheckFailed { version, check, result, phase, .. } => (version, Some(check.clone()), format!("check {phase} returned {result}")),
+        Error::StatementFailed {
+            version,
+            line,
+            statement,
+            message,
+            ..
+        } => (
+            version,
+            Some(format!("line {line}: {statement}")),
+            message.clone(),
+        ),
+        Error::CheckFailed {
+            version,
+            check,
+            result,
+            phase,
+            ..
+        } => (
+            version,
+            Some(check.clone()),
+            format!("check {phase} returned {result}"),
+        ),
         _ => return Ok(()),
     };
     let Some(step) = plan.steps.iter().find(|s| &s.version == version) else {
@@ -603,23 +781,37 @@ pub struct RepairOptions {
 
 /// Clears dirty marks (the migrations become pending again), marks one applied,
 /// or accepts edited checksums; each action is a history row. Returns what it did.
-pub async fn repair(db: &mut Db, source: &Source, opts: &RepairOptions, lock_timeout: Duration) -> Result<Vec<String>, Error> {
+pub async fn repair(
+    db: &mut Db,
+    source: &Source,
+    opts: &RepairOptions,
+    lock_timeout: Duration,
+) -> Result<Vec<String>, Error> {
     db.lock(lock_timeout, || {}).await?;
     let r = repair_locked(db, source, opts).await;
     db.unlock().await?;
     r
 }
 
-async fn repair_locked(db: &mut Db, source: &Source, opts: &RepairOptions) -> Result<Vec<String>, Error> {
+async fn repair_locked(
+    db: &mut Db,
+    source: &Source,
+    opts: &RepairOptions,
+) -> Result<Vec<String>, Error> {
     db.ensure_history().await?;
     let state = derive(&db.read_history().await?);
     let mut done = Vec::new();
     let mut rows = Vec::new();
     if let Some(v) = &opts.mark_applied {
-        let m = source.find(v).ok_or_else(|| instar_core::Error::UnknownVersion(v.clone()))?;
+        let m = source
+            .find(v)
+            .ok_or_else(|| instar_core::Error::UnknownVersion(v.clone()))?;
         let mut row = new_row(m, EventKind::Apply, Direction::Up);
         row.finished_at = Some(row.started_at.clone());
-        row.note = Some(format!("marked applied by repair: {}", opts.reason.as_deref().unwrap_or("no reason given")));
+        row.note = Some(format!(
+            "marked applied by repair: {}",
+            opts.reason.as_deref().unwrap_or("no reason given")
+        ));
         rows.push(row);
         done.push(format!("marked {} applied", m.version));
     }
@@ -631,16 +823,29 @@ async fn repair_locked(db: &mut Db, source: &Source, opts: &RepairOptions) -> Re
         let mut row = match m {
             Some(m) => new_row(m, EventKind::Repair, d.direction),
             None => {
-                let mut r = new_row(source.migrations.first().ok_or_else(|| instar_core::Error::UnknownVersion(d.version.clone()))?, EventKind::Repair, d.direction);
+                let mut r = new_row(
+                    source
+                        .migrations
+                        .first()
+                        .ok_or_else(|| instar_core::Error::UnknownVersion(d.version.clone()))?,
+                    EventKind::Repair,
+                    d.direction,
+                );
                 r.version = d.version.clone();
                 r.name = d.name.clone();
                 r.checksum = d.checksum.clone();
                 r
             }
         };
-        row.note = Some(format!("dirty mark cleared: {}", opts.reason.as_deref().unwrap_or("no reason given")));
+        row.note = Some(format!(
+            "dirty mark cleared: {}",
+            opts.reason.as_deref().unwrap_or("no reason given")
+        ));
         rows.push(row);
-        done.push(format!("cleared the dirty mark of {} ({} of {} statements had run); it is pending again", d.version, d.statements_applied, d.statements_total));
+        done.push(format!(
+            "cleared the dirty mark of {} ({} of {} statements had run); it is pending again",
+            d.version, d.statements_applied, d.statements_total
+        ));
     }
     if opts.accept_checksums {
         for m in &source.migrations {
@@ -671,8 +876,17 @@ async fn repair_locked(db: &mut Db, source: &Source, opts: &RepairOptions) -> Re
 
 /// Records that everything up to and including `version` is already in the
 /// database (adopting an existing database). Refused when anything is applied.
-pub async fn baseline(db: &mut Db, source: &Source, version: &str, note: Option<String>, lock_timeout: Duration) -> Result<(), Error> {
-    let m = source.find(version).ok_or_else(|| instar_core::Error::UnknownVersion(version.into()))?.clone();
+pub async fn baseline(
+    db: &mut Db,
+    source: &Source,
+    version: &str,
+    note: Option<String>,
+    lock_timeout: Duration,
+) -> Result<(), Error> {
+    let m = source
+        .find(version)
+        .ok_or_else(|| instar_core::Error::UnknownVersion(version.into()))?
+        .clone();
     db.lock(lock_timeout, || {}).await?;
     let r = async {
         db.ensure_history().await?;

@@ -67,6 +67,8 @@ pub(crate) fn try_lock(file: &File) -> Result<bool, Error> {
     match file.try_lock() {
         Ok(()) => Ok(true),
         Err(std::fs::TryLockError::WouldBlock) => Ok(false),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::Backup(format!("cannot lock the lock file: {e}"))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::Backup(format!("cannot lock the lock file: {e}")))
+        }
     }
 }

@@ -32,7 +32,10 @@ impl DbUrl {
                 sqlite_path: None,
             });
         }
-        if let Some(rest) = url.strip_prefix("mysql://").or_else(|| url.strip_prefix("mariadb://")) {
+        if let Some(rest) = url
+            .strip_prefix("mysql://")
+            .or_else(|| url.strip_prefix("mariadb://"))
+        {
             return Ok(DbUrl {
                 dialect: Dialect::MySql,
                 driver_url: format!("mysql://{rest}"),
@@ -101,8 +104,14 @@ mod tests {
 
     #[test]
     fn server_forms_and_redaction() {
-        assert_eq!(DbUrl::parse("mariadb://root@h/db").unwrap().driver_url, "mysql://root@h/db");
-        assert_eq!(DbUrl::parse("postgresql://u@h/db").unwrap().dialect, Dialect::Postgres);
+        assert_eq!(
+            DbUrl::parse("mariadb://root@h/db").unwrap().driver_url,
+            "mysql://root@h/db"
+        );
+        assert_eq!(
+            DbUrl::parse("postgresql://u@h/db").unwrap().dialect,
+            Dialect::Postgres
+        );
         assert!(DbUrl::parse("oracle://x").is_err());
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
     }

@@ -54,11 +54,15 @@ fn write(path: &Path, text: &str) -> Result<()> {
 
 pub fn init(dir: &Path, example: bool, layout: LayoutArg, out: &Out) -> Result<()> {
     let migrations = dir.join("migrations");
-    std::fs::create_dir_all(&migrations).with_context(|| format!("cannot create {}", migrations.display()))?;
+    std::fs::create_dir_all(&migrations)
+        .with_context(|| format!("cannot create {}", migrations.display()))?;
     let config = dir.join("instar.toml");
     if !config.exists() {
         let text = match layout {
-            LayoutArg::Diesel => CONFIG.replace("dir = \"migrations\"", "dir = \"migrations\"\nlayout = \"diesel\""),
+            LayoutArg::Diesel => CONFIG.replace(
+                "dir = \"migrations\"",
+                "dir = \"migrations\"\nlayout = \"diesel\"",
+            ),
             _ => CONFIG.to_string(),
         };
         write(&config, &text)?;
@@ -66,18 +70,24 @@ pub fn init(dir: &Path, example: bool, layout: LayoutArg, out: &Out) -> Result<(
     }
     if example {
         if layout != LayoutArg::Instar {
-            bail!("--example writes Instar-layout migrations; drop --layout or use --layout instar");
+            bail!(
+                "--example writes Instar-layout migrations; drop --layout or use --layout instar"
+            );
         }
         for (folder, up, down, meta) in EXAMPLES {
             let f = migrations.join(folder);
-            std::fs::create_dir_all(&f).with_context(|| format!("cannot create {}", f.display()))?;
+            std::fs::create_dir_all(&f)
+                .with_context(|| format!("cannot create {}", f.display()))?;
             write(&f.join("up.sql"), up)?;
             write(&f.join("down.sql"), down)?;
             write(&f.join("migration.toml"), meta)?;
             out.line(format!("created {}", f.display()));
         }
     }
-    out.line(format!("project ready in {}; next: `instar new <name>`, `instar up`", dir.display()));
+    out.line(format!(
+        "project ready in {}; next: `instar new <name>`, `instar up`",
+        dir.display()
+    ));
     Ok(())
 }
 
@@ -94,37 +104,70 @@ fn to_layout(l: LayoutArg) -> Layout {
 /// sequence numbers (keeping their width), else a UTC timestamp.
 fn next_version(existing: &[String], layout: Layout) -> String {
     let stamp = instar_core::time::now_rfc3339();
-    let digits: String = stamp.chars().filter(char::is_ascii_digit).take(14).collect();
+    let digits: String = stamp
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(14)
+        .collect();
     let numbers: Vec<(u64, usize)> = existing
         .iter()
-        .filter_map(|v| (v.len() < 10).then(|| v.parse::<u64>().ok().map(|n| (n, v.len()))).flatten())
+        .filter_map(|v| {
+            (v.len() < 10)
+                .then(|| v.parse::<u64>().ok().map(|n| (n, v.len())))
+                .flatten()
+        })
         .collect();
     if layout != Layout::Diesel && !numbers.is_empty() && numbers.len() == existing.len() {
         let (max, width) = numbers.iter().max().copied().unwrap_or((0, 4));
         return format!("{:0width$}", max + 1);
     }
     match layout {
-        Layout::Diesel => format!("{}-{}-{}-{}", &digits[0..4], &digits[4..6], &digits[6..8], &digits[8..14]),
+        Layout::Diesel => format!(
+            "{}-{}-{}-{}",
+            &digits[0..4],
+            &digits[4..6],
+            &digits[6..8],
+            &digits[8..14]
+        ),
         _ => digits,
     }
 }
 
-pub fn new(settings: &Settings, name: &str, reversible: bool, layout: Option<LayoutArg>, out: &Out) -> Result<i32> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+pub fn new(
+    settings: &Settings,
+    name: &str,
+    reversible: bool,
+    layout: Option<LayoutArg>,
+    out: &Out,
+) -> Result<i32> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         bail!("migration name {name:?}: use letters, digits, _ and -");
     }
     let dir = &settings.migrations;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let source = instar_core::source::read_dir(dir, settings.layout)?;
-    let layout = layout.map(to_layout).or(source.layout).unwrap_or(Layout::Instar);
-    let existing: Vec<String> = source.migrations.iter().filter(|m| !m.is_repeatable()).map(|m| m.version.to_string()).collect();
+    let layout = layout
+        .map(to_layout)
+        .or(source.layout)
+        .unwrap_or(Layout::Instar);
+    let existing: Vec<String> = source
+        .migrations
+        .iter()
+        .filter(|m| !m.is_repeatable())
+        .map(|m| m.version.to_string())
+        .collect();
     let v = next_version(&existing, layout);
     let up = format!("-- {name}\n");
     let down = format!("-- revert {name}\n");
     let created: Vec<PathBuf> = match layout {
         Layout::Instar | Layout::Diesel => {
             let f = dir.join(format!("{v}_{name}"));
-            std::fs::create_dir_all(&f).with_context(|| format!("cannot create {}", f.display()))?;
+            std::fs::create_dir_all(&f)
+                .with_context(|| format!("cannot create {}", f.display()))?;
             write(&f.join("up.sql"), &up)?;
             let mut c = vec![f.join("up.sql")];
             if reversible || layout == Layout::Diesel {
@@ -134,7 +177,10 @@ pub fn new(settings: &Settings, name: &str, reversible: bool, layout: Option<Lay
             c
         }
         Layout::Sqlx if reversible => {
-            let (u, d) = (dir.join(format!("{v}_{name}.up.sql")), dir.join(format!("{v}_{name}.down.sql")));
+            let (u, d) = (
+                dir.join(format!("{v}_{name}.up.sql")),
+                dir.join(format!("{v}_{name}.down.sql")),
+            );
             write(&u, &up)?;
             write(&d, &down)?;
             vec![u, d]
@@ -169,7 +215,10 @@ mod tests {
 
     #[test]
     fn next_version_keeps_sequence_width() {
-        assert_eq!(next_version(&["0001".into(), "0002".into()], Layout::Instar), "0003");
+        assert_eq!(
+            next_version(&["0001".into(), "0002".into()], Layout::Instar),
+            "0003"
+        );
         assert_eq!(next_version(&[], Layout::Instar).len(), 14);
         assert_eq!(next_version(&[], Layout::Diesel).len(), 17);
     }

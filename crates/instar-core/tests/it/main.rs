@@ -1,1 +1,4 @@
-
+//! Integration tests of instar-core: golden splitter files, layouts, and planner properties.
+mod golden;
+mod layouts;
+mod planner;

@@ -40,8 +40,18 @@ suite!(
 
 fn two_tables(t: &TestDb) {
     let m = t.migrations();
-    migration(&m, "0001_a", "CREATE TABLE a (id INT PRIMARY KEY);\n", Some("DROP TABLE a;\n"));
-    migration(&m, "0002_b", "CREATE TABLE b (id INT PRIMARY KEY);\nINSERT INTO b VALUES (1);\n", Some("DROP TABLE b;\n"));
+    migration(
+        &m,
+        "0001_a",
+        "CREATE TABLE a (id INT PRIMARY KEY);\n",
+        Some("DROP TABLE a;\n"),
+    );
+    migration(
+        &m,
+        "0002_b",
+        "CREATE TABLE b (id INT PRIMARY KEY);\nINSERT INTO b VALUES (1);\n",
+        Some("DROP TABLE b;\n"),
+    );
 }
 
 fn problems(e: Error) -> Vec<Problem> {
@@ -52,26 +62,41 @@ fn problems(e: Error) -> Vec<Problem> {
 }
 
 async fn up_down_round_trip(b: Backend) {
-    let Some(t) = TestDb::new(b, "up_down_round_trip").await else { return };
+    let Some(t) = TestDb::new(b, "up_down_round_trip").await else {
+        return;
+    };
     two_tables(&t);
     let r = t.up().await.expect("up");
     assert_eq!(r.migrations, vec!["0001", "0002"]);
     assert!(t.table_exists("a").await && t.table_exists("b").await);
     assert_eq!(t.events("apply").await, 2);
-    assert!(t.up().await.expect("second up").migrations.is_empty(), "nothing pending");
+    assert!(
+        t.up().await.expect("second up").migrations.is_empty(),
+        "nothing pending"
+    );
     let r = t.down(2).await.expect("down");
     assert_eq!(r.migrations, vec!["0002", "0001"]);
     assert!(!t.table_exists("a").await && !t.table_exists("b").await);
     assert_eq!(t.events("revert").await, 2);
     let mut db = t.db().await;
     let (st, _) = runner::status(&mut db, &t.source()).await.expect("status");
-    assert!(st.migrations.iter().all(|m| m.standing == instar_core::plan::Standing::Pending));
+    assert!(st
+        .migrations
+        .iter()
+        .all(|m| m.standing == instar_core::plan::Standing::Pending));
 }
 
 async fn broken_sql_mid_file_leaves_database_as_before(b: Backend) {
-    let Some(t) = TestDb::new(b, "broken_sql_mid_file").await else { return };
+    let Some(t) = TestDb::new(b, "broken_sql_mid_file").await else {
+        return;
+    };
     let m = t.migrations();
-    migration(&m, "0001_ok", "CREATE TABLE ok1 (id INT PRIMARY KEY);\n", None);
+    migration(
+        &m,
+        "0001_ok",
+        "CREATE TABLE ok1 (id INT PRIMARY KEY);\n",
+        None,
+    );
     migration(
         &m,
         "0002_bad",
@@ -81,90 +106,190 @@ async fn broken_sql_mid_file_leaves_database_as_before(b: Backend) {
     let e = t.up().await.expect_err("must fail");
     let text = e.to_string();
     match &e {
-        Error::StatementFailed { version, line, path, aftermath, .. } => {
+        Error::StatementFailed {
+            version,
+            line,
+            path,
+            aftermath,
+            ..
+        } => {
             assert_eq!(version, "0002");
             assert_eq!(*line, 3, "{text}");
             assert!(path.ends_with("0002_bad/up.sql"));
-            let expected = if b == Backend::MySql { "restored" } else { "rolled back" };
+            let expected = if b == Backend::MySql {
+                "restored"
+            } else {
+                "rolled back"
+            };
             assert!(aftermath.to_string().contains(expected), "{text}");
         }
         other => panic!("unexpected error: {other}"),
     }
     assert!(text.contains("0002_bad/up.sql:3"), "{text}");
-    assert!(!t.table_exists("c1").await, "the failed migration left nothing behind");
+    assert!(
+        !t.table_exists("c1").await,
+        "the failed migration left nothing behind"
+    );
     assert_eq!(t.events("fail").await, 1);
     if b == Backend::MySql {
         // MySQL cannot roll DDL back: the whole run is undone from the backup taken before it.
         assert!(!t.table_exists("ok1").await);
-        assert_eq!(t.count("SELECT count(*) FROM instar_history WHERE event <> 'fail'").await, 0);
+        assert_eq!(
+            t.count("SELECT count(*) FROM instar_history WHERE event <> 'fail'")
+                .await,
+            0
+        );
     } else {
-        assert!(t.table_exists("ok1").await, "the first migration stays applied");
+        assert!(
+            t.table_exists("ok1").await,
+            "the first migration stays applied"
+        );
         assert_eq!(t.events("apply").await, 1);
     }
 }
 
 async fn failed_non_transactional_file_is_dirty_then_resumes(b: Backend) {
-    let Some(t) = TestDb::new(b, "dirty_then_resumes").await else { return };
+    let Some(t) = TestDb::new(b, "dirty_then_resumes").await else {
+        return;
+    };
     let up = t.migrations().join("0001_d/up.sql");
     let head = "-- instar:no-transaction\nCREATE TABLE d1 (id INT PRIMARY KEY);\n";
-    file(&up, &format!("{head}CREATE TABLE d2 (id INT PRIMARY KEY,);\nCREATE TABLE d3 (id INT PRIMARY KEY);\n"));
+    file(
+        &up,
+        &format!(
+            "{head}CREATE TABLE d2 (id INT PRIMARY KEY,);\nCREATE TABLE d3 (id INT PRIMARY KEY);\n"
+        ),
+    );
     let opts = RunOptions {
         restore_on_failure: false,
         ..t.options()
     };
-    let e = t.run_with(Target::Up { to: None }, &opts).await.expect_err("must fail");
-    assert!(matches!(&e, Error::StatementFailed { aftermath: Aftermath::Dirty { applied: 1 }, line: 3, .. }), "{e}");
-    assert!(e.to_string().contains("instar up"), "says how to get out: {e}");
+    let e = t
+        .run_with(Target::Up { to: None }, &opts)
+        .await
+        .expect_err("must fail");
+    assert!(
+        matches!(
+            &e,
+            Error::StatementFailed {
+                aftermath: Aftermath::Dirty { applied: 1 },
+                line: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("instar up"),
+        "says how to get out: {e}"
+    );
     assert!(t.table_exists("d1").await && !t.table_exists("d2").await);
 
     // Editing a statement that already ran is refused.
     file(&up, "-- instar:no-transaction\nCREATE TABLE d1 (id INT PRIMARY KEY, x INT);\nCREATE TABLE d2 (id INT PRIMARY KEY);\n");
-    let p = problems(t.run_with(Target::Up { to: None }, &opts).await.expect_err("refused"));
-    assert!(matches!(&p[0], Problem::Dirty { why, .. } if why.contains("has changed")), "{p:?}");
+    let p = problems(
+        t.run_with(Target::Up { to: None }, &opts)
+            .await
+            .expect_err("refused"),
+    );
+    assert!(
+        matches!(&p[0], Problem::Dirty { why, .. } if why.contains("has changed")),
+        "{p:?}"
+    );
 
     // Fixing the failed statement resumes after the one that ran (re-creating d1 would fail).
-    file(&up, &format!("{head}CREATE TABLE d2 (id INT PRIMARY KEY);\nCREATE TABLE d3 (id INT PRIMARY KEY);\n"));
-    let r = t.run_with(Target::Up { to: None }, &opts).await.expect("resumed");
+    file(
+        &up,
+        &format!(
+            "{head}CREATE TABLE d2 (id INT PRIMARY KEY);\nCREATE TABLE d3 (id INT PRIMARY KEY);\n"
+        ),
+    );
+    let r = t
+        .run_with(Target::Up { to: None }, &opts)
+        .await
+        .expect("resumed");
     assert_eq!(r.migrations, vec!["0001"]);
     assert!(t.table_exists("d2").await && t.table_exists("d3").await);
     assert_eq!(t.events("apply").await, 1);
 }
 
 async fn repair_clears_a_dirty_mark(b: Backend) {
-    let Some(t) = TestDb::new(b, "repair_clears_dirty").await else { return };
-    migration(&t.migrations(), "0001_r", "-- instar:no-transaction\nCREATE TABLE r1 (id INT);\nSELEC 1;\n", None);
+    let Some(t) = TestDb::new(b, "repair_clears_dirty").await else {
+        return;
+    };
+    migration(
+        &t.migrations(),
+        "0001_r",
+        "-- instar:no-transaction\nCREATE TABLE r1 (id INT);\nSELEC 1;\n",
+        None,
+    );
     let opts = RunOptions {
         restore_on_failure: false,
         ..t.options()
     };
-    t.run_with(Target::Up { to: None }, &opts).await.expect_err("fails");
+    t.run_with(Target::Up { to: None }, &opts)
+        .await
+        .expect_err("fails");
     let mut db = t.db().await;
     let (st, state) = runner::status(&mut db, &t.source()).await.expect("status");
-    assert_eq!(st.migrations[0].standing, instar_core::plan::Standing::Dirty);
+    assert_eq!(
+        st.migrations[0].standing,
+        instar_core::plan::Standing::Dirty
+    );
     assert_eq!(state.dirty["0001"].statements_applied, 1);
-    let done = runner::repair(&mut db, &t.source(), &RepairOptions { reason: Some("dropped r1 by hand".into()), ..Default::default() }, Duration::from_secs(5))
-        .await
-        .expect("repair");
+    let done = runner::repair(
+        &mut db,
+        &t.source(),
+        &RepairOptions {
+            reason: Some("dropped r1 by hand".into()),
+            ..Default::default()
+        },
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("repair");
     assert_eq!(done.len(), 1, "{done:?}");
     let (st, _) = runner::status(&mut db, &t.source()).await.expect("status");
-    assert_eq!(st.migrations[0].standing, instar_core::plan::Standing::Pending);
+    assert_eq!(
+        st.migrations[0].standing,
+        instar_core::plan::Standing::Pending
+    );
     db.close().await.expect("close");
     assert_eq!(t.events("repair").await, 1);
 }
 
 async fn edited_applied_migration_is_refused_until_accepted(b: Backend) {
-    let Some(t) = TestDb::new(b, "edited_applied").await else { return };
+    let Some(t) = TestDb::new(b, "edited_applied").await else {
+        return;
+    };
     let m = t.migrations();
     migration(&m, "0001_e", "CREATE TABLE e1 (id INT);\n", None);
     t.up().await.expect("up");
     migration(&m, "0001_e", "CREATE TABLE e1 (id INT, x INT);\n", None);
     migration(&m, "0002_f", "CREATE TABLE f1 (id INT);\n", None);
     let p = problems(t.up().await.expect_err("refused"));
-    assert!(matches!(&p[0], Problem::ChecksumMismatch { version, recorded, found, .. } if version == "0001" && recorded != found), "{p:?}");
-    assert!(p[0].to_string().contains("sha256:"), "names both checksums: {}", p[0]);
+    assert!(
+        matches!(&p[0], Problem::ChecksumMismatch { version, recorded, found, .. } if version == "0001" && recorded != found),
+        "{p:?}"
+    );
+    assert!(
+        p[0].to_string().contains("sha256:"),
+        "names both checksums: {}",
+        p[0]
+    );
     assert!(!t.table_exists("f1").await, "nothing ran");
     let mut db = t.db().await;
-    runner::repair(&mut db, &t.source(), &RepairOptions { accept_checksums: true, ..Default::default() }, Duration::from_secs(5)).await.expect("accept");
+    runner::repair(
+        &mut db,
+        &t.source(),
+        &RepairOptions {
+            accept_checksums: true,
+            ..Default::default()
+        },
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("accept");
     db.close().await.expect("close");
     t.up().await.expect("up after accepting");
     assert!(t.table_exists("f1").await);
@@ -172,7 +297,9 @@ async fn edited_applied_migration_is_refused_until_accepted(b: Backend) {
 }
 
 async fn deleted_applied_migration_is_refused(b: Backend) {
-    let Some(t) = TestDb::new(b, "deleted_applied").await else { return };
+    let Some(t) = TestDb::new(b, "deleted_applied").await else {
+        return;
+    };
     let m = t.migrations();
     two_tables(&t);
     migration(&m, "0003_c", "CREATE TABLE c (id INT);\n", None);
@@ -180,38 +307,71 @@ async fn deleted_applied_migration_is_refused(b: Backend) {
     std::fs::remove_dir_all(m.join("0002_b")).expect("rm");
     migration(&m, "0004_d", "CREATE TABLE d (id INT);\n", None);
     let p = problems(t.up().await.expect_err("refused"));
-    assert!(matches!(&p[0], Problem::Missing { version, .. } if version == "0002"), "{p:?}");
+    assert!(
+        matches!(&p[0], Problem::Missing { version, .. } if version == "0002"),
+        "{p:?}"
+    );
     assert!(!t.table_exists("d").await);
-    let opts = RunOptions { ignore_missing: true, ..t.options() };
-    t.run_with(Target::Up { to: None }, &opts).await.expect("with --ignore-missing");
+    let opts = RunOptions {
+        ignore_missing: true,
+        ..t.options()
+    };
+    t.run_with(Target::Up { to: None }, &opts)
+        .await
+        .expect("with --ignore-missing");
     assert!(t.table_exists("d").await);
 }
 
 async fn database_newer_than_files_is_refused_untouched(b: Backend) {
-    let Some(t) = TestDb::new(b, "newer_than_files").await else { return };
+    let Some(t) = TestDb::new(b, "newer_than_files").await else {
+        return;
+    };
     two_tables(&t);
     t.up().await.expect("up");
     std::fs::remove_dir_all(t.migrations().join("0002_b")).expect("rm");
     let before = t.count("SELECT count(*) FROM instar_history").await;
     let p = problems(t.up().await.expect_err("refused"));
-    assert!(matches!(&p[0], Problem::NewerThanFiles { versions, .. } if versions == &vec!["0002".to_string()]), "{p:?}");
+    assert!(
+        matches!(&p[0], Problem::NewerThanFiles { versions, .. } if versions == &vec!["0002".to_string()]),
+        "{p:?}"
+    );
     let p = problems(t.down(1).await.expect_err("refused too"));
     assert!(matches!(&p[0], Problem::NewerThanFiles { .. }));
-    assert_eq!(t.count("SELECT count(*) FROM instar_history").await, before, "history untouched");
+    assert_eq!(
+        t.count("SELECT count(*) FROM instar_history").await,
+        before,
+        "history untouched"
+    );
     assert!(t.table_exists("b").await);
 }
 
 async fn lock_excludes_a_second_runner(b: Backend) {
-    let Some(t) = TestDb::new(b, "lock_excludes").await else { return };
+    let Some(t) = TestDb::new(b, "lock_excludes").await else {
+        return;
+    };
     two_tables(&t);
     let mut holder = t.db().await;
-    holder.lock(Duration::ZERO, || {}).await.expect("first lock");
-    let opts = RunOptions { lock_timeout: Duration::ZERO, ..t.options() };
-    let e = t.run_with(Target::Up { to: None }, &opts).await.expect_err("lock is held");
+    holder
+        .lock(Duration::ZERO, || {})
+        .await
+        .expect("first lock");
+    let opts = RunOptions {
+        lock_timeout: Duration::ZERO,
+        ..t.options()
+    };
+    let e = t
+        .run_with(Target::Up { to: None }, &opts)
+        .await
+        .expect_err("lock is held");
     assert!(matches!(e, Error::LockTimeout { .. }), "{e}");
-    assert!(e.to_string().contains("another instar run holds the migration lock"));
+    assert!(e
+        .to_string()
+        .contains("another instar run holds the migration lock"));
     assert!(!t.table_exists("a").await);
-    let opts = RunOptions { lock_timeout: Duration::from_secs(20), ..t.options() };
+    let opts = RunOptions {
+        lock_timeout: Duration::from_secs(20),
+        ..t.options()
+    };
     let release = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         holder.unlock().await.expect("unlock");
@@ -221,9 +381,16 @@ async fn lock_excludes_a_second_runner(b: Backend) {
 }
 
 async fn concurrent_runners_apply_each_migration_once(b: Backend) {
-    let Some(t) = TestDb::new(b, "concurrent_runners").await else { return };
+    let Some(t) = TestDb::new(b, "concurrent_runners").await else {
+        return;
+    };
     for i in 1..=4 {
-        migration(&t.migrations(), &format!("000{i}_m{i}"), &format!("CREATE TABLE m{i} (id INT);\n{};\n", t.sleep_sql(0)), None);
+        migration(
+            &t.migrations(),
+            &format!("000{i}_m{i}"),
+            &format!("CREATE TABLE m{i} (id INT);\n{};\n", t.sleep_sql(0)),
+            None,
+        );
     }
     let t = std::sync::Arc::new(t);
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
@@ -231,23 +398,46 @@ async fn concurrent_runners_apply_each_migration_once(b: Backend) {
         .map(|_| {
             let (t, barrier) = (t.clone(), barrier.clone());
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("rt");
                 barrier.wait();
                 rt.block_on(t.up()).map(|r| r.migrations.len())
             })
         })
         .collect();
-    let applied: Vec<usize> = threads.into_iter().map(|h| h.join().expect("thread").expect("run")).collect();
+    let applied: Vec<usize> = threads
+        .into_iter()
+        .map(|h| h.join().expect("thread").expect("run"))
+        .collect();
     assert_eq!(applied.iter().sum::<usize>(), 4, "{applied:?}");
-    assert_eq!(t.events("apply").await, 4, "each migration applied exactly once");
+    assert_eq!(
+        t.events("apply").await,
+        4,
+        "each migration applied exactly once"
+    );
 }
 
 async fn single_transaction_is_all_or_nothing(b: Backend) {
-    let Some(t) = TestDb::new(b, "single_transaction").await else { return };
+    let Some(t) = TestDb::new(b, "single_transaction").await else {
+        return;
+    };
     two_tables(&t);
-    migration(&t.migrations(), "0003_bad", "CREATE TABLE s3 (id INT);\nSELEC 1;\n", None);
-    let opts = RunOptions { single_transaction: true, ..t.options() };
-    let e = t.run_with(Target::Up { to: None }, &opts).await.expect_err("fails");
+    migration(
+        &t.migrations(),
+        "0003_bad",
+        "CREATE TABLE s3 (id INT);\nSELEC 1;\n",
+        None,
+    );
+    let opts = RunOptions {
+        single_transaction: true,
+        ..t.options()
+    };
+    let e = t
+        .run_with(Target::Up { to: None }, &opts)
+        .await
+        .expect_err("fails");
     if b == Backend::MySql {
         assert!(matches!(e, Error::Unsupported(_)), "{e}");
     } else {
@@ -258,114 +448,240 @@ async fn single_transaction_is_all_or_nothing(b: Backend) {
     assert!(!t.table_exists("a").await && !t.table_exists("s3").await);
     std::fs::remove_dir_all(t.migrations().join("0003_bad")).expect("rm");
     if b != Backend::MySql {
-        assert_eq!(t.run_with(Target::Up { to: None }, &opts).await.expect("ok").migrations.len(), 2);
+        assert_eq!(
+            t.run_with(Target::Up { to: None }, &opts)
+                .await
+                .expect("ok")
+                .migrations
+                .len(),
+            2
+        );
     }
 }
 
 async fn failing_check_rolls_back(b: Backend) {
-    let Some(t) = TestDb::new(b, "failing_check").await else { return };
+    let Some(t) = TestDb::new(b, "failing_check").await else {
+        return;
+    };
     let m = t.migrations();
     migration(&m, "0001_chk", "CREATE TABLE chk (id INT);\n", None);
-    file(&m.join("0001_chk/migration.toml"), "checks.after = [\"SELECT count(*) = 1 FROM chk\"]\n");
+    file(
+        &m.join("0001_chk/migration.toml"),
+        "checks.after = [\"SELECT count(*) = 1 FROM chk\"]\n",
+    );
     let e = t.up().await.expect_err("check fails");
-    assert!(matches!(e, Error::CheckFailed { phase: "after", .. }), "{e}");
+    assert!(
+        matches!(e, Error::CheckFailed { phase: "after", .. }),
+        "{e}"
+    );
     assert!(!t.table_exists("chk").await, "{e}");
-    migration(&m, "0001_chk", "CREATE TABLE chk (id INT);\nINSERT INTO chk VALUES (1);\n", None);
+    migration(
+        &m,
+        "0001_chk",
+        "CREATE TABLE chk (id INT);\nINSERT INTO chk VALUES (1);\n",
+        None,
+    );
     t.up().await.expect("check passes");
     assert_eq!(t.events("apply").await, 1);
 }
 
 async fn init_sql_runs_first(b: Backend) {
-    let Some(t) = TestDb::new(b, "init_sql").await else { return };
+    let Some(t) = TestDb::new(b, "init_sql").await else {
+        return;
+    };
     let mut s = instar_db::Settings::new(&t.url);
     s.init_sql = vec!["CREATE TABLE init_marker (id INT)".into()];
     s.history_table = "custom_history".into();
-    migration(&t.migrations(), "0001_x", "INSERT INTO init_marker VALUES (1);\n", None);
+    migration(
+        &t.migrations(),
+        "0001_x",
+        "INSERT INTO init_marker VALUES (1);\n",
+        None,
+    );
     let mut db = instar_db::Db::connect(&s).await.expect("connect");
-    runner::run(&mut db, &t.source(), Target::Up { to: None }, &t.options(), &mut NullSink).await.expect("up");
+    runner::run(
+        &mut db,
+        &t.source(),
+        Target::Up { to: None },
+        &t.options(),
+        &mut NullSink,
+    )
+    .await
+    .expect("up");
     db.close().await.expect("close");
     assert_eq!(t.count("SELECT count(*) FROM init_marker").await, 1);
-    assert_eq!(t.count("SELECT count(*) FROM custom_history WHERE event = 'apply'").await, 1);
+    assert_eq!(
+        t.count("SELECT count(*) FROM custom_history WHERE event = 'apply'")
+            .await,
+        1
+    );
     assert!(!t.table_exists("instar_history").await);
 }
 
 async fn baseline_skips_older_migrations(b: Backend) {
-    let Some(t) = TestDb::new(b, "baseline").await else { return };
+    let Some(t) = TestDb::new(b, "baseline").await else {
+        return;
+    };
     two_tables(&t);
-    migration(&t.migrations(), "0003_c", "CREATE TABLE c (id INT);\n", None);
+    migration(
+        &t.migrations(),
+        "0003_c",
+        "CREATE TABLE c (id INT);\n",
+        None,
+    );
     let mut db = t.db().await;
-    runner::baseline(&mut db, &t.source(), "0002", Some("adopted".into()), Duration::from_secs(5)).await.expect("baseline");
+    runner::baseline(
+        &mut db,
+        &t.source(),
+        "0002",
+        Some("adopted".into()),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("baseline");
     db.close().await.expect("close");
     assert_eq!(t.up().await.expect("up").migrations, vec!["0003"]);
     assert!(!t.table_exists("a").await && t.table_exists("c").await);
     let mut db = t.db().await;
-    let e = runner::baseline(&mut db, &t.source(), "0003", None, Duration::from_secs(5)).await.expect_err("not twice");
+    let e = runner::baseline(&mut db, &t.source(), "0003", None, Duration::from_secs(5))
+        .await
+        .expect_err("not twice");
     assert!(matches!(e, Error::Unsupported(_)));
 }
 
 async fn out_of_order_is_refused_unless_allowed(b: Backend) {
-    let Some(t) = TestDb::new(b, "out_of_order").await else { return };
+    let Some(t) = TestDb::new(b, "out_of_order").await else {
+        return;
+    };
     let m = t.migrations();
     migration(&m, "0001_a", "CREATE TABLE a (id INT);\n", None);
     migration(&m, "0003_c", "CREATE TABLE c (id INT);\n", None);
     t.up().await.expect("up");
     migration(&m, "0002_b", "CREATE TABLE b (id INT);\n", None);
     let p = problems(t.up().await.expect_err("refused"));
-    assert!(matches!(&p[0], Problem::OutOfOrder { version, .. } if version == "0002"), "{p:?}");
-    let opts = RunOptions { allow_out_of_order: true, ..t.options() };
-    assert_eq!(t.run_with(Target::Up { to: None }, &opts).await.expect("allowed").migrations, vec!["0002"]);
+    assert!(
+        matches!(&p[0], Problem::OutOfOrder { version, .. } if version == "0002"),
+        "{p:?}"
+    );
+    let opts = RunOptions {
+        allow_out_of_order: true,
+        ..t.options()
+    };
+    assert_eq!(
+        t.run_with(Target::Up { to: None }, &opts)
+            .await
+            .expect("allowed")
+            .migrations,
+        vec!["0002"]
+    );
 }
 
 async fn down_to_and_irreversible(b: Backend) {
-    let Some(t) = TestDb::new(b, "down_to").await else { return };
+    let Some(t) = TestDb::new(b, "down_to").await else {
+        return;
+    };
     two_tables(&t);
-    migration(&t.migrations(), "0003_c", "CREATE TABLE c (id INT);\n", Some("DROP TABLE c;\n"));
-    migration(&t.migrations(), "0004_d", "CREATE TABLE d (id INT);\n", None);
+    migration(
+        &t.migrations(),
+        "0003_c",
+        "CREATE TABLE c (id INT);\n",
+        Some("DROP TABLE c;\n"),
+    );
+    migration(
+        &t.migrations(),
+        "0004_d",
+        "CREATE TABLE d (id INT);\n",
+        None,
+    );
     t.up().await.expect("up");
     let e = t.down(1).await.expect_err("no down script");
-    assert!(e.to_string().contains("0004") && e.to_string().contains("no down script"), "{e}");
+    assert!(
+        e.to_string().contains("0004") && e.to_string().contains("no down script"),
+        "{e}"
+    );
     std::fs::write(t.migrations().join("0004_d/down.sql"), "DROP TABLE d;\n").expect("write");
-    let r = t.run_with(Target::Down { to: Some("0002".into()), steps: None }, &t.options()).await.expect("down --to");
+    let r = t
+        .run_with(
+            Target::Down {
+                to: Some("0002".into()),
+                steps: None,
+            },
+            &t.options(),
+        )
+        .await
+        .expect("down --to");
     assert_eq!(r.migrations, vec!["0004", "0003"]);
     assert!(t.table_exists("b").await && !t.table_exists("c").await);
 }
 
 async fn repeatable_reruns_when_changed(b: Backend) {
-    let Some(t) = TestDb::new(b, "repeatable").await else { return };
+    let Some(t) = TestDb::new(b, "repeatable").await else {
+        return;
+    };
     let m = t.migrations();
-    file(&m.join("V1__base.sql"), "CREATE TABLE base (id INT);\nINSERT INTO base VALUES (1);\n");
-    file(&m.join("R__view.sql"), "DROP VIEW IF EXISTS v;\nCREATE VIEW v AS SELECT id FROM base;\n");
+    file(
+        &m.join("V1__base.sql"),
+        "CREATE TABLE base (id INT);\nINSERT INTO base VALUES (1);\n",
+    );
+    file(
+        &m.join("R__view.sql"),
+        "DROP VIEW IF EXISTS v;\nCREATE VIEW v AS SELECT id FROM base;\n",
+    );
     assert_eq!(t.up().await.expect("up").migrations, vec!["1", "R__view"]);
     assert!(t.up().await.expect("noop").migrations.is_empty());
-    file(&m.join("R__view.sql"), "DROP VIEW IF EXISTS v;\nCREATE VIEW v AS SELECT id, id * 2 AS twice FROM base;\n");
+    file(
+        &m.join("R__view.sql"),
+        "DROP VIEW IF EXISTS v;\nCREATE VIEW v AS SELECT id, id * 2 AS twice FROM base;\n",
+    );
     assert_eq!(t.up().await.expect("rerun").migrations, vec!["R__view"]);
     assert_eq!(t.count("SELECT twice FROM v").await, 2);
 }
 
 async fn backup_and_restore(b: Backend) {
-    let Some(t) = TestDb::new(b, "backup_and_restore").await else { return };
+    let Some(t) = TestDb::new(b, "backup_and_restore").await else {
+        return;
+    };
     let tool = match b {
         Backend::Sqlite => None,
         Backend::Postgres => Some("pg_dump"),
         Backend::MySql => Some("mysqldump"),
     };
     if let Some(tool) = tool {
-        if std::process::Command::new(tool).arg("--version").output().is_err() {
+        if std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             eprintln!("SKIPPED backup_and_restore on {b:?}: {tool} is not installed");
             return;
         }
     }
     two_tables(&t);
-    t.run_with(Target::Up { to: Some("0001".into()) }, &t.options()).await.expect("up to 0001");
+    t.run_with(
+        Target::Up {
+            to: Some("0001".into()),
+        },
+        &t.options(),
+    )
+    .await
+    .expect("up to 0001");
     let mut db = t.db().await;
-    let info = backup::take(&mut db, &t.backups(), "test").await.expect("backup").expect("taken");
+    let info = backup::take(&mut db, &t.backups(), "test")
+        .await
+        .expect("backup")
+        .expect("taken");
     db.close().await.expect("close");
     t.up().await.expect("up");
     assert!(t.table_exists("b").await);
     let mut db = t.db().await;
-    backup::restore(&mut db, &t.backups(), &info.id).await.expect("restore");
+    backup::restore(&mut db, &t.backups(), &info.id)
+        .await
+        .expect("restore");
     db.close().await.expect("close");
     assert!(!t.table_exists("b").await && t.table_exists("a").await);
     assert_eq!(t.events("apply").await, 1);
-    assert!(backup::list(&t.backups()).expect("list").iter().any(|x| x.id == info.id));
+    assert!(backup::list(&t.backups())
+        .expect("list")
+        .iter()
+        .any(|x| x.id == info.id));
 }

@@ -29,8 +29,16 @@ pub struct TestDb {
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn unique_name() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("instar_t_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst), nanos % 1_000_000)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "instar_t_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        nanos % 1_000_000
+    )
 }
 
 fn with_db(base: &str, name: &str) -> String {
@@ -41,8 +49,13 @@ fn with_db(base: &str, name: &str) -> String {
 
 async fn admin_exec(admin_url: &str, sql: &str) {
     sqlx::any::install_default_drivers();
-    let mut c = AnyConnection::connect(admin_url).await.expect("connect to the test server");
-    sqlx::raw_sql(sql).execute(&mut c).await.expect("admin statement");
+    let mut c = AnyConnection::connect(admin_url)
+        .await
+        .expect("connect to the test server");
+    sqlx::raw_sql(sql)
+        .execute(&mut c)
+        .await
+        .expect("admin statement");
     let _ = c.close().await;
 }
 
@@ -53,7 +66,12 @@ impl TestDb {
         let var = match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite:{}", dir.path().join("test.db").display());
-                return Some(TestDb { url, dir, backend, admin: None });
+                return Some(TestDb {
+                    url,
+                    dir,
+                    backend,
+                    admin: None,
+                });
             }
             Backend::Postgres => "INSTAR_TEST_POSTGRES_URL",
             Backend::MySql => "INSTAR_TEST_MYSQL_URL",
@@ -61,7 +79,10 @@ impl TestDb {
         let Some(base) = std::env::var(var).ok().filter(|v| !v.is_empty()) else {
             // Written to stderr directly: libtest captures eprintln!, and a skip must be seen.
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED {test} on {backend:?}: {var} is not set");
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test} on {backend:?}: {var} is not set"
+            );
             return None;
         };
         let name = unique_name();
@@ -83,7 +104,9 @@ impl TestDb {
     }
 
     pub async fn db(&self) -> Db {
-        Db::connect(&Settings::new(&self.url)).await.expect("connect")
+        Db::connect(&Settings::new(&self.url))
+            .await
+            .expect("connect")
     }
 
     pub fn source(&self) -> Source {
@@ -105,23 +128,36 @@ impl TestDb {
     }
 
     pub async fn up(&self) -> Result<Report, Error> {
-        self.run_with(Target::Up { to: None }, &self.options()).await
+        self.run_with(Target::Up { to: None }, &self.options())
+            .await
     }
 
     pub async fn down(&self, steps: usize) -> Result<Report, Error> {
-        self.run_with(Target::Down { to: None, steps: Some(steps) }, &self.options()).await
+        self.run_with(
+            Target::Down {
+                to: None,
+                steps: Some(steps),
+            },
+            &self.options(),
+        )
+        .await
     }
 
     /// A raw connection for assertions.
     pub async fn raw(&self) -> AnyConnection {
         sqlx::any::install_default_drivers();
-        let url = instar_db::url::DbUrl::parse(&self.url).expect("url").driver_url;
+        let url = instar_db::url::DbUrl::parse(&self.url)
+            .expect("url")
+            .driver_url;
         AnyConnection::connect(&url).await.expect("raw connect")
     }
 
     pub async fn table_exists(&self, table: &str) -> bool {
         let mut c = self.raw().await;
-        let ok = sqlx::raw_sql(&format!("SELECT count(*) FROM {table}")).execute(&mut c).await.is_ok();
+        let ok = sqlx::raw_sql(&format!("SELECT count(*) FROM {table}"))
+            .execute(&mut c)
+            .await
+            .is_ok();
         let _ = c.close().await;
         ok
     }
@@ -134,7 +170,10 @@ impl TestDb {
     }
 
     pub async fn events(&self, event: &str) -> i64 {
-        self.count(&format!("SELECT count(*) FROM instar_history WHERE event = '{event}'")).await
+        self.count(&format!(
+            "SELECT count(*) FROM instar_history WHERE event = '{event}'"
+        ))
+        .await
     }
 
     /// A SQL statement that takes about `secs` seconds on this engine.
@@ -153,12 +192,24 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some((base, name)) = self.admin.take() else { return };
-        let force = if self.backend == Backend::Postgres { " WITH (FORCE)" } else { "" };
+        let Some((base, name)) = self.admin.take() else {
+            return;
+        };
+        let force = if self.backend == Backend::Postgres {
+            " WITH (FORCE)"
+        } else {
+            ""
+        };
         // Drop runs outside the test's runtime: use a thread with its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(admin_exec(&base, &format!("DROP DATABASE IF EXISTS {name}{force}")));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(admin_exec(
+                &base,
+                &format!("DROP DATABASE IF EXISTS {name}{force}"),
+            ));
         })
         .join();
     }

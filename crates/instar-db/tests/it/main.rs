@@ -1,3 +1,4 @@
 //! Integration tests of instar-db: one conformance suite, run on every engine.
+#![allow(clippy::result_large_err)]
 mod conformance;
 mod harness;

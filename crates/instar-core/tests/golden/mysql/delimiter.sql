@@ -1,0 +1,9 @@
+DELIMITER $$
+CREATE FUNCTION hello(s CHAR(20)) RETURNS CHAR(50) DETERMINISTIC
+BEGIN
+    RETURN CONCAT('Hello; ', s);
+END$$
+DELIMITER ;
+SELECT hello('world');
+-- comment;
+SELECT `weird;column` FROM t;

@@ -1,0 +1,2 @@
+CREATE TABLE ok (id int);
+CREATE FUNCTION broken() RETURNS int AS $$ SELECT 1;
