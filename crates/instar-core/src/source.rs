@@ -118,7 +118,12 @@ pub fn read_dir(dir: &Path, forced: Option<Layout>) -> Result<Source, Error> {
         if file_name.starts_with('.') {
             continue;
         }
-        let is_dir = path.is_dir();
+        // d_type from the listing: no stat per entry on the hot path.
+        let is_dir = match entry.file_type() {
+            Ok(t) if t.is_symlink() => path.is_dir(),
+            Ok(t) => t.is_dir(),
+            Err(_) => path.is_dir(),
+        };
         match classify(&path, &file_name, is_dir)? {
             Some((Family::Folder, f)) => folders.push(f),
             Some((Family::Sqlx, f)) => sqlx.push(f),
@@ -171,12 +176,16 @@ fn classify(path: &Path, file_name: &str, is_dir: bool) -> Result<Option<(Family
     };
     let starts_digit = file_name.starts_with(|c: char| c.is_ascii_digit());
     if is_dir {
-        if !starts_digit || !path.join("up.sql").is_file() {
+        // Whether it holds an up.sql is checked when the folder is listed.
+        if !starts_digit {
             return Ok(None);
         }
-        let (version, name) = file_name
-            .split_once('_')
-            .ok_or_else(|| malformed("expected <version>_<name>"))?;
+        let Some((version, name)) = file_name.split_once('_') else {
+            if path.join("up.sql").is_file() {
+                return Err(malformed("expected <version>_<name>"));
+            }
+            return Ok(None);
+        };
         return Ok(Some((
             Family::Folder,
             Found {
@@ -241,15 +250,20 @@ fn looks_like_diesel(dir: &Path, folders: &[Found]) -> bool {
         .is_some_and(|p| p.join("diesel.toml").is_file());
     parent_has_toml
         || folders.iter().any(|f| {
-            f.path.join("metadata.toml").is_file()
-                || f.path
-                    .file_name()
-                    .is_some_and(|n| n == "00000000000000_diesel_initial_setup")
+            f.path
+                .file_name()
+                .is_some_and(|n| n == "00000000000000_diesel_initial_setup")
         })
+        || folders.iter().take(64).any(|f| f.path.join("metadata.toml").is_file())
 }
 
 fn read_script(path: &Path) -> Result<Script, Error> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    use std::io::Read;
+    // open + read, without the size stat std::fs::read makes: scripts are small.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| Error::io(path, e))?;
     let sql = checksum::normalise(&bytes).map_err(|offset| Error::NotUtf8 {
         path: path.to_path_buf(),
         offset,
@@ -290,54 +304,62 @@ fn build(
     }
 }
 
-fn read_folders(
-    folders: Vec<Found>,
-    layout: Layout,
-    notes: &mut Vec<String>,
-) -> Result<Vec<Migration>, Error> {
+/// Reads folder migrations, on up to two threads when there are many: on a
+/// cold cache or a slow file system the open/read calls dominate a no-op run.
+fn read_folders(folders: Vec<Found>, layout: Layout, notes: &mut Vec<String>) -> Result<Vec<Migration>, Error> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
+    if folders.len() < 64 || threads < 2 {
+        return read_folder_chunk(&folders, layout, notes);
+    }
+    let (a, b) = folders.split_at(folders.len() / 2);
+    let (ra, rb) = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let mut n = Vec::new();
+            read_folder_chunk(b, layout, &mut n).map(|m| (m, n))
+        });
+        let ra = read_folder_chunk(a, layout, notes);
+        (ra, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    });
+    let mut out = ra?;
+    let (mb, nb) = rb?;
+    out.extend(mb);
+    notes.extend(nb);
+    Ok(out)
+}
+
+fn read_folder_chunk(folders: &[Found], layout: Layout, notes: &mut Vec<String>) -> Result<Vec<Migration>, Error> {
     let mut out = Vec::new();
     for f in folders {
+        let f = Found { version_text: f.version_text.clone(), name: f.name.clone(), path: f.path.clone(), part: Part::Simple };
+        // One listing per folder tells which of its files exist.
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&f.path).map_err(|e| Error::io(&f.path, e))? {
+            names.push(entry.map_err(|e| Error::io(&f.path, e))?.file_name().to_string_lossy().into_owned());
+        }
+        let has = |n: &str| names.iter().any(|x| x == n);
+        if !has("up.sql") {
+            notes.push(format!("ignored {}: a folder without up.sql", f.path.display()));
+            continue;
+        }
+        for n in &names {
+            if !matches!(n.as_str(), "up.sql" | "down.sql" | "migration.toml" | "metadata.toml") {
+                notes.push(format!("ignored {}: not part of a migration", f.path.join(n).display()));
+            }
+        }
         let version = parse_version(&f, layout)?;
         let up = read_script(&f.path.join("up.sql"))?;
-        let down_path = f.path.join("down.sql");
-        let down = down_path
-            .is_file()
-            .then(|| read_script(&down_path))
-            .transpose()?;
-        let meta_path = f.path.join("migration.toml");
-        let meta = if meta_path.is_file() {
-            meta::read_meta(&meta_path)?
+        let down = has("down.sql").then(|| read_script(&f.path.join("down.sql"))).transpose()?;
+        let meta = if has("migration.toml") {
+            meta::read_meta(&f.path.join("migration.toml"))?
         } else {
             Meta::default()
         };
-        let diesel_path = f.path.join("metadata.toml");
-        let diesel_tx = if diesel_path.is_file() {
-            meta::read_diesel_metadata(&diesel_path)?
+        let diesel_tx = if has("metadata.toml") {
+            meta::read_diesel_metadata(&f.path.join("metadata.toml"))?
         } else {
             None
         };
-        for entry in std::fs::read_dir(&f.path).map_err(|e| Error::io(&f.path, e))? {
-            let entry = entry.map_err(|e| Error::io(&f.path, e))?;
-            let n = entry.file_name().to_string_lossy().into_owned();
-            if !matches!(
-                n.as_str(),
-                "up.sql" | "down.sql" | "migration.toml" | "metadata.toml"
-            ) {
-                notes.push(format!(
-                    "ignored {}: not part of a migration",
-                    entry.path().display()
-                ));
-            }
-        }
-        out.push(build(
-            version,
-            f.name,
-            layout,
-            up,
-            down,
-            meta,
-            diesel_tx != Some(false),
-        ));
+        out.push(build(version, f.name, layout, up, down, meta, diesel_tx != Some(false)));
     }
     Ok(out)
 }

@@ -221,19 +221,23 @@ impl Db {
 
     /// Every history row, oldest first; empty when the table does not exist yet.
     pub async fn read_history(&mut self) -> Result<Vec<HistoryRow>, Error> {
-        let sql = format!(
-            "SELECT id, {HISTORY_COLUMNS} FROM {} ORDER BY id",
-            self.table
-        );
+        let json = self.engine.history_as_json(&self.table);
+        let sql = json.clone().unwrap_or_else(|| format!("SELECT id, {HISTORY_COLUMNS} FROM {} ORDER BY id", self.table));
         let rows = match sqlx::query(&sql).fetch_all(&mut self.conn).await {
             Ok(rows) => rows,
             // One query on the hot path: only look for the table when the read fails.
-            Err(e) if !self.history_exists().await? => {
-                let _ = e;
-                return Ok(Vec::new());
-            }
+            Err(_) if !self.history_exists().await? => return Ok(Vec::new()),
             Err(e) => return Err(Error::query("reading the history table", e)),
         };
+        if json.is_some() {
+            let text: String = rows
+                .first()
+                .map(|r| r.try_get(0))
+                .transpose()
+                .map_err(|e| Error::query("reading the history table", e))?
+                .unwrap_or_else(|| "[]".into());
+            return decode_json_rows(&text);
+        }
         rows.iter().map(decode_row).collect()
     }
 
@@ -332,6 +336,45 @@ async fn open(url: &DbUrl) -> Result<AnyConnection, Error> {
             url: redact(&url.driver_url),
             message: db_message(&e),
         })
+}
+
+/// Decodes the JSON form of the history (see `Engine::history_as_json`).
+fn decode_json_rows(text: &str) -> Result<Vec<HistoryRow>, Error> {
+    let bad = |m: String| Error::Query {
+        context: "reading the history table".into(),
+        message: m,
+    };
+    let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    rows.into_iter()
+        .map(|r| {
+            let s = |i: usize| r.get(i).and_then(|v| v.as_str()).map(str::to_string);
+            let n = |i: usize| r.get(i).and_then(serde_json::Value::as_i64);
+            let req = |i: usize| s(i).ok_or_else(|| bad(format!("column {i} is NULL")));
+            let event = req(3)?;
+            Ok(HistoryRow {
+                id: n(0).ok_or_else(|| bad("id is NULL".into()))?,
+                version: req(1)?,
+                name: req(2)?,
+                event: EventKind::parse(&event).ok_or_else(|| bad(format!("unknown event {event:?}; was this table written by a newer instar?")))?,
+                direction: if req(4)? == "down" { Direction::Down } else { Direction::Up },
+                kind: req(5)?,
+                checksum: s(6),
+                schema_version: s(7),
+                started_at: req(8)?,
+                finished_at: s(9),
+                duration_ms: n(10),
+                statements_applied: n(11).unwrap_or(0),
+                statements_total: n(12).unwrap_or(0),
+                statement_hashes: s(13),
+                rows_affected: n(14),
+                error: s(15),
+                failed_statement: s(16),
+                operator: req(17)?,
+                tool_version: req(18)?,
+                note: s(19),
+            })
+        })
+        .collect()
 }
 
 fn decode_row(r: &AnyRow) -> Result<HistoryRow, Error> {

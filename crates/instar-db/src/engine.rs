@@ -19,6 +19,11 @@ pub(crate) trait Engine: Sync {
     fn returning_id(&self) -> bool;
     /// Whether DDL can be rolled back (otherwise each migration runs statement by statement).
     fn transactional_ddl(&self) -> bool;
+    /// A query returning the whole history as one JSON array of row arrays (columns
+    /// in `id, HISTORY_COLUMNS` order), where one row is much cheaper than many.
+    fn history_as_json(&self, _table: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The engine for a dialect.

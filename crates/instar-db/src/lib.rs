@@ -11,6 +11,7 @@
 //!   with per-statement progress, so a failure is a dirty mark that names the
 //!   statement and a later `up` resumes after it.
 //! - [`backup`] takes, lists, prunes and restores backups.
+//! - [`Migrator`] is the entry point for an application that migrates at start-up.
 #![deny(missing_docs)]
 // Errors carry the file, line, statement and aftermath of a failure; they happen
 // at most once per run, so their size costs nothing worth boxing them for.
@@ -21,6 +22,7 @@ mod db;
 mod engine;
 mod error;
 mod lock;
+mod migrator;
 mod mysql;
 mod postgres;
 pub mod runner;
@@ -29,3 +31,4 @@ pub mod url;
 
 pub use db::{Db, Settings};
 pub use error::{Aftermath, Error};
+pub use migrator::Migrator;

@@ -1,0 +1,178 @@
+//! `instar-bench`: times the release `instar` binary next to the physical limit —
+//! the same SQL run by `sqlite3` / `psql` in one process — in the same run.
+//!
+//! Usage: `instar-bench [--migrations N] [--runs R] [--postgres URL]`
+//! (the `instar` binary is looked up next to this one, or in `INSTAR_BIN`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Args {
+    migrations: usize,
+    runs: usize,
+    postgres: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        migrations: 500,
+        runs: 5,
+        postgres: std::env::var("INSTAR_TEST_POSTGRES_URL").ok(),
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--migrations" => a.migrations = value.parse().expect("--migrations N"),
+            "--runs" => a.runs = value.parse().expect("--runs R"),
+            "--postgres" => a.postgres = Some(value),
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    a
+}
+
+fn instar_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("INSTAR_BIN") {
+        return p.into();
+    }
+    let me = std::env::current_exe().expect("current exe");
+    let p = me.with_file_name("instar");
+    assert!(p.is_file(), "build it first: cargo build --release -p instar-cli ({} not found)", p.display());
+    p
+}
+
+fn migration_sql(i: usize) -> String {
+    format!("CREATE TABLE t{i} (id INTEGER PRIMARY KEY, name VARCHAR(40));\nINSERT INTO t{i} VALUES (1, 'row {i}');\n")
+}
+
+/// Writes N Instar-layout migrations, and the same SQL as one script with a
+/// transaction per migration (what sqlite3 / psql run as the limit).
+fn fixtures(dir: &Path, n: usize) -> PathBuf {
+    let m = dir.join("migrations");
+    let mut script = String::new();
+    for i in 1..=n {
+        let f = m.join(format!("{i:04}_m{i}"));
+        std::fs::create_dir_all(&f).expect("mkdir");
+        std::fs::write(f.join("up.sql"), migration_sql(i)).expect("write");
+        script.push_str(&format!("BEGIN;\n{}COMMIT;\n", migration_sql(i)));
+    }
+    let s = dir.join("limit.sql");
+    std::fs::write(&s, script).expect("write script");
+    s
+}
+
+fn run(cmd: &mut Command) -> Duration {
+    let t = Instant::now();
+    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().expect("spawn");
+    let d = t.elapsed();
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    d
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+fn row(name: &str, d: Duration, limit: Duration) {
+    println!("| {name:<58} | {:>9} | {:>6.2}x |", ms(d), d.as_secs_f64() / limit.as_secs_f64());
+}
+
+fn header(title: &str) {
+    println!("\n### {title}\n\n| what | median ms | vs limit |\n|---|---:|---:|");
+}
+
+fn sqlite(a: &Args, instar: &Path) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = fixtures(dir.path(), a.migrations);
+    let db = |k: usize, tag: &str| dir.path().join(format!("{tag}{k}.db"));
+    let (mut limit, mut plain, mut nobackup, mut single) = (vec![], vec![], vec![], vec![]);
+    for k in 0..a.runs {
+        let input = std::fs::File::open(&script).expect("script");
+        limit.push(run(Command::new("sqlite3").arg(db(k, "limit")).stdin(input)));
+        let url = |tag: &str| format!("sqlite:{}", db(k, tag).display());
+        plain.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &url("plain"), "up"])));
+        nobackup.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &url("nob"), "up", "--no-backup"])));
+        single.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &url("single"), "up", "--single-transaction", "--no-backup"])));
+    }
+    let limit = median(limit);
+    header(&format!("SQLite: apply {} migrations to a fresh file ({} runs)", a.migrations, a.runs));
+    row("limit: sqlite3 < script (BEGIN/COMMIT per migration)", limit, limit);
+    row("instar up (backup first, commit per migration)", median(plain), limit);
+    row("instar up --no-backup", median(nobackup), limit);
+    row("instar up --single-transaction --no-backup", median(single), limit);
+
+    let applied = db(0, "nob");
+    let url = format!("sqlite:{}", applied.display());
+    let (mut lim, mut noop) = (vec![], vec![]);
+    for _ in 0..a.runs * 4 {
+        lim.push(run(Command::new("sqlite3").arg(&applied).arg("SELECT count(*) FROM instar_history")));
+        noop.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &url, "up"])));
+    }
+    let lim = median(lim);
+    header(&format!("SQLite: no-op `up` with all {} applied ({} runs)", a.migrations, a.runs * 4));
+    row("limit: sqlite3 db 'SELECT count(*) FROM instar_history'", lim, lim);
+    row("instar up (nothing pending)", median(noop), lim);
+}
+
+fn pg_url(base: &str, name: &str) -> String {
+    let (head, _) = base.rsplit_once('/').expect("URL with a database");
+    format!("{head}/{name}")
+}
+
+fn psql(base: &str, sql: &str) {
+    run(Command::new("psql").args(["-q", "-v", "ON_ERROR_STOP=1", base, "-c", sql]));
+}
+
+fn postgres(a: &Args, instar: &Path, base: &str) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = fixtures(dir.path(), a.migrations);
+    let (mut limit, mut plain, mut single) = (vec![], vec![], vec![]);
+    let names = ["instar_bench_limit", "instar_bench_plain", "instar_bench_single"];
+    for _ in 0..a.runs {
+        for n in names {
+            psql(base, &format!("DROP DATABASE IF EXISTS {n}"));
+            psql(base, &format!("CREATE DATABASE {n}"));
+        }
+        limit.push(run(Command::new("psql").args(["-q", "-v", "ON_ERROR_STOP=1", &pg_url(base, names[0]), "-f"]).arg(&script)));
+        plain.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &pg_url(base, names[1]), "up"])));
+        single.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &pg_url(base, names[2]), "up", "--single-transaction"])));
+    }
+    let limit = median(limit);
+    header(&format!("PostgreSQL: apply {} migrations to a fresh database ({} runs)", a.migrations, a.runs));
+    row("limit: psql -f script (BEGIN/COMMIT per migration)", limit, limit);
+    row("instar up (commit per migration)", median(plain), limit);
+    row("instar up --single-transaction", median(single), limit);
+
+    let url = pg_url(base, names[1]);
+    let (mut lim, mut noop) = (vec![], vec![]);
+    for _ in 0..a.runs * 4 {
+        lim.push(run(Command::new("psql").args(["-q", &url, "-c", "SELECT count(*) FROM instar_history"])));
+        noop.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &url, "up"])));
+    }
+    let lim = median(lim);
+    header(&format!("PostgreSQL: no-op `up` with all {} applied ({} runs)", a.migrations, a.runs * 4));
+    row("limit: psql -c 'SELECT count(*) FROM instar_history'", lim, lim);
+    row("instar up (nothing pending)", median(noop), lim);
+    for n in names {
+        psql(base, &format!("DROP DATABASE IF EXISTS {n}"));
+    }
+}
+
+fn main() {
+    let a = args();
+    let instar = instar_bin();
+    sqlite(&a, &instar);
+    match &a.postgres {
+        Some(base) => postgres(&a, &instar, base),
+        None => println!("\nPostgreSQL skipped: pass --postgres URL or set INSTAR_TEST_POSTGRES_URL"),
+    }
+}
