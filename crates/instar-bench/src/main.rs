@@ -41,7 +41,11 @@ fn instar_bin() -> PathBuf {
     }
     let me = std::env::current_exe().expect("current exe");
     let p = me.with_file_name("instar");
-    assert!(p.is_file(), "build it first: cargo build --release -p instar-cli ({} not found)", p.display());
+    assert!(
+        p.is_file(),
+        "build it first: cargo build --release -p instar-cli ({} not found)",
+        p.display()
+    );
     p
 }
 
@@ -67,9 +71,17 @@ fn fixtures(dir: &Path, n: usize) -> PathBuf {
 
 fn run(cmd: &mut Command) -> Duration {
     let t = Instant::now();
-    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().expect("spawn");
+    let out = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("spawn");
     let d = t.elapsed();
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     d
 }
 
@@ -83,7 +95,11 @@ fn ms(d: Duration) -> String {
 }
 
 fn row(name: &str, d: Duration, limit: Duration) {
-    println!("| {name:<58} | {:>9} | {:>6.2}x |", ms(d), d.as_secs_f64() / limit.as_secs_f64());
+    println!(
+        "| {name:<58} | {:>9} | {:>6.2}x |",
+        ms(d),
+        d.as_secs_f64() / limit.as_secs_f64()
+    );
 }
 
 fn header(title: &str) {
@@ -97,29 +113,79 @@ fn sqlite(a: &Args, instar: &Path) {
     let (mut limit, mut plain, mut nobackup, mut single) = (vec![], vec![], vec![], vec![]);
     for k in 0..a.runs {
         let input = std::fs::File::open(&script).expect("script");
-        limit.push(run(Command::new("sqlite3").arg(db(k, "limit")).stdin(input)));
+        limit.push(run(Command::new("sqlite3")
+            .arg(db(k, "limit"))
+            .stdin(input)));
         let url = |tag: &str| format!("sqlite:{}", db(k, tag).display());
-        plain.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &url("plain"), "up"])));
-        nobackup.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &url("nob"), "up", "--no-backup"])));
-        single.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &url("single"), "up", "--single-transaction", "--no-backup"])));
+        plain.push(run(Command::new(instar).current_dir(dir.path()).args([
+            "-q",
+            "--database",
+            &url("plain"),
+            "up",
+        ])));
+        nobackup.push(run(Command::new(instar).current_dir(dir.path()).args([
+            "-q",
+            "--database",
+            &url("nob"),
+            "up",
+            "--no-backup",
+        ])));
+        single.push(run(Command::new(instar).current_dir(dir.path()).args([
+            "-q",
+            "--database",
+            &url("single"),
+            "up",
+            "--single-transaction",
+            "--no-backup",
+        ])));
     }
     let limit = median(limit);
-    header(&format!("SQLite: apply {} migrations to a fresh file ({} runs)", a.migrations, a.runs));
-    row("limit: sqlite3 < script (BEGIN/COMMIT per migration)", limit, limit);
-    row("instar up (backup first, commit per migration)", median(plain), limit);
+    header(&format!(
+        "SQLite: apply {} migrations to a fresh file ({} runs)",
+        a.migrations, a.runs
+    ));
+    row(
+        "limit: sqlite3 < script (BEGIN/COMMIT per migration)",
+        limit,
+        limit,
+    );
+    row(
+        "instar up (backup first, commit per migration)",
+        median(plain),
+        limit,
+    );
     row("instar up --no-backup", median(nobackup), limit);
-    row("instar up --single-transaction --no-backup", median(single), limit);
+    row(
+        "instar up --single-transaction --no-backup",
+        median(single),
+        limit,
+    );
 
     let applied = db(0, "nob");
     let url = format!("sqlite:{}", applied.display());
     let (mut lim, mut noop) = (vec![], vec![]);
     for _ in 0..a.runs * 4 {
-        lim.push(run(Command::new("sqlite3").arg(&applied).arg("SELECT count(*) FROM instar_history")));
-        noop.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &url, "up"])));
+        lim.push(run(Command::new("sqlite3")
+            .arg(&applied)
+            .arg("SELECT count(*) FROM instar_history")));
+        noop.push(run(Command::new(instar).current_dir(dir.path()).args([
+            "-q",
+            "--database",
+            &url,
+            "up",
+        ])));
     }
     let lim = median(lim);
-    header(&format!("SQLite: no-op `up` with all {} applied ({} runs)", a.migrations, a.runs * 4));
-    row("limit: sqlite3 db 'SELECT count(*) FROM instar_history'", lim, lim);
+    header(&format!(
+        "SQLite: no-op `up` with all {} applied ({} runs)",
+        a.migrations,
+        a.runs * 4
+    ));
+    row(
+        "limit: sqlite3 db 'SELECT count(*) FROM instar_history'",
+        lim,
+        lim,
+    );
     row("instar up (nothing pending)", median(noop), lim);
 }
 
@@ -136,31 +202,73 @@ fn postgres(a: &Args, instar: &Path, base: &str) {
     let dir = tempfile::tempdir().expect("tmp");
     let script = fixtures(dir.path(), a.migrations);
     let (mut limit, mut plain, mut single) = (vec![], vec![], vec![]);
-    let names = ["instar_bench_limit", "instar_bench_plain", "instar_bench_single"];
+    let names = [
+        "instar_bench_limit",
+        "instar_bench_plain",
+        "instar_bench_single",
+    ];
     for _ in 0..a.runs {
         for n in names {
             psql(base, &format!("DROP DATABASE IF EXISTS {n}"));
             psql(base, &format!("CREATE DATABASE {n}"));
         }
-        limit.push(run(Command::new("psql").args(["-q", "-v", "ON_ERROR_STOP=1", &pg_url(base, names[0]), "-f"]).arg(&script)));
-        plain.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &pg_url(base, names[1]), "up"])));
-        single.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &pg_url(base, names[2]), "up", "--single-transaction"])));
+        limit.push(run(Command::new("psql")
+            .args(["-q", "-v", "ON_ERROR_STOP=1", &pg_url(base, names[0]), "-f"])
+            .arg(&script)));
+        plain.push(run(Command::new(instar).current_dir(dir.path()).args([
+            "-q",
+            "--database",
+            &pg_url(base, names[1]),
+            "up",
+        ])));
+        single.push(run(Command::new(instar).current_dir(dir.path()).args([
+            "-q",
+            "--database",
+            &pg_url(base, names[2]),
+            "up",
+            "--single-transaction",
+        ])));
     }
     let limit = median(limit);
-    header(&format!("PostgreSQL: apply {} migrations to a fresh database ({} runs)", a.migrations, a.runs));
-    row("limit: psql -f script (BEGIN/COMMIT per migration)", limit, limit);
+    header(&format!(
+        "PostgreSQL: apply {} migrations to a fresh database ({} runs)",
+        a.migrations, a.runs
+    ));
+    row(
+        "limit: psql -f script (BEGIN/COMMIT per migration)",
+        limit,
+        limit,
+    );
     row("instar up (commit per migration)", median(plain), limit);
     row("instar up --single-transaction", median(single), limit);
 
     let url = pg_url(base, names[1]);
     let (mut lim, mut noop) = (vec![], vec![]);
     for _ in 0..a.runs * 4 {
-        lim.push(run(Command::new("psql").args(["-q", &url, "-c", "SELECT count(*) FROM instar_history"])));
-        noop.push(run(Command::new(instar).current_dir(dir.path()).args(["-q", "--database", &url, "up"])));
+        lim.push(run(Command::new("psql").args([
+            "-q",
+            &url,
+            "-c",
+            "SELECT count(*) FROM instar_history",
+        ])));
+        noop.push(run(Command::new(instar).current_dir(dir.path()).args([
+            "-q",
+            "--database",
+            &url,
+            "up",
+        ])));
     }
     let lim = median(lim);
-    header(&format!("PostgreSQL: no-op `up` with all {} applied ({} runs)", a.migrations, a.runs * 4));
-    row("limit: psql -c 'SELECT count(*) FROM instar_history'", lim, lim);
+    header(&format!(
+        "PostgreSQL: no-op `up` with all {} applied ({} runs)",
+        a.migrations,
+        a.runs * 4
+    ));
+    row(
+        "limit: psql -c 'SELECT count(*) FROM instar_history'",
+        lim,
+        lim,
+    );
     row("instar up (nothing pending)", median(noop), lim);
     for n in names {
         psql(base, &format!("DROP DATABASE IF EXISTS {n}"));
@@ -173,6 +281,8 @@ fn main() {
     sqlite(&a, &instar);
     match &a.postgres {
         Some(base) => postgres(&a, &instar, base),
-        None => println!("\nPostgreSQL skipped: pass --postgres URL or set INSTAR_TEST_POSTGRES_URL"),
+        None => {
+            println!("\nPostgreSQL skipped: pass --postgres URL or set INSTAR_TEST_POSTGRES_URL")
+        }
     }
 }

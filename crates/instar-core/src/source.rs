@@ -254,7 +254,10 @@ fn looks_like_diesel(dir: &Path, folders: &[Found]) -> bool {
                 .file_name()
                 .is_some_and(|n| n == "00000000000000_diesel_initial_setup")
         })
-        || folders.iter().take(64).any(|f| f.path.join("metadata.toml").is_file())
+        || folders
+            .iter()
+            .take(64)
+            .any(|f| f.path.join("metadata.toml").is_file())
 }
 
 fn read_script(path: &Path) -> Result<Script, Error> {
@@ -306,8 +309,14 @@ fn build(
 
 /// Reads folder migrations, on up to two threads when there are many: on a
 /// cold cache or a slow file system the open/read calls dominate a no-op run.
-fn read_folders(folders: Vec<Found>, layout: Layout, notes: &mut Vec<String>) -> Result<Vec<Migration>, Error> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
+fn read_folders(
+    folders: Vec<Found>,
+    layout: Layout,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Migration>, Error> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(2);
     if folders.len() < 64 || threads < 2 {
         return read_folder_chunk(&folders, layout, notes);
     }
@@ -318,7 +327,10 @@ fn read_folders(folders: Vec<Found>, layout: Layout, notes: &mut Vec<String>) ->
             read_folder_chunk(b, layout, &mut n).map(|m| (m, n))
         });
         let ra = read_folder_chunk(a, layout, notes);
-        (ra, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        (
+            ra,
+            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
     });
     let mut out = ra?;
     let (mb, nb) = rb?;
@@ -327,28 +339,54 @@ fn read_folders(folders: Vec<Found>, layout: Layout, notes: &mut Vec<String>) ->
     Ok(out)
 }
 
-fn read_folder_chunk(folders: &[Found], layout: Layout, notes: &mut Vec<String>) -> Result<Vec<Migration>, Error> {
+fn read_folder_chunk(
+    folders: &[Found],
+    layout: Layout,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Migration>, Error> {
     let mut out = Vec::new();
     for f in folders {
-        let f = Found { version_text: f.version_text.clone(), name: f.name.clone(), path: f.path.clone(), part: Part::Simple };
+        let f = Found {
+            version_text: f.version_text.clone(),
+            name: f.name.clone(),
+            path: f.path.clone(),
+            part: Part::Simple,
+        };
         // One listing per folder tells which of its files exist.
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&f.path).map_err(|e| Error::io(&f.path, e))? {
-            names.push(entry.map_err(|e| Error::io(&f.path, e))?.file_name().to_string_lossy().into_owned());
+            names.push(
+                entry
+                    .map_err(|e| Error::io(&f.path, e))?
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
         let has = |n: &str| names.iter().any(|x| x == n);
         if !has("up.sql") {
-            notes.push(format!("ignored {}: a folder without up.sql", f.path.display()));
+            notes.push(format!(
+                "ignored {}: a folder without up.sql",
+                f.path.display()
+            ));
             continue;
         }
         for n in &names {
-            if !matches!(n.as_str(), "up.sql" | "down.sql" | "migration.toml" | "metadata.toml") {
-                notes.push(format!("ignored {}: not part of a migration", f.path.join(n).display()));
+            if !matches!(
+                n.as_str(),
+                "up.sql" | "down.sql" | "migration.toml" | "metadata.toml"
+            ) {
+                notes.push(format!(
+                    "ignored {}: not part of a migration",
+                    f.path.join(n).display()
+                ));
             }
         }
         let version = parse_version(&f, layout)?;
         let up = read_script(&f.path.join("up.sql"))?;
-        let down = has("down.sql").then(|| read_script(&f.path.join("down.sql"))).transpose()?;
+        let down = has("down.sql")
+            .then(|| read_script(&f.path.join("down.sql")))
+            .transpose()?;
         let meta = if has("migration.toml") {
             meta::read_meta(&f.path.join("migration.toml"))?
         } else {
@@ -359,7 +397,15 @@ fn read_folder_chunk(folders: &[Found], layout: Layout, notes: &mut Vec<String>)
         } else {
             None
         };
-        out.push(build(version, f.name, layout, up, down, meta, diesel_tx != Some(false)));
+        out.push(build(
+            version,
+            f.name,
+            layout,
+            up,
+            down,
+            meta,
+            diesel_tx != Some(false),
+        ));
     }
     Ok(out)
 }

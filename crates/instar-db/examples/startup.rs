@@ -10,7 +10,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let migrations = dir.path().join("migrations");
     for (folder, sql) in [
-        ("0001_create_users", "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);"),
+        (
+            "0001_create_users",
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);",
+        ),
         ("0002_add_name", "ALTER TABLE users ADD COLUMN name TEXT;"),
     ] {
         std::fs::create_dir_all(migrations.join(folder))?;
@@ -18,14 +21,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let url = format!("sqlite:{}", dir.path().join("app.db").display());
 
-    let report = instar_db::Migrator::from_dir(&migrations)?.run_url(&url).await?;
+    let report = instar_db::Migrator::from_dir(&migrations)?
+        .run_url(&url)
+        .await?;
     println!("start-up: applied {:?}", report.migrations);
-    let report = instar_db::Migrator::from_dir(&migrations)?.run_url(&url).await?;
-    println!("second start-up: applied {:?} (nothing pending)", report.migrations);
+    let report = instar_db::Migrator::from_dir(&migrations)?
+        .run_url(&url)
+        .await?;
+    println!(
+        "second start-up: applied {:?} (nothing pending)",
+        report.migrations
+    );
 
     // An older build of the application ships only the first migration.
     std::fs::remove_dir_all(migrations.join("0002_add_name"))?;
-    match instar_db::Migrator::from_dir(&migrations)?.run_url(&url).await {
+    match instar_db::Migrator::from_dir(&migrations)?
+        .run_url(&url)
+        .await
+    {
         Err(instar_db::Error::Core(instar_core::Error::Validation { problems }))
             if matches!(problems.first(), Some(Problem::NewerThanFiles { .. })) =>
         {

@@ -46,26 +46,28 @@ pub(crate) struct History<'a> {
 }
 
 impl History<'_> {
-    /// Appends `row` (its `id` is ignored) and returns the new row's id.
-    pub(crate) async fn insert(
-        &self,
-        conn: &mut AnyConnection,
-        row: &HistoryRow,
-    ) -> Result<i64, Error> {
+    /// The INSERT of a history row, with placeholders; `returning` asks for the new id.
+    pub(crate) fn insert_sql(&self, returning: bool) -> String {
         let e = self.engine;
         let marks: Vec<String> = (1..=19).map(|n| e.placeholder(n)).collect();
-        let returning = if e.returning_id() {
+        let returning = if returning && e.returning_id() {
             " RETURNING id"
         } else {
             ""
         };
-        let sql = format!(
+        format!(
             "INSERT INTO {} ({HISTORY_COLUMNS}) VALUES ({}){returning}",
             self.table,
             marks.join(", ")
-        );
-        let q = sqlx::query(&sql)
-            .bind(row.version.clone())
+        )
+    }
+
+    /// Binds `row` to the placeholders of [`History::insert_sql`].
+    pub(crate) fn bind<'q>(
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        row: &HistoryRow,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        q.bind(row.version.clone())
             .bind(row.name.clone())
             .bind(row.event.as_str())
             .bind(row.direction.as_str())
@@ -83,9 +85,19 @@ impl History<'_> {
             .bind(row.failed_statement.clone())
             .bind(row.operator.clone())
             .bind(row.tool_version.clone())
-            .bind(row.note.clone());
+            .bind(row.note.clone())
+    }
+
+    /// Appends `row` (its `id` is ignored) and returns the new row's id.
+    pub(crate) async fn insert(
+        &self,
+        conn: &mut AnyConnection,
+        row: &HistoryRow,
+    ) -> Result<i64, Error> {
+        let sql = self.insert_sql(true);
+        let q = Self::bind(sqlx::query(&sql), row);
         let ctx = "writing to the history table";
-        if e.returning_id() {
+        if self.engine.returning_id() {
             let r = q.fetch_one(conn).await.map_err(|e| Error::query(ctx, e))?;
             r.try_get::<i64, _>(0).map_err(|e| Error::query(ctx, e))
         } else {
@@ -222,12 +234,21 @@ impl Db {
     /// Every history row, oldest first; empty when the table does not exist yet.
     pub async fn read_history(&mut self) -> Result<Vec<HistoryRow>, Error> {
         let json = self.engine.history_as_json(&self.table);
-        let sql = json.clone().unwrap_or_else(|| format!("SELECT id, {HISTORY_COLUMNS} FROM {} ORDER BY id", self.table));
+        let sql = json.clone().unwrap_or_else(|| {
+            format!(
+                "SELECT id, {HISTORY_COLUMNS} FROM {} ORDER BY id",
+                self.table
+            )
+        });
         let rows = match sqlx::query(&sql).fetch_all(&mut self.conn).await {
             Ok(rows) => rows,
             // One query on the hot path: only look for the table when the read fails.
             Err(_) if !self.history_exists().await? => return Ok(Vec::new()),
-            Err(e) => return Err(Error::query("reading the history table", e)),
+            // Another run may have created the table between the two queries: read again.
+            Err(_) => sqlx::query(&sql)
+                .fetch_all(&mut self.conn)
+                .await
+                .map_err(|e| Error::query("reading the history table", e))?,
         };
         if json.is_some() {
             let text: String = rows
@@ -344,7 +365,8 @@ fn decode_json_rows(text: &str) -> Result<Vec<HistoryRow>, Error> {
         context: "reading the history table".into(),
         message: m,
     };
-    let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let rows: Vec<Vec<serde_json::Value>> =
+        serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
     rows.into_iter()
         .map(|r| {
             let s = |i: usize| r.get(i).and_then(|v| v.as_str()).map(str::to_string);
@@ -355,8 +377,16 @@ fn decode_json_rows(text: &str) -> Result<Vec<HistoryRow>, Error> {
                 id: n(0).ok_or_else(|| bad("id is NULL".into()))?,
                 version: req(1)?,
                 name: req(2)?,
-                event: EventKind::parse(&event).ok_or_else(|| bad(format!("unknown event {event:?}; was this table written by a newer instar?")))?,
-                direction: if req(4)? == "down" { Direction::Down } else { Direction::Up },
+                event: EventKind::parse(&event).ok_or_else(|| {
+                    bad(format!(
+                        "unknown event {event:?}; was this table written by a newer instar?"
+                    ))
+                })?,
+                direction: if req(4)? == "down" {
+                    Direction::Down
+                } else {
+                    Direction::Up
+                },
                 kind: req(5)?,
                 checksum: s(6),
                 schema_version: s(7),

@@ -33,7 +33,10 @@ pub struct Migrator {
 impl Migrator {
     /// Reads the migrations in `dir` (any supported layout).
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Migrator, Error> {
-        Ok(Migrator::new(instar_core::source::read_dir(dir.as_ref(), None)?))
+        Ok(Migrator::new(instar_core::source::read_dir(
+            dir.as_ref(),
+            None,
+        )?))
     }
 
     /// Uses migrations already read.
@@ -74,8 +77,19 @@ impl Migrator {
     }
 
     /// Applies every pending migration on `db`, reporting progress to `sink`.
-    pub async fn run_with_events(&self, db: &mut Db, sink: &mut dyn EventSink) -> Result<Report, Error> {
-        runner::run(db, &self.source, Target::Up { to: None }, &self.options, sink).await
+    pub async fn run_with_events(
+        &self,
+        db: &mut Db,
+        sink: &mut dyn EventSink,
+    ) -> Result<Report, Error> {
+        runner::run(
+            db,
+            &self.source,
+            Target::Up { to: None },
+            &self.options,
+            sink,
+        )
+        .await
     }
 
     /// Connects to `url`, applies every pending migration, and closes the connection.

@@ -576,21 +576,75 @@ async fn run_in_transaction(
         engine: db.engine,
         table: &db.table,
     };
+    let one_trip = !nested && db.dialect() == instar_core::Dialect::Sqlite;
     let conn = &mut db.conn;
-    exec_control(conn, begin).await?;
+    if up && !m.meta.checks.before.is_empty() {
+        exec_control(conn, begin).await?;
+        let checked = run_checks(conn, m, "before", Aftermath::RolledBack).await;
+        exec_control(conn, rollback).await?;
+        checked?;
+    }
+    if let Some(first) = stmts.first() {
+        sink.event(&statement_event(step, 0, first));
+    }
+    // One round trip for BEGIN and every statement: per-call overhead (a thread
+    // hand-off on SQLite, a network round trip elsewhere) is most of a small
+    // migration's cost. `\n;` ends a trailing line comment before the delimiter.
+    // A savepoint is taken on its own: PostgreSQL parses a multi-statement string
+    // whole, so a syntax error would also swallow a SAVEPOINT sent with it.
+    if nested {
+        exec_control(conn, begin).await?;
+    }
+    let start = (!nested).then_some(begin);
+    let batch: String = start
+        .into_iter()
+        .map(str::to_string)
+        .chain(stmts.iter().map(|s| s.sql.clone()))
+        .collect::<Vec<_>>()
+        .join("\n;\n");
+    if one_trip && !(up && !m.meta.checks.after.is_empty()) {
+        // SQLite binds parameters across a multi-statement query: the script, its
+        // history row and the COMMIT go in one call, still one transaction.
+        let mut row = new_row(
+            m,
+            if up {
+                EventKind::Apply
+            } else {
+                EventKind::Revert
+            },
+            step.direction,
+        );
+        row.finished_at = Some(time::now_rfc3339());
+        row.statements_applied = stmts.len() as i64;
+        row.statements_total = stmts.len() as i64;
+        let sql = format!("{batch}\n;\n{};\n{commit}", history.insert_sql(false));
+        return match History::bind(sqlx::query(&sql).persistent(false), &row)
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(r) => {
+                sink.event(&Event::MigrationFinished {
+                    version: step.version.clone(),
+                    direction: step.direction,
+                    duration_ms: t0.elapsed().as_millis() as u64,
+                    rows_affected: r.rows_affected().saturating_sub(1),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                Err(locate_failure(conn, m, step.direction, &stmts, (start, rollback), e).await)
+            }
+        };
+    }
     let body = async {
-        if up {
-            run_checks(conn, m, "before", Aftermath::RolledBack).await?;
-        }
-        let mut rows = 0u64;
-        for (i, s) in stmts.iter().enumerate() {
-            sink.event(&statement_event(step, i, s));
-            let r = sqlx::raw_sql(&s.sql)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| failed(m, step.direction, s, &e, Aftermath::RolledBack))?;
-            rows += r.rows_affected();
-        }
+        let rows = match sqlx::raw_sql(&batch).execute(&mut *conn).await {
+            Ok(r) => r.rows_affected(),
+            Err(e) => {
+                return Err(
+                    locate_failure(conn, m, step.direction, &stmts, (start, rollback), e).await,
+                )
+            }
+        };
         if up {
             run_checks(conn, m, "after", Aftermath::RolledBack).await?;
         }
@@ -623,10 +677,46 @@ async fn run_in_transaction(
             Ok(())
         }
         Err(e) => {
-            exec_control(conn, rollback).await?;
+            // The batch may have failed before BEGIN took effect; a failed ROLLBACK then is harmless.
+            let _ = sqlx::raw_sql(rollback).execute(&mut *conn).await;
             Err(e)
         }
     }
+}
+
+/// After a batch failed: undoes it, then re-runs the statements one by one
+/// (after `start`, when the batch opened the transaction) to name the one that
+/// fails and its line, and undoes that too. Leaves no transaction of its own open.
+async fn locate_failure(
+    conn: &mut AnyConnection,
+    m: &Migration,
+    d: Direction,
+    stmts: &[Statement],
+    (start, undo): (Option<&str>, &str),
+    batch_error: sqlx::Error,
+) -> Error {
+    // Errors here are expected (e.g. ROLLBACK when the batch never began); the
+    // batch's own error is what gets reported.
+    let _ = sqlx::raw_sql(undo).execute(&mut *conn).await;
+    let mut found = None;
+    let started = match start {
+        Some(b) => sqlx::raw_sql(b).execute(&mut *conn).await.is_ok(),
+        None => true,
+    };
+    if started {
+        for s in stmts {
+            if let Err(e) = sqlx::raw_sql(&s.sql).execute(&mut *conn).await {
+                found = Some(failed(m, d, s, &e, Aftermath::RolledBack));
+                break;
+            }
+        }
+        let _ = sqlx::raw_sql(undo).execute(&mut *conn).await;
+    }
+    let fallback = Statement {
+        sql: stmts.first().map(|s| s.sql.clone()).unwrap_or_default(),
+        line: 1,
+    };
+    found.unwrap_or_else(|| failed(m, d, &fallback, &batch_error, Aftermath::RolledBack))
 }
 
 /// Runs one migration statement by statement, recording progress in its `start` row,

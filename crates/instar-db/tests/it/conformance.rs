@@ -36,6 +36,8 @@ suite!(
     down_to_and_irreversible,
     repeatable_reruns_when_changed,
     backup_and_restore,
+    runtime_error_mid_file_names_its_line,
+    real_world_scripts_run,
 );
 
 fn two_tables(t: &TestDb) {
@@ -684,4 +686,83 @@ async fn backup_and_restore(b: Backend) {
         .expect("list")
         .iter()
         .any(|x| x.id == info.id));
+}
+
+async fn runtime_error_mid_file_names_its_line(b: Backend) {
+    let Some(t) = TestDb::new(b, "runtime_error_mid_file").await else {
+        return;
+    };
+    migration(
+        &t.migrations(),
+        "0001_dup",
+        "CREATE TABLE dup (id INT PRIMARY KEY);\nINSERT INTO dup VALUES (1);\n-- the next insert repeats the key\nINSERT INTO dup VALUES (1);\n",
+        None,
+    );
+    let e = t.up().await.expect_err("duplicate key");
+    assert!(matches!(&e, Error::StatementFailed { line: 4, .. }), "{e}");
+    assert!(!t.table_exists("dup").await, "{e}");
+    assert_eq!(t.events("fail").await, 1);
+}
+
+/// Script shapes found in real projects, per engine: function bodies, triggers,
+/// procedures, comments with semicolons. Each must split and run.
+async fn real_world_scripts_run(b: Backend) {
+    let Some(t) = TestDb::new(b, "real_world_scripts").await else {
+        return;
+    };
+    let (up, probe) = match b {
+        Backend::Postgres => (
+            "CREATE TABLE users (id SERIAL PRIMARY KEY, email TEXT, updated_at TIMESTAMPTZ);
+CREATE TYPE mood AS ENUM ('ok');
+-- A trigger function; its body is full of semicolons.
+CREATE OR REPLACE FUNCTION touch() RETURNS trigger AS $$
+BEGIN
+    NEW.updated_at = now(); -- comment; here
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION touch();
+CREATE FUNCTION add(a integer, b integer) RETURNS integer LANGUAGE SQL
+    BEGIN ATOMIC
+        SELECT a + b;
+    END;
+/* block; /* nested */ comment */
+INSERT INTO users (email) VALUES ('it''s; fine');
+",
+            "SELECT add(count(*)::int, 0)::bigint FROM users",
+        ),
+        Backend::MySql => (
+            "CREATE TABLE users (id INT AUTO_INCREMENT PRIMARY KEY, email VARCHAR(100), n INT DEFAULT 0);
+# a MySQL comment; with a semicolon
+CREATE PROCEDURE bump(IN x INT)
+BEGIN
+    IF x > 0 THEN
+        UPDATE users SET n = n + x;
+    END IF;
+    SELECT CASE WHEN x > 1 THEN 'many' ELSE 'one' END;
+END;
+CREATE TRIGGER users_bi BEFORE INSERT ON users FOR EACH ROW
+BEGIN
+    SET NEW.n = IF(NEW.n IS NULL, 0, NEW.n);
+END;
+INSERT INTO users (email) VALUES ('a\\'b;c');
+",
+            "SELECT count(*) FROM users",
+        ),
+        Backend::Sqlite => (
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);
+CREATE TABLE log (msg TEXT);
+CREATE TRIGGER users_ai AFTER INSERT ON users
+BEGIN
+    INSERT INTO log VALUES ('inserted; ' || NEW.id);
+    UPDATE log SET msg = CASE WHEN msg IS NULL THEN '' ELSE msg END;
+END;
+INSERT INTO users (email) VALUES ('x;y');
+",
+            "SELECT count(*) FROM log",
+        ),
+    };
+    migration(&t.migrations(), "0001_real", up, None);
+    t.up().await.expect("real-world script");
+    assert_eq!(t.count(probe).await, 1);
 }
