@@ -53,20 +53,35 @@ fn migration_sql(i: usize) -> String {
     format!("CREATE TABLE t{i} (id INTEGER PRIMARY KEY, name VARCHAR(40));\nINSERT INTO t{i} VALUES (1, 'row {i}');\n")
 }
 
-/// Writes N Instar-layout migrations, and the same SQL as one script with a
-/// transaction per migration (what sqlite3 / psql run as the limit).
-fn fixtures(dir: &Path, n: usize) -> PathBuf {
+/// A history table like Instar's, for the "limit + bookkeeping" script.
+const HISTORY: &str = "CREATE TABLE h (id BIGINT PRIMARY KEY, version TEXT, name TEXT, event TEXT, direction TEXT, kind TEXT, checksum TEXT, schema_version TEXT, started_at TEXT, finished_at TEXT, duration_ms BIGINT, statements_applied BIGINT, statements_total BIGINT, statement_hashes TEXT, rows_affected BIGINT, error TEXT, failed_statement TEXT, operator TEXT, tool_version TEXT, note TEXT);\n";
+
+fn history_insert(i: usize) -> String {
+    format!("INSERT INTO h VALUES ({i}, '{i:04}', 'm{i}', 'apply', 'up', 'schema', 'sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef', NULL, '2026-11-22T00:00:00.000Z', '2026-11-22T00:00:00.001Z', 1, 2, 2, NULL, 1, NULL, NULL, 'bench@host', '0.1.0', NULL);\n")
+}
+
+/// Writes N Instar-layout migrations, and the same SQL as two scripts with a
+/// transaction per migration (what sqlite3 / psql run as the limit): the bare
+/// SQL, and the SQL plus a history-row INSERT in each transaction.
+fn fixtures(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
     let m = dir.join("migrations");
     let mut script = String::new();
+    let mut booked = String::from(HISTORY);
     for i in 1..=n {
         let f = m.join(format!("{i:04}_m{i}"));
         std::fs::create_dir_all(&f).expect("mkdir");
         std::fs::write(f.join("up.sql"), migration_sql(i)).expect("write");
         script.push_str(&format!("BEGIN;\n{}COMMIT;\n", migration_sql(i)));
+        booked.push_str(&format!(
+            "BEGIN;\n{}{}COMMIT;\n",
+            migration_sql(i),
+            history_insert(i)
+        ));
     }
-    let s = dir.join("limit.sql");
+    let (s, b) = (dir.join("limit.sql"), dir.join("limit_booked.sql"));
     std::fs::write(&s, script).expect("write script");
-    s
+    std::fs::write(&b, booked).expect("write script");
+    (s, b)
 }
 
 fn run(cmd: &mut Command) -> Duration {

@@ -602,7 +602,7 @@ async fn run_in_transaction(
         .chain(stmts.iter().map(|s| s.sql.clone()))
         .collect::<Vec<_>>()
         .join("\n;\n");
-    if one_trip && !(up && !m.meta.checks.after.is_empty()) {
+    if one_trip && (!up || m.meta.checks.after.is_empty()) {
         // SQLite binds parameters across a multi-statement query: the script, its
         // history row and the COMMIT go in one call, still one transaction.
         let mut row = new_row(
