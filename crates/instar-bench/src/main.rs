@@ -123,13 +123,18 @@ fn header(title: &str) {
 
 fn sqlite(a: &Args, instar: &Path) {
     let dir = tempfile::tempdir().expect("tmp");
-    let script = fixtures(dir.path(), a.migrations);
+    let (script, booked) = fixtures(dir.path(), a.migrations);
     let db = |k: usize, tag: &str| dir.path().join(format!("{tag}{k}.db"));
-    let (mut limit, mut plain, mut nobackup, mut single) = (vec![], vec![], vec![], vec![]);
+    let (mut limit, mut limit_booked) = (vec![], vec![]);
+    let (mut plain, mut nobackup, mut single) = (vec![], vec![], vec![]);
     for k in 0..a.runs {
         let input = std::fs::File::open(&script).expect("script");
         limit.push(run(Command::new("sqlite3")
             .arg(db(k, "limit"))
+            .stdin(input)));
+        let input = std::fs::File::open(&booked).expect("script");
+        limit_booked.push(run(Command::new("sqlite3")
+            .arg(db(k, "booked"))
             .stdin(input)));
         let url = |tag: &str| format!("sqlite:{}", db(k, tag).display());
         plain.push(run(Command::new(instar).current_dir(dir.path()).args([
@@ -162,6 +167,11 @@ fn sqlite(a: &Args, instar: &Path) {
     row(
         "limit: sqlite3 < script (BEGIN/COMMIT per migration)",
         limit,
+        limit,
+    );
+    row(
+        "limit + a history-row INSERT per migration (sqlite3)",
+        median(limit_booked),
         limit,
     );
     row(
@@ -215,12 +225,13 @@ fn psql(base: &str, sql: &str) {
 
 fn postgres(a: &Args, instar: &Path, base: &str) {
     let dir = tempfile::tempdir().expect("tmp");
-    let script = fixtures(dir.path(), a.migrations);
-    let (mut limit, mut plain, mut single) = (vec![], vec![], vec![]);
+    let (script, booked) = fixtures(dir.path(), a.migrations);
+    let (mut limit, mut limit_booked, mut plain, mut single) = (vec![], vec![], vec![], vec![]);
     let names = [
         "instar_bench_limit",
         "instar_bench_plain",
         "instar_bench_single",
+        "instar_bench_booked",
     ];
     for _ in 0..a.runs {
         for n in names {
@@ -230,6 +241,9 @@ fn postgres(a: &Args, instar: &Path, base: &str) {
         limit.push(run(Command::new("psql")
             .args(["-q", "-v", "ON_ERROR_STOP=1", &pg_url(base, names[0]), "-f"])
             .arg(&script)));
+        limit_booked.push(run(Command::new("psql")
+            .args(["-q", "-v", "ON_ERROR_STOP=1", &pg_url(base, names[3]), "-f"])
+            .arg(&booked)));
         plain.push(run(Command::new(instar).current_dir(dir.path()).args([
             "-q",
             "--database",
@@ -252,6 +266,11 @@ fn postgres(a: &Args, instar: &Path, base: &str) {
     row(
         "limit: psql -f script (BEGIN/COMMIT per migration)",
         limit,
+        limit,
+    );
+    row(
+        "limit + a history-row INSERT per migration (psql)",
+        median(limit_booked),
         limit,
     );
     row("instar up (commit per migration)", median(plain), limit);
