@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Instar: versioned SQL migrations for SQLite, PostgreSQL and MySQL/MariaDB.
 #[derive(Debug, Parser)]
-#[command(name = "instar", version, about, propagate_version = true)]
+#[command(name = "instar", version, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
