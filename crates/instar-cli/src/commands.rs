@@ -238,6 +238,16 @@ async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &O
                 .filter(|m| m.standing == Standing::Applied)
                 .count()
         );
+        for d in state.dirty.values() {
+            println!(
+                "dirty: {} stopped after {} of {} statements{}; `instar {}` resumes it once the cause is fixed, `instar repair` clears it",
+                d.version,
+                d.statements_applied,
+                d.statements_total,
+                d.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+                d.direction.as_str()
+            );
+        }
         for p in &st.problems {
             println!("problem: {p}");
         }
@@ -251,6 +261,7 @@ async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &O
         "problems": st.problems,
         "pending": pending,
         "baseline": state.baseline,
+        "dirty": state.dirty.values().collect::<Vec<_>>(),
         "requirement_met": unmet.is_none(),
     }));
     Ok(code)

@@ -17,6 +17,7 @@ pub struct Out {
     pub verbose: bool,
     spinner: Option<ProgressBar>,
     tty: bool,
+    waited_for_lock: bool,
 }
 
 impl Out {
@@ -27,6 +28,7 @@ impl Out {
             verbose,
             spinner: None,
             tty: std::io::stderr().is_terminal(),
+            waited_for_lock: false,
         }
     }
 
@@ -85,9 +87,10 @@ impl EventSink for Out {
         }
         match e {
             Event::LockWaiting { lock } => {
+                self.waited_for_lock = true;
                 eprintln!("waiting for another instar run to release the lock on {lock}…")
             }
-            Event::LockAcquired { waited_ms } if *waited_ms > 0 => {
+            Event::LockAcquired { waited_ms } if self.waited_for_lock => {
                 eprintln!("lock acquired after {waited_ms} ms")
             }
             Event::BackupTaken { id, path } => println!("backup {id} taken ({path})"),

@@ -763,6 +763,15 @@ INSERT INTO users (email) VALUES ('x;y');
         ),
     };
     migration(&t.migrations(), "0001_real", up, None);
+    if b == Backend::Postgres {
+        // Statements PostgreSQL refuses inside a transaction, in an opted-out file.
+        migration(
+            &t.migrations(),
+            "0002_concurrently",
+            "-- instar:no-transaction\nCREATE INDEX CONCURRENTLY users_email ON users (email);\nALTER TYPE mood ADD VALUE 'great';\n",
+            None,
+        );
+    }
     t.up().await.expect("real-world script");
     assert_eq!(t.count(probe).await, 1);
 }
