@@ -187,30 +187,49 @@ fn sqlite(a: &Args, instar: &Path) {
     );
 
     let applied = db(0, "nob");
+    let mut limit_cmd = Command::new("sqlite3");
+    limit_cmd
+        .arg(&applied)
+        .arg("SELECT count(*) FROM instar_history");
     let url = format!("sqlite:{}", applied.display());
+    noop(
+        a,
+        instar,
+        dir.path(),
+        "SQLite",
+        &url,
+        limit_cmd,
+        "sqlite3 db 'SELECT count(*) FROM instar_history'",
+    );
+}
+
+/// Times a no-op `up` against one client run of a query on the history table.
+fn noop(
+    a: &Args,
+    instar: &Path,
+    dir: &Path,
+    engine: &str,
+    url: &str,
+    mut limit_cmd: Command,
+    limit_name: &str,
+) {
     let (mut lim, mut noop) = (vec![], vec![]);
     for _ in 0..a.runs * 4 {
-        lim.push(run(Command::new("sqlite3")
-            .arg(&applied)
-            .arg("SELECT count(*) FROM instar_history")));
-        noop.push(run(Command::new(instar).current_dir(dir.path()).args([
+        lim.push(run(&mut limit_cmd));
+        noop.push(run(Command::new(instar).current_dir(dir).args([
             "-q",
             "--database",
-            &url,
+            url,
             "up",
         ])));
     }
     let lim = median(lim);
     header(&format!(
-        "SQLite: no-op `up` with all {} applied ({} runs)",
+        "{engine}: no-op `up` with all {} applied ({} runs)",
         a.migrations,
         a.runs * 4
     ));
-    row(
-        "limit: sqlite3 db 'SELECT count(*) FROM instar_history'",
-        lim,
-        lim,
-    );
+    row(&format!("limit: {limit_name}"), lim, lim);
     row("instar up (nothing pending)", median(noop), lim);
 }
 
@@ -277,33 +296,17 @@ fn postgres(a: &Args, instar: &Path, base: &str) {
     row("instar up --single-transaction", median(single), limit);
 
     let url = pg_url(base, names[1]);
-    let (mut lim, mut noop) = (vec![], vec![]);
-    for _ in 0..a.runs * 4 {
-        lim.push(run(Command::new("psql").args([
-            "-q",
-            &url,
-            "-c",
-            "SELECT count(*) FROM instar_history",
-        ])));
-        noop.push(run(Command::new(instar).current_dir(dir.path()).args([
-            "-q",
-            "--database",
-            &url,
-            "up",
-        ])));
-    }
-    let lim = median(lim);
-    header(&format!(
-        "PostgreSQL: no-op `up` with all {} applied ({} runs)",
-        a.migrations,
-        a.runs * 4
-    ));
-    row(
-        "limit: psql -c 'SELECT count(*) FROM instar_history'",
-        lim,
-        lim,
+    let mut limit_cmd = Command::new("psql");
+    limit_cmd.args(["-q", &url, "-c", "SELECT count(*) FROM instar_history"]);
+    noop(
+        a,
+        instar,
+        dir.path(),
+        "PostgreSQL",
+        &url,
+        limit_cmd,
+        "psql -c 'SELECT count(*) FROM instar_history'",
     );
-    row("instar up (nothing pending)", median(noop), lim);
     for n in names {
         psql(base, &format!("DROP DATABASE IF EXISTS {n}"));
     }

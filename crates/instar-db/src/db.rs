@@ -222,7 +222,7 @@ impl Db {
 
     /// Creates the history table if it does not exist.
     pub async fn ensure_history(&mut self) -> Result<(), Error> {
-        for ddl in self.engine.history_ddl(&self.table) {
+        for ddl in crate::engine::history_ddl(self.engine, &self.table, self.schema.as_deref()) {
             sqlx::raw_sql(&ddl)
                 .execute(&mut self.conn)
                 .await

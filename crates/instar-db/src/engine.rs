@@ -11,8 +11,16 @@ pub(crate) trait Engine: Sync {
     fn quote(&self, ident: &str) -> String;
     /// The `n`th (1-based) bind placeholder.
     fn placeholder(&self, n: usize) -> String;
-    /// Statements that create the history table (and its schema) if missing.
-    fn history_ddl(&self, table: &str) -> Vec<String>;
+    /// The column type for `kind` in this engine.
+    fn column_type(&self, kind: Col) -> &'static str;
+    /// What follows `CREATE TABLE … ( … )` (e.g. MySQL's engine and charset).
+    fn table_options(&self) -> &'static str {
+        ""
+    }
+    /// A statement creating `schema` if missing, where schemas are created separately.
+    fn create_schema(&self, _schema: &str) -> Option<String> {
+        None
+    }
     /// A query returning one row when `table` exists (bind: the unqualified name, then the schema or "").
     fn table_exists_sql(&self) -> &'static str;
     /// Whether `INSERT … RETURNING id` works.
@@ -52,5 +60,73 @@ pub(crate) fn qualified(e: &dyn Engine, schema: Option<&str>, table: &str) -> St
     }
 }
 
-/// The history columns, in the order [`crate::db::Db`] reads and writes them.
+/// The kinds of history column; each engine maps them to a type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Col {
+    /// The auto-incrementing primary key.
+    Id,
+    /// Short text (versions, names, enums, timestamps).
+    Short,
+    /// Unbounded text (errors, statements, notes).
+    Long,
+    /// A 64-bit integer.
+    Int,
+}
+
+/// The history table: every column after `id`, its kind, and whether it is NOT NULL,
+/// in the order [`crate::db::Db`] reads and writes them.
+pub(crate) const HISTORY: &[(&str, Col, bool)] = &[
+    ("version", Col::Short, true),
+    ("name", Col::Short, true),
+    ("event", Col::Short, true),
+    ("direction", Col::Short, true),
+    ("kind", Col::Short, true),
+    ("checksum", Col::Short, false),
+    ("schema_version", Col::Short, false),
+    ("started_at", Col::Short, true),
+    ("finished_at", Col::Short, false),
+    ("duration_ms", Col::Int, false),
+    ("statements_applied", Col::Int, true),
+    ("statements_total", Col::Int, true),
+    ("statement_hashes", Col::Long, false),
+    ("rows_affected", Col::Int, false),
+    ("error", Col::Long, false),
+    ("failed_statement", Col::Long, false),
+    ("operator", Col::Short, true),
+    ("tool_version", Col::Short, true),
+    ("note", Col::Long, false),
+];
+
+/// The history columns after `id`, comma-separated.
 pub(crate) const HISTORY_COLUMNS: &str = "version, name, event, direction, kind, checksum, schema_version, started_at, finished_at, duration_ms, statements_applied, statements_total, statement_hashes, rows_affected, error, failed_statement, operator, tool_version, note";
+
+/// Statements that create the history table (and its schema) if missing.
+pub(crate) fn history_ddl(e: &dyn Engine, table: &str, schema: Option<&str>) -> Vec<String> {
+    let columns: Vec<String> = std::iter::once(format!("id {}", e.column_type(Col::Id)))
+        .chain(HISTORY.iter().map(|(name, kind, required)| {
+            format!(
+                "{name} {}{}",
+                e.column_type(*kind),
+                if *required { " NOT NULL" } else { "" }
+            )
+        }))
+        .collect();
+    schema
+        .and_then(|s| e.create_schema(s))
+        .into_iter()
+        .chain(std::iter::once(format!(
+            "CREATE TABLE IF NOT EXISTS {table} (\n  {}\n){}",
+            columns.join(",\n  "),
+            e.table_options()
+        )))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn column_list_matches_the_table() {
+        let names: Vec<&str> = super::HISTORY.iter().map(|c| c.0).collect();
+        assert_eq!(names.join(", "), super::HISTORY_COLUMNS);
+    }
+}

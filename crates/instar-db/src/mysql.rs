@@ -6,7 +6,7 @@
 
 use sqlx::AnyConnection;
 
-use crate::engine::{quote_with, Engine};
+use crate::engine::{quote_with, Col, Engine};
 use crate::Error;
 
 pub(crate) struct MySql;
@@ -18,17 +18,16 @@ impl Engine for MySql {
     fn placeholder(&self, _: usize) -> String {
         "?".into()
     }
-    fn history_ddl(&self, table: &str) -> Vec<String> {
-        vec![format!(
-            "CREATE TABLE IF NOT EXISTS {table} (
-  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
-  version VARCHAR(255) NOT NULL, name VARCHAR(255) NOT NULL, event VARCHAR(16) NOT NULL, direction VARCHAR(8) NOT NULL,
-  kind VARCHAR(16) NOT NULL, checksum VARCHAR(80), schema_version VARCHAR(64),
-  started_at VARCHAR(40) NOT NULL, finished_at VARCHAR(40), duration_ms BIGINT,
-  statements_applied BIGINT NOT NULL, statements_total BIGINT NOT NULL, statement_hashes TEXT,
-  rows_affected BIGINT, error TEXT, failed_statement TEXT,
-  operator VARCHAR(255) NOT NULL, tool_version VARCHAR(32) NOT NULL, note TEXT) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
-        )]
+    fn column_type(&self, kind: Col) -> &'static str {
+        match kind {
+            Col::Id => "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
+            Col::Short => "VARCHAR(255)",
+            Col::Long => "TEXT",
+            Col::Int => "BIGINT",
+        }
+    }
+    fn table_options(&self) -> &'static str {
+        " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
     }
     fn table_exists_sql(&self) -> &'static str {
         "SELECT 1 FROM information_schema.tables WHERE table_name = ? AND table_schema = COALESCE(NULLIF(?, ''), DATABASE())"

@@ -411,6 +411,36 @@ fn new_row(m: &Migration, event: EventKind, direction: Direction) -> HistoryRow 
     }
 }
 
+/// The `apply`/`revert` row of a finished step.
+fn done_row(
+    m: &Migration,
+    step: &Step,
+    t0: Instant,
+    statements: usize,
+    rows: Option<u64>,
+) -> HistoryRow {
+    let event = match step.direction {
+        Direction::Up => EventKind::Apply,
+        Direction::Down => EventKind::Revert,
+    };
+    let mut row = new_row(m, event, step.direction);
+    row.finished_at = Some(time::now_rfc3339());
+    row.duration_ms = Some(t0.elapsed().as_millis() as i64);
+    row.statements_applied = statements as i64;
+    row.statements_total = statements as i64;
+    row.rows_affected = rows.map(|r| r as i64);
+    row
+}
+
+fn finished_event(step: &Step, t0: Instant, rows: u64) -> Event {
+    Event::MigrationFinished {
+        version: step.version.clone(),
+        direction: step.direction,
+        duration_ms: t0.elapsed().as_millis() as u64,
+        rows_affected: rows,
+    }
+}
+
 /// `user@host` of whoever runs this process.
 pub fn operator() -> String {
     let user = std::env::var("USER")
@@ -605,30 +635,19 @@ async fn run_in_transaction(
     if one_trip && (!up || m.meta.checks.after.is_empty()) {
         // SQLite binds parameters across a multi-statement query: the script, its
         // history row and the COMMIT go in one call, still one transaction.
-        let mut row = new_row(
-            m,
-            if up {
-                EventKind::Apply
-            } else {
-                EventKind::Revert
-            },
-            step.direction,
-        );
-        row.finished_at = Some(time::now_rfc3339());
-        row.statements_applied = stmts.len() as i64;
-        row.statements_total = stmts.len() as i64;
+        // Rows affected are not known before the call; the duration is the call's.
+        let row = done_row(m, step, t0, stmts.len(), None);
         let sql = format!("{batch}\n;\n{};\n{commit}", history.insert_sql(false));
         return match History::bind(sqlx::query(&sql).persistent(false), &row)
             .execute(&mut *conn)
             .await
         {
             Ok(r) => {
-                sink.event(&Event::MigrationFinished {
-                    version: step.version.clone(),
-                    direction: step.direction,
-                    duration_ms: t0.elapsed().as_millis() as u64,
-                    rows_affected: r.rows_affected().saturating_sub(1),
-                });
+                sink.event(&finished_event(
+                    step,
+                    t0,
+                    r.rows_affected().saturating_sub(1),
+                ));
                 Ok(())
             }
             Err(e) => {
@@ -648,32 +667,15 @@ async fn run_in_transaction(
         if up {
             run_checks(conn, m, "after", Aftermath::RolledBack).await?;
         }
-        let mut row = new_row(
-            m,
-            if up {
-                EventKind::Apply
-            } else {
-                EventKind::Revert
-            },
-            step.direction,
-        );
-        row.finished_at = Some(time::now_rfc3339());
-        row.duration_ms = Some(t0.elapsed().as_millis() as i64);
-        row.statements_applied = stmts.len() as i64;
-        row.statements_total = stmts.len() as i64;
-        row.rows_affected = Some(rows as i64);
-        history.insert(conn, &row).await?;
+        history
+            .insert(conn, &done_row(m, step, t0, stmts.len(), Some(rows)))
+            .await?;
         Ok::<u64, Error>(rows)
     };
     match body.await {
         Ok(rows) => {
             exec_control(conn, commit).await?;
-            sink.event(&Event::MigrationFinished {
-                version: step.version.clone(),
-                direction: step.direction,
-                duration_ms: t0.elapsed().as_millis() as u64,
-                rows_affected: rows,
-            });
+            sink.event(&finished_event(step, t0, rows));
             Ok(())
         }
         Err(e) => {
@@ -792,27 +794,10 @@ async fn run_stepwise(
             return Err(e);
         }
     }
-    let mut row = new_row(
-        m,
-        if up {
-            EventKind::Apply
-        } else {
-            EventKind::Revert
-        },
-        step.direction,
-    );
-    row.finished_at = Some(time::now_rfc3339());
-    row.duration_ms = Some(t0.elapsed().as_millis() as i64);
-    row.statements_applied = stmts.len() as i64;
-    row.statements_total = stmts.len() as i64;
-    row.rows_affected = Some(rows as i64);
-    history.insert(conn, &row).await?;
-    sink.event(&Event::MigrationFinished {
-        version: step.version.clone(),
-        direction: step.direction,
-        duration_ms: t0.elapsed().as_millis() as u64,
-        rows_affected: rows,
-    });
+    history
+        .insert(conn, &done_row(m, step, t0, stmts.len(), Some(rows)))
+        .await?;
+    sink.event(&finished_event(step, t0, rows));
     Ok(())
 }
 

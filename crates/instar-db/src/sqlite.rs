@@ -9,7 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use crate::engine::{quote_with, Engine, HISTORY_COLUMNS};
+use crate::engine::{quote_with, Col, Engine, HISTORY_COLUMNS};
 use crate::Error;
 
 pub(crate) struct Sqlite;
@@ -21,17 +21,13 @@ impl Engine for Sqlite {
     fn placeholder(&self, _: usize) -> String {
         "?".into()
     }
-    fn history_ddl(&self, table: &str) -> Vec<String> {
-        vec![format!(
-            "CREATE TABLE IF NOT EXISTS {table} (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  version TEXT NOT NULL, name TEXT NOT NULL, event TEXT NOT NULL, direction TEXT NOT NULL,
-  kind TEXT NOT NULL, checksum TEXT, schema_version TEXT,
-  started_at TEXT NOT NULL, finished_at TEXT, duration_ms INTEGER,
-  statements_applied INTEGER NOT NULL, statements_total INTEGER NOT NULL, statement_hashes TEXT,
-  rows_affected INTEGER, error TEXT, failed_statement TEXT,
-  operator TEXT NOT NULL, tool_version TEXT NOT NULL, note TEXT)"
-        )]
+    fn column_type(&self, kind: Col) -> &'static str {
+        match kind {
+            // AUTOINCREMENT: ids never reused, even if rows were deleted by hand.
+            Col::Id => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Col::Short | Col::Long => "TEXT",
+            Col::Int => "INTEGER",
+        }
     }
     fn table_exists_sql(&self) -> &'static str {
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? AND ? IS NOT NULL"
