@@ -87,6 +87,9 @@ pub struct RunArgs {
     /// Do not restore the automatic backup when a non-transactional run fails (leave it dirty).
     #[arg(long)]
     pub no_restore: bool,
+    /// Stop data migrations at a checkpoint after this long (e.g. 10m); the next `up` resumes.
+    #[arg(long)]
+    pub max_duration: Option<String>,
 }
 
 /// The commands.

@@ -173,21 +173,27 @@ async fn connect(settings: &Settings) -> Result<Db> {
     Ok(Db::connect(&settings.db).await?)
 }
 
-fn run_options(settings: &Settings, args: &RunArgs) -> RunOptions {
-    RunOptions {
+fn run_options(settings: &Settings, args: &RunArgs) -> Result<RunOptions> {
+    Ok(RunOptions {
+        max_duration: args
+            .max_duration
+            .as_deref()
+            .map(config::parse_duration)
+            .transpose()?,
         lock_timeout: settings.lock_timeout,
         single_transaction: args.single_transaction,
         allow_out_of_order: args.allow_out_of_order,
         ignore_missing: args.ignore_missing,
         backup_dir: (settings.backup && !args.no_backup).then(|| settings.backup_dir.clone()),
         restore_on_failure: !args.no_restore,
-    }
+    })
 }
 
 async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &Out) -> Result<i32> {
     let source = read_source(settings, out)?;
     let mut db = connect(settings).await?;
     let (st, state) = runner::status(&mut db, &source).await?;
+    let checkpoints = instar_db::data::checkpoints(&mut db).await?;
     db.close().await?;
     let pending = st
         .migrations
@@ -248,6 +254,18 @@ async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &O
                 d.direction.as_str()
             );
         }
+        for c in &checkpoints {
+            println!(
+                "in progress: data migration {} ({}): {} of {} rows in {} batches, last key {}, {} rows skipped; `instar up` resumes from the checkpoint",
+                c.version,
+                c.direction,
+                c.rows_done,
+                c.rows_total,
+                c.batches,
+                c.last_key.as_deref().unwrap_or("(none yet)"),
+                c.errors
+            );
+        }
         for p in &st.problems {
             println!("problem: {p}");
         }
@@ -262,6 +280,7 @@ async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &O
         "pending": pending,
         "baseline": state.baseline,
         "dirty": state.dirty.values().collect::<Vec<_>>(),
+        "data_in_progress": checkpoints,
         "requirement_met": unmet.is_none(),
     }));
     Ok(code)
@@ -329,7 +348,7 @@ async fn plan(settings: &Settings, target: Target, out: &Out) -> Result<i32> {
         &mut db,
         &source,
         target,
-        &run_options(settings, &RunArgs::default()),
+        &run_options(settings, &RunArgs::default())?,
     )
     .await?;
     db.close().await?;
@@ -345,7 +364,7 @@ async fn execute(
 ) -> Result<i32> {
     let source = read_source(settings, out)?;
     let mut db = connect(settings).await?;
-    let opts = run_options(settings, args);
+    let opts = run_options(settings, args)?;
     if args.dry_run {
         let steps = runner::preview(&mut db, &source, target, &opts).await?;
         db.close().await?;
@@ -356,7 +375,9 @@ async fn execute(
     let closed = db.close().await;
     let report = result?;
     closed?;
-    if report.migrations.is_empty() {
+    if let Some(v) = &report.paused {
+        out.line(format!("data migration {v} stopped at a checkpoint: the --max-duration budget is spent; run `instar up` again to continue"));
+    } else if report.migrations.is_empty() {
         out.line("nothing to do: the database is up to date");
     }
     out.json(&serde_json::json!({ "result": report }));

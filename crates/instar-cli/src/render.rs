@@ -136,6 +136,52 @@ impl EventSink for Out {
                     eprintln!("  line {line}: {summary}");
                 }
             }
+            Event::DataStarted {
+                version,
+                rows_total,
+                rows_done,
+            } => {
+                self.finish_spinner();
+                let bar = ProgressBar::new(*rows_total);
+                if self.tty {
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{msg} [{bar:30}] {pos}/{len} rows, {per_sec}, ETA {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    bar.set_message(format!("data {version}"));
+                } else {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+                    println!("data {version}: {rows_done} of {rows_total} rows done, walking the rest in batches");
+                }
+                bar.set_position(*rows_done);
+                self.spinner = Some(bar);
+            }
+            Event::BatchFinished {
+                rows_done,
+                batch,
+                rows_total,
+                rows_per_sec,
+                ..
+            } => {
+                if let Some(b) = &self.spinner {
+                    b.set_position(*rows_done);
+                }
+                if self.verbose {
+                    eprintln!(
+                        "  batch {batch}: {rows_done}/{rows_total} rows, {rows_per_sec:.0} rows/s"
+                    );
+                }
+            }
+            Event::DataPaused {
+                version,
+                rows_done,
+                rows_total,
+            } => {
+                self.finish_spinner();
+                println!("paused {version} at {rows_done} of {rows_total} rows (checkpoint saved)");
+            }
             Event::MigrationFinished {
                 version,
                 direction,

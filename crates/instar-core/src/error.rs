@@ -41,6 +41,14 @@ pub enum Error {
         /// The parser's message, with line and column.
         message: String,
     },
+    /// A data migration is not well formed (no `[data]`, no `{batch}`, several statements …).
+    #[error("{path}: data migration: {reason}")]
+    BadDataMigration {
+        /// The script or metadata file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Two migrations share a version.
     #[error("duplicate version {version}: {first} and {second}")]
     DuplicateVersion {

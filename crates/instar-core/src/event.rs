@@ -58,6 +58,43 @@ pub enum Event {
         /// Its first line, for display.
         summary: String,
     },
+    /// A data migration starts (or resumes) walking its table.
+    DataStarted {
+        /// Version text.
+        version: String,
+        /// Rows in the key range fixed when the run began.
+        rows_total: u64,
+        /// Rows already done by earlier runs (resuming from a checkpoint).
+        rows_done: u64,
+    },
+    /// A batch of a data migration committed with its checkpoint.
+    BatchFinished {
+        /// Version text.
+        version: String,
+        /// Batches done so far.
+        batch: u64,
+        /// Rows the batch's statement reported.
+        rows: u64,
+        /// Rows done so far (all runs).
+        rows_done: u64,
+        /// Rows in the key range.
+        rows_total: u64,
+        /// Throughput of this run so far.
+        rows_per_sec: f64,
+        /// Estimated time left, from this run's throughput.
+        eta_ms: u64,
+        /// The last key done, as JSON.
+        last_key: String,
+    },
+    /// A data migration stopped at a checkpoint because the time budget was spent.
+    DataPaused {
+        /// Version text.
+        version: String,
+        /// Rows done so far.
+        rows_done: u64,
+        /// Rows in the key range.
+        rows_total: u64,
+    },
     /// A migration finished.
     MigrationFinished {
         /// Version text.

@@ -19,8 +19,10 @@ pub struct Meta {
     pub depends_on: Option<Vec<String>>,
     /// `false` runs the script outside a transaction, statement by statement.
     pub transaction: Option<bool>,
-    /// The kind of migration; only `schema` is supported so far.
+    /// The kind of migration: `schema` (default) or `data`.
     pub kind: Option<Kind>,
+    /// For `kind = "data"`: the table walked in batches and how.
+    pub data: Option<DataConfig>,
     /// SQL assertions around the migration.
     #[serde(default)]
     pub checks: Checks,
@@ -33,7 +35,65 @@ pub enum Kind {
     /// SQL that changes the schema (and possibly data) in one go.
     #[default]
     Schema,
+    /// One statement applied to a table in keyset batches, with a checkpoint per batch.
+    Data,
 }
+
+/// The `[data]` table of a data migration.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// The table walked (optionally `schema.table`).
+    pub table: String,
+    /// Its unique key: one column or several (`key = "id"` or `key = ["tenant", "id"]`).
+    pub key: KeyColumns,
+    /// Rows per batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u64,
+    /// Pause between batches, e.g. `"50ms"`.
+    pub pause: Option<String>,
+    /// What a failing batch does: `stop` (default) or `skip` (retry row by row, record failures).
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn default_batch_size() -> u64 {
+    1000
+}
+
+/// One key column, or several.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum KeyColumns {
+    /// A single column.
+    One(String),
+    /// A composite key, in order.
+    Many(Vec<String>),
+}
+
+impl KeyColumns {
+    /// The columns, in order.
+    pub fn columns(&self) -> Vec<String> {
+        match self {
+            KeyColumns::One(c) => vec![c.clone()],
+            KeyColumns::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A data migration's error policy.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Roll the failing batch back and stop the run.
+    #[default]
+    Stop,
+    /// Retry the failing batch row by row; record the rows that still fail in `instar_errors`.
+    Skip,
+}
+
+/// The placeholder a data migration's statement must contain.
+pub const BATCH_PLACEHOLDER: &str = "{batch}";
 
 /// SQL queries that must each return a true value (a boolean or a non-zero number).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

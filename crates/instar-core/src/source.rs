@@ -397,6 +397,7 @@ fn read_folder_chunk(
         } else {
             None
         };
+        check_data(&meta, &up, down.as_ref(), &f.path)?;
         out.push(build(
             version,
             f.name,
@@ -416,6 +417,55 @@ fn duplicate(version: &Version, first: &Path, second: &Path) -> Error {
         first: first.to_path_buf(),
         second: second.to_path_buf(),
     }
+}
+
+/// Refuses a malformed data migration before anything runs: `kind = "data"`
+/// needs a `[data]` table with a key and a positive batch size, and each script
+/// must be exactly one statement holding the `{batch}` placeholder.
+fn check_data(meta: &Meta, up: &Script, down: Option<&Script>, folder: &Path) -> Result<(), Error> {
+    use crate::meta::{Kind, BATCH_PLACEHOLDER};
+    let bad = |path: &Path, reason: String| Error::BadDataMigration {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let toml = folder.join("migration.toml");
+    match (meta.kind, &meta.data) {
+        (Some(Kind::Data), None) => {
+            return Err(bad(
+                &toml,
+                "kind = \"data\" needs a [data] table (table, key, batch_size)".into(),
+            ))
+        }
+        (Some(Kind::Data), Some(d)) => {
+            if d.key.columns().is_empty() || d.key.columns().iter().any(String::is_empty) {
+                return Err(bad(&toml, "[data] key names no column".into()));
+            }
+            if d.batch_size == 0 {
+                return Err(bad(&toml, "[data] batch_size must be at least 1".into()));
+            }
+        }
+        (_, Some(_)) => return Err(bad(&toml, "a [data] table needs kind = \"data\"".into())),
+        _ => return Ok(()),
+    }
+    for script in std::iter::once(up).chain(down) {
+        let n = match crate::split::split(&script.sql, crate::split::Dialect::Postgres) {
+            crate::split::Split::Statements(s) => s.len(),
+            crate::split::Split::Whole { .. } => 1,
+        };
+        if n != 1 {
+            return Err(bad(
+                &script.path,
+                format!("must be exactly one statement, found {n}"),
+            ));
+        }
+        if !script.sql.contains(BATCH_PLACEHOLDER) {
+            return Err(bad(
+                &script.path,
+                format!("the statement has no {BATCH_PLACEHOLDER} placeholder (e.g. `UPDATE t SET … WHERE {BATCH_PLACEHOLDER}`)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A version, its name, and its forward and reverse scripts.

@@ -209,6 +209,27 @@ impl Db {
         &self.url
     }
 
+    /// The history writer and the connection, borrowed together.
+    pub(crate) fn parts(&mut self) -> (History<'_>, &mut AnyConnection) {
+        (
+            History {
+                engine: self.engine,
+                table: &self.table,
+            },
+            &mut self.conn,
+        )
+    }
+
+    /// The schema holding Instar's tables, if one is configured.
+    pub(crate) fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// Another of Instar's tables, next to the history table.
+    pub(crate) fn sibling_table(&self, name: &str) -> String {
+        qualified(self.engine, self.schema.as_deref(), name)
+    }
+
     /// Whether the history table exists.
     pub async fn history_exists(&mut self) -> Result<bool, Error> {
         let row = sqlx::query(self.engine.table_exists_sql())

@@ -102,8 +102,18 @@ pub(crate) const HISTORY_COLUMNS: &str = "version, name, event, direction, kind,
 
 /// Statements that create the history table (and its schema) if missing.
 pub(crate) fn history_ddl(e: &dyn Engine, table: &str, schema: Option<&str>) -> Vec<String> {
+    table_ddl(e, table, schema, HISTORY)
+}
+
+/// Statements that create a table of Instar's (an `id` key plus `columns`) if missing.
+pub(crate) fn table_ddl(
+    e: &dyn Engine,
+    table: &str,
+    schema: Option<&str>,
+    columns: &[(&str, Col, bool)],
+) -> Vec<String> {
     let columns: Vec<String> = std::iter::once(format!("id {}", e.column_type(Col::Id)))
-        .chain(HISTORY.iter().map(|(name, kind, required)| {
+        .chain(columns.iter().map(|(name, kind, required)| {
             format!(
                 "{name} {}{}",
                 e.column_type(*kind),

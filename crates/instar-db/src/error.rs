@@ -104,6 +104,30 @@ pub enum Error {
         /// What state the database is in now.
         aftermath: Aftermath,
     },
+    /// A data migration was refused before any batch ran (no such column, non-unique key …).
+    #[error("data migration {version} refused before any batch ran: {reason}")]
+    DataRefused {
+        /// Version text.
+        version: String,
+        /// Why.
+        reason: String,
+    },
+    /// A batch of a data migration failed with `on_error = "stop"`.
+    #[error("data migration {version} ({}) failed in the batch of keys after {after} up to {upto}: {message}\n  the batch was rolled back; {rows_done} rows done before it stay done (checkpoint). Fix the cause and run `instar up` to resume from the checkpoint, or set on_error = \"skip\"", path.display())]
+    BatchFailed {
+        /// Version text.
+        version: String,
+        /// The script.
+        path: PathBuf,
+        /// The last key done before the batch (JSON), `start` for the first batch.
+        after: String,
+        /// The batch's last key (JSON).
+        upto: String,
+        /// The database's message.
+        message: String,
+        /// Rows done before the batch.
+        rows_done: u64,
+    },
     /// A backup could not be taken or restored.
     #[error("backup: {0}")]
     Backup(String),

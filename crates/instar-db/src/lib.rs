@@ -10,6 +10,8 @@
 //!   rolled back (MySQL, `-- instar:no-transaction` files) — a `start` row
 //!   with per-statement progress, so a failure is a dirty mark that names the
 //!   statement and a later `up` resumes after it.
+//! - [`data`] runs data migrations: one statement over a table in keyset
+//!   batches, each committed with its checkpoint, resumable.
 //! - [`backup`] takes, lists, prunes and restores backups.
 //! - [`Migrator`] is the entry point for an application that migrates at start-up.
 #![deny(missing_docs)]
@@ -18,6 +20,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod backup;
+pub mod data;
 mod db;
 mod engine;
 mod error;

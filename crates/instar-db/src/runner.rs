@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub backup_dir: Option<PathBuf>,
     /// Restore the automatic backup when a run fails outside a transaction.
     pub restore_on_failure: bool,
+    /// Stop data migrations at a checkpoint once this much time is spent (the next run resumes).
+    pub max_duration: Option<Duration>,
 }
 
 impl Default for RunOptions {
@@ -47,6 +49,7 @@ impl Default for RunOptions {
             ignore_missing: false,
             backup_dir: None,
             restore_on_failure: true,
+            max_duration: None,
         }
     }
 }
@@ -60,6 +63,8 @@ pub struct Report {
     pub backup: Option<BackupInfo>,
     /// Milliseconds the run took.
     pub duration_ms: u64,
+    /// The data migration that stopped at a checkpoint when the time budget ran out.
+    pub paused: Option<String>,
 }
 
 /// One step of a plan with the exact SQL it would run.
@@ -228,6 +233,16 @@ async fn run_locked(
         if let Some(s) = plan
             .steps
             .iter()
+            .find(|s| source.migrations[s.index].meta.kind == Some(instar_core::meta::Kind::Data))
+        {
+            return Err(Error::Unsupported(format!(
+                "migration {} is a data migration, which commits batch by batch; it cannot run with --single-transaction",
+                s.version
+            )));
+        }
+        if let Some(s) = plan
+            .steps
+            .iter()
             .find(|s| !source.migrations[s.index].transaction)
         {
             return Err(Error::Unsupported(format!(
@@ -255,7 +270,7 @@ async fn run_locked(
     let outcome = if opts.single_transaction {
         run_single(db, source, &plan, sink, &mut report).await
     } else {
-        run_each(db, source, &plan, sink, &mut report).await
+        run_each(db, source, &plan, opts, sink, &mut report).await
     };
     match outcome {
         Ok(()) => Ok(report),
@@ -304,11 +319,31 @@ async fn run_each(
     db: &mut Db,
     source: &Source,
     plan: &Plan,
+    opts: &RunOptions,
     sink: &mut dyn EventSink,
     report: &mut Report,
 ) -> Result<(), Error> {
     for step in &plan.steps {
         let m = &source.migrations[step.index];
+        if m.meta.kind == Some(instar_core::meta::Kind::Data) {
+            match crate::data::run(db, m, step, opts.max_duration, sink).await {
+                Ok(crate::data::Outcome::Done) => {
+                    report.migrations.push(step.version.clone());
+                    continue;
+                }
+                Ok(crate::data::Outcome::Paused) => {
+                    report.paused = Some(step.version.clone());
+                    return Ok(());
+                }
+                Err(e) => {
+                    sink.event(&Event::MigrationFailed {
+                        version: step.version.clone(),
+                        error: e.to_string(),
+                    });
+                    return Err(e);
+                }
+            }
+        }
         let r = if transactional(db, m) {
             run_in_transaction(db, m, step, false, sink).await
         } else {
@@ -381,7 +416,7 @@ async fn exec_control(conn: &mut AnyConnection, sql: &str) -> Result<(), Error> 
 }
 
 /// A fresh history row for `m`, stamped now.
-fn new_row(m: &Migration, event: EventKind, direction: Direction) -> HistoryRow {
+pub(crate) fn new_row(m: &Migration, event: EventKind, direction: Direction) -> HistoryRow {
     HistoryRow {
         id: 0,
         version: m.version.to_string(),

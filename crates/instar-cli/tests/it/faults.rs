@@ -15,7 +15,8 @@ macro_rules! on_every_engine {
 
 on_every_engine!(
     killed_during_a_migration_recovers,
-    two_processes_apply_each_migration_once
+    two_processes_apply_each_migration_once,
+    killed_data_migration_resumes_exactly_once
 );
 
 fn instar(t: &TestDb) -> Command {
@@ -139,4 +140,47 @@ async fn two_processes_apply_each_migration_once(b: Backend) {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("another instar run holds the migration lock"));
     holder.close().await.expect("close");
+}
+
+async fn killed_data_migration_resumes_exactly_once(b: Backend) {
+    let Some(t) = TestDb::new(b, "killed_data_migration").await else {
+        return;
+    };
+    let m = t.migrations();
+    let values: Vec<String> = (1..=2000).map(|i| format!("({i}, 0)")).collect();
+    migration(&m, "0001_counts", &format!("CREATE TABLE counts (id INT PRIMARY KEY, v INT NOT NULL);\nINSERT INTO counts VALUES {};\n", values.join(", ")), None);
+    // Not idempotent: a redone batch would leave v = 2, a skipped one v = 0.
+    migration(
+        &m,
+        "0002_bump",
+        "UPDATE counts SET v = v + 1 WHERE {batch}\n",
+        None,
+    );
+    std::fs::write(
+        m.join("0002_bump/migration.toml"),
+        "kind = \"data\"\n[data]\ntable = \"counts\"\nkey = \"id\"\nbatch_size = 50\npause = \"25ms\"\n",
+    )
+    .expect("toml");
+    for wait in [400, 700] {
+        let mut child = instar(&t).arg("up").spawn().expect("spawn");
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+    }
+    let status = instar(&t).arg("status").output().expect("status");
+    let text = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(text.contains("in progress: data migration 0002"), "{text}");
+    let up = instar(&t).arg("up").output().expect("up");
+    assert_eq!(
+        up.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM counts WHERE v = 1").await,
+        2000,
+        "every row exactly once"
+    );
+    assert_eq!(t.count("SELECT count(*) FROM counts").await, 2000);
 }

@@ -38,6 +38,10 @@ suite!(
     backup_and_restore,
     runtime_error_mid_file_names_its_line,
     real_world_scripts_run,
+    data_migration_backfills_in_batches,
+    data_migration_resumes_from_its_checkpoint,
+    data_migration_refuses_bad_definitions,
+    data_migration_error_policies,
 );
 
 fn two_tables(t: &TestDb) {
@@ -774,4 +778,251 @@ INSERT INTO users (email) VALUES ('x;y');
     }
     t.up().await.expect("real-world script");
     assert_eq!(t.count(probe).await, 1);
+}
+
+/// A multi-row INSERT of `n` users, portable across the three engines.
+fn seed_users(n: usize) -> String {
+    let rows: Vec<String> = (1..=n)
+        .map(|i| format!("({i}, 'User{i}@Example.COM')"))
+        .collect();
+    format!(
+        "CREATE TABLE users (id INT PRIMARY KEY, email VARCHAR(100) NOT NULL, email_lower VARCHAR(100));\nINSERT INTO users (id, email) VALUES {};\n",
+        rows.join(", ")
+    )
+}
+
+fn data_migration(t: &TestDb, folder: &str, toml: &str, statement: &str) {
+    migration(&t.migrations(), folder, statement, None);
+    file(&t.migrations().join(folder).join("migration.toml"), toml);
+}
+
+async fn data_migration_backfills_in_batches(b: Backend) {
+    let Some(t) = TestDb::new(b, "data_backfill").await else {
+        return;
+    };
+    migration(&t.migrations(), "0001_users", &seed_users(250), None);
+    data_migration(
+        &t,
+        "0002_backfill",
+        "kind = \"data\"\n[data]\ntable = \"users\"\nkey = \"id\"\nbatch_size = 40\n[checks]\nafter = [\"SELECT count(*) = 0 FROM users WHERE email_lower IS NULL\"]\n",
+        "UPDATE users SET email_lower = lower(email) WHERE {batch};\n",
+    );
+    let mut events = Vec::new();
+    let mut db = t.db().await;
+    let r = runner::run(
+        &mut db,
+        &t.source(),
+        Target::Up { to: None },
+        &t.options(),
+        &mut events,
+    )
+    .await
+    .expect("up");
+    db.close().await.expect("close");
+    assert_eq!(r.migrations, vec!["0001", "0002"]);
+    let batches = events
+        .iter()
+        .filter(|e| matches!(e, instar_core::event::Event::BatchFinished { .. }))
+        .count();
+    assert_eq!(batches, 7, "250 rows in batches of 40");
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE email_lower = lower(email)")
+            .await,
+        250
+    );
+    assert_eq!(
+        t.count(
+            "SELECT rows_affected FROM instar_history WHERE version = '0002' AND event = 'apply'"
+        )
+        .await,
+        250
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM instar_checkpoints").await,
+        0,
+        "the checkpoint goes with the apply row"
+    );
+}
+
+async fn data_migration_resumes_from_its_checkpoint(b: Backend) {
+    let Some(t) = TestDb::new(b, "data_resume").await else {
+        return;
+    };
+    // A composite text key, walked in batches of 7 with a one-batch time budget per run.
+    let rows: Vec<String> = (1..=60)
+        .map(|i| format!("('t{}', 'name{i:03}', {i})", i % 3))
+        .collect();
+    migration(
+        &t.migrations(),
+        "0001_members",
+        &format!(
+            "CREATE TABLE members (tenant VARCHAR(10) NOT NULL, name VARCHAR(20) NOT NULL, n INT NOT NULL, doubled INT, PRIMARY KEY (tenant, name));\nINSERT INTO members (tenant, name, n) VALUES {};\n",
+            rows.join(", ")
+        ),
+        None,
+    );
+    data_migration(
+        &t,
+        "0002_double",
+        "kind = \"data\"\n[data]\ntable = \"members\"\nkey = [\"tenant\", \"name\"]\nbatch_size = 7\n",
+        "UPDATE members SET doubled = n * 2 WHERE {batch}\n",
+    );
+    let opts = RunOptions {
+        max_duration: Some(Duration::ZERO),
+        ..t.options()
+    };
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        assert!(runs < 50, "the run never finished");
+        let r = t
+            .run_with(Target::Up { to: None }, &opts)
+            .await
+            .expect("run");
+        if r.paused.is_none() {
+            break;
+        }
+        let mut db = t.db().await;
+        let cps = instar_db::data::checkpoints(&mut db)
+            .await
+            .expect("checkpoints");
+        db.close().await.expect("close");
+        assert_eq!(cps.len(), 1);
+        assert_eq!(
+            cps[0].batches, runs as i64,
+            "one batch per run, never redone or skipped"
+        );
+        assert_eq!(cps[0].rows_total, 60);
+    }
+    assert_eq!(runs, 9, "60 rows in batches of 7 is 9 batches");
+    assert_eq!(
+        t.count("SELECT count(*) FROM members WHERE doubled = n * 2")
+            .await,
+        60
+    );
+    assert_eq!(t.events("apply").await, 2);
+}
+
+async fn data_migration_refuses_bad_definitions(b: Backend) {
+    let Some(t) = TestDb::new(b, "data_refused").await else {
+        return;
+    };
+    migration(&t.migrations(), "0001_users", &format!("{}CREATE TABLE dupes (k INT NOT NULL, v INT);\nINSERT INTO dupes VALUES (7, 1), (7, 2);\n", seed_users(10)), None);
+    t.up().await.expect("seed");
+    let toml = |key: &str| {
+        format!("kind = \"data\"\n[data]\ntable = \"users\"\nkey = \"{key}\"\nbatch_size = 3\n")
+    };
+    data_migration(
+        &t,
+        "0002_bad",
+        &toml("no_such_column"),
+        "UPDATE users SET email_lower = email WHERE {batch}\n",
+    );
+    let e = t.up().await.expect_err("missing column");
+    assert!(
+        matches!(e, Error::DataRefused { .. }) && e.to_string().contains("no_such_column"),
+        "{e}"
+    );
+    data_migration(
+        &t,
+        "0002_bad",
+        &toml("email_lower"),
+        "UPDATE users SET email_lower = email WHERE {batch}\n",
+    );
+    let e = t.up().await.expect_err("NULL keys");
+    assert!(e.to_string().contains("NULL values"), "{e}");
+    data_migration(
+        &t,
+        "0002_bad",
+        "kind = \"data\"\n[data]\ntable = \"dupes\"\nkey = \"k\"\nbatch_size = 3\n",
+        "UPDATE dupes SET v = 0 WHERE {batch}\n",
+    );
+    let e = t.up().await.expect_err("non-unique key");
+    assert!(
+        e.to_string().contains("not unique") && e.to_string().contains("[7]"),
+        "{e}"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE email_lower IS NOT NULL")
+            .await,
+        0,
+        "no batch ran"
+    );
+    assert_eq!(t.events("apply").await, 1);
+}
+
+fn limited_table() -> &'static str {
+    "CREATE TABLE limited (id INT PRIMARY KEY, v INT NOT NULL, CHECK (v < 100));\nINSERT INTO limited (id, v) VALUES (1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0), (7, 0), (8, 0), (9, 0), (10, 0), (11, 0), (12, 0);\n"
+}
+
+async fn data_migration_error_policies(b: Backend) {
+    let Some(t) = TestDb::new(b, "data_errors").await else {
+        return;
+    };
+    migration(&t.migrations(), "0001_limited", limited_table(), None);
+    let toml = |policy: &str| {
+        format!("kind = \"data\"\n[data]\ntable = \"limited\"\nkey = \"id\"\nbatch_size = 4\non_error = \"{policy}\"\n")
+    };
+    // v = id * 10 breaks the CHECK from id 10 on: the third batch (9..12) fails.
+    data_migration(
+        &t,
+        "0002_scale",
+        &toml("stop"),
+        "UPDATE limited SET v = id * 10 WHERE {batch}\n",
+    );
+    let e = t.up().await.expect_err("stop policy");
+    assert!(matches!(&e, Error::BatchFailed { rows_done: 8, .. }), "{e}");
+    assert!(e.to_string().contains("after [8] up to [12]"), "{e}");
+    assert_eq!(
+        t.count("SELECT count(*) FROM limited WHERE v > 0").await,
+        8,
+        "batches before the failure stay done"
+    );
+    let mut db = t.db().await;
+    let cps = instar_db::data::checkpoints(&mut db)
+        .await
+        .expect("checkpoints");
+    db.close().await.expect("close");
+    assert_eq!((cps[0].rows_done, cps[0].batches), (8, 2));
+
+    // The same migration with on_error = "skip" (a new file: the edit is refused mid-run).
+    let mut db = t.db().await;
+    runner::repair(
+        &mut db,
+        &t.source(),
+        &RepairOptions::default(),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("repair");
+    db.close().await.expect("close");
+    data_migration(
+        &t,
+        "0002_scale",
+        &toml("skip"),
+        "UPDATE limited SET v = id * 10 WHERE {batch}\n",
+    );
+    let mut db = t.db().await;
+    assert_eq!(
+        instar_db::data::checkpoints(&mut db)
+            .await
+            .expect("checkpoints")
+            .len(),
+        1,
+        "the stale checkpoint is replaced"
+    );
+    db.close().await.expect("close");
+    let r = t.up().await.expect("skip policy completes");
+    assert_eq!(r.migrations, vec!["0002"]);
+    assert_eq!(
+        t.count("SELECT count(*) FROM limited WHERE v = id * 10")
+            .await,
+        9
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM instar_errors WHERE version = '0002'")
+            .await,
+        3,
+        "ids 10, 11, 12 are recorded"
+    );
 }
