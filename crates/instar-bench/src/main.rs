@@ -1,17 +1,26 @@
 //! `instar-bench`: times the release `instar` binary next to the physical limit —
 //! the same SQL run by `sqlite3` / `psql` in one process — in the same run.
 //!
-//! Usage: `instar-bench [--migrations N] [--runs R] [--postgres URL]`
-//! (the `instar` binary is looked up next to this one, or in `INSTAR_BIN`).
+//! Usage:
+//! - `instar-bench [--migrations N] [--runs R] [--postgres URL]`: schema migrations;
+//! - `instar-bench data [--rows N] [--batches 1000,10000] [--runs R] [--postgres URL]`:
+//!   a data migration over N rows next to one plain `UPDATE`.
+//!
+//! The `instar` binary is looked up next to this one, or in `INSTAR_BIN`.
+
+mod data;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Args {
+pub(crate) struct Args {
     migrations: usize,
-    runs: usize,
-    postgres: Option<String>,
+    pub(crate) runs: usize,
+    pub(crate) postgres: Option<String>,
+    data: bool,
+    pub(crate) rows: u64,
+    pub(crate) batches: Vec<u64>,
 }
 
 fn args() -> Args {
@@ -19,8 +28,16 @@ fn args() -> Args {
         migrations: 500,
         runs: 5,
         postgres: std::env::var("INSTAR_TEST_POSTGRES_URL").ok(),
+        data: false,
+        rows: 1_000_000,
+        batches: vec![1_000, 10_000, 50_000],
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("data") {
+        a.data = true;
+        a.runs = 3;
+        argv.remove(0);
+    }
     let mut i = 0;
     while i < argv.len() {
         let value = argv.get(i + 1).cloned().unwrap_or_default();
@@ -28,6 +45,13 @@ fn args() -> Args {
             "--migrations" => a.migrations = value.parse().expect("--migrations N"),
             "--runs" => a.runs = value.parse().expect("--runs R"),
             "--postgres" => a.postgres = Some(value),
+            "--rows" => a.rows = value.parse().expect("--rows N"),
+            "--batches" => {
+                a.batches = value
+                    .split(',')
+                    .map(|b| b.parse().expect("--batches 1000,10000"))
+                    .collect()
+            }
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -84,7 +108,7 @@ fn fixtures(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
     (s, b)
 }
 
-fn run(cmd: &mut Command) -> Duration {
+pub(crate) fn run(cmd: &mut Command) -> Duration {
     let t = Instant::now();
     let out = cmd
         .stdout(Stdio::null())
@@ -100,7 +124,7 @@ fn run(cmd: &mut Command) -> Duration {
     d
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
@@ -117,7 +141,7 @@ fn row(name: &str, d: Duration, limit: Duration) {
     );
 }
 
-fn header(title: &str) {
+pub(crate) fn header(title: &str) {
     println!("\n### {title}\n\n| what | median ms | vs limit |\n|---|---:|---:|");
 }
 
@@ -233,12 +257,12 @@ fn noop(
     row("instar up (nothing pending)", median(noop), lim);
 }
 
-fn pg_url(base: &str, name: &str) -> String {
+pub(crate) fn pg_url(base: &str, name: &str) -> String {
     let (head, _) = base.rsplit_once('/').expect("URL with a database");
     format!("{head}/{name}")
 }
 
-fn psql(base: &str, sql: &str) {
+pub(crate) fn psql(base: &str, sql: &str) {
     run(Command::new("psql").args(["-q", "-v", "ON_ERROR_STOP=1", base, "-c", sql]));
 }
 
@@ -315,6 +339,10 @@ fn postgres(a: &Args, instar: &Path, base: &str) {
 fn main() {
     let a = args();
     let instar = instar_bin();
+    if a.data {
+        data::bench(&a, &instar);
+        return;
+    }
     sqlite(&a, &instar);
     match &a.postgres {
         Some(base) => postgres(&a, &instar, base),

@@ -52,6 +52,9 @@ pub struct DataConfig {
     pub batch_size: u64,
     /// Pause between batches, e.g. `"50ms"`.
     pub pause: Option<String>,
+    /// Adaptive mode: grow or shrink the batch (from `batch_size`, at most ×2 or ÷2 a
+    /// step) so a batch takes about this long, e.g. `"250ms"`.
+    pub target_batch_time: Option<String>,
     /// What a failing batch does: `stop` (default) or `skip` (retry row by row, record failures).
     #[serde(default)]
     pub on_error: OnError,

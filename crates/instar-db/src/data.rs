@@ -527,6 +527,12 @@ async fn walk(
         .map(parse_pause)
         .transpose()?
         .unwrap_or_default();
+    let target = cfg
+        .target_batch_time
+        .as_deref()
+        .map(parse_pause)
+        .transpose()?;
+    let mut batch_size = cfg.batch_size;
     sink.event(&Event::DataStarted {
         version: step.version.clone(),
         rows_total: cp.rows_total as u64,
@@ -557,7 +563,7 @@ async fn walk(
             s.list(),
             s.table,
             s.order(false),
-            cfg.batch_size - 1
+            batch_size - 1
         );
         let binds: Vec<&[Value]> = last
             .iter()
@@ -572,7 +578,11 @@ async fn walk(
         cp.rows_done += rows as i64;
         cp.errors += errors as i64;
         cp.batches += 1;
-        cp.elapsed_ms += batch_started.elapsed().as_millis() as i64;
+        let took = batch_started.elapsed();
+        cp.elapsed_ms += took.as_millis() as i64;
+        if let Some(target) = target {
+            batch_size = adapt(batch_size, took, target);
+        }
         last = Some(end);
         let rate = (cp.rows_done - done_at_start) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         let left = (cp.rows_total - cp.rows_done).max(0) as f64;
@@ -604,6 +614,14 @@ async fn walk(
     Ok(Outcome::Done)
 }
 
+/// The next batch size in adaptive mode: scaled toward `target`, at most doubled
+/// or halved per batch (so one slow or fast batch does not swing it), 1 to 1,000,000.
+fn adapt(size: u64, took: Duration, target: Duration) -> u64 {
+    let ratio = target.as_secs_f64() / took.as_secs_f64().max(1e-6);
+    let next = (size as f64 * ratio.clamp(0.5, 2.0)).round() as u64;
+    next.clamp(1, 1_000_000)
+}
+
 fn parse_pause(s: &str) -> Result<Duration, Error> {
     let (num, unit) = s.trim().split_at(
         s.trim()
@@ -611,13 +629,15 @@ fn parse_pause(s: &str) -> Result<Duration, Error> {
             .unwrap_or(s.trim().len()),
     );
     let v: u64 = num.parse().map_err(|_| {
-        Error::Unsupported(format!("[data] pause {s:?}: use e.g. \"50ms\" or \"1s\""))
+        Error::Unsupported(format!(
+            "[data] duration {s:?}: use e.g. \"50ms\" or \"1s\""
+        ))
     })?;
     match unit {
         "ms" => Ok(Duration::from_millis(v)),
         "" | "s" => Ok(Duration::from_secs(v)),
         _ => Err(Error::Unsupported(format!(
-            "[data] pause {s:?}: use ms or s"
+            "[data] duration {s:?}: use ms or s"
         ))),
     }
 }
@@ -875,5 +895,22 @@ async fn finish(
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut db.conn).await;
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::adapt;
+    use std::time::Duration;
+
+    #[test]
+    fn adaptive_batches_move_toward_the_target_in_bounded_steps() {
+        let ms = Duration::from_millis;
+        assert_eq!(adapt(1000, ms(50), ms(100)), 2000);
+        assert_eq!(adapt(1000, ms(10), ms(100)), 2000, "at most doubled");
+        assert_eq!(adapt(1000, ms(400), ms(100)), 500, "at most halved");
+        assert_eq!(adapt(1000, ms(125), ms(100)), 800);
+        assert_eq!(adapt(1, ms(1000), ms(1)), 1);
+        assert_eq!(adapt(900_000, ms(1), ms(100)), 1_000_000);
     }
 }

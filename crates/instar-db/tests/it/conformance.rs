@@ -42,6 +42,7 @@ suite!(
     data_migration_resumes_from_its_checkpoint,
     data_migration_refuses_bad_definitions,
     data_migration_error_policies,
+    schema_and_data_migrations_interleave,
 );
 
 fn two_tables(t: &TestDb) {
@@ -1025,4 +1026,50 @@ async fn data_migration_error_policies(b: Backend) {
         3,
         "ids 10, 11, 12 are recorded"
     );
+}
+
+/// The README's worked example: add a column, backfill it in batches, make it NOT NULL —
+/// schema and data migrations in one plan, under one lock.
+async fn schema_and_data_migrations_interleave(b: Backend) {
+    let Some(t) = TestDb::new(b, "interleave").await else {
+        return;
+    };
+    let m = t.migrations();
+    migration(&m, "0001_users", &seed_users(95), None);
+    migration(
+        &m,
+        "0002_add_email_domain",
+        "ALTER TABLE users ADD COLUMN email_domain VARCHAR(100);\n",
+        None,
+    );
+    let domain = match b {
+        Backend::Sqlite => "lower(substr(email, instr(email, '@') + 1))",
+        Backend::Postgres => "lower(split_part(email, '@', 2))",
+        Backend::MySql => "lower(substring_index(email, '@', -1))",
+    };
+    data_migration(
+        &t,
+        "0003_backfill_email_domain",
+        "kind = \"data\"\n[data]\ntable = \"users\"\nkey = \"id\"\nbatch_size = 10\n[checks]\nafter = [\"SELECT count(*) = 0 FROM users WHERE email_domain IS NULL\"]\n",
+        &format!("UPDATE users SET email_domain = {domain} WHERE {{batch}}\n"),
+    );
+    let not_null = match b {
+        // SQLite cannot add NOT NULL to a column in place: a CHECK-backed trigger stands in.
+        Backend::Sqlite => "CREATE TRIGGER users_email_domain_nn BEFORE INSERT ON users WHEN NEW.email_domain IS NULL BEGIN SELECT RAISE(ABORT, 'email_domain is required'); END;\n",
+        Backend::Postgres => "ALTER TABLE users ALTER COLUMN email_domain SET NOT NULL;\n",
+        Backend::MySql => "ALTER TABLE users MODIFY email_domain VARCHAR(100) NOT NULL;\n",
+    };
+    migration(&m, "0004_email_domain_not_null", not_null, None);
+    let r = t.up().await.expect("one plan");
+    assert_eq!(r.migrations, vec!["0001", "0002", "0003", "0004"]);
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE email_domain = 'example.com'")
+            .await,
+        95
+    );
+    let mut c = t.raw().await;
+    let refused = sqlx::raw_sql("INSERT INTO users (id, email) VALUES (1000, 'x@y.z')")
+        .execute(&mut c)
+        .await;
+    assert!(refused.is_err(), "the column is required now");
 }
