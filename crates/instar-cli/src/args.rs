@@ -165,6 +165,8 @@ pub enum Command {
     History,
     /// Check files and history; exit 1 on any problem.
     Validate,
+    /// Re-run the `checks.after` of every applied migration; exit 1 if one is false.
+    Verify,
     /// Record that the database already has every migration up to VERSION.
     Baseline {
         /// The last version already in the database.

@@ -52,6 +52,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Down { to, steps, run } => down(&settings, to, steps, &run, &mut out).await,
         Command::History => history(&settings, &out).await,
         Command::Validate => validate(&settings, &out).await,
+        Command::Verify => verify(&settings, &out).await,
         Command::Baseline { version, note } => {
             let source = read_source(&settings, &out)?;
             let mut db = connect(&settings).await?;
@@ -304,6 +305,24 @@ async fn validate(settings: &Settings, out: &Out) -> Result<i32> {
     Ok(if st.problems.is_empty() { 0 } else { 1 })
 }
 
+async fn verify(settings: &Settings, out: &Out) -> Result<i32> {
+    let source = read_source(settings, out)?;
+    let mut db = connect(settings).await?;
+    let results = runner::verify(&mut db, &source).await?;
+    db.close().await?;
+    for r in &results {
+        let mark = if r.ok { "ok    " } else { "FAILED" };
+        out.line(format!(
+            "{mark} {} {} (returned {})",
+            r.version, r.check, r.result
+        ));
+    }
+    let failed = results.iter().filter(|r| !r.ok).count();
+    out.line(format!("{} check(s), {failed} failed", results.len()));
+    out.json(&serde_json::json!({ "checks": results, "failed": failed }));
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
 fn print_plan(steps: &[PlannedStep], out: &Out) {
     out.json(&serde_json::json!({ "steps": steps }));
     if !out.human() || out.quiet {
@@ -325,6 +344,16 @@ fn print_plan(steps: &[PlannedStep], out: &Out) {
             s.name,
             s.path.display()
         );
+        if let Some(e) = &s.estimate {
+            println!(
+                "-- data: {} rows in {} batches; the first batch touched {} rows in {} ms (rolled back); estimate {:.1} s plus a commit per batch",
+                e.rows_total,
+                e.batches,
+                e.first_batch_rows,
+                e.batch_ms,
+                e.estimated_ms as f64 / 1000.0
+            );
+        }
         if let Some(why) = &s.sent_whole {
             println!("-- sent whole: {why}");
         }

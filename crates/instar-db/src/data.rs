@@ -254,36 +254,23 @@ async fn fetch_key(
     row.map(|r| decode_key(&r, width)).transpose()
 }
 
-/// Runs (or resumes) one data migration step.
-pub(crate) async fn run(
-    db: &mut Db,
-    m: &Migration,
-    step: &Step,
-    max_duration: Option<Duration>,
-    sink: &mut dyn EventSink,
-) -> Result<Outcome, Error> {
-    let cfg = m.meta.data.as_ref().ok_or_else(|| Error::DataRefused {
-        version: step.version.clone(),
-        reason: "no [data] table".into(),
-    })?;
-    let script = match step.direction {
-        Direction::Up => &m.up,
-        Direction::Down => m.down.as_ref().unwrap_or(&m.up),
-    };
-    let statement = script.sql.trim().trim_end_matches(';').trim();
-    let n = names(db);
-    for (table, cols) in [
-        (&n.checkpoints, CHECKPOINT_COLUMNS),
-        (&n.errors, ERROR_COLUMNS),
-    ] {
-        for ddl in table_ddl(db.engine, table, db.schema(), cols) {
-            sqlx::raw_sql(&ddl)
-                .execute(&mut db.conn)
-                .await
-                .map_err(|e| Error::query("creating Instar's data tables", e))?;
-        }
-    }
-    let shape = Shape {
+/// What a dry run of a data migration found: the first batch, run and rolled back.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    /// Rows in the key range now.
+    pub rows_total: i64,
+    /// Rows the first batch's statement touched (rolled back).
+    pub first_batch_rows: u64,
+    /// How long the first batch took.
+    pub batch_ms: u64,
+    /// Batches the run would take at `batch_size`.
+    pub batches: u64,
+    /// The whole run at the first batch's pace (checkpoint commits not included).
+    pub estimated_ms: u64,
+}
+
+fn shape<'a>(db: &Db, cfg: &DataConfig, statement: &'a str) -> Shape<'a> {
+    Shape {
         e: db.engine,
         table: cfg
             .table
@@ -298,7 +285,100 @@ pub(crate) async fn run(
             .map(|c| db.engine.quote(c))
             .collect(),
         statement,
+    }
+}
+
+fn statement_of(m: &Migration, d: Direction) -> &str {
+    let script = match d {
+        Direction::Up => &m.up,
+        Direction::Down => m.down.as_ref().unwrap_or(&m.up),
     };
+    script.sql.trim().trim_end_matches(';').trim()
+}
+
+/// Dry run: the same checks as a real run, then the first batch inside a
+/// transaction that is rolled back, timed, and extrapolated to the key range.
+pub async fn estimate(db: &mut Db, m: &Migration, step: &Step) -> Result<Estimate, Error> {
+    let cfg = m.meta.data.as_ref().ok_or_else(|| Error::DataRefused {
+        version: step.version.clone(),
+        reason: "no [data] table".into(),
+    })?;
+    let s = shape(db, cfg, statement_of(m, step.direction));
+    let (upper, total) = preflight(db, m, step, cfg, &s).await?;
+    let Some(upper) = upper else {
+        return Ok(Estimate {
+            rows_total: 0,
+            first_batch_rows: 0,
+            batch_ms: 0,
+            batches: 0,
+            estimated_ms: 0,
+        });
+    };
+    let mut k = 0;
+    let find = format!(
+        "SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT 1 OFFSET {}",
+        s.list(),
+        s.table,
+        s.range(false, &mut k),
+        s.order(false),
+        cfg.batch_size - 1
+    );
+    let end = fetch_key(&mut db.conn, &find, &[upper.as_slice()], s.cols.len())
+        .await?
+        .unwrap_or_else(|| upper.clone());
+    let mut k = 0;
+    let stmt = s
+        .statement
+        .replace(BATCH_PLACEHOLDER, &s.range(false, &mut k));
+    let begin = begin_sql(db);
+    control(&mut db.conn, begin).await?;
+    let t = Instant::now();
+    let r = bind_key(sqlx::query(&stmt), &end)
+        .execute(&mut db.conn)
+        .await;
+    let took = t.elapsed();
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut db.conn).await;
+    let rows = r
+        .map_err(|e| Error::DataRefused {
+            version: step.version.clone(),
+            reason: format!("its first batch fails: {}", db_message(&e)),
+        })?
+        .rows_affected();
+    let batches = (total as u64).div_ceil(cfg.batch_size);
+    Ok(Estimate {
+        rows_total: total,
+        first_batch_rows: rows,
+        batch_ms: took.as_millis() as u64,
+        batches,
+        estimated_ms: (took.as_secs_f64() * 1000.0 * batches as f64) as u64,
+    })
+}
+
+/// Runs (or resumes) one data migration step.
+pub(crate) async fn run(
+    db: &mut Db,
+    m: &Migration,
+    step: &Step,
+    max_duration: Option<Duration>,
+    sink: &mut dyn EventSink,
+) -> Result<Outcome, Error> {
+    let cfg = m.meta.data.as_ref().ok_or_else(|| Error::DataRefused {
+        version: step.version.clone(),
+        reason: "no [data] table".into(),
+    })?;
+    let n = names(db);
+    for (table, cols) in [
+        (&n.checkpoints, CHECKPOINT_COLUMNS),
+        (&n.errors, ERROR_COLUMNS),
+    ] {
+        for ddl in table_ddl(db.engine, table, db.schema(), cols) {
+            sqlx::raw_sql(&ddl)
+                .execute(&mut db.conn)
+                .await
+                .map_err(|e| Error::query("creating Instar's data tables", e))?;
+        }
+    }
+    let shape = shape(db, cfg, statement_of(m, step.direction));
     let cp = match step.resume_row {
         Some(row_id) => resume(db, m, step, &n, row_id).await?,
         None => begin(db, m, step, cfg, &shape, &n).await?,
@@ -345,15 +425,16 @@ async fn resume(
     Ok((row_id, cp))
 }
 
-/// Checks the table before any batch, fixes the key range, writes the start row and checkpoint.
-async fn begin(
+/// Refuses a table the run cannot walk (unreadable key, NULL or duplicate keys,
+/// a false `checks.before`), then fixes the key range: the largest key now and
+/// how many rows lie at or below it.
+async fn preflight(
     db: &mut Db,
     m: &Migration,
     step: &Step,
     cfg: &DataConfig,
     s: &Shape<'_>,
-    n: &Names,
-) -> Result<(i64, Checkpoint), Error> {
+) -> Result<(Option<Vec<Value>>, i64), Error> {
     let refuse = |reason: String| Error::DataRefused {
         version: step.version.clone(),
         reason,
@@ -424,16 +505,27 @@ async fn begin(
                 s.tuple(),
                 s.marks(&mut k)
             );
-            let count: i64 = bind_key(sqlx::query(&sql), u)
+            bind_key(sqlx::query(&sql), u)
                 .fetch_one(&mut db.conn)
                 .await
+                .and_then(|r| r.try_get::<i64, _>(0))
                 .map_err(|e| Error::query("counting the rows to migrate", e))?
-                .try_get(0)
-                .map_err(|e| Error::query("counting the rows to migrate", e))?;
-            count
         }
         None => 0,
     };
+    Ok((upper, total))
+}
+
+/// Checks the table before any batch, fixes the key range, writes the start row and checkpoint.
+async fn begin(
+    db: &mut Db,
+    m: &Migration,
+    step: &Step,
+    cfg: &DataConfig,
+    s: &Shape<'_>,
+    n: &Names,
+) -> Result<(i64, Checkpoint), Error> {
+    let (upper, total) = preflight(db, m, step, cfg, s).await?;
     let mut row = crate::runner::new_row(m, EventKind::Start, step.direction);
     row.statements_total = 1;
     row.kind = "data".into();

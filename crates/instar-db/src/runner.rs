@@ -86,6 +86,8 @@ pub struct PlannedStep {
     pub statements: Vec<Statement>,
     /// Why the script is sent whole instead of statement by statement, if it is.
     pub sent_whole: Option<String>,
+    /// For a data migration: what its first batch did (rolled back) and the whole run's estimate.
+    pub estimate: Option<crate::data::Estimate>,
 }
 
 /// Reads history and computes the status of every migration (read-only, no lock).
@@ -106,7 +108,9 @@ fn plan_options(db: &Db, target: Target, opts: &RunOptions) -> PlanOptions {
     }
 }
 
-/// Plans `target` and returns each step with its exact SQL (read-only, no lock).
+/// Plans `target` and returns each step with its exact SQL. Reads only and
+/// takes no lock; a data migration's first batch is run inside a transaction
+/// that is rolled back, to estimate the whole run.
 pub async fn preview(
     db: &mut Db,
     source: &Source,
@@ -115,7 +119,53 @@ pub async fn preview(
 ) -> Result<Vec<PlannedStep>, Error> {
     let state = derive(&db.read_history().await?);
     let p = plan::plan(&source.migrations, &state, &plan_options(db, target, opts))?;
-    Ok(p.steps.iter().map(|s| detail(db, source, s)).collect())
+    let mut out = Vec::with_capacity(p.steps.len());
+    for s in &p.steps {
+        let mut d = detail(db, source, s);
+        let m = &source.migrations[s.index];
+        if m.meta.kind == Some(instar_core::meta::Kind::Data) && s.resume_row.is_none() {
+            d.estimate = Some(crate::data::estimate(db, m, s).await?);
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// Re-runs the `checks.after` of every applied migration; returns each check and its result.
+pub async fn verify(db: &mut Db, source: &Source) -> Result<Vec<Verified>, Error> {
+    let state = derive(&db.read_history().await?);
+    let mut out = Vec::new();
+    for m in &source.migrations {
+        if !state.applied.contains_key(m.version.as_str()) {
+            continue;
+        }
+        for check in &m.meta.checks.after {
+            let (ok, result) = match Db::check(&mut db.conn, check).await {
+                Ok(r) => r,
+                Err(e) => (false, format!("an error: {}", db_message(&e))),
+            };
+            out.push(Verified {
+                version: m.version.to_string(),
+                check: check.clone(),
+                ok,
+                result,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One re-run post-check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    /// The migration.
+    pub version: String,
+    /// The query.
+    pub check: String,
+    /// Whether it returned true.
+    pub ok: bool,
+    /// What it returned.
+    pub result: String,
 }
 
 fn detail(db: &Db, source: &Source, s: &Step) -> PlannedStep {
@@ -131,6 +181,7 @@ fn detail(db: &Db, source: &Source, s: &Step) -> PlannedStep {
         resume_from: s.resume_from,
         statements,
         sent_whole,
+        estimate: None,
     }
 }
 

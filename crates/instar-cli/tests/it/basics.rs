@@ -215,3 +215,23 @@ fn backup_count(dir: &std::path::Path) -> usize {
         .map(|r| r.count())
         .unwrap_or(0)
 }
+
+#[test]
+fn verify_reruns_post_checks() {
+    let d = tempfile::tempdir().unwrap();
+    instar(d.path())
+        .args(["init", ".", "--example", "--up"])
+        .assert()
+        .success();
+    let out = stdout(instar(d.path()).args(["verify"]));
+    assert!(out.contains("1 check(s), 0 failed"), "{out}");
+    // The example's 0002 check says posts is empty: break it behind Instar's back.
+    let db = d.path().join("instar.db");
+    let status = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("INSERT INTO users VALUES (1, 'a@b.c', 'now'); INSERT INTO posts VALUES (1, 1, 't', NULL);")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    instar(d.path()).args(["verify"]).assert().code(1);
+}

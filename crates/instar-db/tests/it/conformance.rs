@@ -43,6 +43,7 @@ suite!(
     data_migration_refuses_bad_definitions,
     data_migration_error_policies,
     schema_and_data_migrations_interleave,
+    data_migration_dry_run_estimates_and_changes_nothing,
 );
 
 fn two_tables(t: &TestDb) {
@@ -1072,4 +1073,35 @@ async fn schema_and_data_migrations_interleave(b: Backend) {
         .execute(&mut c)
         .await;
     assert!(refused.is_err(), "the column is required now");
+}
+
+async fn data_migration_dry_run_estimates_and_changes_nothing(b: Backend) {
+    let Some(t) = TestDb::new(b, "data_dry_run").await else {
+        return;
+    };
+    migration(&t.migrations(), "0001_users", &seed_users(250), None);
+    t.up().await.expect("seed");
+    data_migration(
+        &t,
+        "0002_backfill",
+        "kind = \"data\"\n[data]\ntable = \"users\"\nkey = \"id\"\nbatch_size = 40\n",
+        "UPDATE users SET email_lower = lower(email) WHERE {batch}\n",
+    );
+    let mut db = t.db().await;
+    let steps = runner::preview(&mut db, &t.source(), Target::Up { to: None }, &t.options())
+        .await
+        .expect("preview");
+    db.close().await.expect("close");
+    let e = steps[0]
+        .estimate
+        .as_ref()
+        .expect("an estimate for the data step");
+    assert_eq!((e.rows_total, e.first_batch_rows, e.batches), (250, 40, 7));
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE email_lower IS NOT NULL")
+            .await,
+        0,
+        "rolled back"
+    );
+    assert_eq!(t.count("SELECT count(*) FROM instar_history WHERE version = '0002'").await, 0, "nothing recorded");
 }
