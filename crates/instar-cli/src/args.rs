@@ -90,6 +90,9 @@ pub struct RunArgs {
     /// Stop data migrations at a checkpoint after this long (e.g. 10m); the next `up` resumes.
     #[arg(long)]
     pub max_duration: Option<String>,
+    /// Data migrations: walk the key range in N slices at once (PostgreSQL, MySQL).
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
 }
 
 /// The commands.

@@ -176,6 +176,7 @@ async fn connect(settings: &Settings) -> Result<Db> {
 
 fn run_options(settings: &Settings, args: &RunArgs) -> Result<RunOptions> {
     Ok(RunOptions {
+        parallel: args.parallel.max(1),
         max_duration: args
             .max_duration
             .as_deref()

@@ -148,6 +148,7 @@ pub struct Db {
     lock_name: String,
     locked: bool,
     init_sql: Vec<String>,
+    settings: Settings,
 }
 
 impl Db {
@@ -178,6 +179,7 @@ impl Db {
             lock_name: lock_name.chars().take(64).collect(),
             locked: false,
             init_sql: settings.init_sql.clone(),
+            settings: settings.clone(),
         };
         db.run_init_sql().await?;
         Ok(db)
@@ -197,6 +199,11 @@ impl Db {
     pub(crate) async fn reconnect(&mut self) -> Result<(), Error> {
         self.conn = open(&self.url).await?;
         self.run_init_sql().await
+    }
+
+    /// A second connection to the same database, with the same settings.
+    pub async fn open_another(&self) -> Result<Db, Error> {
+        Db::connect(&self.settings).await
     }
 
     /// The engine's dialect.

@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub restore_on_failure: bool,
     /// Stop data migrations at a checkpoint once this much time is spent (the next run resumes).
     pub max_duration: Option<Duration>,
+    /// Data migrations: walk the key range in this many slices at once (PostgreSQL, MySQL).
+    pub parallel: usize,
 }
 
 impl Default for RunOptions {
@@ -50,6 +52,7 @@ impl Default for RunOptions {
             backup_dir: None,
             restore_on_failure: true,
             max_duration: None,
+            parallel: 1,
         }
     }
 }
@@ -377,7 +380,7 @@ async fn run_each(
     for step in &plan.steps {
         let m = &source.migrations[step.index];
         if m.meta.kind == Some(instar_core::meta::Kind::Data) {
-            match crate::data::run(db, m, step, opts.max_duration, sink).await {
+            match crate::data::run(db, m, step, opts.max_duration, opts.parallel, sink).await {
                 Ok(crate::data::Outcome::Done) => {
                     report.migrations.push(step.version.clone());
                     continue;

@@ -44,6 +44,7 @@ suite!(
     data_migration_error_policies,
     schema_and_data_migrations_interleave,
     data_migration_dry_run_estimates_and_changes_nothing,
+    data_migration_runs_in_parallel_slices,
 );
 
 fn two_tables(t: &TestDb) {
@@ -1103,5 +1104,75 @@ async fn data_migration_dry_run_estimates_and_changes_nothing(b: Backend) {
         0,
         "rolled back"
     );
-    assert_eq!(t.count("SELECT count(*) FROM instar_history WHERE version = '0002'").await, 0, "nothing recorded");
+    assert_eq!(
+        t.count("SELECT count(*) FROM instar_history WHERE version = '0002'")
+            .await,
+        0,
+        "nothing recorded"
+    );
+}
+
+async fn data_migration_runs_in_parallel_slices(b: Backend) {
+    let Some(t) = TestDb::new(b, "data_parallel").await else {
+        return;
+    };
+    let values: Vec<String> = (1..=1000).map(|i| format!("({}, 0)", i * 3)).collect();
+    migration(
+        &t.migrations(),
+        "0001_counts",
+        &format!("CREATE TABLE counts (id INT PRIMARY KEY, v INT NOT NULL);\nINSERT INTO counts VALUES {};\n", values.join(", ")),
+        None,
+    );
+    data_migration(
+        &t,
+        "0002_bump",
+        "kind = \"data\"\n[data]\ntable = \"counts\"\nkey = \"id\"\nbatch_size = 40\n",
+        "UPDATE counts SET v = v + 1 WHERE {batch}\n",
+    );
+    let opts = RunOptions {
+        parallel: 3,
+        max_duration: Some(Duration::ZERO),
+        ..t.options()
+    };
+    if b == Backend::Sqlite {
+        let e = t
+            .run_with(Target::Up { to: None }, &opts)
+            .await
+            .expect_err("one writer");
+        assert!(e.to_string().contains("one write lock"), "{e}");
+        return;
+    }
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        assert!(runs < 40, "the run never finished");
+        let r = t
+            .run_with(Target::Up { to: None }, &opts)
+            .await
+            .expect("run");
+        if r.paused.is_none() {
+            break;
+        }
+        let mut db = t.db().await;
+        let cps = instar_db::data::checkpoints(&mut db)
+            .await
+            .expect("checkpoints");
+        db.close().await.expect("close");
+        assert_eq!(cps.len(), 3, "three slices, each with its checkpoint");
+        assert_eq!(cps.iter().map(|c| c.rows_total).sum::<i64>(), 1000);
+        assert!(
+            cps.iter().all(|c| c.batches == runs as i64),
+            "each slice did one batch per run: {cps:?}"
+        );
+    }
+    assert_eq!(
+        t.count("SELECT count(*) FROM counts WHERE v = 1").await,
+        1000,
+        "every row exactly once"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM instar_history WHERE note LIKE '%3 parallel slices%'")
+            .await,
+        1
+    );
 }

@@ -1,0 +1,538 @@
+//! Instar's data tables (`instar_checkpoints`, `instar_errors`), the checks
+//! before a run, and the start, resume and finish of a run's checkpoints.
+//!
+//! A run has one checkpoint row per slice of its key range (one slice unless
+//! `--parallel` split it); each slice's row advances with its batches.
+
+use instar_core::history::{Direction, EventKind};
+use instar_core::meta::DataConfig;
+use instar_core::plan::Step;
+use instar_core::{time, Migration};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::keys::{bind_key, fetch_key, key_json, Shape};
+use crate::engine::{table_ddl, Col};
+use crate::error::db_message;
+use crate::{Db, Error};
+
+const CHECKPOINT_COLUMNS: &[(&str, Col, bool)] = &[
+    ("version", Col::Short, true),
+    ("direction", Col::Short, true),
+    ("slice", Col::Int, true),
+    ("checksum", Col::Short, false),
+    ("lower_key", Col::Long, false),
+    ("last_key", Col::Long, false),
+    ("upper_key", Col::Long, false),
+    ("rows_total", Col::Int, true),
+    ("rows_done", Col::Int, true),
+    ("batches", Col::Int, true),
+    ("errors", Col::Int, true),
+    ("elapsed_ms", Col::Int, true),
+    ("updated_at", Col::Short, true),
+];
+
+const SELECT: &str = "version, direction, slice, checksum, lower_key, last_key, upper_key, rows_total, rows_done, batches, errors, elapsed_ms";
+
+const ERROR_COLUMNS: &[(&str, Col, bool)] = &[
+    ("version", Col::Short, true),
+    ("row_key", Col::Long, true),
+    ("error", Col::Long, true),
+    ("at", Col::Short, true),
+];
+
+/// Where one slice of a data migration stands: its checkpoint row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checkpoint {
+    /// Version text.
+    pub version: String,
+    /// Direction of the run.
+    pub direction: String,
+    /// The slice of the key range (0 unless the run was split with `--parallel`).
+    pub slice: i64,
+    /// Checksum of the script when the run began.
+    pub checksum: Option<String>,
+    /// The slice's exclusive lower bound (JSON array); none for the first slice.
+    pub lower_key: Option<String>,
+    /// The last key done (JSON array), or none before the slice's first batch.
+    pub last_key: Option<String>,
+    /// The slice's inclusive upper bound (JSON array); none for an empty table.
+    pub upper_key: Option<String>,
+    /// Rows in the slice.
+    pub rows_total: i64,
+    /// Rows done.
+    pub rows_done: i64,
+    /// Batches done.
+    pub batches: i64,
+    /// Rows skipped with an error (`on_error = "skip"`).
+    pub errors: i64,
+    /// Time spent so far, over all runs.
+    pub elapsed_ms: i64,
+}
+
+/// The qualified names of Instar's data tables.
+pub(super) struct Names {
+    pub(super) checkpoints: String,
+    pub(super) errors: String,
+}
+
+pub(super) fn names(db: &Db) -> Names {
+    Names {
+        checkpoints: db.sibling_table("instar_checkpoints"),
+        errors: db.sibling_table("instar_errors"),
+    }
+}
+
+/// Creates the checkpoint and error tables if missing.
+pub(super) async fn ensure_tables(db: &mut Db, n: &Names) -> Result<(), Error> {
+    for (table, cols) in [
+        (&n.checkpoints, CHECKPOINT_COLUMNS),
+        (&n.errors, ERROR_COLUMNS),
+    ] {
+        for ddl in table_ddl(db.engine, table, db.schema(), cols) {
+            sqlx::raw_sql(&ddl)
+                .execute(&mut db.conn)
+                .await
+                .map_err(|e| Error::query("creating Instar's data tables", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every checkpoint of an unfinished data migration; empty when there is none.
+pub async fn checkpoints(db: &mut Db) -> Result<Vec<Checkpoint>, Error> {
+    let n = names(db);
+    let sql = format!(
+        "SELECT {SELECT} FROM {} ORDER BY version, slice",
+        n.checkpoints
+    );
+    let Ok(rows) = sqlx::query(&sql).fetch_all(&mut db.conn).await else {
+        return Ok(Vec::new());
+    };
+    rows.iter().map(decode).collect()
+}
+
+fn text(r: &AnyRow, c: &str) -> Result<Option<String>, Error> {
+    match r.try_get::<Option<String>, _>(c) {
+        Ok(v) => Ok(v),
+        Err(_) => r
+            .try_get::<Option<Vec<u8>>, _>(c)
+            .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
+            .map_err(|e| Error::query("reading a checkpoint", e)),
+    }
+}
+
+fn decode(r: &AnyRow) -> Result<Checkpoint, Error> {
+    let n = |c: &str| {
+        r.try_get::<i64, _>(c)
+            .map_err(|e| Error::query("reading a checkpoint", e))
+    };
+    Ok(Checkpoint {
+        version: text(r, "version")?.unwrap_or_default(),
+        direction: text(r, "direction")?.unwrap_or_default(),
+        slice: n("slice")?,
+        checksum: text(r, "checksum")?,
+        lower_key: text(r, "lower_key")?,
+        last_key: text(r, "last_key")?,
+        upper_key: text(r, "upper_key")?,
+        rows_total: n("rows_total")?,
+        rows_done: n("rows_done")?,
+        batches: n("batches")?,
+        errors: n("errors")?,
+        elapsed_ms: n("elapsed_ms")?,
+    })
+}
+
+/// The checkpoints of a run being resumed; refuses when the script changed since it began.
+pub(super) async fn resume(
+    db: &mut Db,
+    m: &Migration,
+    step: &Step,
+    n: &Names,
+) -> Result<Vec<Checkpoint>, Error> {
+    let sql = format!(
+        "SELECT {SELECT} FROM {} WHERE version = {} AND direction = {} ORDER BY slice",
+        n.checkpoints,
+        db.engine.placeholder(1),
+        db.engine.placeholder(2)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(step.version.clone())
+        .bind(step.direction.as_str())
+        .fetch_all(&mut db.conn)
+        .await
+        .map_err(|e| Error::query("reading the checkpoint", e))?;
+    let cps: Vec<Checkpoint> = rows.iter().map(decode).collect::<Result<_, _>>()?;
+    if cps.is_empty() {
+        return Err(Error::DataRefused {
+            version: step.version.clone(),
+            reason: "it is marked in progress but has no checkpoint; run `instar repair` to start it over".into(),
+        });
+    }
+    if step.direction == Direction::Up
+        && cps
+            .iter()
+            .any(|c| c.checksum.as_deref() != Some(m.checksum.as_str()))
+    {
+        return Err(Error::DataRefused {
+            version: step.version.clone(),
+            reason: format!(
+                "its script changed since the run began ({} rows done with the old one); undo the edit to resume, or `instar repair` to start over",
+                cps.iter().map(|c| c.rows_done).sum::<i64>()
+            ),
+        });
+    }
+    Ok(cps)
+}
+
+/// Refuses a table the run cannot walk (unreadable key, NULL or duplicate keys,
+/// a false `checks.before`), then fixes the key range: the largest key now and
+/// how many rows lie at or below it.
+pub(super) async fn preflight(
+    db: &mut Db,
+    m: &Migration,
+    step: &Step,
+    cfg: &DataConfig,
+    s: &Shape<'_>,
+) -> Result<(Option<Vec<Value>>, i64), Error> {
+    let refuse = |reason: String| Error::DataRefused {
+        version: step.version.clone(),
+        reason,
+    };
+    let probe = format!("SELECT {} FROM {} WHERE 1 = 0", s.list(), s.table);
+    if let Err(e) = sqlx::query(&probe).fetch_optional(&mut db.conn).await {
+        return Err(refuse(format!(
+            "table {} with key {} cannot be read: {}",
+            cfg.table,
+            cfg.key.columns().join(", "),
+            db_message(&e)
+        )));
+    }
+    let nulls = s
+        .cols
+        .iter()
+        .map(|c| format!("{c} IS NULL"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let probe_nulls = format!("SELECT {} FROM {} WHERE {nulls} LIMIT 1", s.list(), s.table);
+    if fetch_key(&mut db.conn, &probe_nulls, &[], s.cols.len())
+        .await?
+        .is_some()
+    {
+        return Err(refuse(format!(
+            "key ({}) of {} has NULL values; batches need a unique, non-NULL key",
+            cfg.key.columns().join(", "),
+            cfg.table
+        )));
+    }
+    let dup = format!(
+        "SELECT {} FROM {} GROUP BY {} HAVING count(*) > 1 LIMIT 1",
+        s.list(),
+        s.table,
+        s.list()
+    );
+    if let Some(k) = fetch_key(&mut db.conn, &dup, &[], s.cols.len()).await? {
+        return Err(refuse(format!(
+            "key ({}) is not unique in {}: {} appears more than once; batches need a unique key",
+            cfg.key.columns().join(", "),
+            cfg.table,
+            key_json(&k)
+        )));
+    }
+    if step.direction == Direction::Up {
+        for check in &m.meta.checks.before {
+            let (ok, result) = Db::check(&mut db.conn, check).await.map_err(|e| {
+                refuse(format!("check before {check:?} failed: {}", db_message(&e)))
+            })?;
+            if !ok {
+                return Err(refuse(format!("check before {check:?} returned {result}")));
+            }
+        }
+    }
+    let upper_sql = format!(
+        "SELECT {} FROM {} ORDER BY {} LIMIT 1",
+        s.list(),
+        s.table,
+        s.order(true)
+    );
+    let upper = fetch_key(&mut db.conn, &upper_sql, &[], s.cols.len()).await?;
+    let total = match &upper {
+        Some(u) => {
+            let mut k = 0;
+            let sql = format!(
+                "SELECT count(*) FROM {} WHERE {} <= {}",
+                s.table,
+                s.tuple(),
+                s.marks(&mut k)
+            );
+            bind_key(sqlx::query(&sql), u)
+                .fetch_one(&mut db.conn)
+                .await
+                .and_then(|r| r.try_get::<i64, _>(0))
+                .map_err(|e| Error::query("counting the rows to migrate", e))?
+        }
+        None => 0,
+    };
+    Ok((upper, total))
+}
+
+/// One slice of a key range: exclusive lower bound, inclusive upper bound, rows.
+type Range = (Option<Vec<Value>>, Vec<Value>, i64);
+
+/// Splits `(start, upper]` into `slices` ranges of about equal row counts:
+/// the keys at row offsets total·i/slices. Returns (lower, upper, rows) per slice.
+async fn split(
+    db: &mut Db,
+    s: &Shape<'_>,
+    upper: &[Value],
+    total: i64,
+    slices: usize,
+) -> Result<Vec<Range>, Error> {
+    let mut bounds: Vec<(Vec<Value>, i64)> = Vec::new();
+    for i in 1..slices as i64 {
+        let offset = total * i / slices as i64;
+        if offset == 0 || bounds.last().is_some_and(|b| b.1 == offset) {
+            continue;
+        }
+        let mut k = 0;
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} <= {} ORDER BY {} LIMIT 1 OFFSET {}",
+            s.list(),
+            s.table,
+            s.tuple(),
+            s.marks(&mut k),
+            s.order(false),
+            offset - 1
+        );
+        if let Some(key) = fetch_key(&mut db.conn, &sql, &[upper], s.cols.len()).await? {
+            bounds.push((key, offset));
+        }
+    }
+    let mut out = Vec::new();
+    let (mut lower, mut done) = (None, 0);
+    for (key, offset) in bounds {
+        out.push((lower, key.clone(), offset - done));
+        lower = Some(key);
+        done = offset;
+    }
+    out.push((lower, upper.to_vec(), total - done));
+    Ok(out)
+}
+
+/// Checks the table, fixes the key range (split into `slices`), writes the
+/// start row and one checkpoint row per slice. Returns the start row's id.
+pub(super) async fn begin(
+    db: &mut Db,
+    m: &Migration,
+    step: &Step,
+    cfg: &DataConfig,
+    s: &Shape<'_>,
+    n: &Names,
+    slices: usize,
+) -> Result<(i64, Vec<Checkpoint>), Error> {
+    let (upper, total) = preflight(db, m, step, cfg, s).await?;
+    let ranges = match &upper {
+        Some(u) => split(db, s, u, total, slices.max(1)).await?,
+        None => Vec::new(),
+    };
+    let mut row = crate::runner::new_row(m, EventKind::Start, step.direction);
+    row.statements_total = 1;
+    row.kind = "data".into();
+    let row_id = {
+        let (h, conn) = db.parts();
+        h.insert(conn, &row).await?
+    };
+    // A run started over (after `instar repair`) replaces its stale checkpoints.
+    let stale = format!(
+        "DELETE FROM {} WHERE version = {} AND direction = {}",
+        n.checkpoints,
+        db.engine.placeholder(1),
+        db.engine.placeholder(2)
+    );
+    sqlx::query(&stale)
+        .bind(step.version.clone())
+        .bind(step.direction.as_str())
+        .execute(&mut db.conn)
+        .await
+        .map_err(|e| Error::query("clearing a stale checkpoint", e))?;
+    let mut cps = Vec::new();
+    let empty = [(None, Vec::new(), 0)];
+    let ranges: &[Range] = if ranges.is_empty() { &empty } else { &ranges };
+    for (i, (lower, up, rows)) in ranges.iter().enumerate() {
+        let cp = Checkpoint {
+            version: step.version.clone(),
+            direction: step.direction.as_str().into(),
+            slice: i as i64,
+            checksum: Some(m.checksum.clone()),
+            lower_key: lower.as_deref().map(key_json),
+            last_key: None,
+            upper_key: (!up.is_empty()).then(|| key_json(up)),
+            rows_total: *rows,
+            rows_done: 0,
+            batches: 0,
+            errors: 0,
+            elapsed_ms: 0,
+        };
+        insert(db, n, &cp).await?;
+        cps.push(cp);
+    }
+    Ok((row_id, cps))
+}
+
+async fn insert(db: &mut Db, n: &Names, cp: &Checkpoint) -> Result<(), Error> {
+    let p = |i| db.engine.placeholder(i);
+    let sql = format!(
+        "INSERT INTO {} (version, direction, slice, checksum, lower_key, last_key, upper_key, rows_total, rows_done, batches, errors, elapsed_ms, updated_at) VALUES ({}, {}, {}, {}, {}, NULL, {}, {}, 0, 0, 0, 0, {})",
+        n.checkpoints,
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+        p(7),
+        p(8)
+    );
+    sqlx::query(&sql)
+        .bind(cp.version.clone())
+        .bind(cp.direction.clone())
+        .bind(cp.slice)
+        .bind(cp.checksum.clone())
+        .bind(cp.lower_key.clone())
+        .bind(cp.upper_key.clone())
+        .bind(cp.rows_total)
+        .bind(time::now_rfc3339())
+        .execute(&mut db.conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::query("writing the checkpoint", e))
+}
+
+/// The UPDATE that moves one slice's checkpoint past a batch (binds: last key,
+/// rows, errors, elapsed, now, version, direction, slice).
+pub(super) fn advance_sql(db: &Db, n: &Names) -> String {
+    let p = |i| db.engine.placeholder(i);
+    format!(
+        "UPDATE {} SET last_key = {}, rows_done = rows_done + {}, batches = batches + 1, errors = errors + {}, elapsed_ms = {}, updated_at = {} WHERE version = {} AND direction = {} AND slice = {}",
+        n.checkpoints,
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+        p(7),
+        p(8)
+    )
+}
+
+/// Totals of a finished run, over its slices.
+pub(super) struct Totals {
+    pub(super) rows_total: i64,
+    pub(super) rows_done: i64,
+    pub(super) batches: i64,
+    pub(super) errors: i64,
+    pub(super) elapsed_ms: i64,
+    pub(super) slices: usize,
+}
+
+pub(super) fn begin_sql(db: &Db) -> &'static str {
+    if db.dialect() == instar_core::Dialect::Sqlite {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
+    }
+}
+
+pub(super) async fn control(conn: &mut AnyConnection, sql: &str) -> Result<(), Error> {
+    sqlx::raw_sql(sql)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::query(format!("running {sql}"), e))
+}
+
+/// Runs the after-checks, records the apply/revert row and drops the checkpoints,
+/// the last two in one transaction.
+pub(super) async fn finish(
+    db: &mut Db,
+    m: &Migration,
+    step: &Step,
+    n: &Names,
+    row_id: i64,
+    t: &Totals,
+) -> Result<(), Error> {
+    if step.direction == Direction::Up {
+        for check in &m.meta.checks.after {
+            let (ok, result) = Db::check(&mut db.conn, check)
+                .await
+                .map_err(|e| Error::query(format!("check after {check:?}"), e))?;
+            if !ok {
+                let message = format!("check after {check:?} returned {result}");
+                let (h, conn) = db.parts();
+                h.progress(conn, row_id, 0, Some(&message), None).await?;
+                return Err(Error::DataRefused {
+                    version: step.version.clone(),
+                    reason: format!("{message} after every batch ran; the data stays as migrated. Fix the data, then `instar up` re-checks"),
+                });
+            }
+        }
+    }
+    let event = if step.direction == Direction::Up {
+        EventKind::Apply
+    } else {
+        EventKind::Revert
+    };
+    let mut row = crate::runner::new_row(m, event, step.direction);
+    row.kind = "data".into();
+    row.finished_at = Some(time::now_rfc3339());
+    row.duration_ms = Some(t.elapsed_ms);
+    row.statements_applied = 1;
+    row.statements_total = 1;
+    row.rows_affected = Some(t.rows_done);
+    row.note = Some(format!(
+        "{} rows in {} batches over {} key(s){}{}",
+        t.rows_done,
+        t.batches,
+        t.rows_total,
+        if t.slices > 1 {
+            format!(" in {} parallel slices", t.slices)
+        } else {
+            String::new()
+        },
+        if t.errors > 0 {
+            format!(", {} rows skipped (see instar_errors)", t.errors)
+        } else {
+            String::new()
+        }
+    ));
+    let begin = begin_sql(db);
+    control(&mut db.conn, begin).await?;
+    let del = format!(
+        "DELETE FROM {} WHERE version = {} AND direction = {}",
+        n.checkpoints,
+        db.engine.placeholder(1),
+        db.engine.placeholder(2)
+    );
+    let r = async {
+        let (h, conn) = db.parts();
+        h.insert(conn, &row).await?;
+        sqlx::query(&del)
+            .bind(step.version.clone())
+            .bind(step.direction.as_str())
+            .execute(conn)
+            .await
+            .map_err(|e| Error::query("removing the checkpoint", e))?;
+        Ok::<(), Error>(())
+    }
+    .await;
+    match r {
+        Ok(()) => control(&mut db.conn, "COMMIT").await,
+        Err(e) => {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut db.conn).await;
+            Err(e)
+        }
+    }
+}

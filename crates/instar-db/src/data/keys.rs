@@ -1,0 +1,131 @@
+//! The SQL shape of a data migration (table, key columns, placeholders) and key values.
+
+use serde_json::Value;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, Row};
+
+use crate::engine::Engine;
+use crate::Error;
+
+/// The SQL pieces of one data migration, quoted for its engine.
+pub(super) struct Shape<'a> {
+    pub(super) e: &'static dyn Engine,
+    pub(super) table: String,
+    pub(super) cols: Vec<String>,
+    pub(super) statement: &'a str,
+}
+
+impl Shape<'_> {
+    pub(super) fn list(&self) -> String {
+        self.cols.join(", ")
+    }
+    pub(super) fn tuple(&self) -> String {
+        if self.cols.len() == 1 {
+            self.cols[0].clone()
+        } else {
+            format!("({})", self.list())
+        }
+    }
+    /// Placeholders for one key, numbered from `*n`.
+    pub(super) fn marks(&self, n: &mut usize) -> String {
+        let v: Vec<String> = (0..self.cols.len())
+            .map(|_| {
+                *n += 1;
+                self.e.placeholder(*n)
+            })
+            .collect();
+        if v.len() == 1 {
+            v[0].clone()
+        } else {
+            format!("({})", v.join(", "))
+        }
+    }
+    pub(super) fn order(&self, desc: bool) -> String {
+        let dir = if desc { " DESC" } else { "" };
+        self.cols
+            .iter()
+            .map(|c| format!("{c}{dir}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+    /// `key > last AND key <= upper` (without the lower bound for the first batch).
+    pub(super) fn range(&self, has_lower: bool, n: &mut usize) -> String {
+        let t = self.tuple();
+        let lower = if has_lower {
+            format!("{t} > {} AND ", self.marks(n))
+        } else {
+            String::new()
+        };
+        format!("({lower}{t} <= {})", self.marks(n))
+    }
+    pub(super) fn exact(&self, n: &mut usize) -> String {
+        format!("({} = {})", self.tuple(), self.marks(n))
+    }
+}
+
+pub(super) fn bind_key<'q>(
+    mut q: Query<'q, Any, AnyArguments<'q>>,
+    key: &[Value],
+) -> Query<'q, Any, AnyArguments<'q>> {
+    for v in key {
+        q = match v {
+            Value::Number(n) => q.bind(n.as_i64().unwrap_or_default()),
+            Value::String(s) => q.bind(s.clone()),
+            other => q.bind(other.to_string()),
+        };
+    }
+    q
+}
+
+pub(super) fn decode_key(r: &AnyRow, n: usize) -> Result<Vec<Value>, Error> {
+    (0..n)
+        .map(|i| {
+            if let Ok(None) = r.try_get::<Option<String>, _>(i) {
+                return Ok(Value::Null);
+            }
+            if let Ok(v) = r.try_get::<i64, _>(i) {
+                return Ok(Value::from(v));
+            }
+            if let Ok(v) = r.try_get::<i32, _>(i) {
+                return Ok(Value::from(v));
+            }
+            if let Ok(v) = r.try_get::<String, _>(i) {
+                return Ok(Value::from(v));
+            }
+            r.try_get::<Vec<u8>, _>(i)
+                .map(|b| Value::from(String::from_utf8_lossy(&b).into_owned()))
+                .map_err(|e| {
+                    Error::Unsupported(format!(
+                        "key column {i} is neither an integer nor text: {e}"
+                    ))
+                })
+        })
+        .collect()
+}
+
+pub(super) fn key_json(k: &[Value]) -> String {
+    Value::from(k.to_vec()).to_string()
+}
+
+pub(super) fn parse_key(s: &str) -> Result<Vec<Value>, Error> {
+    serde_json::from_str(s)
+        .map_err(|e| Error::Unsupported(format!("corrupt checkpoint key {s:?}: {e}")))
+}
+
+pub(super) async fn fetch_key(
+    conn: &mut AnyConnection,
+    sql: &str,
+    binds: &[&[Value]],
+    width: usize,
+) -> Result<Option<Vec<Value>>, Error> {
+    let mut q = sqlx::query(sql);
+    for k in binds {
+        q = bind_key(q, k);
+    }
+    let row = q
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| Error::query("finding the next batch", e))?;
+    row.map(|r| decode_key(&r, width)).transpose()
+}

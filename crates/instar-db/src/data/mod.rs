@@ -1,0 +1,236 @@
+//! Data migrations: one statement applied to a table in keyset batches.
+//!
+//! The key range is fixed when a run begins (the largest key then is the upper
+//! bound), so a table that keeps growing cannot make the run endless; rows
+//! inserted during the run are the application's job. Each batch is
+//! `key > last AND key <= end` — never OFFSET over the table — and commits in
+//! one transaction with its checkpoint row in `instar_checkpoints`, so a killed
+//! run resumes after the last committed batch, never redoing or skipping one.
+//!
+//! With `--parallel N` (PostgreSQL, MySQL) the range is split into N slices of
+//! about equal row counts, each with its own checkpoint row and connection,
+//! walked concurrently. SQLite has one write lock per database, so workers
+//! there would only take turns: it is refused.
+//!
+//! - [`keys`]: the SQL shape (quoted table and key, placeholders) and key values;
+//! - [`checkpoint`]: the data tables, the checks before a run, start/resume/finish;
+//! - [`walk`]: one slice's batch loop, error policies, adaptive batch size.
+
+mod checkpoint;
+mod keys;
+mod walk;
+
+use std::time::{Duration, Instant};
+
+use instar_core::event::{Event, EventSink};
+use instar_core::history::Direction;
+use instar_core::meta::{DataConfig, BATCH_PLACEHOLDER};
+use instar_core::plan::Step;
+use instar_core::Migration;
+use serde::Serialize;
+
+pub use checkpoint::{checkpoints, Checkpoint};
+use keys::{bind_key, fetch_key, Shape};
+use walk::{walk_slice, Job, Shared, SliceEnd};
+
+use crate::error::db_message;
+use crate::{Db, Error};
+
+/// How a data step ended.
+pub(crate) enum Outcome {
+    /// Every batch is done and the migration is recorded as applied.
+    Done,
+    /// The time budget was spent; the run stopped at a checkpoint.
+    Paused,
+}
+
+/// What a dry run of a data migration found: the first batch, run and rolled back.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    /// Rows in the key range now.
+    pub rows_total: i64,
+    /// Rows the first batch's statement touched (rolled back).
+    pub first_batch_rows: u64,
+    /// How long the first batch took.
+    pub batch_ms: u64,
+    /// Batches the run would take at `batch_size`.
+    pub batches: u64,
+    /// The whole run at the first batch's pace (checkpoint commits not included).
+    pub estimated_ms: u64,
+}
+
+fn shape<'a>(db: &Db, cfg: &DataConfig, statement: &'a str) -> Shape<'a> {
+    Shape {
+        e: db.engine,
+        table: cfg
+            .table
+            .split('.')
+            .map(|p| db.engine.quote(p))
+            .collect::<Vec<_>>()
+            .join("."),
+        cols: cfg
+            .key
+            .columns()
+            .iter()
+            .map(|c| db.engine.quote(c))
+            .collect(),
+        statement,
+    }
+}
+
+fn statement_of(m: &Migration, d: Direction) -> &str {
+    let script = match d {
+        Direction::Up => &m.up,
+        Direction::Down => m.down.as_ref().unwrap_or(&m.up),
+    };
+    script.sql.trim().trim_end_matches(';').trim()
+}
+
+/// Dry run: the same checks as a real run, then the first batch inside a
+/// transaction that is rolled back, timed, and extrapolated to the key range.
+pub async fn estimate(db: &mut Db, m: &Migration, step: &Step) -> Result<Estimate, Error> {
+    let cfg = m.meta.data.as_ref().ok_or_else(|| Error::DataRefused {
+        version: step.version.clone(),
+        reason: "no [data] table".into(),
+    })?;
+    let s = shape(db, cfg, statement_of(m, step.direction));
+    let (upper, total) = checkpoint::preflight(db, m, step, cfg, &s).await?;
+    let Some(upper) = upper else {
+        return Ok(Estimate {
+            rows_total: 0,
+            first_batch_rows: 0,
+            batch_ms: 0,
+            batches: 0,
+            estimated_ms: 0,
+        });
+    };
+    let mut k = 0;
+    let find = format!(
+        "SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT 1 OFFSET {}",
+        s.list(),
+        s.table,
+        s.range(false, &mut k),
+        s.order(false),
+        cfg.batch_size - 1
+    );
+    let end = fetch_key(&mut db.conn, &find, &[upper.as_slice()], s.cols.len())
+        .await?
+        .unwrap_or_else(|| upper.clone());
+    let mut k = 0;
+    let stmt = s
+        .statement
+        .replace(BATCH_PLACEHOLDER, &s.range(false, &mut k));
+    let begin = checkpoint::begin_sql(db);
+    checkpoint::control(&mut db.conn, begin).await?;
+    let t = Instant::now();
+    let r = bind_key(sqlx::query(&stmt), &end)
+        .execute(&mut db.conn)
+        .await;
+    let took = t.elapsed();
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut db.conn).await;
+    let rows = r
+        .map_err(|e| Error::DataRefused {
+            version: step.version.clone(),
+            reason: format!("its first batch fails: {}", db_message(&e)),
+        })?
+        .rows_affected();
+    let batches = (total as u64).div_ceil(cfg.batch_size);
+    Ok(Estimate {
+        rows_total: total,
+        first_batch_rows: rows,
+        batch_ms: took.as_millis() as u64,
+        batches,
+        estimated_ms: (took.as_secs_f64() * 1000.0 * batches as f64) as u64,
+    })
+}
+
+/// Runs (or resumes) one data migration step, on `parallel` connections where
+/// the engine allows (a resumed run keeps the slices it began with).
+pub(crate) async fn run(
+    db: &mut Db,
+    m: &Migration,
+    step: &Step,
+    max_duration: Option<Duration>,
+    parallel: usize,
+    sink: &mut dyn EventSink,
+) -> Result<Outcome, Error> {
+    let cfg = m.meta.data.as_ref().ok_or_else(|| Error::DataRefused {
+        version: step.version.clone(),
+        reason: "no [data] table".into(),
+    })?;
+    if parallel > 1 && db.dialect() == instar_core::Dialect::Sqlite {
+        return Err(Error::Unsupported(
+            "--parallel needs PostgreSQL or MySQL: SQLite has one write lock per database, so parallel workers would only take turns; run without it".into(),
+        ));
+    }
+    let n = checkpoint::names(db);
+    checkpoint::ensure_tables(db, &n).await?;
+    let shape = shape(db, cfg, statement_of(m, step.direction));
+    let (row_id, cps) = match step.resume_row {
+        Some(row_id) => (row_id, checkpoint::resume(db, m, step, &n).await?),
+        None => checkpoint::begin(db, m, step, cfg, &shape, &n, parallel).await?,
+    };
+    let t0 = Instant::now();
+    let shared = Shared::new(sink, &step.version, &cps, max_duration);
+    shared.event(&Event::DataStarted {
+        version: step.version.clone(),
+        rows_total: shared.rows_total as u64,
+        rows_done: shared.rows_done.get() as u64,
+    });
+    let job = Job {
+        m,
+        step,
+        cfg,
+        shape: &shape,
+        names: &n,
+    };
+    let slices = cps.len();
+    let mut others = Vec::with_capacity(slices.saturating_sub(1));
+    for _ in 1..slices {
+        others.push(db.open_another().await?);
+    }
+    let results = {
+        let mut conns: Vec<&mut Db> = std::iter::once(&mut *db).chain(others.iter_mut()).collect();
+        let futures = conns
+            .iter_mut()
+            .zip(cps)
+            .map(|(d, cp)| walk_slice(d, &job, cp, &shared));
+        futures_util::future::join_all(futures).await
+    };
+    for o in others {
+        o.close().await?;
+    }
+    let mut ends = Vec::with_capacity(slices);
+    for r in results {
+        ends.push(r?);
+    }
+    if ends.iter().any(|(end, _)| *end == SliceEnd::Stopped) {
+        shared.event(&Event::DataPaused {
+            version: step.version.clone(),
+            rows_done: shared.rows_done.get() as u64,
+            rows_total: shared.rows_total as u64,
+        });
+        return Ok(Outcome::Paused);
+    }
+    let totals = checkpoint::Totals {
+        rows_total: shared.rows_total,
+        rows_done: shared.rows_done.get(),
+        batches: shared.batches.get(),
+        errors: ends.iter().map(|(_, c)| c.errors).sum(),
+        elapsed_ms: ends
+            .iter()
+            .map(|(_, c)| c.elapsed_ms)
+            .max()
+            .unwrap_or(0)
+            .max(t0.elapsed().as_millis() as i64),
+        slices,
+    };
+    checkpoint::finish(db, m, step, &n, row_id, &totals).await?;
+    shared.event(&Event::MigrationFinished {
+        version: step.version.clone(),
+        direction: step.direction,
+        duration_ms: totals.elapsed_ms as u64,
+        rows_affected: totals.rows_done as u64,
+    });
+    Ok(Outcome::Done)
+}

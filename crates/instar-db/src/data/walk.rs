@@ -1,0 +1,391 @@
+//! Walking one slice of a data migration's key range, batch by batch.
+
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+use instar_core::event::{Event, EventSink};
+use instar_core::meta::{DataConfig, OnError, BATCH_PLACEHOLDER};
+use instar_core::plan::Step;
+use instar_core::{time, Migration};
+use serde_json::Value;
+
+use super::checkpoint::{advance_sql, begin_sql, control, Checkpoint, Names};
+use super::keys::{bind_key, decode_key, fetch_key, key_json, parse_key, Shape};
+use crate::error::db_message;
+use crate::{Db, Error};
+
+/// What the slices of one run share: progress counters, the event sink, the
+/// time budget, and a stop flag a failing slice raises for the others.
+pub(super) struct Shared<'s> {
+    pub(super) sink: RefCell<&'s mut dyn EventSink>,
+    pub(super) version: String,
+    pub(super) rows_total: i64,
+    pub(super) rows_done: Cell<i64>,
+    pub(super) batches: Cell<i64>,
+    done_at_start: i64,
+    t0: Instant,
+    max_duration: Option<Duration>,
+    pub(super) stop: Cell<bool>,
+}
+
+impl<'s> Shared<'s> {
+    pub(super) fn new(
+        sink: &'s mut dyn EventSink,
+        version: &str,
+        cps: &[Checkpoint],
+        max_duration: Option<Duration>,
+    ) -> Self {
+        let done: i64 = cps.iter().map(|c| c.rows_done).sum();
+        Shared {
+            sink: RefCell::new(sink),
+            version: version.into(),
+            rows_total: cps.iter().map(|c| c.rows_total).sum(),
+            rows_done: Cell::new(done),
+            batches: Cell::new(cps.iter().map(|c| c.batches).sum()),
+            done_at_start: done,
+            t0: Instant::now(),
+            max_duration,
+            stop: Cell::new(false),
+        }
+    }
+
+    pub(super) fn event(&self, e: &Event) {
+        self.sink.borrow_mut().event(e);
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.max_duration.is_some_and(|d| self.t0.elapsed() >= d)
+    }
+
+    fn batch_done(&self, rows: u64, last: &[Value]) {
+        self.rows_done.set(self.rows_done.get() + rows as i64);
+        self.batches.set(self.batches.get() + 1);
+        let done = self.rows_done.get();
+        let rate = (done - self.done_at_start) as f64 / self.t0.elapsed().as_secs_f64().max(1e-9);
+        let left = (self.rows_total - done).max(0) as f64;
+        self.event(&Event::BatchFinished {
+            version: self.version.clone(),
+            batch: self.batches.get() as u64,
+            rows,
+            rows_done: done as u64,
+            rows_total: self.rows_total as u64,
+            rows_per_sec: rate,
+            eta_ms: if rate > 0.0 {
+                (left / rate * 1000.0) as u64
+            } else {
+                0
+            },
+            last_key: key_json(last),
+        });
+    }
+}
+
+/// How a slice's walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SliceEnd {
+    /// Every batch of the slice is done.
+    Done,
+    /// Stopped at a checkpoint: the time budget is spent, or another slice failed.
+    Stopped,
+}
+
+/// Everything a slice's batches need to know about the migration.
+pub(super) struct Job<'a> {
+    pub(super) m: &'a Migration,
+    pub(super) step: &'a Step,
+    pub(super) cfg: &'a DataConfig,
+    pub(super) shape: &'a Shape<'a>,
+    pub(super) names: &'a Names,
+}
+
+/// Walks one slice from its checkpoint to its upper bound.
+pub(super) async fn walk_slice(
+    db: &mut Db,
+    job: &Job<'_>,
+    mut cp: Checkpoint,
+    shared: &Shared<'_>,
+) -> Result<(SliceEnd, Checkpoint), Error> {
+    let s = job.shape;
+    let pause = job
+        .cfg
+        .pause
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?
+        .unwrap_or_default();
+    let target = job
+        .cfg
+        .target_batch_time
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?;
+    let mut batch_size = job.cfg.batch_size;
+    let Some(upper) = cp.upper_key.as_deref().map(parse_key).transpose()? else {
+        return Ok((SliceEnd::Done, cp));
+    };
+    let mut last = match cp.last_key.as_deref().or(cp.lower_key.as_deref()) {
+        Some(k) => Some(parse_key(k)?),
+        None => None,
+    };
+    let mut batches_here = 0;
+    loop {
+        if last.as_ref() == Some(&upper) {
+            return Ok((SliceEnd::Done, cp));
+        }
+        if shared.stop.get() || (batches_here > 0 && shared.out_of_time()) {
+            // At least one batch per run and slice, so a tiny budget still makes progress.
+            return Ok((SliceEnd::Stopped, cp));
+        }
+        // The batch's last key: batch_size rows into the range, or the upper bound.
+        let mut k = 0;
+        let find = format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT 1 OFFSET {}",
+            s.list(),
+            s.table,
+            s.range(last.is_some(), &mut k),
+            s.order(false),
+            batch_size - 1
+        );
+        let binds: Vec<&[Value]> = last
+            .iter()
+            .map(Vec::as_slice)
+            .chain(std::iter::once(upper.as_slice()))
+            .collect();
+        let end = fetch_key(&mut db.conn, &find, &binds, s.cols.len())
+            .await?
+            .unwrap_or_else(|| upper.clone());
+        let started = Instant::now();
+        let (rows, errors) = match run_batch(db, job, last.as_deref(), &end, &cp).await {
+            Ok(r) => r,
+            Err(e) => {
+                shared.stop.set(true);
+                return Err(e);
+            }
+        };
+        let took = started.elapsed();
+        cp.rows_done += rows as i64;
+        cp.errors += errors as i64;
+        cp.batches += 1;
+        cp.elapsed_ms += took.as_millis() as i64;
+        cp.last_key = Some(key_json(&end));
+        batches_here += 1;
+        if let Some(target) = target {
+            batch_size = adapt(batch_size, took, target);
+        }
+        shared.batch_done(rows, &end);
+        last = Some(end);
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// The next batch size in adaptive mode: scaled toward `target`, at most doubled
+/// or halved per batch (so one slow or fast batch does not swing it), 1 to 1,000,000.
+fn adapt(size: u64, took: Duration, target: Duration) -> u64 {
+    let ratio = target.as_secs_f64() / took.as_secs_f64().max(1e-6);
+    let next = (size as f64 * ratio.clamp(0.5, 2.0)).round() as u64;
+    next.clamp(1, 1_000_000)
+}
+
+/// Parses `[data]` durations: `"50ms"`, `"2s"` (a bare number is seconds).
+fn parse_duration(s: &str) -> Result<Duration, Error> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let v: u64 = num.parse().map_err(|_| {
+        Error::Unsupported(format!(
+            "[data] duration {s:?}: use e.g. \"50ms\" or \"1s\""
+        ))
+    })?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(v)),
+        "" | "s" => Ok(Duration::from_secs(v)),
+        _ => Err(Error::Unsupported(format!(
+            "[data] duration {s:?}: use ms or s"
+        ))),
+    }
+}
+
+/// One batch and its checkpoint in one transaction. With `on_error = "skip"`,
+/// a failing batch is retried row by row and rows that still fail are recorded.
+async fn run_batch(
+    db: &mut Db,
+    job: &Job<'_>,
+    last: Option<&[Value]>,
+    end: &[Value],
+    cp: &Checkpoint,
+) -> Result<(u64, u64), Error> {
+    let (s, step) = (job.shape, job.step);
+    let begin = begin_sql(db);
+    let mut k = 0;
+    let stmt = s
+        .statement
+        .replace(BATCH_PLACEHOLDER, &s.range(last.is_some(), &mut k));
+    let advance = advance_sql(db, job.names);
+    control(&mut db.conn, begin).await?;
+    let mut q = sqlx::query(&stmt);
+    if let Some(l) = last {
+        q = bind_key(q, l);
+    }
+    let attempt = match bind_key(q, end).execute(&mut db.conn).await {
+        Ok(r) => save(&advance, step, cp, end, r.rows_affected(), 0)
+            .execute(&mut db.conn)
+            .await
+            .map(|_| r.rows_affected()),
+        Err(e) => Err(e),
+    };
+    match attempt {
+        Ok(rows) => {
+            control(&mut db.conn, "COMMIT").await?;
+            Ok((rows, 0))
+        }
+        Err(e) => {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut db.conn).await;
+            if job.cfg.on_error == OnError::Stop {
+                let message = db_message(&e);
+                let after = last.map_or("start".into(), key_json);
+                let at = format!("batch after {after} up to {}", key_json(end));
+                let id = step_row(db, step).await?;
+                let (h, conn) = db.parts();
+                h.progress(conn, id, 0, Some(&message), Some(&at)).await?;
+                return Err(Error::BatchFailed {
+                    version: step.version.clone(),
+                    path: job.m.up.path.clone(),
+                    after,
+                    upto: key_json(end),
+                    message,
+                    rows_done: cp.rows_done as u64,
+                });
+            }
+            row_by_row(db, job, last, end, &advance, cp).await
+        }
+    }
+}
+
+/// The checkpoint UPDATE of `advance_sql`, bound.
+fn save<'q>(
+    advance: &'q str,
+    step: &Step,
+    cp: &Checkpoint,
+    end: &[Value],
+    rows: u64,
+    errors: u64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(advance)
+        .bind(key_json(end))
+        .bind(rows as i64)
+        .bind(errors as i64)
+        .bind(cp.elapsed_ms)
+        .bind(time::now_rfc3339())
+        .bind(step.version.clone())
+        .bind(step.direction.as_str())
+        .bind(cp.slice)
+}
+
+/// The id of the step's `start` row.
+async fn step_row(db: &mut Db, step: &Step) -> Result<i64, Error> {
+    if let Some(id) = step.resume_row {
+        return Ok(id);
+    }
+    let state = instar_core::history::derive(&db.read_history().await?);
+    Ok(state.dirty.get(&step.version).map_or(0, |d| d.row_id))
+}
+
+/// Retries a failed batch one row at a time; each row commits alone, failures are recorded.
+async fn row_by_row(
+    db: &mut Db,
+    job: &Job<'_>,
+    last: Option<&[Value]>,
+    end: &[Value],
+    advance: &str,
+    cp: &Checkpoint,
+) -> Result<(u64, u64), Error> {
+    let (s, step) = (job.shape, job.step);
+    let mut k = 0;
+    let keys_sql = format!(
+        "SELECT {} FROM {} WHERE {} ORDER BY {}",
+        s.list(),
+        s.table,
+        s.range(last.is_some(), &mut k),
+        s.order(false)
+    );
+    let mut q = sqlx::query(&keys_sql);
+    if let Some(l) = last {
+        q = bind_key(q, l);
+    }
+    let keys: Vec<Vec<Value>> = bind_key(q, end)
+        .fetch_all(&mut db.conn)
+        .await
+        .map_err(|e| Error::query("listing the rows of a failed batch", e))?
+        .iter()
+        .map(|r| decode_key(r, s.cols.len()))
+        .collect::<Result<_, _>>()?;
+    let mut k = 0;
+    let one = s.statement.replace(BATCH_PLACEHOLDER, &s.exact(&mut k));
+    let error_sql = {
+        let p = |i| db.engine.placeholder(i);
+        format!(
+            "INSERT INTO {} (version, row_key, error, at) VALUES ({}, {}, {}, {})",
+            job.names.errors,
+            p(1),
+            p(2),
+            p(3),
+            p(4)
+        )
+    };
+    let (mut rows, mut errors) = (0u64, 0u64);
+    let begin = begin_sql(db);
+    for key in &keys {
+        control(&mut db.conn, begin).await?;
+        match bind_key(sqlx::query(&one), key).execute(&mut db.conn).await {
+            Ok(r) => {
+                rows += r.rows_affected();
+                control(&mut db.conn, "COMMIT").await?;
+            }
+            Err(e) => {
+                control(&mut db.conn, "ROLLBACK").await?;
+                errors += 1;
+                sqlx::query(&error_sql)
+                    .bind(step.version.clone())
+                    .bind(key_json(key))
+                    .bind(db_message(&e))
+                    .bind(time::now_rfc3339())
+                    .execute(&mut db.conn)
+                    .await
+                    .map_err(|e| Error::query("recording a skipped row", e))?;
+            }
+        }
+    }
+    // The rows above committed one by one; the checkpoint moves past the batch now.
+    // A crash in between redoes this batch's rows, which the statement must tolerate
+    // (the row-by-row path is only taken for a batch that already failed once).
+    save(advance, step, cp, end, rows, errors)
+        .execute(&mut db.conn)
+        .await
+        .map_err(|e| Error::query("writing the checkpoint", e))?;
+    Ok((rows, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{adapt, parse_duration};
+    use std::time::Duration;
+
+    #[test]
+    fn adaptive_batches_move_toward_the_target_in_bounded_steps() {
+        let ms = Duration::from_millis;
+        assert_eq!(adapt(1000, ms(50), ms(100)), 2000);
+        assert_eq!(adapt(1000, ms(10), ms(100)), 2000, "at most doubled");
+        assert_eq!(adapt(1000, ms(400), ms(100)), 500, "at most halved");
+        assert_eq!(adapt(1000, ms(125), ms(100)), 800);
+        assert_eq!(adapt(1, ms(1000), ms(1)), 1);
+        assert_eq!(adapt(900_000, ms(1), ms(100)), 1_000_000);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("50ms").unwrap(), Duration::from_millis(50));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("5m").is_err());
+    }
+}
