@@ -27,13 +27,21 @@ fn write_migration(dir: &Path, batch: u64, target: Option<&str>) {
 }
 
 /// Runs `instar up` under /usr/bin/time; returns wall time and peak RSS in KiB.
-fn instar_up(instar: &Path, dir: &Path, url: &str) -> (Duration, u64) {
+fn instar_up(instar: &Path, dir: &Path, url: &str, parallel: usize) -> (Duration, u64) {
     let t = std::time::Instant::now();
     let out = Command::new("/usr/bin/time")
         .args(["-f", "%M"])
         .arg(instar)
         .current_dir(dir)
-        .args(["-q", "--database", url, "up", "--no-backup"])
+        .args([
+            "-q",
+            "--database",
+            url,
+            "up",
+            "--no-backup",
+            "--parallel",
+            &parallel.to_string(),
+        ])
         .stdout(Stdio::null())
         .output()
         .expect("spawn /usr/bin/time");
@@ -124,7 +132,7 @@ fn sqlite(a: &Args, instar: &Path) {
         let (mut times, mut peak) = (vec![], 0);
         for _ in 0..a.runs {
             let db = fresh("instar.db");
-            let (d, kib) = instar_up(instar, &work, &format!("sqlite:{}", db.display()));
+            let (d, kib) = instar_up(instar, &work, &format!("sqlite:{}", db.display()), 1);
             times.push(d);
             peak = peak.max(kib);
         }
@@ -171,18 +179,30 @@ fn postgres(a: &Args, instar: &Path, base: &str) {
         a.rows, a.runs
     ));
     line("limit: psql, one plain UPDATE", a.rows, limit, limit, None);
-    for (batch, target) in configs(a) {
+    for (batch, target, parallel) in configs(a)
+        .into_iter()
+        .map(|(b, t)| (b, t, 1))
+        .chain([(10_000, None, 2)])
+    {
         let work = dir.path().join(format!("b{batch}{}", target.unwrap_or("")));
         write_migration(&work, batch, target);
         let (mut times, mut peak) = (vec![], 0);
         for _ in 0..a.runs {
             let url = fresh("instar_bench_data");
-            let (d, kib) = instar_up(instar, &work, &url);
+            let (d, kib) = instar_up(instar, &work, &url, parallel);
             times.push(d);
             peak = peak.max(kib);
         }
         line(
-            &label(batch, target),
+            &format!(
+                "{}{}",
+                label(batch, target),
+                if parallel > 1 {
+                    format!(", --parallel {parallel}")
+                } else {
+                    String::new()
+                }
+            ),
             a.rows,
             median(times),
             limit,

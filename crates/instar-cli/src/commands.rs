@@ -196,6 +196,7 @@ async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &O
     let mut db = connect(settings).await?;
     let (st, state) = runner::status(&mut db, &source).await?;
     let checkpoints = instar_db::data::checkpoints(&mut db).await?;
+    let skipped = instar_db::data::skipped_rows(&mut db).await?;
     db.close().await?;
     let pending = st
         .migrations
@@ -268,6 +269,9 @@ async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &O
                 c.errors
             );
         }
+        for (version, n) in &skipped {
+            println!("skipped: data migration {version} recorded {n} failing row(s) in instar_errors (key and error each)");
+        }
         for p in &st.problems {
             println!("problem: {p}");
         }
@@ -282,7 +286,8 @@ async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &O
         "pending": pending,
         "baseline": state.baseline,
         "dirty": state.dirty.values().collect::<Vec<_>>(),
-        "data_in_progress": checkpoints,
+                "data_in_progress": checkpoints,
+        "skipped_rows": skipped.iter().map(|(v, n)| serde_json::json!({ "version": v, "rows": n })).collect::<Vec<_>>(),
         "requirement_met": unmet.is_none(),
     }));
     Ok(code)

@@ -114,6 +114,27 @@ pub async fn checkpoints(db: &mut Db) -> Result<Vec<Checkpoint>, Error> {
     rows.iter().map(decode).collect()
 }
 
+/// Rows recorded in `instar_errors` (skipped with `on_error = "skip"`), per version.
+pub async fn skipped_rows(db: &mut Db) -> Result<Vec<(String, i64)>, Error> {
+    let n = names(db);
+    let sql = format!(
+        "SELECT version, count(*) FROM {} GROUP BY version ORDER BY version",
+        n.errors
+    );
+    let Ok(rows) = sqlx::query(&sql).fetch_all(&mut db.conn).await else {
+        return Ok(Vec::new());
+    };
+    rows.iter()
+        .map(|r| {
+            Ok((
+                text(r, "version")?.unwrap_or_default(),
+                r.try_get::<i64, _>(1)
+                    .map_err(|e| Error::query("counting skipped rows", e))?,
+            ))
+        })
+        .collect()
+}
+
 fn text(r: &AnyRow, c: &str) -> Result<Option<String>, Error> {
     match r.try_get::<Option<String>, _>(c) {
         Ok(v) => Ok(v),
@@ -430,6 +451,8 @@ pub(super) fn advance_sql(db: &Db, n: &Names) -> String {
 
 /// Totals of a finished run, over its slices.
 pub(super) struct Totals {
+    /// The table, quoted.
+    pub(super) table: String,
     pub(super) rows_total: i64,
     pub(super) rows_done: i64,
     pub(super) batches: i64,
@@ -480,6 +503,11 @@ pub(super) async fn finish(
             }
         }
     }
+    let count_sql = format!("SELECT count(*) FROM {}", t.table);
+    let rows_after: i64 = sqlx::query_scalar(&count_sql)
+        .fetch_one(&mut db.conn)
+        .await
+        .map_err(|e| Error::query("counting the table's rows", e))?;
     let event = if step.direction == Direction::Up {
         EventKind::Apply
     } else {
@@ -493,7 +521,7 @@ pub(super) async fn finish(
     row.statements_total = 1;
     row.rows_affected = Some(t.rows_done);
     row.note = Some(format!(
-        "{} rows in {} batches over {} key(s){}{}",
+        "{} rows in {} batches; table rows before: {}, after: {rows_after}{}{}",
         t.rows_done,
         t.batches,
         t.rows_total,

@@ -29,7 +29,7 @@ use instar_core::plan::Step;
 use instar_core::Migration;
 use serde::Serialize;
 
-pub use checkpoint::{checkpoints, Checkpoint};
+pub use checkpoint::{checkpoints, skipped_rows, Checkpoint};
 use keys::{bind_key, fetch_key, Shape};
 use walk::{walk_slice, Job, Shared, SliceEnd};
 
@@ -213,6 +213,7 @@ pub(crate) async fn run(
         return Ok(Outcome::Paused);
     }
     let totals = checkpoint::Totals {
+        table: shape.table.clone(),
         rows_total: shared.rows_total,
         rows_done: shared.rows_done.get(),
         batches: shared.batches.get(),

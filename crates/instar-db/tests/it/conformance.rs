@@ -1028,6 +1028,16 @@ async fn data_migration_error_policies(b: Backend) {
         3,
         "ids 10, 11, 12 are recorded"
     );
+    let mut db = t.db().await;
+    assert_eq!(
+        instar_db::data::skipped_rows(&mut db)
+            .await
+            .expect("skipped"),
+        vec![("0002".to_string(), 3)]
+    );
+    db.close().await.expect("close");
+    let noted = t.count("SELECT count(*) FROM instar_history WHERE version = '0002' AND event = 'apply' AND note LIKE '%table rows before: 12, after: 12%'").await;
+    assert_eq!(noted, 1, "row counts before and after are in the history");
 }
 
 /// The README's worked example: add a column, backfill it in batches, make it NOT NULL —
