@@ -167,6 +167,7 @@ impl EventSink for Out {
             } => {
                 if let Some(b) = &self.spinner {
                     b.set_position(*rows_done);
+                    b.set_message(format!("batch {batch}"));
                 }
                 if self.verbose {
                     eprintln!(

@@ -212,3 +212,36 @@ fn depends_on_orders_and_cycles_are_named() {
     write(d.path(), "1_a/migration.toml", b"depends_on = [\"7\"]\n");
     assert!(err(d.path()).contains("depends on 7"));
 }
+
+#[test]
+fn malformed_data_migrations_are_refused_naming_the_file() {
+    let cases: [(&[u8], &[u8], &str); 4] = [
+        (
+            b"UPDATE t SET x = 1;",
+            b"kind = \"data\"\n[data]\ntable = \"t\"\nkey = \"id\"\n",
+            "{batch}",
+        ),
+        (
+            b"UPDATE t SET x = 1 WHERE {batch}; DELETE FROM t;",
+            b"kind = \"data\"\n[data]\ntable = \"t\"\nkey = \"id\"\n",
+            "exactly one statement",
+        ),
+        (
+            b"UPDATE t SET x = 1 WHERE {batch}",
+            b"kind = \"data\"\n",
+            "[data] table",
+        ),
+        (
+            b"UPDATE t SET x = 1 WHERE {batch}",
+            b"kind = \"data\"\n[data]\ntable = \"t\"\nkey = \"id\"\nbatch_size = 0\n",
+            "batch_size",
+        ),
+    ];
+    for (up, toml, expected) in cases {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "1_backfill/up.sql", up);
+        write(d.path(), "1_backfill/migration.toml", toml);
+        let e = err(d.path());
+        assert!(e.contains(expected) && e.contains("1_backfill"), "{e}");
+    }
+}

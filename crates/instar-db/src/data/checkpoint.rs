@@ -521,9 +521,10 @@ pub(super) async fn finish(
     row.statements_total = 1;
     row.rows_affected = Some(t.rows_done);
     row.note = Some(format!(
-        "{} rows in {} batches; table rows before: {}, after: {rows_after}{}{}",
+        "{} rows in {} batches ({:.0} rows/s); table rows before: {}, after: {rows_after}{}{}",
         t.rows_done,
         t.batches,
+        t.rows_done as f64 / (t.elapsed_ms.max(1) as f64 / 1000.0),
         t.rows_total,
         if t.slices > 1 {
             format!(" in {} parallel slices", t.slices)

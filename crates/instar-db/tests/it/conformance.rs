@@ -45,6 +45,8 @@ suite!(
     schema_and_data_migrations_interleave,
     data_migration_dry_run_estimates_and_changes_nothing,
     data_migration_runs_in_parallel_slices,
+    data_migration_reverts_in_batches,
+    data_migration_with_two_runners_is_done_once,
 );
 
 fn two_tables(t: &TestDb) {
@@ -1184,5 +1186,90 @@ async fn data_migration_runs_in_parallel_slices(b: Backend) {
         t.count("SELECT count(*) FROM instar_history WHERE note LIKE '%3 parallel slices%'")
             .await,
         1
+    );
+}
+
+async fn data_migration_reverts_in_batches(b: Backend) {
+    let Some(t) = TestDb::new(b, "data_down").await else {
+        return;
+    };
+    migration(&t.migrations(), "0001_users", &seed_users(30), None);
+    data_migration(
+        &t,
+        "0002_backfill",
+        "kind = \"data\"\n[data]\ntable = \"users\"\nkey = \"id\"\nbatch_size = 7\n",
+        "UPDATE users SET email_lower = lower(email) WHERE {batch}\n",
+    );
+    std::fs::write(
+        t.migrations().join("0002_backfill/down.sql"),
+        "UPDATE users SET email_lower = NULL WHERE {batch}\n",
+    )
+    .expect("down");
+    t.up().await.expect("up");
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE email_lower IS NOT NULL")
+            .await,
+        30
+    );
+    assert_eq!(t.down(1).await.expect("down").migrations, vec!["0002"]);
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE email_lower IS NOT NULL")
+            .await,
+        0
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM instar_history WHERE version = '0002' AND event = 'revert'")
+            .await,
+        1
+    );
+}
+
+async fn data_migration_with_two_runners_is_done_once(b: Backend) {
+    let Some(t) = TestDb::new(b, "data_two_runners").await else {
+        return;
+    };
+    let values: Vec<String> = (1..=600).map(|i| format!("({i}, 0)")).collect();
+    migration(
+        &t.migrations(),
+        "0001_counts",
+        &format!("CREATE TABLE counts (id INT PRIMARY KEY, v INT NOT NULL);\nINSERT INTO counts VALUES {};\n", values.join(", ")),
+        None,
+    );
+    data_migration(
+        &t,
+        "0002_bump",
+        "kind = \"data\"\n[data]\ntable = \"counts\"\nkey = \"id\"\nbatch_size = 25\n",
+        "UPDATE counts SET v = v + 1 WHERE {batch}\n",
+    );
+    let t = std::sync::Arc::new(t);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (t, barrier) = (t.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("rt");
+                barrier.wait();
+                rt.block_on(t.up()).map(|r| r.migrations)
+            })
+        })
+        .collect();
+    let done: Vec<Vec<String>> = threads
+        .into_iter()
+        .map(|h| h.join().expect("thread").expect("run"))
+        .collect();
+    assert_eq!(
+        done.iter()
+            .filter(|m| m.contains(&"0002".to_string()))
+            .count(),
+        1,
+        "one runner did the work: {done:?}"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM counts WHERE v = 1").await,
+        600,
+        "every row exactly once"
     );
 }
