@@ -115,14 +115,9 @@ impl History<'_> {
         error: Option<&str>,
         failed: Option<&str>,
     ) -> Result<(), Error> {
-        let p = |n| self.engine.placeholder(n);
-        let sql = format!(
-            "UPDATE {} SET statements_applied = {}, error = {}, failed_statement = {} WHERE id = {}",
-            self.table,
-            p(1),
-            p(2),
-            p(3),
-            p(4)
+        let sql = crate::engine::marks(
+            self.engine,
+            &format!("UPDATE {} SET statements_applied = ?, error = ?, failed_statement = ? WHERE id = ?", self.table),
         );
         sqlx::query(&sql)
             .bind(applied as i64)

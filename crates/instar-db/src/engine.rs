@@ -43,6 +43,23 @@ pub(crate) fn engine(d: Dialect) -> &'static dyn Engine {
     }
 }
 
+/// `sql` with each `?` replaced by the engine's numbered placeholder (`$1`, `$2` … on
+/// PostgreSQL). Only for Instar's own SQL, whose templates hold no `?` in literals.
+pub(crate) fn marks(e: &dyn Engine, sql: &str) -> String {
+    let mut n = 0;
+    sql.split('?')
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                part.to_string()
+            } else {
+                n += 1;
+                format!("{}{part}", e.placeholder(n))
+            }
+        })
+        .collect()
+}
+
 /// Quotes `ident` with `q`, doubling any `q` inside it.
 pub(crate) fn quote_with(ident: &str, q: char) -> String {
     let doubled: String = ident
@@ -134,6 +151,16 @@ pub(crate) fn table_ddl(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn marks_number_placeholders_per_engine() {
+        let sql = "UPDATE t SET a = ? WHERE b = ? AND c = ?";
+        assert_eq!(
+            super::marks(&crate::postgres::Postgres, sql),
+            "UPDATE t SET a = $1 WHERE b = $2 AND c = $3"
+        );
+        assert_eq!(super::marks(&crate::mysql::MySql, sql), sql);
+    }
+
     #[test]
     fn column_list_matches_the_table() {
         let names: Vec<&str> = super::HISTORY.iter().map(|c| c.0).collect();

@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::keys::{bind_key, fetch_key, key_json, Shape};
-use crate::engine::{table_ddl, Col};
+use crate::engine::{marks, table_ddl, Col};
 use crate::error::db_message;
 use crate::{Db, Error};
 
@@ -173,11 +173,12 @@ pub(super) async fn resume(
     step: &Step,
     n: &Names,
 ) -> Result<Vec<Checkpoint>, Error> {
-    let sql = format!(
-        "SELECT {SELECT} FROM {} WHERE version = {} AND direction = {} ORDER BY slice",
-        n.checkpoints,
-        db.engine.placeholder(1),
-        db.engine.placeholder(2)
+    let sql = marks(
+        db.engine,
+        &format!(
+            "SELECT {SELECT} FROM {} WHERE version = ? AND direction = ? ORDER BY slice",
+            n.checkpoints
+        ),
     );
     let rows = sqlx::query(&sql)
         .bind(step.version.clone())
@@ -366,12 +367,7 @@ pub(super) async fn begin(
         h.insert(conn, &row).await?
     };
     // A run started over (after `instar repair`) replaces its stale checkpoints.
-    let stale = format!(
-        "DELETE FROM {} WHERE version = {} AND direction = {}",
-        n.checkpoints,
-        db.engine.placeholder(1),
-        db.engine.placeholder(2)
-    );
+    let stale = delete_sql(db, n);
     sqlx::query(&stale)
         .bind(step.version.clone())
         .bind(step.direction.as_str())
@@ -403,18 +399,12 @@ pub(super) async fn begin(
 }
 
 async fn insert(db: &mut Db, n: &Names, cp: &Checkpoint) -> Result<(), Error> {
-    let p = |i| db.engine.placeholder(i);
-    let sql = format!(
-        "INSERT INTO {} (version, direction, slice, checksum, lower_key, last_key, upper_key, rows_total, rows_done, batches, errors, elapsed_ms, updated_at) VALUES ({}, {}, {}, {}, {}, NULL, {}, {}, 0, 0, 0, 0, {})",
-        n.checkpoints,
-        p(1),
-        p(2),
-        p(3),
-        p(4),
-        p(5),
-        p(6),
-        p(7),
-        p(8)
+    let sql = marks(
+        db.engine,
+        &format!(
+            "INSERT INTO {} (version, direction, slice, checksum, lower_key, last_key, upper_key, rows_total, rows_done, batches, errors, elapsed_ms, updated_at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, 0, 0, 0, 0, ?)",
+            n.checkpoints
+        ),
     );
     sqlx::query(&sql)
         .bind(cp.version.clone())
@@ -434,18 +424,23 @@ async fn insert(db: &mut Db, n: &Names, cp: &Checkpoint) -> Result<(), Error> {
 /// The UPDATE that moves one slice's checkpoint past a batch (binds: last key,
 /// rows, errors, elapsed, now, version, direction, slice).
 pub(super) fn advance_sql(db: &Db, n: &Names) -> String {
-    let p = |i| db.engine.placeholder(i);
-    format!(
-        "UPDATE {} SET last_key = {}, rows_done = rows_done + {}, batches = batches + 1, errors = errors + {}, elapsed_ms = {}, updated_at = {} WHERE version = {} AND direction = {} AND slice = {}",
-        n.checkpoints,
-        p(1),
-        p(2),
-        p(3),
-        p(4),
-        p(5),
-        p(6),
-        p(7),
-        p(8)
+    marks(
+        db.engine,
+        &format!(
+            "UPDATE {} SET last_key = ?, rows_done = rows_done + ?, batches = batches + 1, errors = errors + ?, elapsed_ms = ?, updated_at = ? WHERE version = ? AND direction = ? AND slice = ?",
+            n.checkpoints
+        ),
+    )
+}
+
+/// The DELETE of a run's checkpoints (binds: version, direction).
+fn delete_sql(db: &Db, n: &Names) -> String {
+    marks(
+        db.engine,
+        &format!(
+            "DELETE FROM {} WHERE version = ? AND direction = ?",
+            n.checkpoints
+        ),
     )
 }
 
@@ -539,12 +534,7 @@ pub(super) async fn finish(
     ));
     let begin = begin_sql(db);
     control(&mut db.conn, begin).await?;
-    let del = format!(
-        "DELETE FROM {} WHERE version = {} AND direction = {}",
-        n.checkpoints,
-        db.engine.placeholder(1),
-        db.engine.placeholder(2)
-    );
+    let del = delete_sql(db, n);
     let r = async {
         let (h, conn) = db.parts();
         h.insert(conn, &row).await?;

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::checkpoint::{advance_sql, begin_sql, control, Checkpoint, Names};
 use super::keys::{bind_key, decode_key, fetch_key, key_json, parse_key, Shape};
+use crate::engine::marks;
 use crate::error::db_message;
 use crate::{Db, Error};
 
@@ -322,17 +323,13 @@ async fn row_by_row(
         .collect::<Result<_, _>>()?;
     let mut k = 0;
     let one = s.statement.replace(BATCH_PLACEHOLDER, &s.exact(&mut k));
-    let error_sql = {
-        let p = |i| db.engine.placeholder(i);
-        format!(
-            "INSERT INTO {} (version, row_key, error, at) VALUES ({}, {}, {}, {})",
-            job.names.errors,
-            p(1),
-            p(2),
-            p(3),
-            p(4)
-        )
-    };
+    let error_sql = marks(
+        db.engine,
+        &format!(
+            "INSERT INTO {} (version, row_key, error, at) VALUES (?, ?, ?, ?)",
+            job.names.errors
+        ),
+    );
     let (mut rows, mut errors) = (0u64, 0u64);
     let begin = begin_sql(db);
     for key in &keys {

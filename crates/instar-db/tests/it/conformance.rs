@@ -1124,11 +1124,10 @@ async fn data_migration_dry_run_estimates_and_changes_nothing(b: Backend) {
     );
 }
 
-async fn data_migration_runs_in_parallel_slices(b: Backend) {
-    let Some(t) = TestDb::new(b, "data_parallel").await else {
-        return;
-    };
-    let values: Vec<String> = (1..=1000).map(|i| format!("({}, 0)", i * 3)).collect();
+/// A `counts (id, v)` table of `n` rows (ids `stride` apart) and a data migration
+/// `v = v + 1` over it. Not idempotent: a redone batch leaves 2, a skipped one 0.
+fn counts_and_bump(t: &TestDb, n: usize, stride: usize, batch: u64) {
+    let values: Vec<String> = (1..=n).map(|i| format!("({}, 0)", i * stride)).collect();
     migration(
         &t.migrations(),
         "0001_counts",
@@ -1136,11 +1135,20 @@ async fn data_migration_runs_in_parallel_slices(b: Backend) {
         None,
     );
     data_migration(
-        &t,
+        t,
         "0002_bump",
-        "kind = \"data\"\n[data]\ntable = \"counts\"\nkey = \"id\"\nbatch_size = 40\n",
+        &format!(
+            "kind = \"data\"\n[data]\ntable = \"counts\"\nkey = \"id\"\nbatch_size = {batch}\n"
+        ),
         "UPDATE counts SET v = v + 1 WHERE {batch}\n",
     );
+}
+
+async fn data_migration_runs_in_parallel_slices(b: Backend) {
+    let Some(t) = TestDb::new(b, "data_parallel").await else {
+        return;
+    };
+    counts_and_bump(&t, 1000, 3, 40);
     let opts = RunOptions {
         parallel: 3,
         max_duration: Some(Duration::ZERO),
@@ -1228,19 +1236,7 @@ async fn data_migration_with_two_runners_is_done_once(b: Backend) {
     let Some(t) = TestDb::new(b, "data_two_runners").await else {
         return;
     };
-    let values: Vec<String> = (1..=600).map(|i| format!("({i}, 0)")).collect();
-    migration(
-        &t.migrations(),
-        "0001_counts",
-        &format!("CREATE TABLE counts (id INT PRIMARY KEY, v INT NOT NULL);\nINSERT INTO counts VALUES {};\n", values.join(", ")),
-        None,
-    );
-    data_migration(
-        &t,
-        "0002_bump",
-        "kind = \"data\"\n[data]\ntable = \"counts\"\nkey = \"id\"\nbatch_size = 25\n",
-        "UPDATE counts SET v = v + 1 WHERE {batch}\n",
-    );
+    counts_and_bump(&t, 600, 1, 25);
     let t = std::sync::Arc::new(t);
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
     let threads: Vec<_> = (0..2)
