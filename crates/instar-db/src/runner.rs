@@ -306,12 +306,13 @@ async fn run_locked(
         }
     }
     if let Some(dir) = &opts.backup_dir {
-        if backup::wanted(
-            db,
-            plan.steps
-                .iter()
-                .any(|s| !transactional(db, &source.migrations[s.index])),
-        ) {
+        // Data migrations commit batch by batch with their checkpoint and resume from
+        // it, so they alone never call for a (possibly huge) dump on MySQL.
+        let risky = plan.steps.iter().any(|s| {
+            let m = &source.migrations[s.index];
+            !transactional(db, m) && m.meta.kind != Some(instar_core::meta::Kind::Data)
+        });
+        if backup::wanted(db, risky) {
             report.backup = backup::take(db, dir, "automatic, before a run").await?;
             if let Some(b) = &report.backup {
                 sink.event(&Event::BackupTaken {
