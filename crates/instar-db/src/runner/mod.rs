@@ -1,0 +1,482 @@
+//! The runner: validate → prepare (lock, re-read history, backup) → execute →
+//! verify → commit, for `up` and `down`; plus `baseline` and `repair`.
+//!
+//! Every front door (CLI, library, HTTP) calls these functions; none has an
+//! orchestration loop of its own.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use instar_core::event::{Event, EventSink};
+use instar_core::history::{derive, Direction, State};
+use instar_core::plan::{self, Plan, PlanOptions, Status, Step, Target};
+use instar_core::split::{split, Split, Statement};
+use instar_core::{Migration, Source};
+use serde::Serialize;
+use sqlx::AnyConnection;
+
+use crate::backup::{self, BackupInfo};
+use crate::error::{db_message, Aftermath};
+use crate::{Db, Error};
+
+mod admin;
+mod step;
+
+pub use admin::{baseline, repair, RepairOptions};
+pub(crate) use step::new_row;
+pub use step::operator;
+use step::{record_failure, run_in_transaction, run_stepwise};
+
+/// How a run behaves.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How long to wait for another run's lock (zero: try once).
+    pub lock_timeout: Duration,
+    /// Apply the whole run as one transaction (SQLite and PostgreSQL only).
+    pub single_transaction: bool,
+    /// Apply pending migrations older than the newest applied one.
+    pub allow_out_of_order: bool,
+    /// Do not refuse when applied migrations have no file.
+    pub ignore_missing: bool,
+    /// Where automatic backups go; `None` turns them off.
+    pub backup_dir: Option<PathBuf>,
+    /// Restore the automatic backup when a run fails outside a transaction.
+    pub restore_on_failure: bool,
+    /// Stop data migrations at a checkpoint once this much time is spent (the next run resumes).
+    pub max_duration: Option<Duration>,
+    /// Data migrations: walk the key range in this many slices at once (PostgreSQL, MySQL).
+    pub parallel: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            lock_timeout: Duration::from_secs(60),
+            single_transaction: false,
+            allow_out_of_order: false,
+            ignore_missing: false,
+            backup_dir: None,
+            restore_on_failure: true,
+            max_duration: None,
+            parallel: 1,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Versions applied or reverted, in order.
+    pub migrations: Vec<String>,
+    /// The automatic backup taken before the run, if any.
+    pub backup: Option<BackupInfo>,
+    /// Milliseconds the run took.
+    pub duration_ms: u64,
+    /// The data migration that stopped at a checkpoint when the time budget ran out.
+    pub paused: Option<String>,
+}
+
+/// One step of a plan with the exact SQL it would run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    /// Version text.
+    pub version: String,
+    /// Name.
+    pub name: String,
+    /// Which script.
+    pub direction: Direction,
+    /// The script's path.
+    pub path: PathBuf,
+    /// Whether it runs in a transaction.
+    pub transaction: bool,
+    /// Statements skipped because a previous run applied them.
+    pub resume_from: usize,
+    /// The statements, with their lines.
+    pub statements: Vec<Statement>,
+    /// Why the script is sent whole instead of statement by statement, if it is.
+    pub sent_whole: Option<String>,
+    /// For a data migration: what its first batch did (rolled back) and the whole run's estimate.
+    pub estimate: Option<crate::data::Estimate>,
+}
+
+/// Reads history and computes the status of every migration (read-only, no lock).
+pub async fn status(db: &mut Db, source: &Source) -> Result<(Status, State), Error> {
+    let state = derive(&db.read_history().await?);
+    Ok((
+        plan::status(&source.migrations, &state, db.dialect()),
+        state,
+    ))
+}
+
+fn plan_options(db: &Db, target: Target, opts: &RunOptions) -> PlanOptions {
+    PlanOptions {
+        target,
+        dialect: db.dialect(),
+        allow_out_of_order: opts.allow_out_of_order,
+        ignore_missing: opts.ignore_missing,
+    }
+}
+
+/// Plans `target` and returns each step with its exact SQL. Reads only and
+/// takes no lock; a data migration's first batch is run inside a transaction
+/// that is rolled back, to estimate the whole run.
+pub async fn preview(
+    db: &mut Db,
+    source: &Source,
+    target: Target,
+    opts: &RunOptions,
+) -> Result<Vec<PlannedStep>, Error> {
+    let state = derive(&db.read_history().await?);
+    let p = plan::plan(&source.migrations, &state, &plan_options(db, target, opts))?;
+    let mut out = Vec::with_capacity(p.steps.len());
+    for s in &p.steps {
+        let mut d = detail(db, source, s);
+        let m = &source.migrations[s.index];
+        if m.meta.kind == Some(instar_core::meta::Kind::Data) && s.resume_row.is_none() {
+            d.estimate = Some(crate::data::estimate(db, m, s).await?);
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// Re-runs the `checks.after` of every applied migration; returns each check and its result.
+pub async fn verify(db: &mut Db, source: &Source) -> Result<Vec<Verified>, Error> {
+    let state = derive(&db.read_history().await?);
+    let mut out = Vec::new();
+    for m in &source.migrations {
+        if !state.applied.contains_key(m.version.as_str()) {
+            continue;
+        }
+        for check in &m.meta.checks.after {
+            let (ok, result) = match Db::check(&mut db.conn, check).await {
+                Ok(r) => r,
+                Err(e) => (false, format!("an error: {}", db_message(&e))),
+            };
+            out.push(Verified {
+                version: m.version.to_string(),
+                check: check.clone(),
+                ok,
+                result,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One re-run post-check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    /// The migration.
+    pub version: String,
+    /// The query.
+    pub check: String,
+    /// Whether it returned true.
+    pub ok: bool,
+    /// What it returned.
+    pub result: String,
+}
+
+fn detail(db: &Db, source: &Source, s: &Step) -> PlannedStep {
+    let m = &source.migrations[s.index];
+    let script = script(m, s.direction);
+    let (statements, sent_whole) = statements(&script.sql, db);
+    PlannedStep {
+        version: s.version.clone(),
+        name: m.name.clone(),
+        direction: s.direction,
+        path: script.path.clone(),
+        transaction: transactional(db, m),
+        resume_from: s.resume_from,
+        statements,
+        sent_whole,
+        estimate: None,
+    }
+}
+
+fn script(m: &Migration, d: Direction) -> &instar_core::Script {
+    match d {
+        Direction::Up => &m.up,
+        // The planner only plans a down step for a migration with a down script.
+        Direction::Down => m.down.as_ref().unwrap_or(&m.up),
+    }
+}
+
+fn statements(sql: &str, db: &Db) -> (Vec<Statement>, Option<String>) {
+    match split(sql, db.dialect()) {
+        Split::Statements(s) => (s, None),
+        Split::Whole { reason } => (
+            vec![Statement {
+                sql: sql.to_string(),
+                line: 1,
+            }],
+            Some(reason),
+        ),
+    }
+}
+
+fn transactional(db: &Db, m: &Migration) -> bool {
+    m.transaction && db.engine.transactional_ddl()
+}
+
+/// Applies or reverts migrations as `target` says.
+///
+/// Nothing pending costs one history query and no lock. Otherwise the lock is
+/// taken, history re-read under it, a backup taken where the engine needs one,
+/// and each migration run in its own transaction with its history row (or,
+/// where it cannot be, statement by statement with recorded progress).
+pub async fn run(
+    db: &mut Db,
+    source: &Source,
+    target: Target,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+) -> Result<Report, Error> {
+    let started = Instant::now();
+    let state = derive(&db.read_history().await?);
+    let popts = plan_options(db, target, opts);
+    if plan::plan(&source.migrations, &state, &popts)?
+        .steps
+        .is_empty()
+    {
+        return Ok(Report::default());
+    }
+    if opts.single_transaction && !db.engine.transactional_ddl() {
+        return Err(Error::Unsupported(format!(
+            "--single-transaction needs transactional DDL; {} commits DDL implicitly",
+            db.dialect()
+        )));
+    }
+    let lock_name = db
+        .url
+        .sqlite_path
+        .as_ref()
+        .map_or_else(|| db.dialect().to_string(), |p| p.display().to_string());
+    let waited = db
+        .lock(opts.lock_timeout, || {
+            sink.event(&Event::LockWaiting {
+                lock: lock_name.clone(),
+            })
+        })
+        .await?;
+    sink.event(&Event::LockAcquired {
+        waited_ms: waited.as_millis() as u64,
+    });
+    let result = run_locked(db, source, &popts, opts, sink).await;
+    let unlocked = db.unlock().await;
+    let mut report = result?;
+    unlocked?;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    sink.event(&Event::RunFinished {
+        migrations: report.migrations.len(),
+        duration_ms: report.duration_ms,
+    });
+    Ok(report)
+}
+
+async fn run_locked(
+    db: &mut Db,
+    source: &Source,
+    popts: &PlanOptions,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+) -> Result<Report, Error> {
+    db.ensure_history().await?;
+    // Another run may have applied migrations while this one waited for the lock.
+    let state = derive(&db.read_history().await?);
+    let plan = plan::plan(&source.migrations, &state, popts)?;
+    let mut report = Report::default();
+    if plan.steps.is_empty() {
+        return Ok(report);
+    }
+    if opts.single_transaction {
+        if let Some(s) = plan
+            .steps
+            .iter()
+            .find(|s| source.migrations[s.index].meta.kind == Some(instar_core::meta::Kind::Data))
+        {
+            return Err(Error::Unsupported(format!(
+                "migration {} is a data migration, which commits batch by batch; it cannot run with --single-transaction",
+                s.version
+            )));
+        }
+        if let Some(s) = plan
+            .steps
+            .iter()
+            .find(|s| !source.migrations[s.index].transaction)
+        {
+            return Err(Error::Unsupported(format!(
+                "migration {} opts out of transactions; it cannot run with --single-transaction",
+                s.version
+            )));
+        }
+    }
+    if let Some(dir) = &opts.backup_dir {
+        // Data migrations commit batch by batch with their checkpoint and resume from
+        // it, so they alone never call for a (possibly huge) dump on MySQL.
+        let risky = plan.steps.iter().any(|s| {
+            let m = &source.migrations[s.index];
+            !transactional(db, m) && m.meta.kind != Some(instar_core::meta::Kind::Data)
+        });
+        if backup::wanted(db, risky) {
+            report.backup = backup::take(db, dir, "automatic, before a run").await?;
+            if let Some(b) = &report.backup {
+                sink.event(&Event::BackupTaken {
+                    id: b.id.clone(),
+                    path: b.path.display().to_string(),
+                });
+            }
+        }
+    }
+    let outcome = if opts.single_transaction {
+        run_single(db, source, &plan, sink, &mut report).await
+    } else {
+        run_each(db, source, &plan, opts, sink, &mut report).await
+    };
+    match outcome {
+        Ok(()) => Ok(report),
+        Err(mut e) => {
+            if let (Some(b), Some(dir), true) =
+                (&report.backup, &opts.backup_dir, opts.restore_on_failure)
+            {
+                if is_dirty(&e) {
+                    backup::restore(db, dir, &b.id).await?;
+                    sink.event(&Event::BackupRestored { id: b.id.clone() });
+                    set_aftermath(
+                        &mut e,
+                        Aftermath::Restored {
+                            backup: b.id.clone(),
+                        },
+                    );
+                    // The restore brought back the history as it was; record what happened.
+                    record_failure(db, source, &plan, &e).await?;
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+fn is_dirty(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::StatementFailed {
+            aftermath: Aftermath::Dirty { .. },
+            ..
+        } | Error::CheckFailed {
+            aftermath: Aftermath::Dirty { .. },
+            ..
+        }
+    )
+}
+
+fn set_aftermath(e: &mut Error, a: Aftermath) {
+    if let Error::StatementFailed { aftermath, .. } | Error::CheckFailed { aftermath, .. } = e {
+        *aftermath = a;
+    }
+}
+
+async fn run_each(
+    db: &mut Db,
+    source: &Source,
+    plan: &Plan,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+    report: &mut Report,
+) -> Result<(), Error> {
+    for step in &plan.steps {
+        let m = &source.migrations[step.index];
+        if m.meta.kind == Some(instar_core::meta::Kind::Data) {
+            match crate::data::run(db, m, step, opts.max_duration, opts.parallel, sink).await {
+                Ok(crate::data::Outcome::Done) => {
+                    report.migrations.push(step.version.clone());
+                    continue;
+                }
+                Ok(crate::data::Outcome::Paused) => {
+                    report.paused = Some(step.version.clone());
+                    return Ok(());
+                }
+                Err(e) => {
+                    sink.event(&Event::MigrationFailed {
+                        version: step.version.clone(),
+                        error: e.to_string(),
+                    });
+                    return Err(e);
+                }
+            }
+        }
+        let r = if transactional(db, m) {
+            run_in_transaction(db, m, step, false, sink).await
+        } else {
+            run_stepwise(db, m, step, sink).await
+        };
+        if let Err(e) = r {
+            sink.event(&Event::MigrationFailed {
+                version: step.version.clone(),
+                error: e.to_string(),
+            });
+            if matches!(
+                &e,
+                Error::StatementFailed {
+                    aftermath: Aftermath::RolledBack,
+                    ..
+                } | Error::CheckFailed {
+                    aftermath: Aftermath::RolledBack,
+                    ..
+                }
+            ) {
+                record_failure(db, source, plan, &e).await?;
+            }
+            return Err(e);
+        }
+        report.migrations.push(step.version.clone());
+    }
+    Ok(())
+}
+
+async fn run_single(
+    db: &mut Db,
+    source: &Source,
+    plan: &Plan,
+    sink: &mut dyn EventSink,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let begin = begin_sql(db);
+    exec_control(&mut db.conn, begin).await?;
+    for step in &plan.steps {
+        let m = &source.migrations[step.index];
+        if let Err(e) = run_in_transaction(db, m, step, true, sink).await {
+            exec_control(&mut db.conn, "ROLLBACK").await?;
+            sink.event(&Event::MigrationFailed {
+                version: step.version.clone(),
+                error: e.to_string(),
+            });
+            record_failure(db, source, plan, &e).await?;
+            return Err(e);
+        }
+        report.migrations.push(step.version.clone());
+    }
+    exec_control(&mut db.conn, "COMMIT").await
+}
+
+fn begin_sql(db: &Db) -> &'static str {
+    // IMMEDIATE takes SQLite's write lock up front instead of failing to upgrade later.
+    if db.dialect() == instar_core::Dialect::Sqlite {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
+    }
+}
+
+async fn exec_control(conn: &mut AnyConnection, sql: &str) -> Result<(), Error> {
+    sqlx::raw_sql(sql)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::query(format!("running {sql}"), e))
+}
+
+/// The default folder for backups of a project rooted at `project`.
+pub fn default_backup_dir(project: &Path) -> PathBuf {
+    project.join(".instar").join("backups")
+}
