@@ -13,6 +13,11 @@ pub(crate) trait Engine: Sync {
     fn placeholder(&self, n: usize) -> String;
     /// The column type for `kind` in this engine.
     fn column_type(&self, kind: Col) -> &'static str;
+    /// A query returning the declared type of a column (binds: the quoted table, the
+    /// column name), where some key types must be cast to and from text.
+    fn key_type_sql(&self) -> Option<&'static str> {
+        None
+    }
     /// What follows `CREATE TABLE … ( … )` (e.g. MySQL's engine and charset).
     fn table_options(&self) -> &'static str {
         ""

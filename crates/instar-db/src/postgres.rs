@@ -26,6 +26,9 @@ impl Engine for Postgres {
             Col::Int => "BIGINT",
         }
     }
+    fn key_type_sql(&self) -> Option<&'static str> {
+        Some("SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = CAST($1 AS regclass) AND a.attname = $2 AND NOT a.attisdropped")
+    }
     fn create_schema(&self, schema: &str) -> Option<String> {
         Some(format!(
             "CREATE SCHEMA IF NOT EXISTS {}",

@@ -253,7 +253,7 @@ pub(super) async fn preflight(
         "SELECT {} FROM {} GROUP BY {} HAVING count(*) > 1 LIMIT 1",
         s.list(),
         s.table,
-        s.list()
+        s.plain()
     );
     if let Some(k) = fetch_key(&mut db.conn, &dup, &[], s.cols.len()).await? {
         return Err(refuse(format!(

@@ -14,10 +14,27 @@ pub(super) struct Shape<'a> {
     pub(super) table: String,
     pub(super) cols: Vec<String>,
     pub(super) statement: &'a str,
+    /// Per key column, the type to cast a bound text value to, for key types the
+    /// driver cannot carry natively (PostgreSQL `uuid`, dates …); `None` for
+    /// integers and text.
+    pub(super) casts: Vec<Option<String>>,
 }
 
 impl Shape<'_> {
+    /// The key columns as a projection: cast to text where the type needs it.
     pub(super) fn list(&self) -> String {
+        self.cols
+            .iter()
+            .zip(&self.casts)
+            .map(|(c, t)| match t {
+                Some(_) => format!("CAST({c} AS TEXT)"),
+                None => c.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+    /// The key columns as they are (GROUP BY).
+    pub(super) fn plain(&self) -> String {
         self.cols.join(", ")
     }
     pub(super) fn tuple(&self) -> String {
@@ -29,10 +46,15 @@ impl Shape<'_> {
     }
     /// Placeholders for one key, numbered from `*n`.
     pub(super) fn marks(&self, n: &mut usize) -> String {
-        let v: Vec<String> = (0..self.cols.len())
-            .map(|_| {
+        let v: Vec<String> = self
+            .casts
+            .iter()
+            .map(|t| {
                 *n += 1;
-                self.e.placeholder(*n)
+                match t {
+                    Some(t) => format!("CAST({} AS {t})", self.e.placeholder(*n)),
+                    None => self.e.placeholder(*n),
+                }
             })
             .collect();
         if v.len() == 1 {

@@ -59,23 +59,53 @@ pub struct Estimate {
     pub estimated_ms: u64,
 }
 
-fn shape<'a>(db: &Db, cfg: &DataConfig, statement: &'a str) -> Shape<'a> {
-    Shape {
-        e: db.engine,
-        table: cfg
-            .table
-            .split('.')
-            .map(|p| db.engine.quote(p))
-            .collect::<Vec<_>>()
-            .join("."),
-        cols: cfg
-            .key
-            .columns()
-            .iter()
-            .map(|c| db.engine.quote(c))
-            .collect(),
-        statement,
+/// The SQL shape of a data migration; on engines that need it, looks up which key
+/// columns must travel as text (see [`Shape::casts`]).
+async fn shape<'a>(db: &mut Db, cfg: &DataConfig, statement: &'a str) -> Result<Shape<'a>, Error> {
+    let e = db.engine;
+    let table = cfg
+        .table
+        .split('.')
+        .map(|p| e.quote(p))
+        .collect::<Vec<_>>()
+        .join(".");
+    let mut casts = Vec::new();
+    for c in cfg.key.columns() {
+        let declared: Option<String> = match e.key_type_sql() {
+            Some(sql) => sqlx::query_scalar(sql)
+                .bind(table.clone())
+                .bind(c.clone())
+                .fetch_optional(&mut db.conn)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        casts.push(declared.filter(|t| !native_key_type(t)));
     }
+    Ok(Shape {
+        e,
+        table,
+        cols: cfg.key.columns().iter().map(|c| e.quote(c)).collect(),
+        statement,
+        casts,
+    })
+}
+
+/// Key types the driver binds and decodes as they are.
+fn native_key_type(t: &str) -> bool {
+    [
+        "smallint",
+        "integer",
+        "bigint",
+        "text",
+        "character varying",
+        "character",
+        "\"char\"",
+        "name",
+    ]
+    .iter()
+    .any(|n| t == *n || t.starts_with(&format!("{n}(")))
 }
 
 fn statement_of(m: &Migration, d: Direction) -> &str {
@@ -93,7 +123,7 @@ pub async fn estimate(db: &mut Db, m: &Migration, step: &Step) -> Result<Estimat
         version: step.version.clone(),
         reason: "no [data] table".into(),
     })?;
-    let s = shape(db, cfg, statement_of(m, step.direction));
+    let s = shape(db, cfg, statement_of(m, step.direction)).await?;
     let (upper, total) = checkpoint::preflight(db, m, step, cfg, &s).await?;
     let Some(upper) = upper else {
         return Ok(Estimate {
@@ -165,7 +195,7 @@ pub(crate) async fn run(
     }
     let n = checkpoint::names(db);
     checkpoint::ensure_tables(db, &n).await?;
-    let shape = shape(db, cfg, statement_of(m, step.direction));
+    let shape = shape(db, cfg, statement_of(m, step.direction)).await?;
     let (row_id, cps) = match step.resume_row {
         Some(row_id) => (row_id, checkpoint::resume(db, m, step, &n).await?),
         None => checkpoint::begin(db, m, step, cfg, &shape, &n, parallel).await?,

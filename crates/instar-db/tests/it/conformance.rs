@@ -47,6 +47,7 @@ suite!(
     data_migration_runs_in_parallel_slices,
     data_migration_reverts_in_batches,
     data_migration_with_two_runners_is_done_once,
+    data_migration_with_uuid_keys,
 );
 
 fn two_tables(t: &TestDb) {
@@ -1280,6 +1281,53 @@ async fn data_migration_with_two_runners_is_done_once(b: Backend) {
     assert_eq!(
         t.count("SELECT count(*) FROM counts WHERE v = 1").await,
         600,
+        "every row exactly once"
+    );
+}
+
+async fn data_migration_with_uuid_keys(b: Backend) {
+    let Some(t) = TestDb::new(b, "data_uuid").await else {
+        return;
+    };
+    let key_type = if b == Backend::Postgres {
+        "uuid"
+    } else {
+        "CHAR(36)"
+    };
+    let values: Vec<String> = (1..=100u64)
+        .map(|i| {
+            format!(
+                "('{:08x}-0000-4000-8000-{:012x}', 0)",
+                i.wrapping_mul(2_654_435_761) % 0xffff_ffff,
+                i
+            )
+        })
+        .collect();
+    migration(
+        &t.migrations(),
+        "0001_tokens",
+        &format!("CREATE TABLE tokens (id {key_type} PRIMARY KEY, v INT NOT NULL);\nINSERT INTO tokens VALUES {};\n", values.join(", ")),
+        None,
+    );
+    data_migration(
+        &t,
+        "0002_bump",
+        "kind = \"data\"\n[data]\ntable = \"tokens\"\nkey = \"id\"\nbatch_size = 7\n",
+        "UPDATE tokens SET v = v + 1 WHERE {batch}\n",
+    );
+    let opts = RunOptions {
+        max_duration: Some(Duration::ZERO),
+        ..t.options()
+    };
+    for _ in 0..3 {
+        t.run_with(Target::Up { to: None }, &opts)
+            .await
+            .expect("a few batches, resumed from a UUID checkpoint");
+    }
+    t.up().await.expect("the rest");
+    assert_eq!(
+        t.count("SELECT count(*) FROM tokens WHERE v = 1").await,
+        100,
         "every row exactly once"
     );
 }
