@@ -4,12 +4,13 @@ use anyhow::{bail, Context, Result};
 use instar_core::plan::{Standing, Target};
 use instar_core::Source;
 use instar_db::runner::{self, PlannedStep, RepairOptions, RunOptions};
-use instar_db::{backup, Db};
+use instar_db::Db;
 
 use crate::args::{Cli, Command, RunArgs};
 use crate::config::{self, Settings};
 use crate::render::Out;
 
+mod admin;
 mod scaffold;
 
 pub async fn run(cli: Cli) -> Result<i32> {
@@ -54,109 +55,29 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Validate => validate(&settings, &out).await,
         Command::Verify => verify(&settings, &out).await,
         Command::Baseline { version, note } => {
-            let source = read_source(&settings, &out)?;
-            let mut db = connect(&settings).await?;
-            runner::baseline(&mut db, &source, &version, note, settings.lock_timeout).await?;
-            out.line(format!(
-                "baseline recorded: migrations up to {version} count as applied"
-            ));
-            out.json(&serde_json::json!({ "baseline": version }));
-            db.close().await?;
-            Ok(0)
+            admin::baseline(&settings, &version, note, &out).await
         }
         Command::Repair {
             accept_checksums,
             mark_applied,
             reason,
         } => {
-            let source = read_source(&settings, &out)?;
-            let mut db = connect(&settings).await?;
             let opts = RepairOptions {
                 accept_checksums,
                 mark_applied,
                 reason,
             };
-            let done = runner::repair(&mut db, &source, &opts, settings.lock_timeout).await?;
-            if done.is_empty() {
-                out.line("nothing to repair");
-            }
-            for d in &done {
-                out.line(d);
-            }
-            out.json(&serde_json::json!({ "repaired": done }));
-            db.close().await?;
-            Ok(0)
+            admin::repair(&settings, &opts, &out).await
         }
-        Command::Backup => {
-            let mut db = connect(&settings).await?;
-            let info =
-                backup::take(&mut db, &settings.backup_dir, "manual (instar backup)").await?;
-            if let Some(b) = &info {
-                out.line(format!(
-                    "backup {} taken: {} ({} bytes)",
-                    b.id,
-                    b.path.display(),
-                    b.size_bytes
-                ));
-            }
-            out.json(&info);
-            db.close().await?;
-            Ok(0)
-        }
+        Command::Backup => admin::backup(&settings, &out).await,
         Command::Backups { prune, older_than } => {
-            let list = if prune {
-                let removed =
-                    backup::prune(&settings.backup_dir, config::parse_duration(&older_than)?)?;
-                out.line(format!(
-                    "{} backup(s) older than {older_than} deleted",
-                    removed.len()
-                ));
-                removed
-            } else {
-                backup::list(&settings.backup_dir)?
-            };
-            if !prune {
-                if list.is_empty() {
-                    out.line(format!("no backups in {}", settings.backup_dir.display()));
-                }
-                for b in &list {
-                    out.line(format!(
-                        "{}  {:<8} {:>12} bytes  {}  {}",
-                        b.id,
-                        b.method,
-                        b.size_bytes,
-                        b.reason,
-                        b.path.display()
-                    ));
-                }
-            }
-            out.json(&list);
-            Ok(0)
+            admin::backups(&settings, prune, &older_than, &out)
         }
-        Command::Restore { id, force } => {
-            if !force {
-                bail!("restoring replaces the database and loses everything written since backup {id}; add --force to do it");
-            }
-            let mut db = connect(&settings).await?;
-            db.lock(settings.lock_timeout, || {
-                eprintln!("waiting for the migration lock…")
-            })
-            .await?;
-            let r = backup::restore(&mut db, &settings.backup_dir, &id).await;
-            db.unlock().await?;
-            let info = r?;
-            out.line(format!(
-                "restored backup {} (taken {})",
-                info.id, info.created_at
-            ));
-            out.json(&info);
-            db.close().await?;
-            Ok(0)
-        }
+        Command::Restore { id, force } => admin::restore(&settings, &id, force, &out).await,
     }
 }
 
-fn read_source(settings: &Settings, out: &Out) -> Result<Source> {
+pub(crate) fn read_source(settings: &Settings, out: &Out) -> Result<Source> {
     if !settings.migrations.is_dir() {
         bail!(
             "migrations folder {} not found; create it with `instar init`, or point --migrations at yours",
@@ -170,7 +91,7 @@ fn read_source(settings: &Settings, out: &Out) -> Result<Source> {
     Ok(source)
 }
 
-async fn connect(settings: &Settings) -> Result<Db> {
+pub(crate) async fn connect(settings: &Settings) -> Result<Db> {
     Ok(Db::connect(&settings.db).await?)
 }
 
@@ -191,6 +112,15 @@ fn run_options(settings: &Settings, args: &RunArgs) -> Result<RunOptions> {
     })
 }
 
+/// Everything `status` shows.
+struct StatusView {
+    st: instar_core::plan::Status,
+    state: instar_core::history::State,
+    checkpoints: Vec<instar_db::data::Checkpoint>,
+    skipped: Vec<(String, i64)>,
+    pending: usize,
+}
+
 async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &Out) -> Result<i32> {
     let source = read_source(settings, out)?;
     let mut db = connect(settings).await?;
@@ -203,94 +133,110 @@ async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &O
         .iter()
         .filter(|m| m.standing == Standing::Pending)
         .count();
-    let mut code = 0;
-    let mut unmet = None;
-    if let Some(req) = require {
-        let req = semver::VersionReq::parse(req)
-            .with_context(|| format!("--require {req:?} is not a semver requirement"))?;
-        let ok = st
-            .schema_version
-            .as_deref()
-            .and_then(|v| semver::Version::parse(v).ok())
-            .is_some_and(|v| req.matches(&v));
-        if !ok {
-            unmet = Some(format!(
-                "schema version {} does not satisfy {req}",
-                st.schema_version.as_deref().unwrap_or("(none recorded)")
-            ));
-            code = 1;
-        }
-    }
-    if check && (pending > 0 || !st.problems.is_empty()) {
-        code = 1;
-    }
+    let v = StatusView {
+        st,
+        state,
+        checkpoints,
+        skipped,
+        pending,
+    };
+    let unmet = require
+        .map(|r| unmet_requirement(&v.st, r))
+        .transpose()?
+        .flatten();
     if out.human() && !out.quiet {
-        println!(
-            "database: {}  schema version: {}  layout: {}",
-            instar_db::url::redact(&settings.db.url),
-            st.schema_version.as_deref().unwrap_or("-"),
-            source.layout.map_or("-".to_string(), |l| l.to_string())
-        );
-        for m in &st.migrations {
-            let standing = format!("{:?}", m.standing).to_lowercase();
-            println!(
-                "  {standing:<9} {:<24} {:<30} {}",
-                m.version,
-                m.name,
-                m.applied_at.as_deref().unwrap_or("")
-            );
-        }
-        println!(
-            "{} applied, {pending} pending",
-            st.migrations
-                .iter()
-                .filter(|m| m.standing == Standing::Applied)
-                .count()
-        );
-        for d in state.dirty.values() {
-            println!(
-                "dirty: {} stopped after {} of {} statements{}; `instar {}` resumes it once the cause is fixed, `instar repair` clears it",
-                d.version,
-                d.statements_applied,
-                d.statements_total,
-                d.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
-                d.direction.as_str()
-            );
-        }
-        for c in &checkpoints {
-            println!(
-                "in progress: data migration {} ({}): {} of {} rows in {} batches, last key {}, {} rows skipped; `instar up` resumes from the checkpoint",
-                c.version,
-                c.direction,
-                c.rows_done,
-                c.rows_total,
-                c.batches,
-                c.last_key.as_deref().unwrap_or("(none yet)"),
-                c.errors
-            );
-        }
-        for (version, n) in &skipped {
-            println!("skipped: data migration {version} recorded {n} failing row(s) in instar_errors (key and error each)");
-        }
-        for p in &st.problems {
-            println!("problem: {p}");
-        }
+        print_status(settings, &source, &v);
     }
     if let Some(u) = &unmet {
         eprintln!("{u}");
     }
     out.json(&serde_json::json!({
-        "schema_version": st.schema_version,
-        "migrations": st.migrations,
-        "problems": st.problems,
-        "pending": pending,
-        "baseline": state.baseline,
-        "dirty": state.dirty.values().collect::<Vec<_>>(),
-                "data_in_progress": checkpoints,
-        "skipped_rows": skipped.iter().map(|(v, n)| serde_json::json!({ "version": v, "rows": n })).collect::<Vec<_>>(),
+        "schema_version": v.st.schema_version,
+        "migrations": v.st.migrations,
+        "problems": v.st.problems,
+        "pending": v.pending,
+        "baseline": v.state.baseline,
+        "dirty": v.state.dirty.values().collect::<Vec<_>>(),
+        "data_in_progress": v.checkpoints,
+        "skipped_rows": v.skipped.iter().map(|(v, n)| serde_json::json!({ "version": v, "rows": n })).collect::<Vec<_>>(),
         "requirement_met": unmet.is_none(),
     }));
-    Ok(code)
+    let work_or_problems = v.pending > 0 || !v.st.problems.is_empty();
+    Ok(if unmet.is_some() || (check && work_or_problems) {
+        1
+    } else {
+        0
+    })
+}
+
+/// `None` when the schema version satisfies `req`, else the message saying it does not.
+fn unmet_requirement(st: &instar_core::plan::Status, req: &str) -> Result<Option<String>> {
+    let parsed = semver::VersionReq::parse(req)
+        .with_context(|| format!("--require {req:?} is not a semver requirement"))?;
+    let ok = st
+        .schema_version
+        .as_deref()
+        .and_then(|v| semver::Version::parse(v).ok())
+        .is_some_and(|v| parsed.matches(&v));
+    Ok((!ok).then(|| {
+        format!(
+            "schema version {} does not satisfy {parsed}",
+            st.schema_version.as_deref().unwrap_or("(none recorded)")
+        )
+    }))
+}
+
+fn print_status(settings: &Settings, source: &Source, v: &StatusView) {
+    println!(
+        "database: {}  schema version: {}  layout: {}",
+        instar_db::url::redact(&settings.db.url),
+        v.st.schema_version.as_deref().unwrap_or("-"),
+        source.layout.map_or("-".to_string(), |l| l.to_string())
+    );
+    for m in &v.st.migrations {
+        let standing = format!("{:?}", m.standing).to_lowercase();
+        println!(
+            "  {standing:<9} {:<24} {:<30} {}",
+            m.version,
+            m.name,
+            m.applied_at.as_deref().unwrap_or("")
+        );
+    }
+    let applied =
+        v.st.migrations
+            .iter()
+            .filter(|m| m.standing == Standing::Applied)
+            .count();
+    println!("{applied} applied, {} pending", v.pending);
+    for d in v.state.dirty.values() {
+        println!(
+            "dirty: {} stopped after {} of {} statements{}; `instar {}` resumes it once the cause is fixed, `instar repair` clears it",
+            d.version,
+            d.statements_applied,
+            d.statements_total,
+            d.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+            d.direction.as_str()
+        );
+    }
+    for c in &v.checkpoints {
+        println!(
+            "in progress: data migration {} ({}, slice {}): {} of {} rows in {} batches, last key {}, {} rows skipped; `instar up` resumes from the checkpoint",
+            c.version,
+            c.direction,
+            c.slice,
+            c.rows_done,
+            c.rows_total,
+            c.batches,
+            c.last_key.as_deref().unwrap_or("(none yet)"),
+            c.errors
+        );
+    }
+    for (version, n) in &v.skipped {
+        println!("skipped: data migration {version} recorded {n} failing row(s) in instar_errors (key and error each)");
+    }
+    for p in &v.st.problems {
+        println!("problem: {p}");
+    }
 }
 
 async fn validate(settings: &Settings, out: &Out) -> Result<i32> {

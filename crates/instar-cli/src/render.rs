@@ -74,6 +74,59 @@ impl Out {
     }
 }
 
+impl Out {
+    /// A spinner (terminal) or a line (verbose, or resuming) for a migration that starts.
+    fn migration_started(
+        &mut self,
+        version: &str,
+        name: &str,
+        direction: Direction,
+        resumed_from: usize,
+        statements: usize,
+    ) {
+        let resume = if resumed_from > 0 {
+            format!(" (resuming after statement {resumed_from} of {statements})")
+        } else {
+            String::new()
+        };
+        if self.tty {
+            let s = ProgressBar::new_spinner();
+            s.set_style(
+                ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            s.set_message(format!(
+                "{} {version} {name}{resume}",
+                Self::verb(direction)
+            ));
+            s.enable_steady_tick(Duration::from_millis(120));
+            self.spinner = Some(s);
+        } else if self.verbose || !resume.is_empty() {
+            println!("{} {version} {name}{resume}", Self::verb(direction));
+        }
+    }
+
+    /// A progress bar (terminal) or a line for a data migration that starts or resumes.
+    fn data_started(&mut self, version: &str, rows_total: u64, rows_done: u64) {
+        self.finish_spinner();
+        let bar = ProgressBar::new(rows_total);
+        if self.tty {
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {pos}/{len} rows, {per_sec}, ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message(format!("data {version}"));
+        } else {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            println!("data {version}: {rows_done} of {rows_total} rows done, walking the rest in batches");
+        }
+        bar.set_position(rows_done);
+        self.spinner = Some(bar);
+    }
+}
+
 impl EventSink for Out {
     fn event(&mut self, e: &Event) {
         if !self.human() {
@@ -101,28 +154,7 @@ impl EventSink for Out {
                 direction,
                 resumed_from,
                 statements,
-            } => {
-                let resume = if *resumed_from > 0 {
-                    format!(" (resuming after statement {resumed_from} of {statements})")
-                } else {
-                    String::new()
-                };
-                if self.tty {
-                    let s = ProgressBar::new_spinner();
-                    s.set_style(
-                        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
-                    s.set_message(format!(
-                        "{} {version} {name}{resume}",
-                        Self::verb(*direction)
-                    ));
-                    s.enable_steady_tick(Duration::from_millis(120));
-                    self.spinner = Some(s);
-                } else if self.verbose || !resume.is_empty() {
-                    println!("{} {version} {name}{resume}", Self::verb(*direction));
-                }
-            }
+            } => self.migration_started(version, name, *direction, *resumed_from, *statements),
             Event::StatementStarted {
                 version,
                 line,
@@ -140,24 +172,7 @@ impl EventSink for Out {
                 version,
                 rows_total,
                 rows_done,
-            } => {
-                self.finish_spinner();
-                let bar = ProgressBar::new(*rows_total);
-                if self.tty {
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "{msg} [{bar:30}] {pos}/{len} rows, {per_sec}, ETA {eta}",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                    );
-                    bar.set_message(format!("data {version}"));
-                } else {
-                    bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-                    println!("data {version}: {rows_done} of {rows_total} rows done, walking the rest in batches");
-                }
-                bar.set_position(*rows_done);
-                self.spinner = Some(bar);
-            }
+            } => self.data_started(version, *rows_total, *rows_done),
             Event::BatchFinished {
                 rows_done,
                 batch,

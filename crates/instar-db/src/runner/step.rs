@@ -219,6 +219,50 @@ fn statement_event(step: &Step, i: usize, s: &Statement) -> Event {
     }
 }
 
+/// The statements that open, commit and undo one migration's transaction: its
+/// own transaction, or a savepoint inside the run's (`--single-transaction`).
+struct TxSql {
+    begin: &'static str,
+    commit: &'static str,
+    rollback: &'static str,
+    nested: bool,
+}
+
+impl TxSql {
+    fn new(db: &Db, nested: bool) -> TxSql {
+        if nested {
+            TxSql {
+                begin: "SAVEPOINT instar_step",
+                commit: "RELEASE SAVEPOINT instar_step",
+                rollback: "ROLLBACK TO SAVEPOINT instar_step",
+                nested,
+            }
+        } else {
+            TxSql {
+                begin: begin_sql(db),
+                commit: "COMMIT",
+                rollback: "ROLLBACK",
+                nested,
+            }
+        }
+    }
+
+    /// BEGIN when it travels with the batch; a savepoint is taken on its own,
+    /// because PostgreSQL parses a multi-statement string whole and a syntax
+    /// error would swallow a SAVEPOINT sent with it.
+    fn start(&self) -> Option<&'static str> {
+        (!self.nested).then_some(self.begin)
+    }
+}
+
+/// One migration being run: what `run_in_transaction`'s paths share.
+struct Work<'a> {
+    m: &'a Migration,
+    step: &'a Step,
+    stmts: &'a [Statement],
+    t0: Instant,
+}
+
 /// Runs one migration and its history row in one transaction (a savepoint when `nested`).
 pub(super) async fn run_in_transaction(
     db: &mut Db,
@@ -231,75 +275,57 @@ pub(super) async fn run_in_transaction(
     let up = step.direction == Direction::Up;
     let (stmts, _) = statements(&script(m, step.direction).sql, db);
     sink.event(&started_event(m, step, stmts.len()));
-    let (begin, commit, rollback) = if nested {
-        (
-            "SAVEPOINT instar_step",
-            "RELEASE SAVEPOINT instar_step",
-            "ROLLBACK TO SAVEPOINT instar_step",
-        )
-    } else {
-        (begin_sql(db), "COMMIT", "ROLLBACK")
-    };
+    let tx = TxSql::new(db, nested);
     let history = History {
         engine: db.engine,
         table: &db.table,
     };
-    let one_trip = !nested && db.dialect() == instar_core::Dialect::Sqlite;
+    let one_call = !nested && db.dialect() == instar_core::Dialect::Sqlite;
     let conn = &mut db.conn;
     if up && !m.meta.checks.before.is_empty() {
-        exec_control(conn, begin).await?;
+        exec_control(conn, tx.begin).await?;
         let checked = run_checks(conn, m, "before", Aftermath::RolledBack).await;
-        exec_control(conn, rollback).await?;
+        exec_control(conn, tx.rollback).await?;
         checked?;
     }
     if let Some(first) = stmts.first() {
         sink.event(&statement_event(step, 0, first));
     }
+    if nested {
+        exec_control(conn, tx.begin).await?;
+    }
     // One round trip for BEGIN and every statement: per-call overhead (a thread
     // hand-off on SQLite, a network round trip elsewhere) is most of a small
     // migration's cost. `\n;` ends a trailing line comment before the delimiter.
-    // A savepoint is taken on its own: PostgreSQL parses a multi-statement string
-    // whole, so a syntax error would also swallow a SAVEPOINT sent with it.
-    if nested {
-        exec_control(conn, begin).await?;
-    }
-    let start = (!nested).then_some(begin);
-    let batch: String = start
+    let batch: String = tx
+        .start()
         .into_iter()
         .map(str::to_string)
         .chain(stmts.iter().map(|s| s.sql.clone()))
         .collect::<Vec<_>>()
         .join("\n;\n");
-    if one_trip && (!up || m.meta.checks.after.is_empty()) {
-        // SQLite binds parameters across a multi-statement query: the script, its
-        // history row and the COMMIT go in one call, still one transaction.
-        // Rows affected are not known before the call; the duration is the call's.
-        let row = done_row(m, step, t0, stmts.len(), None);
-        let sql = format!("{batch}\n;\n{};\n{commit}", history.insert_sql(false));
-        return match History::bind(sqlx::query(&sql).persistent(false), &row)
-            .execute(&mut *conn)
-            .await
-        {
-            Ok(r) => {
-                sink.event(&finished_event(
-                    step,
-                    t0,
-                    r.rows_affected().saturating_sub(1),
-                ));
-                Ok(())
-            }
-            Err(e) => {
-                Err(locate_failure(conn, m, step.direction, &stmts, (start, rollback), e).await)
-            }
-        };
+    let w = Work {
+        m,
+        step,
+        stmts: &stmts,
+        t0,
+    };
+    if one_call && (!up || m.meta.checks.after.is_empty()) {
+        return in_one_call(conn, history, &w, &batch, &tx, sink).await;
     }
     let body = async {
         let rows = match sqlx::raw_sql(&batch).execute(&mut *conn).await {
             Ok(r) => r.rows_affected(),
             Err(e) => {
-                return Err(
-                    locate_failure(conn, m, step.direction, &stmts, (start, rollback), e).await,
+                return Err(locate_failure(
+                    conn,
+                    m,
+                    step.direction,
+                    &stmts,
+                    (tx.start(), tx.rollback),
+                    e,
                 )
+                .await)
             }
         };
         if up {
@@ -312,15 +338,52 @@ pub(super) async fn run_in_transaction(
     };
     match body.await {
         Ok(rows) => {
-            exec_control(conn, commit).await?;
+            exec_control(conn, tx.commit).await?;
             sink.event(&finished_event(step, t0, rows));
             Ok(())
         }
         Err(e) => {
             // The batch may have failed before BEGIN took effect; a failed ROLLBACK then is harmless.
-            let _ = sqlx::raw_sql(rollback).execute(&mut *conn).await;
+            let _ = sqlx::raw_sql(tx.rollback).execute(&mut *conn).await;
             Err(e)
         }
+    }
+}
+
+/// SQLite binds parameters across a multi-statement query: the script, its
+/// history row and the COMMIT go in one call, still one transaction. Rows
+/// affected are not known before the call; the duration is the call's.
+async fn in_one_call(
+    conn: &mut AnyConnection,
+    history: History<'_>,
+    w: &Work<'_>,
+    batch: &str,
+    tx: &TxSql,
+    sink: &mut dyn EventSink,
+) -> Result<(), Error> {
+    let row = done_row(w.m, w.step, w.t0, w.stmts.len(), None);
+    let sql = format!("{batch}\n;\n{};\n{}", history.insert_sql(false), tx.commit);
+    match History::bind(sqlx::query(&sql).persistent(false), &row)
+        .execute(&mut *conn)
+        .await
+    {
+        Ok(r) => {
+            sink.event(&finished_event(
+                w.step,
+                w.t0,
+                r.rows_affected().saturating_sub(1),
+            ));
+            Ok(())
+        }
+        Err(e) => Err(locate_failure(
+            conn,
+            w.m,
+            w.step.direction,
+            w.stmts,
+            (tx.start(), tx.rollback),
+            e,
+        )
+        .await),
     }
 }
 
