@@ -220,10 +220,10 @@ fn baselined(m: &Migration, state: &State) -> bool {
     !m.is_repeatable() && Version::parse(b, m.layout).is_some_and(|b| m.version <= b)
 }
 
-/// Computes the status of every migration and the problems with the history.
-pub fn status(migrations: &[Migration], state: &State, dialect: Dialect) -> Status {
+/// Applied versions with no file: newer than every file (the database is ahead
+/// of this release), or missing in between (a file was deleted).
+fn missing_or_newer(migrations: &[Migration], state: &State) -> Vec<Problem> {
     let mut problems = Vec::new();
-    // Applied versions with no file: newer than every file, or missing in between.
     let layout = migrations.first().map_or(Layout::Instar, |m| m.layout);
     let newest_file = migrations
         .iter()
@@ -258,6 +258,12 @@ pub fn status(migrations: &[Migration], state: &State, dialect: Dialect) -> Stat
             },
         );
     }
+    problems
+}
+
+/// Computes the status of every migration and the problems with the history.
+pub fn status(migrations: &[Migration], state: &State, dialect: Dialect) -> Status {
+    let mut problems = missing_or_newer(migrations, state);
     let mut entries = Vec::new();
     let mut schema_version = None;
     for m in migrations {
