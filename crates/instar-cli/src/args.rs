@@ -120,6 +120,9 @@ pub enum Command {
         /// Also create a down script.
         #[arg(long, short = 'r')]
         reversible: bool,
+        /// A data migration: one statement applied in keyset batches (Instar layout).
+        #[arg(long)]
+        data: bool,
         /// Layout (default: the folder's, else instar).
         #[arg(long, value_enum)]
         layout: Option<LayoutArg>,

@@ -36,8 +36,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::New {
             name,
             reversible,
+            data,
             layout,
-        } => scaffold::new(&settings, &name.join("_"), reversible, layout, &out),
+        } => scaffold::new(&settings, &name.join("_"), reversible, data, layout, &out),
         Command::Status { require, check } => {
             status(&settings, require.as_deref(), check, &out).await
         }

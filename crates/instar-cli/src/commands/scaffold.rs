@@ -133,10 +133,27 @@ fn next_version(existing: &[String], layout: Layout) -> String {
     }
 }
 
+const DATA_TOML: &str = r#"# A data migration: up.sql is one statement run in keyset batches; {batch} becomes
+# the batch's key range. See "Data migrations" in the README.
+kind = "data"
+
+[data]
+table = "my_table"        # the table to walk
+key = "id"                # its unique, non-NULL key (or ["a", "b"])
+batch_size = 5000
+# pause = "10ms"
+# target_batch_time = "250ms"
+# on_error = "skip"
+
+# [checks]
+# after = ["SELECT count(*) = 0 FROM my_table WHERE my_column IS NULL"]
+"#;
+
 pub fn new(
     settings: &Settings,
     name: &str,
     reversible: bool,
+    data: bool,
     layout: Option<LayoutArg>,
     out: &Out,
 ) -> Result<i32> {
@@ -161,8 +178,15 @@ pub fn new(
         .map(|m| m.version.to_string())
         .collect();
     let v = next_version(&existing, layout);
-    let up = format!("-- {name}\n");
-    let down = format!("-- revert {name}\n");
+    if data && layout != Layout::Instar {
+        bail!("--data writes migration.toml, which only the Instar folder layout has");
+    }
+    let (up, down) = if data {
+        let statement = "UPDATE my_table SET my_column = my_column WHERE {batch}\n".to_string();
+        (statement.clone(), statement)
+    } else {
+        (format!("-- {name}\n"), format!("-- revert {name}\n"))
+    };
     let created: Vec<PathBuf> = match layout {
         Layout::Instar | Layout::Diesel => {
             let f = dir.join(format!("{v}_{name}"));
@@ -170,6 +194,10 @@ pub fn new(
                 .with_context(|| format!("cannot create {}", f.display()))?;
             write(&f.join("up.sql"), &up)?;
             let mut c = vec![f.join("up.sql")];
+            if data {
+                write(&f.join("migration.toml"), DATA_TOML)?;
+                c.push(f.join("migration.toml"));
+            }
             if reversible || layout == Layout::Diesel {
                 write(&f.join("down.sql"), &down)?;
                 c.push(f.join("down.sql"));

@@ -235,3 +235,20 @@ fn verify_reruns_post_checks() {
     assert!(status.success());
     instar(d.path()).args(["verify"]).assert().code(1);
 }
+
+#[test]
+fn new_data_migration_skeleton_reads_and_is_refused_until_edited() {
+    let d = tempfile::tempdir().unwrap();
+    instar(d.path()).args(["init", "."]).assert().success();
+    instar(d.path())
+        .args(["new", "backfill", "--data"])
+        .assert()
+        .success();
+    let out = instar(d.path()).args(["up"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused before any batch ran") && err.contains("my_table"),
+        "{err}"
+    );
+}
