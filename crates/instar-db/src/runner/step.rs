@@ -219,6 +219,19 @@ fn statement_event(step: &Step, i: usize, s: &Statement) -> Event {
     }
 }
 
+/// What every run of one migration begins with: its clock, its direction, its
+/// statements, and the `migration_started` event.
+fn start_step(
+    db: &Db,
+    m: &Migration,
+    step: &Step,
+    sink: &mut dyn EventSink,
+) -> (Instant, bool, Vec<Statement>) {
+    let (stmts, _) = statements(&script(m, step.direction).sql, db);
+    sink.event(&started_event(m, step, stmts.len()));
+    (Instant::now(), step.direction == Direction::Up, stmts)
+}
+
 /// The statements that open, commit and undo one migration's transaction: its
 /// own transaction, or a savepoint inside the run's (`--single-transaction`).
 struct TxSql {
@@ -271,10 +284,7 @@ pub(super) async fn run_in_transaction(
     nested: bool,
     sink: &mut dyn EventSink,
 ) -> Result<(), Error> {
-    let t0 = Instant::now();
-    let up = step.direction == Direction::Up;
-    let (stmts, _) = statements(&script(m, step.direction).sql, db);
-    sink.event(&started_event(m, step, stmts.len()));
+    let (t0, up, stmts) = start_step(db, m, step, sink);
     let tx = TxSql::new(db, nested);
     let history = History {
         engine: db.engine,
@@ -430,10 +440,7 @@ pub(super) async fn run_stepwise(
     step: &Step,
     sink: &mut dyn EventSink,
 ) -> Result<(), Error> {
-    let t0 = Instant::now();
-    let up = step.direction == Direction::Up;
-    let (stmts, _) = statements(&script(m, step.direction).sql, db);
-    sink.event(&started_event(m, step, stmts.len()));
+    let (t0, up, stmts) = start_step(db, m, step, sink);
     let history = History {
         engine: db.engine,
         table: &db.table,

@@ -850,6 +850,33 @@ async fn data_migration_backfills_in_batches(b: Backend) {
     );
 }
 
+/// Runs `up` with `opts` until it is no longer paused (at most `max` runs) and
+/// returns the checkpoints found after each paused run.
+async fn run_until_done(
+    t: &TestDb,
+    opts: &RunOptions,
+    max: usize,
+) -> Vec<Vec<instar_db::data::Checkpoint>> {
+    let mut seen = Vec::new();
+    for _ in 0..max {
+        let r = t
+            .run_with(Target::Up { to: None }, opts)
+            .await
+            .expect("run");
+        if r.paused.is_none() {
+            return seen;
+        }
+        let mut db = t.db().await;
+        seen.push(
+            instar_db::data::checkpoints(&mut db)
+                .await
+                .expect("checkpoints"),
+        );
+        db.close().await.expect("close");
+    }
+    panic!("the run never finished in {max} runs");
+}
+
 async fn data_migration_resumes_from_its_checkpoint(b: Backend) {
     let Some(t) = TestDb::new(b, "data_resume").await else {
         return;
@@ -877,29 +904,17 @@ async fn data_migration_resumes_from_its_checkpoint(b: Backend) {
         max_duration: Some(Duration::ZERO),
         ..t.options()
     };
-    let mut runs = 0;
-    loop {
-        runs += 1;
-        assert!(runs < 50, "the run never finished");
-        let r = t
-            .run_with(Target::Up { to: None }, &opts)
-            .await
-            .expect("run");
-        if r.paused.is_none() {
-            break;
-        }
-        let mut db = t.db().await;
-        let cps = instar_db::data::checkpoints(&mut db)
-            .await
-            .expect("checkpoints");
-        db.close().await.expect("close");
+    let seen = run_until_done(&t, &opts, 50).await;
+    for (run, cps) in seen.iter().enumerate() {
         assert_eq!(cps.len(), 1);
         assert_eq!(
-            cps[0].batches, runs as i64,
+            cps[0].batches,
+            run as i64 + 1,
             "one batch per run, never redone or skipped"
         );
         assert_eq!(cps[0].rows_total, 60);
     }
+    let runs = seen.len() + 1;
     assert_eq!(runs, 9, "60 rows in batches of 7 is 9 batches");
     assert_eq!(
         t.count("SELECT count(*) FROM members WHERE doubled = n * 2")
@@ -1163,26 +1178,13 @@ async fn data_migration_runs_in_parallel_slices(b: Backend) {
         assert!(e.to_string().contains("one write lock"), "{e}");
         return;
     }
-    let mut runs = 0;
-    loop {
-        runs += 1;
-        assert!(runs < 40, "the run never finished");
-        let r = t
-            .run_with(Target::Up { to: None }, &opts)
-            .await
-            .expect("run");
-        if r.paused.is_none() {
-            break;
-        }
-        let mut db = t.db().await;
-        let cps = instar_db::data::checkpoints(&mut db)
-            .await
-            .expect("checkpoints");
-        db.close().await.expect("close");
+    let seen = run_until_done(&t, &opts, 40).await;
+    assert!(!seen.is_empty());
+    for (run, cps) in seen.iter().enumerate() {
         assert_eq!(cps.len(), 3, "three slices, each with its checkpoint");
         assert_eq!(cps.iter().map(|c| c.rows_total).sum::<i64>(), 1000);
         assert!(
-            cps.iter().all(|c| c.batches == runs as i64),
+            cps.iter().all(|c| c.batches == run as i64 + 1),
             "each slice did one batch per run: {cps:?}"
         );
     }
