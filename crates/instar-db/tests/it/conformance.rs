@@ -392,6 +392,31 @@ async fn lock_excludes_a_second_runner(b: Backend) {
     assert_eq!(r.expect("waited, then ran").migrations.len(), 2);
 }
 
+/// Starts `up` on two threads at the same moment, each with its own runtime and
+/// connection; returns the test database and what each run applied.
+fn up_twice_at_once(t: TestDb) -> (std::sync::Arc<TestDb>, Vec<Vec<String>>) {
+    let t = std::sync::Arc::new(t);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (t, barrier) = (t.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("rt");
+                barrier.wait();
+                rt.block_on(t.up()).map(|r| r.migrations)
+            })
+        })
+        .collect();
+    let applied = threads
+        .into_iter()
+        .map(|h| h.join().expect("thread").expect("run"))
+        .collect();
+    (t, applied)
+}
+
 async fn concurrent_runners_apply_each_migration_once(b: Backend) {
     let Some(t) = TestDb::new(b, "concurrent_runners").await else {
         return;
@@ -404,25 +429,8 @@ async fn concurrent_runners_apply_each_migration_once(b: Backend) {
             None,
         );
     }
-    let t = std::sync::Arc::new(t);
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let (t, barrier) = (t.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("rt");
-                barrier.wait();
-                rt.block_on(t.up()).map(|r| r.migrations.len())
-            })
-        })
-        .collect();
-    let applied: Vec<usize> = threads
-        .into_iter()
-        .map(|h| h.join().expect("thread").expect("run"))
-        .collect();
+    let (t, applied) = up_twice_at_once(t);
+    let applied: Vec<usize> = applied.iter().map(Vec::len).collect();
     assert_eq!(applied.iter().sum::<usize>(), 4, "{applied:?}");
     assert_eq!(
         t.events("apply").await,
@@ -1254,25 +1262,7 @@ async fn data_migration_with_two_runners_is_done_once(b: Backend) {
         return;
     };
     counts_and_bump(&t, 600, 1, 25);
-    let t = std::sync::Arc::new(t);
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let (t, barrier) = (t.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("rt");
-                barrier.wait();
-                rt.block_on(t.up()).map(|r| r.migrations)
-            })
-        })
-        .collect();
-    let done: Vec<Vec<String>> = threads
-        .into_iter()
-        .map(|h| h.join().expect("thread").expect("run"))
-        .collect();
+    let (t, done) = up_twice_at_once(t);
     assert_eq!(
         done.iter()
             .filter(|m| m.contains(&"0002".to_string()))
