@@ -213,6 +213,7 @@ pub(crate) async fn run(
         cfg,
         shape: &shape,
         names: &n,
+        row_id,
     };
     let slices = cps.len();
     let mut others = Vec::with_capacity(slices.saturating_sub(1));

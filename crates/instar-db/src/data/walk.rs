@@ -97,6 +97,8 @@ pub(super) struct Job<'a> {
     pub(super) cfg: &'a DataConfig,
     pub(super) shape: &'a Shape<'a>,
     pub(super) names: &'a Names,
+    /// The run's `start` row in the history, where a failure is recorded.
+    pub(super) row_id: i64,
 }
 
 /// Walks one slice from its checkpoint to its upper bound.
@@ -246,9 +248,9 @@ async fn run_batch(
                 let message = db_message(&e);
                 let after = last.map_or("start".into(), key_json);
                 let at = format!("batch after {after} up to {}", key_json(end));
-                let id = step_row(db, step).await?;
                 let (h, conn) = db.parts();
-                h.progress(conn, id, 0, Some(&message), Some(&at)).await?;
+                h.progress(conn, job.row_id, 0, Some(&message), Some(&at))
+                    .await?;
                 return Err(Error::BatchFailed {
                     version: step.version.clone(),
                     path: job.m.up.path.clone(),
@@ -281,15 +283,6 @@ fn save<'q>(
         .bind(step.version.clone())
         .bind(step.direction.as_str())
         .bind(cp.slice)
-}
-
-/// The id of the step's `start` row.
-async fn step_row(db: &mut Db, step: &Step) -> Result<i64, Error> {
-    if let Some(id) = step.resume_row {
-        return Ok(id);
-    }
-    let state = instar_core::history::derive(&db.read_history().await?);
-    Ok(state.dirty.get(&step.version).map_or(0, |d| d.row_id))
 }
 
 /// Retries a failed batch one row at a time; each row commits alone, failures are recorded.

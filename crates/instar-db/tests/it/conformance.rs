@@ -1002,6 +1002,10 @@ async fn data_migration_error_policies(b: Backend) {
     let e = t.up().await.expect_err("stop policy");
     assert!(matches!(&e, Error::BatchFailed { rows_done: 8, .. }), "{e}");
     assert!(e.to_string().contains("after [8] up to [12]"), "{e}");
+    let recorded = t
+        .count("SELECT count(*) FROM instar_history WHERE version = '0002' AND event = 'start' AND error IS NOT NULL AND failed_statement LIKE '%up to [12]%'")
+        .await;
+    assert_eq!(recorded, 1, "the start row names the failed batch");
     assert_eq!(
         t.count("SELECT count(*) FROM limited WHERE v > 0").await,
         8,
