@@ -84,8 +84,13 @@ pub struct RunArgs {
     /// Do not take the automatic backup before the run.
     #[arg(long)]
     pub no_backup: bool,
-    /// Do not restore the automatic backup when a non-transactional run fails (leave it dirty).
+    /// When a run fails outside a transaction, restore the automatic backup taken
+    /// before it. This discards everything written since, by any client: only safe
+    /// while no application writes. Default: leave the migration dirty.
     #[arg(long)]
+    pub restore_on_failure: bool,
+    /// Accepted for compatibility: not restoring is now the default.
+    #[arg(long, hide = true)]
     pub no_restore: bool,
     /// Stop data migrations at a checkpoint after this long (e.g. 10m); the next `up` resumes.
     #[arg(long)]

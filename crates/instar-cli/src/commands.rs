@@ -1,21 +1,23 @@
-//! One function per command; all of them go through `instar_db::runner`.
+//! One function per command: arguments → the service → rendering → exit code.
+//! No command orchestrates anything itself; everything goes through `instar_service`.
 
-use anyhow::{bail, Context, Result};
-use instar_core::plan::{Standing, Target};
-use instar_core::Source;
-use instar_db::runner::{self, PlannedStep, RepairOptions, RunOptions};
-use instar_db::Db;
+use std::path::Path;
 
-use crate::args::{Cli, Command, RunArgs};
-use crate::config::{self, Settings};
+use anyhow::{bail, Result};
+use instar_core::plan::Target;
+use instar_db::runner::PlannedStep;
+use instar_service::{settings, Overrides, RunRequest, Service, Settings};
+
+use crate::args::{Cli, Command, Global, RunArgs};
 use crate::render::Out;
 
 mod admin;
 mod scaffold;
+mod status;
 
-pub async fn run(cli: Cli) -> Result<i32> {
+pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
     let g = &cli.global;
-    let mut out = Out::new(g.format, g.quiet, g.verbose);
+    let cwd = std::env::current_dir()?;
     if let Command::Init {
         dir,
         example,
@@ -23,257 +25,100 @@ pub async fn run(cli: Cli) -> Result<i32> {
         layout,
     } = &cli.command
     {
-        scaffold::init(dir, *example, *layout, &out)?;
+        scaffold::init(dir, *example, *layout, out)?;
         if !*up {
             return Ok(0);
         }
-        std::env::set_current_dir(dir)
-            .with_context(|| format!("cannot enter {}", dir.display()))?;
+        // The new project's own settings, as if run from inside it.
+        let service = Service::new(resolve(g, &cwd.join(dir))?);
+        return execute(&service, Target::Up { to: None }, &RunArgs::default(), out).await;
     }
-    let settings = config::resolve(g)?;
+    let service = Service::new(resolve(g, &cwd)?);
+    let s = &service;
+    if out.verbose && !matches!(cli.command, Command::New { .. } | Command::Backups { .. }) {
+        // What the folder holds that is not a migration (read once more, only with -v).
+        if let Ok(source) = s.load() {
+            for n in &source.notes {
+                out.note(n);
+            }
+        }
+    }
     match cli.command {
-        Command::Init { .. } => up(&settings, None, &RunArgs::default(), &mut out).await,
+        Command::Init { .. } => unreachable!("handled above"),
         Command::New {
             name,
             reversible,
             data,
             layout,
-        } => scaffold::new(&settings, &name.join("_"), reversible, data, layout, &out),
+        } => scaffold::new(s.settings(), &name.join("_"), reversible, data, layout, out),
         Command::Status { require, check } => {
-            status(&settings, require.as_deref(), check, &out).await
+            status::status(s, require.as_deref(), check, out).await
         }
         Command::Plan { to, down, steps } => {
+            if steps.is_some() && !down {
+                bail!("--steps counts migrations to revert: it goes with --down");
+            }
             let target = if down {
                 Target::Down { to, steps }
             } else {
                 Target::Up { to }
             };
-            plan(&settings, target, &out).await
+            plan(s, RunRequest::new(target), out).await
         }
-        Command::Up { to, run } => up(&settings, to, &run, &mut out).await,
-        Command::Down { to, steps, run } => down(&settings, to, steps, &run, &mut out).await,
-        Command::History => history(&settings, &out).await,
-        Command::Validate => validate(&settings, &out).await,
-        Command::Verify => verify(&settings, &out).await,
-        Command::Baseline { version, note } => {
-            admin::baseline(&settings, &version, note, &out).await
-        }
+        Command::Up { to, run } => execute(s, Target::Up { to }, &run, out).await,
+        Command::Down { to, steps, run } => execute(s, Target::Down { to, steps }, &run, out).await,
+        Command::History => status::history(s, out).await,
+        Command::Validate => status::validate(s, out).await,
+        Command::Verify => status::verify(s, out).await,
+        Command::Baseline { version, note } => admin::baseline(s, &version, note, out).await,
         Command::Repair {
             accept_checksums,
             mark_applied,
             reason,
         } => {
-            let opts = RepairOptions {
+            let opts = instar_db::runner::RepairOptions {
                 accept_checksums,
                 mark_applied,
                 reason,
             };
-            admin::repair(&settings, &opts, &out).await
+            admin::repair(s, &opts, out).await
         }
-        Command::Backup => admin::backup(&settings, &out).await,
-        Command::Backups { prune, older_than } => {
-            admin::backups(&settings, prune, &older_than, &out)
-        }
-        Command::Restore { id, force } => admin::restore(&settings, &id, force, &out).await,
+        Command::Backup => admin::backup(s, out).await,
+        Command::Backups { prune, older_than } => admin::backups(s, prune, &older_than, out),
+        Command::Restore { id, force } => admin::restore(s, &id, force, out).await,
     }
 }
 
-pub(crate) fn read_source(settings: &Settings, out: &Out) -> Result<Source> {
-    if !settings.migrations.is_dir() {
-        bail!(
-            "migrations folder {} not found; create it with `instar init`, or point --migrations at yours",
-            settings.migrations.display()
-        );
-    }
-    let source = instar_core::source::read_dir(&settings.migrations, settings.layout)?;
-    for n in &source.notes {
-        out.note(n);
-    }
-    Ok(source)
+/// Flags → settings, through the service's one resolution.
+fn resolve(g: &Global, cwd: &Path) -> Result<Settings> {
+    let overrides = Overrides {
+        database: g.database.clone(),
+        migrations: g.migrations.clone(),
+        config: g.config.clone(),
+        init_sql: g.init_sql.clone(),
+        lock_timeout: g.lock_timeout.clone(),
+        restore_on_failure: None,
+    };
+    Ok(settings::resolve(&overrides, &settings::process_env, cwd)?)
 }
 
-pub(crate) async fn connect(settings: &Settings) -> Result<Db> {
-    Ok(Db::connect(&settings.db).await?)
-}
-
-fn run_options(settings: &Settings, args: &RunArgs) -> Result<RunOptions> {
-    Ok(RunOptions {
-        parallel: args.parallel.max(1),
-        max_duration: args
-            .max_duration
-            .as_deref()
-            .map(config::parse_duration)
-            .transpose()?,
-        lock_timeout: settings.lock_timeout,
+fn request(target: Target, args: &RunArgs) -> Result<RunRequest> {
+    Ok(RunRequest {
         single_transaction: args.single_transaction,
         allow_out_of_order: args.allow_out_of_order,
         ignore_missing: args.ignore_missing,
-        backup_dir: (settings.backup && !args.no_backup).then(|| settings.backup_dir.clone()),
-        restore_on_failure: !args.no_restore,
+        backup: args.no_backup.then_some(false),
+        restore_on_failure: args.restore_on_failure.then_some(true),
+        max_duration: args
+            .max_duration
+            .as_deref()
+            .map(|d| {
+                instar_core::duration::parse(d).map_err(|e| anyhow::anyhow!("--max-duration: {e}"))
+            })
+            .transpose()?,
+        parallel: args.parallel.max(1),
+        ..RunRequest::new(target)
     })
-}
-
-/// Everything `status` shows.
-struct StatusView {
-    st: instar_core::plan::Status,
-    state: instar_core::history::State,
-    checkpoints: Vec<instar_db::data::Checkpoint>,
-    skipped: Vec<(String, i64)>,
-    pending: usize,
-}
-
-async fn status(settings: &Settings, require: Option<&str>, check: bool, out: &Out) -> Result<i32> {
-    let source = read_source(settings, out)?;
-    let mut db = connect(settings).await?;
-    let (st, state) = runner::status(&mut db, &source).await?;
-    let checkpoints = instar_db::data::checkpoints(&mut db).await?;
-    let skipped = instar_db::data::skipped_rows(&mut db).await?;
-    db.close().await?;
-    let pending = st
-        .migrations
-        .iter()
-        .filter(|m| m.standing == Standing::Pending)
-        .count();
-    let v = StatusView {
-        st,
-        state,
-        checkpoints,
-        skipped,
-        pending,
-    };
-    let unmet = require
-        .map(|r| unmet_requirement(&v.st, r))
-        .transpose()?
-        .flatten();
-    if out.human() && !out.quiet {
-        print_status(settings, &source, &v);
-    }
-    if let Some(u) = &unmet {
-        eprintln!("{u}");
-    }
-    out.json(&serde_json::json!({
-        "schema_version": v.st.schema_version,
-        "migrations": v.st.migrations,
-        "problems": v.st.problems,
-        "pending": v.pending,
-        "baseline": v.state.baseline,
-        "dirty": v.state.dirty.values().collect::<Vec<_>>(),
-        "data_in_progress": v.checkpoints,
-        "skipped_rows": v.skipped.iter().map(|(v, n)| serde_json::json!({ "version": v, "rows": n })).collect::<Vec<_>>(),
-        "requirement_met": unmet.is_none(),
-    }));
-    let work_or_problems = v.pending > 0 || !v.st.problems.is_empty();
-    Ok(if unmet.is_some() || (check && work_or_problems) {
-        1
-    } else {
-        0
-    })
-}
-
-/// `None` when the schema version satisfies `req`, else the message saying it does not.
-fn unmet_requirement(st: &instar_core::plan::Status, req: &str) -> Result<Option<String>> {
-    let parsed = semver::VersionReq::parse(req)
-        .with_context(|| format!("--require {req:?} is not a semver requirement"))?;
-    let ok = st
-        .schema_version
-        .as_deref()
-        .and_then(|v| semver::Version::parse(v).ok())
-        .is_some_and(|v| parsed.matches(&v));
-    Ok((!ok).then(|| {
-        format!(
-            "schema version {} does not satisfy {parsed}",
-            st.schema_version.as_deref().unwrap_or("(none recorded)")
-        )
-    }))
-}
-
-fn print_status(settings: &Settings, source: &Source, v: &StatusView) {
-    println!(
-        "database: {}  schema version: {}  layout: {}",
-        instar_db::url::redact(&settings.db.url),
-        v.st.schema_version.as_deref().unwrap_or("-"),
-        source.layout.map_or("-".to_string(), |l| l.to_string())
-    );
-    for m in &v.st.migrations {
-        let standing = format!("{:?}", m.standing).to_lowercase();
-        println!(
-            "  {standing:<9} {:<24} {:<30} {}",
-            m.version,
-            m.name,
-            m.applied_at.as_deref().unwrap_or("")
-        );
-    }
-    let applied =
-        v.st.migrations
-            .iter()
-            .filter(|m| m.standing == Standing::Applied)
-            .count();
-    println!("{applied} applied, {} pending", v.pending);
-    for d in v.state.dirty.values() {
-        println!(
-            "dirty: {} stopped after {} of {} statements{}; `instar {}` resumes it once the cause is fixed, `instar repair` clears it",
-            d.version,
-            d.statements_applied,
-            d.statements_total,
-            d.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
-            d.direction.as_str()
-        );
-    }
-    for c in &v.checkpoints {
-        println!(
-            "in progress: data migration {} ({}, slice {}): {} of {} rows in {} batches, last key {}, {} rows skipped; `instar up` resumes from the checkpoint",
-            c.version,
-            c.direction,
-            c.slice,
-            c.rows_done,
-            c.rows_total,
-            c.batches,
-            c.last_key.as_deref().unwrap_or("(none yet)"),
-            c.errors
-        );
-    }
-    for (version, n) in &v.skipped {
-        println!("skipped: data migration {version} recorded {n} failing row(s) in instar_errors (key and error each)");
-    }
-    for p in &v.st.problems {
-        println!("problem: {p}");
-    }
-}
-
-async fn validate(settings: &Settings, out: &Out) -> Result<i32> {
-    let source = read_source(settings, out)?;
-    let mut db = connect(settings).await?;
-    let (st, _) = runner::status(&mut db, &source).await?;
-    db.close().await?;
-    for p in &st.problems {
-        out.line(format!("problem: {p}"));
-    }
-    if st.problems.is_empty() {
-        out.line(format!(
-            "{} migrations valid; history consistent",
-            source.migrations.len()
-        ));
-    }
-    out.json(&serde_json::json!({ "valid": st.problems.is_empty(), "problems": st.problems }));
-    Ok(if st.problems.is_empty() { 0 } else { 1 })
-}
-
-async fn verify(settings: &Settings, out: &Out) -> Result<i32> {
-    let source = read_source(settings, out)?;
-    let mut db = connect(settings).await?;
-    let results = runner::verify(&mut db, &source).await?;
-    db.close().await?;
-    for r in &results {
-        let mark = if r.ok { "ok    " } else { "FAILED" };
-        out.line(format!(
-            "{mark} {} {} (returned {})",
-            r.version, r.check, r.result
-        ));
-    }
-    let failed = results.iter().filter(|r| !r.ok).count();
-    out.line(format!("{} check(s), {failed} failed", results.len()));
-    out.json(&serde_json::json!({ "checks": results, "failed": failed }));
-    Ok(if failed == 0 { 0 } else { 1 })
 }
 
 fn print_plan(steps: &[PlannedStep], out: &Out) {
@@ -323,93 +168,44 @@ fn print_plan(steps: &[PlannedStep], out: &Out) {
     }
 }
 
-async fn plan(settings: &Settings, target: Target, out: &Out) -> Result<i32> {
-    let source = read_source(settings, out)?;
-    let mut db = connect(settings).await?;
-    let steps = runner::preview(
-        &mut db,
-        &source,
-        target,
-        &run_options(settings, &RunArgs::default())?,
-    )
-    .await?;
-    db.close().await?;
+async fn plan(service: &Service, req: RunRequest, out: &Out) -> Result<i32> {
+    let steps = service.plan(&req).await?;
     print_plan(&steps, out);
     Ok(0)
 }
 
-async fn execute(
-    settings: &Settings,
-    target: Target,
-    args: &RunArgs,
-    out: &mut Out,
-) -> Result<i32> {
-    let source = read_source(settings, out)?;
-    let mut db = connect(settings).await?;
-    let opts = run_options(settings, args)?;
+/// `up` / `down`: the run is started on the service, its events rendered as
+/// they arrive; Ctrl-C asks it to stop at its next safe point.
+async fn execute(service: &Service, target: Target, args: &RunArgs, out: &mut Out) -> Result<i32> {
+    let req = request(target, args)?;
     if args.dry_run {
-        let steps = runner::preview(&mut db, &source, target, &opts).await?;
-        db.close().await?;
-        print_plan(&steps, out);
-        return Ok(0);
+        return plan(service, req, out).await;
     }
-    let result = runner::run(&mut db, &source, target, &opts, out).await;
-    let closed = db.close().await;
-    let report = result?;
-    closed?;
-    if let Some(v) = &report.paused {
+    let handle = service.start(req);
+    let mut events = handle.subscribe();
+    let cancel = handle.cancel_token();
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            e = events.next() => match e {
+                Some(e) => out.stamped(&e),
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                eprintln!("interrupted: stopping at the next safe point (a statement boundary or a batch checkpoint)…");
+                cancel.cancel();
+            }
+        }
+    }
+    let report = handle.wait().await.map_err(|f| f.error)?;
+    if report.cancelled {
+        out.line("cancelled: stopped at a safe point; run `instar up` again to continue");
+    } else if let Some(v) = &report.paused {
         out.line(format!("data migration {v} stopped at a checkpoint: the --max-duration budget is spent; run `instar up` again to continue"));
     } else if report.migrations.is_empty() {
         out.line("nothing to do: the database is up to date");
     }
     out.json(&serde_json::json!({ "result": report }));
-    Ok(0)
-}
-
-async fn up(settings: &Settings, to: Option<String>, args: &RunArgs, out: &mut Out) -> Result<i32> {
-    execute(settings, Target::Up { to }, args, out).await
-}
-
-async fn down(
-    settings: &Settings,
-    to: Option<String>,
-    steps: Option<usize>,
-    args: &RunArgs,
-    out: &mut Out,
-) -> Result<i32> {
-    execute(settings, Target::Down { to, steps }, args, out).await
-}
-
-async fn history(settings: &Settings, out: &Out) -> Result<i32> {
-    let mut db = connect(settings).await?;
-    let rows = db.read_history().await?;
-    db.close().await?;
-    out.json(&rows);
-    if out.human() && !out.quiet {
-        if rows.is_empty() {
-            println!("no history yet");
-        }
-        for r in &rows {
-            let extra = r
-                .error
-                .as_deref()
-                .or(r.note.as_deref())
-                .map(|e| format!("  {e}"))
-                .unwrap_or_default();
-            println!(
-                "{:>5} {}  {:<8} {:<4} {:<20} {:<24} {:>6} ms  {}/{} stmts  {}{extra}",
-                r.id,
-                r.started_at,
-                r.event.as_str(),
-                r.direction.as_str(),
-                r.version,
-                r.name,
-                r.duration_ms.unwrap_or(0),
-                r.statements_applied,
-                r.statements_total,
-                r.operator
-            );
-        }
-    }
     Ok(0)
 }

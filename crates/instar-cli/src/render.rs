@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use instar_core::event::{Event, EventSink};
+use instar_core::event::{Event, EventSink, Stamped};
 use instar_core::history::Direction;
 use serde::Serialize;
 
@@ -127,6 +127,18 @@ impl Out {
     }
 }
 
+impl Out {
+    /// An event of a run: a JSON line (with its run id, sequence number and
+    /// time), or rendered for people.
+    pub fn stamped(&mut self, e: &Stamped) {
+        if self.human() {
+            self.event(&e.event);
+        } else if let Ok(s) = serde_json::to_string(e) {
+            println!("{s}");
+        }
+    }
+}
+
 impl EventSink for Out {
     fn event(&mut self, e: &Event) {
         if !self.human() {
@@ -216,10 +228,18 @@ impl EventSink for Out {
                 self.finish_spinner();
                 eprintln!("FAILED {version}");
             }
+            Event::RunStarted { plan } if self.verbose => {
+                eprintln!("plan: {} step(s)", plan.len());
+            }
             Event::RunFinished {
                 migrations,
                 duration_ms,
-            } => println!("{migrations} migration(s) in {duration_ms} ms"),
+                cancelled,
+            } => {
+                self.finish_spinner();
+                let how = if *cancelled { " (cancelled)" } else { "" };
+                println!("{migrations} migration(s) in {duration_ms} ms{how}");
+            }
             _ => {}
         }
     }

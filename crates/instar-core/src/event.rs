@@ -12,6 +12,11 @@ use crate::history::Direction;
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Event {
+    /// The run holds the lock and has planned its steps under it.
+    RunStarted {
+        /// The steps it will take, in order.
+        plan: Vec<PlanItem>,
+    },
     /// The lock was requested and is being waited for.
     LockWaiting {
         /// The lock's name.
@@ -119,11 +124,42 @@ pub enum Event {
         migrations: usize,
         /// Milliseconds the whole run took.
         duration_ms: u64,
+        /// Whether it stopped early because it was cancelled (at a safe point).
+        cancelled: bool,
     },
 }
 
-/// Receives the events of a run.
-pub trait EventSink {
+/// One step of a run's plan, as announced by [`Event::RunStarted`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanItem {
+    /// Version text.
+    pub version: String,
+    /// Name.
+    pub name: String,
+    /// Which script.
+    pub direction: Direction,
+    /// `schema`, `data` or `repeatable`.
+    pub kind: String,
+}
+
+/// An event as delivered to subscribers: the run it belongs to, its place in
+/// that run's stream (from 1, without gaps), and when it happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stamped {
+    /// The run's id.
+    pub run_id: String,
+    /// 1 for the run's first event, then +1 per event.
+    pub seq: u64,
+    /// When it happened (RFC 3339 UTC).
+    pub at: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Receives the events of a run. Sinks are `Send` so that a run can move
+/// between the threads of a multi-threaded runtime.
+pub trait EventSink: Send {
     /// Called for every event, in order.
     fn event(&mut self, event: &Event);
 }

@@ -118,6 +118,9 @@ pub struct HistoryRow {
     pub failed_statement: Option<String>,
     /// `user@host` of whoever ran it.
     pub operator: String,
+    /// The run that wrote the row (none for rows written before run ids existed).
+    #[serde(default)]
+    pub run_id: Option<String>,
     /// The Instar version that wrote the row.
     pub tool_version: String,
     /// A reason given to `repair` or `baseline`.

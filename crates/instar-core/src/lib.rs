@@ -16,8 +16,10 @@
 #![deny(missing_docs)]
 
 pub mod checksum;
+pub mod duration;
 mod error;
 pub mod event;
+pub mod files;
 pub mod history;
 pub mod meta;
 pub mod plan;

@@ -50,11 +50,11 @@ pub struct DataConfig {
     /// Rows per batch.
     #[serde(default = "default_batch_size")]
     pub batch_size: u64,
-    /// Pause between batches, e.g. `"50ms"`.
-    pub pause: Option<String>,
+    /// Pause between batches, e.g. `"50ms"` (checked when the file is read).
+    pub pause: Option<crate::duration::Dur>,
     /// Adaptive mode: grow or shrink the batch (from `batch_size`, at most ×2 or ÷2 a
-    /// step) so a batch takes about this long, e.g. `"250ms"`.
-    pub target_batch_time: Option<String>,
+    /// step) so a batch takes about this long, e.g. `"250ms"` (checked when the file is read).
+    pub target_batch_time: Option<crate::duration::Dur>,
     /// What a failing batch does: `stop` (default) or `skip` (retry row by row, record failures).
     #[serde(default)]
     pub on_error: OnError,
@@ -115,19 +115,17 @@ struct DieselMetadata {
     run_in_transaction: Option<bool>,
 }
 
-/// Reads `migration.toml` at `path`.
-pub fn read_meta(path: &Path) -> Result<Meta, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    toml::from_str(&text).map_err(|e| Error::BadMetadata {
+/// Parses `migration.toml` (`text`, read from `path`).
+pub fn parse_meta(path: &Path, text: &str) -> Result<Meta, Error> {
+    toml::from_str(text).map_err(|e| Error::BadMetadata {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
     })
 }
 
-/// Reads diesel's `metadata.toml` at `path`; returns its `run_in_transaction`.
-pub fn read_diesel_metadata(path: &Path) -> Result<Option<bool>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let m: DieselMetadata = toml::from_str(&text).map_err(|e| Error::BadMetadata {
+/// Parses diesel's `metadata.toml` (`text`, read from `path`); returns its `run_in_transaction`.
+pub fn parse_diesel_metadata(path: &Path, text: &str) -> Result<Option<bool>, Error> {
+    let m: DieselMetadata = toml::from_str(text).map_err(|e| Error::BadMetadata {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
     })?;

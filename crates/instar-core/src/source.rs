@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::checksum;
+use crate::files::{Disk, Files};
 use crate::meta::{self, Meta};
 use crate::version::{Layout, Version};
 use crate::Error;
@@ -96,35 +97,31 @@ struct Found {
     part: Part,
 }
 
-/// Reads the migrations in `dir`. `forced` overrides layout detection
+/// Reads the migrations in folder `dir`. `forced` overrides layout detection
 /// (only meaningful to tell Instar folders from diesel ones).
 pub fn read_dir(dir: &Path, forced: Option<Layout>) -> Result<Source, Error> {
+    read_tree(&Disk, dir, forced)
+}
+
+/// Reads the migrations in folder `dir` of `files` (the file system, or files
+/// in memory), exactly as [`read_dir`] reads a folder on disk.
+pub fn read_tree(files: &dyn Files, dir: &Path, forced: Option<Layout>) -> Result<Source, Error> {
     let mut source = Source {
         dir: dir.to_path_buf(),
         ..Source::default()
     };
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::io(dir, e))?;
-    entries.sort_by_key(|e| e.file_name());
+    let mut entries = files.list(dir).map_err(|e| Error::io(dir, e))?;
+    entries.sort();
 
     let mut folders = Vec::new();
     let mut sqlx = Vec::new();
     let mut flyway = Vec::new();
-    for entry in entries {
-        let path = entry.path();
-        let file_name = entry.file_name().to_string_lossy().into_owned();
+    for (file_name, is_dir) in entries {
+        let path = dir.join(&file_name);
         if file_name.starts_with('.') {
             continue;
         }
-        // d_type from the listing: no stat per entry on the hot path.
-        let is_dir = match entry.file_type() {
-            Ok(t) if t.is_symlink() => path.is_dir(),
-            Ok(t) => t.is_dir(),
-            Err(_) => path.is_dir(),
-        };
-        match classify(&path, &file_name, is_dir)? {
+        match classify(files, &path, &file_name, is_dir)? {
             Some((Family::Folder, f)) => folders.push(f),
             Some((Family::Sqlx, f)) => sqlx.push(f),
             Some((Family::Flyway, f)) => flyway.push(f),
@@ -151,17 +148,17 @@ pub fn read_dir(dir: &Path, forced: Option<Layout>) -> Result<Source, Error> {
     let migrations = if !folders.is_empty() {
         let layout = match forced {
             Some(l @ (Layout::Diesel | Layout::Instar)) => l,
-            _ if looks_like_diesel(dir, &folders) => Layout::Diesel,
+            _ if looks_like_diesel(files, dir, &folders) => Layout::Diesel,
             _ => Layout::Instar,
         };
         source.layout = Some(layout);
-        read_folders(folders, layout, &mut source.notes)?
+        read_folders(files, folders, layout, &mut source.notes)?
     } else if !sqlx.is_empty() {
         source.layout = Some(Layout::Sqlx);
-        read_sqlx(sqlx)?
+        read_sqlx(files, sqlx)?
     } else if !flyway.is_empty() {
         source.layout = Some(Layout::Flyway);
-        read_flyway(flyway)?
+        read_flyway(files, flyway)?
     } else {
         Vec::new()
     };
@@ -169,7 +166,12 @@ pub fn read_dir(dir: &Path, forced: Option<Layout>) -> Result<Source, Error> {
     Ok(source)
 }
 
-fn classify(path: &Path, file_name: &str, is_dir: bool) -> Result<Option<(Family, Found)>, Error> {
+fn classify(
+    files: &dyn Files,
+    path: &Path,
+    file_name: &str,
+    is_dir: bool,
+) -> Result<Option<(Family, Found)>, Error> {
     let malformed = |reason: &str| Error::MalformedName {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -181,7 +183,7 @@ fn classify(path: &Path, file_name: &str, is_dir: bool) -> Result<Option<(Family
             return Ok(None);
         }
         let Some((version, name)) = file_name.split_once('_') else {
-            if path.join("up.sql").is_file() {
+            if files.is_file(&path.join("up.sql")) {
                 return Err(malformed("expected <version>_<name>"));
             }
             return Ok(None);
@@ -244,7 +246,8 @@ fn classify(path: &Path, file_name: &str, is_dir: bool) -> Result<Option<(Family
     Ok(None)
 }
 
-fn looks_like_diesel(dir: &Path, folders: &[Found]) -> bool {
+fn looks_like_diesel(files: &dyn Files, dir: &Path, folders: &[Found]) -> bool {
+    // diesel.toml lives beside the folder, outside the tree of an embedded set.
     let parent_has_toml = dir
         .parent()
         .is_some_and(|p| p.join("diesel.toml").is_file());
@@ -257,16 +260,19 @@ fn looks_like_diesel(dir: &Path, folders: &[Found]) -> bool {
         || folders
             .iter()
             .take(64)
-            .any(|f| f.path.join("metadata.toml").is_file())
+            .any(|f| files.is_file(&f.path.join("metadata.toml")))
 }
 
-fn read_script(path: &Path) -> Result<Script, Error> {
-    use std::io::Read;
-    // open + read, without the size stat std::fs::read makes: scripts are small.
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| Error::io(path, e))?;
+fn read_text(files: &dyn Files, path: &Path) -> Result<String, Error> {
+    let bytes = files.read(path).map_err(|e| Error::io(path, e))?;
+    checksum::normalise(&bytes).map_err(|offset| Error::NotUtf8 {
+        path: path.to_path_buf(),
+        offset,
+    })
+}
+
+fn read_script(files: &dyn Files, path: &Path) -> Result<Script, Error> {
+    let bytes = files.read(path).map_err(|e| Error::io(path, e))?;
     let sql = checksum::normalise(&bytes).map_err(|offset| Error::NotUtf8 {
         path: path.to_path_buf(),
         offset,
@@ -310,6 +316,7 @@ fn build(
 /// Reads folder migrations, on up to two threads when there are many: on a
 /// cold cache or a slow file system the open/read calls dominate a no-op run.
 fn read_folders(
+    files: &dyn Files,
     folders: Vec<Found>,
     layout: Layout,
     notes: &mut Vec<String>,
@@ -318,15 +325,15 @@ fn read_folders(
         .map_or(1, |n| n.get())
         .min(2);
     if folders.len() < 64 || threads < 2 {
-        return read_folder_chunk(&folders, layout, notes);
+        return read_folder_chunk(files, &folders, layout, notes);
     }
     let (a, b) = folders.split_at(folders.len() / 2);
     let (ra, rb) = std::thread::scope(|s| {
         let h = s.spawn(|| {
             let mut n = Vec::new();
-            read_folder_chunk(b, layout, &mut n).map(|m| (m, n))
+            read_folder_chunk(files, b, layout, &mut n).map(|m| (m, n))
         });
-        let ra = read_folder_chunk(a, layout, notes);
+        let ra = read_folder_chunk(files, a, layout, notes);
         (
             ra,
             h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
@@ -340,6 +347,7 @@ fn read_folders(
 }
 
 fn read_folder_chunk(
+    files: &dyn Files,
     folders: &[Found],
     layout: Layout,
     notes: &mut Vec<String>,
@@ -353,16 +361,12 @@ fn read_folder_chunk(
             part: Part::Simple,
         };
         // One listing per folder tells which of its files exist.
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&f.path).map_err(|e| Error::io(&f.path, e))? {
-            names.push(
-                entry
-                    .map_err(|e| Error::io(&f.path, e))?
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
-        }
+        let names: Vec<String> = files
+            .list(&f.path)
+            .map_err(|e| Error::io(&f.path, e))?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         let has = |n: &str| names.iter().any(|x| x == n);
         if !has("up.sql") {
             notes.push(format!(
@@ -383,17 +387,19 @@ fn read_folder_chunk(
             }
         }
         let version = parse_version(&f, layout)?;
-        let up = read_script(&f.path.join("up.sql"))?;
+        let up = read_script(files, &f.path.join("up.sql"))?;
         let down = has("down.sql")
-            .then(|| read_script(&f.path.join("down.sql")))
+            .then(|| read_script(files, &f.path.join("down.sql")))
             .transpose()?;
         let meta = if has("migration.toml") {
-            meta::read_meta(&f.path.join("migration.toml"))?
+            let p = f.path.join("migration.toml");
+            meta::parse_meta(&p, &read_text(files, &p)?)?
         } else {
             Meta::default()
         };
         let diesel_tx = if has("metadata.toml") {
-            meta::read_diesel_metadata(&f.path.join("metadata.toml"))?
+            let p = f.path.join("metadata.toml");
+            meta::parse_diesel_metadata(&p, &read_text(files, &p)?)?
         } else {
             None
         };
@@ -421,7 +427,8 @@ fn duplicate(version: &Version, first: &Path, second: &Path) -> Error {
 
 /// Refuses a malformed data migration before anything runs: `kind = "data"`
 /// needs a `[data]` table with a key and a positive batch size, and each script
-/// must be exactly one statement holding the `{batch}` placeholder.
+/// must hold the `{batch}` placeholder. That each is exactly one statement is
+/// checked with the engine's own dialect by [`check_data_statement`].
 fn check_data(meta: &Meta, up: &Script, down: Option<&Script>, folder: &Path) -> Result<(), Error> {
     use crate::meta::{Kind, BATCH_PLACEHOLDER};
     let bad = |path: &Path, reason: String| Error::BadDataMigration {
@@ -448,16 +455,6 @@ fn check_data(meta: &Meta, up: &Script, down: Option<&Script>, folder: &Path) ->
         _ => return Ok(()),
     }
     for script in std::iter::once(up).chain(down) {
-        let n = match crate::split::split(&script.sql, crate::split::Dialect::Postgres) {
-            crate::split::Split::Statements(s) => s.len(),
-            crate::split::Split::Whole { .. } => 1,
-        };
-        if n != 1 {
-            return Err(bad(
-                &script.path,
-                format!("must be exactly one statement, found {n}"),
-            ));
-        }
         if !script.sql.contains(BATCH_PLACEHOLDER) {
             return Err(bad(
                 &script.path,
@@ -468,11 +465,27 @@ fn check_data(meta: &Meta, up: &Script, down: Option<&Script>, folder: &Path) ->
     Ok(())
 }
 
+/// Refuses a data migration script that is not exactly one statement in `dialect`
+/// (the engine it is about to run on), naming the file.
+pub fn check_data_statement(script: &Script, dialect: crate::split::Dialect) -> Result<(), Error> {
+    let n = match crate::split::split(&script.sql, dialect) {
+        crate::split::Split::Statements(s) => s.len(),
+        crate::split::Split::Whole { .. } => 1,
+    };
+    if n != 1 {
+        return Err(Error::BadDataMigration {
+            path: script.path.clone(),
+            reason: format!("must be exactly one statement, found {n}"),
+        });
+    }
+    Ok(())
+}
+
 /// A version, its name, and its forward and reverse scripts.
 type Paired = (Version, String, Script, Option<Script>);
 
 /// Groups up/down parts by version; refuses duplicates and orphaned down parts.
-fn pair(found: Vec<Found>, layout: Layout) -> Result<Vec<Paired>, Error> {
+fn pair(files: &dyn Files, found: Vec<Found>, layout: Layout) -> Result<Vec<Paired>, Error> {
     let mut ups: BTreeMap<Version, Found> = BTreeMap::new();
     let mut downs: BTreeMap<Version, Found> = BTreeMap::new();
     for f in found {
@@ -503,17 +516,17 @@ fn pair(found: Vec<Found>, layout: Layout) -> Result<Vec<Paired>, Error> {
         }
     }
     for (version, f) in ups {
-        let up = read_script(&f.path)?;
+        let up = read_script(files, &f.path)?;
         let down = downs
             .remove(&version)
-            .map(|d| read_script(&d.path))
+            .map(|d| read_script(files, &d.path))
             .transpose()?;
         out.push((version, f.name, up, down));
     }
     Ok(out)
 }
 
-fn read_sqlx(found: Vec<Found>) -> Result<Vec<Migration>, Error> {
+fn read_sqlx(files: &dyn Files, found: Vec<Found>) -> Result<Vec<Migration>, Error> {
     for f in &found {
         if f.part == Part::Simple
             && found
@@ -526,14 +539,14 @@ fn read_sqlx(found: Vec<Found>) -> Result<Vec<Migration>, Error> {
             });
         }
     }
-    Ok(pair(found, Layout::Sqlx)?
+    Ok(pair(files, found, Layout::Sqlx)?
         .into_iter()
         .map(|(v, n, up, down)| build(v, n, Layout::Sqlx, up, down, Meta::default(), true))
         .collect())
 }
 
-fn read_flyway(found: Vec<Found>) -> Result<Vec<Migration>, Error> {
-    Ok(pair(found, Layout::Flyway)?
+fn read_flyway(files: &dyn Files, found: Vec<Found>) -> Result<Vec<Migration>, Error> {
+    Ok(pair(files, found, Layout::Flyway)?
         .into_iter()
         .map(|(v, n, up, down)| build(v, n, Layout::Flyway, up, down, Meta::default(), true))
         .collect())

@@ -95,8 +95,16 @@ impl<'a> Lexer<'a> {
 
     fn run(mut self) -> Split {
         while self.i < self.b.len() {
+            let before = self.i;
             if let Err(reason) = self.step() {
                 return Split::Whole { reason };
+            }
+            if self.i == before {
+                // Every step must consume input; one that did not would loop forever.
+                // Sending the script whole is always safe.
+                return Split::Whole {
+                    reason: format!("the splitter could not read past line {}", self.line),
+                };
             }
         }
         if self.depth != 0 || self.parens != 0 {
@@ -342,8 +350,10 @@ impl<'a> Lexer<'a> {
         let s = self.i;
         let custom = self.delimiter != ";";
         while self.i < self.b.len() && (is_ident(self.b[self.i]) || self.b[self.i] == b'$') {
-            // `END$$` after `DELIMITER $$`: the delimiter ends the word.
-            if custom && self.b[self.i..].starts_with(self.delimiter.as_bytes()) {
+            // `END$$` after `DELIMITER $$`: the delimiter ends the word (but a word
+            // always takes its first character, or a delimiter met inside
+            // parentheses would never be consumed).
+            if custom && self.i > s && self.b[self.i..].starts_with(self.delimiter.as_bytes()) {
                 break;
             }
             self.i += 1;
@@ -458,6 +468,17 @@ mod tests {
     fn mysql_procedure_body() {
         let sql = "CREATE PROCEDURE p() BEGIN IF 1 THEN SELECT 1; END IF; SELECT CASE WHEN 1 THEN 2 END; END;\nSELECT 2;";
         assert_eq!(stmts(sql, Dialect::MySql).len(), 2);
+    }
+
+    #[test]
+    fn a_letter_delimiter_inside_parentheses_terminates() {
+        for sql in [
+            "DELIMITER x\nSELECT (x)",
+            "DELIMITER x\nCREATE PROCEDURE p() BEGIN SELECT x; END x\n",
+            "DELIMITER $$\nSELECT ($$)",
+        ] {
+            let _ = split(sql, Dialect::MySql);
+        }
     }
 
     #[test]

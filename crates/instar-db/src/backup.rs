@@ -98,11 +98,8 @@ pub async fn take(db: &mut Db, dir: &Path, reason: &str) -> Result<Option<Backup
         Dialect::Postgres => {
             let path = folder.join("database.pgdump");
             let mut cmd = Command::new("pg_dump");
-            cmd.arg("--format=custom")
-                .arg("--file")
-                .arg(&path)
-                .arg("--dbname")
-                .arg(&db.url.driver_url);
+            cmd.arg("--format=custom").arg("--file").arg(&path);
+            pg_connection_args(&mut cmd, &db.url.driver_url)?;
             run_tool(cmd, "pg_dump", None)?;
             ("pg_dump", path)
         }
@@ -188,6 +185,22 @@ fn run_tool(mut cmd: Command, name: &str, stdin: Option<&Path>) -> Result<(), Er
     Ok(())
 }
 
+/// `--dbname <URL without its password>` for a PostgreSQL client tool; the
+/// password goes through the environment (`PGPASSWORD`), never the process list.
+fn pg_connection_args(cmd: &mut Command, driver_url: &str) -> Result<(), Error> {
+    let mut u = url::Url::parse(driver_url).map_err(|e| Error::BadUrl {
+        url: redact(driver_url),
+        reason: e.to_string(),
+    })?;
+    let (_, password) = crate::url::credentials(&u);
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+        let _ = u.set_password(None);
+    }
+    cmd.arg("--dbname").arg(u.as_str());
+    Ok(())
+}
+
 /// Host, port, user, password and database of a MySQL URL, for the client tools.
 struct MySqlParts {
     host: String,
@@ -203,16 +216,12 @@ impl MySqlParts {
             url: redact(u),
             reason: e.to_string(),
         })?;
-        let decode = |s: &str| {
-            url::form_urlencoded::parse(s.as_bytes())
-                .map(|(k, v)| format!("{k}{v}"))
-                .collect::<String>()
-        };
+        let (user, password) = crate::url::credentials(&url);
         Ok(MySqlParts {
             host: url.host_str().unwrap_or("localhost").to_string(),
             port: url.port().unwrap_or(3306),
-            user: decode(url.username()),
-            password: url.password().map(decode).unwrap_or_default(),
+            user,
+            password: password.unwrap_or_default(),
             database: url.path().trim_start_matches('/').to_string(),
         })
     }
@@ -268,6 +277,16 @@ pub fn prune(dir: &Path, age: Duration) -> Result<Vec<BackupInfo>, Error> {
     Ok(removed)
 }
 
+/// The backup `id` in `dir`, or an error saying how to list them.
+pub fn find(dir: &Path, id: &str) -> Result<BackupInfo, Error> {
+    list(dir)?.into_iter().find(|b| b.id == id).ok_or_else(|| {
+        Error::Backup(format!(
+            "no backup {id:?} in {}; `instar backups` lists them",
+            dir.display()
+        ))
+    })
+}
+
 /// Closes `db`'s connection, leaving a scratch in-memory one in its place until `reconnect`.
 async fn release_connection(db: &mut Db) -> Result<(), Error> {
     let placeholder = AnyConnection::connect("sqlite::memory:")
@@ -278,20 +297,73 @@ async fn release_connection(db: &mut Db) -> Result<(), Error> {
     Ok(())
 }
 
-/// Restores backup `id` from `dir` over the database of `db`.
+/// Replaces the SQLite file `target` with the copy at `from`: written beside it,
+/// flushed, then renamed over it, so a restore killed half way leaves the old
+/// database or the new one, never a mix.
+fn replace_sqlite_file(from: &Path, target: &Path) -> Result<(), Error> {
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(".instar-restore");
+    let tmp = PathBuf::from(tmp);
+    let io = |what: &str, e: std::io::Error| Error::Backup(format!("{what}: {e}"));
+    std::fs::copy(from, &tmp).map_err(|e| {
+        io(
+            &format!("cannot copy {} to {}", from.display(), tmp.display()),
+            e,
+        )
+    })?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(&format!("cannot flush {}", tmp.display()), e))?;
+    // The old file's journal must not be applied to the new one.
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = target.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    std::fs::rename(&tmp, target).map_err(|e| {
+        io(
+            &format!("cannot move {} over {}", tmp.display(), target.display()),
+            e,
+        )
+    })?;
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // Make the rename itself durable.
+        let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+/// Empties a PostgreSQL database on `db`'s own session (which keeps the run
+/// lock): every schema but the system ones is dropped, `public` recreated.
+async fn empty_postgres(db: &mut Db) -> Result<(), Error> {
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1",
+    )
+    .fetch_all(&mut db.conn)
+    .await
+    .map_err(|e| Error::query("listing the schemas to restore", e))?;
+    for s in schemas {
+        let drop = format!("DROP SCHEMA {} CASCADE", db.engine.quote(&s));
+        crate::db::exec(&mut db.conn, &drop)
+            .await
+            .map_err(|e| Error::query(format!("dropping schema {s} to restore"), e))?;
+    }
+    crate::db::exec(&mut db.conn, "CREATE SCHEMA IF NOT EXISTS public")
+        .await
+        .map_err(|e| Error::query("recreating schema public to restore", e))?;
+    Ok(())
+}
+
+/// Restores backup `id` from `dir` over the database of `db`. `db`'s session
+/// is kept on PostgreSQL and MySQL (so a run lock it holds stays held); on
+/// SQLite it is reopened after the file is replaced (the lock is a sidecar file).
 ///
 /// # Warning
 /// Everything written to the database since the backup is lost. Stop the
 /// applications that use it first: a SQLite file is replaced under them, and
-/// a PostgreSQL or MySQL database is dropped and recreated from the dump
-/// (PostgreSQL refuses while other sessions are connected to it).
+/// a PostgreSQL or MySQL database is emptied and refilled from the dump.
 pub async fn restore(db: &mut Db, dir: &Path, id: &str) -> Result<BackupInfo, Error> {
-    let info = list(dir)?.into_iter().find(|b| b.id == id).ok_or_else(|| {
-        Error::Backup(format!(
-            "no backup {id:?} in {}; `instar backups` lists them",
-            dir.display()
-        ))
-    })?;
+    let info = find(dir, id)?;
     if info.dialect != db.dialect().to_string() {
         return Err(Error::Backup(format!(
             "backup {id} is of a {} database, this is {}",
@@ -307,46 +379,31 @@ pub async fn restore(db: &mut Db, dir: &Path, id: &str) -> Result<BackupInfo, Er
                 })?;
             // Close our connection so no handle points at the file being replaced.
             release_connection(db).await?;
-            for suffix in ["-wal", "-shm", "-journal"] {
-                let mut p = target.as_os_str().to_owned();
-                p.push(suffix);
-                let _ = std::fs::remove_file(PathBuf::from(p));
-            }
-            std::fs::copy(&info.path, &target).map_err(|e| {
-                Error::Backup(format!(
-                    "cannot copy {} to {}: {e}",
-                    info.path.display(),
-                    target.display()
-                ))
-            })?;
+            replace_sqlite_file(&info.path, &target)?;
+            db.reconnect().await?;
         }
         Dialect::Postgres => {
-            // Drop and recreate the database from the dump, so objects created
-            // after the backup go too; that needs our own session closed.
-            release_connection(db).await?;
-            let mut maintenance =
-                url::Url::parse(&db.url.driver_url).map_err(|e| Error::Backup(e.to_string()))?;
-            maintenance.set_path("/postgres");
+            // Objects created after the backup go too: the database is emptied
+            // first, on this session, which keeps holding the run lock.
+            empty_postgres(db).await?;
             let mut cmd = Command::new("pg_restore");
-            cmd.args([
-                "--clean",
-                "--create",
-                "--if-exists",
-                "--no-owner",
-                "--exit-on-error",
-                "--dbname",
-            ])
-            .arg(maintenance.as_str())
-            .arg(&info.path);
+            cmd.args(["--clean", "--if-exists", "--no-owner", "--exit-on-error"]);
+            pg_connection_args(&mut cmd, &db.url.driver_url)?;
+            cmd.arg(&info.path);
             run_tool(cmd, "pg_restore", None)?;
         }
         Dialect::MySql => {
+            // The dump drops and recreates the database; GET_LOCK is server-wide
+            // and this session keeps it.
             let parts = MySqlParts::parse(&db.url.driver_url)?;
             let mut cmd = Command::new("mysql");
             parts.args(&mut cmd);
             run_tool(cmd, "mysql", Some(&info.path))?;
+            let use_db = format!("USE {}", db.engine.quote(&parts.database));
+            crate::db::exec(&mut db.conn, &use_db)
+                .await
+                .map_err(|e| Error::query("returning to the restored database", e))?;
         }
     }
-    db.reconnect().await?;
     Ok(info)
 }

@@ -8,7 +8,7 @@ use instar_core::Dialect;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Connection, Row};
 
-use crate::engine::{engine, qualified, Engine, HISTORY_COLUMNS};
+use crate::engine::{engine, qualified, Engine, HISTORY_COLUMNS, HISTORY_COLUMNS_V1};
 use crate::error::db_message;
 use crate::url::{redact, DbUrl};
 use crate::{mysql, postgres, sqlite, Error};
@@ -38,18 +38,22 @@ impl Settings {
     }
 }
 
-/// Where history rows go: the table, quoted for its engine.
+/// Where history rows go: the table, quoted for its engine, and the run whose rows they are.
 #[derive(Clone, Copy)]
 pub(crate) struct History<'a> {
     pub(crate) engine: &'static dyn Engine,
     pub(crate) table: &'a str,
+    /// Stamped on every row that does not carry a run id of its own.
+    pub(crate) run_id: &'a str,
 }
 
 impl History<'_> {
     /// The INSERT of a history row, with placeholders; `returning` asks for the new id.
     pub(crate) fn insert_sql(&self, returning: bool) -> String {
         let e = self.engine;
-        let marks: Vec<String> = (1..=19).map(|n| e.placeholder(n)).collect();
+        let marks: Vec<String> = (1..=crate::engine::HISTORY.len())
+            .map(|n| e.placeholder(n))
+            .collect();
         let returning = if returning && e.returning_id() {
             " RETURNING id"
         } else {
@@ -64,6 +68,7 @@ impl History<'_> {
 
     /// Binds `row` to the placeholders of [`History::insert_sql`].
     pub(crate) fn bind<'q>(
+        &self,
         q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
         row: &HistoryRow,
     ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
@@ -86,6 +91,11 @@ impl History<'_> {
             .bind(row.operator.clone())
             .bind(row.tool_version.clone())
             .bind(row.note.clone())
+            .bind(
+                row.run_id
+                    .clone()
+                    .unwrap_or_else(|| self.run_id.to_string()),
+            )
     }
 
     /// Appends `row` (its `id` is ignored) and returns the new row's id.
@@ -95,7 +105,7 @@ impl History<'_> {
         row: &HistoryRow,
     ) -> Result<i64, Error> {
         let sql = self.insert_sql(true);
-        let q = Self::bind(sqlx::query(&sql), row);
+        let q = self.bind(sqlx::query(&sql), row);
         let ctx = "writing to the history table";
         if self.engine.returning_id() {
             let r = q.fetch_one(conn).await.map_err(|e| Error::query(ctx, e))?;
@@ -144,6 +154,7 @@ pub struct Db {
     locked: bool,
     init_sql: Vec<String>,
     settings: Settings,
+    run_id: String,
 }
 
 impl Db {
@@ -175,6 +186,7 @@ impl Db {
             locked: false,
             init_sql: settings.init_sql.clone(),
             settings: settings.clone(),
+            run_id: new_run_id(),
         };
         db.run_init_sql().await?;
         Ok(db)
@@ -182,8 +194,7 @@ impl Db {
 
     async fn run_init_sql(&mut self) -> Result<(), Error> {
         for sql in &self.init_sql {
-            sqlx::raw_sql(sql)
-                .execute(&mut self.conn)
+            crate::db::exec(&mut self.conn, sql)
                 .await
                 .map_err(|e| Error::query(format!("init_sql {sql:?}"), e))?;
         }
@@ -197,8 +208,20 @@ impl Db {
     }
 
     /// A second connection to the same database, with the same settings.
-    pub async fn open_another(&self) -> Result<Db, Error> {
-        Db::connect(&self.settings).await
+    pub fn open_another(&self) -> impl std::future::Future<Output = Result<Db, Error>> {
+        // The settings are copied first: the future holds no reference to `self`.
+        let settings = self.settings.clone();
+        async move { Db::connect(&settings).await }
+    }
+
+    /// The id stamped on every history row this connection writes (a fresh one per connection).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Sets the id stamped on the history rows this connection writes from now on.
+    pub fn set_run_id(&mut self, id: impl Into<String>) {
+        self.run_id = id.into();
     }
 
     /// The engine's dialect.
@@ -217,6 +240,7 @@ impl Db {
             History {
                 engine: self.engine,
                 table: &self.table,
+                run_id: &self.run_id,
             },
             &mut self.conn,
         )
@@ -234,95 +258,129 @@ impl Db {
 
     /// Whether the history table exists.
     pub async fn history_exists(&mut self) -> Result<bool, Error> {
+        let name = self.table_name.clone();
+        self.table_exists(&name).await
+    }
+
+    /// Whether Instar's table `name` (unqualified, in the history's schema) exists.
+    pub(crate) async fn table_exists(&mut self, name: &str) -> Result<bool, Error> {
         let row = sqlx::query(self.engine.table_exists_sql())
-            .bind(self.table_name.clone())
+            .bind(name.to_string())
             .bind(self.schema.clone().unwrap_or_default())
             .fetch_optional(&mut self.conn)
             .await
-            .map_err(|e| Error::query("looking for the history table", e))?;
+            .map_err(|e| Error::query(format!("looking for the table {name}"), e))?;
         Ok(row.is_some())
     }
 
-    /// Creates the history table if it does not exist.
+    /// Creates the history table if it does not exist, and upgrades one written
+    /// by an older Instar in place (adding the columns it lacks; rows are kept).
     pub async fn ensure_history(&mut self) -> Result<(), Error> {
         for ddl in crate::engine::history_ddl(self.engine, &self.table, self.schema.as_deref()) {
-            sqlx::raw_sql(&ddl)
-                .execute(&mut self.conn)
-                .await
-                .map_err(|e| Error::query("creating the history table", e))?;
+            run_sql(&mut self.conn, &ddl, "creating the history table").await?;
+        }
+        let probe = format!("SELECT run_id FROM {} WHERE 1 = 0", self.table);
+        let has_run_id = run_sql(&mut self.conn, &probe, "").await.is_ok();
+        if !has_run_id {
+            let add = format!(
+                "ALTER TABLE {} ADD COLUMN run_id {}",
+                self.table,
+                self.engine.column_type(crate::engine::Col::Short)
+            );
+            let ctx = "upgrading the history table (adding run_id)";
+            run_sql(&mut self.conn, &add, ctx).await?;
         }
         Ok(())
     }
 
     /// Every history row, oldest first; empty when the table does not exist yet.
+    /// A table written by Instar 0.1 is read as it is (its rows have no run id);
+    /// reading never changes it.
     pub async fn read_history(&mut self) -> Result<Vec<HistoryRow>, Error> {
-        let json = self.engine.history_as_json(&self.table);
-        let sql = json.clone().unwrap_or_else(|| {
-            format!(
-                "SELECT id, {HISTORY_COLUMNS} FROM {} ORDER BY id",
-                self.table
-            )
-        });
-        let rows = match sqlx::query(&sql).fetch_all(&mut self.conn).await {
-            Ok(rows) => rows,
+        match self.read_history_with(HISTORY_COLUMNS).await {
+            Ok(rows) => Ok(rows),
             // One query on the hot path: only look for the table when the read fails.
-            Err(_) if !self.history_exists().await? => return Ok(Vec::new()),
-            // Another run may have created the table between the two queries: read again.
-            Err(_) => sqlx::query(&sql)
-                .fetch_all(&mut self.conn)
-                .await
-                .map_err(|e| Error::query("reading the history table", e))?,
-        };
-        if json.is_some() {
+            Err(_) if !self.history_exists().await? => Ok(Vec::new()),
+            Err(first) => {
+                let legacy = format!("{HISTORY_COLUMNS_V1}, NULL");
+                match self.read_history_with(&legacy).await {
+                    Ok(rows) => Ok(rows),
+                    // Another run may have created or upgraded the table meanwhile.
+                    Err(_) => self
+                        .read_history_with(HISTORY_COLUMNS)
+                        .await
+                        .map_err(|_| first),
+                }
+            }
+        }
+    }
+
+    async fn read_history_with(&mut self, columns: &str) -> Result<Vec<HistoryRow>, Error> {
+        let json = self.engine.history_as_json(&self.table, columns);
+        let sql = json
+            .clone()
+            .unwrap_or_else(|| format!("SELECT id, {columns} FROM {} ORDER BY id", self.table));
+        let rows = sqlx::query(&sql)
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(|e| Error::query("reading the history table", e))?;
+        let values: Vec<Vec<serde_json::Value>> = if json.is_some() {
             let text: String = rows
                 .first()
                 .map(|r| r.try_get(0))
                 .transpose()
                 .map_err(|e| Error::query("reading the history table", e))?
                 .unwrap_or_else(|| "[]".into());
-            return decode_json_rows(&text);
-        }
-        rows.iter().map(decode_row).collect()
+            serde_json::from_str(&text).map_err(|e| Error::Query {
+                context: "reading the history table".into(),
+                message: e.to_string(),
+                code: None,
+            })?
+        } else {
+            rows.iter().map(row_values).collect::<Result<_, _>>()?
+        };
+        let table = self.table.clone();
+        values
+            .into_iter()
+            .map(|v| decode_history(&table, v))
+            .collect()
     }
 
     /// Takes the run lock, waiting up to `timeout`; `waiting` is called once if it has to wait.
     pub async fn lock(
         &mut self,
         timeout: Duration,
-        waiting: impl FnMut(),
+        mut waiting: impl FnMut() + Send,
     ) -> Result<Duration, Error> {
-        let name = self.lock_name.clone();
-        let waited = match self.url.dialect {
-            Dialect::Sqlite => match self.url.sqlite_path.clone() {
-                Some(path) => {
-                    let file = sqlite::open_lock(&path)?;
-                    let label = sqlite::lock_path(&path).display().to_string();
-                    let w = crate::lock::poll(&label, timeout, waiting, async || {
-                        sqlite::try_lock(&file)
-                    })
-                    .await?;
-                    self.lock_file = Some(file);
-                    w
-                }
-                None => Duration::ZERO,
-            },
-            Dialect::Postgres => {
-                let conn = &mut self.conn;
-                crate::lock::poll(&name, timeout, waiting, async || {
-                    postgres::try_lock(conn, &name).await
-                })
-                .await?
+        let (label, file) = match (&self.url.dialect, &self.url.sqlite_path) {
+            (Dialect::Sqlite, Some(path)) => (
+                sqlite::lock_path(path).display().to_string(),
+                Some(sqlite::open_lock(path)?),
+            ),
+            // An in-memory SQLite database is private to its connection.
+            (Dialect::Sqlite, None) => {
+                self.locked = true;
+                return Ok(Duration::ZERO);
             }
-            Dialect::MySql => {
-                let conn = &mut self.conn;
-                crate::lock::poll(&name, timeout, waiting, async || {
-                    mysql::try_lock(conn, &name).await
-                })
-                .await?
-            }
+            _ => (self.lock_name.clone(), None),
         };
+        let mut wait = crate::lock::Wait::new(timeout);
+        loop {
+            let got = match (&file, self.url.dialect) {
+                (Some(f), _) => sqlite::try_lock(f)?,
+                (None, Dialect::Postgres) => {
+                    postgres::try_lock(&mut self.conn, &self.lock_name).await?
+                }
+                (None, _) => mysql::try_lock(&mut self.conn, &self.lock_name).await?,
+            };
+            if got {
+                break;
+            }
+            wait.again(&label, &mut waiting).await?;
+        }
+        self.lock_file = file;
         self.locked = true;
-        Ok(waited)
+        Ok(wait.elapsed())
     }
 
     /// Releases the run lock if it is held.
@@ -373,6 +431,34 @@ impl Db {
     }
 }
 
+/// Runs `sql` (no binds) through the executor trait itself: the future of
+/// `RawSql::execute` is not provably `Send`, which would keep runs off
+/// multi-threaded runtimes.
+pub(crate) fn exec<'c>(
+    conn: &'c mut AnyConnection,
+    sql: &'c str,
+) -> futures_util::future::BoxFuture<'c, Result<sqlx::any::AnyQueryResult, sqlx::Error>> {
+    sqlx::Executor::execute(conn, sqlx::raw_sql(sql))
+}
+
+/// Runs one of Instar's own control statements (BEGIN, COMMIT, ROLLBACK, SAVEPOINT …).
+pub(crate) async fn control(conn: &mut AnyConnection, sql: &str) -> Result<(), Error> {
+    run_sql(conn, sql, &format!("running {sql}")).await
+}
+
+/// Runs SQL of Instar's own (one or several statements, no binds); a failure
+/// is reported as `context`.
+pub(crate) async fn run_sql(
+    conn: &mut AnyConnection,
+    sql: &str,
+    context: &str,
+) -> Result<(), Error> {
+    exec(conn, sql)
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::query(context, e))
+}
+
 async fn open(url: &DbUrl) -> Result<AnyConnection, Error> {
     AnyConnection::connect(&url.driver_url)
         .await
@@ -382,103 +468,121 @@ async fn open(url: &DbUrl) -> Result<AnyConnection, Error> {
         })
 }
 
-/// Decodes the JSON form of the history (see `Engine::history_as_json`).
-fn decode_json_rows(text: &str) -> Result<Vec<HistoryRow>, Error> {
-    let bad = |m: String| Error::Query {
-        context: "reading the history table".into(),
-        message: m,
-    };
-    let rows: Vec<Vec<serde_json::Value>> =
-        serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-    rows.into_iter()
-        .map(|r| {
-            let s = |i: usize| r.get(i).and_then(|v| v.as_str()).map(str::to_string);
-            let n = |i: usize| r.get(i).and_then(serde_json::Value::as_i64);
-            let req = |i: usize| s(i).ok_or_else(|| bad(format!("column {i} is NULL")));
-            let event = req(3)?;
-            Ok(HistoryRow {
-                id: n(0).ok_or_else(|| bad("id is NULL".into()))?,
-                version: req(1)?,
-                name: req(2)?,
-                event: EventKind::parse(&event).ok_or_else(|| {
-                    bad(format!(
-                        "unknown event {event:?}; was this table written by a newer instar?"
-                    ))
-                })?,
-                direction: if req(4)? == "down" {
-                    Direction::Down
-                } else {
-                    Direction::Up
-                },
-                kind: req(5)?,
-                checksum: s(6),
-                schema_version: s(7),
-                started_at: req(8)?,
-                finished_at: s(9),
-                duration_ms: n(10),
-                statements_applied: n(11).unwrap_or(0),
-                statements_total: n(12).unwrap_or(0),
-                statement_hashes: s(13),
-                rows_affected: n(14),
-                error: s(15),
-                failed_statement: s(16),
-                operator: req(17)?,
-                tool_version: req(18)?,
-                note: s(19),
-            })
+/// A row's columns as JSON values (integers, text, or NULL), for [`decode_history`].
+pub(crate) fn row_values(r: &AnyRow) -> Result<Vec<serde_json::Value>, Error> {
+    use serde_json::Value;
+    (0..r.columns().len())
+        .map(|i| {
+            if let Ok(None) = r.try_get::<Option<i64>, _>(i) {
+                return Ok(Value::Null);
+            }
+            if let Ok(Some(n)) = r.try_get::<Option<i64>, _>(i) {
+                return Ok(Value::from(n));
+            }
+            if let Ok(v) = r.try_get::<Option<String>, _>(i) {
+                return Ok(v.map_or(Value::Null, Value::from));
+            }
+            // MySQL reports TEXT columns as BLOB through the Any driver: accept bytes too.
+            r.try_get::<Option<Vec<u8>>, _>(i)
+                .map(|b| {
+                    b.map_or(Value::Null, |b| {
+                        Value::from(String::from_utf8_lossy(&b).into_owned())
+                    })
+                })
+                .map_err(|e| Error::query("reading the history table", e))
         })
         .collect()
 }
 
-fn decode_row(r: &AnyRow) -> Result<HistoryRow, Error> {
-    let ctx = "reading the history table";
-    // MySQL reports TEXT columns as BLOB through the Any driver: accept bytes too.
-    let os = |c: &str| match r.try_get::<Option<String>, _>(c) {
-        Ok(v) => Ok(v),
-        Err(_) => r
-            .try_get::<Option<Vec<u8>>, _>(c)
-            .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
-            .map_err(|e| Error::query(ctx, e)),
+/// One history row from its values (`id`, then the columns in `HISTORY_COLUMNS`
+/// order). A value of the wrong type, or a NULL where one is required, is an
+/// error naming the table, the column and the row's version.
+fn decode_history(table: &str, r: Vec<serde_json::Value>) -> Result<HistoryRow, Error> {
+    let names: Vec<&str> = std::iter::once("id")
+        .chain(crate::engine::HISTORY.iter().map(|c| c.0))
+        .collect();
+    let version = r.get(1).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let bad = |i: usize, what: &str| {
+        Error::Query {
+        context: "reading the history table".into(),
+        message: format!(
+            "{table}.{} of the row for version {version} {what}; the history was changed by hand or by another tool: fix that row",
+            names.get(i).copied().unwrap_or("?")
+        ),
+        code: None,
+    }
     };
-    let s = |c: &str| {
-        os(c)?.ok_or_else(|| Error::Query {
-            context: ctx.into(),
-            message: format!("column {c} is NULL"),
-        })
+    let s = |i: usize| match r.get(i) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(bad(i, "is not text")),
     };
-    let i = |c: &str| r.try_get::<i64, _>(c).map_err(|e| Error::query(ctx, e));
-    let oi = |c: &str| {
-        r.try_get::<Option<i64>, _>(c)
-            .map_err(|e| Error::query(ctx, e))
+    let req = |i: usize| s(i)?.ok_or_else(|| bad(i, "is NULL"));
+    let n = |i: usize| match r.get(i) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+            .map(Some)
+            .ok_or_else(|| bad(i, "is not an integer")),
     };
-    let event = s("event")?;
+    let event = req(3)?;
+    let direction = req(4)?;
     Ok(HistoryRow {
-        id: i("id")?,
-        version: s("version")?,
-        name: s("name")?,
-        event: EventKind::parse(&event).ok_or_else(|| Error::Query {
-            context: ctx.into(),
-            message: format!("unknown event {event:?}; was this table written by a newer instar?"),
+        id: n(0)?.ok_or_else(|| bad(0, "is NULL"))?,
+        version: req(1)?,
+        name: req(2)?,
+        event: EventKind::parse(&event).ok_or_else(|| {
+            bad(
+                3,
+                &format!(
+                    "is {event:?}, not an event this Instar knows (was it written by a newer one?)"
+                ),
+            )
         })?,
-        direction: if s("direction")? == "down" {
-            Direction::Down
-        } else {
-            Direction::Up
+        direction: match direction.as_str() {
+            "up" => Direction::Up,
+            "down" => Direction::Down,
+            other => return Err(bad(4, &format!("is {other:?}, not up or down"))),
         },
-        kind: s("kind")?,
-        checksum: os("checksum")?,
-        schema_version: os("schema_version")?,
-        started_at: s("started_at")?,
-        finished_at: os("finished_at")?,
-        duration_ms: oi("duration_ms")?,
-        statements_applied: i("statements_applied")?,
-        statements_total: i("statements_total")?,
-        statement_hashes: os("statement_hashes")?,
-        rows_affected: oi("rows_affected")?,
-        error: os("error")?,
-        failed_statement: os("failed_statement")?,
-        operator: s("operator")?,
-        tool_version: s("tool_version")?,
-        note: os("note")?,
+        kind: req(5)?,
+        checksum: s(6)?,
+        schema_version: s(7)?,
+        started_at: req(8)?,
+        finished_at: s(9)?,
+        duration_ms: n(10)?,
+        statements_applied: n(11)?.unwrap_or(0),
+        statements_total: n(12)?.unwrap_or(0),
+        statement_hashes: s(13)?,
+        rows_affected: n(14)?,
+        error: s(15)?,
+        failed_statement: s(16)?,
+        operator: req(17)?,
+        tool_version: req(18)?,
+        note: s(19)?,
+        run_id: s(20)?,
     })
+}
+
+/// A new run id: the time in milliseconds and 48 random-ish bits, as text that
+/// sorts by time (`r` + 11 base-36 digits + `-` + 10 hex digits).
+pub fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(ms);
+    h.write_u32(std::process::id());
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let mut digits = String::new();
+    let mut t = ms;
+    for _ in 0..11 {
+        digits.insert(0, std::char::from_digit((t % 36) as u32, 36).unwrap_or('0'));
+        t /= 36;
+    }
+    format!("r{digits}-{:010x}", h.finish() & 0xff_ffff_ffff)
 }

@@ -32,9 +32,13 @@ pub(crate) trait Engine: Sync {
     fn returning_id(&self) -> bool;
     /// Whether DDL can be rolled back (otherwise each migration runs statement by statement).
     fn transactional_ddl(&self) -> bool;
+    /// The statement that opens a transaction of Instar's.
+    fn begin(&self) -> &'static str {
+        "BEGIN"
+    }
     /// A query returning the whole history as one JSON array of row arrays (columns
     /// in `id, HISTORY_COLUMNS` order), where one row is much cheaper than many.
-    fn history_as_json(&self, _table: &str) -> Option<String> {
+    fn history_as_json(&self, _table: &str, _columns: &str) -> Option<String> {
         None
     }
 }
@@ -117,10 +121,15 @@ pub(crate) const HISTORY: &[(&str, Col, bool)] = &[
     ("operator", Col::Short, true),
     ("tool_version", Col::Short, true),
     ("note", Col::Long, false),
+    // Added in 0.2: tables written by 0.1 get it by `ALTER TABLE` (see `Db::ensure_history`).
+    ("run_id", Col::Short, false),
 ];
 
 /// The history columns after `id`, comma-separated.
-pub(crate) const HISTORY_COLUMNS: &str = "version, name, event, direction, kind, checksum, schema_version, started_at, finished_at, duration_ms, statements_applied, statements_total, statement_hashes, rows_affected, error, failed_statement, operator, tool_version, note";
+pub(crate) const HISTORY_COLUMNS: &str = "version, name, event, direction, kind, checksum, schema_version, started_at, finished_at, duration_ms, statements_applied, statements_total, statement_hashes, rows_affected, error, failed_statement, operator, tool_version, note, run_id";
+
+/// The history columns of Instar 0.1, which had no `run_id`.
+pub(crate) const HISTORY_COLUMNS_V1: &str = "version, name, event, direction, kind, checksum, schema_version, started_at, finished_at, duration_ms, statements_applied, statements_total, statement_hashes, rows_affected, error, failed_statement, operator, tool_version, note";
 
 /// Statements that create the history table (and its schema) if missing.
 pub(crate) fn history_ddl(e: &dyn Engine, table: &str, schema: Option<&str>) -> Vec<String> {
@@ -170,5 +179,9 @@ mod tests {
     fn column_list_matches_the_table() {
         let names: Vec<&str> = super::HISTORY.iter().map(|c| c.0).collect();
         assert_eq!(names.join(", "), super::HISTORY_COLUMNS);
+        assert_eq!(
+            format!("{}, run_id", super::HISTORY_COLUMNS_V1),
+            super::HISTORY_COLUMNS
+        );
     }
 }

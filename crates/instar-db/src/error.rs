@@ -11,6 +11,8 @@ pub enum Aftermath {
     Dirty {
         /// Statements of the script that completed before the failure.
         applied: usize,
+        /// The backup taken before the run, if one was: restoring it is the user's choice.
+        backup: Option<String>,
     },
     /// The database was restored from the backup taken before the run.
     Restored {
@@ -23,10 +25,19 @@ impl std::fmt::Display for Aftermath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Aftermath::RolledBack => f.write_str("the migration was rolled back; the database is as it was before it"),
-            Aftermath::Dirty { applied } => write!(
-                f,
-                "the migration ran outside a transaction and is marked dirty after {applied} statement(s); fix the file and run `instar up` to resume after them, or undo them by hand and run `instar repair`"
-            ),
+            Aftermath::Dirty { applied, backup } => {
+                write!(
+                    f,
+                    "the migration ran outside a transaction and is marked dirty after {applied} statement(s); nothing else was undone. Fix the file and run `instar up` to resume after them, or undo them by hand and run `instar repair`"
+                )?;
+                if let Some(id) = backup {
+                    write!(
+                        f,
+                        ". A backup was taken before this run: `instar restore {id} --force` puts the whole database back as it was then, discarding every write made since, by this run and by any other client"
+                    )?;
+                }
+                Ok(())
+            }
             Aftermath::Restored { backup } => write!(
                 f,
                 "the database was restored from backup {backup}, exactly as it was before this run (migrations this run had applied are undone too; run `instar up` again once the file is fixed)"
@@ -65,6 +76,9 @@ pub enum Error {
         context: String,
         /// The database's message.
         message: String,
+        /// The database's error code (SQLSTATE on PostgreSQL, the error number on
+        /// MySQL, the extended result code on SQLite), when it gave one.
+        code: Option<String>,
     },
     /// Another run holds the migration lock.
     #[error("another instar run holds the migration lock {lock:?}; waited {waited_secs:.1}s (--lock-timeout). Try again when it has finished")]
@@ -87,6 +101,8 @@ pub enum Error {
         statement: String,
         /// The database's message.
         message: String,
+        /// The database's error code, when it gave one.
+        code: Option<String>,
         /// What state the database is in now.
         aftermath: Aftermath,
     },
@@ -128,6 +144,9 @@ pub enum Error {
         /// Rows done before the batch.
         rows_done: u64,
     },
+    /// The run lock cannot be taken for another reason than another run holding it.
+    #[error("{0}")]
+    Lock(String),
     /// A backup could not be taken or restored.
     #[error("backup: {0}")]
     Backup(String),
@@ -141,7 +160,24 @@ impl Error {
         Error::Query {
             context: context.into(),
             message: db_message(&e),
+            code: db_code(&e),
         }
+    }
+
+    /// The database's error code behind this error, when there is one.
+    pub fn db_code(&self) -> Option<&str> {
+        match self {
+            Error::Query { code, .. } | Error::StatementFailed { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// The database's own error code (SQLSTATE, MySQL error number, SQLite result code).
+pub(crate) fn db_code(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+        _ => None,
     }
 }
 

@@ -13,25 +13,48 @@
 //! - [`data`] runs data migrations: one statement over a table in keyset
 //!   batches, each committed with its checkpoint, resumable.
 //! - [`backup`] takes, lists, prunes and restores backups.
-//! - [`Migrator`] is the entry point for an application that migrates at start-up.
+//! - The service layer (`instar-service`) and its front doors sit on top.
 #![deny(missing_docs)]
 // Errors carry the file, line, statement and aftermath of a failure; they happen
 // at most once per run, so their size costs nothing worth boxing them for.
 #![allow(clippy::result_large_err)]
 
 pub mod backup;
+mod cancel;
 pub mod data;
 mod db;
 mod engine;
 mod error;
 mod lock;
-mod migrator;
 mod mysql;
 mod postgres;
 pub mod runner;
 mod sqlite;
 pub mod url;
 
-pub use db::{Db, Settings};
+pub use cancel::CancelToken;
+pub use db::{new_run_id, Db, Settings};
 pub use error::{Aftermath, Error};
-pub use migrator::Migrator;
+
+#[cfg(test)]
+mod send {
+    //! Runs must be `Send`, to be spawned on a multi-threaded runtime.
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[allow(dead_code)]
+    fn run_futures_are_send(
+        db: &mut crate::Db,
+        source: &instar_core::Source,
+        opts: &crate::runner::RunOptions,
+        sink: &mut dyn instar_core::event::EventSink,
+    ) {
+        let f = crate::runner::run(
+            db,
+            source,
+            instar_core::plan::Target::Up { to: None },
+            opts,
+            sink,
+        );
+        assert_send(&f);
+    }
+}

@@ -1,38 +1,52 @@
-//! Waiting for a lock: one polling loop for every engine.
+//! Waiting for a lock: one backoff for every engine.
 
 use std::time::{Duration, Instant};
 
 use crate::Error;
 
-/// Calls `try_once` until it returns true or `timeout` passes (zero: try once),
-/// backing off from 10 ms to 250 ms; calls `waiting` once, when it first has to wait.
-pub(crate) async fn poll<F>(
-    name: &str,
+/// The wait for one lock: tries are spaced from 10 ms up to 250 ms, until `timeout`.
+pub(crate) struct Wait {
+    start: Instant,
+    pause: Duration,
     timeout: Duration,
-    mut waiting: impl FnMut(),
-    mut try_once: F,
-) -> Result<Duration, Error>
-where
-    F: AsyncFnMut() -> Result<bool, Error>,
-{
-    let start = Instant::now();
-    let mut pause = Duration::from_millis(10);
-    let mut announced = false;
-    loop {
-        if try_once().await? {
-            return Ok(start.elapsed());
+    announced: bool,
+}
+
+impl Wait {
+    pub(crate) fn new(timeout: Duration) -> Wait {
+        Wait {
+            start: Instant::now(),
+            pause: Duration::from_millis(10),
+            timeout,
+            announced: false,
         }
-        if start.elapsed() >= timeout {
+    }
+
+    /// How long it has waited.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// After a failed try: the timeout error once it has passed (zero: at once),
+    /// otherwise sleeps before the next try. Calls `waiting` before the first sleep.
+    pub(crate) async fn again(
+        &mut self,
+        name: &str,
+        waiting: &mut impl FnMut(),
+    ) -> Result<(), Error> {
+        if self.start.elapsed() >= self.timeout {
             return Err(Error::LockTimeout {
                 lock: name.into(),
-                waited_secs: start.elapsed().as_secs_f64(),
+                waited_secs: self.start.elapsed().as_secs_f64(),
             });
         }
-        if !announced {
+        if !self.announced {
             waiting();
-            announced = true;
+            self.announced = true;
         }
-        tokio::time::sleep(pause.min(timeout.saturating_sub(start.elapsed()))).await;
-        pause = (pause * 2).min(Duration::from_millis(250));
+        let left = self.timeout.saturating_sub(self.start.elapsed());
+        tokio::time::sleep(self.pause.min(left)).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(250));
+        Ok(())
     }
 }

@@ -9,7 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use crate::engine::{quote_with, Col, Engine, HISTORY_COLUMNS};
+use crate::engine::{quote_with, Col, Engine};
 use crate::Error;
 
 pub(crate) struct Sqlite;
@@ -38,11 +38,15 @@ impl Engine for Sqlite {
     fn transactional_ddl(&self) -> bool {
         true
     }
+    // IMMEDIATE takes SQLite's write lock up front instead of failing to upgrade later.
+    fn begin(&self) -> &'static str {
+        "BEGIN IMMEDIATE"
+    }
     // sqlx hands SQLite rows from its worker thread one message at a time;
     // one JSON row makes a 500-row history read ten times cheaper.
-    fn history_as_json(&self, table: &str) -> Option<String> {
+    fn history_as_json(&self, table: &str, columns: &str) -> Option<String> {
         Some(format!(
-            "SELECT json_group_array(json_array(id, {HISTORY_COLUMNS})) FROM (SELECT * FROM {table} ORDER BY id)"
+            "SELECT json_group_array(json_array(id, {columns})) FROM (SELECT * FROM {table} ORDER BY id)"
         ))
     }
 }
@@ -62,7 +66,12 @@ pub(crate) fn open_lock(db: &Path) -> Result<File, Error> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| Error::Backup(format!("cannot open lock file {}: {e}", path.display())))
+        .map_err(|e| {
+            Error::Lock(format!(
+                "cannot open the lock file {}: {e}; check that its folder is writable",
+                path.display()
+            ))
+        })
 }
 
 /// Tries the exclusive lock on the sidecar file once.
@@ -71,7 +80,7 @@ pub(crate) fn try_lock(file: &File) -> Result<bool, Error> {
         Ok(()) => Ok(true),
         Err(std::fs::TryLockError::WouldBlock) => Ok(false),
         Err(std::fs::TryLockError::Error(e)) => {
-            Err(Error::Backup(format!("cannot lock the lock file: {e}")))
+            Err(Error::Lock(format!("cannot lock the lock file: {e}")))
         }
     }
 }

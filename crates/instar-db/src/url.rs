@@ -74,18 +74,59 @@ impl DbUrl {
     }
 }
 
-/// The URL with any password replaced by `***`, for messages.
+/// The URL with any password replaced by `***`, for messages. URLs that do
+/// not parse are masked from the user name's colon to the last `@`, so a
+/// password holding `@` or `/` never shows either.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    if let Ok(mut u) = url::Url::parse(url) {
+        if u.password().is_some() && u.set_password(Some("***")).is_ok() {
+            return u.to_string();
+        }
+        if u.password().is_none() && !u.cannot_be_a_base() {
+            return url.to_string();
+        }
+    }
+    let Some(start) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
+    let Some(at) = url.rfind('@').filter(|&at| at > start) else {
         return url.to_string();
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+    match url[start..at].find(':') {
+        Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]),
         None => url.to_string(),
     }
+}
+
+/// `text` with every URL in it redacted (see [`redact`]): for messages that
+/// quote input, such as a parser's excerpt of a config file.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        // The URL starts at its scheme: the letters just before "://".
+        let start = rest[..i]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
+            .map_or(0, |p| p + 1);
+        let end = rest[i..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
+            .map_or(rest.len(), |p| i + p);
+        out.push_str(&rest[..start]);
+        out.push_str(&redact(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The percent-decoded user name and password of a URL's user info.
+pub(crate) fn credentials(u: &url::Url) -> (String, Option<String>) {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    (decode(u.username()), u.password().map(decode))
 }
 
 #[cfg(test)]
@@ -114,5 +155,29 @@ mod tests {
         );
         assert!(DbUrl::parse("oracle://x").is_err());
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn passwords_with_reserved_characters_never_show() {
+        // Unencoded `@` in the password: the URL does not parse as intended.
+        assert_eq!(
+            redact("postgres://u:p@ss@host/db"),
+            "postgres://u:***@host/db"
+        );
+        let encoded = "mysql://root:a%2Bb%40c%3Dd%26e%25f%3Ag%2Fh@127.0.0.1:3306/db";
+        let r = redact(encoded);
+        assert!(!r.contains("a%2Bb") && r.contains("***"), "{r}");
+        let u = url::Url::parse(encoded).unwrap();
+        assert_eq!(
+            credentials(&u),
+            ("root".into(), Some("a+b@c=d&e%f:g/h".into()))
+        );
+        let text = "3 | url = \"postgres://u:hunter2@h/db\"\n  | ^";
+        let r = redact_text(text);
+        assert!(
+            !r.contains("hunter2") && r.contains("postgres://u:***@h/db"),
+            "{r}"
+        );
+        assert_eq!(redact_text("no url here"), "no url here");
     }
 }

@@ -1,34 +1,27 @@
 //! `baseline`, `repair`, `backup`, `backups` and `restore`.
 
 use anyhow::{bail, Result};
-use instar_db::backup;
-use instar_db::runner::{self, RepairOptions};
+use instar_db::runner::RepairOptions;
+use instar_service::Service;
 
-use super::{connect, read_source};
-use crate::config::{self, Settings};
 use crate::render::Out;
 
 pub async fn baseline(
-    settings: &Settings,
+    service: &Service,
     version: &str,
     note: Option<String>,
     out: &Out,
 ) -> Result<i32> {
-    let source = read_source(settings, out)?;
-    let mut db = connect(settings).await?;
-    runner::baseline(&mut db, &source, version, note, settings.lock_timeout).await?;
+    service.baseline(version, note).await?;
     out.line(format!(
         "baseline recorded: migrations up to {version} count as applied"
     ));
     out.json(&serde_json::json!({ "baseline": version }));
-    db.close().await?;
     Ok(0)
 }
 
-pub async fn repair(settings: &Settings, opts: &RepairOptions, out: &Out) -> Result<i32> {
-    let source = read_source(settings, out)?;
-    let mut db = connect(settings).await?;
-    let done = runner::repair(&mut db, &source, opts, settings.lock_timeout).await?;
+pub async fn repair(service: &Service, opts: &RepairOptions, out: &Out) -> Result<i32> {
+    let done = service.repair(opts).await?;
     if done.is_empty() {
         out.line("nothing to repair");
     }
@@ -36,13 +29,11 @@ pub async fn repair(settings: &Settings, opts: &RepairOptions, out: &Out) -> Res
         out.line(d);
     }
     out.json(&serde_json::json!({ "repaired": done }));
-    db.close().await?;
     Ok(0)
 }
 
-pub async fn backup(settings: &Settings, out: &Out) -> Result<i32> {
-    let mut db = connect(settings).await?;
-    let info = backup::take(&mut db, &settings.backup_dir, "manual (instar backup)").await?;
+pub async fn backup(service: &Service, out: &Out) -> Result<i32> {
+    let info = service.backup().await?;
     if let Some(b) = &info {
         out.line(format!(
             "backup {} taken: {} ({} bytes)",
@@ -52,13 +43,14 @@ pub async fn backup(settings: &Settings, out: &Out) -> Result<i32> {
         ));
     }
     out.json(&info);
-    db.close().await?;
     Ok(0)
 }
 
-pub fn backups(settings: &Settings, prune: bool, older_than: &str, out: &Out) -> Result<i32> {
+pub fn backups(service: &Service, prune: bool, older_than: &str, out: &Out) -> Result<i32> {
     if prune {
-        let removed = backup::prune(&settings.backup_dir, config::parse_duration(older_than)?)?;
+        let age = instar_core::duration::parse(older_than)
+            .map_err(|e| anyhow::anyhow!("--older-than: {e}"))?;
+        let removed = service.prune_backups(age)?;
         out.line(format!(
             "{} backup(s) older than {older_than} deleted",
             removed.len()
@@ -66,9 +58,12 @@ pub fn backups(settings: &Settings, prune: bool, older_than: &str, out: &Out) ->
         out.json(&removed);
         return Ok(0);
     }
-    let list = backup::list(&settings.backup_dir)?;
+    let list = service.backups()?;
     if list.is_empty() {
-        out.line(format!("no backups in {}", settings.backup_dir.display()));
+        out.line(format!(
+            "no backups in {}",
+            service.settings().backup_dir.display()
+        ));
     }
     for b in &list {
         out.line(format!(
@@ -84,23 +79,17 @@ pub fn backups(settings: &Settings, prune: bool, older_than: &str, out: &Out) ->
     Ok(0)
 }
 
-pub async fn restore(settings: &Settings, id: &str, force: bool, out: &Out) -> Result<i32> {
+pub async fn restore(service: &Service, id: &str, force: bool, out: &Out) -> Result<i32> {
+    // An unknown id is the first thing to say.
+    instar_db::backup::find(&service.settings().backup_dir, id)?;
     if !force {
-        bail!("restoring replaces the database and loses everything written since backup {id}; add --force to do it");
+        bail!("restoring replaces the database and loses everything written since backup {id}, by every client; add --force to do it");
     }
-    let mut db = connect(settings).await?;
-    db.lock(settings.lock_timeout, || {
-        eprintln!("waiting for the migration lock…")
-    })
-    .await?;
-    let r = backup::restore(&mut db, &settings.backup_dir, id).await;
-    db.unlock().await?;
-    let info = r?;
+    let info = service.dangerous_restore(id).await?;
     out.line(format!(
         "restored backup {} (taken {})",
         info.id, info.created_at
     ));
     out.json(&info);
-    db.close().await?;
     Ok(0)
 }

@@ -6,8 +6,8 @@ use anyhow::{bail, Context, Result};
 use instar_core::Layout;
 
 use crate::args::LayoutArg;
-use crate::config::Settings;
 use crate::render::Out;
+use instar_service::Settings;
 
 const CONFIG: &str = r#"# Instar project configuration. Every key is optional.
 
@@ -27,6 +27,10 @@ dir = "migrations"
 lock_timeout = "60s"
 backup = true
 backup_dir = ".instar/backups"
+# Restore the automatic backup when a run fails outside a transaction. It puts
+# the WHOLE database back as it was before the run, discarding what other
+# clients wrote meanwhile: only safe while no application writes.
+restore_on_failure = false
 "#;
 
 /// Example migrations, portable across SQLite, PostgreSQL and MySQL.

@@ -5,14 +5,6 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{migration, Backend, TestDb};
 
-macro_rules! on_every_engine {
-    ($($t:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test] async fn $t() { super::$t(super::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test] async fn $t() { super::$t(super::Backend::Postgres).await } )* }
-        mod mysql { $( #[tokio::test] async fn $t() { super::$t(super::Backend::MySql).await } )* }
-    };
-}
-
 on_every_engine!(
     killed_during_a_migration_recovers,
     two_processes_apply_each_migration_once,

@@ -4,6 +4,7 @@
 // The database harness is shared with instar-db's suite, not copied.
 #[path = "../../../instar-db/tests/it/harness.rs"]
 #[allow(dead_code)]
+#[macro_use]
 mod harness;
 
 mod basics;

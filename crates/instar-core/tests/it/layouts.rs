@@ -222,9 +222,9 @@ fn malformed_data_migrations_are_refused_naming_the_file() {
             "{batch}",
         ),
         (
-            b"UPDATE t SET x = 1 WHERE {batch}; DELETE FROM t;",
-            b"kind = \"data\"\n[data]\ntable = \"t\"\nkey = \"id\"\n",
-            "exactly one statement",
+            b"UPDATE t SET x = 1 WHERE {batch}",
+            b"kind = \"data\"\n[data]\ntable = \"t\"\nkey = \"id\"\npause = \"5 parsecs\"\n",
+            "invalid duration",
         ),
         (
             b"UPDATE t SET x = 1 WHERE {batch}",
@@ -244,4 +244,44 @@ fn malformed_data_migrations_are_refused_naming_the_file() {
         let e = err(d.path());
         assert!(e.contains(expected) && e.contains("1_backfill"), "{e}");
     }
+}
+
+#[test]
+fn data_durations_are_checked_when_read_and_accept_every_unit() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "1_backfill/up.sql",
+        b"UPDATE t SET x = 1 WHERE {batch}",
+    );
+    write(
+        d.path(),
+        "1_backfill/migration.toml",
+        b"kind = \"data\"\n[data]\ntable = \"t\"\nkey = \"id\"\npause = \"5m\"\ntarget_batch_time = \"1s 500ms\"\n",
+    );
+    let s = instar_core::source::read_dir(d.path(), None).expect("read");
+    let data = s.migrations[0].meta.data.as_ref().expect("[data]");
+    assert_eq!(data.pause.as_ref().unwrap().value.as_secs(), 300);
+    assert_eq!(
+        data.target_batch_time.as_ref().unwrap().value.as_millis(),
+        1500
+    );
+}
+
+#[test]
+fn a_data_script_is_one_statement_in_the_engines_own_dialect() {
+    use instar_core::split::Dialect;
+    let script = |sql: &str| instar_core::Script {
+        path: "1_backfill/up.sql".into(),
+        sql: sql.into(),
+    };
+    let two = script("UPDATE t SET x = 1 WHERE {batch}; DELETE FROM t;");
+    let e = instar_core::source::check_data_statement(&two, Dialect::Sqlite).unwrap_err();
+    assert!(
+        e.to_string().contains("exactly one statement") && e.to_string().contains("1_backfill")
+    );
+    // `#` starts a comment on MySQL only: one statement there, two elsewhere.
+    let hash = script("UPDATE t SET x = 1 WHERE {batch} # ; DELETE FROM t");
+    assert!(instar_core::source::check_data_statement(&hash, Dialect::MySql).is_ok());
+    assert!(instar_core::source::check_data_statement(&hash, Dialect::Postgres).is_err());
 }

@@ -43,6 +43,7 @@ fn row(id: i64, m: &Migration, event: EventKind) -> HistoryRow {
         error: None,
         failed_statement: None,
         operator: String::new(),
+        run_id: None,
         tool_version: String::new(),
         note: None,
     }

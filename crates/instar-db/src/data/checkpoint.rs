@@ -10,10 +10,10 @@ use instar_core::plan::Step;
 use instar_core::{time, Migration};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 use super::keys::{bind_key, fetch_key, key_json, Shape};
+use crate::db::control;
 use crate::engine::{marks, table_ddl, Col};
 use crate::error::db_message;
 use crate::{Db, Error};
@@ -92,13 +92,34 @@ pub(super) async fn ensure_tables(db: &mut Db, n: &Names) -> Result<(), Error> {
         (&n.errors, ERROR_COLUMNS),
     ] {
         for ddl in table_ddl(db.engine, table, db.schema(), cols) {
-            sqlx::raw_sql(&ddl)
-                .execute(&mut db.conn)
+            crate::db::exec(&mut db.conn, &ddl)
                 .await
                 .map_err(|e| Error::query("creating Instar's data tables", e))?;
         }
     }
     Ok(())
+}
+
+/// The rows of `sql` over Instar's table `table` as JSON values; empty when the
+/// table does not exist (no data migration ever ran). Any other failure is reported.
+async fn read_rows(
+    db: &mut Db,
+    table: &str,
+    sql: &str,
+    binds: &[&str],
+) -> Result<Vec<Vec<Value>>, Error> {
+    if !db.table_exists(table).await? {
+        return Ok(Vec::new());
+    }
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = q.bind(b.to_string());
+    }
+    let rows = q
+        .fetch_all(&mut db.conn)
+        .await
+        .map_err(|e| Error::query(format!("reading {table}"), e))?;
+    rows.iter().map(crate::db::row_values).collect()
 }
 
 /// Every checkpoint of an unfinished data migration; empty when there is none.
@@ -108,10 +129,8 @@ pub async fn checkpoints(db: &mut Db) -> Result<Vec<Checkpoint>, Error> {
         "SELECT {SELECT} FROM {} ORDER BY version, slice",
         n.checkpoints
     );
-    let Ok(rows) = sqlx::query(&sql).fetch_all(&mut db.conn).await else {
-        return Ok(Vec::new());
-    };
-    rows.iter().map(decode).collect()
+    let rows = read_rows(db, "instar_checkpoints", &sql, &[]).await?;
+    rows.into_iter().map(decode).collect()
 }
 
 /// Rows recorded in `instar_errors` (skipped with `on_error = "skip"`), per version.
@@ -121,48 +140,54 @@ pub async fn skipped_rows(db: &mut Db) -> Result<Vec<(String, i64)>, Error> {
         "SELECT version, count(*) FROM {} GROUP BY version ORDER BY version",
         n.errors
     );
-    let Ok(rows) = sqlx::query(&sql).fetch_all(&mut db.conn).await else {
-        return Ok(Vec::new());
-    };
-    rows.iter()
+    let rows = read_rows(db, "instar_errors", &sql, &[]).await?;
+    rows.into_iter()
         .map(|r| {
+            let bad = || Error::Query {
+                context: "counting skipped rows".into(),
+                message: format!("unexpected row {r:?}"),
+                code: None,
+            };
             Ok((
-                text(r, "version")?.unwrap_or_default(),
-                r.try_get::<i64, _>(1)
-                    .map_err(|e| Error::query("counting skipped rows", e))?,
+                r.first()
+                    .and_then(Value::as_str)
+                    .ok_or_else(bad)?
+                    .to_string(),
+                r.get(1).and_then(Value::as_i64).ok_or_else(bad)?,
             ))
         })
         .collect()
 }
 
-fn text(r: &AnyRow, c: &str) -> Result<Option<String>, Error> {
-    match r.try_get::<Option<String>, _>(c) {
-        Ok(v) => Ok(v),
-        Err(_) => r
-            .try_get::<Option<Vec<u8>>, _>(c)
-            .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
-            .map_err(|e| Error::query("reading a checkpoint", e)),
-    }
-}
-
-fn decode(r: &AnyRow) -> Result<Checkpoint, Error> {
-    let n = |c: &str| {
-        r.try_get::<i64, _>(c)
-            .map_err(|e| Error::query("reading a checkpoint", e))
+/// A checkpoint row from its values, in [`SELECT`] order.
+fn decode(r: Vec<Value>) -> Result<Checkpoint, Error> {
+    let bad = |c: &str| Error::Query {
+        context: "reading a checkpoint".into(),
+        message: format!(
+            "instar_checkpoints.{c} has an unexpected value; was the row changed by hand?"
+        ),
+        code: None,
     };
+    let cols: Vec<&str> = SELECT.split(", ").collect();
+    let s = |i: usize| match r.get(i) {
+        Some(Value::String(t)) => Ok(Some(t.clone())),
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => Err(bad(cols[i])),
+    };
+    let n = |i: usize| r.get(i).and_then(Value::as_i64).ok_or_else(|| bad(cols[i]));
     Ok(Checkpoint {
-        version: text(r, "version")?.unwrap_or_default(),
-        direction: text(r, "direction")?.unwrap_or_default(),
-        slice: n("slice")?,
-        checksum: text(r, "checksum")?,
-        lower_key: text(r, "lower_key")?,
-        last_key: text(r, "last_key")?,
-        upper_key: text(r, "upper_key")?,
-        rows_total: n("rows_total")?,
-        rows_done: n("rows_done")?,
-        batches: n("batches")?,
-        errors: n("errors")?,
-        elapsed_ms: n("elapsed_ms")?,
+        version: s(0)?.ok_or_else(|| bad("version"))?,
+        direction: s(1)?.ok_or_else(|| bad("direction"))?,
+        slice: n(2)?,
+        checksum: s(3)?,
+        lower_key: s(4)?,
+        last_key: s(5)?,
+        upper_key: s(6)?,
+        rows_total: n(7)?,
+        rows_done: n(8)?,
+        batches: n(9)?,
+        errors: n(10)?,
+        elapsed_ms: n(11)?,
     })
 }
 
@@ -180,17 +205,24 @@ pub(super) async fn resume(
             n.checkpoints
         ),
     );
-    let rows = sqlx::query(&sql)
-        .bind(step.version.clone())
-        .bind(step.direction.as_str())
-        .fetch_all(&mut db.conn)
-        .await
-        .map_err(|e| Error::query("reading the checkpoint", e))?;
-    let cps: Vec<Checkpoint> = rows.iter().map(decode).collect::<Result<_, _>>()?;
+    let rows = read_rows(
+        db,
+        "instar_checkpoints",
+        &sql,
+        &[&step.version, step.direction.as_str()],
+    )
+    .await?;
+    let cps: Vec<Checkpoint> = rows.into_iter().map(decode).collect::<Result<_, _>>()?;
     if cps.is_empty() {
         return Err(Error::DataRefused {
             version: step.version.clone(),
             reason: "it is marked in progress but has no checkpoint; run `instar repair` to start it over".into(),
+        });
+    }
+    if let Some(gap) = coverage_gap(&cps) {
+        return Err(Error::DataRefused {
+            version: step.version.clone(),
+            reason: format!("its checkpoints do not cover the whole key range ({gap}), so resuming could leave rows never walked; run `instar repair` to start it over"),
         });
     }
     if step.direction == Direction::Up
@@ -207,6 +239,31 @@ pub(super) async fn resume(
         });
     }
     Ok(cps)
+}
+
+/// Why a run's slices (ordered by slice number) do not tile one key range: the
+/// first starts at the beginning, each next one where the previous one ends.
+fn coverage_gap(cps: &[Checkpoint]) -> Option<String> {
+    let mut previous_upper: Option<&Option<String>> = None;
+    for (i, c) in cps.iter().enumerate() {
+        if c.slice != i as i64 {
+            return Some(format!("slice {i} is missing"));
+        }
+        match previous_upper {
+            None if c.lower_key.is_some() => {
+                return Some("the first slice does not start at the beginning".into())
+            }
+            Some(up) if up.is_none() || *up != c.lower_key => {
+                return Some(format!(
+                    "slice {i} does not start where slice {} ends",
+                    i - 1
+                ))
+            }
+            _ => {}
+        }
+        previous_upper = Some(&c.upper_key);
+    }
+    None
 }
 
 /// Refuses a table the run cannot walk (unreadable key, NULL or duplicate keys,
@@ -289,7 +346,7 @@ pub(super) async fn preflight(
                 s.tuple(),
                 s.marks(&mut k)
             );
-            bind_key(sqlx::query(&sql), u)
+            bind_key(sqlx::query(&sql), u)?
                 .fetch_one(&mut db.conn)
                 .await
                 .and_then(|r| r.try_get::<i64, _>(0))
@@ -318,16 +375,7 @@ async fn split(
         if offset == 0 || bounds.last().is_some_and(|b| b.1 == offset) {
             continue;
         }
-        let mut k = 0;
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {} <= {} ORDER BY {} LIMIT 1 OFFSET {}",
-            s.list(),
-            s.table,
-            s.tuple(),
-            s.marks(&mut k),
-            s.order(false),
-            offset - 1
-        );
+        let sql = s.key_at(false, offset as u64 - 1);
         if let Some(key) = fetch_key(&mut db.conn, &sql, &[upper], s.cols.len()).await? {
             bounds.push((key, offset));
         }
@@ -362,23 +410,12 @@ pub(super) async fn begin(
     let mut row = crate::runner::new_row(m, EventKind::Start, step.direction);
     row.statements_total = 1;
     row.kind = "data".into();
-    let row_id = {
-        let (h, conn) = db.parts();
-        h.insert(conn, &row).await?
-    };
-    // A run started over (after `instar repair`) replaces its stale checkpoints.
-    let stale = delete_sql(db, n);
-    sqlx::query(&stale)
-        .bind(step.version.clone())
-        .bind(step.direction.as_str())
-        .execute(&mut db.conn)
-        .await
-        .map_err(|e| Error::query("clearing a stale checkpoint", e))?;
-    let mut cps = Vec::new();
     let empty = [(None, Vec::new(), 0)];
     let ranges: &[Range] = if ranges.is_empty() { &empty } else { &ranges };
-    for (i, (lower, up, rows)) in ranges.iter().enumerate() {
-        let cp = Checkpoint {
+    let cps: Vec<Checkpoint> = ranges
+        .iter()
+        .enumerate()
+        .map(|(i, (lower, up, rows))| Checkpoint {
             version: step.version.clone(),
             direction: step.direction.as_str().into(),
             slice: i as i64,
@@ -391,11 +428,40 @@ pub(super) async fn begin(
             batches: 0,
             errors: 0,
             elapsed_ms: 0,
+        })
+        .collect();
+    // The start row, the removal of a run's stale checkpoints (after `instar
+    // repair`) and every slice's checkpoint commit together: a crash between
+    // them would leave key ranges no resume ever walks.
+    control(&mut db.conn, db.engine.begin()).await?;
+    let written = async {
+        let row_id = {
+            let (h, conn) = db.parts();
+            h.insert(conn, &row).await?
         };
-        insert(db, n, &cp).await?;
-        cps.push(cp);
+        let stale = delete_sql(db, n);
+        sqlx::query(&stale)
+            .bind(step.version.clone())
+            .bind(step.direction.as_str())
+            .execute(&mut db.conn)
+            .await
+            .map_err(|e| Error::query("clearing a stale checkpoint", e))?;
+        for cp in &cps {
+            insert(db, n, cp).await?;
+        }
+        Ok::<i64, Error>(row_id)
     }
-    Ok((row_id, cps))
+    .await;
+    match written {
+        Ok(row_id) => {
+            control(&mut db.conn, "COMMIT").await?;
+            Ok((row_id, cps))
+        }
+        Err(e) => {
+            let _ = crate::db::exec(&mut db.conn, "ROLLBACK").await;
+            Err(e)
+        }
+    }
 }
 
 async fn insert(db: &mut Db, n: &Names, cp: &Checkpoint) -> Result<(), Error> {
@@ -454,22 +520,6 @@ pub(super) struct Totals {
     pub(super) errors: i64,
     pub(super) elapsed_ms: i64,
     pub(super) slices: usize,
-}
-
-pub(super) fn begin_sql(db: &Db) -> &'static str {
-    if db.dialect() == instar_core::Dialect::Sqlite {
-        "BEGIN IMMEDIATE"
-    } else {
-        "BEGIN"
-    }
-}
-
-pub(super) async fn control(conn: &mut AnyConnection, sql: &str) -> Result<(), Error> {
-    sqlx::raw_sql(sql)
-        .execute(conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::query(format!("running {sql}"), e))
 }
 
 /// Runs the after-checks, records the apply/revert row and drops the checkpoints,
@@ -532,8 +582,7 @@ pub(super) async fn finish(
             String::new()
         }
     ));
-    let begin = begin_sql(db);
-    control(&mut db.conn, begin).await?;
+    control(&mut db.conn, db.engine.begin()).await?;
     let del = delete_sql(db, n);
     let r = async {
         let (h, conn) = db.parts();
@@ -550,7 +599,7 @@ pub(super) async fn finish(
     match r {
         Ok(()) => control(&mut db.conn, "COMMIT").await,
         Err(e) => {
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut db.conn).await;
+            let _ = crate::db::exec(&mut db.conn, "ROLLBACK").await;
             Err(e)
         }
     }

@@ -37,12 +37,26 @@ impl Shape<'_> {
     pub(super) fn plain(&self) -> String {
         self.cols.join(", ")
     }
+    /// The key as compared: the columns as they are (their bound values are cast
+    /// to the column types, see [`Shape::marks`]), so a `uuid` compares with a `uuid`.
     pub(super) fn tuple(&self) -> String {
         if self.cols.len() == 1 {
             self.cols[0].clone()
         } else {
-            format!("({})", self.list())
+            format!("({})", self.plain())
         }
+    }
+    /// The query for the key `offset` rows into the range after the (optional)
+    /// lower bound and up to the upper one (binds: lower key if `has_lower`, upper key).
+    pub(super) fn key_at(&self, has_lower: bool, offset: u64) -> String {
+        let mut k = 0;
+        format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT 1 OFFSET {offset}",
+            self.list(),
+            self.table,
+            self.range(has_lower, &mut k),
+            self.order(false),
+        )
     }
     /// Placeholders for one key, numbered from `*n`.
     pub(super) fn marks(&self, n: &mut usize) -> String {
@@ -86,18 +100,29 @@ impl Shape<'_> {
     }
 }
 
+/// Binds a key's values; a number that is not a 64-bit signed integer is refused,
+/// never bound as something else.
 pub(super) fn bind_key<'q>(
     mut q: Query<'q, Any, AnyArguments<'q>>,
     key: &[Value],
-) -> Query<'q, Any, AnyArguments<'q>> {
+) -> Result<Query<'q, Any, AnyArguments<'q>>, Error> {
     for v in key {
         q = match v {
-            Value::Number(n) => q.bind(n.as_i64().unwrap_or_default()),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => q.bind(i),
+                None => return Err(unsupported_key(&format!("the key value {n}"))),
+            },
             Value::String(s) => q.bind(s.clone()),
             other => q.bind(other.to_string()),
         };
     }
-    q
+    Ok(q)
+}
+
+fn unsupported_key(what: &str) -> Error {
+    Error::Unsupported(format!(
+        "{what} is not an integer that fits 64 bits, nor text: data migrations walk keys of integers (up to 9223372036854775807), text, or (PostgreSQL) any type that casts to text; use such a key column"
+    ))
 }
 
 pub(super) fn decode_key(r: &AnyRow, n: usize) -> Result<Vec<Value>, Error> {
@@ -112,16 +137,19 @@ pub(super) fn decode_key(r: &AnyRow, n: usize) -> Result<Vec<Value>, Error> {
             if let Ok(v) = r.try_get::<i32, _>(i) {
                 return Ok(Value::from(v));
             }
+            if let Ok(v) = r.try_get::<f64, _>(i) {
+                // Floating-point keys cannot be carried exactly through a checkpoint.
+                return Err(unsupported_key(&format!(
+                    "key column {} holds {v}, which",
+                    i + 1
+                )));
+            }
             if let Ok(v) = r.try_get::<String, _>(i) {
                 return Ok(Value::from(v));
             }
             r.try_get::<Vec<u8>, _>(i)
                 .map(|b| Value::from(String::from_utf8_lossy(&b).into_owned()))
-                .map_err(|e| {
-                    Error::Unsupported(format!(
-                        "key column {i} is neither an integer nor text: {e}"
-                    ))
-                })
+                .map_err(|_| unsupported_key(&format!("key column {}", i + 1)))
         })
         .collect()
 }
@@ -143,7 +171,7 @@ pub(super) async fn fetch_key(
 ) -> Result<Option<Vec<Value>>, Error> {
     let mut q = sqlx::query(sql);
     for k in binds {
-        q = bind_key(q, k);
+        q = bind_key(q, k)?;
     }
     let row = q
         .fetch_optional(conn)

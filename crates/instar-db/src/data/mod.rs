@@ -20,7 +20,7 @@ mod checkpoint;
 mod keys;
 mod walk;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use instar_core::event::{Event, EventSink};
 use instar_core::history::Direction;
@@ -33,7 +33,9 @@ pub use checkpoint::{checkpoints, skipped_rows, Checkpoint};
 use keys::{bind_key, fetch_key, Shape};
 use walk::{walk_slice, Job, Shared, SliceEnd};
 
+use crate::db::control;
 use crate::error::db_message;
+use crate::runner::RunOptions;
 use crate::{Db, Error};
 
 /// How a data step ended.
@@ -108,6 +110,21 @@ fn native_key_type(t: &str) -> bool {
     .any(|n| t == *n || t.starts_with(&format!("{n}(")))
 }
 
+/// The `[data]` table of a data step, once its script is known to be one
+/// statement in this engine's dialect.
+fn config<'m>(db: &Db, m: &'m Migration, step: &Step) -> Result<&'m DataConfig, Error> {
+    let cfg = m.meta.data.as_ref().ok_or_else(|| Error::DataRefused {
+        version: step.version.clone(),
+        reason: "no [data] table".into(),
+    })?;
+    let script = match step.direction {
+        Direction::Up => &m.up,
+        Direction::Down => m.down.as_ref().unwrap_or(&m.up),
+    };
+    instar_core::source::check_data_statement(script, db.dialect())?;
+    Ok(cfg)
+}
+
 fn statement_of(m: &Migration, d: Direction) -> &str {
     let script = match d {
         Direction::Up => &m.up,
@@ -119,10 +136,7 @@ fn statement_of(m: &Migration, d: Direction) -> &str {
 /// Dry run: the same checks as a real run, then the first batch inside a
 /// transaction that is rolled back, timed, and extrapolated to the key range.
 pub async fn estimate(db: &mut Db, m: &Migration, step: &Step) -> Result<Estimate, Error> {
-    let cfg = m.meta.data.as_ref().ok_or_else(|| Error::DataRefused {
-        version: step.version.clone(),
-        reason: "no [data] table".into(),
-    })?;
+    let cfg = config(db, m, step)?;
     let s = shape(db, cfg, statement_of(m, step.direction)).await?;
     let (upper, total) = checkpoint::preflight(db, m, step, cfg, &s).await?;
     let Some(upper) = upper else {
@@ -134,15 +148,7 @@ pub async fn estimate(db: &mut Db, m: &Migration, step: &Step) -> Result<Estimat
             estimated_ms: 0,
         });
     };
-    let mut k = 0;
-    let find = format!(
-        "SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT 1 OFFSET {}",
-        s.list(),
-        s.table,
-        s.range(false, &mut k),
-        s.order(false),
-        cfg.batch_size - 1
-    );
+    let find = s.key_at(false, cfg.batch_size - 1);
     let end = fetch_key(&mut db.conn, &find, &[upper.as_slice()], s.cols.len())
         .await?
         .unwrap_or_else(|| upper.clone());
@@ -150,14 +156,13 @@ pub async fn estimate(db: &mut Db, m: &Migration, step: &Step) -> Result<Estimat
     let stmt = s
         .statement
         .replace(BATCH_PLACEHOLDER, &s.range(false, &mut k));
-    let begin = checkpoint::begin_sql(db);
-    checkpoint::control(&mut db.conn, begin).await?;
+    control(&mut db.conn, db.engine.begin()).await?;
     let t = Instant::now();
-    let r = bind_key(sqlx::query(&stmt), &end)
+    let r = bind_key(sqlx::query(&stmt), &end)?
         .execute(&mut db.conn)
         .await;
     let took = t.elapsed();
-    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut db.conn).await;
+    let _ = crate::db::exec(&mut db.conn, "ROLLBACK").await;
     let rows = r
         .map_err(|e| Error::DataRefused {
             version: step.version.clone(),
@@ -180,14 +185,11 @@ pub(crate) async fn run(
     db: &mut Db,
     m: &Migration,
     step: &Step,
-    max_duration: Option<Duration>,
-    parallel: usize,
+    opts: &RunOptions,
     sink: &mut dyn EventSink,
 ) -> Result<Outcome, Error> {
-    let cfg = m.meta.data.as_ref().ok_or_else(|| Error::DataRefused {
-        version: step.version.clone(),
-        reason: "no [data] table".into(),
-    })?;
+    let cfg = config(db, m, step)?;
+    let parallel = opts.parallel;
     if parallel > 1 && db.dialect() == instar_core::Dialect::Sqlite {
         return Err(Error::Unsupported(
             "--parallel needs PostgreSQL or MySQL: SQLite has one write lock per database, so parallel workers would only take turns; run without it".into(),
@@ -201,11 +203,11 @@ pub(crate) async fn run(
         None => checkpoint::begin(db, m, step, cfg, &shape, &n, parallel).await?,
     };
     let t0 = Instant::now();
-    let shared = Shared::new(sink, &step.version, &cps, max_duration);
+    let shared = Shared::new(sink, &step.version, &cps, opts);
     shared.event(&Event::DataStarted {
         version: step.version.clone(),
         rows_total: shared.rows_total as u64,
-        rows_done: shared.rows_done.get() as u64,
+        rows_done: shared.rows_done() as u64,
     });
     let job = Job {
         m,
@@ -238,7 +240,7 @@ pub(crate) async fn run(
     if ends.iter().any(|(end, _)| *end == SliceEnd::Stopped) {
         shared.event(&Event::DataPaused {
             version: step.version.clone(),
-            rows_done: shared.rows_done.get() as u64,
+            rows_done: shared.rows_done() as u64,
             rows_total: shared.rows_total as u64,
         });
         return Ok(Outcome::Paused);
@@ -246,8 +248,8 @@ pub(crate) async fn run(
     let totals = checkpoint::Totals {
         table: shape.table.clone(),
         rows_total: shared.rows_total,
-        rows_done: shared.rows_done.get(),
-        batches: shared.batches.get(),
+        rows_done: shared.rows_done(),
+        batches: shared.batches(),
         errors: ends.iter().map(|(_, c)| c.errors).sum(),
         elapsed_ms: ends
             .iter()

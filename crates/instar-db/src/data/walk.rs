@@ -1,6 +1,7 @@
 //! Walking one slice of a data migration's key range, batch by batch.
 
-use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use instar_core::event::{Event, EventSink};
@@ -9,24 +10,30 @@ use instar_core::plan::Step;
 use instar_core::{time, Migration};
 use serde_json::Value;
 
-use super::checkpoint::{advance_sql, begin_sql, control, Checkpoint, Names};
+use super::checkpoint::{advance_sql, Checkpoint, Names};
 use super::keys::{bind_key, decode_key, fetch_key, key_json, parse_key, Shape};
+use crate::db::control;
 use crate::engine::marks;
 use crate::error::db_message;
+use crate::runner::RunOptions;
+use crate::CancelToken;
 use crate::{Db, Error};
 
 /// What the slices of one run share: progress counters, the event sink, the
-/// time budget, and a stop flag a failing slice raises for the others.
+/// time budget, the run's cancel token, and a stop flag a failing slice raises
+/// for the others. Shared by reference between slices that may run on several
+/// threads, so everything in it is `Sync`.
 pub(super) struct Shared<'s> {
-    pub(super) sink: RefCell<&'s mut dyn EventSink>,
+    sink: Mutex<&'s mut dyn EventSink>,
     pub(super) version: String,
     pub(super) rows_total: i64,
-    pub(super) rows_done: Cell<i64>,
-    pub(super) batches: Cell<i64>,
+    rows_done: AtomicI64,
+    batches: AtomicI64,
     done_at_start: i64,
     t0: Instant,
     max_duration: Option<Duration>,
-    pub(super) stop: Cell<bool>,
+    cancel: CancelToken,
+    stop: AtomicBool,
 }
 
 impl<'s> Shared<'s> {
@@ -34,39 +41,55 @@ impl<'s> Shared<'s> {
         sink: &'s mut dyn EventSink,
         version: &str,
         cps: &[Checkpoint],
-        max_duration: Option<Duration>,
+        opts: &RunOptions,
     ) -> Self {
         let done: i64 = cps.iter().map(|c| c.rows_done).sum();
         Shared {
-            sink: RefCell::new(sink),
+            sink: Mutex::new(sink),
             version: version.into(),
             rows_total: cps.iter().map(|c| c.rows_total).sum(),
-            rows_done: Cell::new(done),
-            batches: Cell::new(cps.iter().map(|c| c.batches).sum()),
+            rows_done: AtomicI64::new(done),
+            batches: AtomicI64::new(cps.iter().map(|c| c.batches).sum()),
             done_at_start: done,
             t0: Instant::now(),
-            max_duration,
-            stop: Cell::new(false),
+            max_duration: opts.max_duration,
+            cancel: opts.cancel.clone(),
+            stop: AtomicBool::new(false),
         }
     }
 
     pub(super) fn event(&self, e: &Event) {
-        self.sink.borrow_mut().event(e);
+        // A sink that panicked poisoned the lock; its events are lost, the run goes on.
+        if let Ok(mut sink) = self.sink.lock() {
+            sink.event(e);
+        }
+    }
+
+    pub(super) fn rows_done(&self) -> i64 {
+        self.rows_done.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn batches(&self) -> i64 {
+        self.batches.load(Ordering::SeqCst)
     }
 
     fn out_of_time(&self) -> bool {
         self.max_duration.is_some_and(|d| self.t0.elapsed() >= d)
     }
 
+    /// Whether slices should stop at their next checkpoint.
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) || self.cancel.is_cancelled()
+    }
+
     fn batch_done(&self, rows: u64, last: &[Value]) {
-        self.rows_done.set(self.rows_done.get() + rows as i64);
-        self.batches.set(self.batches.get() + 1);
-        let done = self.rows_done.get();
+        let done = self.rows_done.fetch_add(rows as i64, Ordering::SeqCst) + rows as i64;
+        let batch = self.batches.fetch_add(1, Ordering::SeqCst) + 1;
         let rate = (done - self.done_at_start) as f64 / self.t0.elapsed().as_secs_f64().max(1e-9);
         let left = (self.rows_total - done).max(0) as f64;
         self.event(&Event::BatchFinished {
             version: self.version.clone(),
-            batch: self.batches.get() as u64,
+            batch: batch as u64,
             rows,
             rows_done: done as u64,
             rows_total: self.rows_total as u64,
@@ -109,19 +132,8 @@ pub(super) async fn walk_slice(
     shared: &Shared<'_>,
 ) -> Result<(SliceEnd, Checkpoint), Error> {
     let s = job.shape;
-    let pause = job
-        .cfg
-        .pause
-        .as_deref()
-        .map(parse_duration)
-        .transpose()?
-        .unwrap_or_default();
-    let target = job
-        .cfg
-        .target_batch_time
-        .as_deref()
-        .map(parse_duration)
-        .transpose()?;
+    let pause = job.cfg.pause.as_ref().map(|d| d.value).unwrap_or_default();
+    let target = job.cfg.target_batch_time.as_ref().map(|d| d.value);
     let mut batch_size = job.cfg.batch_size;
     let Some(upper) = cp.upper_key.as_deref().map(parse_key).transpose()? else {
         return Ok((SliceEnd::Done, cp));
@@ -135,20 +147,12 @@ pub(super) async fn walk_slice(
         if last.as_ref() == Some(&upper) {
             return Ok((SliceEnd::Done, cp));
         }
-        if shared.stop.get() || (batches_here > 0 && shared.out_of_time()) {
+        if shared.stopping() || (batches_here > 0 && shared.out_of_time()) {
             // At least one batch per run and slice, so a tiny budget still makes progress.
             return Ok((SliceEnd::Stopped, cp));
         }
         // The batch's last key: batch_size rows into the range, or the upper bound.
-        let mut k = 0;
-        let find = format!(
-            "SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT 1 OFFSET {}",
-            s.list(),
-            s.table,
-            s.range(last.is_some(), &mut k),
-            s.order(false),
-            batch_size - 1
-        );
+        let find = s.key_at(last.is_some(), batch_size - 1);
         let binds: Vec<&[Value]> = last
             .iter()
             .map(Vec::as_slice)
@@ -161,7 +165,7 @@ pub(super) async fn walk_slice(
         let (rows, errors) = match run_batch(db, job, last.as_deref(), &end, &cp).await {
             Ok(r) => r,
             Err(e) => {
-                shared.stop.set(true);
+                shared.stop.store(true, Ordering::SeqCst);
                 return Err(e);
             }
         };
@@ -191,24 +195,6 @@ fn adapt(size: u64, took: Duration, target: Duration) -> u64 {
     next.clamp(1, 1_000_000)
 }
 
-/// Parses `[data]` durations: `"50ms"`, `"2s"` (a bare number is seconds).
-fn parse_duration(s: &str) -> Result<Duration, Error> {
-    let t = s.trim();
-    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let v: u64 = num.parse().map_err(|_| {
-        Error::Unsupported(format!(
-            "[data] duration {s:?}: use e.g. \"50ms\" or \"1s\""
-        ))
-    })?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(v)),
-        "" | "s" => Ok(Duration::from_secs(v)),
-        _ => Err(Error::Unsupported(format!(
-            "[data] duration {s:?}: use ms or s"
-        ))),
-    }
-}
-
 /// One batch and its checkpoint in one transaction. With `on_error = "skip"`,
 /// a failing batch is retried row by row and rows that still fail are recorded.
 async fn run_batch(
@@ -219,7 +205,7 @@ async fn run_batch(
     cp: &Checkpoint,
 ) -> Result<(u64, u64), Error> {
     let (s, step) = (job.shape, job.step);
-    let begin = begin_sql(db);
+    let begin = db.engine.begin();
     let mut k = 0;
     let stmt = s
         .statement
@@ -228,9 +214,9 @@ async fn run_batch(
     control(&mut db.conn, begin).await?;
     let mut q = sqlx::query(&stmt);
     if let Some(l) = last {
-        q = bind_key(q, l);
+        q = bind_key(q, l)?;
     }
-    let attempt = match bind_key(q, end).execute(&mut db.conn).await {
+    let attempt = match bind_key(q, end)?.execute(&mut db.conn).await {
         Ok(r) => save(&advance, step, cp, end, r.rows_affected(), 0)
             .execute(&mut db.conn)
             .await
@@ -243,7 +229,7 @@ async fn run_batch(
             Ok((rows, 0))
         }
         Err(e) => {
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut db.conn).await;
+            let _ = crate::db::exec(&mut db.conn, "ROLLBACK").await;
             if job.cfg.on_error == OnError::Stop {
                 let message = db_message(&e);
                 let after = last.map_or("start".into(), key_json);
@@ -305,9 +291,9 @@ async fn row_by_row(
     );
     let mut q = sqlx::query(&keys_sql);
     if let Some(l) = last {
-        q = bind_key(q, l);
+        q = bind_key(q, l)?;
     }
-    let keys: Vec<Vec<Value>> = bind_key(q, end)
+    let keys: Vec<Vec<Value>> = bind_key(q, end)?
         .fetch_all(&mut db.conn)
         .await
         .map_err(|e| Error::query("listing the rows of a failed batch", e))?
@@ -324,10 +310,13 @@ async fn row_by_row(
         ),
     );
     let (mut rows, mut errors) = (0u64, 0u64);
-    let begin = begin_sql(db);
+    let begin = db.engine.begin();
     for key in &keys {
         control(&mut db.conn, begin).await?;
-        match bind_key(sqlx::query(&one), key).execute(&mut db.conn).await {
+        match bind_key(sqlx::query(&one), key)?
+            .execute(&mut db.conn)
+            .await
+        {
             Ok(r) => {
                 rows += r.rows_affected();
                 control(&mut db.conn, "COMMIT").await?;
@@ -358,7 +347,7 @@ async fn row_by_row(
 
 #[cfg(test)]
 mod tests {
-    use super::{adapt, parse_duration};
+    use super::adapt;
     use std::time::Duration;
 
     #[test]
@@ -370,12 +359,5 @@ mod tests {
         assert_eq!(adapt(1000, ms(125), ms(100)), 800);
         assert_eq!(adapt(1, ms(1000), ms(1)), 1);
         assert_eq!(adapt(900_000, ms(1), ms(100)), 1_000_000);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("50ms").unwrap(), Duration::from_millis(50));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert!(parse_duration("5m").is_err());
     }
 }

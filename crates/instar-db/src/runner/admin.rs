@@ -5,7 +5,6 @@ use std::time::Duration;
 use instar_core::history::{derive, Direction, EventKind};
 use instar_core::Source;
 
-use crate::db::History;
 use crate::{Db, Error};
 
 use super::new_row;
@@ -106,12 +105,9 @@ async fn repair_locked(
             }
         }
     }
-    let history = History {
-        engine: db.engine,
-        table: &db.table,
-    };
+    let (history, conn) = db.parts();
     for row in &rows {
-        history.insert(&mut db.conn, row).await?;
+        history.insert(conn, row).await?;
     }
     Ok(done)
 }
@@ -139,11 +135,8 @@ pub async fn baseline(
         let mut row = new_row(&m, EventKind::Baseline, Direction::Up);
         row.finished_at = Some(row.started_at.clone());
         row.note = note;
-        let history = History {
-            engine: db.engine,
-            table: &db.table,
-        };
-        history.insert(&mut db.conn, &row).await.map(|_| ())
+        let (history, conn) = db.parts();
+        history.insert(conn, &row).await.map(|_| ())
     }
     .await;
     db.unlock().await?;

@@ -7,17 +7,17 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use instar_core::event::{Event, EventSink};
+use instar_core::event::{Event, EventSink, PlanItem};
 use instar_core::history::{derive, Direction, State};
 use instar_core::plan::{self, Plan, PlanOptions, Status, Step, Target};
 use instar_core::split::{split, Split, Statement};
 use instar_core::{Migration, Source};
 use serde::Serialize;
-use sqlx::AnyConnection;
 
 use crate::backup::{self, BackupInfo};
+use crate::db::control;
 use crate::error::{db_message, Aftermath};
-use crate::{Db, Error};
+use crate::{CancelToken, Db, Error};
 
 mod admin;
 mod step;
@@ -41,11 +41,18 @@ pub struct RunOptions {
     /// Where automatic backups go; `None` turns them off.
     pub backup_dir: Option<PathBuf>,
     /// Restore the automatic backup when a run fails outside a transaction.
+    ///
+    /// # Warning
+    /// A restore puts the whole database back as it was before the run, so it
+    /// also discards whatever other clients wrote during the run. Off by
+    /// default; safe only while no application writes to the database.
     pub restore_on_failure: bool,
     /// Stop data migrations at a checkpoint once this much time is spent (the next run resumes).
     pub max_duration: Option<Duration>,
     /// Data migrations: walk the key range in this many slices at once (PostgreSQL, MySQL).
     pub parallel: usize,
+    /// Stops the run at its next safe point when cancelled.
+    pub cancel: CancelToken,
 }
 
 impl Default for RunOptions {
@@ -56,9 +63,10 @@ impl Default for RunOptions {
             allow_out_of_order: false,
             ignore_missing: false,
             backup_dir: None,
-            restore_on_failure: true,
+            restore_on_failure: false,
             max_duration: None,
             parallel: 1,
+            cancel: CancelToken::default(),
         }
     }
 }
@@ -72,8 +80,10 @@ pub struct Report {
     pub backup: Option<BackupInfo>,
     /// Milliseconds the run took.
     pub duration_ms: u64,
-    /// The data migration that stopped at a checkpoint when the time budget ran out.
+    /// The data migration that stopped at a checkpoint (time budget spent, or cancelled).
     pub paused: Option<String>,
+    /// Whether the run stopped early because it was cancelled.
+    pub cancelled: bool,
 }
 
 /// One step of a plan with the exact SQL it would run.
@@ -232,6 +242,21 @@ pub async fn run(
     opts: &RunOptions,
     sink: &mut dyn EventSink,
 ) -> Result<Report, Error> {
+    let mut report = Report::default();
+    run_into(db, source, target, opts, sink, &mut report).await?;
+    Ok(report)
+}
+
+/// [`run`], filling `report` as it goes: after a failure it still says what
+/// was applied before it, and which backup was taken.
+pub async fn run_into(
+    db: &mut Db,
+    source: &Source,
+    target: Target,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+    report: &mut Report,
+) -> Result<(), Error> {
     let started = Instant::now();
     let state = derive(&db.read_history().await?);
     let popts = plan_options(db, target, opts);
@@ -239,7 +264,7 @@ pub async fn run(
         .steps
         .is_empty()
     {
-        return Ok(Report::default());
+        return Ok(());
     }
     if opts.single_transaction && !db.engine.transactional_ddl() {
         return Err(Error::Unsupported(format!(
@@ -262,16 +287,58 @@ pub async fn run(
     sink.event(&Event::LockAcquired {
         waited_ms: waited.as_millis() as u64,
     });
-    let result = run_locked(db, source, &popts, opts, sink).await;
+    let result = run_locked(db, source, &popts, opts, sink, report).await;
     let unlocked = db.unlock().await;
-    let mut report = result?;
+    result?;
     unlocked?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     sink.event(&Event::RunFinished {
         migrations: report.migrations.len(),
         duration_ms: report.duration_ms,
+        cancelled: report.cancelled,
     });
-    Ok(report)
+    Ok(())
+}
+
+/// Refuses a `--single-transaction` plan holding a step that cannot run inside one.
+fn check_single(source: &Source, plan: &Plan) -> Result<(), Error> {
+    for s in &plan.steps {
+        let m = &source.migrations[s.index];
+        if m.meta.kind == Some(instar_core::meta::Kind::Data) {
+            return Err(Error::Unsupported(format!(
+                "migration {} is a data migration, which commits batch by batch; it cannot run with --single-transaction",
+                s.version
+            )));
+        }
+        if !m.transaction {
+            return Err(Error::Unsupported(format!(
+                "migration {} opts out of transactions; it cannot run with --single-transaction",
+                s.version
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn plan_items(source: &Source, plan: &Plan) -> Vec<PlanItem> {
+    plan.steps
+        .iter()
+        .map(|s| {
+            let m = &source.migrations[s.index];
+            PlanItem {
+                version: s.version.clone(),
+                name: m.name.clone(),
+                direction: s.direction,
+                kind: if m.meta.kind == Some(instar_core::meta::Kind::Data) {
+                    "data".into()
+                } else if m.is_repeatable() {
+                    "repeatable".into()
+                } else {
+                    "schema".into()
+                },
+            }
+        })
+        .collect()
 }
 
 async fn run_locked(
@@ -280,37 +347,21 @@ async fn run_locked(
     popts: &PlanOptions,
     opts: &RunOptions,
     sink: &mut dyn EventSink,
-) -> Result<Report, Error> {
+    report: &mut Report,
+) -> Result<(), Error> {
     db.ensure_history().await?;
     // Another run may have applied migrations while this one waited for the lock.
     let state = derive(&db.read_history().await?);
     let plan = plan::plan(&source.migrations, &state, popts)?;
-    let mut report = Report::default();
     if plan.steps.is_empty() {
-        return Ok(report);
+        return Ok(());
     }
     if opts.single_transaction {
-        if let Some(s) = plan
-            .steps
-            .iter()
-            .find(|s| source.migrations[s.index].meta.kind == Some(instar_core::meta::Kind::Data))
-        {
-            return Err(Error::Unsupported(format!(
-                "migration {} is a data migration, which commits batch by batch; it cannot run with --single-transaction",
-                s.version
-            )));
-        }
-        if let Some(s) = plan
-            .steps
-            .iter()
-            .find(|s| !source.migrations[s.index].transaction)
-        {
-            return Err(Error::Unsupported(format!(
-                "migration {} opts out of transactions; it cannot run with --single-transaction",
-                s.version
-            )));
-        }
+        check_single(source, &plan)?;
     }
+    sink.event(&Event::RunStarted {
+        plan: plan_items(source, &plan),
+    });
     if let Some(dir) = &opts.backup_dir {
         // Data migrations commit batch by batch with their checkpoint and resume from
         // it, so they alone never call for a (possibly huge) dump on MySQL.
@@ -329,32 +380,32 @@ async fn run_locked(
         }
     }
     let outcome = if opts.single_transaction {
-        run_single(db, source, &plan, sink, &mut report).await
+        run_single(db, source, &plan, sink, report).await
     } else {
-        run_each(db, source, &plan, opts, sink, &mut report).await
+        run_each(db, source, &plan, opts, sink, report).await
     };
-    match outcome {
-        Ok(()) => Ok(report),
-        Err(mut e) => {
-            if let (Some(b), Some(dir), true) =
-                (&report.backup, &opts.backup_dir, opts.restore_on_failure)
-            {
-                if is_dirty(&e) {
-                    backup::restore(db, dir, &b.id).await?;
-                    sink.event(&Event::BackupRestored { id: b.id.clone() });
-                    set_aftermath(
-                        &mut e,
-                        Aftermath::Restored {
-                            backup: b.id.clone(),
-                        },
-                    );
-                    // The restore brought back the history as it was; record what happened.
-                    record_failure(db, source, &plan, &e).await?;
-                }
-            }
-            Err(e)
-        }
+    let Err(mut e) = outcome else {
+        return Ok(());
+    };
+    let Some(b) = report.backup.clone() else {
+        return Err(e);
+    };
+    if !is_dirty(&e) {
+        return Err(e);
     }
+    match (&opts.backup_dir, opts.restore_on_failure) {
+        // Restoring over a shared database would discard what other clients wrote
+        // during the run: only on the user's explicit opt-in.
+        (Some(dir), true) => {
+            backup::restore(db, dir, &b.id).await?;
+            sink.event(&Event::BackupRestored { id: b.id.clone() });
+            set_aftermath(&mut e, Aftermath::Restored { backup: b.id });
+            // The restore brought back the history as it was; record what happened.
+            record_failure(db, source, &plan, &e).await?;
+        }
+        _ => set_backup(&mut e, b.id),
+    }
+    Err(e)
 }
 
 fn is_dirty(e: &Error) -> bool {
@@ -376,6 +427,21 @@ fn set_aftermath(e: &mut Error, a: Aftermath) {
     }
 }
 
+/// Names the run's backup in a dirty failure, so the message can offer the restore.
+fn set_backup(e: &mut Error, id: String) {
+    if let Error::StatementFailed {
+        aftermath: Aftermath::Dirty { backup, .. },
+        ..
+    }
+    | Error::CheckFailed {
+        aftermath: Aftermath::Dirty { backup, .. },
+        ..
+    } = e
+    {
+        *backup = Some(id);
+    }
+}
+
 async fn run_each(
     db: &mut Db,
     source: &Source,
@@ -385,51 +451,55 @@ async fn run_each(
     report: &mut Report,
 ) -> Result<(), Error> {
     for step in &plan.steps {
+        if opts.cancel.is_cancelled() {
+            report.cancelled = true;
+            return Ok(());
+        }
         let m = &source.migrations[step.index];
-        if m.meta.kind == Some(instar_core::meta::Kind::Data) {
-            match crate::data::run(db, m, step, opts.max_duration, opts.parallel, sink).await {
-                Ok(crate::data::Outcome::Done) => {
-                    report.migrations.push(step.version.clone());
-                    continue;
-                }
+        let r = if m.meta.kind == Some(instar_core::meta::Kind::Data) {
+            match crate::data::run(db, m, step, opts, sink).await {
+                Ok(crate::data::Outcome::Done) => Ok(true),
                 Ok(crate::data::Outcome::Paused) => {
                     report.paused = Some(step.version.clone());
+                    report.cancelled = opts.cancel.is_cancelled();
                     return Ok(());
                 }
-                Err(e) => {
-                    sink.event(&Event::MigrationFailed {
-                        version: step.version.clone(),
-                        error: e.to_string(),
-                    });
-                    return Err(e);
-                }
+                Err(e) => Err(e),
             }
-        }
-        let r = if transactional(db, m) {
-            run_in_transaction(db, m, step, false, sink).await
+        } else if transactional(db, m) {
+            run_in_transaction(db, m, step, false, sink)
+                .await
+                .map(|()| true)
         } else {
-            run_stepwise(db, m, step, sink).await
+            run_stepwise(db, m, step, &opts.cancel, sink).await
         };
-        if let Err(e) = r {
-            sink.event(&Event::MigrationFailed {
-                version: step.version.clone(),
-                error: e.to_string(),
-            });
-            if matches!(
-                &e,
-                Error::StatementFailed {
-                    aftermath: Aftermath::RolledBack,
-                    ..
-                } | Error::CheckFailed {
-                    aftermath: Aftermath::RolledBack,
-                    ..
-                }
-            ) {
-                record_failure(db, source, plan, &e).await?;
+        match r {
+            Ok(true) => report.migrations.push(step.version.clone()),
+            Ok(false) => {
+                // Cancelled between two statements: its progress is recorded, `up` resumes it.
+                report.cancelled = true;
+                return Ok(());
             }
-            return Err(e);
+            Err(e) => {
+                sink.event(&Event::MigrationFailed {
+                    version: step.version.clone(),
+                    error: e.to_string(),
+                });
+                if matches!(
+                    &e,
+                    Error::StatementFailed {
+                        aftermath: Aftermath::RolledBack,
+                        ..
+                    } | Error::CheckFailed {
+                        aftermath: Aftermath::RolledBack,
+                        ..
+                    }
+                ) {
+                    record_failure(db, source, plan, &e).await?;
+                }
+                return Err(e);
+            }
         }
-        report.migrations.push(step.version.clone());
     }
     Ok(())
 }
@@ -441,12 +511,12 @@ async fn run_single(
     sink: &mut dyn EventSink,
     report: &mut Report,
 ) -> Result<(), Error> {
-    let begin = begin_sql(db);
-    exec_control(&mut db.conn, begin).await?;
+    control(&mut db.conn, db.engine.begin()).await?;
+    let mut done = Vec::new();
     for step in &plan.steps {
         let m = &source.migrations[step.index];
         if let Err(e) = run_in_transaction(db, m, step, true, sink).await {
-            exec_control(&mut db.conn, "ROLLBACK").await?;
+            control(&mut db.conn, "ROLLBACK").await?;
             sink.event(&Event::MigrationFailed {
                 version: step.version.clone(),
                 error: e.to_string(),
@@ -454,26 +524,12 @@ async fn run_single(
             record_failure(db, source, plan, &e).await?;
             return Err(e);
         }
-        report.migrations.push(step.version.clone());
+        done.push(step.version.clone());
     }
-    exec_control(&mut db.conn, "COMMIT").await
-}
-
-fn begin_sql(db: &Db) -> &'static str {
-    // IMMEDIATE takes SQLite's write lock up front instead of failing to upgrade later.
-    if db.dialect() == instar_core::Dialect::Sqlite {
-        "BEGIN IMMEDIATE"
-    } else {
-        "BEGIN"
-    }
-}
-
-async fn exec_control(conn: &mut AnyConnection, sql: &str) -> Result<(), Error> {
-    sqlx::raw_sql(sql)
-        .execute(conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::query(format!("running {sql}"), e))
+    control(&mut db.conn, "COMMIT").await?;
+    // Nothing counts as applied before the one transaction commits.
+    report.migrations.extend(done);
+    Ok(())
 }
 
 /// The default folder for backups of a project rooted at `project`.

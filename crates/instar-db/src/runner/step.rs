@@ -13,10 +13,12 @@ use instar_core::{time, Migration, Source};
 use sqlx::AnyConnection;
 
 use crate::db::History;
-use crate::error::{db_message, Aftermath};
+use crate::error::{db_code, db_message, Aftermath};
 use crate::{Db, Error};
 
-use super::{begin_sql, exec_control, script, statements};
+use super::{script, statements};
+use crate::db::control;
+use crate::CancelToken;
 
 /// A fresh history row for `m`, stamped now.
 pub(crate) fn new_row(m: &Migration, event: EventKind, direction: Direction) -> HistoryRow {
@@ -44,6 +46,7 @@ pub(crate) fn new_row(m: &Migration, event: EventKind, direction: Direction) -> 
         error: None,
         failed_statement: None,
         operator: operator(),
+        run_id: None,
         tool_version: env!("CARGO_PKG_VERSION").into(),
         note: None,
     }
@@ -79,8 +82,13 @@ fn finished_event(step: &Step, t0: Instant, rows: u64) -> Event {
     }
 }
 
-/// `user@host` of whoever runs this process.
+/// `user@host` of whoever runs this process, looked up once per process.
 pub fn operator() -> String {
+    static OPERATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OPERATOR.get_or_init(look_up_operator).clone()
+}
+
+fn look_up_operator() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .or_else(|_| std::env::var("LOGNAME"))
@@ -123,10 +131,9 @@ fn short(sql: &str) -> String {
     }
 }
 
-/// The line of the error inside the script: the statement's line, moved down
-/// to PostgreSQL's error position when the server gives one.
-fn error_line(e: &sqlx::Error, stmt: &Statement) -> usize {
-    let pos = match e {
+/// PostgreSQL's error position (1-based, in characters of the query sent), if it gave one.
+fn pg_position(e: &sqlx::Error) -> Option<usize> {
+    match e {
         sqlx::Error::Database(d) => d
             .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
             .and_then(|p| match p.position() {
@@ -134,34 +141,33 @@ fn error_line(e: &sqlx::Error, stmt: &Statement) -> usize {
                 _ => None,
             }),
         _ => None,
-    };
-    match pos {
-        Some(n) => {
-            stmt.line
-                + stmt
-                    .sql
-                    .chars()
-                    .take(n.saturating_sub(1))
-                    .filter(|&c| c == '\n')
-                    .count()
-        }
-        None => stmt.line,
     }
+}
+
+/// The line of the error inside the script: the statement's line, moved down by
+/// the newlines before `offset` (characters into the statement) when known.
+fn line_in(stmt: &Statement, offset: Option<usize>) -> usize {
+    stmt.line
+        + offset.map_or(0, |n| {
+            stmt.sql.chars().take(n).filter(|&c| c == '\n').count()
+        })
 }
 
 fn failed(
     m: &Migration,
     d: Direction,
     stmt: &Statement,
+    offset: Option<usize>,
     e: &sqlx::Error,
     aftermath: Aftermath,
 ) -> Error {
     Error::StatementFailed {
         version: m.version.to_string(),
         path: script(m, d).path.clone(),
-        line: error_line(e, stmt),
+        line: line_in(stmt, offset),
         statement: short(&stmt.sql),
         message: db_message(e),
+        code: db_code(e),
         aftermath,
     }
 }
@@ -252,7 +258,7 @@ impl TxSql {
             }
         } else {
             TxSql {
-                begin: begin_sql(db),
+                begin: db.engine.begin(),
                 commit: "COMMIT",
                 rollback: "ROLLBACK",
                 nested,
@@ -268,12 +274,121 @@ impl TxSql {
     }
 }
 
+/// Several statements sent as one string, and where each begins in it.
+struct Batch {
+    text: String,
+    /// Statements before the script's (BEGIN): they count in the results too.
+    prefix: usize,
+    /// Character offset of each script statement in `text`.
+    starts: Vec<usize>,
+}
+
+impl Batch {
+    /// `start` (if any), then the statements, joined by `\n;\n` (which also ends
+    /// a trailing line comment before the delimiter).
+    fn new(start: Option<&str>, stmts: &[Statement]) -> Batch {
+        let mut text = String::new();
+        let mut chars = 0;
+        let mut prefix = 0;
+        if let Some(b) = start {
+            text.push_str(b);
+            text.push_str("\n;\n");
+            chars += b.chars().count() + 3;
+            prefix = 1;
+        }
+        let mut starts = Vec::with_capacity(stmts.len());
+        for (i, s) in stmts.iter().enumerate() {
+            if i > 0 {
+                text.push_str("\n;\n");
+                chars += 3;
+            }
+            starts.push(chars);
+            text.push_str(&s.sql);
+            chars += s.sql.chars().count();
+        }
+        Batch {
+            text,
+            prefix,
+            starts,
+        }
+    }
+
+    /// The failing script statement and the error's offset inside it, from what the
+    /// execution itself reported: PostgreSQL's position in the text sent when it
+    /// gives one (a syntax error stops the whole string before anything runs),
+    /// otherwise the number of statements that completed before the error.
+    /// `None` when the failure was after the script (its history row or COMMIT).
+    fn locate(&self, completed: usize, e: &sqlx::Error) -> Option<(usize, Option<usize>)> {
+        if let Some(pos) = pg_position(e) {
+            let at = pos.saturating_sub(1);
+            let i = self.starts.iter().rposition(|&s| s <= at)?;
+            return Some((i, Some(at - self.starts[i])));
+        }
+        let i = completed.checked_sub(self.prefix)?;
+        (i < self.starts.len()).then_some((i, None))
+    }
+}
+
+/// What a multi-statement execution yields: a result per statement, rows between.
+type Results<'c> = futures_util::stream::BoxStream<
+    'c,
+    Result<sqlx::Either<sqlx::any::AnyQueryResult, sqlx::any::AnyRow>, sqlx::Error>,
+>;
+
+/// Drains a multi-statement execution, counting the statements that complete:
+/// on failure returns how many did, with the error. (Takes the stream, not the
+/// query: a function generic over sqlx's executors makes the run's future lose `Send`.)
+async fn count_completed(mut stream: Results<'_>) -> Result<u64, (usize, sqlx::Error)> {
+    use futures_util::StreamExt;
+    let (mut done, mut rows) = (0usize, 0u64);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(sqlx::Either::Left(r)) => {
+                done += 1;
+                rows += r.rows_affected();
+            }
+            Ok(sqlx::Either::Right(_)) => {}
+            Err(e) => return Err((done, e)),
+        }
+    }
+    Ok(rows)
+}
+
 /// One migration being run: what `run_in_transaction`'s paths share.
 struct Work<'a> {
     m: &'a Migration,
     step: &'a Step,
     stmts: &'a [Statement],
+    batch: Batch,
     t0: Instant,
+}
+
+impl Work<'_> {
+    /// The error for a failed batch, located from the execution; the transaction is already undone.
+    fn failure(&self, completed: usize, e: &sqlx::Error) -> Error {
+        match self.batch.locate(completed, e) {
+            Some((i, offset)) => failed(
+                self.m,
+                self.step.direction,
+                &self.stmts[i],
+                offset,
+                e,
+                Aftermath::RolledBack,
+            ),
+            None => Error::query(
+                format!(
+                    "recording migration {} in the history (rolled back; the database is as it was before it)",
+                    self.m.version
+                ),
+                clone_db_error(e),
+            ),
+        }
+    }
+}
+
+/// A driver error is not `Clone`; its text is what the message needs.
+fn clone_db_error(e: &sqlx::Error) -> sqlx::Error {
+    sqlx::Error::Protocol(db_message(e))
 }
 
 /// Runs one migration and its history row in one transaction (a savepoint when `nested`).
@@ -286,57 +401,38 @@ pub(super) async fn run_in_transaction(
 ) -> Result<(), Error> {
     let (t0, up, stmts) = start_step(db, m, step, sink);
     let tx = TxSql::new(db, nested);
-    let history = History {
-        engine: db.engine,
-        table: &db.table,
-    };
     let one_call = !nested && db.dialect() == instar_core::Dialect::Sqlite;
-    let conn = &mut db.conn;
+    let (history, conn) = db.parts();
     if up && !m.meta.checks.before.is_empty() {
-        exec_control(conn, tx.begin).await?;
+        control(conn, tx.begin).await?;
         let checked = run_checks(conn, m, "before", Aftermath::RolledBack).await;
-        exec_control(conn, tx.rollback).await?;
+        control(conn, tx.rollback).await?;
         checked?;
     }
     if let Some(first) = stmts.first() {
         sink.event(&statement_event(step, 0, first));
     }
     if nested {
-        exec_control(conn, tx.begin).await?;
+        control(conn, tx.begin).await?;
     }
     // One round trip for BEGIN and every statement: per-call overhead (a thread
     // hand-off on SQLite, a network round trip elsewhere) is most of a small
-    // migration's cost. `\n;` ends a trailing line comment before the delimiter.
-    let batch: String = tx
-        .start()
-        .into_iter()
-        .map(str::to_string)
-        .chain(stmts.iter().map(|s| s.sql.clone()))
-        .collect::<Vec<_>>()
-        .join("\n;\n");
+    // migration's cost.
     let w = Work {
         m,
         step,
         stmts: &stmts,
+        batch: Batch::new(tx.start(), &stmts),
         t0,
     };
     if one_call && (!up || m.meta.checks.after.is_empty()) {
-        return in_one_call(conn, history, &w, &batch, &tx, sink).await;
+        return in_one_call(conn, history, &w, &tx, sink).await;
     }
     let body = async {
-        let rows = match sqlx::raw_sql(&batch).execute(&mut *conn).await {
-            Ok(r) => r.rows_affected(),
-            Err(e) => {
-                return Err(locate_failure(
-                    conn,
-                    m,
-                    step.direction,
-                    &stmts,
-                    (tx.start(), tx.rollback),
-                    e,
-                )
-                .await)
-            }
+        let results = sqlx::raw_sql(&w.batch.text).fetch_many(&mut *conn);
+        let rows = match count_completed(results).await {
+            Ok(r) => r,
+            Err((completed, e)) => return Err(w.failure(completed, &e)),
         };
         if up {
             run_checks(conn, m, "after", Aftermath::RolledBack).await?;
@@ -348,13 +444,13 @@ pub(super) async fn run_in_transaction(
     };
     match body.await {
         Ok(rows) => {
-            exec_control(conn, tx.commit).await?;
+            control(conn, tx.commit).await?;
             sink.event(&finished_event(step, t0, rows));
             Ok(())
         }
         Err(e) => {
             // The batch may have failed before BEGIN took effect; a failed ROLLBACK then is harmless.
-            let _ = sqlx::raw_sql(tx.rollback).execute(&mut *conn).await;
+            let _ = crate::db::exec(&mut *conn, tx.rollback).await;
             Err(e)
         }
     }
@@ -367,85 +463,48 @@ async fn in_one_call(
     conn: &mut AnyConnection,
     history: History<'_>,
     w: &Work<'_>,
-    batch: &str,
     tx: &TxSql,
     sink: &mut dyn EventSink,
 ) -> Result<(), Error> {
     let row = done_row(w.m, w.step, w.t0, w.stmts.len(), None);
-    let sql = format!("{batch}\n;\n{};\n{}", history.insert_sql(false), tx.commit);
-    match History::bind(sqlx::query(&sql).persistent(false), &row)
-        .execute(&mut *conn)
-        .await
-    {
-        Ok(r) => {
-            sink.event(&finished_event(
-                w.step,
-                w.t0,
-                r.rows_affected().saturating_sub(1),
-            ));
+    let sql = format!(
+        "{}\n;\n{};\n{}",
+        w.batch.text,
+        history.insert_sql(false),
+        tx.commit
+    );
+    // SQLite alone runs several statements in one prepared query; that is what
+    // makes this path one call (see sqlx#3108 for the deprecation).
+    #[allow(deprecated)]
+    let q = history.bind(sqlx::query(&sql).persistent(false), &row);
+    #[allow(deprecated)]
+    let results = q.fetch_many(&mut *conn);
+    match count_completed(results).await {
+        Ok(rows) => {
+            // The history row's INSERT counts one row.
+            sink.event(&finished_event(w.step, w.t0, rows.saturating_sub(1)));
             Ok(())
         }
-        Err(e) => Err(locate_failure(
-            conn,
-            w.m,
-            w.step.direction,
-            w.stmts,
-            (tx.start(), tx.rollback),
-            e,
-        )
-        .await),
-    }
-}
-
-/// After a batch failed: undoes it, then re-runs the statements one by one
-/// (after `start`, when the batch opened the transaction) to name the one that
-/// fails and its line, and undoes that too. Leaves no transaction of its own open.
-async fn locate_failure(
-    conn: &mut AnyConnection,
-    m: &Migration,
-    d: Direction,
-    stmts: &[Statement],
-    (start, undo): (Option<&str>, &str),
-    batch_error: sqlx::Error,
-) -> Error {
-    // Errors here are expected (e.g. ROLLBACK when the batch never began); the
-    // batch's own error is what gets reported.
-    let _ = sqlx::raw_sql(undo).execute(&mut *conn).await;
-    let mut found = None;
-    let started = match start {
-        Some(b) => sqlx::raw_sql(b).execute(&mut *conn).await.is_ok(),
-        None => true,
-    };
-    if started {
-        for s in stmts {
-            if let Err(e) = sqlx::raw_sql(&s.sql).execute(&mut *conn).await {
-                found = Some(failed(m, d, s, &e, Aftermath::RolledBack));
-                break;
-            }
+        Err((completed, e)) => {
+            let _ = crate::db::exec(&mut *conn, tx.rollback).await;
+            Err(w.failure(completed, &e))
         }
-        let _ = sqlx::raw_sql(undo).execute(&mut *conn).await;
     }
-    let fallback = Statement {
-        sql: stmts.first().map(|s| s.sql.clone()).unwrap_or_default(),
-        line: 1,
-    };
-    found.unwrap_or_else(|| failed(m, d, &fallback, &batch_error, Aftermath::RolledBack))
 }
 
 /// Runs one migration statement by statement, recording progress in its `start` row,
 /// so a failure or a crash leaves a dirty mark naming the statement it stopped at.
+/// Returns `false` when `cancel` stopped it between two statements (its progress is
+/// recorded, and `up` resumes after the last one done).
 pub(super) async fn run_stepwise(
     db: &mut Db,
     m: &Migration,
     step: &Step,
+    cancel: &CancelToken,
     sink: &mut dyn EventSink,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let (t0, up, stmts) = start_step(db, m, step, sink);
-    let history = History {
-        engine: db.engine,
-        table: &db.table,
-    };
-    let conn = &mut db.conn;
+    let (history, conn) = db.parts();
     if up && step.resume_from == 0 {
         run_checks(conn, m, "before", Aftermath::RolledBack).await?;
     }
@@ -471,11 +530,18 @@ pub(super) async fn run_stepwise(
     };
     let mut rows = 0u64;
     for (i, s) in stmts.iter().enumerate().skip(step.resume_from) {
+        if i > step.resume_from && cancel.is_cancelled() {
+            return Ok(false);
+        }
         sink.event(&statement_event(step, i, s));
-        match sqlx::raw_sql(&s.sql).execute(&mut *conn).await {
+        match crate::db::exec(&mut *conn, &s.sql).await {
             Ok(r) => rows += r.rows_affected(),
             Err(e) => {
-                let err = failed(m, step.direction, s, &e, Aftermath::Dirty { applied: i });
+                let dirty = Aftermath::Dirty {
+                    applied: i,
+                    backup: None,
+                };
+                let err = failed(m, step.direction, s, pg_position(&e), &e, dirty);
                 let at = format!("line {}: {}", s.line, short(&s.sql));
                 history
                     .progress(conn, row_id, i, Some(&db_message(&e)), Some(&at))
@@ -486,16 +552,11 @@ pub(super) async fn run_stepwise(
         history.progress(conn, row_id, i + 1, None, None).await?;
     }
     if up {
-        if let Err(e) = run_checks(
-            conn,
-            m,
-            "after",
-            Aftermath::Dirty {
-                applied: stmts.len(),
-            },
-        )
-        .await
-        {
+        let dirty = Aftermath::Dirty {
+            applied: stmts.len(),
+            backup: None,
+        };
+        if let Err(e) = run_checks(conn, m, "after", dirty).await {
             history
                 .progress(conn, row_id, stmts.len(), Some(&e.to_string()), None)
                 .await?;
@@ -506,7 +567,7 @@ pub(super) async fn run_stepwise(
         .insert(conn, &done_row(m, step, t0, stmts.len(), Some(rows)))
         .await?;
     sink.event(&finished_event(step, t0, rows));
-    Ok(())
+    Ok(true)
 }
 
 /// Appends a `fail` row for a failure that left the database as before.
@@ -549,9 +610,6 @@ pub(super) async fn record_failure(
     row.finished_at = Some(time::now_rfc3339());
     row.error = Some(message);
     row.failed_statement = statement;
-    let history = History {
-        engine: db.engine,
-        table: &db.table,
-    };
-    history.insert(&mut db.conn, &row).await.map(|_| ())
+    let (history, conn) = db.parts();
+    history.insert(conn, &row).await.map(|_| ())
 }

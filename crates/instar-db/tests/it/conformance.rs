@@ -10,15 +10,7 @@ use instar_db::{backup, Aftermath, Error};
 
 use crate::harness::{file, migration, Backend, TestDb};
 
-macro_rules! suite {
-    ($($t:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test] async fn $t() { super::$t(super::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test] async fn $t() { super::$t(super::Backend::Postgres).await } )* }
-        mod mysql { $( #[tokio::test] async fn $t() { super::$t(super::Backend::MySql).await } )* }
-    };
-}
-
-suite!(
+on_every_engine!(
     up_down_round_trip,
     broken_sql_mid_file_leaves_database_as_before,
     failed_non_transactional_file_is_dirty_then_resumes,
@@ -48,6 +40,7 @@ suite!(
     data_migration_reverts_in_batches,
     data_migration_with_two_runners_is_done_once,
     data_migration_with_uuid_keys,
+    a_failed_run_keeps_what_other_clients_wrote,
 );
 
 fn two_tables(t: &TestDb) {
@@ -129,7 +122,7 @@ async fn broken_sql_mid_file_leaves_database_as_before(b: Backend) {
             assert_eq!(*line, 3, "{text}");
             assert!(path.ends_with("0002_bad/up.sql"));
             let expected = if b == Backend::MySql {
-                "restored"
+                "marked dirty after 1 statement"
             } else {
                 "rolled back"
             };
@@ -139,24 +132,36 @@ async fn broken_sql_mid_file_leaves_database_as_before(b: Backend) {
     }
     assert!(text.contains("0002_bad/up.sql:3"), "{text}");
     assert!(
-        !t.table_exists("c1").await,
-        "the failed migration left nothing behind"
+        t.table_exists("ok1").await,
+        "the first migration stays applied"
     );
-    assert_eq!(t.events("fail").await, 1);
+    assert_eq!(t.events("apply").await, 1);
     if b == Backend::MySql {
-        // MySQL cannot roll DDL back: the whole run is undone from the backup taken before it.
-        assert!(!t.table_exists("ok1").await);
-        assert_eq!(
-            t.count("SELECT count(*) FROM instar_history WHERE event <> 'fail'")
-                .await,
-            0
-        );
+        // MySQL cannot roll DDL back: the statement before the failure stays, the
+        // migration is dirty, and nothing is restored behind the user's back.
+        assert!(t.table_exists("c1").await);
+        let mut db = t.db().await;
+        let (_, state) = runner::status(&mut db, &t.source()).await.expect("status");
+        assert_eq!(state.dirty["0002"].statements_applied, 1);
+        if let Error::StatementFailed {
+            aftermath: Aftermath::Dirty {
+                backup: Some(id), ..
+            },
+            ..
+        } = &e
+        {
+            assert!(
+                text.contains(&format!("instar restore {id} --force"))
+                    && text.contains("discarding every write"),
+                "offers the restore and says what it discards: {text}"
+            );
+        }
     } else {
         assert!(
-            t.table_exists("ok1").await,
-            "the first migration stays applied"
+            !t.table_exists("c1").await,
+            "the failed migration left nothing behind"
         );
-        assert_eq!(t.events("apply").await, 1);
+        assert_eq!(t.events("fail").await, 1);
     }
 }
 
@@ -184,7 +189,7 @@ async fn failed_non_transactional_file_is_dirty_then_resumes(b: Backend) {
         matches!(
             &e,
             Error::StatementFailed {
-                aftermath: Aftermath::Dirty { applied: 1 },
+                aftermath: Aftermath::Dirty { applied: 1, .. },
                 line: 3,
                 ..
             }
@@ -494,7 +499,9 @@ async fn failing_check_rolls_back(b: Backend) {
         matches!(e, Error::CheckFailed { phase: "after", .. }),
         "{e}"
     );
-    assert!(!t.table_exists("chk").await, "{e}");
+    // MySQL commits DDL as it goes: the migration stays dirty after its statement,
+    // and the fixed file resumes after it.
+    assert_eq!(t.table_exists("chk").await, b == Backend::MySql, "{e}");
     migration(
         &m,
         "0001_chk",
@@ -718,8 +725,12 @@ async fn runtime_error_mid_file_names_its_line(b: Backend) {
     );
     let e = t.up().await.expect_err("duplicate key");
     assert!(matches!(&e, Error::StatementFailed { line: 4, .. }), "{e}");
-    assert!(!t.table_exists("dup").await, "{e}");
-    assert_eq!(t.events("fail").await, 1);
+    if b == Backend::MySql {
+        assert!(e.to_string().contains("dirty after 2 statement"), "{e}");
+    } else {
+        assert!(!t.table_exists("dup").await, "{e}");
+        assert_eq!(t.events("fail").await, 1);
+    }
 }
 
 /// Script shapes found in real projects, per engine: function bodies, triggers,
@@ -1325,5 +1336,74 @@ async fn data_migration_with_uuid_keys(b: Backend) {
         t.count("SELECT count(*) FROM tokens WHERE v = 1").await,
         100,
         "every row exactly once"
+    );
+}
+
+/// The database is shared: an application inserting rows while a migration
+/// fails half way keeps every row it wrote (no automatic restore by default).
+async fn a_failed_run_keeps_what_other_clients_wrote(b: Backend) {
+    let Some(t) = TestDb::new(b, "failed_run_keeps_other_writes").await else {
+        return;
+    };
+    let m = t.migrations();
+    migration(
+        &m,
+        "0001_orders",
+        "CREATE TABLE orders (id INT PRIMARY KEY, note VARCHAR(20));\n",
+        None,
+    );
+    t.up().await.expect("0001");
+    migration(
+        &m,
+        "0002_slow_then_broken",
+        &format!(
+            "-- instar:no-transaction\nCREATE TABLE side (id INT);\n{};\nSELEC broken;\n",
+            t.sleep_sql(2)
+        ),
+        None,
+    );
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let run = async {
+        let r = t.up().await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        r
+    };
+    let writer = async {
+        let mut c = t.raw().await;
+        let mut written = 0i64;
+        // Bounded: at most 600 inserts, 20 ms apart (the run takes about 2 s).
+        for i in 0..600 {
+            if done.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let sql = format!("INSERT INTO orders (id, note) VALUES ({i}, 'app')");
+            if sqlx::raw_sql(&sql).execute(&mut c).await.is_ok() {
+                written += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        written
+    };
+    let (result, written) = tokio::join!(run, writer);
+    let e = result.expect_err("0002 fails at its last statement");
+    assert!(
+        matches!(
+            &e,
+            Error::StatementFailed {
+                aftermath: Aftermath::Dirty { applied: 2, .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(written > 0, "the application wrote during the run");
+    assert_eq!(
+        t.count("SELECT count(*) FROM orders").await,
+        written,
+        "every row the application wrote is still there"
+    );
+    assert!(
+        t.table_exists("side").await,
+        "the migration's own work stays, marked dirty"
     );
 }

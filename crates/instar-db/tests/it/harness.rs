@@ -12,6 +12,18 @@ use instar_db::runner::{self, Report, RunOptions};
 use instar_db::{Db, Error, Settings};
 use sqlx::{AnyConnection, Connection};
 
+/// Instantiates each named `async fn(Backend)` as a test per engine
+/// (`sqlite::name`, `postgres::name`, `mysql::name`). The invoking module must
+/// have `Backend` in scope.
+#[allow(unused_macros)]
+macro_rules! on_every_engine {
+    ($($t:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $t() { super::$t(super::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test] async fn $t() { super::$t(super::Backend::Postgres).await } )* }
+        mod mysql { $( #[tokio::test] async fn $t() { super::$t(super::Backend::MySql).await } )* }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

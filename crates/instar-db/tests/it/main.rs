@@ -1,4 +1,6 @@
 //! Integration tests of instar-db: one conformance suite, run on every engine.
 #![allow(clippy::result_large_err)]
-mod conformance;
+#[macro_use]
 mod harness;
+mod conformance;
+mod upgrade;

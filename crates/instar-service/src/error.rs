@@ -1,0 +1,29 @@
+//! The service's error type.
+
+/// Everything an operation of the service can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database, the migrations or the plan (see [`instar_db::Error`]).
+    #[error(transparent)]
+    Db(#[from] instar_db::Error),
+    /// Settings or the migrations folder cannot be used.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<instar_core::Error> for Error {
+    fn from(e: instar_core::Error) -> Self {
+        Error::Db(instar_db::Error::Core(e))
+    }
+}
+
+impl Error {
+    /// The database error behind this one, if it is one.
+    pub fn as_db(&self) -> Option<&instar_db::Error> {
+        match self {
+            Error::Db(e) => Some(e),
+            Error::Config(_) => None,
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Instar's service layer: what every front door (the `instar` CLI, the HTTP
+//! API, an application's [`Migrator`]) calls, so none of them orchestrates
+//! anything itself.
+//!
+//! - [`Settings`] are resolved once from flags, the environment, `instar.toml`
+//!   and defaults ([`settings::resolve`]), or built by hand.
+//! - A [`MigrationSource`] says where migrations come from: a folder
+//!   ([`FolderSource`]), files in memory ([`MemorySource`]), or files embedded
+//!   in the binary at compile time ([`embed_migrations!`]).
+//! - [`Service`] holds both and offers every operation: status, plan,
+//!   up/down, history, validate, verify, baseline, repair, backups and restore.
+//! - A run started with [`Service::start`] is a [`RunHandle`]: an id, a stream
+//!   of stamped events ([`EventStream`]) that any number of receivers
+//!   subscribe to, a cancel token, and the final report (or a [`RunFailure`]
+//!   that still says what was applied).
+#![deny(missing_docs)]
+#![allow(clippy::result_large_err)]
+
+mod error;
+mod migrator;
+mod run;
+mod service;
+pub mod settings;
+mod source;
+mod status;
+
+pub use error::Error;
+pub use instar_macros::embed_migrations;
+pub use migrator::Migrator;
+pub use run::{EventStream, RunFailure, RunHandle, RunRequest};
+pub use service::Service;
+pub use settings::{Overrides, Settings};
+pub use source::{EmbeddedMigrations, FolderSource, MemorySource, MigrationSource};
+pub use status::StatusView;
+
+/// The crates the service is built on, for callers that need their types.
+pub use instar_core as core;
+pub use instar_db as db;

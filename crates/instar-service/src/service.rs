@@ -1,0 +1,277 @@
+//! [`Service`]: every operation, for every front door.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use instar_core::event::EventSink;
+use instar_core::history::HistoryRow;
+use instar_core::plan::Problem;
+use instar_core::Source;
+use instar_db::backup::{self, BackupInfo};
+use instar_db::runner::{self, PlannedStep, RepairOptions, Report, RunOptions, Verified};
+use instar_db::{CancelToken, Db};
+
+use crate::run::{Hub, RunFailure, RunHandle, RunRequest};
+use crate::source::{FolderSource, MigrationSource};
+use crate::status::StatusView;
+use crate::{Error, Settings};
+
+/// One project (settings and a migration source) and every operation on it.
+/// Cheap to clone; clones share the source.
+#[derive(Clone)]
+pub struct Service {
+    settings: Arc<Settings>,
+    source: Arc<dyn MigrationSource>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("database", &instar_db::url::redact(&self.settings.db.url))
+            .field("source", &self.source.describe())
+            .finish()
+    }
+}
+
+impl Service {
+    /// A service reading migrations from the settings' folder.
+    pub fn new(settings: Settings) -> Service {
+        let source = FolderSource {
+            dir: settings.migrations.clone(),
+            layout: settings.layout,
+        };
+        Service::with_source(settings, source)
+    }
+
+    /// A service reading migrations from `source` (in memory, embedded …).
+    pub fn with_source(settings: Settings, source: impl MigrationSource + 'static) -> Service {
+        Service {
+            settings: Arc::new(settings),
+            source: Arc::new(source),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Reads the migrations now.
+    pub fn load(&self) -> Result<Source, Error> {
+        self.source.load()
+    }
+
+    /// Opens a connection with the settings (init SQL run).
+    pub async fn connect(&self) -> Result<Db, Error> {
+        Ok(Db::connect(&self.settings.db).await?)
+    }
+
+    /// Runs `f` on a new connection and closes it, whatever `f` returned.
+    async fn with_db<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Db) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut db = self.connect().await?;
+        let r = f(&mut db).await;
+        let closed = db.close().await;
+        let v = r?;
+        closed?;
+        Ok(v)
+    }
+
+    /// Runs `f` on a new connection holding the run lock (waiting up to the
+    /// settings' lock timeout), releasing it and closing on every path.
+    async fn with_lock<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Db) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let timeout = self.settings.lock_timeout;
+        self.with_db(async |db: &mut Db| {
+            db.lock(timeout, || {}).await?;
+            let r = f(db).await;
+            let unlocked = db.unlock().await;
+            let v = r?;
+            unlocked?;
+            Ok(v)
+        })
+        .await
+    }
+
+    /// Everything `status` shows. Reads only.
+    pub async fn status(&self) -> Result<StatusView, Error> {
+        let source = self.load()?;
+        self.with_db(async |db: &mut Db| {
+            let (status, state) = runner::status(db, &source).await?;
+            Ok(StatusView {
+                database: instar_db::url::redact(&self.settings.db.url),
+                layout: source.layout,
+                status,
+                state,
+                checkpoints: instar_db::data::checkpoints(db).await?,
+                skipped: instar_db::data::skipped_rows(db).await?,
+            })
+        })
+        .await
+    }
+
+    /// Every problem between the files and the history. Reads only.
+    pub async fn validate(&self) -> Result<(Source, Vec<Problem>), Error> {
+        let source = self.load()?;
+        let problems = self
+            .with_db(async |db: &mut Db| Ok(runner::status(db, &source).await?.0.problems))
+            .await?;
+        Ok((source, problems))
+    }
+
+    /// The history log, oldest first. Reads only.
+    pub async fn history(&self) -> Result<Vec<HistoryRow>, Error> {
+        self.with_db(async |db: &mut Db| Ok(db.read_history().await?))
+            .await
+    }
+
+    /// Re-runs every applied migration's `checks.after`. Reads only.
+    pub async fn verify(&self) -> Result<Vec<Verified>, Error> {
+        let source = self.load()?;
+        self.with_db(async |db: &mut Db| Ok(runner::verify(db, &source).await?))
+            .await
+    }
+
+    /// The run options a request means under these settings.
+    pub fn run_options(&self, req: &RunRequest) -> RunOptions {
+        let s = &self.settings;
+        RunOptions {
+            lock_timeout: s.lock_timeout,
+            single_transaction: req.single_transaction,
+            allow_out_of_order: req.allow_out_of_order,
+            ignore_missing: req.ignore_missing,
+            backup_dir: req.backup.unwrap_or(s.backup).then(|| s.backup_dir.clone()),
+            restore_on_failure: req.restore_on_failure.unwrap_or(s.restore_on_failure),
+            max_duration: req.max_duration,
+            parallel: req.parallel.max(1),
+            cancel: CancelToken::new(),
+        }
+    }
+
+    /// What `req` would do, with the exact SQL; changes nothing (a data
+    /// migration's first batch runs in a transaction that is rolled back).
+    pub async fn plan(&self, req: &RunRequest) -> Result<Vec<PlannedStep>, Error> {
+        let source = self.load()?;
+        let opts = self.run_options(req);
+        self.with_db(async |db: &mut Db| {
+            Ok(runner::preview(db, &source, req.target.clone(), &opts).await?)
+        })
+        .await
+    }
+
+    /// Runs `req` here, reporting events to `sink`; its history rows carry `run_id`.
+    pub async fn run(
+        &self,
+        req: &RunRequest,
+        run_id: &str,
+        cancel: CancelToken,
+        sink: &mut dyn EventSink,
+    ) -> Result<Report, RunFailure> {
+        let mut report = Report::default();
+        let fail = |error: Error, report: Report| RunFailure { error, report };
+        let source = match self.load() {
+            Ok(s) => s,
+            Err(e) => return Err(fail(e, report)),
+        };
+        let mut opts = self.run_options(req);
+        opts.cancel = cancel;
+        let mut db = match self.connect().await {
+            Ok(db) => db,
+            Err(e) => return Err(fail(e, report)),
+        };
+        db.set_run_id(run_id);
+        let r = runner::run_into(
+            &mut db,
+            &source,
+            req.target.clone(),
+            &opts,
+            sink,
+            &mut report,
+        )
+        .await;
+        let closed = db.close().await;
+        match (r, closed) {
+            (Ok(()), Ok(())) => Ok(report),
+            (Err(e), _) | (Ok(()), Err(e)) => Err(fail(e.into(), report)),
+        }
+    }
+
+    /// Starts `req` as a task on the current Tokio runtime (which may be
+    /// multi-threaded) and returns its handle at once.
+    pub fn start(&self, req: RunRequest) -> RunHandle {
+        let id = instar_db::new_run_id();
+        let hub = Hub::new(id.clone());
+        let cancel = CancelToken::new();
+        let service = self.clone();
+        let (task_hub, task_cancel, task_id) = (Arc::clone(&hub), cancel.clone(), id.clone());
+        let task = tokio::spawn(async move {
+            let mut sink = task_hub.sink();
+            let r = service.run(&req, &task_id, task_cancel, &mut sink).await;
+            task_hub.close();
+            r
+        });
+        RunHandle {
+            id,
+            hub,
+            cancel,
+            task,
+        }
+    }
+
+    /// Records that the database already has every migration up to `version`.
+    pub async fn baseline(&self, version: &str, note: Option<String>) -> Result<(), Error> {
+        let source = self.load()?;
+        let timeout = self.settings.lock_timeout;
+        self.with_db(async |db: &mut Db| {
+            Ok(runner::baseline(db, &source, version, note, timeout).await?)
+        })
+        .await
+    }
+
+    /// Clears dirty marks, marks a migration applied, or accepts edited checksums.
+    pub async fn repair(&self, opts: &RepairOptions) -> Result<Vec<String>, Error> {
+        let source = self.load()?;
+        let timeout = self.settings.lock_timeout;
+        self.with_db(async |db: &mut Db| Ok(runner::repair(db, &source, opts, timeout).await?))
+            .await
+    }
+
+    /// Takes a backup now.
+    pub async fn backup(&self) -> Result<Option<BackupInfo>, Error> {
+        let dir = self.settings.backup_dir.clone();
+        self.with_db(
+            async |db: &mut Db| Ok(backup::take(db, &dir, "manual (instar backup)").await?),
+        )
+        .await
+    }
+
+    /// Every backup, oldest first.
+    pub fn backups(&self) -> Result<Vec<BackupInfo>, Error> {
+        Ok(backup::list(&self.settings.backup_dir)?)
+    }
+
+    /// Deletes backups older than `age`; returns what it deleted.
+    ///
+    /// # Warning
+    /// Deleted backups are gone for good.
+    pub fn prune_backups(&self, age: Duration) -> Result<Vec<BackupInfo>, Error> {
+        Ok(backup::prune(&self.settings.backup_dir, age)?)
+    }
+
+    /// Restores backup `id` over the database, holding the run lock for the
+    /// whole restore on the session that took it, so no run starts meanwhile.
+    ///
+    /// # Warning
+    /// Everything written to the database since the backup is lost, by every client.
+    pub async fn dangerous_restore(&self, id: &str) -> Result<BackupInfo, Error> {
+        let dir = self.settings.backup_dir.clone();
+        // Refuse an unknown id before touching the database.
+        backup::find(&dir, id)?;
+        self.with_lock(async |db: &mut Db| Ok(backup::restore(db, &dir, id).await?))
+            .await
+    }
+}

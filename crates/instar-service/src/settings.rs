@@ -1,0 +1,297 @@
+//! Settings: flags > environment > `instar.toml` > defaults, resolved into one
+//! plain struct that a CLI, a server or a library can build without clap.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use instar_core::duration;
+use instar_core::Layout;
+use serde::Deserialize;
+
+use crate::Error;
+
+/// Everything an operation needs to know, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How to connect, and where the history lives.
+    pub db: instar_db::Settings,
+    /// The migrations folder (used by the default, folder source).
+    pub migrations: PathBuf,
+    /// A layout to use instead of detecting it.
+    pub layout: Option<Layout>,
+    /// How long a run waits for another run's lock.
+    pub lock_timeout: Duration,
+    /// Whether runs take automatic backups where the engine needs them.
+    pub backup: bool,
+    /// Where backups go.
+    pub backup_dir: PathBuf,
+    /// Restore the automatic backup when a non-transactional run fails.
+    ///
+    /// # Warning
+    /// The restore discards what other clients wrote during the run; off by default.
+    pub restore_on_failure: bool,
+}
+
+impl Settings {
+    /// Every default, for `url`, with the project rooted at `root`.
+    pub fn new(url: impl Into<String>, root: &Path) -> Settings {
+        Settings {
+            db: instar_db::Settings::new(url),
+            migrations: root.join("migrations"),
+            layout: None,
+            lock_timeout: Duration::from_secs(60),
+            backup: true,
+            backup_dir: root.join(".instar").join("backups"),
+            restore_on_failure: false,
+        }
+    }
+}
+
+/// What the caller's flags say (each `None` defers to the environment, the file, then the default).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--database`.
+    pub database: Option<String>,
+    /// `--migrations`.
+    pub migrations: Option<PathBuf>,
+    /// `--config`; without it, `instar.toml` in the working folder when present.
+    pub config: Option<PathBuf>,
+    /// `--init-sql`, run after the config file's.
+    pub init_sql: Vec<String>,
+    /// `--lock-timeout`, as written.
+    pub lock_timeout: Option<String>,
+    /// `--restore-on-failure`.
+    pub restore_on_failure: Option<bool>,
+}
+
+/// `instar.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[database]`.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// `[migrations]`.
+    #[serde(default)]
+    pub migrations: MigrationsConfig,
+    /// `[run]`.
+    #[serde(default)]
+    pub run: RunConfig,
+}
+
+/// `[database]` of `instar.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The URL.
+    pub url: Option<String>,
+    /// Statements run on every connection first.
+    #[serde(default)]
+    pub init_sql: Vec<String>,
+    /// The history table's name.
+    pub history_table: Option<String>,
+    /// The schema (PostgreSQL) or database (MySQL) of the history table.
+    pub history_schema: Option<String>,
+}
+
+/// `[migrations]` of `instar.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationsConfig {
+    /// The folder, relative to the file.
+    pub dir: Option<PathBuf>,
+    /// `instar`, `diesel`, `sqlx` or `flyway`.
+    pub layout: Option<String>,
+}
+
+/// `[run]` of `instar.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// E.g. `30s`.
+    pub lock_timeout: Option<String>,
+    /// Automatic backups (default true).
+    pub backup: Option<bool>,
+    /// Where backups go, relative to the file.
+    pub backup_dir: Option<PathBuf>,
+    /// Restore the automatic backup after a failed non-transactional run (default false).
+    pub restore_on_failure: Option<bool>,
+}
+
+/// The process environment, as the settings read it.
+pub fn process_env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+/// Reads the config file: `overrides.config` (relative to `cwd`), else
+/// `cwd/instar.toml` when it exists. Returns it and the folder it is in.
+pub fn load(overrides: &Overrides, cwd: &Path) -> Result<(FileConfig, PathBuf), Error> {
+    let (path, explicit) = match &overrides.config {
+        Some(p) => (cwd.join(p), true),
+        None => (cwd.join("instar.toml"), false),
+    };
+    if !path.is_file() {
+        if explicit {
+            return Err(Error::Config(if path.is_dir() {
+                format!(
+                    "config file {} is a folder; name the instar.toml inside it",
+                    path.display()
+                )
+            } else {
+                format!("config file {} not found", path.display())
+            }));
+        }
+        return Ok((FileConfig::default(), cwd.to_path_buf()));
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    let cfg: FileConfig = toml::from_str(&text).map_err(|e| {
+        Error::Config(format!(
+            "{}: {}",
+            path.display(),
+            instar_db::url::redact_text(e.to_string().trim_end())
+        ))
+    })?;
+    let root = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    Ok((cfg, root))
+}
+
+/// A SQLite URL from the config file names its file relative to the file's folder.
+fn relative_to(url: &str, root: &Path) -> String {
+    for prefix in ["sqlite://", "sqlite:"] {
+        if let Some(path) = url.strip_prefix(prefix) {
+            let (file, query) = path.split_at(path.find('?').unwrap_or(path.len()));
+            if file.is_empty() || file == ":memory:" || Path::new(file).is_absolute() {
+                return url.to_string();
+            }
+            return format!("{prefix}{}{query}", root.join(file).display());
+        }
+    }
+    url.to_string()
+}
+
+fn parse_duration(what: &str, text: &str) -> Result<Duration, Error> {
+    duration::parse(text).map_err(|e| Error::Config(format!("{what}: {e}")))
+}
+
+fn layout(name: Option<&str>) -> Result<Option<Layout>, Error> {
+    Ok(match name {
+        None => None,
+        Some("instar") => Some(Layout::Instar),
+        Some("diesel") => Some(Layout::Diesel),
+        Some("sqlx") => Some(Layout::Sqlx),
+        Some("flyway") => Some(Layout::Flyway),
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "instar.toml: unknown layout {other:?} (instar, diesel, sqlx or flyway)"
+            )))
+        }
+    })
+}
+
+/// Resolves the settings: `overrides`, then the environment (`INSTAR_DATABASE_URL`,
+/// `DATABASE_URL`), then the config file, then defaults. Relative paths are taken
+/// from `cwd` (flags) or from the config file's folder (the file's settings).
+pub fn resolve(
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    cwd: &Path,
+) -> Result<Settings, Error> {
+    let (cfg, root) = load(overrides, cwd)?;
+    let env = |k: &str| env(k).filter(|v| !v.is_empty());
+    let url = overrides
+        .database
+        .clone()
+        .or_else(|| env("INSTAR_DATABASE_URL"))
+        .or_else(|| env("DATABASE_URL"))
+        .or_else(|| cfg.database.url.as_deref().map(|u| relative_to(u, &root)))
+        .unwrap_or_else(|| format!("sqlite:{}", root.join("instar.db").display()));
+    let mut s = Settings::new(url, &root);
+    s.db.init_sql = cfg.database.init_sql.clone();
+    s.db.init_sql.extend(overrides.init_sql.iter().cloned());
+    if let Some(t) = cfg.database.history_table {
+        s.db.history_table = t;
+    }
+    s.db.history_schema = cfg.database.history_schema;
+    s.migrations = match &overrides.migrations {
+        Some(m) => cwd.join(m),
+        None => root.join(cfg.migrations.dir.unwrap_or_else(|| "migrations".into())),
+    };
+    s.layout = layout(cfg.migrations.layout.as_deref())?;
+    s.lock_timeout = match (&overrides.lock_timeout, &cfg.run.lock_timeout) {
+        (Some(t), _) => parse_duration("--lock-timeout", t)?,
+        (None, Some(t)) => parse_duration("instar.toml [run] lock_timeout", t)?,
+        (None, None) => Duration::from_secs(60),
+    };
+    s.backup = cfg.run.backup.unwrap_or(true);
+    if let Some(d) = cfg.run.backup_dir {
+        s.backup_dir = root.join(d);
+    }
+    s.restore_on_failure = overrides
+        .restore_on_failure
+        .or(cfg.run.restore_on_failure)
+        .unwrap_or(false);
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file_beat_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let defaults = resolve(&Overrides::default(), &no_env, d.path()).unwrap();
+        assert!(defaults.db.url.ends_with("instar.db"));
+        assert_eq!(defaults.lock_timeout, Duration::from_secs(60));
+        assert!(!defaults.restore_on_failure);
+        std::fs::write(
+            d.path().join("instar.toml"),
+            "[database]\nurl = \"sqlite:file.db\"\n[run]\nlock_timeout = \"5m\"\n",
+        )
+        .unwrap();
+        let file = resolve(&Overrides::default(), &no_env, d.path()).unwrap();
+        assert_eq!(
+            file.db.url,
+            format!("sqlite:{}", d.path().join("file.db").display())
+        );
+        assert_eq!(file.lock_timeout, Duration::from_secs(300));
+        let env = |k: &str| (k == "DATABASE_URL").then(|| "sqlite:env.db".to_string());
+        assert_eq!(
+            resolve(&Overrides::default(), &env, d.path())
+                .unwrap()
+                .db
+                .url,
+            "sqlite:env.db"
+        );
+        let flags = Overrides {
+            database: Some("sqlite:flag.db".into()),
+            lock_timeout: Some("2s".into()),
+            ..Overrides::default()
+        };
+        let f = resolve(&flags, &env, d.path()).unwrap();
+        assert_eq!(f.db.url, "sqlite:flag.db");
+        assert_eq!(f.lock_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn bad_durations_are_errors_not_panics() {
+        let d = tempfile::tempdir().unwrap();
+        for bad in ["99999999999999999999s", "-5s", "1e3s", ""] {
+            let o = Overrides {
+                lock_timeout: Some(bad.into()),
+                ..Overrides::default()
+            };
+            let e = resolve(&o, &no_env, d.path()).unwrap_err().to_string();
+            assert!(e.contains("--lock-timeout"), "{bad}: {e}");
+        }
+    }
+}
