@@ -13,10 +13,21 @@ pub(crate) trait Engine: Sync {
     fn placeholder(&self, n: usize) -> String;
     /// The column type for `kind` in this engine.
     fn column_type(&self, kind: Col) -> &'static str;
-    /// A query returning the declared type of a column (binds: the quoted table, the
-    /// column name), where some key types must be cast to and from text.
-    fn key_type_sql(&self) -> Option<&'static str> {
+    /// A query returning the declared type of key column `column` of `table` (as
+    /// written in `[data] table`, maybe `schema.table`), with its binds; `None`
+    /// where every key the driver decodes travels as it is.
+    fn key_type_query(&self, _table: &str, _column: &str) -> Option<(String, Vec<String>)> {
         None
+    }
+    /// How a key column of declared type `declared` travels through batches and
+    /// checkpoints: `Ok(None)` as it is (integers, text), `Ok(Some(t))` as text,
+    /// bound back with `CAST(? AS t)`, or `Err(why)` when it cannot travel exactly.
+    fn key_cast(&self, _declared: &str) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+    /// The type to cast a key column to, to read it as text.
+    fn text_type(&self) -> &'static str {
+        "TEXT"
     }
     /// What follows `CREATE TABLE … ( … )` (e.g. MySQL's engine and charset).
     fn table_options(&self) -> &'static str {

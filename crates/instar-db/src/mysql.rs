@@ -38,6 +38,40 @@ impl Engine for MySql {
     fn transactional_ddl(&self) -> bool {
         false
     }
+    fn key_type_query(&self, table: &str, column: &str) -> Option<(String, Vec<String>)> {
+        let (schema, name) = table.split_once('.').unwrap_or(("", table));
+        Some((
+            "SELECT CAST(column_type AS CHAR) FROM information_schema.columns WHERE table_schema = COALESCE(NULLIF(?, ''), DATABASE()) AND table_name = ? AND column_name = ?".into(),
+            vec![schema.into(), name.into(), column.into()],
+        ))
+    }
+    // The Any driver decodes signed integers and text; unsigned BIGINT above
+    // i64::MAX and dates travel as text, cast back on the way in.
+    fn key_cast(&self, declared: &str) -> Result<Option<String>, String> {
+        let t = declared.to_ascii_lowercase();
+        let base = t.split(['(', ' ']).next().unwrap_or("");
+        let unsigned = t.contains("unsigned");
+        Ok(match base {
+            "bigint" if unsigned => Some("UNSIGNED".into()),
+            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => None,
+            "char" | "varchar" | "text" | "tinytext" | "mediumtext" | "longtext" => None,
+            "date" => Some("DATE".into()),
+            "datetime" => Some("DATETIME(6)".into()),
+            "time" => Some("TIME(6)".into()),
+            "decimal" | "numeric" => Some(declared.to_string()),
+            "float" | "double" | "real" => return Err(format!(
+                "the key's type {declared} is floating point, which does not round-trip exactly"
+            )),
+            _ => {
+                return Err(format!(
+                    "the key's type {declared} cannot be carried exactly through a checkpoint"
+                ))
+            }
+        })
+    }
+    fn text_type(&self) -> &'static str {
+        "CHAR"
+    }
 }
 
 /// Tries `GET_LOCK(name)` once on `conn`.

@@ -26,8 +26,29 @@ impl Engine for Postgres {
             Col::Int => "BIGINT",
         }
     }
-    fn key_type_sql(&self) -> Option<&'static str> {
-        Some("SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = CAST($1 AS regclass) AND a.attname = $2 AND NOT a.attisdropped")
+    fn key_type_query(&self, table: &str, column: &str) -> Option<(String, Vec<String>)> {
+        let quoted: Vec<String> = table.split('.').map(|p| self.quote(p)).collect();
+        Some((
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = CAST($1 AS regclass) AND a.attname = $2 AND NOT a.attisdropped".into(),
+            vec![quoted.join("."), column.into()],
+        ))
+    }
+    // Every PostgreSQL type has an exact text form (floats too, since 12), so
+    // anything but the integers and text the driver carries travels as text.
+    fn key_cast(&self, declared: &str) -> Result<Option<String>, String> {
+        let native = [
+            "smallint",
+            "integer",
+            "bigint",
+            "text",
+            "character varying",
+            "character",
+            "\"char\"",
+            "name",
+        ]
+        .iter()
+        .any(|n| declared == *n || declared.starts_with(&format!("{n}(")));
+        Ok((!native).then(|| declared.to_string()))
     }
     fn create_schema(&self, schema: &str) -> Option<String> {
         Some(format!(

@@ -8,4 +8,6 @@
 mod harness;
 
 mod basics;
+mod doors;
 mod faults;
+mod secrets;

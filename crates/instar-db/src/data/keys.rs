@@ -27,7 +27,7 @@ impl Shape<'_> {
             .iter()
             .zip(&self.casts)
             .map(|(c, t)| match t {
-                Some(_) => format!("CAST({c} AS TEXT)"),
+                Some(_) => format!("CAST({c} AS {})", self.e.text_type()),
                 None => c.clone(),
             })
             .collect::<Vec<_>>()

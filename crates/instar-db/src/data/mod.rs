@@ -62,8 +62,14 @@ pub struct Estimate {
 }
 
 /// The SQL shape of a data migration; on engines that need it, looks up which key
-/// columns must travel as text (see [`Shape::casts`]).
-async fn shape<'a>(db: &mut Db, cfg: &DataConfig, statement: &'a str) -> Result<Shape<'a>, Error> {
+/// columns must travel as text (see [`Shape::casts`]), and refuses key types that
+/// cannot travel exactly, before anything is written.
+async fn shape<'a>(
+    db: &mut Db,
+    step: &Step,
+    cfg: &DataConfig,
+    statement: &'a str,
+) -> Result<Shape<'a>, Error> {
     let e = db.engine;
     let table = cfg
         .table
@@ -73,17 +79,37 @@ async fn shape<'a>(db: &mut Db, cfg: &DataConfig, statement: &'a str) -> Result<
         .join(".");
     let mut casts = Vec::new();
     for c in cfg.key.columns() {
-        let declared: Option<String> = match e.key_type_sql() {
-            Some(sql) => sqlx::query_scalar(sql)
-                .bind(table.clone())
-                .bind(c.clone())
-                .fetch_optional(&mut db.conn)
-                .await
-                .ok()
-                .flatten(),
+        let Some((sql, binds)) = e.key_type_query(&cfg.table, &c) else {
+            casts.push(None);
+            continue;
+        };
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let ctx = || format!("looking up the type of key column {c}");
+        // No row: the table or column is missing, which the preflight reports.
+        let row = q
+            .fetch_optional(&mut db.conn)
+            .await
+            .map_err(|e| Error::query(ctx(), e))?;
+        let declared = match row {
+            Some(r) => crate::db::row_values(&r)?
+                .first()
+                .and_then(|v| v.as_str().map(str::to_string)),
             None => None,
         };
-        casts.push(declared.filter(|t| !native_key_type(t)));
+        let cast = match declared {
+            Some(t) => e.key_cast(&t).map_err(|why| Error::DataRefused {
+                version: step.version.clone(),
+                reason: format!(
+                    "key column {c} of {}: {why}; use a key of integers or text",
+                    cfg.table
+                ),
+            })?,
+            None => None,
+        };
+        casts.push(cast);
     }
     Ok(Shape {
         e,
@@ -92,22 +118,6 @@ async fn shape<'a>(db: &mut Db, cfg: &DataConfig, statement: &'a str) -> Result<
         statement,
         casts,
     })
-}
-
-/// Key types the driver binds and decodes as they are.
-fn native_key_type(t: &str) -> bool {
-    [
-        "smallint",
-        "integer",
-        "bigint",
-        "text",
-        "character varying",
-        "character",
-        "\"char\"",
-        "name",
-    ]
-    .iter()
-    .any(|n| t == *n || t.starts_with(&format!("{n}(")))
 }
 
 /// The `[data]` table of a data step, once its script is known to be one
@@ -137,7 +147,7 @@ fn statement_of(m: &Migration, d: Direction) -> &str {
 /// transaction that is rolled back, timed, and extrapolated to the key range.
 pub async fn estimate(db: &mut Db, m: &Migration, step: &Step) -> Result<Estimate, Error> {
     let cfg = config(db, m, step)?;
-    let s = shape(db, cfg, statement_of(m, step.direction)).await?;
+    let s = shape(db, step, cfg, statement_of(m, step.direction)).await?;
     let (upper, total) = checkpoint::preflight(db, m, step, cfg, &s).await?;
     let Some(upper) = upper else {
         return Ok(Estimate {
@@ -197,7 +207,7 @@ pub(crate) async fn run(
     }
     let n = checkpoint::names(db);
     checkpoint::ensure_tables(db, &n).await?;
-    let shape = shape(db, cfg, statement_of(m, step.direction)).await?;
+    let shape = shape(db, step, cfg, statement_of(m, step.direction)).await?;
     let (row_id, cps) = match step.resume_row {
         Some(row_id) => (row_id, checkpoint::resume(db, m, step, &n).await?),
         None => checkpoint::begin(db, m, step, cfg, &shape, &n, parallel).await?,

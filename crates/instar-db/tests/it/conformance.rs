@@ -816,7 +816,7 @@ fn seed_users(n: usize) -> String {
     )
 }
 
-fn data_migration(t: &TestDb, folder: &str, toml: &str, statement: &str) {
+pub(crate) fn data_migration(t: &TestDb, folder: &str, toml: &str, statement: &str) {
     migration(&t.migrations(), folder, statement, None);
     file(&t.migrations().join(folder).join("migration.toml"), toml);
 }

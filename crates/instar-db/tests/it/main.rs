@@ -3,4 +3,5 @@
 #[macro_use]
 mod harness;
 mod conformance;
+mod defects;
 mod upgrade;
