@@ -194,6 +194,10 @@ pub enum Command {
         /// Mark this migration applied (you finished it by hand).
         #[arg(long)]
         mark_applied: Option<String>,
+        /// Count the statement this dirty migration stopped at as done (it took
+        /// effect, though the run that sent it died first); `up` resumes after it.
+        #[arg(long)]
+        statement_done: Option<String>,
         /// Why (kept in the history).
         #[arg(long)]
         reason: Option<String>,

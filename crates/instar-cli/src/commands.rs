@@ -74,11 +74,13 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         Command::Repair {
             accept_checksums,
             mark_applied,
+            statement_done,
             reason,
         } => {
             let opts = instar_db::runner::RepairOptions {
                 accept_checksums,
                 mark_applied,
+                statement_done,
                 reason,
             };
             admin::repair(s, &opts, out).await

@@ -121,6 +121,11 @@ pub struct HistoryRow {
     /// The run that wrote the row (none for rows written before run ids existed).
     #[serde(default)]
     pub run_id: Option<String>,
+    /// On a `start` row: the 0-based statement sent to the database and not yet
+    /// confirmed (one that commits by itself, such as MySQL DDL). After a crash,
+    /// whether it took effect is uncertain.
+    #[serde(default)]
+    pub in_flight: Option<i64>,
     /// The Instar version that wrote the row.
     pub tool_version: String,
     /// A reason given to `repair` or `baseline`.
@@ -167,6 +172,8 @@ pub struct DirtyMigration {
     pub failed_statement: Option<String>,
     /// The `start` row, which the runner updates as it resumes.
     pub row_id: i64,
+    /// The statement that was sent and not confirmed when the run stopped, if any.
+    pub in_flight: Option<i64>,
 }
 
 /// The current state of a database, derived from its history.
@@ -204,6 +211,7 @@ pub fn derive(rows: &[HistoryRow]) -> State {
                         error: r.error.clone(),
                         failed_statement: r.failed_statement.clone(),
                         row_id: r.id,
+                        in_flight: r.in_flight,
                     },
                 );
             }

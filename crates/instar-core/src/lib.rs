@@ -17,6 +17,7 @@
 
 pub mod checksum;
 pub mod duration;
+pub mod effect;
 mod error;
 pub mod event;
 pub mod files;

@@ -151,6 +151,9 @@ pub struct Step {
     pub resume_from: usize,
     /// The dirty `start` row being resumed, if any.
     pub resume_row: Option<i64>,
+    /// Whether statement `resume_from` was in flight when the previous run
+    /// stopped (sent, its effect not confirmed).
+    pub in_flight: bool,
 }
 
 /// The ordered steps a command would take.
@@ -448,7 +451,9 @@ fn plan_up(
             let from = resume_point(m, d, opts.dialect).map_err(|why| Error::Validation {
                 problems: vec![dirty_problem(d, why)],
             })?;
-            steps.push(step(index, m, Direction::Up, from, Some(d.row_id)));
+            let mut s = step(index, m, Direction::Up, from, Some(d.row_id));
+            s.in_flight = d.in_flight == Some(from as i64);
+            steps.push(s);
             continue;
         }
         if state.applied.contains_key(key) || baselined(m, state) {
@@ -515,7 +520,9 @@ fn plan_down(
                 let from = resume_point(m, d, opts.dialect).map_err(|why| Error::Validation {
                     problems: vec![dirty_problem(d, why)],
                 })?;
-                steps.push(step(index, m, Direction::Down, from, Some(d.row_id)));
+                let mut s = step(index, m, Direction::Down, from, Some(d.row_id));
+                s.in_flight = d.in_flight == Some(from as i64);
+                steps.push(s);
             }
             None => steps.push(step(index, m, Direction::Down, 0, None)),
         }
@@ -536,5 +543,6 @@ fn step(
         direction,
         resume_from,
         resume_row,
+        in_flight: false,
     }
 }

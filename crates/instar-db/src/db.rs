@@ -96,6 +96,7 @@ impl History<'_> {
                     .clone()
                     .unwrap_or_else(|| self.run_id.to_string()),
             )
+            .bind(row.in_flight)
     }
 
     /// Appends `row` (its `id` is ignored) and returns the new row's id.
@@ -125,12 +126,38 @@ impl History<'_> {
         error: Option<&str>,
         failed: Option<&str>,
     ) -> Result<(), Error> {
+        self.update_start(conn, id, applied, None, error, failed)
+            .await
+    }
+
+    /// Records that statement `index` (0-based) is about to be sent and commits by
+    /// itself: until [`History::progress`] follows, its effect is uncertain.
+    pub(crate) async fn in_flight(
+        &self,
+        conn: &mut AnyConnection,
+        id: i64,
+        index: usize,
+    ) -> Result<(), Error> {
+        self.update_start(conn, id, index, Some(index), None, None)
+            .await
+    }
+
+    async fn update_start(
+        &self,
+        conn: &mut AnyConnection,
+        id: i64,
+        applied: usize,
+        in_flight: Option<usize>,
+        error: Option<&str>,
+        failed: Option<&str>,
+    ) -> Result<(), Error> {
         let sql = crate::engine::marks(
             self.engine,
-            &format!("UPDATE {} SET statements_applied = ?, error = ?, failed_statement = ? WHERE id = ?", self.table),
+            &format!("UPDATE {} SET statements_applied = ?, in_flight = ?, error = ?, failed_statement = ? WHERE id = ?", self.table),
         );
         sqlx::query(&sql)
             .bind(applied as i64)
+            .bind(in_flight.map(|i| i as i64))
             .bind(error.map(str::to_string))
             .bind(failed.map(str::to_string))
             .bind(id)
@@ -279,16 +306,18 @@ impl Db {
         for ddl in crate::engine::history_ddl(self.engine, &self.table, self.schema.as_deref()) {
             run_sql(&mut self.conn, &ddl, "creating the history table").await?;
         }
-        let probe = format!("SELECT run_id FROM {} WHERE 1 = 0", self.table);
-        let has_run_id = run_sql(&mut self.conn, &probe, "").await.is_ok();
-        if !has_run_id {
+        for (column, kind) in crate::engine::HISTORY_ADDED {
+            let probe = format!("SELECT {column} FROM {} WHERE 1 = 0", self.table);
+            if run_sql(&mut self.conn, &probe, "").await.is_ok() {
+                continue;
+            }
             let add = format!(
-                "ALTER TABLE {} ADD COLUMN run_id {}",
+                "ALTER TABLE {} ADD COLUMN {column} {}",
                 self.table,
-                self.engine.column_type(crate::engine::Col::Short)
+                self.engine.column_type(*kind)
             );
-            let ctx = "upgrading the history table (adding run_id)";
-            run_sql(&mut self.conn, &add, ctx).await?;
+            let ctx = format!("upgrading the history table (adding {column})");
+            run_sql(&mut self.conn, &add, &ctx).await?;
         }
         Ok(())
     }
@@ -302,7 +331,7 @@ impl Db {
             // One query on the hot path: only look for the table when the read fails.
             Err(_) if !self.history_exists().await? => Ok(Vec::new()),
             Err(first) => {
-                let legacy = format!("{HISTORY_COLUMNS_V1}, NULL");
+                let legacy = format!("{HISTORY_COLUMNS_V1}, NULL, NULL");
                 match self.read_history_with(&legacy).await {
                     Ok(rows) => Ok(rows),
                     // Another run may have created or upgraded the table meanwhile.
@@ -562,6 +591,7 @@ fn decode_history(table: &str, r: Vec<serde_json::Value>) -> Result<HistoryRow, 
         tool_version: req(18)?,
         note: s(19)?,
         run_id: s(20)?,
+        in_flight: n(21)?,
     })
 }
 

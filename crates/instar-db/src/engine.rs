@@ -3,6 +3,7 @@
 //! Each engine's module implements [`Engine`]; nothing outside those modules
 //! writes engine-specific SQL.
 
+use instar_core::effect::Effect;
 use instar_core::Dialect;
 
 /// The SQL an engine needs that differs from the others.
@@ -47,6 +48,12 @@ pub(crate) trait Engine: Sync {
     fn begin(&self) -> &'static str {
         "BEGIN"
     }
+    /// Whether `stmt` commits by itself or cannot run inside a transaction
+    /// block, so it cannot commit together with its progress row (it is then
+    /// recorded as in flight before it is sent).
+    fn commits_by_itself(&self, stmt: &str) -> bool;
+    /// A query returning a row exactly when the object of `effect` exists now (with its binds).
+    fn effect_sql(&self, effect: &Effect) -> (String, Vec<String>);
     /// A query returning the whole history as one JSON array of row arrays (columns
     /// in `id, HISTORY_COLUMNS` order), where one row is much cheaper than many.
     fn history_as_json(&self, _table: &str, _columns: &str) -> Option<String> {
@@ -78,6 +85,26 @@ pub(crate) fn marks(e: &dyn Engine, sql: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The first `n` words of a statement, upper-cased, comments before it skipped.
+pub(crate) fn leading_words(stmt: &str, n: usize) -> Vec<String> {
+    stmt.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("--") && !l.starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .take(n)
+        .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
+        .collect()
+}
+
+/// Whether a statement controls transactions itself (BEGIN, COMMIT …): it must
+/// run as written, outside a transaction of Instar's.
+pub(crate) fn is_transaction_control(stmt: &str) -> bool {
+    matches!(
+        leading_words(stmt, 1).first().map(String::as_str),
+        Some("BEGIN" | "COMMIT" | "ROLLBACK" | "START" | "END" | "SAVEPOINT" | "RELEASE")
+    )
 }
 
 /// Quotes `ident` with `q`, doubling any `q` inside it.
@@ -134,10 +161,15 @@ pub(crate) const HISTORY: &[(&str, Col, bool)] = &[
     ("note", Col::Long, false),
     // Added in 0.2: tables written by 0.1 get it by `ALTER TABLE` (see `Db::ensure_history`).
     ("run_id", Col::Short, false),
+    ("in_flight", Col::Int, false),
 ];
 
 /// The history columns after `id`, comma-separated.
-pub(crate) const HISTORY_COLUMNS: &str = "version, name, event, direction, kind, checksum, schema_version, started_at, finished_at, duration_ms, statements_applied, statements_total, statement_hashes, rows_affected, error, failed_statement, operator, tool_version, note, run_id";
+pub(crate) const HISTORY_COLUMNS: &str = "version, name, event, direction, kind, checksum, schema_version, started_at, finished_at, duration_ms, statements_applied, statements_total, statement_hashes, rows_affected, error, failed_statement, operator, tool_version, note, run_id, in_flight";
+
+/// Columns added since 0.1, in order, with their kinds: `Db::ensure_history` adds
+/// whichever a table lacks.
+pub(crate) const HISTORY_ADDED: &[(&str, Col)] = &[("run_id", Col::Short), ("in_flight", Col::Int)];
 
 /// The history columns of Instar 0.1, which had no `run_id`.
 pub(crate) const HISTORY_COLUMNS_V1: &str = "version, name, event, direction, kind, checksum, schema_version, started_at, finished_at, duration_ms, statements_applied, statements_total, statement_hashes, rows_affected, error, failed_statement, operator, tool_version, note";
@@ -191,7 +223,7 @@ mod tests {
         let names: Vec<&str> = super::HISTORY.iter().map(|c| c.0).collect();
         assert_eq!(names.join(", "), super::HISTORY_COLUMNS);
         assert_eq!(
-            format!("{}, run_id", super::HISTORY_COLUMNS_V1),
+            format!("{}, run_id, in_flight", super::HISTORY_COLUMNS_V1),
             super::HISTORY_COLUMNS
         );
     }

@@ -4,6 +4,7 @@
 //! statement with its progress recorded (see the runner). The lock is
 //! `GET_LOCK`, held by the run's connection and released when it closes.
 
+use instar_core::effect::Effect;
 use sqlx::AnyConnection;
 
 use crate::engine::{quote_with, Col, Engine};
@@ -38,6 +39,48 @@ impl Engine for MySql {
     fn transactional_ddl(&self) -> bool {
         false
     }
+    // Only DML can commit together with its progress row: DDL (and anything
+    // else) commits implicitly.
+    fn commits_by_itself(&self, stmt: &str) -> bool {
+        !matches!(
+            crate::engine::leading_words(stmt, 1)
+                .first()
+                .map(String::as_str),
+            Some("INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "SELECT" | "WITH" | "DO")
+        )
+    }
+    fn effect_sql(&self, effect: &Effect) -> (String, Vec<String>) {
+        let split = |n: &str| match n.split_once('.') {
+            Some((s, t)) => (s.to_string(), t.to_string()),
+            None => (String::new(), n.to_string()),
+        };
+        const SCHEMA: &str = "table_schema = COALESCE(NULLIF(?, ''), DATABASE())";
+        match effect {
+            Effect::Table { name, .. } => {
+                let (s, t) = split(name);
+                (
+                    format!(
+                        "SELECT 1 FROM information_schema.tables WHERE {SCHEMA} AND table_name = ?"
+                    ),
+                    vec![s, t],
+                )
+            }
+            Effect::Index { name, table, .. } => {
+                let (s, t) = split(table.as_deref().unwrap_or(""));
+                (
+                    format!("SELECT 1 FROM information_schema.statistics WHERE {SCHEMA} AND (table_name = ? OR ? = '') AND index_name = ? LIMIT 1"),
+                    vec![s, t.clone(), t, name.clone()],
+                )
+            }
+            Effect::Column { table, column, .. } => {
+                let (s, t) = split(table);
+                (
+                    format!("SELECT 1 FROM information_schema.columns WHERE {SCHEMA} AND table_name = ? AND column_name = ?"),
+                    vec![s, t, column.clone()],
+                )
+            }
+        }
+    }
     fn key_type_query(&self, table: &str, column: &str) -> Option<(String, Vec<String>)> {
         let (schema, name) = table.split_once('.').unwrap_or(("", table));
         Some((
@@ -59,9 +102,11 @@ impl Engine for MySql {
             "datetime" => Some("DATETIME(6)".into()),
             "time" => Some("TIME(6)".into()),
             "decimal" | "numeric" => Some(declared.to_string()),
-            "float" | "double" | "real" => return Err(format!(
+            "float" | "double" | "real" => {
+                return Err(format!(
                 "the key's type {declared} is floating point, which does not round-trip exactly"
-            )),
+            ))
+            }
             _ => {
                 return Err(format!(
                     "the key's type {declared} cannot be carried exactly through a checkpoint"

@@ -9,6 +9,8 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
+use instar_core::effect::Effect;
+
 use crate::engine::{quote_with, Col, Engine};
 use crate::Error;
 
@@ -37,6 +39,28 @@ impl Engine for Sqlite {
     }
     fn transactional_ddl(&self) -> bool {
         true
+    }
+    fn commits_by_itself(&self, stmt: &str) -> bool {
+        crate::engine::is_transaction_control(stmt)
+            || crate::engine::leading_words(stmt, 1)
+                .first()
+                .is_some_and(|w| w == "VACUUM")
+    }
+    fn effect_sql(&self, effect: &Effect) -> (String, Vec<String>) {
+        match effect {
+            Effect::Table { name, .. } => (
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?".into(),
+                vec![name.clone()],
+            ),
+            Effect::Index { name, .. } => (
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?".into(),
+                vec![name.clone()],
+            ),
+            Effect::Column { table, column, .. } => (
+                "SELECT 1 FROM pragma_table_info(?) WHERE name = ?".into(),
+                vec![table.clone(), column.clone()],
+            ),
+        }
     }
     // IMMEDIATE takes SQLite's write lock up front instead of failing to upgrade later.
     fn begin(&self) -> &'static str {

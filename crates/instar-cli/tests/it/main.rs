@@ -10,4 +10,5 @@ mod harness;
 mod basics;
 mod doors;
 mod faults;
+mod kills;
 mod secrets;

@@ -44,6 +44,7 @@ fn row(id: i64, m: &Migration, event: EventKind) -> HistoryRow {
         failed_statement: None,
         operator: String::new(),
         run_id: None,
+        in_flight: None,
         tool_version: String::new(),
         note: None,
     }

@@ -16,6 +16,9 @@ pub struct RepairOptions {
     pub accept_checksums: bool,
     /// Mark this dirty (or pending) migration as applied instead of clearing it.
     pub mark_applied: Option<String>,
+    /// Count the statement this dirty migration stopped at as done (it took effect
+    /// although the run that sent it died before recording it); `up` then resumes after it.
+    pub statement_done: Option<String>,
     /// Why; stored in the history.
     pub reason: Option<String>,
 }
@@ -43,6 +46,35 @@ async fn repair_locked(
     let state = derive(&db.read_history().await?);
     let mut done = Vec::new();
     let mut rows = Vec::new();
+    if let Some(v) = &opts.statement_done {
+        let d = state.dirty.get(v.as_str()).ok_or_else(|| {
+            Error::Unsupported(format!(
+                "--statement-done {v}: migration {v} is not dirty (`instar status` lists the dirty ones)"
+            ))
+        })?;
+        let next = d.statements_applied + 1;
+        let (h, conn) = db.parts();
+        h.progress(conn, d.row_id, next as usize, None, None)
+            .await?;
+        let note = format!(
+            "statement {next} counted as done by repair: {}",
+            opts.reason.as_deref().unwrap_or("no reason given")
+        );
+        let sql = crate::engine::marks(
+            db.engine,
+            &format!("UPDATE {} SET note = ? WHERE id = ?", db.table),
+        );
+        sqlx::query(&sql)
+            .bind(note)
+            .bind(d.row_id)
+            .execute(&mut db.conn)
+            .await
+            .map_err(|e| Error::query("recording the repair", e))?;
+        return Ok(vec![format!(
+            "counted statement {next} of {} as done; `instar up` resumes after it",
+            d.version
+        )]);
+    }
     if let Some(v) = &opts.mark_applied {
         let m = source
             .find(v)

@@ -21,11 +21,13 @@ use crate::{CancelToken, Db, Error};
 
 mod admin;
 mod step;
+mod stepwise;
 
 pub use admin::{baseline, repair, RepairOptions};
 pub(crate) use step::new_row;
 pub use step::operator;
-use step::{record_failure, run_in_transaction, run_stepwise};
+use step::{record_failure, run_in_transaction};
+use stepwise::run_stepwise;
 
 /// How a run behaves.
 #[derive(Debug, Clone)]

@@ -4,7 +4,6 @@
 
 use std::time::Instant;
 
-use instar_core::checksum::statement_hash;
 use instar_core::event::{Event, EventSink};
 use instar_core::history::{Direction, EventKind, HistoryRow};
 use instar_core::plan::{Plan, Step};
@@ -18,7 +17,6 @@ use crate::{Db, Error};
 
 use super::{script, statements};
 use crate::db::control;
-use crate::CancelToken;
 
 /// A fresh history row for `m`, stamped now.
 pub(crate) fn new_row(m: &Migration, event: EventKind, direction: Direction) -> HistoryRow {
@@ -47,13 +45,14 @@ pub(crate) fn new_row(m: &Migration, event: EventKind, direction: Direction) -> 
         failed_statement: None,
         operator: operator(),
         run_id: None,
+        in_flight: None,
         tool_version: env!("CARGO_PKG_VERSION").into(),
         note: None,
     }
 }
 
 /// The `apply`/`revert` row of a finished step.
-fn done_row(
+pub(super) fn done_row(
     m: &Migration,
     step: &Step,
     t0: Instant,
@@ -73,7 +72,7 @@ fn done_row(
     row
 }
 
-fn finished_event(step: &Step, t0: Instant, rows: u64) -> Event {
+pub(super) fn finished_event(step: &Step, t0: Instant, rows: u64) -> Event {
     Event::MigrationFinished {
         version: step.version.clone(),
         direction: step.direction,
@@ -122,7 +121,7 @@ fn user_from_passwd() -> Option<String> {
     }
 }
 
-fn short(sql: &str) -> String {
+pub(super) fn short(sql: &str) -> String {
     let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() > 200 {
         format!("{}…", one_line.chars().take(200).collect::<String>())
@@ -132,7 +131,7 @@ fn short(sql: &str) -> String {
 }
 
 /// PostgreSQL's error position (1-based, in characters of the query sent), if it gave one.
-fn pg_position(e: &sqlx::Error) -> Option<usize> {
+pub(super) fn pg_position(e: &sqlx::Error) -> Option<usize> {
     match e {
         sqlx::Error::Database(d) => d
             .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
@@ -153,7 +152,7 @@ fn line_in(stmt: &Statement, offset: Option<usize>) -> usize {
         })
 }
 
-fn failed(
+pub(super) fn failed(
     m: &Migration,
     d: Direction,
     stmt: &Statement,
@@ -172,7 +171,7 @@ fn failed(
     }
 }
 
-async fn run_checks(
+pub(super) async fn run_checks(
     conn: &mut AnyConnection,
     m: &Migration,
     phase: &'static str,
@@ -216,7 +215,7 @@ fn started_event(m: &Migration, step: &Step, n: usize) -> Event {
     }
 }
 
-fn statement_event(step: &Step, i: usize, s: &Statement) -> Event {
+pub(super) fn statement_event(step: &Step, i: usize, s: &Statement) -> Event {
     Event::StatementStarted {
         version: step.version.clone(),
         index: i,
@@ -227,7 +226,7 @@ fn statement_event(step: &Step, i: usize, s: &Statement) -> Event {
 
 /// What every run of one migration begins with: its clock, its direction, its
 /// statements, and the `migration_started` event.
-fn start_step(
+pub(super) fn start_step(
     db: &Db,
     m: &Migration,
     step: &Step,
@@ -490,84 +489,6 @@ async fn in_one_call(
             Err(w.failure(completed, &e))
         }
     }
-}
-
-/// Runs one migration statement by statement, recording progress in its `start` row,
-/// so a failure or a crash leaves a dirty mark naming the statement it stopped at.
-/// Returns `false` when `cancel` stopped it between two statements (its progress is
-/// recorded, and `up` resumes after the last one done).
-pub(super) async fn run_stepwise(
-    db: &mut Db,
-    m: &Migration,
-    step: &Step,
-    cancel: &CancelToken,
-    sink: &mut dyn EventSink,
-) -> Result<bool, Error> {
-    let (t0, up, stmts) = start_step(db, m, step, sink);
-    let (history, conn) = db.parts();
-    if up && step.resume_from == 0 {
-        run_checks(conn, m, "before", Aftermath::RolledBack).await?;
-    }
-    let row_id = match step.resume_row {
-        Some(id) => {
-            history
-                .progress(conn, id, step.resume_from, None, None)
-                .await?;
-            id
-        }
-        None => {
-            let mut row = new_row(m, EventKind::Start, step.direction);
-            row.statements_total = stmts.len() as i64;
-            row.statement_hashes = Some(
-                stmts
-                    .iter()
-                    .map(|s| statement_hash(&s.sql))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-            history.insert(conn, &row).await?
-        }
-    };
-    let mut rows = 0u64;
-    for (i, s) in stmts.iter().enumerate().skip(step.resume_from) {
-        if i > step.resume_from && cancel.is_cancelled() {
-            return Ok(false);
-        }
-        sink.event(&statement_event(step, i, s));
-        match crate::db::exec(&mut *conn, &s.sql).await {
-            Ok(r) => rows += r.rows_affected(),
-            Err(e) => {
-                let dirty = Aftermath::Dirty {
-                    applied: i,
-                    backup: None,
-                };
-                let err = failed(m, step.direction, s, pg_position(&e), &e, dirty);
-                let at = format!("line {}: {}", s.line, short(&s.sql));
-                history
-                    .progress(conn, row_id, i, Some(&db_message(&e)), Some(&at))
-                    .await?;
-                return Err(err);
-            }
-        }
-        history.progress(conn, row_id, i + 1, None, None).await?;
-    }
-    if up {
-        let dirty = Aftermath::Dirty {
-            applied: stmts.len(),
-            backup: None,
-        };
-        if let Err(e) = run_checks(conn, m, "after", dirty).await {
-            history
-                .progress(conn, row_id, stmts.len(), Some(&e.to_string()), None)
-                .await?;
-            return Err(e);
-        }
-    }
-    history
-        .insert(conn, &done_row(m, step, t0, stmts.len(), Some(rows)))
-        .await?;
-    sink.event(&finished_event(step, t0, rows));
-    Ok(true)
 }
 
 /// Appends a `fail` row for a failure that left the database as before.

@@ -1,0 +1,189 @@
+//! Running a migration statement by statement (MySQL, whose DDL commits by
+//! itself; `-- instar:no-transaction` files), with its progress in the `start` row.
+//!
+//! A statement that can run in a transaction commits together with its
+//! progress row, so it is recorded exactly when it takes effect. One that
+//! commits by itself is recorded as *in flight* before it is sent: after a
+//! crash the migration is dirty at that statement, and the next run checks
+//! whether it took effect (the table, index or column it creates or drops)
+//! before deciding to send it again.
+
+use instar_core::checksum::statement_hash;
+use instar_core::effect::{expected_effect, Effect};
+use instar_core::event::EventSink;
+use instar_core::history::EventKind;
+use instar_core::plan::Step;
+use instar_core::split::Statement;
+use instar_core::Migration;
+use sqlx::AnyConnection;
+
+use super::step::{
+    done_row, failed, finished_event, new_row, pg_position, run_checks, short, start_step,
+    statement_event,
+};
+use crate::db::{control, exec, History};
+use crate::engine::Engine;
+use crate::error::{db_message, Aftermath};
+use crate::{CancelToken, Db, Error};
+
+/// Runs one migration statement by statement. Returns `false` when `cancel`
+/// stopped it between two statements (its progress is recorded; `up` resumes
+/// after the last one done).
+pub(super) async fn run_stepwise(
+    db: &mut Db,
+    m: &Migration,
+    step: &Step,
+    cancel: &CancelToken,
+    sink: &mut dyn EventSink,
+) -> Result<bool, Error> {
+    let (t0, up, stmts) = start_step(db, m, step, sink);
+    let engine = db.engine;
+    let (history, conn) = db.parts();
+    if up && step.resume_from == 0 {
+        run_checks(conn, m, "before", Aftermath::RolledBack).await?;
+    }
+    let row_id = match step.resume_row {
+        Some(id) => id,
+        None => {
+            let mut row = new_row(m, EventKind::Start, step.direction);
+            row.statements_total = stmts.len() as i64;
+            row.statement_hashes = Some(
+                stmts
+                    .iter()
+                    .map(|s| statement_hash(&s.sql))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            history.insert(conn, &row).await?
+        }
+    };
+    let w = Stepwise {
+        engine,
+        history,
+        row_id,
+        m,
+        step,
+    };
+    let mut rows = 0u64;
+    for (i, s) in stmts.iter().enumerate().skip(step.resume_from) {
+        if i > step.resume_from && cancel.is_cancelled() {
+            return Ok(false);
+        }
+        let uncertain = i == step.resume_from && step.in_flight;
+        if uncertain && w.took_effect(conn, s).await? == Some(true) {
+            // It had committed before the previous run died: count it, do not send it again.
+            history.progress(conn, row_id, i + 1, None, None).await?;
+            continue;
+        }
+        sink.event(&statement_event(step, i, s));
+        rows += w.statement(conn, i, s, uncertain).await?;
+    }
+    if up {
+        let dirty = Aftermath::Dirty {
+            applied: stmts.len(),
+            backup: None,
+        };
+        if let Err(e) = run_checks(conn, m, "after", dirty).await {
+            history
+                .progress(conn, row_id, stmts.len(), Some(&e.to_string()), None)
+                .await?;
+            return Err(e);
+        }
+    }
+    history
+        .insert(conn, &done_row(m, step, t0, stmts.len(), Some(rows)))
+        .await?;
+    sink.event(&finished_event(step, t0, rows));
+    Ok(true)
+}
+
+/// What every statement of one statement-by-statement run needs.
+struct Stepwise<'a> {
+    engine: &'static dyn Engine,
+    history: History<'a>,
+    row_id: i64,
+    m: &'a Migration,
+    step: &'a Step,
+}
+
+impl Stepwise<'_> {
+    /// Whether statement `s`'s effect is visible now: `None` when its shape
+    /// tells nothing Instar can check.
+    async fn took_effect(
+        &self,
+        conn: &mut AnyConnection,
+        s: &Statement,
+    ) -> Result<Option<bool>, Error> {
+        let Some(effect) = expected_effect(&s.sql) else {
+            return Ok(None);
+        };
+        let (sql, binds) = self.engine.effect_sql(&effect);
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let present = q
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| Error::query("checking whether an interrupted statement took effect", e))?
+            .is_some();
+        let wanted = match effect {
+            Effect::Table { exists, .. }
+            | Effect::Index { exists, .. }
+            | Effect::Column { exists, .. } => exists,
+        };
+        Ok(Some(present == wanted))
+    }
+
+    /// Runs statement `i` and records it: in one transaction with its progress
+    /// where it can, otherwise marked in flight first. Returns the rows it affected.
+    async fn statement(
+        &self,
+        conn: &mut AnyConnection,
+        i: usize,
+        s: &Statement,
+        uncertain: bool,
+    ) -> Result<u64, Error> {
+        let h = self.history;
+        let own_commit = self.engine.commits_by_itself(&s.sql);
+        if own_commit {
+            h.in_flight(conn, self.row_id, i).await?;
+        } else {
+            control(conn, self.engine.begin()).await?;
+        }
+        let result = exec(conn, &s.sql).await;
+        match result {
+            Ok(r) => {
+                h.progress(conn, self.row_id, i + 1, None, None).await?;
+                if !own_commit {
+                    control(conn, "COMMIT").await?;
+                }
+                Ok(r.rows_affected())
+            }
+            Err(e) => {
+                if !own_commit {
+                    let _ = exec(conn, "ROLLBACK").await;
+                }
+                let mut message = db_message(&e);
+                if uncertain {
+                    message.push_str(&format!(
+                        " (this statement was in flight when an earlier run stopped and may have taken effect then; if it did, `instar repair --statement-done {}` counts it as done)",
+                        self.m.version
+                    ));
+                }
+                let at = format!("line {}: {}", s.line, short(&s.sql));
+                h.progress(conn, self.row_id, i, Some(&message), Some(&at))
+                    .await?;
+                let dirty = Aftermath::Dirty {
+                    applied: i,
+                    backup: None,
+                };
+                let mut err = failed(self.m, self.step.direction, s, pg_position(&e), &e, dirty);
+                if let Error::StatementFailed { message: m, .. } = &mut err {
+                    *m = message;
+                }
+                Err(err)
+            }
+        }
+    }
+}
