@@ -52,6 +52,9 @@ pub(crate) trait Engine: Sync {
     /// block, so it cannot commit together with its progress row (it is then
     /// recorded as in flight before it is sent).
     fn commits_by_itself(&self, stmt: &str) -> bool;
+    /// A query returning a row when table `table` (as written in `[data] table`)
+    /// has a primary key or unique index on exactly `columns` (sorted, comma-separated).
+    fn unique_index_sql(&self, table: &str, columns: &str) -> (String, Vec<String>);
     /// A query returning a row exactly when the object of `effect` exists now (with its binds).
     fn effect_sql(&self, effect: &Effect) -> (String, Vec<String>);
     /// A query returning the whole history as one JSON array of row arrays (columns

@@ -49,6 +49,15 @@ impl Engine for MySql {
             Some("INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "SELECT" | "WITH" | "DO")
         )
     }
+    fn unique_index_sql(&self, table: &str, columns: &str) -> (String, Vec<String>) {
+        let (schema, name) = table.split_once('.').unwrap_or(("", table));
+        (
+            "SELECT 1 FROM information_schema.statistics WHERE table_schema = COALESCE(NULLIF(?, ''), DATABASE()) AND table_name = ? AND non_unique = 0 \
+             GROUP BY index_name HAVING CAST(GROUP_CONCAT(column_name ORDER BY column_name SEPARATOR ',') AS CHAR) = ? LIMIT 1"
+                .into(),
+            vec![schema.into(), name.into(), columns.into()],
+        )
+    }
     fn effect_sql(&self, effect: &Effect) -> (String, Vec<String>) {
         let split = |n: &str| match n.split_once('.') {
             Some((s, t)) => (s.to_string(), t.to_string()),

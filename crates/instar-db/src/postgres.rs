@@ -44,6 +44,16 @@ impl Engine for Postgres {
                     | ["CLUSTER"]
             )
     }
+    fn unique_index_sql(&self, table: &str, columns: &str) -> (String, Vec<String>) {
+        let quoted: Vec<String> = table.split('.').map(|p| self.quote(p)).collect();
+        (
+            "SELECT 1 FROM pg_index i WHERE i.indrelid = CAST($1 AS regclass) AND i.indisunique AND i.indpred IS NULL \
+             AND (SELECT string_agg(a.attname::text, ',' ORDER BY a.attname::text) FROM unnest(i.indkey) k(attnum) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = $2 \
+             AND NOT (0 = ANY (i.indkey))"
+                .into(),
+            vec![quoted.join("."), columns.into()],
+        )
+    }
     fn effect_sql(&self, effect: &Effect) -> (String, Vec<String>) {
         match effect {
             Effect::Table { name, .. } | Effect::Index { name, .. } => (

@@ -46,6 +46,15 @@ impl Engine for Sqlite {
                 .first()
                 .is_some_and(|w| w == "VACUUM")
     }
+    // An INTEGER PRIMARY KEY is the rowid and has no index: look at the table's pk columns too.
+    fn unique_index_sql(&self, table: &str, columns: &str) -> (String, Vec<String>) {
+        (
+            "SELECT 1 FROM pragma_index_list(?1) il WHERE il.\"unique\" = 1 AND (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY name)) = ?2 \
+             UNION ALL SELECT 1 WHERE (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY name)) = ?2"
+                .into(),
+            vec![table.into(), columns.into()],
+        )
+    }
     fn effect_sql(&self, effect: &Effect) -> (String, Vec<String>) {
         match effect {
             Effect::Table { name, .. } => (

@@ -312,7 +312,15 @@ pub(super) async fn preflight(
         s.table,
         s.plain()
     );
-    if let Some(k) = fetch_key(&mut db.conn, &dup, &[], s.cols.len()).await? {
+    // A primary key or unique index on exactly the key columns makes the
+    // duplicate scan (a pass over the whole table) unnecessary.
+    let declared_unique = key_is_declared_unique(db, &cfg.table, &cfg.key.columns()).await?;
+    let duplicate = if declared_unique {
+        None
+    } else {
+        fetch_key(&mut db.conn, &dup, &[], s.cols.len()).await?
+    };
+    if let Some(k) = duplicate {
         return Err(refuse(format!(
             "key ({}) is not unique in {}: {} appears more than once; batches need a unique key",
             cfg.key.columns().join(", "),
@@ -355,6 +363,26 @@ pub(super) async fn preflight(
         None => 0,
     };
     Ok((upper, total))
+}
+
+/// Whether a primary key or unique index of `table` covers exactly `columns`
+/// (in any order): then a data migration skips its scan for duplicate keys.
+pub async fn key_is_declared_unique(
+    db: &mut Db,
+    table: &str,
+    columns: &[String],
+) -> Result<bool, Error> {
+    let mut cols = columns.to_vec();
+    cols.sort();
+    let (sql, binds) = db.engine.unique_index_sql(table, &cols.join(","));
+    let mut q = sqlx::query(&sql);
+    for b in binds {
+        q = q.bind(b);
+    }
+    Ok(q.fetch_optional(&mut db.conn)
+        .await
+        .map_err(|e| Error::query("looking for a unique index on the key", e))?
+        .is_some())
 }
 
 /// One slice of a key range: exclusive lower bound, inclusive upper bound, rows.

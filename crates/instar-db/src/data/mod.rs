@@ -29,7 +29,7 @@ use instar_core::plan::Step;
 use instar_core::Migration;
 use serde::Serialize;
 
-pub use checkpoint::{checkpoints, skipped_rows, Checkpoint};
+pub use checkpoint::{checkpoints, key_is_declared_unique, skipped_rows, Checkpoint};
 use keys::{bind_key, fetch_key, Shape};
 use walk::{walk_slice, Job, Shared, SliceEnd};
 

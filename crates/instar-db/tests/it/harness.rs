@@ -89,6 +89,11 @@ impl TestDb {
             Backend::MySql => "INSTAR_TEST_MYSQL_URL",
         };
         let Some(base) = std::env::var(var).ok().filter(|v| !v.is_empty()) else {
+            // In CI every suite must run: a missing server fails instead of skipping.
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{test} on {backend:?}: {var} is not set, and CI=true"
+            );
             // Written to stderr directly: libtest captures eprintln!, and a skip must be seen.
             use std::io::Write;
             let _ = writeln!(
