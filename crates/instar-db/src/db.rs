@@ -11,7 +11,7 @@ use sqlx::{AnyConnection, Connection, Row};
 use crate::engine::{engine, qualified, Engine, HISTORY_COLUMNS, HISTORY_COLUMNS_V1};
 use crate::error::db_message;
 use crate::url::{redact, DbUrl};
-use crate::{mysql, postgres, sqlite, Error};
+use crate::Error;
 
 /// How to connect and where the history lives.
 #[derive(Debug, Clone)]
@@ -176,8 +176,9 @@ pub struct Db {
     pub(crate) table: String,
     table_name: String,
     schema: Option<String>,
-    lock_file: Option<File>,
-    lock_name: String,
+    /// The engine's lock file, where its lock is one (SQLite).
+    pub(crate) lock_file: Option<File>,
+    pub(crate) lock_name: String,
     locked: bool,
     init_sql: Vec<String>,
     settings: Settings,
@@ -196,11 +197,7 @@ impl Db {
             settings.history_schema.as_deref(),
             &settings.history_table,
         );
-        let lock_name = match url.dialect {
-            // GET_LOCK names are server-wide: include the database.
-            Dialect::MySql => format!("instar:{}", url.driver_url.rsplit('/').next().unwrap_or("")),
-            _ => format!("instar:{}", settings.history_table),
-        };
+        let lock_name = engine.lock_name(&url, &settings.history_table);
         let mut db = Db {
             conn,
             url,
@@ -376,38 +373,18 @@ impl Db {
     }
 
     /// Takes the run lock, waiting up to `timeout`; `waiting` is called once if it has to wait.
+    /// How it is held is the engine's (see its module).
     pub async fn lock(
         &mut self,
         timeout: Duration,
         mut waiting: impl FnMut() + Send,
     ) -> Result<Duration, Error> {
-        let (label, file) = match (&self.url.dialect, &self.url.sqlite_path) {
-            (Dialect::Sqlite, Some(path)) => (
-                sqlite::lock_path(path).display().to_string(),
-                Some(sqlite::open_lock(path)?),
-            ),
-            // An in-memory SQLite database is private to its connection.
-            (Dialect::Sqlite, None) => {
-                self.locked = true;
-                return Ok(Duration::ZERO);
-            }
-            _ => (self.lock_name.clone(), None),
-        };
+        let e = self.engine;
+        let label = e.lock_label(self);
         let mut wait = crate::lock::Wait::new(timeout);
-        loop {
-            let got = match (&file, self.url.dialect) {
-                (Some(f), _) => sqlite::try_lock(f)?,
-                (None, Dialect::Postgres) => {
-                    postgres::try_lock(&mut self.conn, &self.lock_name).await?
-                }
-                (None, _) => mysql::try_lock(&mut self.conn, &self.lock_name).await?,
-            };
-            if got {
-                break;
-            }
+        while !e.try_lock(self).await? {
             wait.again(&label, &mut waiting).await?;
         }
-        self.lock_file = file;
         self.locked = true;
         Ok(wait.elapsed())
     }
@@ -418,15 +395,8 @@ impl Db {
             return Ok(());
         }
         self.locked = false;
-        match self.url.dialect {
-            Dialect::Sqlite => {
-                // Closing the file releases the lock.
-                self.lock_file = None;
-                Ok(())
-            }
-            Dialect::Postgres => postgres::release(&mut self.conn, &self.lock_name).await,
-            Dialect::MySql => mysql::release(&mut self.conn, &self.lock_name).await,
-        }
+        let e = self.engine;
+        e.release_lock(self).await
     }
 
     /// Runs a query that must return one true value (a boolean, or a non-zero number).

@@ -3,7 +3,14 @@
 //! Each engine's module implements [`Engine`]; nothing outside those modules
 //! writes engine-specific SQL.
 
+use std::path::{Path, PathBuf};
+
 use instar_core::effect::Effect;
+
+use crate::{Db, Error};
+
+/// The future of an engine operation on a connection.
+pub(crate) type DbFuture<'a, T> = futures_util::future::BoxFuture<'a, Result<T, Error>>;
 use instar_core::Dialect;
 
 /// The SQL an engine needs that differs from the others.
@@ -52,6 +59,39 @@ pub(crate) trait Engine: Sync {
     /// block, so it cannot commit together with its progress row (it is then
     /// recorded as in flight before it is sent).
     fn commits_by_itself(&self, stmt: &str) -> bool;
+    /// The run lock's name for this database (`history_table` names the project's table).
+    fn lock_name(&self, url: &crate::url::DbUrl, history_table: &str) -> String {
+        let _ = url;
+        format!("instar:{history_table}").chars().take(64).collect()
+    }
+    /// The lock as messages name it.
+    fn lock_label(&self, db: &Db) -> String {
+        db.lock_name.clone()
+    }
+    /// Tries to take the run lock once; `true` when it is held now.
+    fn try_lock<'a>(&self, db: &'a mut Db) -> DbFuture<'a, bool>;
+    /// Releases the run lock.
+    fn release_lock<'a>(&self, db: &'a mut Db) -> DbFuture<'a, ()>;
+    /// Whether several statements with bind parameters can go in one call (the
+    /// script, its history row and COMMIT together).
+    fn binds_across_statements(&self) -> bool {
+        false
+    }
+    /// Why parallel data-migration workers would not help, where they would not.
+    fn parallel_refusal(&self) -> Option<&'static str> {
+        None
+    }
+    /// Whether an automatic backup is taken before a run (`risky`: the run has
+    /// steps that cannot roll back).
+    fn wants_backup(&self, db: &Db, risky: bool) -> bool;
+    /// Copies the database into `folder`; returns the method's name and the file.
+    fn take_backup<'a>(
+        &self,
+        db: &'a mut Db,
+        folder: &'a Path,
+    ) -> DbFuture<'a, (&'static str, PathBuf)>;
+    /// Restores the copy at `file` over the database, keeping a lock `db` holds.
+    fn restore_backup<'a>(&self, db: &'a mut Db, file: &'a Path) -> DbFuture<'a, ()>;
     /// A query returning a row when table `table` (as written in `[data] table`)
     /// has a primary key or unique index on exactly `columns` (sorted, comma-separated).
     fn unique_index_sql(&self, table: &str, columns: &str) -> (String, Vec<String>);

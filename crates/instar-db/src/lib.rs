@@ -27,9 +27,12 @@ mod engine;
 mod error;
 mod lock;
 mod mysql;
+mod mysql_backup;
 mod postgres;
+mod postgres_backup;
 pub mod runner;
 mod sqlite;
+mod sqlite_backup;
 pub mod url;
 
 pub use cancel::CancelToken;

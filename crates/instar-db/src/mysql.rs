@@ -7,8 +7,10 @@
 use instar_core::effect::Effect;
 use sqlx::AnyConnection;
 
-use crate::engine::{quote_with, Col, Engine};
-use crate::Error;
+use std::path::{Path, PathBuf};
+
+use crate::engine::{quote_with, Col, DbFuture, Engine};
+use crate::{Db, Error};
 
 pub(crate) struct MySql;
 
@@ -48,6 +50,30 @@ impl Engine for MySql {
                 .map(String::as_str),
             Some("INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "SELECT" | "WITH" | "DO")
         )
+    }
+    // GET_LOCK names are server-wide: the name holds the database's.
+    fn lock_name(&self, url: &crate::url::DbUrl, _history_table: &str) -> String {
+        let db = url.driver_url.rsplit('/').next().unwrap_or("");
+        format!("instar:{db}").chars().take(64).collect()
+    }
+    fn try_lock<'a>(&self, db: &'a mut Db) -> DbFuture<'a, bool> {
+        Box::pin(try_lock(&mut db.conn, &db.lock_name))
+    }
+    fn release_lock<'a>(&self, db: &'a mut Db) -> DbFuture<'a, ()> {
+        Box::pin(release(&mut db.conn, &db.lock_name))
+    }
+    fn wants_backup(&self, _db: &Db, risky: bool) -> bool {
+        risky && crate::backup::tool_exists("mysqldump")
+    }
+    fn take_backup<'a>(
+        &self,
+        db: &'a mut Db,
+        folder: &'a Path,
+    ) -> DbFuture<'a, (&'static str, PathBuf)> {
+        Box::pin(crate::mysql_backup::take(db, folder))
+    }
+    fn restore_backup<'a>(&self, db: &'a mut Db, file: &'a Path) -> DbFuture<'a, ()> {
+        Box::pin(crate::mysql_backup::restore(db, file))
     }
     fn unique_index_sql(&self, table: &str, columns: &str) -> (String, Vec<String>) {
         let (schema, name) = table.split_once('.').unwrap_or(("", table));
@@ -129,7 +155,7 @@ impl Engine for MySql {
 }
 
 /// Tries `GET_LOCK(name)` once on `conn`.
-pub(crate) async fn try_lock(conn: &mut AnyConnection, name: &str) -> Result<bool, Error> {
+async fn try_lock(conn: &mut AnyConnection, name: &str) -> Result<bool, Error> {
     let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
         .bind(name)
         .fetch_one(conn)
@@ -139,7 +165,7 @@ pub(crate) async fn try_lock(conn: &mut AnyConnection, name: &str) -> Result<boo
 }
 
 /// Releases the lock.
-pub(crate) async fn release(conn: &mut AnyConnection, name: &str) -> Result<(), Error> {
+async fn release(conn: &mut AnyConnection, name: &str) -> Result<(), Error> {
     sqlx::query("SELECT RELEASE_LOCK(?)")
         .bind(name)
         .execute(conn)

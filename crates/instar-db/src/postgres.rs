@@ -8,8 +8,10 @@
 use instar_core::effect::Effect;
 use sqlx::AnyConnection;
 
-use crate::engine::{quote_with, Col, Engine};
-use crate::Error;
+use std::path::{Path, PathBuf};
+
+use crate::engine::{quote_with, Col, DbFuture, Engine};
+use crate::{Db, Error};
 
 pub(crate) struct Postgres;
 
@@ -43,6 +45,26 @@ impl Engine for Postgres {
                     | ["ALTER", "SYSTEM", ..]
                     | ["CLUSTER"]
             )
+    }
+    fn try_lock<'a>(&self, db: &'a mut Db) -> DbFuture<'a, bool> {
+        Box::pin(try_lock(&mut db.conn, &db.lock_name))
+    }
+    fn release_lock<'a>(&self, db: &'a mut Db) -> DbFuture<'a, ()> {
+        Box::pin(release(&mut db.conn, &db.lock_name))
+    }
+    // Runs are transactional: no automatic backup.
+    fn wants_backup(&self, _db: &Db, _risky: bool) -> bool {
+        false
+    }
+    fn take_backup<'a>(
+        &self,
+        db: &'a mut Db,
+        folder: &'a Path,
+    ) -> DbFuture<'a, (&'static str, PathBuf)> {
+        Box::pin(crate::postgres_backup::take(db, folder))
+    }
+    fn restore_backup<'a>(&self, db: &'a mut Db, file: &'a Path) -> DbFuture<'a, ()> {
+        Box::pin(crate::postgres_backup::restore(db, file))
     }
     fn unique_index_sql(&self, table: &str, columns: &str) -> (String, Vec<String>) {
         let quoted: Vec<String> = table.split('.').map(|p| self.quote(p)).collect();
@@ -118,7 +140,7 @@ pub(crate) fn key(name: &str) -> i64 {
 }
 
 /// Tries the advisory lock once on `conn`.
-pub(crate) async fn try_lock(conn: &mut AnyConnection, name: &str) -> Result<bool, Error> {
+async fn try_lock(conn: &mut AnyConnection, name: &str) -> Result<bool, Error> {
     sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(key(name))
         .fetch_one(conn)
@@ -127,7 +149,7 @@ pub(crate) async fn try_lock(conn: &mut AnyConnection, name: &str) -> Result<boo
 }
 
 /// Releases the advisory lock.
-pub(crate) async fn release(conn: &mut AnyConnection, name: &str) -> Result<(), Error> {
+async fn release(conn: &mut AnyConnection, name: &str) -> Result<(), Error> {
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(key(name))
         .execute(conn)

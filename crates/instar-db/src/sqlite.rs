@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use instar_core::effect::Effect;
 
-use crate::engine::{quote_with, Col, Engine};
-use crate::Error;
+use crate::engine::{quote_with, Col, DbFuture, Engine};
+use crate::{Db, Error};
 
 pub(crate) struct Sqlite;
 
@@ -47,6 +47,52 @@ impl Engine for Sqlite {
                 .is_some_and(|w| w == "VACUUM")
     }
     // An INTEGER PRIMARY KEY is the rowid and has no index: look at the table's pk columns too.
+    fn lock_label(&self, db: &Db) -> String {
+        db.url.sqlite_path.as_deref().map_or_else(
+            || "an in-memory database".into(),
+            |p| lock_path(p).display().to_string(),
+        )
+    }
+    // An in-memory database is private to its connection: nothing to lock.
+    fn try_lock<'a>(&self, db: &'a mut Db) -> DbFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(path) = db.url.sqlite_path.clone() else {
+                return Ok(true);
+            };
+            if db.lock_file.is_none() {
+                db.lock_file = Some(open_lock(&path)?);
+            }
+            let got = try_lock(db.lock_file.as_ref().expect("opened above"))?;
+            if !got {
+                db.lock_file = None;
+            }
+            Ok(got)
+        })
+    }
+    // Closing the file releases the lock.
+    fn release_lock<'a>(&self, db: &'a mut Db) -> DbFuture<'a, ()> {
+        db.lock_file = None;
+        Box::pin(async { Ok(()) })
+    }
+    fn binds_across_statements(&self) -> bool {
+        true
+    }
+    fn parallel_refusal(&self) -> Option<&'static str> {
+        Some("SQLite has one write lock per database, so parallel workers would only take turns")
+    }
+    fn wants_backup(&self, db: &Db, _risky: bool) -> bool {
+        db.url.sqlite_path.is_some()
+    }
+    fn take_backup<'a>(
+        &self,
+        db: &'a mut Db,
+        folder: &'a Path,
+    ) -> DbFuture<'a, (&'static str, PathBuf)> {
+        Box::pin(crate::sqlite_backup::take(db, folder))
+    }
+    fn restore_backup<'a>(&self, db: &'a mut Db, file: &'a Path) -> DbFuture<'a, ()> {
+        Box::pin(crate::sqlite_backup::restore(db, file))
+    }
     fn unique_index_sql(&self, table: &str, columns: &str) -> (String, Vec<String>) {
         (
             "SELECT 1 FROM pragma_index_list(?1) il WHERE il.\"unique\" = 1 AND (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY name)) = ?2 \

@@ -200,10 +200,10 @@ pub(crate) async fn run(
 ) -> Result<Outcome, Error> {
     let cfg = config(db, m, step)?;
     let parallel = opts.parallel;
-    if parallel > 1 && db.dialect() == instar_core::Dialect::Sqlite {
-        return Err(Error::Unsupported(
-            "--parallel needs PostgreSQL or MySQL: SQLite has one write lock per database, so parallel workers would only take turns; run without it".into(),
-        ));
+    if let Some(why) = db.engine.parallel_refusal().filter(|_| parallel > 1) {
+        return Err(Error::Unsupported(format!(
+            "--parallel needs PostgreSQL or MySQL: {why}; run without it"
+        )));
     }
     let n = checkpoint::names(db);
     checkpoint::ensure_tables(db, &n).await?;

@@ -400,7 +400,7 @@ pub(super) async fn run_in_transaction(
 ) -> Result<(), Error> {
     let (t0, up, stmts) = start_step(db, m, step, sink);
     let tx = TxSql::new(db, nested);
-    let one_call = !nested && db.dialect() == instar_core::Dialect::Sqlite;
+    let one_call = !nested && db.engine.binds_across_statements();
     let (history, conn) = db.parts();
     if up && !m.meta.checks.before.is_empty() {
         control(conn, tx.begin).await?;

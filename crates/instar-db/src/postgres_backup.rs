@@ -1,0 +1,66 @@
+//! PostgreSQL backups: `pg_dump`, and a restore on the session that holds the lock.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::backup::run_tool;
+use crate::url::redact;
+use crate::{Db, Error};
+
+/// `pg_dump --format=custom` into `folder`.
+pub(crate) async fn take(db: &mut Db, folder: &Path) -> Result<(&'static str, PathBuf), Error> {
+    let path = folder.join("database.pgdump");
+    let mut cmd = Command::new("pg_dump");
+    cmd.arg("--format=custom").arg("--file").arg(&path);
+    pg_connection_args(&mut cmd, &db.url.driver_url)?;
+    run_tool(cmd, "pg_dump", None)?;
+    Ok(("pg_dump", path))
+}
+
+/// Objects created after the backup go too: the database is emptied first, on
+/// this session, which keeps holding the run lock; then `pg_restore`.
+pub(crate) async fn restore(db: &mut Db, file: &Path) -> Result<(), Error> {
+    empty_postgres(db).await?;
+    let mut cmd = Command::new("pg_restore");
+    cmd.args(["--clean", "--if-exists", "--no-owner", "--exit-on-error"]);
+    pg_connection_args(&mut cmd, &db.url.driver_url)?;
+    cmd.arg(file);
+    run_tool(cmd, "pg_restore", None)
+}
+
+/// `--dbname <URL without its password>` for a PostgreSQL client tool; the
+/// password goes through the environment (`PGPASSWORD`), never the process list.
+fn pg_connection_args(cmd: &mut Command, driver_url: &str) -> Result<(), Error> {
+    let mut u = url::Url::parse(driver_url).map_err(|e| Error::BadUrl {
+        url: redact(driver_url),
+        reason: e.to_string(),
+    })?;
+    let (_, password) = crate::url::credentials(&u);
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+        let _ = u.set_password(None);
+    }
+    cmd.arg("--dbname").arg(u.as_str());
+    Ok(())
+}
+
+/// Empties a PostgreSQL database on `db`'s own session (which keeps the run
+/// lock): every schema but the system ones is dropped, `public` recreated.
+async fn empty_postgres(db: &mut Db) -> Result<(), Error> {
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1",
+    )
+    .fetch_all(&mut db.conn)
+    .await
+    .map_err(|e| Error::query("listing the schemas to restore", e))?;
+    for s in schemas {
+        let drop = format!("DROP SCHEMA {} CASCADE", db.engine.quote(&s));
+        crate::db::exec(&mut db.conn, &drop)
+            .await
+            .map_err(|e| Error::query(format!("dropping schema {s} to restore"), e))?;
+    }
+    crate::db::exec(&mut db.conn, "CREATE SCHEMA IF NOT EXISTS public")
+        .await
+        .map_err(|e| Error::query("recreating schema public to restore", e))?;
+    Ok(())
+}

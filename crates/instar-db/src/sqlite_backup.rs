@@ -1,0 +1,102 @@
+//! SQLite backups: a consistent copy of the file, and an atomic restore.
+
+use std::path::{Path, PathBuf};
+
+use sqlx::{AnyConnection, Connection};
+
+use crate::{Db, Error};
+
+/// `VACUUM INTO` a copy in `folder`, checked before it counts.
+pub(crate) async fn take(db: &mut Db, folder: &Path) -> Result<(&'static str, PathBuf), Error> {
+    if db.url.sqlite_path.is_none() {
+        return Err(Error::Backup(
+            "an in-memory database cannot be backed up".into(),
+        ));
+    }
+    let path = folder.join("database.sqlite");
+    sqlx::query("VACUUM INTO ?")
+        .bind(path.display().to_string())
+        .execute(&mut db.conn)
+        .await
+        .map_err(|e| Error::query("copying the database (VACUUM INTO)", e))?;
+    check_sqlite_copy(&path).await?;
+    Ok(("vacuum-into", path))
+}
+
+/// Replaces the database file with the copy at `file`, reopening the connection.
+pub(crate) async fn restore(db: &mut Db, file: &Path) -> Result<(), Error> {
+    let target = db
+        .url
+        .sqlite_path
+        .clone()
+        .ok_or_else(|| Error::Backup("cannot restore into an in-memory database".into()))?;
+    // Close our connection so no handle points at the file being replaced.
+    release_connection(db).await?;
+    replace_sqlite_file(file, &target)?;
+    db.reconnect().await
+}
+
+async fn check_sqlite_copy(path: &Path) -> Result<(), Error> {
+    let url = format!("sqlite://{}?mode=ro", path.display());
+    let mut conn = AnyConnection::connect(&url)
+        .await
+        .map_err(|e| Error::Backup(format!("cannot open the copy {}: {e}", path.display())))?;
+    let result: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| Error::query("checking the copy", e))?;
+    let _ = conn.close().await;
+    if result != "ok" {
+        return Err(Error::Backup(format!(
+            "the copy {} failed its integrity check: {result}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Closes `db`'s connection, leaving a scratch in-memory one in its place until `reconnect`.
+async fn release_connection(db: &mut Db) -> Result<(), Error> {
+    let placeholder = AnyConnection::connect("sqlite::memory:")
+        .await
+        .map_err(|e| Error::query("opening a scratch connection", e))?;
+    let old = std::mem::replace(&mut db.conn, placeholder);
+    let _ = old.close().await;
+    Ok(())
+}
+
+/// Replaces the SQLite file `target` with the copy at `from`: written beside it,
+/// flushed, then renamed over it, so a restore killed half way leaves the old
+/// database or the new one, never a mix.
+fn replace_sqlite_file(from: &Path, target: &Path) -> Result<(), Error> {
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(".instar-restore");
+    let tmp = PathBuf::from(tmp);
+    let io = |what: &str, e: std::io::Error| Error::Backup(format!("{what}: {e}"));
+    std::fs::copy(from, &tmp).map_err(|e| {
+        io(
+            &format!("cannot copy {} to {}", from.display(), tmp.display()),
+            e,
+        )
+    })?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(&format!("cannot flush {}", tmp.display()), e))?;
+    // The old file's journal must not be applied to the new one.
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = target.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    std::fs::rename(&tmp, target).map_err(|e| {
+        io(
+            &format!("cannot move {} over {}", tmp.display(), target.display()),
+            e,
+        )
+    })?;
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // Make the rename itself durable.
+        let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
