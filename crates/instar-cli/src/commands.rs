@@ -187,13 +187,16 @@ async fn execute(service: &Service, target: Target, args: &RunArgs, out: &mut Ou
     let mut events = handle.subscribe();
     let cancel = handle.cancel_token();
     let mut interrupted = false;
+    // One signal listener for the whole run (not one per event).
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
             e = events.next() => match e {
                 Some(e) => out.stamped(&e),
                 None => break,
             },
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
+            _ = &mut ctrl_c, if !interrupted => {
                 interrupted = true;
                 eprintln!("interrupted: stopping at the next safe point (a statement boundary or a batch checkpoint)…");
                 cancel.cancel();
