@@ -57,6 +57,18 @@ pub fn expected_effect(sql: &str) -> Option<Effect> {
         }
         w.get(i).map(|n| (n.clone(), i + 1))
     };
+    // `INDEX name [ON table]` from word `start`.
+    let index = |start: usize, exists: bool| {
+        let (name, next) = name_after(start)?;
+        let table = (at(next) == "ON")
+            .then(|| w.get(next + 1).cloned())
+            .flatten();
+        Some(Effect::Index {
+            name,
+            table,
+            exists,
+        })
+    };
     match (at(0), at(1)) {
         ("CREATE", "TABLE") => name_after(2).map(|(name, _)| Effect::Table { name, exists: true }),
         ("DROP", "TABLE") => name_after(2).map(|(name, _)| Effect::Table {
@@ -68,27 +80,9 @@ pub fn expected_effect(sql: &str) -> Option<Effect> {
             if at(start - 1) != "INDEX" {
                 return None;
             }
-            let (name, next) = name_after(start)?;
-            let table = (at(next) == "ON")
-                .then(|| w.get(next + 1).cloned())
-                .flatten();
-            Some(Effect::Index {
-                name,
-                table,
-                exists: true,
-            })
+            index(start, true)
         }
-        ("DROP", "INDEX") => {
-            let (name, next) = name_after(2)?;
-            let table = (at(next) == "ON")
-                .then(|| w.get(next + 1).cloned())
-                .flatten();
-            Some(Effect::Index {
-                name,
-                table,
-                exists: false,
-            })
-        }
+        ("DROP", "INDEX") => index(2, false),
         ("ALTER", "TABLE") => {
             let (table, mut i) = name_after(2)?;
             let exists = match at(i) {

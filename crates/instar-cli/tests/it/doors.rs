@@ -1,8 +1,6 @@
 //! The three front doors are one service: the CLI, `Migrator` and the service
 //! driven directly write the same history for the same work.
 
-use std::process::{Command, Stdio};
-
 use instar_core::history::HistoryRow;
 use instar_service::{Migrator, RunRequest, Service, Settings};
 
@@ -73,15 +71,8 @@ async fn cli_migrator_and_service_write_the_same_history(b: Backend) {
     for t in [&a, &m, &s] {
         project(t);
     }
-    let out = Command::new(assert_cmd::cargo::cargo_bin("instar"))
-        .current_dir(a.dir.path())
-        .args(["--database", &a.url, "--migrations"])
-        .arg(a.migrations())
+    let out = crate::instar_at(&a, &a.url)
         .args(["up", "--no-backup"])
-        .env_remove("DATABASE_URL")
-        .env_remove("INSTAR_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .output()
         .expect("instar up");
     assert!(

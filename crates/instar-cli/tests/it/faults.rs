@@ -1,6 +1,6 @@
 //! Faults on every engine: a process killed mid-migration, and two `instar up` at once.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::{migration, Backend, TestDb};
@@ -12,15 +12,7 @@ on_every_engine!(
 );
 
 fn instar(t: &TestDb) -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("instar"));
-    c.current_dir(t.dir.path())
-        .args(["--database", &t.url, "--migrations"])
-        .arg(t.migrations())
-        .env_remove("DATABASE_URL")
-        .env_remove("INSTAR_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
+    crate::instar_at(t, &t.url)
 }
 
 async fn killed_during_a_migration_recovers(b: Backend) {

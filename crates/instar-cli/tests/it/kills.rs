@@ -5,7 +5,7 @@
 //! `INSTAR_KILL_TRIALS` sets the trials per engine (default 20; `.ci/run` runs 100).
 //! The seed is printed, and `INSTAR_KILL_SEED` replays a run.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::{migration, Backend, TestDb};
@@ -15,15 +15,8 @@ on_every_engine!(killed_at_random_moments_ends_fully_migrated);
 const MIGRATIONS: usize = 21;
 
 fn instar(t: &TestDb) -> Command {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("instar"));
-    c.current_dir(t.dir.path())
-        .args(["--database", &t.url, "--migrations"])
-        .arg(t.migrations())
-        .args(["--lock-timeout", "30s"])
-        .env_remove("DATABASE_URL")
-        .env_remove("INSTAR_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut c = crate::instar_at(t, &t.url);
+    c.args(["--lock-timeout", "30s"]);
     c
 }
 

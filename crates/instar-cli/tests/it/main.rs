@@ -7,6 +7,21 @@
 #[macro_use]
 mod harness;
 
+/// The built `instar` binary in the test's folder, pointed at `url` and the
+/// test's migrations, with the environment's database URLs removed and its
+/// output captured.
+pub fn instar_at(t: &harness::TestDb, url: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("instar"));
+    c.current_dir(t.dir.path())
+        .args(["--database", url, "--migrations"])
+        .arg(t.migrations())
+        .env_remove("DATABASE_URL")
+        .env_remove("INSTAR_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
 mod basics;
 mod doors;
 mod faults;

@@ -1,8 +1,6 @@
 //! Passwords: percent-decoded for every tool that needs them, shown nowhere
 //! (messages, JSON output, history rows), on the server engines.
 
-use std::process::{Command, Stdio};
-
 use crate::harness::{migration, Backend, TestDb};
 
 on_every_engine!(passwords_never_show_and_reach_the_tools_decoded);
@@ -11,15 +9,8 @@ on_every_engine!(passwords_never_show_and_reach_the_tools_decoded);
 const PASSWORD: &str = "a+b@c=d&e%f:g/h";
 
 fn instar(t: &TestDb, url: &str, args: &[&str]) -> (i32, String) {
-    let out = Command::new(assert_cmd::cargo::cargo_bin("instar"))
-        .current_dir(t.dir.path())
-        .args(["--database", url, "--migrations"])
-        .arg(t.migrations())
+    let out = crate::instar_at(t, url)
         .args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("INSTAR_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .output()
         .expect("run instar");
     let text = format!(
