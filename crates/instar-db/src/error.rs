@@ -128,6 +128,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A data migration that had begun cannot go on as it is (its checkpoints are
+    /// inconsistent, its script changed, or a check after every batch failed).
+    #[error("data migration {version} cannot go on: {reason}")]
+    DataHalted {
+        /// Version text.
+        version: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// A batch of a data migration failed with `on_error = "stop"`.
     #[error("data migration {version} ({}) failed in the batch of keys after {after} up to {upto}: {message}\n  the batch was rolled back; {rows_done} rows done before it stay done (checkpoint). Fix the cause and run `instar up` to resume from the checkpoint, or set on_error = \"skip\"", path.display())]
     BatchFailed {

@@ -214,13 +214,13 @@ pub(super) async fn resume(
     .await?;
     let cps: Vec<Checkpoint> = rows.into_iter().map(decode).collect::<Result<_, _>>()?;
     if cps.is_empty() {
-        return Err(Error::DataRefused {
+        return Err(Error::DataHalted {
             version: step.version.clone(),
             reason: "it is marked in progress but has no checkpoint; run `instar repair` to start it over".into(),
         });
     }
     if let Some(gap) = coverage_gap(&cps) {
-        return Err(Error::DataRefused {
+        return Err(Error::DataHalted {
             version: step.version.clone(),
             reason: format!("its checkpoints do not cover the whole key range ({gap}), so resuming could leave rows never walked; run `instar repair` to start it over"),
         });
@@ -230,7 +230,7 @@ pub(super) async fn resume(
             .iter()
             .any(|c| c.checksum.as_deref() != Some(m.checksum.as_str()))
     {
-        return Err(Error::DataRefused {
+        return Err(Error::DataHalted {
             version: step.version.clone(),
             reason: format!(
                 "its script changed since the run began ({} rows done with the old one); undo the edit to resume, or `instar repair` to start over",
@@ -569,7 +569,7 @@ pub(super) async fn finish(
                 let message = format!("check after {check:?} returned {result}");
                 let (h, conn) = db.parts();
                 h.progress(conn, row_id, 0, Some(&message), None).await?;
-                return Err(Error::DataRefused {
+                return Err(Error::DataHalted {
                     version: step.version.clone(),
                     reason: format!("{message} after every batch ran; the data stays as migrated. Fix the data, then `instar up` re-checks"),
                 });

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use instar_core::event::{Event, EventSink};
+use instar_core::history::Direction;
 use instar_core::meta::{DataConfig, OnError, BATCH_PLACEHOLDER};
 use instar_core::plan::Step;
 use instar_core::{time, Migration};
@@ -239,7 +240,10 @@ async fn run_batch(
                     .await?;
                 return Err(Error::BatchFailed {
                     version: step.version.clone(),
-                    path: job.m.up.path.clone(),
+                    path: match step.direction {
+                        Direction::Up => job.m.up.path.clone(),
+                        Direction::Down => job.m.down.as_ref().unwrap_or(&job.m.up).path.clone(),
+                    },
                     after,
                     upto: key_json(end),
                     message,

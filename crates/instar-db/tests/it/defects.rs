@@ -15,7 +15,38 @@ on_every_engine!(
     a_restore_keeps_the_run_lock,
     a_failing_statement_is_not_run_twice,
     a_declared_unique_key_needs_no_duplicate_scan,
+    a_data_migration_edited_mid_run_is_halted_not_refused,
 );
+
+/// After batches ran, an edited script stops the resume with an error that says
+/// so (not "refused before any batch"), and nothing more is changed.
+async fn a_data_migration_edited_mid_run_is_halted_not_refused(b: Backend) {
+    let Some(t) = TestDb::new(b, "edited_mid_run").await else {
+        return;
+    };
+    let values: Vec<String> = (1..=50).map(|i| format!("({i}, 0)")).collect();
+    migration(
+        &t.migrations(),
+        "0001_c",
+        &format!("CREATE TABLE c (id INT PRIMARY KEY, v INT NOT NULL);\nINSERT INTO c VALUES {};\n", values.join(", ")),
+        None,
+    );
+    let toml = "kind = \"data\"\n[data]\ntable = \"c\"\nkey = \"id\"\nbatch_size = 10\n";
+    data_migration(&t, "0002_bump", toml, "UPDATE c SET v = v + 1 WHERE {batch}\n");
+    let budget = RunOptions {
+        max_duration: Some(Duration::ZERO),
+        ..t.options()
+    };
+    let r = t.run_with(Target::Up { to: None }, &budget).await.expect("one batch");
+    assert_eq!(r.paused.as_deref(), Some("0002"));
+    data_migration(&t, "0002_bump", toml, "UPDATE c SET v = v + 2 WHERE {batch}\n");
+    let e = t.up().await.expect_err("edited mid-run");
+    assert!(matches!(e, Error::DataHalted { .. }), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("changed since the run began") && !text.contains("before any batch"), "{text}");
+    assert_eq!(t.count("SELECT count(*) FROM c WHERE v = 1").await, 10);
+    assert_eq!(t.count("SELECT count(*) FROM c WHERE v > 1").await, 0);
+}
 
 /// Primary keys and unique indexes are found from the catalog, in any column order.
 async fn a_declared_unique_key_needs_no_duplicate_scan(b: Backend) {
