@@ -49,6 +49,24 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A string, quoted identifier, comment or dollar quote in a script is never closed.
+    #[error("{}:{line}: unterminated {what} (it starts on line {line} and is never closed); close it, or nothing after it would run", path.display())]
+    Unterminated {
+        /// The script.
+        path: PathBuf,
+        /// The line it starts on.
+        line: usize,
+        /// What is open.
+        what: String,
+    },
+    /// A script holds a NUL byte (no SQL does; a binary or corrupted file).
+    #[error("{}:{line}: the file holds a NUL byte (is it a binary or corrupted file?); remove it", path.display())]
+    NulByte {
+        /// The script.
+        path: PathBuf,
+        /// The line it is on.
+        line: usize,
+    },
     /// Two migrations share a version.
     #[error("duplicate version {version}: {first} and {second}")]
     DuplicateVersion {

@@ -273,6 +273,12 @@ fn read_text(files: &dyn Files, path: &Path) -> Result<String, Error> {
 
 fn read_script(files: &dyn Files, path: &Path) -> Result<Script, Error> {
     let bytes = files.read(path).map_err(|e| Error::io(path, e))?;
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        return Err(Error::NulByte {
+            path: path.to_path_buf(),
+            line: 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count(),
+        });
+    }
     let sql = checksum::normalise(&bytes).map_err(|offset| Error::NotUtf8 {
         path: path.to_path_buf(),
         offset,
@@ -470,7 +476,7 @@ fn check_data(meta: &Meta, up: &Script, down: Option<&Script>, folder: &Path) ->
 pub fn check_data_statement(script: &Script, dialect: crate::split::Dialect) -> Result<(), Error> {
     let n = match crate::split::split(&script.sql, dialect) {
         crate::split::Split::Statements(s) => s.len(),
-        crate::split::Split::Whole { .. } => 1,
+        crate::split::Split::Whole { .. } | crate::split::Split::Unterminated { .. } => 1,
     };
     if n != 1 {
         return Err(Error::BadDataMigration {

@@ -54,6 +54,20 @@ pub enum Split {
         /// Why the script could not be split.
         reason: String,
     },
+    /// A string, quoted identifier, comment or dollar quote is never closed: the
+    /// script cannot be right (and sent as it is, it would swallow what follows).
+    Unterminated {
+        /// What is open: `string`, `block comment`, `$tag$ quote` …
+        what: String,
+        /// The 1-based line it starts on.
+        line: usize,
+    },
+}
+
+/// What the lexer found open at the end of the script.
+struct Open {
+    what: String,
+    line: usize,
 }
 
 /// Splits `sql` into statements according to `dialect`.
@@ -96,8 +110,8 @@ impl<'a> Lexer<'a> {
     fn run(mut self) -> Split {
         while self.i < self.b.len() {
             let before = self.i;
-            if let Err(reason) = self.step() {
-                return Split::Whole { reason };
+            if let Err(Open { what, line }) = self.step() {
+                return Split::Unterminated { what, line };
             }
             if self.i == before {
                 // Every step must consume input; one that did not would loop forever.
@@ -161,7 +175,7 @@ impl<'a> Lexer<'a> {
         self.i == 0 || self.b[self.i - 1] == b'\n'
     }
 
-    fn step(&mut self) -> Result<(), String> {
+    fn step(&mut self) -> Result<(), Open> {
         let c = self.at(0);
         if self.dialect == Dialect::MySql && self.start.is_none() && self.at_line_start() {
             if let Some(()) = self.delimiter_directive() {
@@ -267,7 +281,7 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    fn block_comment(&mut self) -> Result<(), String> {
+    fn block_comment(&mut self) -> Result<(), Open> {
         let line = self.line;
         let nests = self.dialect == Dialect::Postgres;
         let mut level = 0;
@@ -287,12 +301,13 @@ impl<'a> Lexer<'a> {
                 self.advance(1);
             }
         }
-        Err(format!(
-            "unterminated block comment starting on line {line}"
-        ))
+        Err(Open {
+            what: "block comment".into(),
+            line,
+        })
     }
 
-    fn quoted(&mut self, close: u8, backslash: bool) -> Result<(), String> {
+    fn quoted(&mut self, close: u8, backslash: bool) -> Result<(), Open> {
         let line = self.line;
         self.advance(1);
         while self.i < self.b.len() {
@@ -310,17 +325,18 @@ impl<'a> Lexer<'a> {
                 self.advance(1);
             }
         }
-        Err(format!(
-            "unterminated {} starting on line {line}",
-            match close {
+        Err(Open {
+            what: match close {
                 b'\'' => "string",
                 _ => "quoted identifier",
             }
-        ))
+            .into(),
+            line,
+        })
     }
 
     /// A PostgreSQL dollar-quoted string `$tag$ … $tag$`, or a lone `$` / `$1`.
-    fn dollar(&mut self) -> Result<(), String> {
+    fn dollar(&mut self) -> Result<(), Open> {
         if self.i > 0 && is_ident(self.b[self.i - 1]) {
             self.advance(1);
             return Ok(());
@@ -342,7 +358,10 @@ impl<'a> Lexer<'a> {
                 self.advance(total);
                 Ok(())
             }
-            None => Err(format!("unterminated {tag} quote starting on line {line}")),
+            None => Err(Open {
+                what: format!("{tag} quote"),
+                line,
+            }),
         }
     }
 
@@ -442,6 +461,7 @@ mod tests {
         match split(sql, d) {
             Split::Statements(s) => s.into_iter().map(|s| s.sql).collect(),
             Split::Whole { reason } => panic!("whole: {reason}"),
+            Split::Unterminated { what, line } => panic!("unterminated {what} on line {line}"),
         }
     }
 
@@ -483,9 +503,12 @@ mod tests {
 
     #[test]
     fn unterminated_string_is_whole() {
-        assert!(matches!(
-            split("SELECT 'abc;", Dialect::Postgres),
-            Split::Whole { .. }
-        ));
+        assert_eq!(
+            split("SELECT 1;\nSELECT 'abc;", Dialect::Postgres),
+            Split::Unterminated {
+                what: "string".into(),
+                line: 2
+            }
+        );
     }
 }

@@ -9,6 +9,9 @@ use instar_core::split::{split, Dialect, Split};
 fn render(s: &Split) -> String {
     match s {
         Split::Whole { reason } => format!("== sent whole: {reason}\n"),
+        Split::Unterminated { what, line } => {
+            format!("== sent whole: unterminated {what} starting on line {line}\n")
+        }
         Split::Statements(v) => v
             .iter()
             .enumerate()

@@ -140,6 +140,7 @@ pub async fn preview(
 ) -> Result<Vec<PlannedStep>, Error> {
     let state = derive(&db.read_history().await?);
     let p = plan::plan(&source.migrations, &state, &plan_options(db, target, opts))?;
+    check_scripts(db, source, &p)?;
     let mut out = Vec::with_capacity(p.steps.len());
     for s in &p.steps {
         let mut d = detail(db, source, s);
@@ -217,6 +218,15 @@ fn script(m: &Migration, d: Direction) -> &instar_core::Script {
 fn statements(sql: &str, db: &Db) -> (Vec<Statement>, Option<String>) {
     match split(sql, db.dialect()) {
         Split::Statements(s) => (s, None),
+        // Refused before anything runs (see `check_scripts`); sent whole here only
+        // for a plan printed after that check.
+        Split::Unterminated { what, line } => (
+            vec![Statement {
+                sql: sql.to_string(),
+                line: 1,
+            }],
+            Some(format!("unterminated {what} starting on line {line}")),
+        ),
         Split::Whole { reason } => (
             vec![Statement {
                 sql: sql.to_string(),
@@ -225,6 +235,23 @@ fn statements(sql: &str, db: &Db) -> (Vec<Statement>, Option<String>) {
             Some(reason),
         ),
     }
+}
+
+/// Refuses a plan with a script whose string, comment or quote is never closed:
+/// sent as it is, it would swallow what follows (the history row, the COMMIT).
+fn check_scripts(db: &Db, source: &Source, plan: &Plan) -> Result<(), Error> {
+    for s in &plan.steps {
+        let sc = script(&source.migrations[s.index], s.direction);
+        if let Split::Unterminated { what, line } = split(&sc.sql, db.dialect()) {
+            return Err(instar_core::Error::Unterminated {
+                path: sc.path.clone(),
+                line,
+                what,
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 fn transactional(db: &Db, m: &Migration) -> bool {
@@ -262,12 +289,11 @@ pub async fn run_into(
     let started = Instant::now();
     let state = derive(&db.read_history().await?);
     let popts = plan_options(db, target, opts);
-    if plan::plan(&source.migrations, &state, &popts)?
-        .steps
-        .is_empty()
-    {
+    let first = plan::plan(&source.migrations, &state, &popts)?;
+    if first.steps.is_empty() {
         return Ok(());
     }
+    check_scripts(db, source, &first)?;
     if opts.single_transaction && !db.engine.transactional_ddl() {
         return Err(Error::Unsupported(format!(
             "--single-transaction needs transactional DDL; {} commits DDL implicitly",
@@ -358,6 +384,7 @@ async fn run_locked(
     if plan.steps.is_empty() {
         return Ok(());
     }
+    check_scripts(db, source, &plan)?;
     if opts.single_transaction {
         check_single(source, &plan)?;
     }

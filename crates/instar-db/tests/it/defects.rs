@@ -16,7 +16,67 @@ on_every_engine!(
     a_failing_statement_is_not_run_twice,
     a_declared_unique_key_needs_no_duplicate_scan,
     a_data_migration_edited_mid_run_is_halted_not_refused,
+    an_unterminated_script_is_refused_before_anything_runs,
 );
+
+/// An unterminated comment, string or quote is an error naming file and line,
+/// from `plan` and `up` alike, and nothing is written (it once swallowed the
+/// history row and COMMIT and reported success on SQLite).
+async fn an_unterminated_script_is_refused_before_anything_runs(b: Backend) {
+    let Some(t) = TestDb::new(b, "unterminated").await else {
+        return;
+    };
+    migration(&t.migrations(), "0001_a", "CREATE TABLE a (x INT);\n", None);
+    t.up().await.expect("0001");
+    let mut cases = vec![
+        (
+            "CREATE TABLE b (x INT);\n/* never closed\nCREATE TABLE c (x INT);\n",
+            2,
+            "block comment",
+        ),
+        (
+            "CREATE TABLE b (x INT);\n\nINSERT INTO a VALUES ('oops);\n",
+            3,
+            "string",
+        ),
+    ];
+    if b == Backend::Postgres {
+        cases.push((
+            "CREATE TABLE b (x INT);\nDO $x$ BEGIN NULL; END\n",
+            2,
+            "$x$ quote",
+        ));
+    }
+    for (sql, line, what) in cases {
+        let _ = std::fs::remove_dir_all(t.migrations().join("0002_b"));
+        migration(&t.migrations(), "0002_b", sql, None);
+        let mut db = t.db().await;
+        let e =
+            instar_db::runner::preview(&mut db, &t.source(), Target::Up { to: None }, &t.options())
+                .await
+                .expect_err("plan refuses");
+        db.close().await.expect("close");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("0002_b/up.sql:{line}")) && text.contains(what),
+            "{text}"
+        );
+        let e = t.up().await.expect_err("up refuses").to_string();
+        assert!(e.contains(&format!("0002_b/up.sql:{line}")), "{e}");
+        assert!(!t.table_exists("b").await, "{e}");
+        assert_eq!(
+            t.count("SELECT count(*) FROM instar_history WHERE version = '0002'")
+                .await,
+            0,
+            "nothing recorded"
+        );
+    }
+    // A NUL byte is refused when the file is read, naming its line.
+    let _ = std::fs::remove_dir_all(t.migrations().join("0002_b"));
+    migration(&t.migrations(), "0002_b", "SELECT 1;\nSELECT '\0';\n", None);
+    let e = instar_core::source::read_dir(&t.migrations(), None).expect_err("NUL");
+    assert!(e.to_string().contains("0002_b/up.sql:2"), "{e}");
+}
 
 /// After batches ran, an edited script stops the resume with an error that says
 /// so (not "refused before any batch"), and nothing more is changed.
@@ -28,22 +88,41 @@ async fn a_data_migration_edited_mid_run_is_halted_not_refused(b: Backend) {
     migration(
         &t.migrations(),
         "0001_c",
-        &format!("CREATE TABLE c (id INT PRIMARY KEY, v INT NOT NULL);\nINSERT INTO c VALUES {};\n", values.join(", ")),
+        &format!(
+            "CREATE TABLE c (id INT PRIMARY KEY, v INT NOT NULL);\nINSERT INTO c VALUES {};\n",
+            values.join(", ")
+        ),
         None,
     );
     let toml = "kind = \"data\"\n[data]\ntable = \"c\"\nkey = \"id\"\nbatch_size = 10\n";
-    data_migration(&t, "0002_bump", toml, "UPDATE c SET v = v + 1 WHERE {batch}\n");
+    data_migration(
+        &t,
+        "0002_bump",
+        toml,
+        "UPDATE c SET v = v + 1 WHERE {batch}\n",
+    );
     let budget = RunOptions {
         max_duration: Some(Duration::ZERO),
         ..t.options()
     };
-    let r = t.run_with(Target::Up { to: None }, &budget).await.expect("one batch");
+    let r = t
+        .run_with(Target::Up { to: None }, &budget)
+        .await
+        .expect("one batch");
     assert_eq!(r.paused.as_deref(), Some("0002"));
-    data_migration(&t, "0002_bump", toml, "UPDATE c SET v = v + 2 WHERE {batch}\n");
+    data_migration(
+        &t,
+        "0002_bump",
+        toml,
+        "UPDATE c SET v = v + 2 WHERE {batch}\n",
+    );
     let e = t.up().await.expect_err("edited mid-run");
     assert!(matches!(e, Error::DataHalted { .. }), "{e}");
     let text = e.to_string();
-    assert!(text.contains("changed since the run began") && !text.contains("before any batch"), "{text}");
+    assert!(
+        text.contains("changed since the run began") && !text.contains("before any batch"),
+        "{text}"
+    );
     assert_eq!(t.count("SELECT count(*) FROM c WHERE v = 1").await, 10);
     assert_eq!(t.count("SELECT count(*) FROM c WHERE v > 1").await, 0);
 }
