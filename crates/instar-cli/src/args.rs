@@ -42,6 +42,9 @@ pub struct Global {
     /// How long to wait for another run's lock (e.g. 30s, 2m; 0 = fail at once).
     #[arg(long, global = true)]
     pub lock_timeout: Option<String>,
+    /// How long connecting to the database may take (default 10s).
+    #[arg(long, global = true)]
+    pub connect_timeout: Option<String>,
 }
 
 /// Output format.

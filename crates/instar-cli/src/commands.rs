@@ -100,6 +100,7 @@ fn resolve(g: &Global, cwd: &Path) -> Result<Settings> {
         init_sql: g.init_sql.clone(),
         lock_timeout: g.lock_timeout.clone(),
         restore_on_failure: None,
+        connect_timeout: g.connect_timeout.clone(),
     };
     Ok(settings::resolve(&overrides, &settings::process_env, cwd)?)
 }

@@ -24,6 +24,12 @@ pub struct Settings {
     pub history_table: String,
     /// The schema (PostgreSQL) or database (MySQL) that holds the history table.
     pub history_schema: Option<String>,
+    /// How long connecting may take before it is an error naming the server.
+    pub connect_timeout: Duration,
+    /// Whether a SQLite file that does not exist is created. Read-only commands
+    /// set this to false: they then read an empty in-memory database instead
+    /// (nothing applied), and never create a file.
+    pub create_missing: bool,
 }
 
 impl Settings {
@@ -34,6 +40,8 @@ impl Settings {
             init_sql: Vec::new(),
             history_table: "instar_history".into(),
             history_schema: None,
+            connect_timeout: Duration::from_secs(10),
+            create_missing: true,
         }
     }
 }
@@ -189,8 +197,13 @@ impl Db {
     /// Connects and runs the settings' `init_sql`.
     pub async fn connect(settings: &Settings) -> Result<Db, Error> {
         sqlx::any::install_default_drivers();
-        let url = DbUrl::parse(&settings.url)?;
-        let conn = open(&url).await?;
+        let mut url = DbUrl::parse(&settings.url)?;
+        if !settings.create_missing && url.sqlite_path.as_ref().is_some_and(|p| !p.exists()) {
+            // Read-only, and no database yet: read an empty one, create nothing.
+            url.driver_url = "sqlite::memory:".into();
+            url.sqlite_path = None;
+        }
+        let conn = open(&url, settings.connect_timeout).await?;
         let engine = engine(url.dialect);
         let table = qualified(
             engine,
@@ -227,7 +240,7 @@ impl Db {
 
     /// Closes the connection and opens it again (after a restore replaced the database).
     pub(crate) async fn reconnect(&mut self) -> Result<(), Error> {
-        self.conn = open(&self.url).await?;
+        self.conn = open(&self.url, self.settings.connect_timeout).await?;
         self.run_init_sql().await
     }
 
@@ -458,13 +471,21 @@ pub(crate) async fn run_sql(
         .map_err(|e| Error::query(context, e))
 }
 
-async fn open(url: &DbUrl) -> Result<AnyConnection, Error> {
-    AnyConnection::connect(&url.driver_url)
-        .await
-        .map_err(|e| Error::Connect {
+async fn open(url: &DbUrl, timeout: Duration) -> Result<AnyConnection, Error> {
+    let connecting = AnyConnection::connect(&url.driver_url);
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(r) => r.map_err(|e| Error::Connect {
             url: redact(&url.driver_url),
             message: db_message(&e),
-        })
+        }),
+        Err(_) => Err(Error::Connect {
+            url: redact(&url.driver_url),
+            message: format!(
+                "no answer within {:?} (connect timeout); check the host and port, that the server speaks this protocol, or raise --connect-timeout",
+                timeout
+            ),
+        }),
+    }
 }
 
 /// A row's columns as JSON values (integers, text, or NULL), for [`decode_history`].

@@ -71,7 +71,25 @@ impl Service {
         &self,
         f: impl AsyncFnOnce(&mut Db) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut db = self.connect().await?;
+        self.on(self.connect().await?, f).await
+    }
+
+    /// [`Service::with_db`] for commands that only read: a SQLite file that does
+    /// not exist is not created (it reads as an empty database).
+    async fn reading<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Db) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut settings = self.settings.db.clone();
+        settings.create_missing = false;
+        self.on(Db::connect(&settings).await?, f).await
+    }
+
+    async fn on<T>(
+        &self,
+        mut db: Db,
+        f: impl AsyncFnOnce(&mut Db) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let r = f(&mut db).await;
         let closed = db.close().await;
         let v = r?;
@@ -100,7 +118,7 @@ impl Service {
     /// Everything `status` shows. Reads only.
     pub async fn status(&self) -> Result<StatusView, Error> {
         let source = self.load()?;
-        self.with_db(async |db: &mut Db| {
+        self.reading(async |db: &mut Db| {
             let (status, state) = runner::status(db, &source).await?;
             Ok(StatusView {
                 database: instar_db::url::redact(&self.settings.db.url),
@@ -118,21 +136,21 @@ impl Service {
     pub async fn validate(&self) -> Result<(Source, Vec<Problem>), Error> {
         let source = self.load()?;
         let problems = self
-            .with_db(async |db: &mut Db| Ok(runner::status(db, &source).await?.0.problems))
+            .reading(async |db: &mut Db| Ok(runner::status(db, &source).await?.0.problems))
             .await?;
         Ok((source, problems))
     }
 
     /// The history log, oldest first. Reads only.
     pub async fn history(&self) -> Result<Vec<HistoryRow>, Error> {
-        self.with_db(async |db: &mut Db| Ok(db.read_history().await?))
+        self.reading(async |db: &mut Db| Ok(db.read_history().await?))
             .await
     }
 
     /// Re-runs every applied migration's `checks.after`. Reads only.
     pub async fn verify(&self) -> Result<Vec<Verified>, Error> {
         let source = self.load()?;
-        self.with_db(async |db: &mut Db| Ok(runner::verify(db, &source).await?))
+        self.reading(async |db: &mut Db| Ok(runner::verify(db, &source).await?))
             .await
     }
 
@@ -157,7 +175,7 @@ impl Service {
     pub async fn plan(&self, req: &RunRequest) -> Result<Vec<PlannedStep>, Error> {
         let source = self.load()?;
         let opts = self.run_options(req);
-        self.with_db(async |db: &mut Db| {
+        self.reading(async |db: &mut Db| {
             Ok(runner::preview(db, &source, req.target.clone(), &opts).await?)
         })
         .await

@@ -62,6 +62,8 @@ pub struct Overrides {
     pub lock_timeout: Option<String>,
     /// `--restore-on-failure`.
     pub restore_on_failure: Option<bool>,
+    /// `--connect-timeout`, as written.
+    pub connect_timeout: Option<String>,
 }
 
 /// `instar.toml`.
@@ -92,6 +94,8 @@ pub struct DatabaseConfig {
     pub history_table: Option<String>,
     /// The schema (PostgreSQL) or database (MySQL) of the history table.
     pub history_schema: Option<String>,
+    /// How long connecting may take (default 10s).
+    pub connect_timeout: Option<String>,
 }
 
 /// `[migrations]` of `instar.toml`.
@@ -214,8 +218,18 @@ pub fn resolve(
     s.db.init_sql = cfg.database.init_sql.clone();
     s.db.init_sql.extend(overrides.init_sql.iter().cloned());
     if let Some(t) = cfg.database.history_table {
+        if t.trim().is_empty() {
+            return Err(Error::Config(
+                "instar.toml: [database] history_table is empty; name a table, or remove the key for instar_history".into(),
+            ));
+        }
         s.db.history_table = t;
     }
+    s.db.connect_timeout = match (&overrides.connect_timeout, &cfg.database.connect_timeout) {
+        (Some(t), _) => parse_duration("--connect-timeout", t)?,
+        (None, Some(t)) => parse_duration("instar.toml [database] connect_timeout", t)?,
+        (None, None) => Duration::from_secs(10),
+    };
     s.db.history_schema = cfg.database.history_schema;
     s.migrations = match &overrides.migrations {
         Some(m) => cwd.join(m),
@@ -280,6 +294,29 @@ mod tests {
         let f = resolve(&flags, &env, d.path()).unwrap();
         assert_eq!(f.db.url, "sqlite:flag.db");
         assert_eq!(f.lock_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_config_syntax_error_never_shows_the_password() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("instar.toml"),
+            "[database]\nurl = \"postgres://app:hunter2@db/prod\" oops\n",
+        )
+        .unwrap();
+        let e = resolve(&Overrides::default(), &no_env, d.path())
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2") && e.contains("instar.toml"), "{e}");
+        std::fs::write(
+            d.path().join("instar.toml"),
+            "[database]\nhistory_table = \"\"\n",
+        )
+        .unwrap();
+        let e = resolve(&Overrides::default(), &no_env, d.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("history_table is empty"), "{e}");
     }
 
     #[test]

@@ -78,6 +78,16 @@ pub fn init(dir: &Path, example: bool, layout: LayoutArg, out: &Out) -> Result<(
                 "--example writes Instar-layout migrations; drop --layout or use --layout instar"
             );
         }
+        let existing = std::fs::read_dir(&migrations)
+            .with_context(|| format!("cannot read {}", migrations.display()))?
+            .filter_map(Result::ok)
+            .any(|e| !e.file_name().to_string_lossy().starts_with('.'));
+        if existing {
+            bail!(
+                "{} already holds migrations: --example would add a second 0001 next to yours; run `instar init` without --example, and `instar new <name>` for the next one",
+                migrations.display()
+            );
+        }
         for (folder, up, down, meta) in EXAMPLES {
             let f = migrations.join(folder);
             std::fs::create_dir_all(&f)

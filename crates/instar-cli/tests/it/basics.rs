@@ -252,3 +252,83 @@ fn new_data_migration_skeleton_reads_and_is_refused_until_edited() {
         "{err}"
     );
 }
+
+#[test]
+fn read_only_commands_never_create_a_database_file() {
+    let d = tempfile::tempdir().unwrap();
+    instar(d.path()).args(["init", "."]).assert().success();
+    std::fs::create_dir_all(d.path().join("migrations/0001_a")).unwrap();
+    std::fs::write(
+        d.path().join("migrations/0001_a/up.sql"),
+        "CREATE TABLE a (x INT);\n",
+    )
+    .unwrap();
+    let typo = d.path().join("typo.db");
+    let url = format!("sqlite:{}", typo.display());
+    for cmd in [
+        &["status"][..],
+        &["plan"],
+        &["validate"],
+        &["history"],
+        &["verify"],
+    ] {
+        let out = instar(d.path())
+            .args(["--database", &url])
+            .args(cmd)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.code().is_some_and(|c| c < 2),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!typo.exists(), "{cmd:?} created {}", typo.display());
+    }
+    let out = stdout(instar(d.path()).args(["--database", &url, "status"]));
+    assert!(out.contains("0 applied, 1 pending"), "{out}");
+}
+
+#[test]
+fn init_example_refuses_an_existing_project() {
+    let d = tempfile::tempdir().unwrap();
+    instar(d.path())
+        .args(["init", ".", "--example"])
+        .assert()
+        .success();
+    let out = instar(d.path())
+        .args(["init", ".", "--example"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds migrations"));
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_naming_it() {
+    // Accepted by the kernel's backlog, never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("migrations")).unwrap();
+    for scheme in ["postgres", "mysql"] {
+        let url = format!("{scheme}://u:secret@127.0.0.1:{port}/db");
+        let t = std::time::Instant::now();
+        let out = instar(d.path())
+            .args(["--database", &url, "--connect-timeout", "1s", "status"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(8),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert!(
+            err.contains(&format!("127.0.0.1:{port}")) && err.contains("connect timeout"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
+    }
+    drop(silent);
+}
