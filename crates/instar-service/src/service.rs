@@ -133,11 +133,49 @@ impl Service {
     }
 
     /// Every problem between the files and the history. Reads only.
+    /// Every problem `up` would refuse (the planner's own check included), and
+    /// every dirty migration, even one `up` can resume. Reads only.
     pub async fn validate(&self) -> Result<(Source, Vec<Problem>), Error> {
         let source = self.load()?;
-        let problems = self
-            .reading(async |db: &mut Db| Ok(runner::status(db, &source).await?.0.problems))
+        let (mut problems, state, dialect) = self
+            .reading(async |db: &mut Db| {
+                let (status, state) = runner::status(db, &source).await?;
+                Ok((status.problems, state, db.dialect()))
+            })
             .await?;
+        let opts = instar_core::plan::PlanOptions {
+            target: instar_core::plan::Target::Up { to: None },
+            dialect,
+            allow_out_of_order: false,
+            ignore_missing: false,
+        };
+        if let Err(instar_core::Error::Validation { problems: refused }) =
+            instar_core::plan::plan(&source.migrations, &state, &opts)
+        {
+            problems.extend(refused);
+        }
+        for d in state.dirty.values() {
+            let known = problems
+                .iter()
+                .any(|p| matches!(p, Problem::Dirty { version, .. } if *version == d.version));
+            if known {
+                continue;
+            }
+            problems.push(Problem::Dirty {
+                version: d.version.clone(),
+                applied: d.statements_applied,
+                total: d.statements_total,
+                direction: d.direction,
+                error: d.error.clone(),
+                why: format!(
+                    "`instar {}` resumes it once its cause is fixed",
+                    d.direction.as_str()
+                ),
+            });
+        }
+        // One line per problem, even when two checks found it.
+        let mut seen = std::collections::HashSet::new();
+        problems.retain(|p| seen.insert(p.to_string()));
         Ok((source, problems))
     }
 

@@ -33,7 +33,8 @@ pub async fn status(
         "skipped_rows": v.skipped.iter().map(|(v, n)| serde_json::json!({ "version": v, "rows": n })).collect::<Vec<_>>(),
         "requirement_met": unmet.is_none(),
     }));
-    let work_or_problems = v.pending() > 0 || !v.status.problems.is_empty();
+    let work_or_problems =
+        v.pending() > 0 || !v.state.dirty.is_empty() || !v.status.problems.is_empty();
     Ok(if unmet.is_some() || (check && work_or_problems) {
         1
     } else {

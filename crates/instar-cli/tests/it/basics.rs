@@ -332,3 +332,30 @@ fn a_server_that_never_answers_times_out_naming_it() {
     }
     drop(silent);
 }
+
+#[test]
+fn validate_and_status_check_report_a_dirty_migration() {
+    let d = tempfile::tempdir().unwrap();
+    instar(d.path()).args(["init", "."]).assert().success();
+    std::fs::create_dir_all(d.path().join("migrations/0001_a")).unwrap();
+    std::fs::write(
+        d.path().join("migrations/0001_a/up.sql"),
+        "-- instar:no-transaction\nCREATE TABLE a (x INT);\nSELEC 1;\n",
+    )
+    .unwrap();
+    instar(d.path()).args(["up"]).assert().code(2);
+    let out = instar(d.path()).args(["validate"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0001") && text.contains("dirty"), "{text}");
+    assert_eq!(text.matches("is dirty").count(), 1, "{text}");
+    instar(d.path())
+        .args(["status", "--check"])
+        .assert()
+        .code(1);
+}

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::backup::{self, BackupInfo};
 use crate::db::control;
+use crate::engine::is_transaction_control;
 use crate::error::{db_message, Aftermath};
 use crate::{CancelToken, Db, Error};
 
@@ -241,14 +242,31 @@ fn statements(sql: &str, db: &Db) -> (Vec<Statement>, Option<String>) {
 /// sent as it is, it would swallow what follows (the history row, the COMMIT).
 fn check_scripts(db: &Db, source: &Source, plan: &Plan) -> Result<(), Error> {
     for s in &plan.steps {
-        let sc = script(&source.migrations[s.index], s.direction);
-        if let Split::Unterminated { what, line } = split(&sc.sql, db.dialect()) {
-            return Err(instar_core::Error::Unterminated {
-                path: sc.path.clone(),
-                line,
-                what,
+        let m = &source.migrations[s.index];
+        let sc = script(m, s.direction);
+        match split(&sc.sql, db.dialect()) {
+            Split::Unterminated { what, line } => {
+                return Err(instar_core::Error::Unterminated {
+                    path: sc.path.clone(),
+                    line,
+                    what,
+                }
+                .into())
             }
-            .into());
+            // Its own COMMIT would end Instar's transaction half way: what ran before
+            // it would stay even when a later statement fails.
+            Split::Statements(stmts) if transactional(db, m) => {
+                if let Some(st) = stmts.iter().find(|st| is_transaction_control(&st.sql)) {
+                    return Err(Error::Unsupported(format!(
+                        "{}:{}: `{}` controls the transaction itself, but migration {} runs in one transaction of Instar's; remove it, or add `-- instar:no-transaction` at the top to run the file statement by statement",
+                        sc.path.display(),
+                        st.line,
+                        st.sql.split_whitespace().next().unwrap_or(""),
+                        m.version
+                    )));
+                }
+            }
+            _ => {}
         }
     }
     Ok(())

@@ -17,7 +17,39 @@ on_every_engine!(
     a_declared_unique_key_needs_no_duplicate_scan,
     a_data_migration_edited_mid_run_is_halted_not_refused,
     an_unterminated_script_is_refused_before_anything_runs,
+    a_script_with_its_own_commit_is_refused,
 );
+
+/// A COMMIT inside a transactional migration would make "rolled back" a lie.
+async fn a_script_with_its_own_commit_is_refused(b: Backend) {
+    let Some(t) = TestDb::new(b, "own_commit").await else {
+        return;
+    };
+    migration(
+        &t.migrations(),
+        "0001_c",
+        "CREATE TABLE b (x INT);\nCOMMIT;\nCREATE TABLE c (x INT);\nSELECT no_such_function();\n",
+        None,
+    );
+    let r = t.up().await;
+    if b == Backend::MySql {
+        // MySQL runs every migration statement by statement; its COMMIT commits
+        // nothing of Instar's, and the failure is a dirty mark at line 4.
+        let e = r.expect_err("fails at line 4");
+        assert!(matches!(&e, Error::StatementFailed { line: 4, .. }), "{e}");
+        return;
+    }
+    let e = r.expect_err("refused").to_string();
+    assert!(
+        e.contains("0001_c/up.sql:2") && e.contains("no-transaction"),
+        "{e}"
+    );
+    assert!(!t.table_exists("b").await, "nothing ran: {e}");
+    assert!(
+        !t.table_exists("instar_history").await,
+        "nothing written: {e}"
+    );
+}
 
 /// An unterminated comment, string or quote is an error naming file and line,
 /// from `plan` and `up` alike, and nothing is written (it once swallowed the
