@@ -834,15 +834,7 @@ async fn data_migration_backfills_in_batches(b: Backend) {
     );
     let mut events = Vec::new();
     let mut db = t.db().await;
-    let r = runner::run(
-        &mut db,
-        &t.source(),
-        Target::Up { to: None },
-        &t.options(),
-        &mut events,
-    )
-    .await
-    .expect("up");
+    let r = t.up_on(&mut db, &mut events).await.expect("up");
     db.close().await.expect("close");
     assert_eq!(r.migrations, vec!["0001", "0002"]);
     let batches = events

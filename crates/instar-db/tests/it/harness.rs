@@ -144,6 +144,22 @@ impl TestDb {
         r
     }
 
+    /// `up` with the default options on a connection the test holds, reporting to `sink`.
+    pub async fn up_on(
+        &self,
+        db: &mut Db,
+        sink: &mut dyn instar_core::event::EventSink,
+    ) -> Result<Report, Error> {
+        runner::run(
+            db,
+            &self.source(),
+            Target::Up { to: None },
+            &self.options(),
+            sink,
+        )
+        .await
+    }
+
     pub async fn up(&self) -> Result<Report, Error> {
         self.run_with(Target::Up { to: None }, &self.options())
             .await

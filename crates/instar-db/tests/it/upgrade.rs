@@ -2,7 +2,7 @@
 //! upgraded in place by the first run, its rows kept.
 
 use instar_core::event::NullSink;
-use instar_core::plan::{Standing, Target};
+use instar_core::plan::Standing;
 use instar_db::runner;
 
 use crate::harness::{migration, Backend, TestDb};
@@ -93,15 +93,7 @@ async fn a_history_table_from_0_1_is_upgraded_in_place(b: Backend) {
 
     // The first run upgrades it and records its rows with its run id.
     let run_id = db.run_id().to_string();
-    let r = runner::run(
-        &mut db,
-        &t.source(),
-        Target::Up { to: None },
-        &t.options(),
-        &mut NullSink,
-    )
-    .await
-    .expect("up");
+    let r = t.up_on(&mut db, &mut NullSink).await.expect("up");
     assert_eq!(r.migrations, vec!["0002"]);
     let rows = db.read_history().await.expect("history");
     db.close().await.expect("close");
