@@ -144,8 +144,22 @@ impl Hub {
         }
     }
 
+    /// A guard that closes the stream when it is dropped.
+    pub(crate) fn closer(self: &Arc<Self>) -> Closer {
+        Closer(Arc::clone(self))
+    }
+
     pub(crate) fn sink(self: &Arc<Self>) -> HubSink {
         HubSink(Arc::clone(self))
+    }
+}
+
+/// Closes the hub's stream when dropped (the run ended, or its task unwound).
+pub(crate) struct Closer(Arc<Hub>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 

@@ -265,10 +265,10 @@ impl Service {
         let service = self.clone();
         let (task_hub, task_cancel, task_id) = (Arc::clone(&hub), cancel.clone(), id.clone());
         let task = tokio::spawn(async move {
+            // Subscribers' streams end when the run does, even if it panics.
+            let _closing = task_hub.closer();
             let mut sink = task_hub.sink();
-            let r = service.run(&req, &task_id, task_cancel, &mut sink).await;
-            task_hub.close();
-            r
+            service.run(&req, &task_id, task_cancel, &mut sink).await
         });
         RunHandle {
             id,
