@@ -2,7 +2,7 @@
 //! next to the same change as one plain `UPDATE` (the physical limit), each on
 //! a fresh copy of the same seeded table, plus the `instar` process's peak memory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -73,25 +73,91 @@ fn label(batch: u64, target: Option<&str>) -> String {
     }
 }
 
-fn rate(rows: u64, d: Duration) -> f64 {
-    rows as f64 / d.as_secs_f64()
+/// One Instar configuration measured against the limit.
+struct Case {
+    label: String,
+    work: PathBuf,
+    parallel: usize,
 }
 
-fn line(what: &str, rows: u64, d: Duration, limit: Duration, kib: Option<u64>) {
-    println!(
-        "| {what:<44} | {:>8.0} | {:>10.0} | {:>5.2}x | {} |",
-        d.as_secs_f64() * 1000.0,
-        rate(rows, d),
-        limit.as_secs_f64() / d.as_secs_f64(),
-        kib.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
-    );
+/// Runs the limit and every case one after the other, `runs` times over, so
+/// each run k of a case is compared with run k of the limit (same machine load).
+fn alternate(
+    runs: usize,
+    mut limit: impl FnMut() -> Duration,
+    cases: &[Case],
+    mut instar: impl FnMut(&Case) -> (Duration, u64),
+) -> (Vec<Duration>, Vec<(Vec<Duration>, u64)>) {
+    let mut limits = Vec::new();
+    let mut results: Vec<(Vec<Duration>, u64)> = cases.iter().map(|_| (Vec::new(), 0)).collect();
+    for _ in 0..runs {
+        limits.push(limit());
+        for (case, (times, peak)) in cases.iter().zip(&mut results) {
+            let (d, kib) = instar(case);
+            times.push(d);
+            *peak = (*peak).max(kib);
+        }
+    }
+    (limits, results)
 }
 
-fn table_header(title: &str) {
+/// Prints the table: medians, and throughput relative to the limit as the
+/// median of the paired ratios (limit run k / case run k).
+fn report(
+    title: &str,
+    limit_label: &str,
+    rows: u64,
+    limits: &[Duration],
+    cases: &[Case],
+    results: &[(Vec<Duration>, u64)],
+) {
     println!("\n### {title}");
     println!(
-        "\n| what | ms | rows/s | throughput vs limit | peak RSS |\n|---|---:|---:|---:|---:|"
+        "\n| what | median ms | rows/s | throughput vs limit (median of paired ratios) | peak RSS |\n|---|---:|---:|---:|---:|"
     );
+    let line = |what: &str, times: &[Duration], kib: Option<u64>| {
+        let d = median(times.to_vec());
+        let mut ratios: Vec<f64> = limits
+            .iter()
+            .zip(times)
+            .map(|(l, t)| l.as_secs_f64() / t.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "| {what:<44} | {:>8.0} | {:>10.0} | {:>5.2}x | {} |",
+            d.as_secs_f64() * 1000.0,
+            rows as f64 / d.as_secs_f64(),
+            ratios[ratios.len() / 2],
+            kib.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+        );
+    };
+    line(limit_label, limits, None);
+    for (case, (times, peak)) in cases.iter().zip(results) {
+        line(&case.label, times, Some(*peak));
+    }
+}
+
+/// The cases: each fixed batch size, adaptive mode, and `extra` (batch, parallel) ones.
+fn cases(a: &Args, dir: &Path, extra: &[(u64, usize)]) -> Vec<Case> {
+    let mut v = Vec::new();
+    let all = configs(a)
+        .into_iter()
+        .map(|(b, t)| (b, t, 1))
+        .chain(extra.iter().map(|&(b, p)| (b, None, p)));
+    for (batch, target, parallel) in all {
+        let work = dir.join(format!("b{batch}{}p{parallel}", target.unwrap_or("")));
+        write_migration(&work, batch, target);
+        let mut label = label(batch, target);
+        if parallel > 1 {
+            label.push_str(&format!(", --parallel {parallel}"));
+        }
+        v.push(Case {
+            label,
+            work,
+            parallel,
+        });
+    }
+    v
 }
 
 fn sqlite(a: &Args, instar: &Path) {
@@ -109,41 +175,36 @@ fn sqlite(a: &Args, instar: &Path) {
         std::fs::copy(&seed, &p).expect("copy");
         p
     };
-    let mut limit = vec![];
-    for _ in 0..a.runs {
-        let db = fresh("limit.db");
-        limit.push(run(Command::new("sqlite3").arg(&db).arg(STATEMENT)));
-    }
-    let limit = median(limit);
-    table_header(&format!(
-        "SQLite: backfill {} rows ({} runs, medians)",
-        a.rows, a.runs
-    ));
-    line(
+    let cases = cases(a, dir.path(), &[]);
+    let (limits, results) = alternate(
+        a.runs,
+        || {
+            run(Command::new("sqlite3")
+                .arg(fresh("limit.db"))
+                .arg(STATEMENT))
+        },
+        &cases,
+        |c| {
+            let db = fresh("instar.db");
+            instar_up(
+                instar,
+                &c.work,
+                &format!("sqlite:{}", db.display()),
+                c.parallel,
+            )
+        },
+    );
+    report(
+        &format!(
+            "SQLite: backfill {} rows ({} runs, alternated)",
+            a.rows, a.runs
+        ),
         "limit: sqlite3, one plain UPDATE",
         a.rows,
-        limit,
-        limit,
-        None,
+        &limits,
+        &cases,
+        &results,
     );
-    for (batch, target) in configs(a) {
-        let work = dir.path().join(format!("b{batch}{}", target.unwrap_or("")));
-        write_migration(&work, batch, target);
-        let (mut times, mut peak) = (vec![], 0);
-        for _ in 0..a.runs {
-            let db = fresh("instar.db");
-            let (d, kib) = instar_up(instar, &work, &format!("sqlite:{}", db.display()), 1);
-            times.push(d);
-            peak = peak.max(kib);
-        }
-        line(
-            &label(batch, target),
-            a.rows,
-            median(times),
-            limit,
-            Some(peak),
-        );
-    }
 }
 
 fn postgres(a: &Args, instar: &Path, base: &str) {
@@ -168,47 +229,27 @@ fn postgres(a: &Args, instar: &Path, base: &str) {
         );
         pg_url(base, name)
     };
-    let mut limit = vec![];
-    for _ in 0..a.runs {
-        let url = fresh("instar_bench_limit");
-        limit.push(run(Command::new("psql").args(["-q", &url, "-c", STATEMENT])));
-    }
-    let limit = median(limit);
-    table_header(&format!(
-        "PostgreSQL: backfill {} rows ({} runs, medians)",
-        a.rows, a.runs
-    ));
-    line("limit: psql, one plain UPDATE", a.rows, limit, limit, None);
-    for (batch, target, parallel) in configs(a)
-        .into_iter()
-        .map(|(b, t)| (b, t, 1))
-        .chain([(10_000, None, 2)])
-    {
-        let work = dir.path().join(format!("b{batch}{}", target.unwrap_or("")));
-        write_migration(&work, batch, target);
-        let (mut times, mut peak) = (vec![], 0);
-        for _ in 0..a.runs {
-            let url = fresh("instar_bench_data");
-            let (d, kib) = instar_up(instar, &work, &url, parallel);
-            times.push(d);
-            peak = peak.max(kib);
-        }
-        line(
-            &format!(
-                "{}{}",
-                label(batch, target),
-                if parallel > 1 {
-                    format!(", --parallel {parallel}")
-                } else {
-                    String::new()
-                }
-            ),
-            a.rows,
-            median(times),
-            limit,
-            Some(peak),
-        );
-    }
+    let cases = cases(a, dir.path(), &[(10_000, 2)]);
+    let (limits, results) = alternate(
+        a.runs,
+        || {
+            let url = fresh("instar_bench_limit");
+            run(Command::new("psql").args(["-q", &url, "-c", STATEMENT]))
+        },
+        &cases,
+        |c| instar_up(instar, &c.work, &fresh("instar_bench_data"), c.parallel),
+    );
+    report(
+        &format!(
+            "PostgreSQL: backfill {} rows ({} runs, alternated)",
+            a.rows, a.runs
+        ),
+        "limit: psql, one plain UPDATE",
+        a.rows,
+        &limits,
+        &cases,
+        &results,
+    );
     for n in [
         "instar_bench_limit",
         "instar_bench_data",

@@ -21,6 +21,7 @@ pub mod effect;
 mod error;
 pub mod event;
 pub mod files;
+pub mod files_cache;
 pub mod history;
 pub mod meta;
 pub mod plan;

@@ -58,6 +58,11 @@ pub struct DataConfig {
     /// What a failing batch does: `stop` (default) or `skip` (retry row by row, record failures).
     #[serde(default)]
     pub on_error: OnError,
+    /// Count the rows exactly even on a large table (default: a table the
+    /// engine's statistics put at a million rows or more is not counted; its
+    /// progress total is the statistics' estimate).
+    #[serde(default)]
+    pub exact_count: bool,
 }
 
 fn default_batch_size() -> u64 {

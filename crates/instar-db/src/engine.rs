@@ -77,6 +77,12 @@ pub(crate) trait Engine: Sync {
     fn binds_across_statements(&self) -> bool {
         false
     }
+    /// A query returning the engine's estimate of the rows in `table` (as
+    /// written in `[data] table`), from its statistics and without a scan;
+    /// `None` where the engine keeps none.
+    fn row_estimate_sql(&self, _table: &str) -> Option<(String, Vec<String>)> {
+        None
+    }
     /// Why parallel data-migration workers would not help, where they would not.
     fn parallel_refusal(&self) -> Option<&'static str> {
         None

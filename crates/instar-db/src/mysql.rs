@@ -84,6 +84,13 @@ impl Engine for MySql {
             vec![schema.into(), name.into(), columns.into()],
         )
     }
+    fn row_estimate_sql(&self, table: &str) -> Option<(String, Vec<String>)> {
+        let (schema, name) = table.split_once('.').unwrap_or(("", table));
+        Some((
+            "SELECT CAST(table_rows AS SIGNED) FROM information_schema.tables WHERE table_schema = COALESCE(NULLIF(?, ''), DATABASE()) AND table_name = ?".into(),
+            vec![schema.into(), name.into()],
+        ))
+    }
     fn effect_sql(&self, effect: &Effect) -> (String, Vec<String>) {
         let split = |n: &str| match n.split_once('.') {
             Some((s, t)) => (s.to_string(), t.to_string()),

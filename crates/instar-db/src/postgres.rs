@@ -76,6 +76,15 @@ impl Engine for Postgres {
             vec![quoted.join("."), columns.into()],
         )
     }
+    fn row_estimate_sql(&self, table: &str) -> Option<(String, Vec<String>)> {
+        let quoted: Vec<String> = table.split('.').map(|p| self.quote(p)).collect();
+        // reltuples is -1 for a table never vacuumed or analysed: unknown.
+        Some((
+            "SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE oid = CAST($1 AS regclass)"
+                .into(),
+            vec![quoted.join(".")],
+        ))
+    }
     fn effect_sql(&self, effect: &Effect) -> (String, Vec<String>) {
         match effect {
             Effect::Table { name, .. } | Effect::Index { name, .. } => (

@@ -39,6 +39,7 @@ impl Service {
         let source = FolderSource {
             dir: settings.migrations.clone(),
             layout: settings.layout,
+            cache: settings.source_cache.clone(),
         };
         Service::with_source(settings, source)
     }

@@ -19,6 +19,8 @@ pub struct Settings {
     pub migrations: PathBuf,
     /// A layout to use instead of detecting it.
     pub layout: Option<Layout>,
+    /// Where the folder source keeps what it last read (`None`: read every file each time).
+    pub source_cache: Option<PathBuf>,
     /// How long a run waits for another run's lock.
     pub lock_timeout: Duration,
     /// Whether runs take automatic backups where the engine needs them.
@@ -39,6 +41,7 @@ impl Settings {
             db: instar_db::Settings::new(url),
             migrations: root.join("migrations"),
             layout: None,
+            source_cache: Some(root.join(".instar").join("cache")),
             lock_timeout: Duration::from_secs(60),
             backup: true,
             backup_dir: root.join(".instar").join("backups"),
@@ -106,6 +109,8 @@ pub struct MigrationsConfig {
     pub dir: Option<PathBuf>,
     /// `instar`, `diesel`, `sqlx` or `flyway`.
     pub layout: Option<String>,
+    /// Keep what was read in `.instar/cache` so an unchanged folder is not read again (default true).
+    pub cache: Option<bool>,
 }
 
 /// `[run]` of `instar.toml`.
@@ -236,6 +241,9 @@ pub fn resolve(
         None => root.join(cfg.migrations.dir.unwrap_or_else(|| "migrations".into())),
     };
     s.layout = layout(cfg.migrations.layout.as_deref())?;
+    if cfg.migrations.cache == Some(false) {
+        s.source_cache = None;
+    }
     s.lock_timeout = match (&overrides.lock_timeout, &cfg.run.lock_timeout) {
         (Some(t), _) => parse_duration("--lock-timeout", t)?,
         (None, Some(t)) => parse_duration("instar.toml [run] lock_timeout", t)?,

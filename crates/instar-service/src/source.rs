@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use instar_core::files::{Disk, MemoryFiles};
+use instar_core::files_cache::CachedDisk;
 use instar_core::{Layout, Source};
 
 use crate::Error;
@@ -25,6 +26,9 @@ pub struct FolderSource {
     pub dir: PathBuf,
     /// A layout to use instead of detecting it.
     pub layout: Option<Layout>,
+    /// A folder where what was read is kept (see [`CachedDisk`]), so that an
+    /// unchanged folder costs a `stat` per entry; `None` reads every file.
+    pub cache: Option<PathBuf>,
 }
 
 impl MigrationSource for FolderSource {
@@ -42,11 +46,17 @@ impl MigrationSource for FolderSource {
                 )
             }));
         }
-        Ok(instar_core::source::read_tree(
-            &Disk,
-            &self.dir,
-            self.layout,
-        )?)
+        let Some(cache) = &self.cache else {
+            return Ok(instar_core::source::read_tree(
+                &Disk,
+                &self.dir,
+                self.layout,
+            )?);
+        };
+        let files = CachedDisk::for_folder(cache, &self.dir);
+        let source = instar_core::source::read_tree(&files, &self.dir, self.layout)?;
+        files.save();
+        Ok(source)
     }
 
     fn describe(&self) -> String {

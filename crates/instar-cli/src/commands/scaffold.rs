@@ -22,6 +22,8 @@ init_sql = []
 
 [migrations]
 dir = "migrations"
+# What was read is kept in .instar/cache, so an unchanged folder is not read again.
+cache = true
 
 [run]
 lock_timeout = "60s"

@@ -23,6 +23,7 @@ pub fn instar_at(t: &harness::TestDb, url: &str) -> std::process::Command {
 }
 
 mod basics;
+mod cache;
 mod doors;
 mod faults;
 mod kills;

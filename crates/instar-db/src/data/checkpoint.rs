@@ -346,23 +346,52 @@ pub(super) async fn preflight(
     );
     let upper = fetch_key(&mut db.conn, &upper_sql, &[], s.cols.len()).await?;
     let total = match &upper {
-        Some(u) => {
-            let mut k = 0;
-            let sql = format!(
-                "SELECT count(*) FROM {} WHERE {} <= {}",
-                s.table,
-                s.tuple(),
-                s.marks(&mut k)
-            );
-            bind_key(sqlx::query(&sql), u)?
-                .fetch_one(&mut db.conn)
-                .await
-                .and_then(|r| r.try_get::<i64, _>(0))
-                .map_err(|e| Error::query("counting the rows to migrate", e))?
-        }
+        Some(u) => match estimated_rows(db, cfg).await? {
+            Some(n) if n >= LARGE_TABLE && !cfg.exact_count => n,
+            _ => {
+                let mut k = 0;
+                let sql = format!(
+                    "SELECT count(*) FROM {} WHERE {} <= {}",
+                    s.table,
+                    s.tuple(),
+                    s.marks(&mut k)
+                );
+                bind_key(sqlx::query(&sql), u)?
+                    .fetch_one(&mut db.conn)
+                    .await
+                    .and_then(|r| r.try_get::<i64, _>(0))
+                    .map_err(|e| Error::query("counting the rows to migrate", e))?
+            }
+        },
         None => 0,
     };
     Ok((upper, total))
+}
+
+/// From this many rows (by the engine's statistics) a table is not counted
+/// before and after a data migration, unless `[data] exact_count` asks.
+pub const LARGE_TABLE: i64 = 1_000_000;
+
+/// The engine's estimate of the rows in the migration's table, where it keeps one.
+pub async fn estimated_rows(db: &mut Db, cfg: &DataConfig) -> Result<Option<i64>, Error> {
+    let Some((sql, binds)) = db.engine.row_estimate_sql(&cfg.table) else {
+        return Ok(None);
+    };
+    let mut q = sqlx::query(&sql);
+    for b in binds {
+        q = q.bind(b);
+    }
+    let row = q
+        .fetch_optional(&mut db.conn)
+        .await
+        .map_err(|e| Error::query("reading the table's statistics", e))?;
+    let n = match row {
+        Some(r) => r
+            .try_get::<Option<i64>, _>(0)
+            .map_err(|e| Error::query("reading the table's statistics", e))?,
+        None => None,
+    };
+    Ok(n.filter(|n| *n >= 0))
 }
 
 /// Whether a primary key or unique index of `table` covers exactly `columns`
@@ -548,6 +577,8 @@ pub(super) struct Totals {
     pub(super) errors: i64,
     pub(super) elapsed_ms: i64,
     pub(super) slices: usize,
+    /// `[data] exact_count`.
+    pub(super) exact_count: bool,
 }
 
 /// Runs the after-checks, records the apply/revert row and drops the checkpoints,
@@ -576,11 +607,21 @@ pub(super) async fn finish(
             }
         }
     }
-    let count_sql = format!("SELECT count(*) FROM {}", t.table);
-    let rows_after: i64 = sqlx::query_scalar(&count_sql)
-        .fetch_one(&mut db.conn)
-        .await
-        .map_err(|e| Error::query("counting the table's rows", e))?;
+    // A large table is not counted a second time: its total was an estimate.
+    let exact = t.exact_count || t.rows_total < LARGE_TABLE;
+    let rows_after = if exact {
+        let count_sql = format!("SELECT count(*) FROM {}", t.table);
+        let n: i64 = sqlx::query_scalar(&count_sql)
+            .fetch_one(&mut db.conn)
+            .await
+            .map_err(|e| Error::query("counting the table's rows", e))?;
+        format!("table rows before: {}, after: {n}", t.rows_total)
+    } else {
+        format!(
+            "table rows: about {} rows (from the engine's statistics; `exact_count = true` counts them)",
+            t.rows_total
+        )
+    };
     let event = if step.direction == Direction::Up {
         EventKind::Apply
     } else {
@@ -594,11 +635,10 @@ pub(super) async fn finish(
     row.statements_total = 1;
     row.rows_affected = Some(t.rows_done);
     row.note = Some(format!(
-        "{} rows in {} batches ({:.0} rows/s); table rows before: {}, after: {rows_after}{}{}",
+        "{} rows in {} batches ({:.0} rows/s); {rows_after}{}{}",
         t.rows_done,
         t.batches,
         t.rows_done as f64 / (t.elapsed_ms.max(1) as f64 / 1000.0),
-        t.rows_total,
         if t.slices > 1 {
             format!(" in {} parallel slices", t.slices)
         } else {

@@ -29,7 +29,9 @@ use instar_core::plan::Step;
 use instar_core::Migration;
 use serde::Serialize;
 
-pub use checkpoint::{checkpoints, key_is_declared_unique, skipped_rows, Checkpoint};
+pub use checkpoint::{
+    checkpoints, estimated_rows, key_is_declared_unique, skipped_rows, Checkpoint, LARGE_TABLE,
+};
 use keys::{bind_key, fetch_key, Shape};
 use walk::{walk_slice, Job, Shared, SliceEnd};
 
@@ -268,6 +270,7 @@ pub(crate) async fn run(
             .unwrap_or(0)
             .max(t0.elapsed().as_millis() as i64),
         slices,
+        exact_count: cfg.exact_count,
     };
     checkpoint::finish(db, m, step, &n, row_id, &totals).await?;
     shared.event(&Event::MigrationFinished {

@@ -18,7 +18,91 @@ on_every_engine!(
     a_data_migration_edited_mid_run_is_halted_not_refused,
     an_unterminated_script_is_refused_before_anything_runs,
     a_script_with_its_own_commit_is_refused,
+    a_large_table_is_counted_from_the_engine_statistics,
 );
+
+/// A table the statistics put at a million rows or more is not scanned to be
+/// counted, before or after; every row is still migrated (the range is fixed
+/// by keys, not by the count), and `exact_count = true` counts anyway.
+async fn a_large_table_is_counted_from_the_engine_statistics(b: Backend) {
+    let Some(t) = TestDb::new(b, "row_estimate").await else {
+        return;
+    };
+    let rows: Vec<String> = (1..=30).map(|i| format!("({i}, 0)")).collect();
+    migration(
+        &t.migrations(),
+        "0001_big",
+        &format!(
+            "CREATE TABLE big (id INT PRIMARY KEY, v INT);\nINSERT INTO big VALUES {};\n",
+            rows.join(", ")
+        ),
+        None,
+    );
+    t.run_with(
+        Target::Up {
+            to: Some("0001".parse().unwrap()),
+        },
+        &t.options(),
+    )
+    .await
+    .expect("seed");
+    // Make PostgreSQL's statistics claim five million rows.
+    let fake = match b {
+        Backend::Postgres => Some(vec![
+            "ANALYZE big",
+            "UPDATE pg_class SET reltuples = 5000000 WHERE oid = CAST('big' AS regclass)",
+        ]),
+        // MariaDB keeps InnoDB's estimate in memory: it reads as the true 30 here,
+        // which tests the statistics query and the small-table path.
+        Backend::MySql => Some(vec!["ANALYZE TABLE big"]),
+        Backend::Sqlite => None,
+    };
+    let mut raw = t.raw().await;
+    for sql in fake.iter().flatten() {
+        sqlx::raw_sql(sql).execute(&mut raw).await.expect(sql);
+    }
+    let cfg: instar_core::meta::DataConfig =
+        toml::from_str("table = \"big\"\nkey = \"id\"\n").unwrap();
+    let mut db = t.db().await;
+    let estimate = instar_db::data::estimated_rows(&mut db, &cfg)
+        .await
+        .expect("estimate");
+    db.close().await.expect("close");
+    match b {
+        Backend::Sqlite => assert_eq!(estimate, None, "SQLite keeps no row statistics"),
+        Backend::Postgres => assert_eq!(estimate, Some(5_000_000)),
+        Backend::MySql => assert!(estimate.is_some(), "{estimate:?}"),
+    }
+    data_migration(
+        &t,
+        "0002_touch",
+        "kind = \"data\"\n[data]\ntable = \"big\"\nkey = \"id\"\nbatch_size = 7\n",
+        "UPDATE big SET v = 1 WHERE {batch};\n",
+    );
+    t.up().await.expect("up");
+    assert_eq!(t.count("SELECT count(*) FROM big WHERE v = 1").await, 30);
+    let note = |v: &str| {
+        format!("SELECT count(*) FROM instar_history WHERE version = '{v}' AND event = 'apply' AND note LIKE '%about 5000000 rows%'")
+    };
+    let exact = |v: &str| {
+        format!("SELECT count(*) FROM instar_history WHERE version = '{v}' AND event = 'apply' AND note LIKE '%before: 30, after: 30%'")
+    };
+    let large = estimate.is_some_and(|n| n >= instar_db::data::LARGE_TABLE);
+    assert_eq!(t.count(&note("0002")).await, i64::from(large));
+    assert_eq!(t.count(&exact("0002")).await, i64::from(!large));
+    if b == Backend::Postgres {
+        assert!(large, "the faked statistics are read");
+    }
+    data_migration(
+        &t,
+        "0003_touch_counted",
+        "kind = \"data\"\n[data]\ntable = \"big\"\nkey = \"id\"\nbatch_size = 7\nexact_count = true\n",
+        "UPDATE big SET v = 2 WHERE {batch};\n",
+    );
+    t.up().await.expect("up");
+    assert_eq!(t.count("SELECT count(*) FROM big WHERE v = 2").await, 30);
+    assert_eq!(t.count(&exact("0003")).await, 1, "exact_count counts");
+}
 
 /// A COMMIT inside a transactional migration would make "rolled back" a lie.
 async fn a_script_with_its_own_commit_is_refused(b: Backend) {
