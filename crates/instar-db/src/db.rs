@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use instar_core::history::{Direction, EventKind, HistoryRow};
 use instar_core::Dialect;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::{AnyConnection, Connection};
+
+use crate::conn::{query, Bind, Conn, Row};
+use crate::sqlite_conn::{Lite, Mode};
 
 use crate::engine::{engine, qualified, Engine, HISTORY_COLUMNS, HISTORY_COLUMNS_V1};
 use crate::error::db_message;
@@ -74,61 +76,55 @@ impl History<'_> {
         )
     }
 
-    /// Binds `row` to the placeholders of [`History::insert_sql`].
-    pub(crate) fn bind<'q>(
-        &self,
-        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-        row: &HistoryRow,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-        q.bind(row.version.clone())
-            .bind(row.name.clone())
-            .bind(row.event.as_str())
-            .bind(row.direction.as_str())
-            .bind(row.kind.clone())
-            .bind(row.checksum.clone())
-            .bind(row.schema_version.clone())
-            .bind(row.started_at.clone())
-            .bind(row.finished_at.clone())
-            .bind(row.duration_ms)
-            .bind(row.statements_applied)
-            .bind(row.statements_total)
-            .bind(row.statement_hashes.clone())
-            .bind(row.rows_affected)
-            .bind(row.error.clone())
-            .bind(row.failed_statement.clone())
-            .bind(row.operator.clone())
-            .bind(row.tool_version.clone())
-            .bind(row.note.clone())
-            .bind(
-                row.run_id
-                    .clone()
-                    .unwrap_or_else(|| self.run_id.to_string()),
-            )
-            .bind(row.in_flight)
+    /// The values of `row` for the placeholders of [`History::insert_sql`].
+    pub(crate) fn binds(&self, row: &HistoryRow) -> Vec<Bind> {
+        vec![
+            row.version.clone().into(),
+            row.name.clone().into(),
+            row.event.as_str().into(),
+            row.direction.as_str().into(),
+            row.kind.clone().into(),
+            row.checksum.clone().into(),
+            row.schema_version.clone().into(),
+            row.started_at.clone().into(),
+            row.finished_at.clone().into(),
+            row.duration_ms.into(),
+            row.statements_applied.into(),
+            row.statements_total.into(),
+            row.statement_hashes.clone().into(),
+            row.rows_affected.into(),
+            row.error.clone().into(),
+            row.failed_statement.clone().into(),
+            row.operator.clone().into(),
+            row.tool_version.clone().into(),
+            row.note.clone().into(),
+            row.run_id
+                .clone()
+                .unwrap_or_else(|| self.run_id.to_string())
+                .into(),
+            row.in_flight.into(),
+        ]
     }
 
     /// Appends `row` (its `id` is ignored) and returns the new row's id.
-    pub(crate) async fn insert(
-        &self,
-        conn: &mut AnyConnection,
-        row: &HistoryRow,
-    ) -> Result<i64, Error> {
+    pub(crate) async fn insert(&self, conn: &mut Conn, row: &HistoryRow) -> Result<i64, Error> {
         let sql = self.insert_sql(true);
-        let q = self.bind(sqlx::query(&sql), row);
+        let q = query(&sql).binds(self.binds(row));
         let ctx = "writing to the history table";
         if self.engine.returning_id() {
-            let r = q.fetch_one(conn).await.map_err(|e| Error::query(ctx, e))?;
-            r.try_get::<i64, _>(0).map_err(|e| Error::query(ctx, e))
+            q.scalar::<i64>(conn)
+                .await
+                .map_err(|e| Error::query(ctx, e))
         } else {
             let r = q.execute(conn).await.map_err(|e| Error::query(ctx, e))?;
-            Ok(r.last_insert_id().unwrap_or(0))
+            Ok(r.last_insert_id.unwrap_or(0))
         }
     }
 
     /// Records progress (and possibly the error) of a statement-by-statement run.
     pub(crate) async fn progress(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Conn,
         id: i64,
         applied: usize,
         error: Option<&str>,
@@ -142,7 +138,7 @@ impl History<'_> {
     /// itself: until [`History::progress`] follows, its effect is uncertain.
     pub(crate) async fn in_flight(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Conn,
         id: i64,
         index: usize,
     ) -> Result<(), Error> {
@@ -152,7 +148,7 @@ impl History<'_> {
 
     async fn update_start(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Conn,
         id: i64,
         applied: usize,
         in_flight: Option<usize>,
@@ -163,7 +159,7 @@ impl History<'_> {
             self.engine,
             &format!("UPDATE {} SET statements_applied = ?, in_flight = ?, error = ?, failed_statement = ? WHERE id = ?", self.table),
         );
-        sqlx::query(&sql)
+        query(&sql)
             .bind(applied as i64)
             .bind(in_flight.map(|i| i as i64))
             .bind(error.map(str::to_string))
@@ -178,7 +174,7 @@ impl History<'_> {
 
 /// One connection to one database: the history table, the lock, and the SQL.
 pub struct Db {
-    pub(crate) conn: AnyConnection,
+    pub(crate) conn: Conn,
     pub(crate) url: DbUrl,
     pub(crate) engine: &'static dyn Engine,
     pub(crate) table: String,
@@ -231,7 +227,7 @@ impl Db {
 
     async fn run_init_sql(&mut self) -> Result<(), Error> {
         for sql in &self.init_sql {
-            crate::db::exec(&mut self.conn, sql)
+            crate::conn::exec(&mut self.conn, sql)
                 .await
                 .map_err(|e| Error::query(format!("init_sql {sql:?}"), e))?;
         }
@@ -272,7 +268,7 @@ impl Db {
     }
 
     /// The history writer and the connection, borrowed together.
-    pub(crate) fn parts(&mut self) -> (History<'_>, &mut AnyConnection) {
+    pub(crate) fn parts(&mut self) -> (History<'_>, &mut Conn) {
         (
             History {
                 engine: self.engine,
@@ -301,7 +297,7 @@ impl Db {
 
     /// Whether Instar's table `name` (unqualified, in the history's schema) exists.
     pub(crate) async fn table_exists(&mut self, name: &str) -> Result<bool, Error> {
-        let row = sqlx::query(self.engine.table_exists_sql())
+        let row = query(self.engine.table_exists_sql())
             .bind(name.to_string())
             .bind(self.schema.clone().unwrap_or_default())
             .fetch_optional(&mut self.conn)
@@ -359,7 +355,7 @@ impl Db {
         let sql = json
             .clone()
             .unwrap_or_else(|| format!("SELECT id, {columns} FROM {} ORDER BY id", self.table));
-        let rows = sqlx::query(&sql)
+        let rows = query(&sql)
             .fetch_all(&mut self.conn)
             .await
             .map_err(|e| Error::query("reading the history table", e))?;
@@ -414,21 +410,21 @@ impl Db {
 
     /// Runs a query that must return one true value (a boolean, or a non-zero number).
     /// Returns whether it did, and what it returned.
-    pub async fn check(conn: &mut AnyConnection, sql: &str) -> Result<(bool, String), sqlx::Error> {
-        let row = sqlx::query(sql).fetch_optional(conn).await?;
+    pub(crate) async fn check(conn: &mut Conn, sql: &str) -> Result<(bool, String), sqlx::Error> {
+        let row = query(sql).fetch_optional(conn).await?;
         let Some(row) = row else {
             return Ok((false, "no row".into()));
         };
-        if let Ok(v) = row.try_get::<Option<bool>, _>(0) {
+        if let Ok(v) = row.try_get::<Option<bool>>(0) {
             return Ok((v == Some(true), format!("{v:?}")));
         }
-        if let Ok(v) = row.try_get::<Option<i64>, _>(0) {
+        if let Ok(v) = row.try_get::<Option<i64>>(0) {
             return Ok((v.is_some_and(|n| n != 0), format!("{v:?}")));
         }
-        if let Ok(v) = row.try_get::<Option<i32>, _>(0) {
+        if let Ok(v) = row.try_get::<Option<i32>>(0) {
             return Ok((v.is_some_and(|n| n != 0), format!("{v:?}")));
         }
-        let v = row.try_get::<Option<String>, _>(0)?;
+        let v = row.try_get::<Option<String>>(0)?;
         let truthy = matches!(v.as_deref(), Some("1" | "t" | "true" | "TRUE"));
         Ok((truthy, format!("{v:?}")))
     }
@@ -446,35 +442,33 @@ impl Db {
 /// Runs `sql` (no binds) through the executor trait itself: the future of
 /// `RawSql::execute` is not provably `Send`, which would keep runs off
 /// multi-threaded runtimes.
-pub(crate) fn exec<'c>(
-    conn: &'c mut AnyConnection,
-    sql: &'c str,
-) -> futures_util::future::BoxFuture<'c, Result<sqlx::any::AnyQueryResult, sqlx::Error>> {
-    sqlx::Executor::execute(conn, sqlx::raw_sql(sql))
+pub(crate) async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<u64, sqlx::Error> {
+    let run: futures_util::future::BoxFuture<'_, Result<sqlx::any::AnyQueryResult, sqlx::Error>> =
+        sqlx::Executor::execute(conn, sqlx::raw_sql(sql));
+    Ok(run.await?.rows_affected())
 }
 
 /// Runs one of Instar's own control statements (BEGIN, COMMIT, ROLLBACK, SAVEPOINT …).
-pub(crate) async fn control(conn: &mut AnyConnection, sql: &str) -> Result<(), Error> {
+pub(crate) async fn control(conn: &mut Conn, sql: &str) -> Result<(), Error> {
     run_sql(conn, sql, &format!("running {sql}")).await
 }
 
 /// Runs SQL of Instar's own (one or several statements, no binds); a failure
 /// is reported as `context`.
-pub(crate) async fn run_sql(
-    conn: &mut AnyConnection,
-    sql: &str,
-    context: &str,
-) -> Result<(), Error> {
-    exec(conn, sql)
+pub(crate) async fn run_sql(conn: &mut Conn, sql: &str, context: &str) -> Result<(), Error> {
+    crate::conn::exec(conn, sql)
         .await
         .map(|_| ())
         .map_err(|e| Error::query(context, e))
 }
 
-async fn open(url: &DbUrl, timeout: Duration) -> Result<AnyConnection, Error> {
+async fn open(url: &DbUrl, timeout: Duration) -> Result<Conn, Error> {
+    if url.dialect == Dialect::Sqlite {
+        return open_sqlite(url).map(Conn::Lite);
+    }
     let connecting = AnyConnection::connect(&url.driver_url);
     match tokio::time::timeout(timeout, connecting).await {
-        Ok(r) => r.map_err(|e| Error::Connect {
+        Ok(r) => r.map(Conn::Any).map_err(|e| Error::Connect {
             url: redact(&url.driver_url),
             message: db_message(&e),
         }),
@@ -488,22 +482,47 @@ async fn open(url: &DbUrl, timeout: Duration) -> Result<AnyConnection, Error> {
     }
 }
 
+/// The SQLite file (or memory) a URL names, opened as its `mode` says.
+fn open_sqlite(url: &DbUrl) -> Result<Lite, Error> {
+    let connect_error = |message: String| Error::Connect {
+        url: redact(&url.driver_url),
+        message,
+    };
+    let query = url.driver_url.split_once('?').map_or("", |(_, q)| q);
+    let mut mode = Mode::Rwc;
+    for param in query.split('&').filter(|p| !p.is_empty()) {
+        mode = match param.strip_prefix("mode=").map(Mode::parse) {
+            Some(Some(m)) => m,
+            _ => {
+                return Err(connect_error(format!(
+                    "the SQLite URL parameter {param:?} is not supported (only mode=ro, mode=rw or mode=rwc)"
+                )))
+            }
+        };
+    }
+    let path = url.sqlite_path.as_deref();
+    Lite::open(path, mode).map_err(|e| {
+        let file = path.map_or("memory".into(), |p| p.display().to_string());
+        connect_error(format!("{file}: {}", db_message(&e)))
+    })
+}
+
 /// A row's columns as JSON values (integers, text, or NULL), for [`decode_history`].
-pub(crate) fn row_values(r: &AnyRow) -> Result<Vec<serde_json::Value>, Error> {
+pub(crate) fn row_values(r: &Row) -> Result<Vec<serde_json::Value>, Error> {
     use serde_json::Value;
-    (0..r.columns().len())
+    (0..r.len())
         .map(|i| {
-            if let Ok(None) = r.try_get::<Option<i64>, _>(i) {
+            if let Ok(None) = r.try_get::<Option<i64>>(i) {
                 return Ok(Value::Null);
             }
-            if let Ok(Some(n)) = r.try_get::<Option<i64>, _>(i) {
+            if let Ok(Some(n)) = r.try_get::<Option<i64>>(i) {
                 return Ok(Value::from(n));
             }
-            if let Ok(v) = r.try_get::<Option<String>, _>(i) {
+            if let Ok(v) = r.try_get::<Option<String>>(i) {
                 return Ok(v.map_or(Value::Null, Value::from));
             }
             // MySQL reports TEXT columns as BLOB through the Any driver: accept bytes too.
-            r.try_get::<Option<Vec<u8>>, _>(i)
+            r.try_get::<Option<Vec<u8>>>(i)
                 .map(|b| {
                     b.map_or(Value::Null, |b| {
                         Value::from(String::from_utf8_lossy(&b).into_owned())

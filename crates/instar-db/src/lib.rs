@@ -21,6 +21,7 @@
 
 pub mod backup;
 mod cancel;
+mod conn;
 pub mod data;
 mod db;
 mod engine;
@@ -33,6 +34,7 @@ mod postgres_backup;
 pub mod runner;
 mod sqlite;
 mod sqlite_backup;
+mod sqlite_conn;
 pub mod url;
 
 pub use cancel::CancelToken;

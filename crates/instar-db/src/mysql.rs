@@ -5,7 +5,6 @@
 //! `GET_LOCK`, held by the run's connection and released when it closes.
 
 use instar_core::effect::Effect;
-use sqlx::AnyConnection;
 
 use std::path::{Path, PathBuf};
 
@@ -162,18 +161,18 @@ impl Engine for MySql {
 }
 
 /// Tries `GET_LOCK(name)` once on `conn`.
-async fn try_lock(conn: &mut AnyConnection, name: &str) -> Result<bool, Error> {
-    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
+async fn try_lock(conn: &mut crate::conn::Conn, name: &str) -> Result<bool, Error> {
+    let got: Option<i64> = crate::conn::query("SELECT GET_LOCK(?, 0)")
         .bind(name)
-        .fetch_one(conn)
+        .scalar(conn)
         .await
         .map_err(|e| Error::query("taking the migration lock", e))?;
     Ok(got == Some(1))
 }
 
 /// Releases the lock.
-async fn release(conn: &mut AnyConnection, name: &str) -> Result<(), Error> {
-    sqlx::query("SELECT RELEASE_LOCK(?)")
+async fn release(conn: &mut crate::conn::Conn, name: &str) -> Result<(), Error> {
+    crate::conn::query("SELECT RELEASE_LOCK(?)")
         .bind(name)
         .execute(conn)
         .await

@@ -6,7 +6,6 @@
 //! session pooling.
 
 use instar_core::effect::Effect;
-use sqlx::AnyConnection;
 
 use std::path::{Path, PathBuf};
 
@@ -149,17 +148,17 @@ pub(crate) fn key(name: &str) -> i64 {
 }
 
 /// Tries the advisory lock once on `conn`.
-async fn try_lock(conn: &mut AnyConnection, name: &str) -> Result<bool, Error> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+async fn try_lock(conn: &mut crate::conn::Conn, name: &str) -> Result<bool, Error> {
+    crate::conn::query("SELECT pg_try_advisory_lock($1)")
         .bind(key(name))
-        .fetch_one(conn)
+        .scalar(conn)
         .await
         .map_err(|e| Error::query("taking the advisory lock", e))
 }
 
 /// Releases the advisory lock.
-async fn release(conn: &mut AnyConnection, name: &str) -> Result<(), Error> {
-    sqlx::query("SELECT pg_advisory_unlock($1)")
+async fn release(conn: &mut crate::conn::Conn, name: &str) -> Result<(), Error> {
+    crate::conn::query("SELECT pg_advisory_unlock($1)")
         .bind(key(name))
         .execute(conn)
         .await

@@ -47,19 +47,20 @@ fn pg_connection_args(cmd: &mut Command, driver_url: &str) -> Result<(), Error> 
 /// Empties a PostgreSQL database on `db`'s own session (which keeps the run
 /// lock): every schema but the system ones is dropped, `public` recreated.
 async fn empty_postgres(db: &mut Db) -> Result<(), Error> {
-    let schemas: Vec<String> = sqlx::query_scalar(
+    let schemas: Vec<String> = crate::conn::query(
         "SELECT nspname::text FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1",
     )
     .fetch_all(&mut db.conn)
     .await
+    .and_then(|rows| rows.iter().map(|r| r.try_get::<String>(0)).collect())
     .map_err(|e| Error::query("listing the schemas to restore", e))?;
     for s in schemas {
         let drop = format!("DROP SCHEMA {} CASCADE", db.engine.quote(&s));
-        crate::db::exec(&mut db.conn, &drop)
+        crate::conn::exec(&mut db.conn, &drop)
             .await
             .map_err(|e| Error::query(format!("dropping schema {s} to restore"), e))?;
     }
-    crate::db::exec(&mut db.conn, "CREATE SCHEMA IF NOT EXISTS public")
+    crate::conn::exec(&mut db.conn, "CREATE SCHEMA IF NOT EXISTS public")
         .await
         .map_err(|e| Error::query("recreating schema public to restore", e))?;
     Ok(())

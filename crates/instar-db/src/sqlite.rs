@@ -25,8 +25,12 @@ impl Engine for Sqlite {
     }
     fn column_type(&self, kind: Col) -> &'static str {
         match kind {
-            // AUTOINCREMENT: ids never reused, even if rows were deleted by hand.
-            Col::Id => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            // The rowid: one more than the largest id. Instar's tables are
+            // append-only, so ids only grow; AUTOINCREMENT would guard against
+            // reuse after deleting the newest row by hand, at the price of a
+            // `sqlite_sequence` write in every commit (13% of applying 500 small
+            // migrations, measured). Tables created with it keep it.
+            Col::Id => "INTEGER PRIMARY KEY",
             Col::Short | Col::Long => "TEXT",
             Col::Int => "INTEGER",
         }

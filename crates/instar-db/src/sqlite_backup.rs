@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use sqlx::{AnyConnection, Connection};
+use crate::conn::Conn;
+use crate::sqlite_conn::{Lite, Mode};
 
 use crate::{Db, Error};
 
@@ -14,7 +15,7 @@ pub(crate) async fn take(db: &mut Db, folder: &Path) -> Result<(&'static str, Pa
         ));
     }
     let path = folder.join("database.sqlite");
-    sqlx::query("VACUUM INTO ?")
+    crate::conn::query("VACUUM INTO ?")
         .bind(path.display().to_string())
         .execute(&mut db.conn)
         .await
@@ -37,12 +38,11 @@ pub(crate) async fn restore(db: &mut Db, file: &Path) -> Result<(), Error> {
 }
 
 async fn check_sqlite_copy(path: &Path) -> Result<(), Error> {
-    let url = format!("sqlite://{}?mode=ro", path.display());
-    let mut conn = AnyConnection::connect(&url)
-        .await
+    let lite = Lite::open(Some(path), Mode::Ro)
         .map_err(|e| Error::Backup(format!("cannot open the copy {}: {e}", path.display())))?;
-    let result: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(&mut conn)
+    let mut conn = Conn::Lite(lite);
+    let result: String = crate::conn::query("PRAGMA integrity_check")
+        .scalar(&mut conn)
         .await
         .map_err(|e| Error::query("checking the copy", e))?;
     let _ = conn.close().await;
@@ -57,8 +57,8 @@ async fn check_sqlite_copy(path: &Path) -> Result<(), Error> {
 
 /// Closes `db`'s connection, leaving a scratch in-memory one in its place until `reconnect`.
 async fn release_connection(db: &mut Db) -> Result<(), Error> {
-    let placeholder = AnyConnection::connect("sqlite::memory:")
-        .await
+    let placeholder = Lite::open(None, Mode::Rwc)
+        .map(Conn::Lite)
         .map_err(|e| Error::query("opening a scratch connection", e))?;
     let old = std::mem::replace(&mut db.conn, placeholder);
     let _ = old.close().await;

@@ -10,7 +10,6 @@ use instar_core::plan::Step;
 use instar_core::{time, Migration};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 
 use super::keys::{bind_key, fetch_key, key_json, Shape};
 use crate::db::control;
@@ -92,7 +91,7 @@ pub(super) async fn ensure_tables(db: &mut Db, n: &Names) -> Result<(), Error> {
         (&n.errors, ERROR_COLUMNS),
     ] {
         for ddl in table_ddl(db.engine, table, db.schema(), cols) {
-            crate::db::exec(&mut db.conn, &ddl)
+            crate::conn::exec(&mut db.conn, &ddl)
                 .await
                 .map_err(|e| Error::query("creating Instar's data tables", e))?;
         }
@@ -111,7 +110,7 @@ async fn read_rows(
     if !db.table_exists(table).await? {
         return Ok(Vec::new());
     }
-    let mut q = sqlx::query(sql);
+    let mut q = crate::conn::query(sql);
     for b in binds {
         q = q.bind(b.to_string());
     }
@@ -281,7 +280,10 @@ pub(super) async fn preflight(
         reason,
     };
     let probe = format!("SELECT {} FROM {} WHERE 1 = 0", s.list(), s.table);
-    if let Err(e) = sqlx::query(&probe).fetch_optional(&mut db.conn).await {
+    if let Err(e) = crate::conn::query(&probe)
+        .fetch_optional(&mut db.conn)
+        .await
+    {
         return Err(refuse(format!(
             "table {} with key {} cannot be read: {}",
             cfg.table,
@@ -356,10 +358,10 @@ pub(super) async fn preflight(
                     s.tuple(),
                     s.marks(&mut k)
                 );
-                bind_key(sqlx::query(&sql), u)?
+                bind_key(crate::conn::query(&sql), u)?
                     .fetch_one(&mut db.conn)
                     .await
-                    .and_then(|r| r.try_get::<i64, _>(0))
+                    .and_then(|r| r.try_get::<i64>(0))
                     .map_err(|e| Error::query("counting the rows to migrate", e))?
             }
         },
@@ -377,7 +379,7 @@ pub async fn estimated_rows(db: &mut Db, cfg: &DataConfig) -> Result<Option<i64>
     let Some((sql, binds)) = db.engine.row_estimate_sql(&cfg.table) else {
         return Ok(None);
     };
-    let mut q = sqlx::query(&sql);
+    let mut q = crate::conn::query(&sql);
     for b in binds {
         q = q.bind(b);
     }
@@ -387,7 +389,7 @@ pub async fn estimated_rows(db: &mut Db, cfg: &DataConfig) -> Result<Option<i64>
         .map_err(|e| Error::query("reading the table's statistics", e))?;
     let n = match row {
         Some(r) => r
-            .try_get::<Option<i64>, _>(0)
+            .try_get::<Option<i64>>(0)
             .map_err(|e| Error::query("reading the table's statistics", e))?,
         None => None,
     };
@@ -404,7 +406,7 @@ pub async fn key_is_declared_unique(
     let mut cols = columns.to_vec();
     cols.sort();
     let (sql, binds) = db.engine.unique_index_sql(table, &cols.join(","));
-    let mut q = sqlx::query(&sql);
+    let mut q = crate::conn::query(&sql);
     for b in binds {
         q = q.bind(b);
     }
@@ -497,7 +499,7 @@ pub(super) async fn begin(
             h.insert(conn, &row).await?
         };
         let stale = delete_sql(db, n);
-        sqlx::query(&stale)
+        crate::conn::query(&stale)
             .bind(step.version.clone())
             .bind(step.direction.as_str())
             .execute(&mut db.conn)
@@ -515,7 +517,7 @@ pub(super) async fn begin(
             Ok((row_id, cps))
         }
         Err(e) => {
-            let _ = crate::db::exec(&mut db.conn, "ROLLBACK").await;
+            let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
             Err(e)
         }
     }
@@ -529,7 +531,7 @@ async fn insert(db: &mut Db, n: &Names, cp: &Checkpoint) -> Result<(), Error> {
             n.checkpoints
         ),
     );
-    sqlx::query(&sql)
+    crate::conn::query(&sql)
         .bind(cp.version.clone())
         .bind(cp.direction.clone())
         .bind(cp.slice)
@@ -611,8 +613,8 @@ pub(super) async fn finish(
     let exact = t.exact_count || t.rows_total < LARGE_TABLE;
     let rows_after = if exact {
         let count_sql = format!("SELECT count(*) FROM {}", t.table);
-        let n: i64 = sqlx::query_scalar(&count_sql)
-            .fetch_one(&mut db.conn)
+        let n: i64 = crate::conn::query(&count_sql)
+            .scalar(&mut db.conn)
             .await
             .map_err(|e| Error::query("counting the table's rows", e))?;
         format!("table rows before: {}, after: {n}", t.rows_total)
@@ -655,7 +657,7 @@ pub(super) async fn finish(
     let r = async {
         let (h, conn) = db.parts();
         h.insert(conn, &row).await?;
-        sqlx::query(&del)
+        crate::conn::query(&del)
             .bind(step.version.clone())
             .bind(step.direction.as_str())
             .execute(conn)
@@ -667,7 +669,7 @@ pub(super) async fn finish(
     match r {
         Ok(()) => control(&mut db.conn, "COMMIT").await,
         Err(e) => {
-            let _ = crate::db::exec(&mut db.conn, "ROLLBACK").await;
+            let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
             Err(e)
         }
     }

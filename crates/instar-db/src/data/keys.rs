@@ -1,9 +1,7 @@
 //! The SQL shape of a data migration (table, key columns, placeholders) and key values.
 
+use crate::conn::{Conn, Query, Row};
 use serde_json::Value;
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, Row};
 
 use crate::engine::Engine;
 use crate::Error;
@@ -102,10 +100,7 @@ impl Shape<'_> {
 
 /// Binds a key's values; a number that is not a 64-bit signed integer is refused,
 /// never bound as something else.
-pub(super) fn bind_key<'q>(
-    mut q: Query<'q, Any, AnyArguments<'q>>,
-    key: &[Value],
-) -> Result<Query<'q, Any, AnyArguments<'q>>, Error> {
+pub(super) fn bind_key<'q>(mut q: Query<'q>, key: &[Value]) -> Result<Query<'q>, Error> {
     for v in key {
         q = match v {
             Value::Number(n) => match n.as_i64() {
@@ -125,29 +120,29 @@ fn unsupported_key(what: &str) -> Error {
     ))
 }
 
-pub(super) fn decode_key(r: &AnyRow, n: usize) -> Result<Vec<Value>, Error> {
+pub(super) fn decode_key(r: &Row, n: usize) -> Result<Vec<Value>, Error> {
     (0..n)
         .map(|i| {
-            if let Ok(None) = r.try_get::<Option<String>, _>(i) {
+            if let Ok(None) = r.try_get::<Option<String>>(i) {
                 return Ok(Value::Null);
             }
-            if let Ok(v) = r.try_get::<i64, _>(i) {
+            if let Ok(v) = r.try_get::<i64>(i) {
                 return Ok(Value::from(v));
             }
-            if let Ok(v) = r.try_get::<i32, _>(i) {
+            if let Ok(v) = r.try_get::<i32>(i) {
                 return Ok(Value::from(v));
             }
-            if let Ok(v) = r.try_get::<f64, _>(i) {
+            if let Ok(v) = r.try_get::<f64>(i) {
                 // Floating-point keys cannot be carried exactly through a checkpoint.
                 return Err(unsupported_key(&format!(
                     "key column {} holds {v}, which",
                     i + 1
                 )));
             }
-            if let Ok(v) = r.try_get::<String, _>(i) {
+            if let Ok(v) = r.try_get::<String>(i) {
                 return Ok(Value::from(v));
             }
-            r.try_get::<Vec<u8>, _>(i)
+            r.try_get::<Vec<u8>>(i)
                 .map(|b| Value::from(String::from_utf8_lossy(&b).into_owned()))
                 .map_err(|_| unsupported_key(&format!("key column {}", i + 1)))
         })
@@ -164,12 +159,12 @@ pub(super) fn parse_key(s: &str) -> Result<Vec<Value>, Error> {
 }
 
 pub(super) async fn fetch_key(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     sql: &str,
     binds: &[&[Value]],
     width: usize,
 ) -> Result<Option<Vec<Value>>, Error> {
-    let mut q = sqlx::query(sql);
+    let mut q = crate::conn::query(sql);
     for k in binds {
         q = bind_key(q, k)?;
     }

@@ -85,7 +85,7 @@ async fn shape<'a>(
             casts.push(None);
             continue;
         };
-        let mut q = sqlx::query(&sql);
+        let mut q = crate::conn::query(&sql);
         for b in binds {
             q = q.bind(b);
         }
@@ -170,17 +170,17 @@ pub async fn estimate(db: &mut Db, m: &Migration, step: &Step) -> Result<Estimat
         .replace(BATCH_PLACEHOLDER, &s.range(false, &mut k));
     control(&mut db.conn, db.engine.begin()).await?;
     let t = Instant::now();
-    let r = bind_key(sqlx::query(&stmt), &end)?
+    let r = bind_key(crate::conn::query(&stmt), &end)?
         .execute(&mut db.conn)
         .await;
     let took = t.elapsed();
-    let _ = crate::db::exec(&mut db.conn, "ROLLBACK").await;
+    let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
     let rows = r
         .map_err(|e| Error::DataRefused {
             version: step.version.clone(),
             reason: format!("its first batch fails: {}", db_message(&e)),
         })?
-        .rows_affected();
+        .rows_affected;
     let batches = (total as u64).div_ceil(cfg.batch_size);
     Ok(Estimate {
         rows_total: total,

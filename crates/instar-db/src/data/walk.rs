@@ -213,15 +213,15 @@ async fn run_batch(
         .replace(BATCH_PLACEHOLDER, &s.range(last.is_some(), &mut k));
     let advance = advance_sql(db, job.names);
     control(&mut db.conn, begin).await?;
-    let mut q = sqlx::query(&stmt);
+    let mut q = crate::conn::query(&stmt);
     if let Some(l) = last {
         q = bind_key(q, l)?;
     }
     let attempt = match bind_key(q, end)?.execute(&mut db.conn).await {
-        Ok(r) => save(&advance, step, cp, end, r.rows_affected(), 0)
+        Ok(r) => save(&advance, step, cp, end, r.rows_affected, 0)
             .execute(&mut db.conn)
             .await
-            .map(|_| r.rows_affected()),
+            .map(|_| r.rows_affected),
         Err(e) => Err(e),
     };
     match attempt {
@@ -230,7 +230,7 @@ async fn run_batch(
             Ok((rows, 0))
         }
         Err(e) => {
-            let _ = crate::db::exec(&mut db.conn, "ROLLBACK").await;
+            let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
             if job.cfg.on_error == OnError::Stop {
                 let message = db_message(&e);
                 let after = last.map_or("start".into(), key_json);
@@ -263,8 +263,8 @@ fn save<'q>(
     end: &[Value],
     rows: u64,
     errors: u64,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    sqlx::query(advance)
+) -> crate::conn::Query<'q> {
+    crate::conn::query(advance)
         .bind(key_json(end))
         .bind(rows as i64)
         .bind(errors as i64)
@@ -293,7 +293,7 @@ async fn row_by_row(
         s.range(last.is_some(), &mut k),
         s.order(false)
     );
-    let mut q = sqlx::query(&keys_sql);
+    let mut q = crate::conn::query(&keys_sql);
     if let Some(l) = last {
         q = bind_key(q, l)?;
     }
@@ -317,18 +317,18 @@ async fn row_by_row(
     let begin = db.engine.begin();
     for key in &keys {
         control(&mut db.conn, begin).await?;
-        match bind_key(sqlx::query(&one), key)?
+        match bind_key(crate::conn::query(&one), key)?
             .execute(&mut db.conn)
             .await
         {
             Ok(r) => {
-                rows += r.rows_affected();
+                rows += r.rows_affected;
                 control(&mut db.conn, "COMMIT").await?;
             }
             Err(e) => {
                 control(&mut db.conn, "ROLLBACK").await?;
                 errors += 1;
-                sqlx::query(&error_sql)
+                crate::conn::query(&error_sql)
                     .bind(step.version.clone())
                     .bind(key_json(key))
                     .bind(db_message(&e))

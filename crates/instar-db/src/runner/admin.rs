@@ -64,7 +64,7 @@ async fn repair_locked(
             db.engine,
             &format!("UPDATE {} SET note = ? WHERE id = ?", db.table),
         );
-        sqlx::query(&sql)
+        crate::conn::query(&sql)
             .bind(note)
             .bind(d.row_id)
             .execute(&mut db.conn)

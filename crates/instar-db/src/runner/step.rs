@@ -9,7 +9,6 @@ use instar_core::history::{Direction, EventKind, HistoryRow};
 use instar_core::plan::{Plan, Step};
 use instar_core::split::Statement;
 use instar_core::{time, Migration, Source};
-use sqlx::AnyConnection;
 
 use crate::db::History;
 use crate::error::{db_code, db_message, Aftermath};
@@ -172,7 +171,7 @@ pub(super) fn failed(
 }
 
 pub(super) async fn run_checks(
-    conn: &mut AnyConnection,
+    conn: &mut crate::conn::Conn,
     m: &Migration,
     phase: &'static str,
     aftermath: Aftermath,
@@ -328,31 +327,6 @@ impl Batch {
     }
 }
 
-/// What a multi-statement execution yields: a result per statement, rows between.
-type Results<'c> = futures_util::stream::BoxStream<
-    'c,
-    Result<sqlx::Either<sqlx::any::AnyQueryResult, sqlx::any::AnyRow>, sqlx::Error>,
->;
-
-/// Drains a multi-statement execution, counting the statements that complete:
-/// on failure returns how many did, with the error. (Takes the stream, not the
-/// query: a function generic over sqlx's executors makes the run's future lose `Send`.)
-async fn count_completed(mut stream: Results<'_>) -> Result<u64, (usize, sqlx::Error)> {
-    use futures_util::StreamExt;
-    let (mut done, mut rows) = (0usize, 0u64);
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(sqlx::Either::Left(r)) => {
-                done += 1;
-                rows += r.rows_affected();
-            }
-            Ok(sqlx::Either::Right(_)) => {}
-            Err(e) => return Err((done, e)),
-        }
-    }
-    Ok(rows)
-}
-
 /// One migration being run: what `run_in_transaction`'s paths share.
 struct Work<'a> {
     m: &'a Migration,
@@ -428,8 +402,7 @@ pub(super) async fn run_in_transaction(
         return in_one_call(conn, history, &w, &tx, sink).await;
     }
     let body = async {
-        let results = sqlx::raw_sql(&w.batch.text).fetch_many(&mut *conn);
-        let rows = match count_completed(results).await {
+        let rows = match crate::conn::run_counting(conn, &w.batch.text, &[]).await {
             Ok(r) => r,
             Err((completed, e)) => return Err(w.failure(completed, &e)),
         };
@@ -449,7 +422,7 @@ pub(super) async fn run_in_transaction(
         }
         Err(e) => {
             // The batch may have failed before BEGIN took effect; a failed ROLLBACK then is harmless.
-            let _ = crate::db::exec(&mut *conn, tx.rollback).await;
+            let _ = crate::conn::exec(&mut *conn, tx.rollback).await;
             Err(e)
         }
     }
@@ -459,7 +432,7 @@ pub(super) async fn run_in_transaction(
 /// history row and the COMMIT go in one call, still one transaction. Rows
 /// affected are not known before the call; the duration is the call's.
 async fn in_one_call(
-    conn: &mut AnyConnection,
+    conn: &mut crate::conn::Conn,
     history: History<'_>,
     w: &Work<'_>,
     tx: &TxSql,
@@ -472,20 +445,16 @@ async fn in_one_call(
         history.insert_sql(false),
         tx.commit
     );
-    // SQLite alone runs several statements in one prepared query; that is what
-    // makes this path one call (see sqlx#3108 for the deprecation).
-    #[allow(deprecated)]
-    let q = history.bind(sqlx::query(&sql).persistent(false), &row);
-    #[allow(deprecated)]
-    let results = q.fetch_many(&mut *conn);
-    match count_completed(results).await {
+    // SQLite binds across the statements of one call: that is what makes this
+    // path one call.
+    match crate::conn::run_counting(conn, &sql, &history.binds(&row)).await {
         Ok(rows) => {
             // The history row's INSERT counts one row.
             sink.event(&finished_event(w.step, w.t0, rows.saturating_sub(1)));
             Ok(())
         }
         Err((completed, e)) => {
-            let _ = crate::db::exec(&mut *conn, tx.rollback).await;
+            let _ = crate::conn::exec(&mut *conn, tx.rollback).await;
             Err(w.failure(completed, &e))
         }
     }

@@ -15,13 +15,13 @@ use instar_core::history::EventKind;
 use instar_core::plan::Step;
 use instar_core::split::Statement;
 use instar_core::Migration;
-use sqlx::AnyConnection;
 
 use super::step::{
     done_row, failed, finished_event, new_row, pg_position, run_checks, short, start_step,
     statement_event,
 };
-use crate::db::{control, exec, History};
+use crate::conn::exec;
+use crate::db::{control, History};
 use crate::engine::Engine;
 use crate::error::{db_message, Aftermath};
 use crate::{CancelToken, Db, Error};
@@ -111,14 +111,14 @@ impl Stepwise<'_> {
     /// tells nothing Instar can check.
     async fn took_effect(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut crate::conn::Conn,
         s: &Statement,
     ) -> Result<Option<bool>, Error> {
         let Some(effect) = expected_effect(&s.sql) else {
             return Ok(None);
         };
         let (sql, binds) = self.engine.effect_sql(&effect);
-        let mut q = sqlx::query(&sql);
+        let mut q = crate::conn::query(&sql);
         for b in binds {
             q = q.bind(b);
         }
@@ -139,7 +139,7 @@ impl Stepwise<'_> {
     /// where it can, otherwise marked in flight first. Returns the rows it affected.
     async fn statement(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut crate::conn::Conn,
         i: usize,
         s: &Statement,
         uncertain: bool,
@@ -158,7 +158,7 @@ impl Stepwise<'_> {
                 if !own_commit {
                     control(conn, "COMMIT").await?;
                 }
-                Ok(r.rows_affected())
+                Ok(r)
             }
             Err(e) => {
                 if !own_commit {

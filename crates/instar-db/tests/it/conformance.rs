@@ -1354,29 +1354,41 @@ async fn a_failed_run_keeps_what_other_clients_wrote(b: Backend) {
         ),
         None,
     );
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let run = async {
-        let r = t.up().await;
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        r
-    };
-    let writer = async {
-        let mut c = t.raw().await;
-        let mut written = 0i64;
-        // Bounded: at most 600 inserts, 20 ms apart (the run takes about 2 s).
-        for i in 0..600 {
-            if done.load(std::sync::atomic::Ordering::SeqCst) {
-                break;
+    // The application is another client: its own thread, runtime and
+    // connection (a SQLite statement runs on its caller's thread).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = instar_db::url::DbUrl::parse(&t.url)
+        .expect("url")
+        .driver_url;
+    let stop = done.clone();
+    let writer = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            sqlx::any::install_default_drivers();
+            let mut c = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+                .await
+                .expect("connect");
+            let mut written = 0i64;
+            // Bounded: at most 600 inserts, 20 ms apart (the run takes about 2 s).
+            for i in 0..600 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let sql = format!("INSERT INTO orders (id, note) VALUES ({i}, 'app')");
+                if sqlx::raw_sql(&sql).execute(&mut c).await.is_ok() {
+                    written += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let sql = format!("INSERT INTO orders (id, note) VALUES ({i}, 'app')");
-            if sqlx::raw_sql(&sql).execute(&mut c).await.is_ok() {
-                written += 1;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        written
-    };
-    let (result, written) = tokio::join!(run, writer);
+            written
+        })
+    });
+    let result = t.up().await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = writer.join().expect("writer");
     let e = result.expect_err("0002 fails at its last statement");
     assert!(
         matches!(

@@ -471,3 +471,38 @@ async fn a_failing_statement_is_not_run_twice(b: Backend) {
         Backend::Sqlite => {}
     }
 }
+
+/// SQLite leaves foreign keys off (its default, the `sqlite3` shell's and
+/// diesel's): a table rebuild — create, copy, drop, rename — keeps the child
+/// rows that `ON DELETE CASCADE` would delete with them on.
+#[tokio::test]
+async fn a_sqlite_table_rebuild_keeps_child_rows() {
+    let t = TestDb::new(Backend::Sqlite, "fk_rebuild")
+        .await
+        .expect("SQLite always runs");
+    migration(
+        &t.migrations(),
+        "0001_tables",
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);\n\
+         CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id) ON DELETE CASCADE);\n\
+         INSERT INTO parent VALUES (1, 'a'), (2, 'b');\n\
+         INSERT INTO child VALUES (10, 1), (11, 1), (12, 2);\n",
+        None,
+    );
+    migration(
+        &t.migrations(),
+        "0002_rebuild_parent",
+        "CREATE TABLE parent_new (id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT '');\n\
+         INSERT INTO parent_new SELECT id, name FROM parent;\n\
+         DROP TABLE parent;\n\
+         ALTER TABLE parent_new RENAME TO parent;\n",
+        None,
+    );
+    t.up().await.expect("up");
+    assert_eq!(
+        t.count("SELECT count(*) FROM child").await,
+        3,
+        "no child row deleted"
+    );
+    assert_eq!(t.count("SELECT count(*) FROM parent").await, 2);
+}
