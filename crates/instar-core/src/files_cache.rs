@@ -83,11 +83,16 @@ pub struct CachedDisk {
     file: PathBuf,
     /// When the read that wrote the loaded cache began, in ns since the epoch.
     old_started: i128,
-    old: HashMap<PathBuf, Entry>,
+    old: HashMap<Vec<u8>, Entry>,
     started: i128,
     /// What this read found: a new entry, or `None` where the old one held.
-    new: Mutex<HashMap<PathBuf, Option<Entry>>>,
+    new: Mutex<HashMap<Vec<u8>, Option<Entry>>>,
     missed: AtomicBool,
+}
+
+/// A path as the cache's map key: its bytes (hashing a `Path` walks its components).
+fn key_of(path: &Path) -> &[u8] {
+    path.as_os_str().as_encoded_bytes()
 }
 
 fn now_ns() -> i128 {
@@ -127,14 +132,14 @@ impl CachedDisk {
     /// The cached payload for `path`, when its key is unchanged and settled.
     fn hit(&self, path: &Path, key: Option<Key>) -> Option<Payload> {
         let key = key?;
-        let e = self.old.get(path)?;
+        let e = self.old.get(key_of(path))?;
         (e.key == key && key.settled(self.old_started)).then(|| e.payload.clone())
     }
 
     /// Records that the old entry for `path` held.
     fn held(&self, path: &Path) {
         if let Ok(mut new) = self.new.lock() {
-            new.insert(path.to_path_buf(), None);
+            new.insert(key_of(path).to_vec(), None);
         }
     }
 
@@ -142,7 +147,7 @@ impl CachedDisk {
     fn found(&self, path: &Path, key: Option<Key>, payload: Payload) {
         self.missed.store(true, Ordering::Relaxed);
         if let (Some(key), Ok(mut new)) = (key, self.new.lock()) {
-            new.insert(path.to_path_buf(), Some(Entry { key, payload }));
+            new.insert(key_of(path).to_vec(), Some(Entry { key, payload }));
         }
     }
 
@@ -223,14 +228,14 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-fn encode<'a>(started: i128, entries: impl Iterator<Item = (&'a PathBuf, &'a Entry)>) -> Vec<u8> {
+fn encode<'a>(started: i128, entries: impl Iterator<Item = (&'a Vec<u8>, &'a Entry)>) -> Vec<u8> {
     let entries: Vec<_> = entries.collect();
     let mut out = Vec::with_capacity(64 * 1024);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&started.to_le_bytes());
     put_u64(&mut out, entries.len() as u64);
     for (path, e) in entries {
-        put_bytes(&mut out, path.to_string_lossy().as_bytes());
+        put_bytes(&mut out, path);
         let k = &e.key;
         for n in [k.dev, k.ino, k.size] {
             put_u64(&mut out, n);
@@ -284,7 +289,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode(all: &[u8]) -> Option<(i128, HashMap<PathBuf, Entry>)> {
+fn decode(all: &[u8]) -> Option<(i128, HashMap<Vec<u8>, Entry>)> {
     let body_len = all.len().checked_sub(32)?;
     let (body, sum) = all.split_at(body_len);
     if Sha256::digest(body).as_slice() != sum || !body.starts_with(MAGIC) {
@@ -293,9 +298,9 @@ fn decode(all: &[u8]) -> Option<(i128, HashMap<PathBuf, Entry>)> {
     let mut r = Reader(&body[MAGIC.len()..]);
     let started = i128::from_le_bytes(r.take(16)?.try_into().ok()?);
     let count = r.u64()?;
-    let mut entries = HashMap::new();
+    let mut entries = HashMap::with_capacity(usize::try_from(count).ok()?.min(1 << 20));
     for _ in 0..count {
-        let path = PathBuf::from(r.text()?);
+        let path = r.bytes()?.to_vec();
         let (dev, ino, size) = (r.u64()?, r.u64()?, r.u64()?);
         let mut t = [0i64; 4];
         for v in &mut t {

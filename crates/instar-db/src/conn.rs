@@ -209,6 +209,38 @@ impl Row {
         }
     }
 
+    /// Its columns as JSON values: integers, reals and text as they are, NULL as
+    /// null, bytes as (lossy) text. MySQL reports TEXT columns as BLOB through
+    /// sqlx's Any driver, so bytes are read as text.
+    pub(crate) fn json_values(&self) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+        use serde_json::Value as J;
+        let text = |b: &[u8]| J::from(String::from_utf8_lossy(b).into_owned());
+        match self {
+            Row::Lite(values) => Ok(values
+                .iter()
+                .map(|v| match v {
+                    rusqlite::types::Value::Null => J::Null,
+                    rusqlite::types::Value::Integer(n) => J::from(*n),
+                    rusqlite::types::Value::Real(f) => J::from(*f),
+                    rusqlite::types::Value::Text(s) => J::from(s.clone()),
+                    rusqlite::types::Value::Blob(b) => text(b),
+                })
+                .collect()),
+            Row::Any(_) => (0..self.len())
+                .map(|i| {
+                    if let Ok(v) = self.try_get::<Option<i64>>(i) {
+                        return Ok(v.map_or(J::Null, J::from));
+                    }
+                    if let Ok(v) = self.try_get::<Option<String>>(i) {
+                        return Ok(v.map_or(J::Null, J::from));
+                    }
+                    self.try_get::<Option<Vec<u8>>>(i)
+                        .map(|b| b.map_or(J::Null, |b| text(&b)))
+                })
+                .collect(),
+        }
+    }
+
     /// How many columns it has.
     pub(crate) fn len(&self) -> usize {
         match self {

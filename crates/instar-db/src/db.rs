@@ -351,29 +351,13 @@ impl Db {
     }
 
     async fn read_history_with(&mut self, columns: &str) -> Result<Vec<HistoryRow>, Error> {
-        let json = self.engine.history_as_json(&self.table, columns);
-        let sql = json
-            .clone()
-            .unwrap_or_else(|| format!("SELECT id, {columns} FROM {} ORDER BY id", self.table));
+        let sql = format!("SELECT id, {columns} FROM {} ORDER BY id", self.table);
         let rows = query(&sql)
             .fetch_all(&mut self.conn)
             .await
             .map_err(|e| Error::query("reading the history table", e))?;
-        let values: Vec<Vec<serde_json::Value>> = if json.is_some() {
-            let text: String = rows
-                .first()
-                .map(|r| r.try_get(0))
-                .transpose()
-                .map_err(|e| Error::query("reading the history table", e))?
-                .unwrap_or_else(|| "[]".into());
-            serde_json::from_str(&text).map_err(|e| Error::Query {
-                context: "reading the history table".into(),
-                message: e.to_string(),
-                code: None,
-            })?
-        } else {
-            rows.iter().map(row_values).collect::<Result<_, _>>()?
-        };
+        let values: Vec<Vec<serde_json::Value>> =
+            rows.iter().map(row_values).collect::<Result<_, _>>()?;
         let table = self.table.clone();
         values
             .into_iter()
@@ -509,28 +493,8 @@ fn open_sqlite(url: &DbUrl) -> Result<Lite, Error> {
 
 /// A row's columns as JSON values (integers, text, or NULL), for [`decode_history`].
 pub(crate) fn row_values(r: &Row) -> Result<Vec<serde_json::Value>, Error> {
-    use serde_json::Value;
-    (0..r.len())
-        .map(|i| {
-            if let Ok(None) = r.try_get::<Option<i64>>(i) {
-                return Ok(Value::Null);
-            }
-            if let Ok(Some(n)) = r.try_get::<Option<i64>>(i) {
-                return Ok(Value::from(n));
-            }
-            if let Ok(v) = r.try_get::<Option<String>>(i) {
-                return Ok(v.map_or(Value::Null, Value::from));
-            }
-            // MySQL reports TEXT columns as BLOB through the Any driver: accept bytes too.
-            r.try_get::<Option<Vec<u8>>>(i)
-                .map(|b| {
-                    b.map_or(Value::Null, |b| {
-                        Value::from(String::from_utf8_lossy(&b).into_owned())
-                    })
-                })
-                .map_err(|e| Error::query("reading the history table", e))
-        })
-        .collect()
+    r.json_values()
+        .map_err(|e| Error::query("reading the history table", e))
 }
 
 /// One history row from its values (`id`, then the columns in `HISTORY_COLUMNS`

@@ -103,11 +103,6 @@ pub(crate) trait Engine: Sync {
     fn unique_index_sql(&self, table: &str, columns: &str) -> (String, Vec<String>);
     /// A query returning a row exactly when the object of `effect` exists now (with its binds).
     fn effect_sql(&self, effect: &Effect) -> (String, Vec<String>);
-    /// A query returning the whole history as one JSON array of row arrays (columns
-    /// in `id, HISTORY_COLUMNS` order), where one row is much cheaper than many.
-    fn history_as_json(&self, _table: &str, _columns: &str) -> Option<String> {
-        None
-    }
 }
 
 /// The engine for a dialect.

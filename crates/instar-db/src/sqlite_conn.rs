@@ -56,9 +56,7 @@ impl Lite {
                 flags |= match mode {
                     Mode::Ro => OpenFlags::SQLITE_OPEN_READ_ONLY,
                     Mode::Rw => OpenFlags::SQLITE_OPEN_READ_WRITE,
-                    Mode::Rwc => {
-                        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
-                    }
+                    Mode::Rwc => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
                 };
                 Connection::open_with_flags(p, flags)
             }
