@@ -43,6 +43,20 @@ pub struct BackupInfo {
     pub reason: String,
     /// The database it is a copy of (password removed).
     pub database: String,
+    /// SHA-256 of the file when it was taken (`sha256:<hex>`); a restore checks it.
+    /// Backups taken before Instar 0.2 have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// What a restore did: the backup restored, and the database as it was before,
+/// kept as a backup of its own (restoring that one undoes the restore).
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    /// The backup now in place.
+    pub restored: BackupInfo,
+    /// The database as it was just before, set aside.
+    pub set_aside: BackupInfo,
 }
 
 pub(crate) fn tool_exists(name: &str) -> bool {
@@ -71,18 +85,36 @@ fn new_id(dir: &Path) -> String {
 
 /// Takes a backup of `db` into a new folder under `dir`.
 pub async fn take(db: &mut Db, dir: &Path, reason: &str) -> Result<Option<BackupInfo>, Error> {
+    let (id, folder) = new_folder(dir)?;
+    let engine = db.engine;
+    let (method, path) = engine.take_backup(db, &folder).await?;
+    record(db, id, method, path, reason).map(Some)
+}
+
+fn new_folder(dir: &Path) -> Result<(String, PathBuf), Error> {
     let id = new_id(dir);
     let folder = dir.join(&id);
     std::fs::create_dir_all(&folder)
         .map_err(|e| Error::Backup(format!("cannot create {}: {e}", folder.display())))?;
-    let engine = db.engine;
-    let (method, path) = engine.take_backup(db, &folder).await?;
+    Ok((id, folder))
+}
+
+/// Writes the manifest of a backup just taken, with the file's size and checksum.
+fn record(
+    db: &Db,
+    id: String,
+    method: &str,
+    path: PathBuf,
+    reason: &str,
+) -> Result<BackupInfo, Error> {
+    let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let info = BackupInfo {
         id,
         created_at: time::now_rfc3339(),
         dialect: db.dialect().to_string(),
         method: method.into(),
         size_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        sha256: Some(file_sha256(&path)?),
         path,
         reason: reason.into(),
         database: redact(&db.url.driver_url),
@@ -90,7 +122,64 @@ pub async fn take(db: &mut Db, dir: &Path, reason: &str) -> Result<Option<Backup
     let manifest = serde_json::to_string_pretty(&info).map_err(|e| Error::Backup(e.to_string()))?;
     std::fs::write(folder.join("manifest.json"), manifest)
         .map_err(|e| Error::Backup(format!("{}: {e}", folder.display())))?;
-    Ok(Some(info))
+    Ok(info)
+}
+
+/// `sha256:<hex>` of a file, read in pieces (a backup can be large).
+fn file_sha256(path: &Path) -> Result<String, Error> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| Error::Backup(format!("cannot read {}: {e}", path.display())))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::Backup(format!("cannot read {}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("sha256:{hex}"))
+}
+
+/// Checks backup `info` before anything is restored from it: the file is
+/// there, has the size and checksum recorded when it was taken, and the
+/// engine can read it whole.
+pub async fn verify(db: &mut Db, info: &BackupInfo) -> Result<(), Error> {
+    let engine = db.engine;
+    let bad = |why: String| {
+        Error::Backup(format!(
+            "backup {} failed verification, nothing was restored: {why}",
+            info.id
+        ))
+    };
+    let size = std::fs::metadata(&info.path)
+        .map_err(|e| bad(format!("{} cannot be read: {e}", info.path.display())))?
+        .len();
+    if info.size_bytes != 0 && size != info.size_bytes {
+        return Err(bad(format!(
+            "{} is {size} bytes, {} when it was taken",
+            info.path.display(),
+            info.size_bytes
+        )));
+    }
+    if let Some(want) = &info.sha256 {
+        let got = file_sha256(&info.path)?;
+        if &got != want {
+            return Err(bad(format!(
+                "{} changed since it was taken (its checksum is {got}, {want} then)",
+                info.path.display()
+            )));
+        }
+    }
+    engine
+        .verify_backup(&info.path)
+        .await
+        .map_err(|e| bad(e.to_string()))
 }
 
 /// Runs a client tool, its stderr kept for the error.
@@ -169,7 +258,9 @@ pub fn find(dir: &Path, id: &str) -> Result<BackupInfo, Error> {
     })
 }
 
-/// Restores backup `id` from `dir` over the database of `db`. `db`'s session
+/// Restores backup `id` from `dir` over the database of `db`, after checking
+/// the backup (see [`verify`]) and keeping the database as it is now as a new
+/// backup (reason "set aside before restoring …"). `db`'s session
 /// is kept on PostgreSQL and MySQL (so a run lock it holds stays held); on
 /// SQLite it is reopened after the file is replaced (the lock is a sidecar file).
 ///
@@ -177,7 +268,7 @@ pub fn find(dir: &Path, id: &str) -> Result<BackupInfo, Error> {
 /// Everything written to the database since the backup is lost. Stop the
 /// applications that use it first: a SQLite file is replaced under them, and
 /// a PostgreSQL or MySQL database is emptied and refilled from the dump.
-pub async fn restore(db: &mut Db, dir: &Path, id: &str) -> Result<BackupInfo, Error> {
+pub async fn restore(db: &mut Db, dir: &Path, id: &str) -> Result<Restored, Error> {
     let info = find(dir, id)?;
     if info.dialect != db.dialect().to_string() {
         return Err(Error::Backup(format!(
@@ -186,7 +277,26 @@ pub async fn restore(db: &mut Db, dir: &Path, id: &str) -> Result<BackupInfo, Er
             db.dialect()
         )));
     }
+    verify(db, &info).await?;
+    // The database as it is now is kept before anything replaces it.
+    let (aside_id, folder) = new_folder(dir)?;
     let engine = db.engine;
+    let (method, path) = engine.set_aside(db, &folder).await.map_err(|e| {
+        let _ = std::fs::remove_dir_all(&folder);
+        Error::Backup(format!(
+            "cannot keep the database as it is before restoring {id} over it, nothing was restored: {e}"
+        ))
+    })?;
+    let set_aside = record(
+        db,
+        aside_id,
+        method,
+        path,
+        &format!("set aside before restoring {id}"),
+    )?;
     engine.restore_backup(db, &info.path).await?;
-    Ok(info)
+    Ok(Restored {
+        restored: info,
+        set_aside,
+    })
 }

@@ -98,6 +98,18 @@ pub(crate) trait Engine: Sync {
     ) -> DbFuture<'a, (&'static str, PathBuf)>;
     /// Restores the copy at `file` over the database, keeping a lock `db` holds.
     fn restore_backup<'a>(&self, db: &'a mut Db, file: &'a Path) -> DbFuture<'a, ()>;
+    /// Checks, without touching the database, that `file` is a whole backup
+    /// this engine can restore (an error says what is wrong with it).
+    fn verify_backup<'a>(&self, file: &'a Path) -> DbFuture<'a, ()>;
+    /// Copies the database as it is now into `folder` before a restore replaces
+    /// it; where the engine can, also a database too damaged for a backup.
+    fn set_aside<'a>(
+        &self,
+        db: &'a mut Db,
+        folder: &'a Path,
+    ) -> DbFuture<'a, (&'static str, PathBuf)> {
+        self.take_backup(db, folder)
+    }
     /// A query returning a row when table `table` (as written in `[data] table`)
     /// has a primary key or unique index on exactly `columns` (sorted, comma-separated).
     fn unique_index_sql(&self, table: &str, columns: &str) -> (String, Vec<String>);

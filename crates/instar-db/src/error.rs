@@ -18,6 +18,8 @@ pub enum Aftermath {
     Restored {
         /// The backup's id.
         backup: String,
+        /// The backup holding the database as it was after the failure.
+        set_aside: String,
     },
 }
 
@@ -38,9 +40,9 @@ impl std::fmt::Display for Aftermath {
                 }
                 Ok(())
             }
-            Aftermath::Restored { backup } => write!(
+            Aftermath::Restored { backup, set_aside } => write!(
                 f,
-                "the database was restored from backup {backup}, exactly as it was before this run (migrations this run had applied are undone too; run `instar up` again once the file is fixed)"
+                "the database was restored from backup {backup}, as it was before this run (migrations this run had applied are undone too, and so is anything other clients wrote meanwhile; run `instar up` again once the file is fixed). The database as it was after the failure is kept as backup {set_aside} (`instar restore {set_aside} --force` brings it back)"
             ),
         }
     }

@@ -71,6 +71,9 @@ impl Engine for MySql {
     ) -> DbFuture<'a, (&'static str, PathBuf)> {
         Box::pin(crate::mysql_backup::take(db, folder))
     }
+    fn verify_backup<'a>(&self, file: &'a Path) -> DbFuture<'a, ()> {
+        Box::pin(async move { crate::mysql_backup::verify(file) })
+    }
     fn restore_backup<'a>(&self, db: &'a mut Db, file: &'a Path) -> DbFuture<'a, ()> {
         Box::pin(crate::mysql_backup::restore(db, file))
     }

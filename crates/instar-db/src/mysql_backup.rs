@@ -29,6 +29,26 @@ pub(crate) async fn take(db: &mut Db, folder: &Path) -> Result<(&'static str, Pa
     Ok(("mysqldump", path))
 }
 
+/// A dump is whole when `mysqldump` wrote its last line (`-- Dump completed`):
+/// a dump cut short, or a file that is not a dump, is refused.
+pub(crate) fn verify(file: &Path) -> Result<(), Error> {
+    use std::io::{Read, Seek, SeekFrom};
+    let bad = |why: String| Error::Backup(format!("{} {why}", file.display()));
+    let mut f = std::fs::File::open(file).map_err(|e| bad(format!("cannot be read: {e}")))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut tail = Vec::new();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096)))
+        .and_then(|_| f.read_to_end(&mut tail))
+        .map_err(|e| bad(format!("cannot be read: {e}")))?;
+    if String::from_utf8_lossy(&tail).contains("-- Dump completed") {
+        Ok(())
+    } else {
+        Err(bad(
+            "is not a whole mysqldump dump (its last line, \"-- Dump completed\", is missing: cut short or damaged)".into(),
+        ))
+    }
+}
+
 /// The dump drops and recreates the database; GET_LOCK is server-wide and this
 /// session keeps it.
 pub(crate) async fn restore(db: &mut Db, file: &Path) -> Result<(), Error> {

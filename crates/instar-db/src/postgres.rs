@@ -62,6 +62,9 @@ impl Engine for Postgres {
     ) -> DbFuture<'a, (&'static str, PathBuf)> {
         Box::pin(crate::postgres_backup::take(db, folder))
     }
+    fn verify_backup<'a>(&self, file: &'a Path) -> DbFuture<'a, ()> {
+        Box::pin(async move { crate::postgres_backup::verify(file) })
+    }
     fn restore_backup<'a>(&self, db: &'a mut Db, file: &'a Path) -> DbFuture<'a, ()> {
         Box::pin(crate::postgres_backup::restore(db, file))
     }

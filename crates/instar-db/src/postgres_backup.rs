@@ -17,6 +17,22 @@ pub(crate) async fn take(db: &mut Db, folder: &Path) -> Result<(&'static str, Pa
     Ok(("pg_dump", path))
 }
 
+/// `pg_restore --list` reads the archive's table of contents: a file that is
+/// not a custom-format dump, or one cut short in its header, is refused.
+/// (Damage further in is caught by the checksum recorded when it was taken.)
+pub(crate) fn verify(file: &Path) -> Result<(), Error> {
+    let mut cmd = Command::new("pg_restore");
+    cmd.arg("--list")
+        .arg(file)
+        .stdout(std::process::Stdio::null());
+    run_tool(cmd, "pg_restore", None).map_err(|e| {
+        Error::Backup(format!(
+            "{} is not a readable pg_dump archive: {e}",
+            file.display()
+        ))
+    })
+}
+
 /// Objects created after the backup go too: the database is emptied first, on
 /// this session, which keeps holding the run lock; then `pg_restore`.
 pub(crate) async fn restore(db: &mut Db, file: &Path) -> Result<(), Error> {

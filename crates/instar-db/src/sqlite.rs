@@ -94,6 +94,16 @@ impl Engine for Sqlite {
     ) -> DbFuture<'a, (&'static str, PathBuf)> {
         Box::pin(crate::sqlite_backup::take(db, folder))
     }
+    fn verify_backup<'a>(&self, file: &'a Path) -> DbFuture<'a, ()> {
+        Box::pin(crate::sqlite_backup::check_sqlite_copy(file))
+    }
+    fn set_aside<'a>(
+        &self,
+        db: &'a mut Db,
+        folder: &'a Path,
+    ) -> DbFuture<'a, (&'static str, PathBuf)> {
+        Box::pin(crate::sqlite_backup::set_aside(db, folder))
+    }
     fn restore_backup<'a>(&self, db: &'a mut Db, file: &'a Path) -> DbFuture<'a, ()> {
         Box::pin(crate::sqlite_backup::restore(db, file))
     }

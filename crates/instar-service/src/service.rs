@@ -324,7 +324,7 @@ impl Service {
     ///
     /// # Warning
     /// Everything written to the database since the backup is lost, by every client.
-    pub async fn dangerous_restore(&self, id: &str) -> Result<BackupInfo, Error> {
+    pub async fn dangerous_restore(&self, id: &str) -> Result<backup::Restored, Error> {
         let dir = self.settings.backup_dir.clone();
         // Refuse an unknown id before touching the database.
         backup::find(&dir, id)?;

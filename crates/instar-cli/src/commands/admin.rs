@@ -85,11 +85,11 @@ pub async fn restore(service: &Service, id: &str, force: bool, out: &Out) -> Res
     if !force {
         bail!("restoring replaces the database and loses everything written since backup {id}, by every client; add --force to do it");
     }
-    let info = service.dangerous_restore(id).await?;
+    let r = service.dangerous_restore(id).await?;
     out.line(format!(
-        "restored backup {} (taken {})",
-        info.id, info.created_at
+        "restored backup {} (taken {}); the database as it was is kept as backup {} (`instar restore {} --force` brings it back)",
+        r.restored.id, r.restored.created_at, r.set_aside.id, r.set_aside.id
     ));
-    out.json(&info);
+    out.json(&r);
     Ok(0)
 }

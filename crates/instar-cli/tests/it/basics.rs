@@ -198,16 +198,17 @@ fn backups_restore_and_prune() {
     .unwrap();
     let id = list[0]["id"].as_str().unwrap().to_string();
     instar(d.path()).args(["restore", &id]).assert().code(2);
-    instar(d.path())
-        .args(["restore", &id, "--force"])
-        .assert()
-        .success();
+    let out = stdout(instar(d.path()).args(["restore", &id, "--force"]));
+    assert!(out.contains("kept as backup"), "{out}");
     assert!(stdout(instar(d.path()).args(["status"])).contains("0 applied, 2 pending"));
+    // The database as it was before the restore is kept as a second backup.
+    let listed = stdout(instar(d.path()).args(["backups"]));
+    assert!(listed.contains(&format!("set aside before restoring {id}")), "{listed}");
     instar(d.path())
         .args(["backups", "--prune", "--older-than", "30d"])
         .assert()
         .success();
-    assert_eq!(backup_count(d.path()), 1);
+    assert_eq!(backup_count(d.path()), 2);
 }
 
 fn backup_count(dir: &std::path::Path) -> usize {

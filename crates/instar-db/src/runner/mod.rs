@@ -444,9 +444,15 @@ async fn run_locked(
         // Restoring over a shared database would discard what other clients wrote
         // during the run: only on the user's explicit opt-in.
         (Some(dir), true) => {
-            backup::restore(db, dir, &b.id).await?;
+            let r = backup::restore(db, dir, &b.id).await?;
             sink.event(&Event::BackupRestored { id: b.id.clone() });
-            set_aftermath(&mut e, Aftermath::Restored { backup: b.id });
+            set_aftermath(
+                &mut e,
+                Aftermath::Restored {
+                    backup: b.id,
+                    set_aside: r.set_aside.id,
+                },
+            );
             // The restore brought back the history as it was; record what happened.
             record_failure(db, source, &plan, &e).await?;
         }

@@ -668,20 +668,8 @@ async fn backup_and_restore(b: Backend) {
     let Some(t) = TestDb::new(b, "backup_and_restore").await else {
         return;
     };
-    let tool = match b {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some("pg_dump"),
-        Backend::MySql => Some("mysqldump"),
-    };
-    if let Some(tool) = tool {
-        if std::process::Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("SKIPPED backup_and_restore on {b:?}: {tool} is not installed");
-            return;
-        }
+    if crate::harness::backup_tool_missing(b, "backup_and_restore") {
+        return;
     }
     two_tables(&t);
     t.run_with(

@@ -19,7 +19,84 @@ on_every_engine!(
     an_unterminated_script_is_refused_before_anything_runs,
     a_script_with_its_own_commit_is_refused,
     a_large_table_is_counted_from_the_engine_statistics,
+    a_damaged_backup_is_never_restored_and_a_restore_can_be_undone,
 );
+
+/// Restoring a damaged backup once replaced the database with garbage and
+/// exited 0. A backup is checked (size, checksum, the engine reading it)
+/// before anything is touched, and a restore keeps the database as it was.
+async fn a_damaged_backup_is_never_restored_and_a_restore_can_be_undone(b: Backend) {
+    let Some(t) = TestDb::new(b, "damaged_backup").await else {
+        return;
+    };
+    if crate::harness::backup_tool_missing(b, "damaged_backup") {
+        return;
+    }
+    migration(
+        &t.migrations(),
+        "0001_t",
+        "CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO t VALUES (1), (2);\n",
+        None,
+    );
+    t.up().await.expect("up");
+    let mut db = t.db().await;
+    let info = backup::take(&mut db, &t.backups(), "test")
+        .await
+        .expect("backup")
+        .expect("taken");
+    assert!(info
+        .sha256
+        .as_deref()
+        .is_some_and(|s| s.starts_with("sha256:")));
+    db.close().await.expect("close");
+    let mut raw = t.raw().await;
+    sqlx::raw_sql("INSERT INTO t VALUES (3)")
+        .execute(&mut raw)
+        .await
+        .expect("insert after the backup");
+    let good = std::fs::read(&info.path).unwrap();
+    let damaged: [(&str, Vec<u8>); 2] = [
+        ("one byte changed", {
+            let mut d = good.clone();
+            let mid = d.len() / 2;
+            d[mid] ^= 0x55;
+            d
+        }),
+        ("cut short", good[..good.len() / 2].to_vec()),
+    ];
+    for (how, bytes) in damaged {
+        std::fs::write(&info.path, &bytes).unwrap();
+        let mut db = t.db().await;
+        let e = backup::restore(&mut db, &t.backups(), &info.id)
+            .await
+            .expect_err(how)
+            .to_string();
+        db.close().await.expect("close");
+        assert!(
+            e.contains("failed verification") && e.contains(&info.id),
+            "{how}: {e}"
+        );
+        assert_eq!(
+            t.count("SELECT count(*) FROM t").await,
+            3,
+            "{how}: untouched"
+        );
+    }
+    std::fs::write(&info.path, &good).unwrap();
+    let mut db = t.db().await;
+    let r = backup::restore(&mut db, &t.backups(), &info.id)
+        .await
+        .expect("restore");
+    db.close().await.expect("close");
+    assert_eq!(t.count("SELECT count(*) FROM t").await, 2, "restored");
+    // The database as it was before the restore is a backup of its own.
+    let mut db = t.db().await;
+    backup::restore(&mut db, &t.backups(), &r.set_aside.id)
+        .await
+        .expect("undo the restore");
+    db.close().await.expect("close");
+    assert_eq!(t.count("SELECT count(*) FROM t").await, 3, "row 3 is back");
+}
 
 /// A table the statistics put at a million rows or more is not scanned to be
 /// counted, before or after; every row is still migrated (the range is fixed

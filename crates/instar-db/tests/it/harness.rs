@@ -262,3 +262,26 @@ pub fn file(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     std::fs::write(path, text).expect("write");
 }
+
+/// Whether the engine's backup tool (pg_dump, mysqldump) is missing: a visible
+/// skip locally; with `CI=true` a failure, since CI installs it.
+pub fn backup_tool_missing(b: Backend, test: &str) -> bool {
+    let tool = match b {
+        Backend::Sqlite => return false,
+        Backend::Postgres => "pg_dump",
+        Backend::MySql => "mysqldump",
+    };
+    if std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return false;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} on {b:?}: {tool} is not installed, and CI=true"
+    );
+    eprintln!("SKIPPED {test} on {b:?}: {tool} is not installed");
+    true
+}
