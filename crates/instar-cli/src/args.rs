@@ -184,6 +184,7 @@ pub enum Command {
     /// Record that the database already has every migration up to VERSION.
     Baseline {
         /// The last version already in the database.
+        #[arg(id = "baseline_version", value_name = "VERSION")]
         version: String,
         /// Why.
         #[arg(long)]

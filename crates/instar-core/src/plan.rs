@@ -72,6 +72,20 @@ pub enum Problem {
     },
 }
 
+/// Up to ten items, then how many more: a message stays readable with 500.
+fn few(items: &[String]) -> String {
+    const SHOWN: usize = 10;
+    if items.len() <= SHOWN {
+        return items.join(", ");
+    }
+    format!(
+        "{} … and {} more ({} in all)",
+        items[..SHOWN].join(", "),
+        items.len() - SHOWN,
+        items.len()
+    )
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -82,7 +96,7 @@ impl fmt::Display for Problem {
             Problem::NewerThanFiles { versions, newest_file } => write!(
                 f,
                 "the database is newer than these migration files: applied {} not found (newest file: {}); use a newer release of the migrations. Nothing was changed",
-                versions.join(", "),
+                few(versions),
                 newest_file.as_deref().unwrap_or("none")
             ),
             Problem::ChecksumMismatch { version, path, recorded, found } => write!(

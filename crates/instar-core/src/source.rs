@@ -125,23 +125,44 @@ pub fn read_tree(files: &dyn Files, dir: &Path, forced: Option<Layout>) -> Resul
             Some((Family::Folder, f)) => folders.push(f),
             Some((Family::Sqlx, f)) => sqlx.push(f),
             Some((Family::Flyway, f)) => flyway.push(f),
+            // A folder with an up.sql is meant as a migration: never skipped silently.
+            None if is_dir && files.is_file(&path.join("up.sql")) => {
+                return Err(Error::MalformedName {
+                    path,
+                    reason: "it holds an up.sql, but its name does not start with a version number (like 0002_name); rename it, or move it out of the migrations folder".into(),
+                })
+            }
             None => source
                 .notes
                 .push(format!("ignored {}: not a migration", path.display())),
         }
     }
 
-    let families: Vec<(&str, bool)> = vec![
-        ("folder (up.sql)", !folders.is_empty()),
-        ("sqlx", !sqlx.is_empty()),
-        ("flyway", !flyway.is_empty()),
-    ];
-    let present: Vec<&str> = families.iter().filter(|f| f.1).map(|f| f.0).collect();
-    if present.len() > 1 {
+    // Each layout present, named by its first entries, so the message says which files to move.
+    let families: Vec<String> = [
+        ("folder (up.sql)", &folders),
+        ("sqlx", &sqlx),
+        ("flyway", &flyway),
+    ]
+    .iter()
+    .filter(|(_, found)| !found.is_empty())
+    .map(|(name, found)| {
+        let mut names: Vec<String> = found
+            .iter()
+            .take(3)
+            .filter_map(|f| f.path.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        if found.len() > 3 {
+            names.push(format!("… {} in all", found.len()));
+        }
+        format!("{name} ({})", names.join(", "))
+    })
+    .collect();
+    if families.len() > 1 {
         return Err(Error::MixedLayouts {
             dir: dir.to_path_buf(),
-            a: present[0].into(),
-            b: present[1].into(),
+            a: families[0].clone(),
+            b: families[1].clone(),
         });
     }
 
@@ -290,9 +311,25 @@ fn read_script(files: &dyn Files, path: &Path) -> Result<Script, Error> {
 }
 
 fn parse_version(f: &Found, layout: Layout) -> Result<Version, Error> {
-    Version::parse(&f.version_text, layout).ok_or_else(|| Error::MalformedName {
-        path: f.path.clone(),
-        reason: format!("{:?} is not a {layout} version", f.version_text),
+    Version::parse(&f.version_text, layout).ok_or_else(|| {
+        let v = &f.version_text;
+        // Each run of digits is a 128-bit number: 39 digits at most.
+        let longest = v
+            .split(|c: char| !c.is_ascii_digit())
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        let reason = if longest > 38 {
+            format!(
+                "{v:?} is not a version: a run of {longest} digits is too long (at most 38 digits per number); shorten it"
+            )
+        } else {
+            format!("{v:?} is not a valid version for the {layout} layout")
+        };
+        Error::MalformedName {
+            path: f.path.clone(),
+            reason,
+        }
     })
 }
 
@@ -374,6 +411,13 @@ fn read_folder_chunk(
             .map(|(n, _)| n)
             .collect();
         let has = |n: &str| names.iter().any(|x| x == n);
+        if !has("up.sql") && has("down.sql") {
+            return Err(Error::MalformedName {
+                path: f.path.clone(),
+                reason: "it holds a down.sql but no up.sql; add the up.sql (or remove the folder)"
+                    .into(),
+            });
+        }
         if !has("up.sql") {
             notes.push(format!(
                 "ignored {}: a folder without up.sql",

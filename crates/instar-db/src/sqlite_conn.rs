@@ -20,6 +20,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// An open SQLite database.
 pub(crate) struct Lite {
     conn: Connection,
+    /// The file, for messages (`None`: in memory).
+    file: Option<std::path::PathBuf>,
 }
 
 /// How a SQLite URL asks the file to be opened (`?mode=`).
@@ -61,13 +63,16 @@ impl Lite {
                 Connection::open_with_flags(p, flags)
             }
         }
-        .map_err(error)?;
+        .map_err(|e| in_file(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
         // The bundled library is built with foreign keys on by default; SQLite's
         // own default (and the shell's) is off.
         conn.execute_batch("PRAGMA foreign_keys = OFF")
-            .map_err(error)?;
-        Ok(Lite { conn })
+            .map_err(|e| in_file(path, e))?;
+        Ok(Lite {
+            conn,
+            file: path.map(Path::to_path_buf),
+        })
     }
 
     pub(crate) fn close(self) -> Result<(), sqlx::Error> {
@@ -79,18 +84,21 @@ impl Lite {
     pub(crate) fn run(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, (usize, sqlx::Error)> {
         let mut changed = 0;
         let mut done = 0;
+        let file = self.file.clone();
         self.each(sql, binds, None, &mut |_| {}, &mut |n| {
             changed += n;
             done += 1;
         })
-        .map_err(|e| (done, e))?;
+        .map_err(|e| (done, in_file(file.as_deref(), e)))?;
         Ok(changed)
     }
 
     /// Runs `sql` (one statement); returns the rows changed and the last rowid.
     pub(crate) fn execute(&mut self, sql: &str, binds: &[Bind]) -> Result<Done, sqlx::Error> {
         let mut changed = 0;
-        self.each(sql, binds, None, &mut |_| {}, &mut |n| changed += n)?;
+        let file = self.file.clone();
+        self.each(sql, binds, None, &mut |_| {}, &mut |n| changed += n)
+            .map_err(|e| in_file(file.as_deref(), e))?;
         Ok(Done {
             rows_affected: changed,
             last_insert_id: Some(self.conn.last_insert_rowid()),
@@ -105,7 +113,9 @@ impl Lite {
         limit: Option<usize>,
     ) -> Result<Vec<Vec<Value>>, sqlx::Error> {
         let mut out = Vec::new();
-        self.each(sql, binds, limit, &mut |r| out.push(r), &mut |_| {})?;
+        let file = self.file.clone();
+        self.each(sql, binds, limit, &mut |r| out.push(r), &mut |_| {})
+            .map_err(|e| in_file(file.as_deref(), e))?;
         Ok(out)
     }
 
@@ -119,28 +129,27 @@ impl Lite {
         limit: Option<usize>,
         row: &mut dyn FnMut(Vec<Value>),
         finished: &mut dyn FnMut(u64),
-    ) -> Result<(), sqlx::Error> {
+    ) -> rusqlite::Result<()> {
         let mut batch = rusqlite::Batch::new(&self.conn, sql);
         let mut next = 0;
-        while let Some(mut stmt) = batch.next().map_err(error)? {
+        while let Some(mut stmt) = batch.next()? {
             for i in 1..=stmt.parameter_count() {
                 let b = binds.get(next).cloned().unwrap_or(Bind::Text(None));
                 next += 1;
-                bind(&mut stmt, i, b).map_err(error)?;
+                bind(&mut stmt, i, b)?;
             }
             let before = self.conn.total_changes();
             let width = stmt.column_count();
             let mut rows = stmt.raw_query();
             let mut n = 0;
-            while let Some(r) = rows.next().map_err(error)? {
+            while let Some(r) = rows.next()? {
                 if limit.is_some_and(|l| n >= l) {
                     continue;
                 }
                 n += 1;
                 let values = (0..width)
                     .map(|i| r.get_ref(i).map(Value::from))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(error)?;
+                    .collect::<Result<Vec<_>, _>>()?;
                 row(values);
             }
             drop(rows);
@@ -156,6 +165,47 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, i: usize, b: Bind) -> rusqlite::Resu
         Bind::Real(v) => stmt.raw_bind_parameter(i, v),
         Bind::Text(v) => stmt.raw_bind_parameter(i, v),
         Bind::Bool(v) => stmt.raw_bind_parameter(i, v),
+    }
+}
+
+/// What to do about an error that is about the database file itself.
+fn advice(primary: i32) -> Option<&'static str> {
+    Some(match primary {
+        // SQLITE_NOTADB
+        26 => "it is not a SQLite database (or it is encrypted): check --database / the url",
+        // SQLITE_CORRUPT
+        11 => "the file is damaged: restore a backup (`instar backups`, then `instar restore ID --force`), or try `sqlite3 FILE .recover`",
+        // SQLITE_READONLY
+        8 => "it cannot be written: check the permissions of the file and of its folder (SQLite writes a journal beside it), and that the URL has no mode=ro",
+        // SQLITE_CANTOPEN
+        14 => "it cannot be opened: check that its folder exists and can be written",
+        // SQLITE_FULL
+        13 => "the disk is full: free space, then run the command again",
+        // SQLITE_IOERR
+        10 => "reading or writing it failed (a disk or file-system error)",
+        _ => return None,
+    })
+}
+
+/// A SQLite error that names the file, and says what to do where the error is
+/// about the file itself (not a database, damaged, read-only …).
+pub(crate) fn in_file(file: Option<&Path>, e: rusqlite::Error) -> sqlx::Error {
+    let Some(file) = file else {
+        return error(e);
+    };
+    match e {
+        rusqlite::Error::SqliteFailure(f, msg) => {
+            let base = msg.unwrap_or_else(|| f.to_string());
+            let message = match advice(f.extended_code & 0xff) {
+                Some(what) => format!("{}: {base}: {what}", file.display()),
+                None => base,
+            };
+            sqlx::Error::Database(Box::new(LiteError {
+                message,
+                code: f.extended_code,
+            }))
+        }
+        other => error(other),
     }
 }
 

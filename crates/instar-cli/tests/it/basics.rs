@@ -203,7 +203,10 @@ fn backups_restore_and_prune() {
     assert!(stdout(instar(d.path()).args(["status"])).contains("0 applied, 2 pending"));
     // The database as it was before the restore is kept as a second backup.
     let listed = stdout(instar(d.path()).args(["backups"]));
-    assert!(listed.contains(&format!("set aside before restoring {id}")), "{listed}");
+    assert!(
+        listed.contains(&format!("set aside before restoring {id}")),
+        "{listed}"
+    );
     instar(d.path())
         .args(["backups", "--prune", "--older-than", "30d"])
         .assert()

@@ -26,5 +26,6 @@ mod basics;
 mod cache;
 mod doors;
 mod faults;
+mod hostile;
 mod kills;
 mod secrets;

@@ -1,0 +1,503 @@
+//! Hostile inputs, one table row each: a project set up wrong, a command, the
+//! exit code and the words the message must hold, and proof that nothing was
+//! written (the SQLite file byte for byte as before, or still absent).
+//!
+//! The engine-specific faults (kills, concurrent runners, servers) are in
+//! `faults.rs`, `kills.rs` and the instar-db conformance suite.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+
+/// One case.
+struct Case {
+    name: &'static str,
+    /// Writes the project (migrations, config, database) into the folder.
+    setup: fn(&Path),
+    args: &'static [&'static str],
+    code: i32,
+    /// Each must appear in stdout or stderr (case-insensitive).
+    words: &'static [&'static str],
+}
+
+fn write(dir: &Path, path: &str, text: impl AsRef<[u8]>) {
+    let p = dir.join(path);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn instar(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("instar").expect("binary");
+    c.current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("INSTAR_DATABASE_URL");
+    c
+}
+
+/// A project with one applied migration (`0001_a`), whose database then exists.
+fn applied(dir: &Path) {
+    write(dir, "migrations/0001_a/up.sql", "CREATE TABLE a (x INT);\n");
+    instar(dir).args(["up"]).assert().success();
+}
+
+fn m(dir: &Path, name: &str, sql: &str) {
+    write(dir, &format!("migrations/{name}/up.sql"), sql);
+}
+
+fn empty(dir: &Path) {
+    std::fs::create_dir_all(dir.join("migrations")).unwrap();
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "unterminated block comment",
+        setup: |d| {
+            applied(d);
+            m(d, "0002_b", "CREATE TABLE b (x INT);\n/* never closed\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b/up.sql:2", "unterminated"],
+    },
+    Case {
+        name: "unterminated string",
+        setup: |d| {
+            applied(d);
+            m(d, "0002_b", "INSERT INTO a VALUES (1);\nSELECT 'open;\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b/up.sql:2", "unterminated"],
+    },
+    Case {
+        name: "own COMMIT in a transactional migration",
+        setup: |d| {
+            applied(d);
+            m(
+                d,
+                "0002_b",
+                "CREATE TABLE b (x INT);\nCOMMIT;\nCREATE TABLE c (x INT);\n",
+            );
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b/up.sql:2", "no-transaction"],
+    },
+    Case {
+        name: "NUL byte in a script",
+        setup: |d| {
+            applied(d);
+            write(d, "migrations/0002_b/up.sql", b"SELECT 1;\nSELECT \0;\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b/up.sql:2", "NUL"],
+    },
+    Case {
+        name: "bad SQL mid-file rolls back",
+        setup: |d| {
+            applied(d);
+            m(
+                d,
+                "0002_b",
+                "CREATE TABLE b (x INT);\nCREATE TABLE c (x INT,);\n",
+            );
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b/up.sql:2", "rolled back"],
+    },
+    Case {
+        name: "checksum mismatch",
+        setup: |d| {
+            applied(d);
+            m(d, "0001_a", "CREATE TABLE a (y INT);\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &[
+            "0001",
+            "edited after it was applied",
+            "repair --accept-checksums",
+        ],
+    },
+    Case {
+        name: "database newer than the files",
+        setup: |d| {
+            applied(d);
+            std::fs::remove_dir_all(d.join("migrations/0001_a")).unwrap();
+        },
+        args: &["up"],
+        code: 2,
+        words: &["newer than these migration files", "0001"],
+    },
+    Case {
+        name: "lock timeout out of range",
+        setup: applied,
+        args: &["up", "--lock-timeout", "99999999999999999999s"],
+        code: 2,
+        words: &["lock-timeout"],
+    },
+    Case {
+        name: "negative duration",
+        setup: applied,
+        args: &["up", "--lock-timeout=-5s"],
+        code: 2,
+        words: &["lock-timeout"],
+    },
+    Case {
+        name: "data migration with a bad duration",
+        setup: |d| {
+            applied(d);
+            m(d, "0002_d", "UPDATE a SET x = 1 WHERE {batch}\n");
+            write(
+                d,
+                "migrations/0002_d/migration.toml",
+                "kind = \"data\"\n[data]\ntable = \"a\"\nkey = \"x\"\npause = \"5 parsecs\"\n",
+            );
+        },
+        args: &["plan"],
+        code: 2,
+        words: &["0002_d/migration.toml", "pause"],
+    },
+    Case {
+        name: "unknown key in migration.toml",
+        setup: |d| {
+            applied(d);
+            m(d, "0002_b", "SELECT 1;\n");
+            write(
+                d,
+                "migrations/0002_b/migration.toml",
+                "transactionn = false\n",
+            );
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b/migration.toml", "transactionn"],
+    },
+    Case {
+        name: "malformed instar.toml",
+        setup: |d| {
+            empty(d);
+            write(d, "instar.toml", "[database\nurl = \"sqlite:x.db\"\n");
+        },
+        args: &["status"],
+        code: 2,
+        words: &["instar.toml"],
+    },
+    Case {
+        name: "password in a malformed instar.toml is masked",
+        setup: |d| {
+            empty(d);
+            write(
+                d,
+                "instar.toml",
+                "[database]\nurl = \"postgres://u:hunter2@h/db\n",
+            );
+        },
+        args: &["status"],
+        code: 2,
+        words: &["instar.toml"],
+    },
+    Case {
+        name: "empty history table name",
+        setup: |d| {
+            empty(d);
+            write(d, "instar.toml", "[database]\nhistory_table = \"\"\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &["history_table"],
+    },
+    Case {
+        name: "init --example over a project",
+        setup: applied,
+        args: &["init", ".", "--example"],
+        code: 2,
+        words: &["already"],
+    },
+    Case {
+        name: "plan --steps without --down",
+        setup: applied,
+        args: &["plan", "--steps", "1"],
+        code: 2,
+        words: &["--steps", "--down"],
+    },
+    Case {
+        name: "migrations path is a file",
+        setup: |d| write(d, "migrations", "not a folder"),
+        args: &["status"],
+        code: 2,
+        words: &["is a file", "--migrations"],
+    },
+    Case {
+        name: "no migrations folder",
+        setup: |_| {},
+        args: &["status"],
+        code: 2,
+        words: &["not found", "instar init"],
+    },
+    Case {
+        name: "config path is a folder",
+        setup: empty,
+        args: &["-c", "migrations", "status"],
+        code: 2,
+        words: &["migrations"],
+    },
+    Case {
+        name: "a file that is not a SQLite database",
+        setup: |d| {
+            empty(d);
+            write(d, "instar.db", [7u8; 4096]);
+        },
+        args: &["up"],
+        code: 2,
+        words: &["instar.db", "not a SQLite database"],
+    },
+    Case {
+        name: "a truncated SQLite database",
+        setup: |d| {
+            for i in 1..=40 {
+                m(
+                    d,
+                    &format!("{i:04}_t{i}"),
+                    &format!("CREATE TABLE t{i} (x INT, y TEXT);\nINSERT INTO t{i} VALUES ({i}, '{}');\n", "x".repeat(3000)),
+                );
+            }
+            instar(d).args(["up", "--no-backup"]).assert().success();
+            let db = d.join("instar.db");
+            let len = std::fs::metadata(&db).unwrap().len();
+            let f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+            f.set_len(len / 3).unwrap();
+            m(d, "0041_more", "CREATE TABLE more (x INT);\n");
+        },
+        args: &["up", "--no-backup"],
+        code: 2,
+        words: &["instar.db", "restore a backup"],
+    },
+    Case {
+        name: "a read-only SQLite URL",
+        setup: |d| {
+            applied(d);
+            m(d, "0002_b", "CREATE TABLE b (x INT);\n");
+        },
+        args: &[
+            "--database",
+            "sqlite:instar.db?mode=ro",
+            "up",
+            "--no-backup",
+        ],
+        code: 2,
+        words: &["instar.db", "cannot be written"],
+    },
+    Case {
+        name: "an unsupported SQLite URL parameter",
+        setup: applied,
+        args: &["--database", "sqlite:instar.db?cache=shared", "status"],
+        code: 2,
+        words: &["cache=shared", "mode=ro"],
+    },
+    Case {
+        name: "restore of an unknown backup",
+        setup: applied,
+        args: &["restore", "20990101T000000Z", "--force"],
+        code: 2,
+        words: &["no backup", "instar backups"],
+    },
+    Case {
+        name: "duplicate versions",
+        setup: |d| {
+            m(d, "0001_a", "SELECT 1;\n");
+            m(d, "0001_b", "SELECT 2;\n");
+        },
+        args: &["plan"],
+        code: 2,
+        words: &["0001"],
+    },
+    Case {
+        name: "a version with a 70-digit number",
+        setup: |d| {
+            m(
+                d,
+                "1234567890123456789012345678901234567890123456789012345678901234567890_x",
+                "SELECT 1;\n",
+            )
+        },
+        args: &["plan"],
+        code: 2,
+        words: &["too long", "at most 38 digits"],
+    },
+    Case {
+        name: "a folder with only a down.sql",
+        setup: |d| {
+            applied(d);
+            write(d, "migrations/0002_b/down.sql", "DROP TABLE b;\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b", "no up.sql"],
+    },
+    Case {
+        name: "a folder named with a letter O for a zero",
+        setup: |d| {
+            applied(d);
+            m(d, "O002_b", "CREATE TABLE b (x INT);\n");
+        },
+        args: &["status"],
+        code: 2,
+        words: &["O002_b", "version number"],
+    },
+    Case {
+        name: "folder and sqlx layouts mixed",
+        setup: |d| {
+            applied(d);
+            write(d, "migrations/0002_b.sql", "CREATE TABLE b (x INT);\n");
+        },
+        args: &["status"],
+        code: 2,
+        words: &["0002_b.sql", "0001_a", "one layout"],
+    },
+    Case {
+        name: "not UTF-8",
+        setup: |d| {
+            applied(d);
+            write(
+                d,
+                "migrations/0002_b/up.sql",
+                b"SELECT 1;\nSELECT '\xff\xfe';\n",
+            );
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b/up.sql", "UTF-8"],
+    },
+    Case {
+        name: "a check that is false before",
+        setup: |d| {
+            applied(d);
+            m(d, "0002_b", "CREATE TABLE b (x INT);\n");
+            write(
+                d,
+                "migrations/0002_b/migration.toml",
+                "[checks]\nbefore = [\"SELECT count(*) = 1 FROM a\"]\n",
+            );
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002", "check"],
+    },
+    Case {
+        name: "down past an irreversible migration",
+        setup: applied,
+        args: &["down"],
+        code: 2,
+        words: &["0001", "no down script"],
+    },
+    Case {
+        name: "baseline over an existing history",
+        setup: applied,
+        args: &["baseline", "0001"],
+        code: 2,
+        words: &["history"],
+    },
+    Case {
+        name: "up --to a version that does not exist",
+        setup: applied,
+        args: &["up", "--to", "0099"],
+        code: 2,
+        words: &["0099"],
+    },
+];
+
+/// What the database holds, or `None` when its file does not exist: every
+/// object's SQL and every row of every table, as text (a dump). The `fail`
+/// rows a failed run appends to the history are Instar's record of the
+/// failure and are left out; a file SQLite cannot read is compared byte for byte.
+fn snapshot(dir: &Path) -> Option<Vec<String>> {
+    let path = dir.join("instar.db");
+    let bytes = std::fs::read(&path).ok()?;
+    let dump = || -> rusqlite::Result<Vec<String>> {
+        let c = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        let mut out = Vec::new();
+        let mut objects = c.prepare("SELECT type, name, sql FROM sqlite_master ORDER BY name")?;
+        let rows: Vec<(String, String, Option<String>)> = objects
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        for (kind, name, sql) in rows {
+            out.push(format!("{kind} {name}: {}", sql.unwrap_or_default()));
+            if kind != "table" {
+                continue;
+            }
+            let filter = if name == "instar_history" {
+                " WHERE event <> 'fail'"
+            } else {
+                ""
+            };
+            let mut q = c.prepare(&format!("SELECT * FROM \"{name}\"{filter} ORDER BY rowid"))?;
+            let width = q.column_count();
+            let mut rs = q.query([])?;
+            while let Some(r) = rs.next()? {
+                let cells: Vec<String> = (0..width)
+                    .map(|i| format!("{:?}", r.get_ref(i).map(rusqlite::types::Value::from)))
+                    .collect();
+                out.push(format!("{name}: {}", cells.join(" | ")));
+            }
+        }
+        Ok(out)
+    };
+    Some(dump().unwrap_or_else(|_| vec![format!("{bytes:?}")]))
+}
+
+#[test]
+fn every_hostile_input_is_a_clear_error_and_writes_nothing() {
+    let mut failures = Vec::new();
+    for case in CASES {
+        let d = tempfile::tempdir().unwrap();
+        (case.setup)(d.path());
+        let before = snapshot(d.path());
+        let out = instar(d.path()).args(case.args).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lower = text.to_lowercase();
+        let mut wrong = Vec::new();
+        if out.status.code() != Some(case.code) {
+            wrong.push(format!(
+                "exit {:?}, expected {}",
+                out.status.code(),
+                case.code
+            ));
+        }
+        for w in case.words {
+            if !lower.contains(&w.to_lowercase()) {
+                wrong.push(format!("no {w:?} in the message"));
+            }
+        }
+        if text.contains("hunter2") {
+            wrong.push("the password is shown".into());
+        }
+        if snapshot(d.path()) != before {
+            wrong.push("the database file changed".into());
+        }
+        if !wrong.is_empty() {
+            failures.push(format!(
+                "{}: {}\n    output: {}",
+                case.name,
+                wrong.join("; "),
+                text.trim()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} hostile inputs misbehave:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
+}
