@@ -179,12 +179,42 @@ pub struct DirtyMigration {
 /// The current state of a database, derived from its history.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct State {
-    /// Applied migrations by version text.
+    /// Applied migrations, by [`version_key`] (use [`State::applied_of`]).
     pub applied: BTreeMap<String, AppliedMigration>,
-    /// Dirty migrations by version text.
+    /// Dirty migrations, by [`version_key`] (use [`State::dirty_of`]).
     pub dirty: BTreeMap<String, DirtyMigration>,
     /// The latest baseline version, if any.
     pub baseline: Option<String>,
+}
+
+/// The key a version is recorded under: its text with the leading zeros of
+/// each number dropped, so `2_b` renamed `02_b` is still the migration that
+/// was applied (versions compare by their numbers everywhere).
+pub fn version_key(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_number = false;
+    while let Some(c) = chars.next() {
+        if c == '0' && !in_number && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+            continue;
+        }
+        in_number = c.is_ascii_digit();
+        out.push(c);
+    }
+    out
+}
+
+impl State {
+    /// The applied migration recorded for version text `version`, however its
+    /// number is padded.
+    pub fn applied_of(&self, version: &str) -> Option<&AppliedMigration> {
+        self.applied.get(&version_key(version))
+    }
+
+    /// The dirty mark of version text `version`, however its number is padded.
+    pub fn dirty_of(&self, version: &str) -> Option<&DirtyMigration> {
+        self.dirty.get(&version_key(version))
+    }
 }
 
 /// Replays the history rows (in id order) into the current state.
@@ -194,7 +224,7 @@ pub fn derive(rows: &[HistoryRow]) -> State {
         match r.event {
             EventKind::Start => {
                 state.dirty.insert(
-                    r.version.clone(),
+                    version_key(&r.version),
                     DirtyMigration {
                         version: r.version.clone(),
                         name: r.name.clone(),
@@ -216,9 +246,9 @@ pub fn derive(rows: &[HistoryRow]) -> State {
                 );
             }
             EventKind::Apply => {
-                state.dirty.remove(&r.version);
+                state.dirty.remove(&version_key(&r.version));
                 state.applied.insert(
-                    r.version.clone(),
+                    version_key(&r.version),
                     AppliedMigration {
                         version: r.version.clone(),
                         name: r.name.clone(),
@@ -233,14 +263,14 @@ pub fn derive(rows: &[HistoryRow]) -> State {
                 );
             }
             EventKind::Revert => {
-                state.dirty.remove(&r.version);
-                state.applied.remove(&r.version);
+                state.dirty.remove(&version_key(&r.version));
+                state.applied.remove(&version_key(&r.version));
             }
             EventKind::Repair => {
-                state.dirty.remove(&r.version);
+                state.dirty.remove(&version_key(&r.version));
             }
             EventKind::Realign => {
-                if let Some(a) = state.applied.get_mut(&r.version) {
+                if let Some(a) = state.applied.get_mut(&version_key(&r.version)) {
                     a.checksum = r.checksum.clone();
                 }
             }
@@ -249,4 +279,21 @@ pub fn derive(rows: &[HistoryRow]) -> State {
         }
     }
     state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_key;
+
+    #[test]
+    fn version_keys_ignore_padding_only() {
+        assert_eq!(version_key("0002"), "2");
+        assert_eq!(version_key("2"), "2");
+        assert_eq!(version_key("0"), "0");
+        assert_eq!(version_key("000"), "0");
+        assert_eq!(version_key("2018-01-14-000100"), "2018-1-14-100");
+        assert_eq!(version_key("1.01"), "1.1");
+        assert_eq!(version_key("R__views"), "R__views");
+        assert_ne!(version_key("20"), version_key("2"));
+    }
 }

@@ -285,8 +285,8 @@ pub fn status(migrations: &[Migration], state: &State, dialect: Dialect) -> Stat
     let mut schema_version = None;
     for m in migrations {
         let key = m.version.as_str();
-        let applied = state.applied.get(key);
-        let standing = if let Some(d) = state.dirty.get(key) {
+        let applied = state.applied_of(key);
+        let standing = if let Some(d) = state.dirty_of(key) {
             if let Err(why) = resume_point(m, d, dialect) {
                 problems.push(dirty_problem(d, why));
             }
@@ -443,7 +443,7 @@ fn plan_up(
         .transpose()?;
     let newest_applied = migrations
         .iter()
-        .filter(|m| !m.is_repeatable() && state.applied.contains_key(m.version.as_str()))
+        .filter(|m| !m.is_repeatable() && state.applied_of(m.version.as_str()).is_some())
         .map(|m| &m.version)
         .max();
     let mut steps = Vec::new();
@@ -451,7 +451,7 @@ fn plan_up(
     for (index, m) in migrations.iter().enumerate() {
         let key = m.version.as_str();
         if m.is_repeatable() {
-            let current = state.applied.get(key).and_then(|a| a.checksum.as_deref())
+            let current = state.applied_of(key).and_then(|a| a.checksum.as_deref())
                 == Some(m.checksum.as_str());
             if limit.is_none() && !current {
                 steps.push(step(index, m, Direction::Up, 0, None));
@@ -461,7 +461,7 @@ fn plan_up(
         if limit.as_ref().is_some_and(|l| m.version > *l) {
             continue;
         }
-        if let Some(d) = state.dirty.get(key) {
+        if let Some(d) = state.dirty_of(key) {
             let from = resume_point(m, d, opts.dialect).map_err(|why| Error::Validation {
                 problems: vec![dirty_problem(d, why)],
             })?;
@@ -470,7 +470,7 @@ fn plan_up(
             steps.push(s);
             continue;
         }
-        if state.applied.contains_key(key) || baselined(m, state) {
+        if state.applied_of(key).is_some() || baselined(m, state) {
             continue;
         }
         if let Some(newest) = newest_applied {
@@ -519,8 +519,8 @@ fn plan_down(
             continue;
         }
         let key = m.version.as_str();
-        let dirty = state.dirty.get(key);
-        if !state.applied.contains_key(key) && dirty.is_none() {
+        let dirty = state.dirty_of(key);
+        if state.applied_of(key).is_none() && dirty.is_none() {
             continue;
         }
         if m.down.is_none() {

@@ -501,3 +501,30 @@ fn every_hostile_input_is_a_clear_error_and_writes_nothing() {
         failures.join("\n")
     );
 }
+
+/// `2_b` renamed `02_b` after it was applied is the same migration (versions
+/// compare by number everywhere): not pending, not re-run, still revertible.
+#[test]
+fn a_renamed_applied_folder_is_still_applied() {
+    let d = tempfile::tempdir().unwrap();
+    m(d.path(), "1_a", "CREATE TABLE a (x INT);\n");
+    m(d.path(), "2_b", "CREATE TABLE b (x INT);\n");
+    write(d.path(), "migrations/2_b/down.sql", "DROP TABLE b;\n");
+    instar(d.path()).args(["up"]).assert().success();
+    std::fs::rename(
+        d.path().join("migrations/2_b"),
+        d.path().join("migrations/02_b"),
+    )
+    .unwrap();
+    let status = instar(d.path()).args(["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("2 applied, 0 pending"), "{text}");
+    instar(d.path()).args(["validate"]).assert().code(0);
+    let up = instar(d.path()).args(["up"]).output().unwrap();
+    assert_eq!(up.status.code(), Some(0), "{up:?}");
+    assert!(String::from_utf8_lossy(&up.stdout).contains("nothing to do"));
+    instar(d.path()).args(["down"]).assert().success();
+    let text = String::from_utf8_lossy(&instar(d.path()).args(["status"]).output().unwrap().stdout)
+        .into_owned();
+    assert!(text.contains("1 applied, 1 pending"), "{text}");
+}

@@ -47,7 +47,7 @@ async fn repair_locked(
     let mut done = Vec::new();
     let mut rows = Vec::new();
     if let Some(v) = &opts.statement_done {
-        let d = state.dirty.get(v.as_str()).ok_or_else(|| {
+        let d = state.dirty_of(v.as_str()).ok_or_else(|| {
             Error::Unsupported(format!(
                 "--statement-done {v}: migration {v} is not dirty (`instar status` lists the dirty ones)"
             ))
@@ -122,7 +122,7 @@ async fn repair_locked(
     }
     if opts.accept_checksums {
         for m in &source.migrations {
-            if let Some(a) = state.applied.get(m.version.as_str()) {
+            if let Some(a) = state.applied_of(m.version.as_str()) {
                 if a.checksum.as_deref() != Some(m.checksum.as_str()) && !m.is_repeatable() {
                     let mut row = new_row(m, EventKind::Realign, Direction::Up);
                     row.note = Some(format!(

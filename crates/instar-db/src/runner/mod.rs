@@ -159,7 +159,7 @@ pub async fn verify(db: &mut Db, source: &Source) -> Result<Vec<Verified>, Error
     let state = derive(&db.read_history().await?);
     let mut out = Vec::new();
     for m in &source.migrations {
-        if !state.applied.contains_key(m.version.as_str()) {
+        if state.applied_of(m.version.as_str()).is_none() {
             continue;
         }
         for check in &m.meta.checks.after {

@@ -142,7 +142,7 @@ async fn broken_sql_mid_file_leaves_database_as_before(b: Backend) {
         assert!(t.table_exists("c1").await);
         let mut db = t.db().await;
         let (_, state) = runner::status(&mut db, &t.source()).await.expect("status");
-        assert_eq!(state.dirty["0002"].statements_applied, 1);
+        assert_eq!(state.dirty_of("0002").expect("dirty").statements_applied, 1);
         if let Error::StatementFailed {
             aftermath: Aftermath::Dirty {
                 backup: Some(id), ..
@@ -253,7 +253,7 @@ async fn repair_clears_a_dirty_mark(b: Backend) {
         st.migrations[0].standing,
         instar_core::plan::Standing::Dirty
     );
-    assert_eq!(state.dirty["0001"].statements_applied, 1);
+    assert_eq!(state.dirty_of("0001").expect("dirty").statements_applied, 1);
     let done = runner::repair(
         &mut db,
         &t.source(),
