@@ -583,3 +583,33 @@ async fn a_sqlite_table_rebuild_keeps_child_rows() {
     );
     assert_eq!(t.count("SELECT count(*) FROM parent").await, 2);
 }
+
+/// Applying a file of n statements on SQLite costs time linear in n (each
+/// statement was prepared from a copy of the rest of the file: n² bytes).
+/// Doubling n must not much more than double the time.
+#[tokio::test]
+async fn a_sqlite_file_of_many_statements_costs_linear_time() {
+    async fn apply(n: usize) -> Duration {
+        let t = TestDb::new(Backend::Sqlite, &format!("many_statements_{n}"))
+            .await
+            .expect("SQLite always runs");
+        let mut sql = String::from("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);\n");
+        for i in 0..n {
+            // Rows of about 300 bytes, like a dump's.
+            sql.push_str(&format!("INSERT INTO t VALUES ({i}, '{i:0>290}');\n"));
+        }
+        migration(&t.migrations(), "0001_many", &sql, None);
+        let started = std::time::Instant::now();
+        t.up().await.expect("up");
+        let took = started.elapsed();
+        assert_eq!(t.count("SELECT count(*) FROM t").await, n as i64);
+        took
+    }
+    let small = apply(20_000).await;
+    let large = apply(40_000).await;
+    let ratio = large.as_secs_f64() / small.as_secs_f64().max(0.001);
+    assert!(
+        ratio < 3.0,
+        "20,000 statements took {small:?}, 40,000 took {large:?} ({ratio:.1}×): not linear"
+    );
+}
