@@ -292,6 +292,11 @@ impl Service {
     /// Clears dirty marks, marks a migration applied, or accepts edited checksums.
     pub async fn repair(&self, opts: &RepairOptions) -> Result<Vec<String>, Error> {
         let source = self.load()?;
+        // No SQLite file yet: nothing is dirty or edited, and nothing is created.
+        let url = instar_db::url::DbUrl::parse(&self.settings.db.url)?;
+        if opts.mark_applied.is_none() && url.sqlite_path.as_ref().is_some_and(|p| !p.exists()) {
+            return Ok(Vec::new());
+        }
         let timeout = self.settings.lock_timeout;
         self.with_db(async |db: &mut Db| Ok(runner::repair(db, &source, opts, timeout).await?))
             .await

@@ -407,7 +407,63 @@ const CASES: &[Case] = &[
         code: 2,
         words: &["0099"],
     },
+    Case {
+        name: "a data migration on a table that does not exist",
+        setup: |d| {
+            applied(d);
+            m(d, "0002_d", "UPDATE nosuch SET x = 1 WHERE {batch}\n");
+            write(
+                d,
+                "migrations/0002_d/migration.toml",
+                "kind = \"data\"\n[data]\ntable = \"nosuch\"\nkey = \"id\"\n",
+            );
+        },
+        args: &["up", "--no-backup"],
+        code: 2,
+        words: &["0002", "refused before any batch", "nosuch"],
+    },
+    Case {
+        name: "a data migration whose key column does not exist",
+        setup: |d| {
+            applied(d);
+            m(d, "0002_d", "UPDATE a SET x = 1 WHERE {batch}\n");
+            write(
+                d,
+                "migrations/0002_d/migration.toml",
+                "kind = \"data\"\n[data]\ntable = \"a\"\nkey = \"nokey\"\n",
+            );
+        },
+        args: &["up", "--no-backup"],
+        code: 2,
+        words: &["0002", "nokey"],
+    },
 ];
+
+/// Commands with nothing to do on a project without a database create none.
+#[test]
+fn commands_with_nothing_to_do_create_no_database() {
+    for args in [
+        &["status"][..],
+        &["plan"],
+        &["validate"],
+        &["history"],
+        &["verify"],
+        &["repair"],
+        &["repair", "--accept-checksums", "--reason", "x"],
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        m(d.path(), "0001_a", "CREATE TABLE a (x INT);\n");
+        let out = instar(d.path()).args(args).output().unwrap();
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "{args:?}: {out:?}"
+        );
+        assert!(
+            !d.path().join("instar.db").exists(),
+            "{args:?} created the database"
+        );
+    }
+}
 
 /// What the database holds, or `None` when its file does not exist: every
 /// object's SQL and every row of every table, as text (a dump). The `fail`

@@ -291,6 +291,30 @@ pub(super) async fn preflight(
             db_message(&e)
         )));
     }
+    // SQLite reads an unknown double-quoted column as a string literal: the
+    // probe cannot tell, so each key column is looked up by name.
+    for column in cfg.key.columns() {
+        let effect = instar_core::effect::Effect::Column {
+            table: cfg.table.clone(),
+            column: column.clone(),
+            exists: true,
+        };
+        let (sql, binds) = db.engine.effect_sql(&effect);
+        let mut q = crate::conn::query(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let found = q
+            .fetch_optional(&mut db.conn)
+            .await
+            .map_err(|e| Error::query("looking up the key column", e))?;
+        if found.is_none() {
+            return Err(refuse(format!(
+                "table {} has no column {column:?} (the [data] key)",
+                cfg.table
+            )));
+        }
+    }
     let nulls = s
         .cols
         .iter()
@@ -466,6 +490,8 @@ pub(super) async fn begin(
         Some(u) => split(db, s, u, total, slices.max(1)).await?,
         None => Vec::new(),
     };
+    // Instar's data tables only once the migration has passed every check.
+    ensure_tables(db, n).await?;
     let mut row = crate::runner::new_row(m, EventKind::Start, step.direction);
     row.statements_total = 1;
     row.kind = "data".into();

@@ -208,7 +208,6 @@ pub(crate) async fn run(
         )));
     }
     let n = checkpoint::names(db);
-    checkpoint::ensure_tables(db, &n).await?;
     let shape = shape(db, step, cfg, statement_of(m, step.direction)).await?;
     let (row_id, cps) = match step.resume_row {
         Some(row_id) => (row_id, checkpoint::resume(db, m, step, &n).await?),

@@ -42,7 +42,7 @@ async fn repair_locked(
     source: &Source,
     opts: &RepairOptions,
 ) -> Result<Vec<String>, Error> {
-    db.ensure_history().await?;
+    // The history is only created (or upgraded) when there is something to write.
     let state = derive(&db.read_history().await?);
     let mut done = Vec::new();
     let mut rows = Vec::new();
@@ -137,6 +137,10 @@ async fn repair_locked(
             }
         }
     }
+    if rows.is_empty() {
+        return Ok(done);
+    }
+    db.ensure_history().await?;
     let (history, conn) = db.parts();
     for row in &rows {
         history.insert(conn, row).await?;
