@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::{median, pg_url, psql, run, Args};
+use crate::{median, paired_median, pg_url, psql, run, Args};
 
 const STATEMENT: &str = "UPDATE items SET email_lower = lower(email)";
 
@@ -117,17 +117,11 @@ fn report(
     );
     let line = |what: &str, times: &[Duration], kib: Option<u64>| {
         let d = median(times.to_vec());
-        let mut ratios: Vec<f64> = limits
-            .iter()
-            .zip(times)
-            .map(|(l, t)| l.as_secs_f64() / t.as_secs_f64())
-            .collect();
-        ratios.sort_by(f64::total_cmp);
         println!(
             "| {what:<44} | {:>8.0} | {:>10.0} | {:>5.2}x | {} |",
             d.as_secs_f64() * 1000.0,
             rows as f64 / d.as_secs_f64(),
-            ratios[ratios.len() / 2],
+            paired_median(limits, times),
             kib.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
         );
     };

@@ -124,6 +124,18 @@ pub(crate) fn run(cmd: &mut Command) -> Duration {
     d
 }
 
+/// The median of the ratios a[k] / b[k]: runs made one after the other,
+/// alternated, compared pair by pair (the same machine load).
+pub(crate) fn paired_median(a: &[Duration], b: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x.as_secs_f64() / y.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
 pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -137,16 +149,10 @@ fn ms(d: Duration) -> String {
 /// run k / limit run k (the two were run one after the other, alternated, so
 /// each ratio compares runs made under the same machine load).
 fn row(name: &str, runs: &[Duration], limit: &[Duration]) {
-    let mut ratios: Vec<f64> = runs
-        .iter()
-        .zip(limit)
-        .map(|(r, l)| r.as_secs_f64() / l.as_secs_f64())
-        .collect();
-    ratios.sort_by(f64::total_cmp);
     println!(
         "| {name:<58} | {:>9} | {:>6.2}x |",
         ms(median(runs.to_vec())),
-        ratios[ratios.len() / 2]
+        paired_median(runs, limit)
     );
 }
 

@@ -170,28 +170,38 @@ impl CachedDisk {
     }
 }
 
+impl CachedDisk {
+    /// The payload for `path` from the cache when it holds, else from `read_disk`.
+    /// The key is taken before reading: a change during the read changes it.
+    fn through(
+        &self,
+        path: &Path,
+        read_disk: impl FnOnce() -> io::Result<Payload>,
+    ) -> io::Result<Payload> {
+        let key = Key::of(path);
+        if let Some(p) = self.hit(path, key) {
+            self.held(path);
+            return Ok(p);
+        }
+        let p = read_disk()?;
+        self.found(path, key, p.clone());
+        Ok(p)
+    }
+}
+
 impl Files for CachedDisk {
     fn list(&self, dir: &Path) -> io::Result<Vec<(String, bool)>> {
-        // The key is taken before the listing: a change during it changes the key.
-        let key = Key::of(dir);
-        if let Some(Payload::List(l)) = self.hit(dir, key) {
-            self.held(dir);
-            return Ok(l);
+        match self.through(dir, || Disk.list(dir).map(Payload::List))? {
+            Payload::List(l) => Ok(l),
+            Payload::Bytes(_) => Disk.list(dir),
         }
-        let l = Disk.list(dir)?;
-        self.found(dir, key, Payload::List(l.clone()));
-        Ok(l)
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        let key = Key::of(path);
-        if let Some(Payload::Bytes(b)) = self.hit(path, key) {
-            self.held(path);
-            return Ok(b);
+        match self.through(path, || Disk.read(path).map(Payload::Bytes))? {
+            Payload::Bytes(b) => Ok(b),
+            Payload::List(_) => Disk.read(path),
         }
-        let b = Disk.read(path)?;
-        self.found(path, key, Payload::Bytes(b.clone()));
-        Ok(b)
     }
 
     fn is_file(&self, path: &Path) -> bool {

@@ -120,6 +120,11 @@ impl<'q> Query<'q> {
         self
     }
 
+    /// Binds each text of `texts` in order.
+    pub(crate) fn bind_texts(self, texts: Vec<String>) -> Self {
+        self.binds(texts.into_iter().map(Bind::from).collect())
+    }
+
     /// Binds each of `binds` in order.
     pub(crate) fn binds(mut self, binds: Vec<Bind>) -> Self {
         self.binds.extend(binds);

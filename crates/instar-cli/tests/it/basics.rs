@@ -3,13 +3,7 @@
 use assert_cmd::Command;
 use serde_json::Value;
 
-fn instar(dir: &std::path::Path) -> Command {
-    let mut c = Command::cargo_bin("instar").expect("binary");
-    c.current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("INSTAR_DATABASE_URL");
-    c
-}
+use crate::instar_in as instar;
 
 fn stdout(c: &mut Command) -> String {
     String::from_utf8(c.output().expect("run").stdout).expect("utf8")

@@ -1,17 +1,10 @@
 //! The source cache (`.instar/cache`): an unchanged folder is not read again,
 //! and no edit, however soon after a read, is ever missed.
 
-use assert_cmd::Command;
 use std::path::Path;
 use std::time::Duration;
 
-fn instar(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("instar").expect("binary");
-    c.current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("INSTAR_DATABASE_URL");
-    c
-}
+use crate::instar_in as instar;
 
 fn cache_files(dir: &Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir.join(".instar/cache"))

@@ -7,8 +7,6 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
-
 /// One case.
 struct Case {
     name: &'static str,
@@ -26,13 +24,7 @@ fn write(dir: &Path, path: &str, text: impl AsRef<[u8]>) {
     std::fs::write(p, text).unwrap();
 }
 
-fn instar(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("instar").expect("binary");
-    c.current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("INSTAR_DATABASE_URL");
-    c
-}
+use crate::instar_in as instar;
 
 /// A project with one applied migration (`0001_a`), whose database then exists.
 fn applied(dir: &Path) {

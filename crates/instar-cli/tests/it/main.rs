@@ -22,6 +22,16 @@ pub fn instar_at(t: &harness::TestDb, url: &str) -> std::process::Command {
     c
 }
 
+/// The built `instar` binary run in folder `dir`, with the environment's
+/// database URLs removed (the project's own settings apply).
+pub fn instar_in(dir: &std::path::Path) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("instar").expect("binary");
+    c.current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("INSTAR_DATABASE_URL");
+    c
+}
+
 mod basics;
 mod cache;
 mod doors;

@@ -110,11 +110,9 @@ async fn read_rows(
     if !db.table_exists(table).await? {
         return Ok(Vec::new());
     }
-    let mut q = crate::conn::query(sql);
-    for b in binds {
-        q = q.bind(b.to_string());
-    }
-    let rows = q
+    let texts = binds.iter().map(|b| b.to_string()).collect();
+    let rows = crate::conn::query(sql)
+        .bind_texts(texts)
         .fetch_all(&mut db.conn)
         .await
         .map_err(|e| Error::query(format!("reading {table}"), e))?;
@@ -300,11 +298,8 @@ pub(super) async fn preflight(
             exists: true,
         };
         let (sql, binds) = db.engine.effect_sql(&effect);
-        let mut q = crate::conn::query(&sql);
-        for b in binds {
-            q = q.bind(b);
-        }
-        let found = q
+        let found = crate::conn::query(&sql)
+            .bind_texts(binds)
             .fetch_optional(&mut db.conn)
             .await
             .map_err(|e| Error::query("looking up the key column", e))?;
@@ -403,11 +398,8 @@ pub async fn estimated_rows(db: &mut Db, cfg: &DataConfig) -> Result<Option<i64>
     let Some((sql, binds)) = db.engine.row_estimate_sql(&cfg.table) else {
         return Ok(None);
     };
-    let mut q = crate::conn::query(&sql);
-    for b in binds {
-        q = q.bind(b);
-    }
-    let row = q
+    let row = crate::conn::query(&sql)
+        .bind_texts(binds)
         .fetch_optional(&mut db.conn)
         .await
         .map_err(|e| Error::query("reading the table's statistics", e))?;
@@ -430,10 +422,7 @@ pub async fn key_is_declared_unique(
     let mut cols = columns.to_vec();
     cols.sort();
     let (sql, binds) = db.engine.unique_index_sql(table, &cols.join(","));
-    let mut q = crate::conn::query(&sql);
-    for b in binds {
-        q = q.bind(b);
-    }
+    let q = crate::conn::query(&sql).bind_texts(binds);
     Ok(q.fetch_optional(&mut db.conn)
         .await
         .map_err(|e| Error::query("looking for a unique index on the key", e))?

@@ -85,10 +85,7 @@ async fn shape<'a>(
             casts.push(None);
             continue;
         };
-        let mut q = crate::conn::query(&sql);
-        for b in binds {
-            q = q.bind(b);
-        }
+        let q = crate::conn::query(&sql).bind_texts(binds);
         let ctx = || format!("looking up the type of key column {c}");
         // No row: the table or column is missing, which the preflight reports.
         let row = q

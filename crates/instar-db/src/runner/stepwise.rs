@@ -118,10 +118,7 @@ impl Stepwise<'_> {
             return Ok(None);
         };
         let (sql, binds) = self.engine.effect_sql(&effect);
-        let mut q = crate::conn::query(&sql);
-        for b in binds {
-            q = q.bind(b);
-        }
+        let q = crate::conn::query(&sql).bind_texts(binds);
         let present = q
             .fetch_optional(&mut *conn)
             .await
