@@ -222,7 +222,27 @@ impl Db {
             run_id: new_run_id(),
         };
         db.run_init_sql().await?;
+        db.check_schema().await?;
         Ok(db)
+    }
+
+    /// Refuses a history schema the engine cannot create and does not have.
+    async fn check_schema(&mut self) -> Result<(), Error> {
+        let (Some(schema), Some(sql)) = (self.schema.clone(), self.engine.schema_exists_sql())
+        else {
+            return Ok(());
+        };
+        let found = query(sql)
+            .bind(schema.clone())
+            .fetch_optional(&mut self.conn)
+            .await
+            .map_err(|e| Error::query("looking for the history schema", e))?;
+        if found.is_none() {
+            return Err(Error::Unsupported(format!(
+                "history_schema {schema:?}: this SQLite connection has no database of that name (use \"main\", or attach one with ATTACH DATABASE in init_sql)"
+            )));
+        }
+        Ok(())
     }
 
     async fn run_init_sql(&mut self) -> Result<(), Error> {
@@ -399,18 +419,20 @@ impl Db {
         let Some(row) = row else {
             return Ok((false, "no row".into()));
         };
+        // What the query returned, as SQL would show it: 1, 't', NULL.
+        let shown = |v: Option<String>| v.unwrap_or_else(|| "NULL".to_string());
         if let Ok(v) = row.try_get::<Option<bool>>(0) {
-            return Ok((v == Some(true), format!("{v:?}")));
+            return Ok((v == Some(true), shown(v.map(|b| b.to_string()))));
         }
         if let Ok(v) = row.try_get::<Option<i64>>(0) {
-            return Ok((v.is_some_and(|n| n != 0), format!("{v:?}")));
+            return Ok((v.is_some_and(|n| n != 0), shown(v.map(|n| n.to_string()))));
         }
         if let Ok(v) = row.try_get::<Option<i32>>(0) {
-            return Ok((v.is_some_and(|n| n != 0), format!("{v:?}")));
+            return Ok((v.is_some_and(|n| n != 0), shown(v.map(|n| n.to_string()))));
         }
         let v = row.try_get::<Option<String>>(0)?;
         let truthy = matches!(v.as_deref(), Some("1" | "t" | "true" | "TRUE"));
-        Ok((truthy, format!("{v:?}")))
+        Ok((truthy, shown(v.map(|s| format!("'{s}'")))))
     }
 
     /// Closes the connection, releasing the lock first.

@@ -77,6 +77,12 @@ pub(crate) trait Engine: Sync {
     fn binds_across_statements(&self) -> bool {
         false
     }
+    /// A query returning a row when the history's schema (bound as its one
+    /// parameter) exists; `None` where a missing one is created when the
+    /// history table is (PostgreSQL's schemas, MySQL's databases).
+    fn schema_exists_sql(&self) -> Option<&'static str> {
+        None
+    }
     /// A query returning the engine's estimate of the rows in `table` (as
     /// written in `[data] table`), from its statistics and without a scan;
     /// `None` where the engine keeps none.

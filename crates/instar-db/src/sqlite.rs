@@ -35,6 +35,10 @@ impl Engine for Sqlite {
             Col::Int => "INTEGER",
         }
     }
+    // A SQLite "schema" is an attached database: it cannot be created by name.
+    fn schema_exists_sql(&self) -> Option<&'static str> {
+        Some("SELECT 1 FROM pragma_database_list WHERE name = ?")
+    }
     fn table_exists_sql(&self) -> &'static str {
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? AND ? IS NOT NULL"
     }

@@ -429,6 +429,39 @@ const CASES: &[Case] = &[
         code: 2,
         words: &["0002", "nokey"],
     },
+    Case {
+        name: "a check that returns text",
+        setup: |d| {
+            applied(d);
+            m(
+                d,
+                "0002_b",
+                "CREATE TABLE b (x TEXT);\nINSERT INTO b VALUES ('abc');\n",
+            );
+            write(
+                d,
+                "migrations/0002_b/migration.toml",
+                "[checks]\nafter = [\"SELECT x FROM b\"]\n",
+            );
+        },
+        args: &["up", "--no-backup"],
+        code: 2,
+        words: &["returned 'abc'", "rolled back"],
+    },
+    Case {
+        name: "a SQLite history schema that is not attached",
+        setup: |d| {
+            applied(d);
+            write(
+                d,
+                "instar.toml",
+                "[database]\nhistory_schema = \"nosuch\"\n",
+            );
+        },
+        args: &["status"],
+        code: 2,
+        words: &["history_schema", "nosuch", "ATTACH"],
+    },
 ];
 
 /// Commands with nothing to do on a project without a database create none.
