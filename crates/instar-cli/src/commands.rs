@@ -1,6 +1,7 @@
 //! One function per command: arguments → the service → rendering → exit code.
 //! No command orchestrates anything itself; everything goes through `instar_service`.
 
+use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{bail, Result};
@@ -125,12 +126,24 @@ fn request(target: Target, args: &RunArgs) -> Result<RunRequest> {
 }
 
 fn print_plan(steps: &[PlannedStep], out: &Out) {
-    out.json(&serde_json::json!({ "steps": steps }));
+    /// Serialised as it is borrowed: a plan of a large file is not copied into a JSON tree.
+    #[derive(serde::Serialize)]
+    struct Steps<'a> {
+        steps: &'a [PlannedStep],
+    }
+    out.json(&Steps { steps });
     if !out.human() || out.quiet {
         return;
     }
+    // One buffered writer: a plan may hold hundreds of thousands of statements.
+    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+    // A closed stdout (`instar plan | head`) ends the listing; nothing else is lost.
+    let _ = write_plan(&mut w, steps).and_then(|()| w.flush());
+}
+
+fn write_plan(w: &mut impl std::io::Write, steps: &[PlannedStep]) -> std::io::Result<()> {
     if steps.is_empty() {
-        println!("-- nothing to do");
+        writeln!(w, "-- nothing to do")?;
     }
     for s in steps {
         let tx = if s.transaction {
@@ -138,37 +151,41 @@ fn print_plan(steps: &[PlannedStep], out: &Out) {
         } else {
             "statement by statement, no transaction"
         };
-        println!(
+        writeln!(
+            w,
             "-- {} {} {} ({}, {tx})",
             s.direction.as_str(),
             s.version,
             s.name,
             s.path.display()
-        );
+        )?;
         if let Some(e) = &s.estimate {
-            println!(
+            writeln!(
+                w,
                 "-- data: {} rows in {} batches; the first batch touched {} rows in {} ms (rolled back); estimate {:.1} s plus a commit per batch",
                 e.rows_total,
                 e.batches,
                 e.first_batch_rows,
                 e.batch_ms,
                 e.estimated_ms as f64 / 1000.0
-            );
+            )?;
         }
         if let Some(why) = &s.sent_whole {
-            println!("-- sent whole: {why}");
+            writeln!(w, "-- sent whole: {why}")?;
         }
         if s.resume_from > 0 {
-            println!(
+            writeln!(
+                w,
                 "-- resuming: statements 1-{} already applied",
                 s.resume_from
-            );
+            )?;
         }
         for st in s.statements.iter().skip(s.resume_from) {
-            println!("-- line {}\n{};", st.line, st.sql);
+            writeln!(w, "-- line {}\n{};", st.line, st.sql)?;
         }
-        println!();
+        writeln!(w)?;
     }
+    Ok(())
 }
 
 async fn plan(service: &Service, req: RunRequest, out: &Out) -> Result<i32> {

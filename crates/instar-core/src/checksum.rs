@@ -11,14 +11,22 @@ pub const ALGORITHM: &str = "sha256";
 
 /// Returns `bytes` as text normalised for checksumming and execution.
 ///
-/// Fails with the byte offset of the first invalid UTF-8 sequence.
-pub fn normalise(bytes: &[u8]) -> Result<String, usize> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|e| e.valid_up_to())?;
+/// Fails with the 1-based line and the byte offset of the first invalid UTF-8
+/// sequence. Takes the bytes by value: text that needs no change is not copied.
+pub fn normalise(bytes: impl Into<Vec<u8>>) -> Result<String, (usize, usize)> {
+    let mut bytes = bytes.into();
+    let bom = usize::from(bytes.starts_with(b"\xEF\xBB\xBF")) * 3;
+    if let Err(e) = std::str::from_utf8(&bytes[bom..]) {
+        let at = bom + e.valid_up_to();
+        let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+        return Err((line, at));
+    }
+    bytes.drain(..bom);
+    let text = String::from_utf8(bytes).map_err(|e| (1, e.utf8_error().valid_up_to()))?;
     Ok(if text.contains("\r\n") {
         text.replace("\r\n", "\n")
     } else {
-        text.to_string()
+        text
     })
 }
 
@@ -63,6 +71,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_reports_offset() {
-        assert_eq!(normalise(b"ab\xFF"), Err(2));
+        assert_eq!(normalise(b"ab\xFF"), Err((1, 2)));
+        assert_eq!(normalise(b"\xEF\xBB\xBFa\nb\xFF"), Err((2, 6)));
     }
 }

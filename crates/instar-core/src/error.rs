@@ -18,10 +18,12 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A script is not valid UTF-8.
-    #[error("{path}: not valid UTF-8 (first bad byte at offset {offset})")]
+    #[error("{path}:{line}: not valid UTF-8 (first bad byte at offset {offset}); save the file as UTF-8")]
     NotUtf8 {
         /// The file.
         path: PathBuf,
+        /// The 1-based line holding the first invalid sequence.
+        line: usize,
         /// Byte offset of the first invalid sequence.
         offset: usize,
     },

@@ -30,6 +30,11 @@ pub const RACY: Duration = Duration::from_secs(1);
 
 const MAGIC: &[u8; 8] = b"INSTARC1";
 
+/// Files larger than this are read from disk every time, not kept in the cache:
+/// reading one costs little next to running it, and a dump-sized script would
+/// otherwise be copied into memory and into the cache file on every run.
+const LARGEST: usize = 256 * 1024;
+
 /// What identifies a file's content without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
@@ -184,7 +189,9 @@ impl CachedDisk {
             return Ok(p);
         }
         let p = read_disk()?;
-        self.found(path, key, p.clone());
+        if !matches!(&p, Payload::Bytes(b) if b.len() > LARGEST) {
+            self.found(path, key, p.clone());
+        }
         Ok(p)
     }
 }

@@ -286,8 +286,9 @@ fn looks_like_diesel(files: &dyn Files, dir: &Path, folders: &[Found]) -> bool {
 
 fn read_text(files: &dyn Files, path: &Path) -> Result<String, Error> {
     let bytes = files.read(path).map_err(|e| Error::io(path, e))?;
-    checksum::normalise(&bytes).map_err(|offset| Error::NotUtf8 {
+    checksum::normalise(bytes).map_err(|(line, offset)| Error::NotUtf8 {
         path: path.to_path_buf(),
+        line,
         offset,
     })
 }
@@ -300,8 +301,9 @@ fn read_script(files: &dyn Files, path: &Path) -> Result<Script, Error> {
             line: 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count(),
         });
     }
-    let sql = checksum::normalise(&bytes).map_err(|offset| Error::NotUtf8 {
+    let sql = checksum::normalise(bytes).map_err(|(line, offset)| Error::NotUtf8 {
         path: path.to_path_buf(),
+        line,
         offset,
     })?;
     Ok(Script {

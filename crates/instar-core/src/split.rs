@@ -11,6 +11,8 @@
 //! Where it cannot be sure (an unterminated quote or comment, unbalanced
 //! `BEGIN`/`END`), [`split`] says so and the caller sends the file whole.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 /// The SQL dialect a script is written for.
@@ -35,20 +37,31 @@ impl std::fmt::Display for Dialect {
     }
 }
 
-/// One statement of a script.
+/// One statement of a script: borrowed from the script's text, so that a large
+/// file is not copied statement by statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Statement {
+pub struct Statement<'a> {
     /// The statement text, without its terminating delimiter.
-    pub sql: String,
+    pub sql: Cow<'a, str>,
     /// The 1-based line of the script the statement starts on.
     pub line: usize,
 }
 
+impl Statement<'_> {
+    /// The statement with its own copy of the text.
+    pub fn into_owned(self) -> Statement<'static> {
+        Statement {
+            sql: Cow::Owned(self.sql.into_owned()),
+            line: self.line,
+        }
+    }
+}
+
 /// The result of splitting a script.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Split {
+pub enum Split<'a> {
     /// The script's statements, in order (possibly none).
-    Statements(Vec<Statement>),
+    Statements(Vec<Statement<'a>>),
     /// The splitter could not be sure; the script must be sent as one unit.
     Whole {
         /// Why the script could not be split.
@@ -64,6 +77,19 @@ pub enum Split {
     },
 }
 
+impl Split<'_> {
+    /// The result with its own copy of every statement's text.
+    pub fn into_owned(self) -> Split<'static> {
+        match self {
+            Split::Statements(s) => {
+                Split::Statements(s.into_iter().map(Statement::into_owned).collect())
+            }
+            Split::Whole { reason } => Split::Whole { reason },
+            Split::Unterminated { what, line } => Split::Unterminated { what, line },
+        }
+    }
+}
+
 /// What the lexer found open at the end of the script.
 struct Open {
     what: String,
@@ -71,7 +97,7 @@ struct Open {
 }
 
 /// Splits `sql` into statements according to `dialect`.
-pub fn split(sql: &str, dialect: Dialect) -> Split {
+pub fn split(sql: &str, dialect: Dialect) -> Split<'_> {
     Lexer::new(sql, dialect).run()
 }
 
@@ -82,7 +108,7 @@ struct Lexer<'a> {
     line: usize,
     dialect: Dialect,
     delimiter: String,
-    out: Vec<Statement>,
+    out: Vec<Statement<'a>>,
     // Current statement: byte start and line of its first token.
     start: Option<(usize, usize)>,
     words: Vec<String>,
@@ -107,7 +133,7 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    fn run(mut self) -> Split {
+    fn run(mut self) -> Split<'a> {
         while self.i < self.b.len() {
             let before = self.i;
             if let Err(Open { what, line }) = self.step() {
@@ -161,7 +187,7 @@ impl<'a> Lexer<'a> {
             let sql = self.src[s..end].trim();
             if !sql.is_empty() {
                 self.out.push(Statement {
-                    sql: sql.to_string(),
+                    sql: Cow::Borrowed(sql),
                     line,
                 });
             }
@@ -459,7 +485,7 @@ mod tests {
 
     fn stmts(sql: &str, d: Dialect) -> Vec<String> {
         match split(sql, d) {
-            Split::Statements(s) => s.into_iter().map(|s| s.sql).collect(),
+            Split::Statements(s) => s.into_iter().map(|s| s.sql.into_owned()).collect(),
             Split::Whole { reason } => panic!("whole: {reason}"),
             Split::Unterminated { what, line } => panic!("unterminated {what} on line {line}"),
         }

@@ -313,22 +313,23 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 pub(crate) async fn exec(conn: &mut Conn, sql: &str) -> Result<u64, sqlx::Error> {
     match conn {
         Conn::Any(c) => crate::db::exec(c, sql).await,
-        Conn::Lite(l) => blocking(|| l.run(sql, &[])).map_err(|(_, e)| e),
+        Conn::Lite(l) => blocking(|| l.run(sql.to_string(), &[])).map_err(|(_, e)| e),
     }
 }
 
 /// Runs `sql`, several statements in one call, binding `binds` in order across
 /// them (SQLite only binds across statements; elsewhere `binds` must be empty).
 /// Returns the rows changed, or how many statements completed before the error.
+/// `sql` is taken by value: a large script is not copied again on its way.
 pub(crate) async fn run_counting(
     conn: &mut Conn,
-    sql: &str,
+    sql: String,
     binds: &[Bind],
 ) -> Result<u64, (usize, sqlx::Error)> {
     match conn {
         Conn::Any(c) => {
             use futures_util::StreamExt;
-            let mut stream = sqlx::raw_sql(sql).fetch_many(c);
+            let mut stream = sqlx::raw_sql(&sql).fetch_many(c);
             let (mut done, mut rows) = (0usize, 0u64);
             while let Some(item) = stream.next().await {
                 match item {

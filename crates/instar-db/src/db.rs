@@ -345,6 +345,42 @@ impl Db {
             let ctx = format!("upgrading the history table (adding {column})");
             run_sql(&mut self.conn, &add, &ctx).await?;
         }
+        self.widen_history().await
+    }
+
+    /// Widens the history's text columns an older Instar made too narrow.
+    async fn widen_history(&mut self) -> Result<(), Error> {
+        let Some((probe, alter)) = self.engine.narrow_columns() else {
+            return Ok(());
+        };
+        let narrow: Vec<String> = query(probe)
+            .bind(self.table_name.clone())
+            .bind(self.schema.clone().unwrap_or_default())
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(|e| Error::query("reading the history table's column types", e))?
+            .iter()
+            .map(|r| r.try_get::<String>(0))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::query("reading the history table's column types", e))?;
+        for column in narrow {
+            let Some((_, kind, _)) = crate::engine::HISTORY
+                .iter()
+                .find(|(c, _, _)| c.eq_ignore_ascii_case(&column))
+            else {
+                continue;
+            };
+            let sql = alter
+                .replace("{table}", &self.table)
+                .replace("{column}", &column)
+                .replace("{type}", self.engine.column_type(*kind));
+            run_sql(
+                &mut self.conn,
+                &sql,
+                &format!("upgrading the history table (widening {column})"),
+            )
+            .await?;
+        }
         Ok(())
     }
 

@@ -47,6 +47,14 @@ pub(crate) trait Engine: Sync {
     }
     /// A query returning one row when `table` exists (bind: the unqualified name, then the schema or "").
     fn table_exists_sql(&self) -> &'static str;
+    /// A query (binds: table name, schema or `''`) returning the columns of
+    /// one of Instar's tables whose type is narrower than [`Engine::column_type`]
+    /// now gives (a table written by an older Instar), and the statement that
+    /// widens one (`{table}`, `{column}` and `{type}` filled in); `None` where
+    /// every text column is unbounded.
+    fn narrow_columns(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
     /// Whether `INSERT … RETURNING id` works.
     fn returning_id(&self) -> bool;
     /// Whether DDL can be rolled back (otherwise each migration runs statement by statement).

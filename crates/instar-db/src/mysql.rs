@@ -24,12 +24,20 @@ impl Engine for MySql {
         match kind {
             Col::Id => "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
             Col::Short => "VARCHAR(255)",
-            Col::Long => "TEXT",
+            Col::Long => "LONGTEXT",
             Col::Int => "BIGINT",
         }
     }
     fn table_options(&self) -> &'static str {
         " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+    }
+    // 0.2.0 and earlier wrote TEXT (64 KiB): too small for the statement hashes
+    // of a file of some 4,000 statements, or a long failing statement.
+    fn narrow_columns(&self) -> Option<(&'static str, &'static str)> {
+        Some((
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = COALESCE(NULLIF(?, ''), DATABASE()) AND data_type IN ('text', 'tinytext', 'mediumtext')",
+            "ALTER TABLE {table} MODIFY {column} {type}",
+        ))
     }
     fn table_exists_sql(&self) -> &'static str {
         "SELECT 1 FROM information_schema.tables WHERE table_name = ? AND table_schema = COALESCE(NULLIF(?, ''), DATABASE())"

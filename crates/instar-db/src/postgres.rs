@@ -102,7 +102,7 @@ impl Engine for Postgres {
     fn key_type_query(&self, table: &str, column: &str) -> Option<(String, Vec<String>)> {
         let quoted: Vec<String> = table.split('.').map(|p| self.quote(p)).collect();
         Some((
-            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = CAST($1 AS regclass) AND a.attname = $2 AND NOT a.attisdropped".into(),
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped".into(),
             vec![quoted.join("."), column.into()],
         ))
     }

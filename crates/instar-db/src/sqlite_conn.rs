@@ -81,11 +81,17 @@ impl Lite {
 
     /// Runs every statement of `sql`, binding `binds` in order across them;
     /// returns the rows they changed, or the statements completed and the error.
-    pub(crate) fn run(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, (usize, sqlx::Error)> {
+    pub(crate) fn run(
+        &mut self,
+        mut sql: String,
+        binds: &[Bind],
+    ) -> Result<u64, (usize, sqlx::Error)> {
+        // NUL-terminated in place (see `each`): a large script is not copied.
+        sql.push('\0');
         let mut changed = 0;
         let mut done = 0;
         let file = self.file.clone();
-        self.each(sql, binds, None, &mut |_| {}, &mut |n| {
+        self.each(&sql, binds, None, &mut |_| {}, &mut |n| {
             changed += n;
             done += 1;
         })
@@ -133,8 +139,14 @@ impl Lite {
         // SQLite copies a statement text that is not NUL-terminated before
         // preparing it, and each statement is prepared from the rest of the
         // text: without the NUL, a file of n statements cost n² bytes copied.
-        let sql = format!("{sql}\0");
-        let mut batch = rusqlite::Batch::new(&self.conn, &sql);
+        let owned;
+        let sql = if sql.ends_with('\0') {
+            sql
+        } else {
+            owned = format!("{sql}\0");
+            &owned
+        };
+        let mut batch = rusqlite::Batch::new(&self.conn, sql);
         let mut next = 0;
         while let Some(mut stmt) = batch.next()? {
             for i in 1..=stmt.parameter_count() {

@@ -7,11 +7,60 @@
 
 use std::path::Path;
 
+use crate::harness::{Backend, TestDb};
+
+/// The engines a case runs on.
+#[derive(Clone, Copy, PartialEq)]
+enum On {
+    /// The embedded default only: files, config, flags, SQLite's own faults.
+    Sqlite,
+    /// SQLite, PostgreSQL and MySQL.
+    Every,
+    /// The engines whose DDL rolls back (SQLite, PostgreSQL): MySQL commits
+    /// DDL by itself, and its failures end dirty instead (`faults.rs`).
+    Transactional,
+}
+
+impl On {
+    fn includes(self, b: Backend) -> bool {
+        match self {
+            On::Sqlite => b == Backend::Sqlite,
+            On::Every => true,
+            On::Transactional => b != Backend::MySql,
+        }
+    }
+}
+
+/// Where a case runs: its folder, and the server database it is pointed at
+/// (through `INSTAR_DATABASE_URL`; `None` for the project's own SQLite file).
+struct Ctx<'a> {
+    dir: &'a Path,
+    url: Option<&'a str>,
+}
+
+impl std::ops::Deref for Ctx<'_> {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.dir
+    }
+}
+
+impl Ctx<'_> {
+    fn instar(&self) -> assert_cmd::Command {
+        let mut c = crate::instar_in(self.dir);
+        if let Some(url) = self.url {
+            c.env("INSTAR_DATABASE_URL", url);
+        }
+        c
+    }
+}
+
 /// One case.
 struct Case {
     name: &'static str,
+    on: On,
     /// Writes the project (migrations, config, database) into the folder.
-    setup: fn(&Path),
+    setup: fn(&Ctx),
     args: &'static [&'static str],
     code: i32,
     /// Each must appear in stdout or stderr (case-insensitive).
@@ -27,22 +76,23 @@ fn write(dir: &Path, path: &str, text: impl AsRef<[u8]>) {
 use crate::instar_in as instar;
 
 /// A project with one applied migration (`0001_a`), whose database then exists.
-fn applied(dir: &Path) {
-    write(dir, "migrations/0001_a/up.sql", "CREATE TABLE a (x INT);\n");
-    instar(dir).args(["up"]).assert().success();
+fn applied(c: &Ctx) {
+    write(c, "migrations/0001_a/up.sql", "CREATE TABLE a (x INT);\n");
+    c.instar().args(["up", "--no-backup"]).assert().success();
 }
 
 fn m(dir: &Path, name: &str, sql: &str) {
     write(dir, &format!("migrations/{name}/up.sql"), sql);
 }
 
-fn empty(dir: &Path) {
-    std::fs::create_dir_all(dir.join("migrations")).unwrap();
+fn empty(c: &Ctx) {
+    std::fs::create_dir_all(c.join("migrations")).unwrap();
 }
 
 const CASES: &[Case] = &[
     Case {
         name: "unterminated block comment",
+        on: On::Every,
         setup: |d| {
             applied(d);
             m(d, "0002_b", "CREATE TABLE b (x INT);\n/* never closed\n");
@@ -53,6 +103,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "unterminated string",
+        on: On::Every,
         setup: |d| {
             applied(d);
             m(d, "0002_b", "INSERT INTO a VALUES (1);\nSELECT 'open;\n");
@@ -63,6 +114,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "own COMMIT in a transactional migration",
+        on: On::Transactional,
         setup: |d| {
             applied(d);
             m(
@@ -77,6 +129,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "NUL byte in a script",
+        on: On::Every,
         setup: |d| {
             applied(d);
             write(d, "migrations/0002_b/up.sql", b"SELECT 1;\nSELECT \0;\n");
@@ -87,6 +140,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "bad SQL mid-file rolls back",
+        on: On::Transactional,
         setup: |d| {
             applied(d);
             m(
@@ -101,6 +155,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "checksum mismatch",
+        on: On::Every,
         setup: |d| {
             applied(d);
             m(d, "0001_a", "CREATE TABLE a (y INT);\n");
@@ -115,6 +170,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "database newer than the files",
+        on: On::Every,
         setup: |d| {
             applied(d);
             std::fs::remove_dir_all(d.join("migrations/0001_a")).unwrap();
@@ -125,6 +181,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "lock timeout out of range",
+        on: On::Every,
         setup: applied,
         args: &["up", "--lock-timeout", "99999999999999999999s"],
         code: 2,
@@ -132,6 +189,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "negative duration",
+        on: On::Every,
         setup: applied,
         args: &["up", "--lock-timeout=-5s"],
         code: 2,
@@ -139,6 +197,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "data migration with a bad duration",
+        on: On::Every,
         setup: |d| {
             applied(d);
             m(d, "0002_d", "UPDATE a SET x = 1 WHERE {batch}\n");
@@ -154,6 +213,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "unknown key in migration.toml",
+        on: On::Every,
         setup: |d| {
             applied(d);
             m(d, "0002_b", "SELECT 1;\n");
@@ -169,6 +229,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "malformed instar.toml",
+        on: On::Sqlite,
         setup: |d| {
             empty(d);
             write(d, "instar.toml", "[database\nurl = \"sqlite:x.db\"\n");
@@ -179,6 +240,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "password in a malformed instar.toml is masked",
+        on: On::Sqlite,
         setup: |d| {
             empty(d);
             write(
@@ -193,6 +255,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "empty history table name",
+        on: On::Sqlite,
         setup: |d| {
             empty(d);
             write(d, "instar.toml", "[database]\nhistory_table = \"\"\n");
@@ -203,6 +266,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "init --example over a project",
+        on: On::Sqlite,
         setup: applied,
         args: &["init", ".", "--example"],
         code: 2,
@@ -210,6 +274,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "plan --steps without --down",
+        on: On::Every,
         setup: applied,
         args: &["plan", "--steps", "1"],
         code: 2,
@@ -217,6 +282,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "migrations path is a file",
+        on: On::Sqlite,
         setup: |d| write(d, "migrations", "not a folder"),
         args: &["status"],
         code: 2,
@@ -224,6 +290,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "no migrations folder",
+        on: On::Sqlite,
         setup: |_| {},
         args: &["status"],
         code: 2,
@@ -231,6 +298,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "config path is a folder",
+        on: On::Sqlite,
         setup: empty,
         args: &["-c", "migrations", "status"],
         code: 2,
@@ -238,6 +306,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a file that is not a SQLite database",
+        on: On::Sqlite,
         setup: |d| {
             empty(d);
             write(d, "instar.db", [7u8; 4096]);
@@ -248,6 +317,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a truncated SQLite database",
+        on: On::Sqlite,
         setup: |d| {
             for i in 1..=40 {
                 m(
@@ -256,7 +326,7 @@ const CASES: &[Case] = &[
                     &format!("CREATE TABLE t{i} (x INT, y TEXT);\nINSERT INTO t{i} VALUES ({i}, '{}');\n", "x".repeat(3000)),
                 );
             }
-            instar(d).args(["up", "--no-backup"]).assert().success();
+            d.instar().args(["up", "--no-backup"]).assert().success();
             let db = d.join("instar.db");
             let len = std::fs::metadata(&db).unwrap().len();
             let f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
@@ -269,6 +339,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a read-only SQLite URL",
+        on: On::Sqlite,
         setup: |d| {
             applied(d);
             m(d, "0002_b", "CREATE TABLE b (x INT);\n");
@@ -284,6 +355,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "an unsupported SQLite URL parameter",
+        on: On::Sqlite,
         setup: applied,
         args: &["--database", "sqlite:instar.db?cache=shared", "status"],
         code: 2,
@@ -291,6 +363,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "restore of an unknown backup",
+        on: On::Every,
         setup: applied,
         args: &["restore", "20990101T000000Z", "--force"],
         code: 2,
@@ -298,6 +371,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "duplicate versions",
+        on: On::Every,
         setup: |d| {
             m(d, "0001_a", "SELECT 1;\n");
             m(d, "0001_b", "SELECT 2;\n");
@@ -308,6 +382,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a version with a 70-digit number",
+        on: On::Every,
         setup: |d| {
             m(
                 d,
@@ -321,6 +396,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a folder with only a down.sql",
+        on: On::Every,
         setup: |d| {
             applied(d);
             write(d, "migrations/0002_b/down.sql", "DROP TABLE b;\n");
@@ -331,6 +407,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a folder named with a letter O for a zero",
+        on: On::Every,
         setup: |d| {
             applied(d);
             m(d, "O002_b", "CREATE TABLE b (x INT);\n");
@@ -341,6 +418,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "folder and sqlx layouts mixed",
+        on: On::Every,
         setup: |d| {
             applied(d);
             write(d, "migrations/0002_b.sql", "CREATE TABLE b (x INT);\n");
@@ -351,6 +429,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "not UTF-8",
+        on: On::Every,
         setup: |d| {
             applied(d);
             write(
@@ -361,10 +440,11 @@ const CASES: &[Case] = &[
         },
         args: &["up"],
         code: 2,
-        words: &["0002_b/up.sql", "UTF-8"],
+        words: &["0002_b/up.sql:2", "UTF-8", "save the file as UTF-8"],
     },
     Case {
         name: "a check that is false before",
+        on: On::Every,
         setup: |d| {
             applied(d);
             m(d, "0002_b", "CREATE TABLE b (x INT);\n");
@@ -380,6 +460,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "down past an irreversible migration",
+        on: On::Every,
         setup: applied,
         args: &["down"],
         code: 2,
@@ -387,6 +468,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "baseline over an existing history",
+        on: On::Every,
         setup: applied,
         args: &["baseline", "0001"],
         code: 2,
@@ -394,6 +476,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "up --to a version that does not exist",
+        on: On::Every,
         setup: applied,
         args: &["up", "--to", "0099"],
         code: 2,
@@ -401,6 +484,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a data migration on a table that does not exist",
+        on: On::Every,
         setup: |d| {
             applied(d);
             m(d, "0002_d", "UPDATE nosuch SET x = 1 WHERE {batch}\n");
@@ -416,6 +500,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a data migration whose key column does not exist",
+        on: On::Every,
         setup: |d| {
             applied(d);
             m(d, "0002_d", "UPDATE a SET x = 1 WHERE {batch}\n");
@@ -431,6 +516,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a check that returns text",
+        on: On::Transactional,
         setup: |d| {
             applied(d);
             m(
@@ -450,6 +536,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a SQLite history schema that is not attached",
+        on: On::Sqlite,
         setup: |d| {
             applied(d);
             write(
@@ -532,14 +619,94 @@ fn snapshot(dir: &Path) -> Option<Vec<String>> {
     Some(dump().unwrap_or_else(|_| vec![format!("{bytes:?}")]))
 }
 
-#[test]
-fn every_hostile_input_is_a_clear_error_and_writes_nothing() {
+/// What a server database holds: every table's columns and rows and every
+/// index, as text (a dump), the history's `fail` rows left out as above.
+async fn server_snapshot(t: &TestDb) -> Vec<String> {
+    let mut c = t.raw().await;
+    let pg = t.backend == Backend::Postgres;
+    let (columns, indexes) = if pg {
+        (
+            "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns WHERE table_schema = current_schema() ORDER BY 1, ordinal_position",
+            "SELECT indexdef::text FROM pg_indexes WHERE schemaname = current_schema() ORDER BY 1",
+        )
+    } else {
+        (
+            "SELECT CONVERT(table_name USING utf8mb4), CONVERT(column_name USING utf8mb4), CONVERT(column_type USING utf8mb4) FROM information_schema.columns WHERE table_schema = DATABASE() ORDER BY 1, ordinal_position",
+            "SELECT CONVERT(CONCAT_WS(' ', table_name, index_name, seq_in_index, column_name) USING utf8mb4) FROM information_schema.statistics WHERE table_schema = DATABASE() ORDER BY 1",
+        )
+    };
+    let mut out = Vec::new();
+    let mut tables: Vec<(String, Vec<String>)> = Vec::new();
+    for r in sqlx::query(columns).fetch_all(&mut c).await.expect(columns) {
+        let (table, column, kind) = (text(&r, 0), text(&r, 1), text(&r, 2));
+        out.push(format!("column {table}.{column} {kind}"));
+        match tables.last_mut() {
+            Some((name, cols)) if *name == table => cols.push(column),
+            _ => tables.push((table, vec![column])),
+        }
+    }
+    for r in sqlx::query(indexes).fetch_all(&mut c).await.expect(indexes) {
+        out.push(format!("index {}", text(&r, 0)));
+    }
+    for (table, cols) in tables {
+        let q = if pg { '"' } else { '`' };
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|col| {
+                if pg {
+                    format!("COALESCE(CAST({q}{col}{q} AS TEXT), 'NULL')")
+                } else {
+                    format!("COALESCE(CONVERT({q}{col}{q} USING utf8mb4), 'NULL')")
+                }
+            })
+            .collect();
+        let row = if pg {
+            format!("concat_ws(' | ', {})", cells.join(", "))
+        } else {
+            format!("CONVERT(CONCAT_WS(' | ', {}) USING utf8mb4)", cells.join(", "))
+        };
+        let filter = if table == "instar_history" { " WHERE event <> 'fail'" } else { "" };
+        let sql = format!("SELECT {row} FROM {q}{table}{q}{filter} ORDER BY 1");
+        for r in sqlx::query(&sql).fetch_all(&mut c).await.expect(&sql) {
+            out.push(format!("{table}: {}", text(&r, 0)));
+        }
+    }
+    let _ = sqlx::Connection::close(c).await;
+    out
+}
+
+/// Column `i` as text: MySQL's long text comes to the Any driver as a BLOB.
+fn text(r: &sqlx::any::AnyRow, i: usize) -> String {
+    use sqlx::Row;
+    r.try_get::<String, _>(i)
+        .or_else(|_| r.try_get::<Vec<u8>, _>(i).map(|b| String::from_utf8_lossy(&b).into_owned()))
+        .expect("a text column")
+}
+
+/// Runs every case of `b`'s on a fresh database each.
+async fn every_case_on(b: Backend) {
     let mut failures = Vec::new();
-    for case in CASES {
+    let cases: Vec<&Case> = CASES.iter().filter(|c| c.on.includes(b)).collect();
+    for case in &cases {
+        let server = match b {
+            Backend::Sqlite => None,
+            _ => match TestDb::new(b, "hostile").await {
+                Some(t) => Some(t),
+                None => return,
+            },
+        };
         let d = tempfile::tempdir().unwrap();
-        (case.setup)(d.path());
-        let before = snapshot(d.path());
-        let out = instar(d.path()).args(case.args).output().unwrap();
+        let ctx = Ctx {
+            dir: d.path(),
+            url: server.as_ref().map(|t| t.url.as_str()),
+        };
+        (case.setup)(&ctx);
+        let dump = async || match &server {
+            Some(t) => Some(server_snapshot(t).await),
+            None => snapshot(d.path()),
+        };
+        let before = dump().await;
+        let out = ctx.instar().args(case.args).output().unwrap();
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -562,8 +729,14 @@ fn every_hostile_input_is_a_clear_error_and_writes_nothing() {
         if text.contains("hunter2") {
             wrong.push("the password is shown".into());
         }
-        if snapshot(d.path()) != before {
-            wrong.push("the database file changed".into());
+        if server.is_some() && d.path().join("instar.db").exists() {
+            wrong.push("a SQLite file was created beside a server database".into());
+        }
+        let after = dump().await;
+        if after != before {
+            let gone: Vec<_> = before.iter().flatten().filter(|l| !after.iter().flatten().any(|x| x == *l)).collect();
+            let new: Vec<_> = after.iter().flatten().filter(|l| !before.iter().flatten().any(|x| x == *l)).collect();
+            wrong.push(format!("the database changed (gone: {gone:?}; new: {new:?})"));
         }
         if !wrong.is_empty() {
             failures.push(format!(
@@ -576,11 +749,28 @@ fn every_hostile_input_is_a_clear_error_and_writes_nothing() {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} hostile inputs misbehave:\n{}",
+        "{} of {} hostile inputs misbehave on {b:?}:\n{}",
         failures.len(),
-        CASES.len(),
+        cases.len(),
         failures.join("\n")
     );
+}
+
+mod every_hostile_input_is_a_clear_error_and_writes_nothing {
+    use super::{every_case_on, Backend};
+
+    #[tokio::test]
+    async fn sqlite() {
+        every_case_on(Backend::Sqlite).await
+    }
+    #[tokio::test]
+    async fn postgres() {
+        every_case_on(Backend::Postgres).await
+    }
+    #[tokio::test]
+    async fn mysql() {
+        every_case_on(Backend::MySql).await
+    }
 }
 
 /// `2_b` renamed `02_b` after it was applied is the same migration (versions

@@ -62,11 +62,11 @@ fn script() -> impl Strategy<Value = String> {
 }
 
 /// Splits on another thread; fails the test if it takes more than two seconds.
-fn split_bounded(sql: &str, d: Dialect) -> Split {
+fn split_bounded(sql: &str, d: Dialect) -> Split<'static> {
     let (tx, rx) = mpsc::channel();
     let owned = sql.to_string();
     std::thread::spawn(move || {
-        let _ = tx.send(split(&owned, d));
+        let _ = tx.send(split(&owned, d).into_owned());
     });
     match rx.recv_timeout(Duration::from_secs(2)) {
         Ok(s) => s,
@@ -84,7 +84,7 @@ proptest! {
         for d in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             if let Split::Statements(stmts) = split_bounded(&sql, d) {
                 for s in stmts {
-                    prop_assert!(sql.contains(&s.sql), "{:?} is not part of the input", s.sql);
+                    prop_assert!(sql.contains(&*s.sql), "{:?} is not part of the input", s.sql);
                     prop_assert!(s.line >= 1 && s.line <= lines, "line {} of {}", s.line, lines);
                 }
             }

@@ -21,6 +21,7 @@ use crate::error::{db_message, Aftermath};
 use crate::{CancelToken, Db, Error};
 
 mod admin;
+mod batch;
 mod step;
 mod stepwise;
 
@@ -105,7 +106,7 @@ pub struct PlannedStep {
     /// Statements skipped because a previous run applied them.
     pub resume_from: usize,
     /// The statements, with their lines.
-    pub statements: Vec<Statement>,
+    pub statements: Vec<Statement<'static>>,
     /// Why the script is sent whole instead of statement by statement, if it is.
     pub sent_whole: Option<String>,
     /// For a data migration: what its first batch did (rolled back) and the whole run's estimate.
@@ -195,6 +196,7 @@ fn detail(db: &Db, source: &Source, s: &Step) -> PlannedStep {
     let m = &source.migrations[s.index];
     let script = script(m, s.direction);
     let (statements, sent_whole) = statements(&script.sql, db);
+    let statements = statements.into_iter().map(Statement::into_owned).collect();
     PlannedStep {
         version: s.version.clone(),
         name: m.name.clone(),
@@ -216,21 +218,21 @@ fn script(m: &Migration, d: Direction) -> &instar_core::Script {
     }
 }
 
-fn statements(sql: &str, db: &Db) -> (Vec<Statement>, Option<String>) {
+fn statements<'a>(sql: &'a str, db: &Db) -> (Vec<Statement<'a>>, Option<String>) {
     match split(sql, db.dialect()) {
         Split::Statements(s) => (s, None),
         // Refused before anything runs (see `check_scripts`); sent whole here only
         // for a plan printed after that check.
         Split::Unterminated { what, line } => (
             vec![Statement {
-                sql: sql.to_string(),
+                sql: sql.into(),
                 line: 1,
             }],
             Some(format!("unterminated {what} starting on line {line}")),
         ),
         Split::Whole { reason } => (
             vec![Statement {
-                sql: sql.to_string(),
+                sql: sql.into(),
                 line: 1,
             }],
             Some(reason),

@@ -8,6 +8,8 @@ use instar_core::event::{Event, EventSink};
 use instar_core::history::{Direction, EventKind, HistoryRow};
 use instar_core::plan::{Plan, Step};
 use instar_core::split::Statement;
+
+use super::batch::{Batch, Located};
 use instar_core::{time, Migration, Source};
 
 use crate::db::History;
@@ -225,12 +227,12 @@ pub(super) fn statement_event(step: &Step, i: usize, s: &Statement) -> Event {
 
 /// What every run of one migration begins with: its clock, its direction, its
 /// statements, and the `migration_started` event.
-pub(super) fn start_step(
+pub(super) fn start_step<'a>(
     db: &Db,
-    m: &Migration,
+    m: &'a Migration,
     step: &Step,
     sink: &mut dyn EventSink,
-) -> (Instant, bool, Vec<Statement>) {
+) -> (Instant, bool, Vec<Statement<'a>>) {
     let (stmts, _) = statements(&script(m, step.direction).sql, db);
     sink.event(&started_event(m, step, stmts.len()));
     (Instant::now(), step.direction == Direction::Up, stmts)
@@ -272,74 +274,19 @@ impl TxSql {
     }
 }
 
-/// Several statements sent as one string, and where each begins in it.
-struct Batch {
-    text: String,
-    /// Statements before the script's (BEGIN): they count in the results too.
-    prefix: usize,
-    /// Character offset of each script statement in `text`.
-    starts: Vec<usize>,
-}
-
-impl Batch {
-    /// `start` (if any), then the statements, joined by `\n;\n` (which also ends
-    /// a trailing line comment before the delimiter).
-    fn new(start: Option<&str>, stmts: &[Statement]) -> Batch {
-        let mut text = String::new();
-        let mut chars = 0;
-        let mut prefix = 0;
-        if let Some(b) = start {
-            text.push_str(b);
-            text.push_str("\n;\n");
-            chars += b.chars().count() + 3;
-            prefix = 1;
-        }
-        let mut starts = Vec::with_capacity(stmts.len());
-        for (i, s) in stmts.iter().enumerate() {
-            if i > 0 {
-                text.push_str("\n;\n");
-                chars += 3;
-            }
-            starts.push(chars);
-            text.push_str(&s.sql);
-            chars += s.sql.chars().count();
-        }
-        Batch {
-            text,
-            prefix,
-            starts,
-        }
-    }
-
-    /// The failing script statement and the error's offset inside it, from what the
-    /// execution itself reported: PostgreSQL's position in the text sent when it
-    /// gives one (a syntax error stops the whole string before anything runs),
-    /// otherwise the number of statements that completed before the error.
-    /// `None` when the failure was after the script (its history row or COMMIT).
-    fn locate(&self, completed: usize, e: &sqlx::Error) -> Option<(usize, Option<usize>)> {
-        if let Some(pos) = pg_position(e) {
-            let at = pos.saturating_sub(1);
-            let i = self.starts.iter().rposition(|&s| s <= at)?;
-            return Some((i, Some(at - self.starts[i])));
-        }
-        let i = completed.checked_sub(self.prefix)?;
-        (i < self.starts.len()).then_some((i, None))
-    }
-}
-
 /// One migration being run: what `run_in_transaction`'s paths share.
 struct Work<'a> {
     m: &'a Migration,
     step: &'a Step,
-    stmts: &'a [Statement],
-    batch: Batch,
+    stmts: &'a [Statement<'a>],
+    batch: Batch<'a>,
     t0: Instant,
 }
 
 impl Work<'_> {
     /// The error for a failed batch, located from the execution; the transaction is already undone.
-    fn failure(&self, completed: usize, e: &sqlx::Error) -> Error {
-        match self.batch.locate(completed, e) {
+    fn failure(&self, at: Located, e: &sqlx::Error) -> Error {
+        match at {
             Some((i, offset)) => failed(
                 self.m,
                 self.step.direction,
@@ -402,9 +349,9 @@ pub(super) async fn run_in_transaction(
         return in_one_call(conn, history, &w, &tx, sink).await;
     }
     let body = async {
-        let rows = match crate::conn::run_counting(conn, &w.batch.text, &[]).await {
+        let rows = match w.batch.run(conn, None).await {
             Ok(r) => r,
-            Err((completed, e)) => return Err(w.failure(completed, &e)),
+            Err((at, e)) => return Err(w.failure(at, &e)),
         };
         if up {
             run_checks(conn, m, "after", Aftermath::RolledBack).await?;
@@ -439,23 +386,18 @@ async fn in_one_call(
     sink: &mut dyn EventSink,
 ) -> Result<(), Error> {
     let row = done_row(w.m, w.step, w.t0, w.stmts.len(), None);
-    let sql = format!(
-        "{}\n;\n{};\n{}",
-        w.batch.text,
-        history.insert_sql(false),
-        tx.commit
-    );
-    // SQLite binds across the statements of one call: that is what makes this
-    // path one call.
-    match crate::conn::run_counting(conn, &sql, &history.binds(&row)).await {
+    let tail = format!("{};\n{}", history.insert_sql(false), tx.commit);
+    // SQLite binds across the statements of one call: that is what lets the
+    // history row and COMMIT go with the (last call of the) script.
+    match w.batch.run(conn, Some((&tail, &history.binds(&row)))).await {
         Ok(rows) => {
             // The history row's INSERT counts one row.
             sink.event(&finished_event(w.step, w.t0, rows.saturating_sub(1)));
             Ok(())
         }
-        Err((completed, e)) => {
+        Err((at, e)) => {
             let _ = crate::conn::exec(&mut *conn, tx.rollback).await;
-            Err(w.failure(completed, &e))
+            Err(w.failure(at, &e))
         }
     }
 }

@@ -112,7 +112,7 @@ impl Stepwise<'_> {
     async fn took_effect(
         &self,
         conn: &mut crate::conn::Conn,
-        s: &Statement,
+        s: &Statement<'_>,
     ) -> Result<Option<bool>, Error> {
         let Some(effect) = expected_effect(&s.sql) else {
             return Ok(None);
@@ -138,7 +138,7 @@ impl Stepwise<'_> {
         &self,
         conn: &mut crate::conn::Conn,
         i: usize,
-        s: &Statement,
+        s: &Statement<'_>,
         uncertain: bool,
     ) -> Result<u64, Error> {
         let h = self.history;

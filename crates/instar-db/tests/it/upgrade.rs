@@ -67,7 +67,17 @@ async fn a_history_table_from_0_1_is_upgraded_in_place(b: Backend) {
     };
     let m = t.migrations();
     migration(&m, "0001_a", "CREATE TABLE a (id INT);\n", None);
-    migration(&m, "0002_b", "CREATE TABLE b (id INT);\n", None);
+    // More statements than a 64 KiB column holds the hashes of (MySQL's TEXT,
+    // which 0.1 used): the upgrade widens it.
+    let many: String = (0..4000)
+        .map(|i| format!("INSERT INTO a VALUES ({i});\n"))
+        .collect();
+    migration(
+        &m,
+        "0002_b",
+        &format!("CREATE TABLE b (id INT);\n{many}"),
+        None,
+    );
     let checksum = t.source().migrations[0].checksum.clone();
     let mut c = t.raw().await;
     for sql in [
@@ -107,5 +117,6 @@ async fn a_history_table_from_0_1_is_upgraded_in_place(b: Backend) {
             .all(|r| r.version == "0002" && r.run_id.as_deref() == Some(run_id.as_str())),
         "{rows:?}"
     );
+    assert_eq!(t.count("SELECT COUNT(*) FROM a").await, 4000);
     let _ = sqlx::Connection::close(c).await;
 }
