@@ -29,10 +29,11 @@ fn main() {
             Ok(code) => code,
             Err(e) => {
                 // One error, said once: a JSON object on stdout, or text on stderr.
+                let text = message(&e);
                 if json {
-                    println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+                    println!("{}", serde_json::json!({ "error": text }));
                 } else {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {text}");
                 }
                 2
             }
@@ -43,6 +44,22 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The error and its causes, each said once: many errors already include their
+/// cause's text (`cannot read f: Permission denied`), which the chain repeats.
+fn message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.is_empty() {
+            text = c;
+        } else if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 /// Bad arguments: clap's message (help and version exit 0), or with

@@ -420,6 +420,22 @@ fn read_folder_chunk(
                     .into(),
             });
         }
+        // `UP.SQL`, `up.sql.bak`, `up.psql`: a migration meant, whose up script
+        // would be skipped without a word.
+        let near: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| n.to_ascii_lowercase().contains(".sql") || n.eq_ignore_ascii_case("up"))
+            .collect();
+        if !has("up.sql") && !near.is_empty() {
+            return Err(Error::MalformedName {
+                path: f.path.clone(),
+                reason: format!(
+                    "it holds {} but no up.sql; name the up script up.sql (lower case), or move the folder out of the migrations",
+                    near.join(", ")
+                ),
+            });
+        }
         if !has("up.sql") {
             notes.push(format!(
                 "ignored {}: a folder without up.sql",

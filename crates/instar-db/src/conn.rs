@@ -215,11 +215,15 @@ impl Row {
     }
 
     /// Its columns as JSON values: integers, reals and text as they are, NULL as
-    /// null, bytes as (lossy) text. MySQL reports TEXT columns as BLOB through
-    /// sqlx's Any driver, so bytes are read as text.
+    /// null, bytes that are UTF-8 as text (MySQL reports TEXT columns as BLOB
+    /// through sqlx's Any driver), other bytes as an array of numbers, which no
+    /// reader of text takes for text.
     pub(crate) fn json_values(&self) -> Result<Vec<serde_json::Value>, sqlx::Error> {
         use serde_json::Value as J;
-        let text = |b: &[u8]| J::from(String::from_utf8_lossy(b).into_owned());
+        let text = |b: &[u8]| match std::str::from_utf8(b) {
+            Ok(s) => J::from(s),
+            Err(_) => J::from(b.to_vec()),
+        };
         match self {
             Row::Lite(values) => Ok(values
                 .iter()

@@ -400,9 +400,29 @@ impl Db {
                     Err(_) => self
                         .read_history_with(HISTORY_COLUMNS)
                         .await
-                        .map_err(|_| first),
+                        .map_err(|_| self.not_ours(first)),
                 }
             }
+        }
+    }
+
+    /// A history read the database refused although the table exists: most
+    /// likely a table of that name that is not Instar's.
+    fn not_ours(&self, e: Error) -> Error {
+        match e {
+            Error::Query {
+                context,
+                message,
+                code: Some(code),
+            } => Error::Query {
+                context,
+                message: format!(
+                    "{message}; the table {} is not an Instar history table of this version (another tool's?): set [database] history_table to another name, or rename that table",
+                    self.table
+                ),
+                code: Some(code),
+            },
+            other => other,
         }
     }
 
@@ -504,6 +524,27 @@ pub(crate) async fn run_sql(conn: &mut Conn, sql: &str, context: &str) -> Result
         .map_err(|e| Error::query(context, e))
 }
 
+/// The driver's reason a connection failed, and what to do when it is a common one.
+fn connect_advice(e: &sqlx::Error) -> String {
+    let message = db_message(e);
+    let advice = match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "; nothing listens there: is the server running, and are the host and port right?"
+        }
+        _ if message.contains("lookup address") => "; the host name is unknown: check it",
+        _ if message.contains("does not exist") || message.contains("Unknown database") => {
+            "; create the database first (Instar creates tables, not databases)"
+        }
+        _ if message.contains("Access denied")
+            || message.contains("password authentication failed") =>
+        {
+            "; check the user and password in the URL (percent-encode special characters)"
+        }
+        _ => "",
+    };
+    format!("{message}{advice}")
+}
+
 async fn open(url: &DbUrl, timeout: Duration) -> Result<Conn, Error> {
     if url.dialect == Dialect::Sqlite {
         return open_sqlite(url).map(Conn::Lite);
@@ -512,7 +553,7 @@ async fn open(url: &DbUrl, timeout: Duration) -> Result<Conn, Error> {
     match tokio::time::timeout(timeout, connecting).await {
         Ok(r) => r.map(Conn::Any).map_err(|e| Error::Connect {
             url: redact(&url.driver_url),
-            message: db_message(&e),
+            message: connect_advice(&e),
         }),
         Err(_) => Err(Error::Connect {
             url: redact(&url.driver_url),
@@ -562,12 +603,17 @@ fn decode_history(table: &str, r: Vec<serde_json::Value>) -> Result<HistoryRow, 
     let names: Vec<&str> = std::iter::once("id")
         .chain(crate::engine::HISTORY.iter().map(|c| c.0))
         .collect();
-    let version = r.get(1).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    // The row is named by its version, or by its id when the version is unreadable.
+    let row = match (r.get(1).and_then(|v| v.as_str()), r.first()) {
+        (Some(v), _) => format!("the row for version {v}"),
+        (None, Some(id)) => format!("the row with id {id}"),
+        (None, None) => "a row".to_string(),
+    };
     let bad = |i: usize, what: &str| {
         Error::Query {
         context: "reading the history table".into(),
         message: format!(
-            "{table}.{} of the row for version {version} {what}; the history was changed by hand or by another tool: fix that row",
+            "{table}.{} of {row} {what}; the history was changed by hand or by another tool: fix that row",
             names.get(i).copied().unwrap_or("?")
         ),
         code: None,
@@ -590,6 +636,14 @@ fn decode_history(table: &str, r: Vec<serde_json::Value>) -> Result<HistoryRow, 
     };
     let event = req(3)?;
     let direction = req(4)?;
+    // An applied migration is compared with its file by checksum: without one,
+    // an edit would go unseen.
+    if event == EventKind::Apply.as_str() && direction == "up" && s(6)?.is_none() {
+        return Err(bad(
+            6,
+            "is NULL, but an applied migration's checksum is how an edited file is found",
+        ));
+    }
     Ok(HistoryRow {
         id: n(0)?.ok_or_else(|| bad(0, "is NULL"))?,
         version: req(1)?,

@@ -40,7 +40,9 @@ impl Engine for Sqlite {
         Some("SELECT 1 FROM pragma_database_list WHERE name = ?")
     }
     fn table_exists_sql(&self) -> &'static str {
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ? AND ? IS NOT NULL"
+        // Views count: a view of that name is not Instar's and must not read as
+        // an empty history.
+        "SELECT 1 FROM pragma_table_list WHERE name = ? AND schema = COALESCE(NULLIF(?, ''), 'main')"
     }
     fn returning_id(&self) -> bool {
         true

@@ -235,6 +235,11 @@ pub fn resolve(
         (None, Some(t)) => parse_duration("instar.toml [database] connect_timeout", t)?,
         (None, None) => Duration::from_secs(10),
     };
+    if s.db.connect_timeout.is_zero() {
+        return Err(Error::Config(
+            "the connect timeout is 0: no server could answer in time; give one of at least 1s (--connect-timeout, [database] connect_timeout), default 10s".into(),
+        ));
+    }
     s.db.history_schema = cfg.database.history_schema;
     s.migrations = match &overrides.migrations {
         Some(m) => cwd.join(m),

@@ -246,6 +246,11 @@ fn check_scripts(db: &Db, source: &Source, plan: &Plan) -> Result<(), Error> {
     for s in &plan.steps {
         let m = &source.migrations[s.index];
         let sc = script(m, s.direction);
+        // A data migration is one statement run per batch: refused before the
+        // backup and the first batch, not after.
+        if m.meta.data.is_some() {
+            instar_core::source::check_data_statement(sc, db.dialect())?;
+        }
         match split(&sc.sql, db.dialect()) {
             Split::Unterminated { what, line } => {
                 return Err(instar_core::Error::Unterminated {
