@@ -368,10 +368,16 @@ pub fn resume_point(
     let Split::Statements(stmts) = split(&script.sql, dialect) else {
         return Err("the script can no longer be split into statements".into());
     };
-    if stmts.len() < done || d.statement_hashes.len() < done {
+    if stmts.len() < done {
         return Err(format!(
             "the script now has {} statements, fewer than the {done} already applied",
             stmts.len()
+        ));
+    }
+    if d.statement_hashes.len() < done {
+        return Err(format!(
+            "its history row holds {} statement hashes for the {done} statements applied (was it written by hand?), so what ran cannot be compared with the file",
+            d.statement_hashes.len()
         ));
     }
     for (i, s) in stmts.iter().take(done).enumerate() {

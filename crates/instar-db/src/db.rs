@@ -228,7 +228,8 @@ impl Db {
 
     /// Refuses a history schema the engine cannot create and does not have.
     async fn check_schema(&mut self) -> Result<(), Error> {
-        let (Some(schema), Some(sql)) = (self.schema.clone(), self.engine.schema_exists_sql())
+        let (Some(schema), Some((sql, advice))) =
+            (self.schema.clone(), self.engine.schema_exists_sql())
         else {
             return Ok(());
         };
@@ -239,7 +240,7 @@ impl Db {
             .map_err(|e| Error::query("looking for the history schema", e))?;
         if found.is_none() {
             return Err(Error::Unsupported(format!(
-                "history_schema {schema:?}: this SQLite connection has no database of that name (use \"main\", or attach one with ATTACH DATABASE in init_sql)"
+                "history_schema {schema:?}: {advice}"
             )));
         }
         Ok(())
@@ -567,8 +568,13 @@ async fn open(url: &DbUrl, timeout: Duration) -> Result<Conn, Error> {
 
 /// The SQLite file (or memory) a URL names, opened as its `mode` says.
 fn open_sqlite(url: &DbUrl) -> Result<Lite, Error> {
+    // Named as the user wrote it, not as the driver's URL with its mode.
+    let shown = match &url.sqlite_path {
+        Some(p) => format!("sqlite:{}", p.display()),
+        None => "sqlite::memory:".into(),
+    };
     let connect_error = |message: String| Error::Connect {
-        url: redact(&url.driver_url),
+        url: shown.clone(),
         message,
     };
     let query = url.driver_url.split_once('?').map_or("", |(_, q)| q);
@@ -584,9 +590,20 @@ fn open_sqlite(url: &DbUrl) -> Result<Lite, Error> {
         };
     }
     let path = url.sqlite_path.as_deref();
+    if let Some(dir) = path.filter(|p| p.is_dir()) {
+        return Err(connect_error(format!(
+            "it is a folder, not a database file: name a file, e.g. sqlite:{}",
+            dir.join("instar.db").display()
+        )));
+    }
     Lite::open(path, mode).map_err(|e| {
+        let message = db_message(&e);
         let file = path.map_or("memory".into(), |p| p.display().to_string());
-        connect_error(format!("{file}: {}", db_message(&e)))
+        // The URL names the file: `sqlite_conn::in_file`'s prefix is not repeated.
+        let message = message
+            .strip_prefix(&format!("{file}: "))
+            .unwrap_or(&message);
+        connect_error(message.to_string())
     })
 }
 

@@ -86,9 +86,10 @@ pub(crate) trait Engine: Sync {
         false
     }
     /// A query returning a row when the history's schema (bound as its one
-    /// parameter) exists; `None` where a missing one is created when the
-    /// history table is (PostgreSQL's schemas, MySQL's databases).
-    fn schema_exists_sql(&self) -> Option<&'static str> {
+    /// parameter) exists, and what to tell the user when it does not; `None`
+    /// where a missing one is created with the history table (PostgreSQL's
+    /// schemas).
+    fn schema_exists_sql(&self) -> Option<(&'static str, &'static str)> {
         None
     }
     /// A query returning the engine's estimate of the rows in `table` (as

@@ -14,6 +14,13 @@ use crate::{Db, Error};
 pub(crate) struct MySql;
 
 impl Engine for MySql {
+    // A MySQL "schema" is a database: Instar creates tables, not databases.
+    fn schema_exists_sql(&self) -> Option<(&'static str, &'static str)> {
+        Some((
+            "SELECT 1 FROM information_schema.schemata WHERE schema_name = ?",
+            "this MySQL server has no database of that name; create it first (CREATE DATABASE), or remove the setting to keep the history in the URL's database",
+        ))
+    }
     fn quote(&self, ident: &str) -> String {
         quote_with(ident, '`')
     }

@@ -36,8 +36,11 @@ impl Engine for Sqlite {
         }
     }
     // A SQLite "schema" is an attached database: it cannot be created by name.
-    fn schema_exists_sql(&self) -> Option<&'static str> {
-        Some("SELECT 1 FROM pragma_database_list WHERE name = ?")
+    fn schema_exists_sql(&self) -> Option<(&'static str, &'static str)> {
+        Some((
+            "SELECT 1 FROM pragma_database_list WHERE name = ?",
+            "this SQLite connection has no database of that name (use \"main\", or attach one with ATTACH DATABASE in init_sql)",
+        ))
     }
     fn table_exists_sql(&self) -> &'static str {
         // Views count: a view of that name is not Instar's and must not read as

@@ -212,9 +212,12 @@ pub(crate) fn in_file(file: Option<&Path>, e: rusqlite::Error) -> sqlx::Error {
     match e {
         rusqlite::Error::SqliteFailure(f, msg) => {
             let base = msg.unwrap_or_else(|| f.to_string());
+            // SQLite names the file in some messages itself: once is enough.
+            let shown = file.display().to_string();
+            let base = base.strip_suffix(&format!(": {shown}")).unwrap_or(&base);
             let message = match advice(f.extended_code & 0xff) {
-                Some(what) => format!("{}: {base}: {what}", file.display()),
-                None => base,
+                Some(what) => format!("{shown}: {base}: {what}"),
+                None => base.to_string(),
             };
             sqlx::Error::Database(Box::new(LiteError {
                 message,

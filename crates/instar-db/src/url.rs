@@ -46,10 +46,18 @@ impl DbUrl {
             r
         } else if let Some(r) = url.strip_prefix("sqlite:") {
             r
-        } else if url.contains("://") {
+        } else if url.is_empty() {
+            return Err(bad("no SQLite file given"));
+        } else if url.contains("://") || has_scheme(url) {
             return Err(bad("unknown scheme; use sqlite:, postgres:// or mysql://"));
-        } else {
+        } else if looks_like_a_file(url) {
             url
+        } else {
+            // `mydb` or `localhost/app` is more likely a mistyped URL than a
+            // SQLite file to create.
+            return Err(bad(&format!(
+                "not a database URL; for a SQLite file write sqlite:{url} (a bare path must end in .db, .sqlite or .sqlite3, or start with / or ./), for a server postgres://… or mysql://…"
+            )));
         };
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if path.is_empty() {
@@ -72,6 +80,27 @@ impl DbUrl {
             sqlite_path: Some(PathBuf::from(path)),
         })
     }
+}
+
+/// Whether `url` starts with a scheme (`word:`), as `postgres:/x` or `mysql:db` do.
+fn has_scheme(url: &str) -> bool {
+    url.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.len() > 1
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    })
+}
+
+/// Whether a bare `url` reads as a SQLite file's path.
+fn looks_like_a_file(url: &str) -> bool {
+    let path = url.split_once('?').map_or(url, |(p, _)| p);
+    path == ":memory:"
+        || ["/", "./", "../"].iter().any(|p| path.starts_with(p))
+        || [".db", ".sqlite", ".sqlite3", ".db3"]
+            .iter()
+            .any(|e| path.ends_with(e))
 }
 
 /// The URL with any password replaced by `***`, for messages. URLs that do
@@ -140,6 +169,30 @@ mod tests {
             assert_eq!(p.dialect, Dialect::Sqlite);
             assert_eq!(p.sqlite_path.unwrap(), PathBuf::from("app.db"));
             assert_eq!(p.driver_url, "sqlite://app.db?mode=rwc");
+        }
+    }
+
+    /// A bare word or a server address without its scheme is a mistyped URL,
+    /// not a SQLite file to create beside the project.
+    #[test]
+    fn mistyped_urls_are_refused_not_created_as_files() {
+        for u in [
+            "garbage",
+            "localhost:5432/app",
+            "postgres:/h/db",
+            "mysql:db",
+            "app",
+        ] {
+            assert!(DbUrl::parse(u).is_err(), "{u}");
+        }
+        for u in [
+            "./app",
+            "/tmp/app",
+            "x.sqlite",
+            "x.sqlite3?mode=ro",
+            ":memory:",
+        ] {
+            assert_eq!(DbUrl::parse(u).unwrap().dialect, Dialect::Sqlite, "{u}");
         }
     }
 

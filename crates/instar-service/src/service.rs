@@ -282,6 +282,10 @@ impl Service {
     /// Records that the database already has every migration up to `version`.
     pub async fn baseline(&self, version: &str, note: Option<String>) -> Result<(), Error> {
         let source = self.load()?;
+        // Refused before connecting: an unknown version creates no database.
+        if source.find(version).is_none() {
+            return Err(instar_core::Error::UnknownVersion(version.into()).into());
+        }
         let timeout = self.settings.lock_timeout;
         self.with_db(async |db: &mut Db| {
             Ok(runner::baseline(db, &source, version, note, timeout).await?)

@@ -38,4 +38,5 @@ mod doors;
 mod faults;
 mod hostile;
 mod kills;
+mod schemas;
 mod secrets;

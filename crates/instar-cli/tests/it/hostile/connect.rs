@@ -58,4 +58,58 @@ pub(super) const CASES: &[Case] = &[
         code: 2,
         words: &["access denied", "check the user and password"],
     },
+    Case {
+        name: "a bare word as the database URL",
+        on: On::Sqlite,
+        setup: applied,
+        args: &["--database", "garbage", "up"],
+        code: 2,
+        words: &["not a database URL", "sqlite:garbage"],
+    },
+    Case {
+        name: "a server address without its scheme",
+        on: On::Sqlite,
+        setup: applied,
+        args: &["--database", "localhost:5432/app", "up"],
+        code: 2,
+        words: &["unknown scheme"],
+    },
+    Case {
+        name: "a SQLite URL that names a folder",
+        on: On::Sqlite,
+        setup: applied,
+        args: &["--database", "sqlite:migrations", "up"],
+        code: 2,
+        words: &["is a folder", "sqlite:"],
+    },
+    Case {
+        name: "a SQLite file in a folder that does not exist",
+        on: On::Sqlite,
+        setup: applied,
+        args: &["--database", "sqlite:nowhere/x.db", "up"],
+        code: 2,
+        words: &["nowhere/x.db", "check that its folder exists"],
+    },
+    Case {
+        name: "a mistyped URL in the environment",
+        on: On::Sqlite,
+        setup: |d| {
+            applied(d);
+            *d.point_at.borrow_mut() = Some("mysql:app".into());
+        },
+        args: &["up"],
+        code: 2,
+        words: &["mysql:app", "unknown scheme"],
+    },
+    Case {
+        name: "init_sql that fails",
+        on: On::Every,
+        setup: |d| {
+            applied(d);
+            write(d, "instar.toml", "[database]\ninit_sql = [\"SELEC 1\"]\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &["init_sql", "SELEC"],
+    },
 ];

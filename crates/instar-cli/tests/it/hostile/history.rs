@@ -229,4 +229,87 @@ pub(super) const CASES: &[Case] = &[
         code: 2,
         words: &["not an Instar history table", "history_table"],
     },
+    Case {
+        name: "a MySQL history schema that does not exist",
+        on: On::MySql,
+        setup: |d| {
+            applied(d);
+            write(
+                d,
+                "instar.toml",
+                "[database]\nhistory_schema = \"instar_no_such_database\"\n",
+            );
+        },
+        args: &["up"],
+        code: 2,
+        words: &[
+            "history_schema",
+            "instar_no_such_database",
+            "create it first",
+        ],
+    },
+    Case {
+        name: "a dirty migration",
+        on: On::Every,
+        setup: dirty,
+        args: &["up"],
+        code: 2,
+        words: &["0002 is dirty", "statement hashes", "instar repair"],
+    },
+    Case {
+        name: "status --check with a dirty migration",
+        on: On::Every,
+        setup: dirty,
+        args: &["status", "--check"],
+        code: 1,
+        words: &["dirty", "0002"],
+    },
+    Case {
+        name: "validate with a dirty migration",
+        on: On::Every,
+        setup: dirty,
+        args: &["validate"],
+        code: 1,
+        words: &["0002 is dirty"],
+    },
+    Case {
+        name: "a history row deleted by hand",
+        on: On::Every,
+        setup: |d| {
+            two_applied(d);
+            d.sql("DELETE FROM instar_history WHERE version = '0001'");
+        },
+        args: &["validate"],
+        code: 1,
+        words: &["0001", "older than the newest applied migration 0002"],
+    },
+    Case {
+        name: "validate after an applied file was edited",
+        on: On::Every,
+        setup: |d| {
+            applied(d);
+            m(d, "0001_a", "CREATE TABLE a (y INT);\n");
+        },
+        args: &["validate"],
+        code: 1,
+        words: &["0001", "edited after it was applied"],
+    },
 ];
+
+/// `applied`, then `0002_b` half run by hand: a `start` row without its end.
+fn dirty(d: &Ctx) {
+    applied(d);
+    m(
+        d,
+        "0002_b",
+        "CREATE TABLE b (x INT);\nCREATE TABLE c (x INT);\n",
+    );
+    d.sql("INSERT INTO instar_history (version, name, event, direction, kind, started_at, statements_applied, statements_total, operator, tool_version) VALUES ('0002', 'b', 'start', 'up', 'schema', '2026-01-01T00:00:00Z', 1, 2, 'x', '0.2.0')");
+}
+
+/// Two applied migrations, `0001_a` and `0002_b`.
+fn two_applied(d: &Ctx) {
+    applied(d);
+    m(d, "0002_b", "CREATE TABLE b (x INT);\n");
+    d.instar().args(["up", "--no-backup"]).assert().success();
+}

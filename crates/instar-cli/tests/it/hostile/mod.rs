@@ -23,6 +23,8 @@ enum On {
     Servers,
     /// MySQL only (PostgreSQL here trusts every password).
     MySql,
+    /// PostgreSQL only (its dollar quotes).
+    Postgres,
 }
 
 impl On {
@@ -33,6 +35,7 @@ impl On {
             On::Transactional => b != Backend::MySql,
             On::Servers => b != Backend::Sqlite,
             On::MySql => b == Backend::MySql,
+            On::Postgres => b == Backend::Postgres,
         }
     }
 }
@@ -130,6 +133,12 @@ use crate::instar_in as instar;
 fn applied(c: &Ctx) {
     write(c, "migrations/0001_a/up.sql", "CREATE TABLE a (x INT);\n");
     c.instar().args(["up", "--no-backup"]).assert().success();
+}
+
+/// `applied`, with a down script whose second statement is bad SQL.
+fn applied_down(c: &Ctx) {
+    applied(c);
+    write(c, "migrations/0001_a/down.sql", "DROP TABLE a;\nSELEC 1;\n");
 }
 
 fn m(dir: &Path, name: &str, sql: &str) {

@@ -346,4 +346,160 @@ pub(super) const CASES: &[Case] = &[
         code: 2,
         words: &["connect timeout is 0", "at least 1s"],
     },
+    Case {
+        name: "a lock timeout in scientific notation",
+        on: On::Sqlite,
+        setup: |d| {
+            applied(d);
+            write(d, "instar.toml", "[run]\nlock_timeout = \"1e3s\"\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &["lock_timeout", "1e3s", "e.g. 500ms"],
+    },
+    Case {
+        name: "an unknown [run] setting",
+        on: On::Sqlite,
+        setup: |d| {
+            applied(d);
+            write(d, "instar.toml", "[run]\nnosuch = 1\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &["instar.toml", "unknown field `nosuch`"],
+    },
+    Case {
+        name: "a negative connect timeout",
+        on: On::Sqlite,
+        setup: |d| {
+            applied(d);
+            write(d, "instar.toml", "[database]\nconnect_timeout = \"-1s\"\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &["connect_timeout", "negative"],
+    },
+    Case {
+        name: "an unknown layout",
+        on: On::Sqlite,
+        setup: |d| {
+            applied(d);
+            write(d, "instar.toml", "[migrations]\nlayout = \"nosuch\"\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &["unknown layout \"nosuch\"", "diesel"],
+    },
+    Case {
+        name: "init_sql that is not a list",
+        on: On::Sqlite,
+        setup: |d| {
+            applied(d);
+            write(d, "instar.toml", "[database]\ninit_sql = \"PRAGMA x\"\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &["instar.toml", "line 2"],
+    },
+    Case {
+        name: "a migrations flag pointing nowhere",
+        on: On::Sqlite,
+        setup: applied,
+        args: &["--migrations", "nowhere", "up"],
+        code: 2,
+        words: &["nowhere", "not found"],
+    },
+    Case {
+        name: "a config flag naming a missing file",
+        on: On::Sqlite,
+        setup: applied,
+        args: &["-c", "nosuch.toml", "up"],
+        code: 2,
+        words: &["config file", "nosuch.toml", "not found"],
+    },
+    Case {
+        name: "an unknown flag with JSON output",
+        on: On::Sqlite,
+        setup: applied,
+        args: &["--format", "json", "up", "--nosuch"],
+        code: 2,
+        words: &["{\"error\":", "unexpected argument '--nosuch'"],
+    },
+    Case {
+        name: "a migration name with a space",
+        on: On::Sqlite,
+        setup: applied,
+        args: &["new", "a b"],
+        code: 2,
+        words: &["\"a b\"", "use letters, digits"],
+    },
+    Case {
+        name: "up --to a version that is not a number",
+        on: On::Every,
+        setup: applied,
+        args: &["up", "--to", "abc"],
+        code: 2,
+        words: &["no migration has version abc"],
+    },
+    Case {
+        name: "a step count that is not a number",
+        on: On::Sqlite,
+        setup: applied,
+        args: &["plan", "--down", "--steps", "abc"],
+        code: 2,
+        words: &["invalid value 'abc'", "--steps"],
+    },
+    Case {
+        name: "restore without a backup id",
+        on: On::Sqlite,
+        setup: applied,
+        args: &["restore"],
+        code: 2,
+        words: &["required arguments", "<ID>"],
+    },
+    Case {
+        name: "down --to a version that does not exist",
+        on: On::Every,
+        setup: applied,
+        args: &["down", "--to", "0099"],
+        code: 2,
+        words: &["no migration has version 0099"],
+    },
+    Case {
+        name: "baseline at a version that does not exist",
+        on: On::Every,
+        setup: |d| {
+            m(d, "0001_a", "CREATE TABLE a (x INT);\n");
+        },
+        args: &["baseline", "0099"],
+        code: 2,
+        words: &["no migration has version 0099"],
+    },
+    Case {
+        name: "an up.sql that is a folder",
+        on: On::Sqlite,
+        setup: |d| {
+            applied(d);
+            std::fs::create_dir_all(d.join("migrations/0002_b/up.sql")).unwrap();
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b/up.sql", "Is a directory"],
+    },
+    Case {
+        name: "[checks] before that is not a list",
+        on: On::Every,
+        setup: |d| {
+            applied(d);
+            m(d, "0002_b", "CREATE TABLE b (x INT);\n");
+            write(
+                d,
+                "migrations/0002_b/migration.toml",
+                "[checks]\nbefore = \"SELECT 1\"\n",
+            );
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b/migration.toml", "line 2", "expected a sequence"],
+    },
 ];

@@ -230,6 +230,139 @@ pub(super) const CASES: &[Case] = &[
         code: 2,
         words: &["0002_b/migration.toml", "needs a [data] table"],
     },
+    Case {
+        name: "an unknown [data] setting",
+        on: On::Every,
+        setup: |d| {
+            applied(d);
+            data(d, "nosuch = 1\n", "UPDATE a SET x = x WHERE {batch};\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b/migration.toml", "line 5", "nosuch"],
+    },
+    Case {
+        name: "a negative batch size",
+        on: On::Every,
+        setup: |d| {
+            applied(d);
+            data(
+                d,
+                "batch_size = -1\n",
+                "UPDATE a SET x = x WHERE {batch};\n",
+            );
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b/migration.toml", "line 5", "batch_size"],
+    },
+    Case {
+        name: "a pause that is not a duration",
+        on: On::Every,
+        setup: |d| {
+            applied(d);
+            data(
+                d,
+                "pause = \"abc\"\n",
+                "UPDATE a SET x = x WHERE {batch};\n",
+            );
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b/migration.toml", "invalid duration \"abc\""],
+    },
+    Case {
+        name: "a data table name holding SQL",
+        on: On::Every,
+        setup: |d| {
+            applied(d);
+            write(
+                d,
+                "migrations/0002_b/migration.toml",
+                "kind = \"data\"\n[data]\ntable = \"a; DROP TABLE a\"\nkey = \"x\"\n",
+            );
+            m(d, "0002_b", "UPDATE a SET x = x WHERE {batch};\n");
+        },
+        args: &["up", "--no-backup"],
+        code: 2,
+        words: &["refused before any batch", "a; DROP TABLE a"],
+    },
+    Case {
+        name: "bad SQL on the first line",
+        on: On::Transactional,
+        setup: |d| {
+            applied(d);
+            m(d, "0002_b", "SELEC 1;\nCREATE TABLE b (x INT);\n");
+        },
+        args: &["up", "--no-backup"],
+        code: 2,
+        words: &["0002_b/up.sql:1", "SELEC", "rolled back"],
+    },
+    Case {
+        name: "bad SQL in a down script rolls back",
+        on: On::Transactional,
+        setup: applied_down,
+        args: &["down", "--no-backup"],
+        code: 2,
+        words: &["0001_a/down.sql:2", "SELEC", "rolled back"],
+    },
+    Case {
+        name: "an unterminated string in a down script",
+        on: On::Every,
+        setup: |d| {
+            applied(d);
+            write(
+                d,
+                "migrations/0001_a/down.sql",
+                "DROP TABLE a;\nSELECT 'open;\n",
+            );
+        },
+        args: &["down"],
+        code: 2,
+        words: &["0001_a/down.sql:2", "unterminated string"],
+    },
+    Case {
+        name: "a NUL byte in a down script",
+        on: On::Every,
+        setup: |d| {
+            applied(d);
+            write(
+                d,
+                "migrations/0001_a/down.sql",
+                "DROP TABLE a;\nSELECT '\0';\n",
+            );
+        },
+        args: &["down"],
+        code: 2,
+        words: &["0001_a/down.sql:2", "NUL byte"],
+    },
+    Case {
+        name: "a check that is not valid SQL",
+        on: On::Every,
+        setup: |d| {
+            applied(d);
+            m(d, "0002_b", "CREATE TABLE b (x INT);\n");
+            write(
+                d,
+                "migrations/0002_b/migration.toml",
+                "[checks]\nbefore = [\"SELEC 1\"]\n",
+            );
+        },
+        args: &["up", "--no-backup"],
+        code: 2,
+        words: &["check before failed", "SELEC 1", "returned an error"],
+    },
+    Case {
+        name: "an unterminated dollar quote",
+        on: On::Postgres,
+        setup: |d| {
+            applied(d);
+            m(d, "0002_b", "CREATE TABLE b (x INT);\nSELECT $$open;\n");
+        },
+        args: &["up"],
+        code: 2,
+        words: &["0002_b/up.sql:2", "unterminated $$ quote"],
+    },
 ];
 
 /// Migration `0002_b`, a data migration over table `a` keyed by `x`, with
