@@ -391,14 +391,20 @@ mod tests {
         assert_eq!(c.read(&up).unwrap(), b"SELECT 2;");
     }
 
-    #[test]
-    fn a_damaged_cache_is_ignored() {
-        let t = tempfile::tempdir().unwrap();
+    /// A migrations tree in a temp dir and a cache of its listing, saved.
+    fn listed(t: &tempfile::TempDir) -> (PathBuf, PathBuf, CachedDisk) {
         let root = t.path().join("m");
         tree(&root);
         let cache = t.path().join("c");
         let c = CachedDisk::open(&cache);
         c.list(&root).unwrap();
+        (root, cache, c)
+    }
+
+    #[test]
+    fn a_damaged_cache_is_ignored() {
+        let t = tempfile::tempdir().unwrap();
+        let (root, cache, c) = listed(&t);
         c.read(&root.join("1_a/up.sql")).unwrap();
         assert!(c.save());
         let mut bytes = std::fs::read(&cache).unwrap();
@@ -414,11 +420,7 @@ mod tests {
     #[test]
     fn nothing_new_writes_nothing() {
         let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("m");
-        tree(&root);
-        let cache = t.path().join("c");
-        let c = CachedDisk::open(&cache);
-        c.list(&root).unwrap();
+        let (root, cache, c) = listed(&t);
         assert!(c.save());
         let mut c = CachedDisk::open(&cache);
         c.old_started += 5_000_000_000;

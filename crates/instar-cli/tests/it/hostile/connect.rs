@@ -104,10 +104,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "init_sql that fails",
         on: On::Every,
-        setup: |d| {
-            applied(d);
-            write(d, "instar.toml", "[database]\ninit_sql = [\"SELEC 1\"]\n");
-        },
+        setup: |d| config(d, "[database]\ninit_sql = [\"SELEC 1\"]\n"),
         args: &["up"],
         code: 2,
         words: &["init_sql", "SELEC"],

@@ -133,14 +133,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "a SQLite history schema that is not attached",
         on: On::Sqlite,
-        setup: |d| {
-            applied(d);
-            write(
-                d,
-                "instar.toml",
-                "[database]\nhistory_schema = \"nosuch\"\n",
-            );
-        },
+        setup: |d| config(d, "[database]\nhistory_schema = \"nosuch\"\n"),
         args: &["status"],
         code: 2,
         words: &["history_schema", "nosuch", "ATTACH"],
@@ -233,12 +226,10 @@ pub(super) const CASES: &[Case] = &[
         name: "a MySQL history schema that does not exist",
         on: On::MySql,
         setup: |d| {
-            applied(d);
-            write(
+            config(
                 d,
-                "instar.toml",
                 "[database]\nhistory_schema = \"instar_no_such_database\"\n",
-            );
+            )
         },
         args: &["up"],
         code: 2,

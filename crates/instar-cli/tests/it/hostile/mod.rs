@@ -141,6 +141,19 @@ fn applied_down(c: &Ctx) {
     write(c, "migrations/0001_a/down.sql", "DROP TABLE a;\nSELEC 1;\n");
 }
 
+/// `applied`, then migration `0002_b` with `sql` and its `migration.toml`.
+fn meta(c: &Ctx, sql: &str, toml: &str) {
+    applied(c);
+    m(c, "0002_b", sql);
+    write(c, "migrations/0002_b/migration.toml", toml);
+}
+
+/// `applied`, then `instar.toml` holding `toml`.
+fn config(c: &Ctx, toml: &str) {
+    applied(c);
+    write(c, "instar.toml", toml);
+}
+
 fn m(dir: &Path, name: &str, sql: &str) {
     write(dir, &format!("migrations/{name}/up.sql"), sql);
 }

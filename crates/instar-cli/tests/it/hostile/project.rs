@@ -22,15 +22,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "unknown key in migration.toml",
         on: On::Every,
-        setup: |d| {
-            applied(d);
-            m(d, "0002_b", "SELECT 1;\n");
-            write(
-                d,
-                "migrations/0002_b/migration.toml",
-                "transactionn = false\n",
-            );
-        },
+        setup: |d| meta(d, "SELECT 1;\n", "transactionn = false\n"),
         args: &["up"],
         code: 2,
         words: &["0002_b/migration.toml", "transactionn"],
@@ -162,15 +154,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "depends_on a version that does not exist",
         on: On::Every,
-        setup: |d| {
-            applied(d);
-            m(d, "0002_b", "CREATE TABLE b (x INT);\n");
-            write(
-                d,
-                "migrations/0002_b/migration.toml",
-                "depends_on = [\"0009\"]\n",
-            );
-        },
+        setup: |d| meta(d, "CREATE TABLE b (x INT);\n", "depends_on = [\"0009\"]\n"),
         args: &["up"],
         code: 2,
         words: &["0002", "depends on 0009", "no migration file"],
@@ -178,15 +162,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "depends_on that is not a list",
         on: On::Every,
-        setup: |d| {
-            applied(d);
-            m(d, "0002_b", "CREATE TABLE b (x INT);\n");
-            write(
-                d,
-                "migrations/0002_b/migration.toml",
-                "depends_on = \"0001\"\n",
-            );
-        },
+        setup: |d| meta(d, "CREATE TABLE b (x INT);\n", "depends_on = \"0001\"\n"),
         args: &["up"],
         code: 2,
         words: &["0002_b/migration.toml", "line 1", "expected a sequence"],
@@ -194,11 +170,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "an unknown migration kind",
         on: On::Every,
-        setup: |d| {
-            applied(d);
-            m(d, "0002_b", "CREATE TABLE b (x INT);\n");
-            write(d, "migrations/0002_b/migration.toml", "kind = \"nosuch\"\n");
-        },
+        setup: |d| meta(d, "CREATE TABLE b (x INT);\n", "kind = \"nosuch\"\n"),
         args: &["up"],
         code: 2,
         words: &[
@@ -210,15 +182,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "transaction that is not a boolean",
         on: On::Every,
-        setup: |d| {
-            applied(d);
-            m(d, "0002_b", "CREATE TABLE b (x INT);\n");
-            write(
-                d,
-                "migrations/0002_b/migration.toml",
-                "transaction = \"yes\"\n",
-            );
-        },
+        setup: |d| meta(d, "CREATE TABLE b (x INT);\n", "transaction = \"yes\"\n"),
         args: &["up"],
         code: 2,
         words: &["0002_b/migration.toml", "expected a boolean"],
@@ -226,11 +190,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "a migration.toml cut short",
         on: On::Every,
-        setup: |d| {
-            applied(d);
-            m(d, "0002_b", "CREATE TABLE b (x INT);\n");
-            write(d, "migrations/0002_b/migration.toml", "transaction = \n");
-        },
+        setup: |d| meta(d, "CREATE TABLE b (x INT);\n", "transaction = \n"),
         args: &["up"],
         code: 2,
         words: &["0002_b/migration.toml", "line 1"],
@@ -238,10 +198,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "a misspelt config table",
         on: On::Sqlite,
-        setup: |d| {
-            applied(d);
-            write(d, "instar.toml", "[databse]\nurl = \"sqlite:other.db\"\n");
-        },
+        setup: |d| config(d, "[databse]\nurl = \"sqlite:other.db\"\n"),
         args: &["up"],
         code: 2,
         words: &["instar.toml", "unknown field `databse`", "expected one of"],
@@ -249,10 +206,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "a lock timeout that is not a duration",
         on: On::Sqlite,
-        setup: |d| {
-            applied(d);
-            write(d, "instar.toml", "[run]\nlock_timeout = \"forever\"\n");
-        },
+        setup: |d| config(d, "[run]\nlock_timeout = \"forever\"\n"),
         args: &["up"],
         code: 2,
         words: &["lock_timeout", "forever", "e.g. 500ms"],
@@ -260,10 +214,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "a migrations dir that does not exist",
         on: On::Sqlite,
-        setup: |d| {
-            applied(d);
-            write(d, "instar.toml", "[migrations]\ndir = \"nowhere\"\n");
-        },
+        setup: |d| config(d, "[migrations]\ndir = \"nowhere\"\n"),
         args: &["up"],
         code: 2,
         words: &["nowhere", "not found", "instar init"],
@@ -271,10 +222,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "a database URL that is a number",
         on: On::Sqlite,
-        setup: |d| {
-            applied(d);
-            write(d, "instar.toml", "[database]\nurl = 5\n");
-        },
+        setup: |d| config(d, "[database]\nurl = 5\n"),
         args: &["up"],
         code: 2,
         words: &["instar.toml", "line 2", "expected a string"],
@@ -349,10 +297,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "a lock timeout in scientific notation",
         on: On::Sqlite,
-        setup: |d| {
-            applied(d);
-            write(d, "instar.toml", "[run]\nlock_timeout = \"1e3s\"\n");
-        },
+        setup: |d| config(d, "[run]\nlock_timeout = \"1e3s\"\n"),
         args: &["up"],
         code: 2,
         words: &["lock_timeout", "1e3s", "e.g. 500ms"],
@@ -360,10 +305,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "an unknown [run] setting",
         on: On::Sqlite,
-        setup: |d| {
-            applied(d);
-            write(d, "instar.toml", "[run]\nnosuch = 1\n");
-        },
+        setup: |d| config(d, "[run]\nnosuch = 1\n"),
         args: &["up"],
         code: 2,
         words: &["instar.toml", "unknown field `nosuch`"],
@@ -371,10 +313,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "a negative connect timeout",
         on: On::Sqlite,
-        setup: |d| {
-            applied(d);
-            write(d, "instar.toml", "[database]\nconnect_timeout = \"-1s\"\n");
-        },
+        setup: |d| config(d, "[database]\nconnect_timeout = \"-1s\"\n"),
         args: &["up"],
         code: 2,
         words: &["connect_timeout", "negative"],
@@ -382,10 +321,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "an unknown layout",
         on: On::Sqlite,
-        setup: |d| {
-            applied(d);
-            write(d, "instar.toml", "[migrations]\nlayout = \"nosuch\"\n");
-        },
+        setup: |d| config(d, "[migrations]\nlayout = \"nosuch\"\n"),
         args: &["up"],
         code: 2,
         words: &["unknown layout \"nosuch\"", "diesel"],
@@ -393,10 +329,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "init_sql that is not a list",
         on: On::Sqlite,
-        setup: |d| {
-            applied(d);
-            write(d, "instar.toml", "[database]\ninit_sql = \"PRAGMA x\"\n");
-        },
+        setup: |d| config(d, "[database]\ninit_sql = \"PRAGMA x\"\n"),
         args: &["up"],
         code: 2,
         words: &["instar.toml", "line 2"],
@@ -490,13 +423,11 @@ pub(super) const CASES: &[Case] = &[
         name: "[checks] before that is not a list",
         on: On::Every,
         setup: |d| {
-            applied(d);
-            m(d, "0002_b", "CREATE TABLE b (x INT);\n");
-            write(
+            meta(
                 d,
-                "migrations/0002_b/migration.toml",
+                "CREATE TABLE b (x INT);\n",
                 "[checks]\nbefore = \"SELECT 1\"\n",
-            );
+            )
         },
         args: &["up"],
         code: 2,

@@ -71,17 +71,15 @@ pub(super) const CASES: &[Case] = &[
         name: "data migration with a bad duration",
         on: On::Every,
         setup: |d| {
-            applied(d);
-            m(d, "0002_d", "UPDATE a SET x = 1 WHERE {batch}\n");
-            write(
+            meta(
                 d,
-                "migrations/0002_d/migration.toml",
+                "UPDATE a SET x = 1 WHERE {batch}\n",
                 "kind = \"data\"\n[data]\ntable = \"a\"\nkey = \"x\"\npause = \"5 parsecs\"\n",
-            );
+            )
         },
         args: &["plan"],
         code: 2,
-        words: &["0002_d/migration.toml", "pause"],
+        words: &["0002_b/migration.toml", "pause"],
     },
     Case {
         name: "not UTF-8",
@@ -102,13 +100,11 @@ pub(super) const CASES: &[Case] = &[
         name: "a check that is false before",
         on: On::Every,
         setup: |d| {
-            applied(d);
-            m(d, "0002_b", "CREATE TABLE b (x INT);\n");
-            write(
+            meta(
                 d,
-                "migrations/0002_b/migration.toml",
+                "CREATE TABLE b (x INT);\n",
                 "[checks]\nbefore = [\"SELECT count(*) = 1 FROM a\"]\n",
-            );
+            )
         },
         args: &["up"],
         code: 2,
@@ -118,13 +114,11 @@ pub(super) const CASES: &[Case] = &[
         name: "a data migration on a table that does not exist",
         on: On::Every,
         setup: |d| {
-            applied(d);
-            m(d, "0002_d", "UPDATE nosuch SET x = 1 WHERE {batch}\n");
-            write(
+            meta(
                 d,
-                "migrations/0002_d/migration.toml",
+                "UPDATE nosuch SET x = 1 WHERE {batch}\n",
                 "kind = \"data\"\n[data]\ntable = \"nosuch\"\nkey = \"id\"\n",
-            );
+            )
         },
         args: &["up", "--no-backup"],
         code: 2,
@@ -134,13 +128,11 @@ pub(super) const CASES: &[Case] = &[
         name: "a data migration whose key column does not exist",
         on: On::Every,
         setup: |d| {
-            applied(d);
-            m(d, "0002_d", "UPDATE a SET x = 1 WHERE {batch}\n");
-            write(
+            meta(
                 d,
-                "migrations/0002_d/migration.toml",
+                "UPDATE a SET x = 1 WHERE {batch}\n",
                 "kind = \"data\"\n[data]\ntable = \"a\"\nkey = \"nokey\"\n",
-            );
+            )
         },
         args: &["up", "--no-backup"],
         code: 2,
@@ -169,10 +161,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "a data migration without {batch}",
         on: On::Every,
-        setup: |d| {
-            applied(d);
-            data(d, "", "UPDATE a SET x = x;\n");
-        },
+        setup: |d| data(d, "", "UPDATE a SET x = x;\n"),
         args: &["up"],
         code: 2,
         words: &["0002_b/up.sql", "no {batch} placeholder"],
@@ -181,12 +170,11 @@ pub(super) const CASES: &[Case] = &[
         name: "a data migration of two statements",
         on: On::Every,
         setup: |d| {
-            applied(d);
             data(
                 d,
                 "",
                 "UPDATE a SET x = x WHERE {batch};\nUPDATE a SET x = 1 WHERE {batch};\n",
-            );
+            )
         },
         args: &["up"],
         code: 2,
@@ -195,10 +183,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "a data migration with batch_size 0",
         on: On::Every,
-        setup: |d| {
-            applied(d);
-            data(d, "batch_size = 0\n", "UPDATE a SET x = x WHERE {batch};\n");
-        },
+        setup: |d| data(d, "batch_size = 0\n", "UPDATE a SET x = x WHERE {batch};\n"),
         args: &["up"],
         code: 2,
         words: &["0002_b/migration.toml", "batch_size must be at least 1"],
@@ -207,12 +192,11 @@ pub(super) const CASES: &[Case] = &[
         name: "a data migration with an unknown error policy",
         on: On::Every,
         setup: |d| {
-            applied(d);
             data(
                 d,
                 "on_error = \"explode\"\n",
                 "UPDATE a SET x = x WHERE {batch};\n",
-            );
+            )
         },
         args: &["up"],
         code: 2,
@@ -222,9 +206,11 @@ pub(super) const CASES: &[Case] = &[
         name: "kind = data without a [data] table",
         on: On::Every,
         setup: |d| {
-            applied(d);
-            m(d, "0002_b", "UPDATE a SET x = x WHERE {batch};\n");
-            write(d, "migrations/0002_b/migration.toml", "kind = \"data\"\n");
+            meta(
+                d,
+                "UPDATE a SET x = x WHERE {batch};\n",
+                "kind = \"data\"\n",
+            )
         },
         args: &["up"],
         code: 2,
@@ -233,10 +219,7 @@ pub(super) const CASES: &[Case] = &[
     Case {
         name: "an unknown [data] setting",
         on: On::Every,
-        setup: |d| {
-            applied(d);
-            data(d, "nosuch = 1\n", "UPDATE a SET x = x WHERE {batch};\n");
-        },
+        setup: |d| data(d, "nosuch = 1\n", "UPDATE a SET x = x WHERE {batch};\n"),
         args: &["up"],
         code: 2,
         words: &["0002_b/migration.toml", "line 5", "nosuch"],
@@ -245,12 +228,11 @@ pub(super) const CASES: &[Case] = &[
         name: "a negative batch size",
         on: On::Every,
         setup: |d| {
-            applied(d);
             data(
                 d,
                 "batch_size = -1\n",
                 "UPDATE a SET x = x WHERE {batch};\n",
-            );
+            )
         },
         args: &["up"],
         code: 2,
@@ -260,12 +242,11 @@ pub(super) const CASES: &[Case] = &[
         name: "a pause that is not a duration",
         on: On::Every,
         setup: |d| {
-            applied(d);
             data(
                 d,
                 "pause = \"abc\"\n",
                 "UPDATE a SET x = x WHERE {batch};\n",
-            );
+            )
         },
         args: &["up"],
         code: 2,
@@ -275,13 +256,11 @@ pub(super) const CASES: &[Case] = &[
         name: "a data table name holding SQL",
         on: On::Every,
         setup: |d| {
-            applied(d);
-            write(
+            meta(
                 d,
-                "migrations/0002_b/migration.toml",
+                "UPDATE a SET x = x WHERE {batch};\n",
                 "kind = \"data\"\n[data]\ntable = \"a; DROP TABLE a\"\nkey = \"x\"\n",
-            );
-            m(d, "0002_b", "UPDATE a SET x = x WHERE {batch};\n");
+            )
         },
         args: &["up", "--no-backup"],
         code: 2,
@@ -340,13 +319,11 @@ pub(super) const CASES: &[Case] = &[
         name: "a check that is not valid SQL",
         on: On::Every,
         setup: |d| {
-            applied(d);
-            m(d, "0002_b", "CREATE TABLE b (x INT);\n");
-            write(
+            meta(
                 d,
-                "migrations/0002_b/migration.toml",
+                "CREATE TABLE b (x INT);\n",
                 "[checks]\nbefore = [\"SELEC 1\"]\n",
-            );
+            )
         },
         args: &["up", "--no-backup"],
         code: 2,
@@ -365,13 +342,12 @@ pub(super) const CASES: &[Case] = &[
     },
 ];
 
-/// Migration `0002_b`, a data migration over table `a` keyed by `x`, with
-/// `extra` lines in its `[data]` table.
+/// `applied`, then `0002_b`, a data migration over table `a` keyed by `x`,
+/// with `extra` lines in its `[data]` table.
 fn data(d: &Ctx, extra: &str, sql: &str) {
-    m(d, "0002_b", sql);
-    write(
+    meta(
         d,
-        "migrations/0002_b/migration.toml",
-        format!("kind = \"data\"\n[data]\ntable = \"a\"\nkey = \"x\"\n{extra}"),
+        sql,
+        &format!("kind = \"data\"\n[data]\ntable = \"a\"\nkey = \"x\"\n{extra}"),
     );
 }
