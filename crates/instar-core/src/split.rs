@@ -157,7 +157,7 @@ impl<'a> Lexer<'a> {
                 reason: format!("unbalanced {what} at end of script"),
             };
         }
-        self.finish(self.b.len());
+        self.finish(self.b.len(), false);
         Split::Statements(self.out)
     }
 
@@ -182,10 +182,19 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    fn finish(&mut self, end: usize) {
+    /// Ends the statement begun at `start` at byte `end`. At a delimiter it
+    /// keeps the whitespace before it, as the engine's own shell sends it
+    /// (SQLite stores a `CREATE` up to the `;`); at the end of the file it
+    /// keeps none.
+    fn finish(&mut self, end: usize, at_delimiter: bool) {
         if let Some((s, line)) = self.start.take() {
-            let sql = self.src[s..end].trim();
-            if !sql.is_empty() {
+            let text = &self.src[s..end];
+            let sql = if at_delimiter {
+                text.trim_start()
+            } else {
+                text.trim()
+            };
+            if !sql.trim_end().is_empty() {
                 self.out.push(Statement {
                     sql: Cow::Borrowed(sql),
                     line,
@@ -214,7 +223,7 @@ impl<'a> Lexer<'a> {
         {
             let end = self.i;
             self.advance(self.delimiter.len());
-            self.finish(end);
+            self.finish(end, true);
             return Ok(());
         }
         match c {

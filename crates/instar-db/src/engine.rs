@@ -99,6 +99,13 @@ pub(crate) trait Engine: Sync {
         None
     }
     /// Why parallel data-migration workers would not help, where they would not.
+    /// A query listing rows whose foreign key points nowhere (table, rowid, parent),
+    /// where the engine may leave foreign keys unenforced during a migration: it
+    /// returns no row while they are enforced.
+    fn foreign_key_check_sql(&self) -> Option<&'static str> {
+        None
+    }
+
     fn parallel_refusal(&self) -> Option<&'static str> {
         None
     }

@@ -122,6 +122,19 @@ pub enum Error {
         /// What state the database is in now.
         aftermath: Aftermath,
     },
+    /// With foreign keys not enforced (SQLite's default), a migration left rows
+    /// whose foreign key points at no parent row.
+    #[error("migration {version} ({}) leaves rows whose foreign key points at no row: {violations}\n  SQLite does not enforce foreign keys on this connection (its default), so `PRAGMA foreign_key_check` was run before committing, as SQLite's table-rebuild procedure says.\n  {aftermath}. Fix the script (keep or copy the parent rows, or delete the orphaned rows in the migration itself), then run it again", path.display())]
+    ForeignKeyViolation {
+        /// Version text.
+        version: String,
+        /// The script.
+        path: PathBuf,
+        /// The first violations: table, rowid, parent table.
+        violations: String,
+        /// What state the database is in now.
+        aftermath: Aftermath,
+    },
     /// A data migration was refused before any batch ran (no such column, non-unique key …).
     #[error("data migration {version} refused before any batch ran: {reason}")]
     DataRefused {

@@ -90,6 +90,13 @@ impl Engine for Sqlite {
     fn binds_across_statements(&self) -> bool {
         true
     }
+    fn foreign_key_check_sql(&self) -> Option<&'static str> {
+        Some(
+            "SELECT c.\"table\", c.rowid, c.parent FROM pragma_foreign_key_check AS c \
+             WHERE (SELECT foreign_keys FROM pragma_foreign_keys) = 0 LIMIT 6",
+        )
+    }
+
     fn parallel_refusal(&self) -> Option<&'static str> {
         Some("SQLite has one write lock per database, so parallel workers would only take turns")
     }

@@ -15,7 +15,14 @@ fn render(s: &Split) -> String {
         Split::Statements(v) => v
             .iter()
             .enumerate()
-            .map(|(i, s)| format!("== statement {} (line {})\n{}\n", i + 1, s.line, s.sql))
+            .map(|(i, s)| {
+                format!(
+                    "== statement {} (line {})\n{}\n",
+                    i + 1,
+                    s.line,
+                    s.sql.trim_end()
+                )
+            })
             .collect(),
     }
 }

@@ -11,8 +11,24 @@ use crate::conn::{run_counting, Bind, Conn};
 /// About how much SQL one call carries.
 const CALL_BYTES: usize = 1 << 20;
 
-/// The separator between statements: `\n;\n` also ends a trailing line comment.
-const SEP: &str = "\n;\n";
+/// The separator after a statement: `;` right after its last token, so the
+/// engine stores a `CREATE` exactly as written (SQLite keeps the text up to the
+/// `;` in `sqlite_master`), as `sqlite3` and `psql` would send it.
+const SEP: &str = ";\n";
+
+/// The separator after a statement whose last line may end in a line comment
+/// (`-- …`, MySQL `# …`): a `;` on that line would be inside the comment.
+const SEP_AFTER_COMMENT: &str = "\n;\n";
+
+/// The separator that ends `sql`.
+fn sep(sql: &str) -> &'static str {
+    let last = sql.rsplit('\n').next().unwrap_or("");
+    if last.contains("--") || last.contains('#') {
+        SEP_AFTER_COMMENT
+    } else {
+        SEP
+    }
+}
 
 pub(super) struct Batch<'a> {
     /// A statement sent before the script's in the first call (`BEGIN`).
@@ -36,7 +52,7 @@ impl<'a> Batch<'a> {
                 bounds.push(i);
                 size = 0;
             }
-            size += s.sql.len() + SEP.len();
+            size += s.sql.len() + sep(&s.sql).len();
         }
         bounds.push(stmts.len());
         Batch {
@@ -60,7 +76,8 @@ impl<'a> Batch<'a> {
             let mut binds: &[Bind] = &[];
             if let Some((t, b)) = tail.filter(|_| k + 1 == calls) {
                 if !text.is_empty() {
-                    text.push_str(SEP);
+                    let last = self.stmts[..self.bounds[k + 1]].last();
+                    text.push_str(last.map_or(SEP, |s| sep(&s.sql)));
                 }
                 text.push_str(t);
                 binds = b;
@@ -77,7 +94,7 @@ impl<'a> Batch<'a> {
     /// offset of each of its script statements in it.
     fn text(&self, k: usize, extra: usize) -> (String, Vec<usize>) {
         let stmts = &self.stmts[self.bounds[k]..self.bounds[k + 1]];
-        let size: usize = stmts.iter().map(|s| s.sql.len() + SEP.len()).sum();
+        let size: usize = stmts.iter().map(|s| s.sql.len() + sep(&s.sql).len()).sum();
         let mut text = String::with_capacity(size + extra + 64);
         let mut chars = 0;
         if let Some(b) = self.start.filter(|_| k == 0) {
@@ -86,14 +103,16 @@ impl<'a> Batch<'a> {
             chars += b.chars().count() + SEP.len();
         }
         let mut starts = Vec::with_capacity(stmts.len());
-        for (i, s) in stmts.iter().enumerate() {
-            if i > 0 {
-                text.push_str(SEP);
-                chars += SEP.len();
+        let mut after: Option<&str> = None;
+        for s in stmts {
+            if let Some(sep) = after {
+                text.push_str(sep);
+                chars += sep.len();
             }
             starts.push(chars);
             text.push_str(&s.sql);
             chars += s.sql.chars().count();
+            after = Some(sep(&s.sql));
         }
         (text, starts)
     }
@@ -138,7 +157,7 @@ mod tests {
             text,
             format!("BEGIN{SEP}{x}{SEP}{x}{SEP}{x}", x = "x".repeat(10))
         );
-        assert_eq!(starts, vec![8, 21, 34]);
+        assert_eq!(starts, vec![7, 19, 31]);
 
         let large = stmts(5, CALL_BYTES / 2);
         let b = Batch::new(Some("BEGIN"), &large);
@@ -148,8 +167,32 @@ mod tests {
         // Statement 0 of call 3 is the script's statement 3; BEGIN was in call 0 only.
         let e = sqlx::Error::Protocol("x".into());
         assert_eq!(b.locate(3, &[0], 0, &e), Some((3, None)));
-        assert_eq!(b.locate(0, &[8], 0, &e), None);
-        assert_eq!(b.locate(0, &[8], 1, &e), Some((0, None)));
+        assert_eq!(b.locate(0, &[7], 0, &e), None);
+        assert_eq!(b.locate(0, &[7], 1, &e), Some((0, None)));
+    }
+
+    #[test]
+    fn a_statement_ends_at_its_last_token_unless_a_line_comment_ends_it() {
+        let s = [
+            Statement {
+                sql: "CREATE INDEX i ON t (x)".into(),
+                line: 1,
+            },
+            Statement {
+                sql: "SELECT 1 -- one".into(),
+                line: 2,
+            },
+            Statement {
+                sql: "SELECT 2".into(),
+                line: 3,
+            },
+        ];
+        let (text, starts) = Batch::new(None, &s).text(0, 0);
+        assert_eq!(
+            text,
+            "CREATE INDEX i ON t (x);\nSELECT 1 -- one\n;\nSELECT 2"
+        );
+        assert_eq!(starts, vec![0, 25, 43]);
     }
 
     #[test]

@@ -482,7 +482,10 @@ fn is_dirty(e: &Error) -> bool {
 }
 
 fn set_aftermath(e: &mut Error, a: Aftermath) {
-    if let Error::StatementFailed { aftermath, .. } | Error::CheckFailed { aftermath, .. } = e {
+    if let Error::StatementFailed { aftermath, .. }
+    | Error::CheckFailed { aftermath, .. }
+    | Error::ForeignKeyViolation { aftermath, .. } = e
+    {
         *aftermath = a;
     }
 }
@@ -551,6 +554,9 @@ async fn run_each(
                         aftermath: Aftermath::RolledBack,
                         ..
                     } | Error::CheckFailed {
+                        aftermath: Aftermath::RolledBack,
+                        ..
+                    } | Error::ForeignKeyViolation {
                         aftermath: Aftermath::RolledBack,
                         ..
                     }

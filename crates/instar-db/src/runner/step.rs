@@ -321,7 +321,11 @@ pub(super) async fn run_in_transaction(
 ) -> Result<(), Error> {
     let (t0, up, stmts) = start_step(db, m, step, sink);
     let tx = TxSql::new(db, nested);
-    let one_call = !nested && db.engine.binds_across_statements();
+    let fk_check = db
+        .engine
+        .foreign_key_check_sql()
+        .filter(|_| may_orphan_rows(&stmts));
+    let one_call = !nested && db.engine.binds_across_statements() && fk_check.is_none();
     let (history, conn) = db.parts();
     if up && !m.meta.checks.before.is_empty() {
         control(conn, tx.begin).await?;
@@ -356,6 +360,9 @@ pub(super) async fn run_in_transaction(
         if up {
             run_checks(conn, m, "after", Aftermath::RolledBack).await?;
         }
+        if let Some(sql) = fk_check {
+            check_foreign_keys(conn, m, step.direction, sql).await?;
+        }
         history
             .insert(conn, &done_row(m, step, t0, stmts.len(), Some(rows)))
             .await?;
@@ -373,6 +380,49 @@ pub(super) async fn run_in_transaction(
             Err(e)
         }
     }
+}
+
+/// Whether a script can leave a foreign key pointing nowhere: anything but
+/// `CREATE` (a new table is empty; a new index or view holds no row).
+fn may_orphan_rows(stmts: &[Statement]) -> bool {
+    stmts.iter().any(|s| {
+        let words = crate::engine::leading_words(&s.sql, 1);
+        words.first().is_none_or(|w| w != "CREATE")
+    })
+}
+
+/// Fails the migration (its transaction is then undone) when it left rows
+/// whose foreign key points at no row, naming the first few.
+async fn check_foreign_keys(
+    conn: &mut crate::conn::Conn,
+    m: &Migration,
+    direction: Direction,
+    sql: &str,
+) -> Result<(), Error> {
+    let rows = crate::conn::query(sql)
+        .fetch_all(conn)
+        .await
+        .map_err(|e| Error::query("checking foreign keys (PRAGMA foreign_key_check)", e))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut found: Vec<String> = Vec::new();
+    for r in rows.iter().take(5) {
+        let table: String = r.try_get(0).unwrap_or_default();
+        let rowid: Option<i64> = r.try_get(1).ok();
+        let parent: String = r.try_get(2).unwrap_or_default();
+        let row = rowid.map_or("a row".to_string(), |id| format!("rowid {id}"));
+        found.push(format!("{table} {row} → {parent} (no such row)"));
+    }
+    if rows.len() > 5 {
+        found.push("and more".into());
+    }
+    Err(Error::ForeignKeyViolation {
+        version: m.version.to_string(),
+        path: super::script(m, direction).path.clone(),
+        violations: found.join("; "),
+        aftermath: Aftermath::RolledBack,
+    })
 }
 
 /// SQLite binds parameters across a multi-statement query: the script, its
@@ -431,6 +481,15 @@ pub(super) async fn record_failure(
             version,
             Some(check.clone()),
             format!("check {phase} returned {result}"),
+        ),
+        Error::ForeignKeyViolation {
+            version,
+            violations,
+            ..
+        } => (
+            version,
+            Some("PRAGMA foreign_key_check".to_string()),
+            format!("rows whose foreign key points at no row: {violations}"),
         ),
         _ => return Ok(()),
     };

@@ -271,17 +271,27 @@ pub fn backup_tool_missing(b: Backend, test: &str) -> bool {
         Backend::Postgres => "pg_dump",
         Backend::MySql => "mysqldump",
     };
-    if std::process::Command::new(tool)
+    tool_or_skip(tool, &format!("{test} on {b:?}")).is_none()
+}
+
+/// The outside tool `name` when it is installed; otherwise a visible skip
+/// locally, and with `CI=true` a failure, since CI installs it.
+pub fn tool(name: &str, test: &str) -> Option<String> {
+    tool_or_skip(name, test)
+}
+
+fn tool_or_skip(name: &str, test: &str) -> Option<String> {
+    if std::process::Command::new(name)
         .arg("--version")
         .output()
         .is_ok()
     {
-        return false;
+        return Some(name.to_string());
     }
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
-        "{test} on {b:?}: {tool} is not installed, and CI=true"
+        "{test}: {name} is not installed, and CI=true"
     );
-    eprintln!("SKIPPED {test} on {b:?}: {tool} is not installed");
-    true
+    eprintln!("SKIPPED {test}: {name} is not installed");
+    None
 }

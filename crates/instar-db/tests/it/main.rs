@@ -4,4 +4,5 @@
 mod harness;
 mod conformance;
 mod defects;
+mod sqlite_owners;
 mod upgrade;
