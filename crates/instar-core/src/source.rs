@@ -45,6 +45,23 @@ pub struct Migration {
     pub transaction: bool,
     /// `sha256:<hex>` of the normalised forward script.
     pub checksum: String,
+    /// popx: the scripts for each engine (the dialect-free one has no dialect);
+    /// [`Source::for_dialect`] picks one. Empty for every other layout.
+    #[serde(skip)]
+    pub variants: Vec<Variant>,
+}
+
+/// One engine's scripts of a popx migration.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// The dialect suffix (`sqlite3`, `postgres` …); `None` for every engine.
+    pub dialect: Option<String>,
+    /// The forward script.
+    pub up: Script,
+    /// The reverse script, if any.
+    pub down: Option<Script>,
+    /// `false` for `.autocommit` files.
+    pub transaction: bool,
 }
 
 impl Migration {
@@ -68,6 +85,42 @@ pub struct Source {
 }
 
 impl Source {
+    /// The migrations as they run on `dialect`: each popx migration's files for
+    /// that engine (or its dialect-free files); one with neither does not exist
+    /// on this engine, as popx has it (said in the notes). Other layouts are
+    /// returned as they are.
+    pub fn for_dialect(mut self, dialect: crate::split::Dialect) -> Source {
+        if self.layout != Some(Layout::Popx) {
+            return self;
+        }
+        let mut notes = Vec::new();
+        self.migrations.retain_mut(|m| {
+            let chosen = m
+                .variants
+                .iter()
+                .find(|v| {
+                    v.dialect
+                        .as_deref()
+                        .is_some_and(|d| crate::layouts::popx_dialect_is(d, dialect))
+                })
+                .or_else(|| m.variants.iter().find(|v| v.dialect.is_none()));
+            let Some(v) = chosen else {
+                notes.push(format!(
+                    "skipped {} {}: no file for {dialect} and no dialect-free file",
+                    m.version, m.name
+                ));
+                return false;
+            };
+            m.checksum = checksum::checksum(&v.up.sql);
+            m.up = v.up.clone();
+            m.down = v.down.clone();
+            m.transaction = v.transaction && !meta::header_no_transaction(&v.up.sql);
+            true
+        });
+        self.notes.extend(notes);
+        self
+    }
+
     /// The migration with this version text, if any.
     pub fn find(&self, version: &str) -> Option<&Migration> {
         let parsed = self.layout.and_then(|l| Version::parse(version, l));
@@ -81,20 +134,36 @@ enum Family {
     Folder,
     Sqlx,
     Flyway,
+    Dotted,
 }
 
-#[derive(PartialEq)]
-enum Part {
+/// How to read a folder: a layout forced instead of detected, and a declared
+/// file-name pattern (with `Layout::Pattern`).
+#[derive(Debug, Clone, Default)]
+pub struct Reading {
+    /// The layout to use instead of detecting it.
+    pub layout: Option<Layout>,
+    /// The file-name pattern of `Layout::Pattern`.
+    pub pattern: Option<crate::layouts::Pattern>,
+}
+
+/// What every message about an unreadable folder ends with.
+pub const LAYOUTS_TRIED: &str = "the layouts Instar reads are: <version>_<name>/up.sql folders (Instar, diesel), <version>_<name>.sql or .up.sql/.down.sql (sqlx, golang-migrate, popx with .<dialect> suffixes, dbmate, goose), V<version>__<name>.sql (Flyway, refinery) and V<version>.<Name>.up.sql; for another, declare it in instar.toml: [migrations] pattern = \"{version}.{name}.{direction}.sql\"";
+
+#[derive(PartialEq, Clone, Copy, Debug)]
+pub(crate) enum Part {
     Simple,
     Up,
     Down,
 }
 
-struct Found {
-    version_text: String,
-    name: String,
-    path: PathBuf,
-    part: Part,
+pub(crate) struct Found {
+    pub(crate) version_text: String,
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) part: Part,
+    /// popx file-name suffixes (`.sqlite3`, `.autocommit`).
+    pub(crate) popx: Option<crate::layouts::PopxSuffix>,
 }
 
 /// Reads the migrations in folder `dir`. `forced` overrides layout detection
@@ -106,6 +175,22 @@ pub fn read_dir(dir: &Path, forced: Option<Layout>) -> Result<Source, Error> {
 /// Reads the migrations in folder `dir` of `files` (the file system, or files
 /// in memory), exactly as [`read_dir`] reads a folder on disk.
 pub fn read_tree(files: &dyn Files, dir: &Path, forced: Option<Layout>) -> Result<Source, Error> {
+    read_tree_with(
+        files,
+        dir,
+        &Reading {
+            layout: forced,
+            pattern: None,
+        },
+    )
+}
+
+/// Reads the migrations in folder `dir` of `files` as `reading` says.
+pub fn read_tree_with(files: &dyn Files, dir: &Path, reading: &Reading) -> Result<Source, Error> {
+    let forced = reading.layout;
+    if let Some(pattern) = &reading.pattern {
+        return read_pattern(files, dir, pattern, forced);
+    }
     let mut source = Source {
         dir: dir.to_path_buf(),
         ..Source::default()
@@ -116,15 +201,25 @@ pub fn read_tree(files: &dyn Files, dir: &Path, forced: Option<Layout>) -> Resul
     let mut folders = Vec::new();
     let mut sqlx = Vec::new();
     let mut flyway = Vec::new();
+    let mut dotted = Vec::new();
+    let mut code = Vec::new();
     for (file_name, is_dir) in entries {
         let path = dir.join(&file_name);
         if file_name.starts_with('.') {
             continue;
         }
+        if !is_dir && file_name.starts_with(|c: char| c.is_ascii_digit()) {
+            // Migrations Instar cannot run: they must not be skipped without a word.
+            if file_name.ends_with(".fizz") || file_name.ends_with(".go") {
+                code.push(path);
+                continue;
+            }
+        }
         match classify(files, &path, &file_name, is_dir)? {
             Some((Family::Folder, f)) => folders.push(f),
             Some((Family::Sqlx, f)) => sqlx.push(f),
             Some((Family::Flyway, f)) => flyway.push(f),
+            Some((Family::Dotted, f)) => dotted.push(f),
             // A folder with an up.sql is meant as a migration: never skipped silently.
             None if is_dir && files.is_file(&path.join("up.sql")) => {
                 return Err(Error::MalformedName {
@@ -143,6 +238,7 @@ pub fn read_tree(files: &dyn Files, dir: &Path, forced: Option<Layout>) -> Resul
         ("folder (up.sql)", &folders),
         ("sqlx", &sqlx),
         ("flyway", &flyway),
+        ("dotted", &dotted),
     ]
     .iter()
     .filter(|(_, found)| !found.is_empty())
@@ -175,14 +271,82 @@ pub fn read_tree(files: &dyn Files, dir: &Path, forced: Option<Layout>) -> Resul
         source.layout = Some(layout);
         read_folders(files, folders, layout, &mut source.notes)?
     } else if !sqlx.is_empty() {
-        source.layout = Some(Layout::Sqlx);
-        read_sqlx(files, sqlx)?
+        let (layout, migrations) = read_sqlx(files, sqlx)?;
+        source.layout = Some(layout);
+        migrations
     } else if !flyway.is_empty() {
         source.layout = Some(Layout::Flyway);
-        read_flyway(files, flyway)?
+        read_flyway(files, flyway, Layout::Flyway)?
+    } else if !dotted.is_empty() {
+        source.layout = Some(Layout::Dotted);
+        read_flyway(files, dotted, Layout::Dotted)?
     } else {
         Vec::new()
     };
+    if let (Some(declared), Some(found)) = (forced, source.layout) {
+        if !matches!(declared, Layout::Instar | Layout::Diesel) && declared != found {
+            return Err(Error::MalformedName {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "instar.toml declares the {declared} layout, but the files are in the {found} layout; fix the layout key (or remove it: layouts are recognised from the files)"
+                ),
+            });
+        }
+    }
+    if let Some(path) = code.first() {
+        return Err(Error::MalformedName {
+            path: path.clone(),
+            reason: "a migration written in code (Go, or pop's fizz), which Instar cannot run; write it as SQL (`soda` prints a fizz file's SQL), or move it out of the migrations folder".into(),
+        });
+    }
+    source.migrations = order(migrations)?;
+    Ok(source)
+}
+
+/// Reads a folder whose file names follow a declared pattern.
+fn read_pattern(
+    files: &dyn Files,
+    dir: &Path,
+    pattern: &crate::layouts::Pattern,
+    forced: Option<Layout>,
+) -> Result<Source, Error> {
+    let layout = match forced {
+        Some(l @ Layout::Pattern(_)) => l,
+        _ => Layout::Pattern(crate::version::Order::Numeric),
+    };
+    let mut source = Source {
+        dir: dir.to_path_buf(),
+        layout: Some(layout),
+        ..Source::default()
+    };
+    let mut entries = files.list(dir).map_err(|e| Error::io(dir, e))?;
+    entries.sort();
+    let mut found = Vec::new();
+    for (file_name, is_dir) in entries {
+        let path = dir.join(&file_name);
+        match (is_dir, pattern.matches(&file_name)) {
+            (false, Some(m)) => found.push(Found {
+                version_text: m.version,
+                name: m.name,
+                path,
+                part: match m.up {
+                    None => Part::Simple,
+                    Some(true) => Part::Up,
+                    Some(false) => Part::Down,
+                },
+                popx: None,
+            }),
+            _ => source.notes.push(format!(
+                "ignored {}: does not match the pattern {:?}",
+                path.display(),
+                pattern.as_str()
+            )),
+        }
+    }
+    let migrations = pair(files, found, layout)?
+        .into_iter()
+        .map(|(v, n, up, down)| build(v, n, layout, up, down, Meta::default(), true))
+        .collect();
     source.migrations = order(migrations)?;
     Ok(source)
 }
@@ -216,6 +380,7 @@ fn classify(
                 name: name.into(),
                 path: path.to_path_buf(),
                 part: Part::Simple,
+                popx: None,
             },
         )));
     }
@@ -224,9 +389,24 @@ fn classify(
     };
     let first = stem.chars().next().unwrap_or(' ');
     let second_digit = stem[first.len_utf8()..].starts_with(|c: char| c.is_ascii_digit());
+    if first == 'V' && second_digit && !stem.contains("__") && stem.contains('.') {
+        // `V0001.Initial_Schema.up.sql`: the version up to the first dot.
+        let (rest, part) = up_or_down(stem);
+        let (version, name) = rest[1..].split_once('.').unwrap_or((&rest[1..], ""));
+        return Ok(Some((
+            Family::Dotted,
+            Found {
+                version_text: version.into(),
+                name: name.into(),
+                path: path.to_path_buf(),
+                part: if part == Part::Simple { Part::Up } else { part },
+                popx: None,
+            },
+        )));
+    }
     if (first == 'V' || first == 'U') && second_digit || stem.starts_with("R__") {
         let (version, name) = stem[1..].split_once("__").ok_or_else(|| {
-            malformed("Flyway names are V<version>__<name>.sql (two underscores)")
+            malformed(&format!("expected V<version>__<name>.sql (Flyway: two underscores) or V<version>.<Name>.up.sql; {LAYOUTS_TRIED}"))
         })?;
         let part = match first {
             'V' => Part::Up,
@@ -240,20 +420,19 @@ fn classify(
                 name: name.into(),
                 path: path.to_path_buf(),
                 part,
+                popx: None,
             },
         )));
     }
     if starts_digit {
-        let (rest, part) = if let Some(r) = stem.strip_suffix(".up") {
-            (r, Part::Up)
-        } else if let Some(r) = stem.strip_suffix(".down") {
-            (r, Part::Down)
-        } else {
-            (stem, Part::Simple)
-        };
+        let (rest, part) = up_or_down(stem);
         let (version, name) = rest
             .split_once('_')
-            .ok_or_else(|| malformed("expected <version>_<name>.sql"))?;
+            .ok_or_else(|| malformed(&format!("expected <version>_<name>.sql; {LAYOUTS_TRIED}")))?;
+        let (name, popx) = match crate::layouts::popx_suffix(name) {
+            Some((n, suffix)) if part != Part::Simple => (n, Some(suffix)),
+            _ => (name, None),
+        };
         return Ok(Some((
             Family::Sqlx,
             Found {
@@ -261,10 +440,22 @@ fn classify(
                 name: name.into(),
                 path: path.to_path_buf(),
                 part,
+                popx,
             },
         )));
     }
     Ok(None)
+}
+
+/// A file stem without its `.up` / `.down` part, and which it was.
+fn up_or_down(stem: &str) -> (&str, Part) {
+    if let Some(r) = stem.strip_suffix(".up") {
+        (r, Part::Up)
+    } else if let Some(r) = stem.strip_suffix(".down") {
+        (r, Part::Down)
+    } else {
+        (stem, Part::Simple)
+    }
 }
 
 fn looks_like_diesel(files: &dyn Files, dir: &Path, folders: &[Found]) -> bool {
@@ -293,7 +484,7 @@ fn read_text(files: &dyn Files, path: &Path) -> Result<String, Error> {
     })
 }
 
-fn read_script(files: &dyn Files, path: &Path) -> Result<Script, Error> {
+pub(crate) fn read_script(files: &dyn Files, path: &Path) -> Result<Script, Error> {
     let bytes = files.read(path).map_err(|e| Error::io(path, e))?;
     if let Some(at) = bytes.iter().position(|&b| b == 0) {
         return Err(Error::NulByte {
@@ -312,30 +503,17 @@ fn read_script(files: &dyn Files, path: &Path) -> Result<Script, Error> {
     })
 }
 
-fn parse_version(f: &Found, layout: Layout) -> Result<Version, Error> {
-    Version::parse(&f.version_text, layout).ok_or_else(|| {
-        let v = &f.version_text;
-        // Each run of digits is a 128-bit number: 39 digits at most.
-        let longest = v
-            .split(|c: char| !c.is_ascii_digit())
-            .map(str::len)
-            .max()
-            .unwrap_or(0);
-        let reason = if longest > 38 {
-            format!(
-                "{v:?} is not a version: a run of {longest} digits is too long (at most 38 digits per number); shorten it"
-            )
-        } else {
-            format!("{v:?} is not a valid version for the {layout} layout")
-        };
-        Error::MalformedName {
-            path: f.path.clone(),
-            reason,
-        }
+pub(crate) fn parse_version(f: &Found, layout: Layout) -> Result<Version, Error> {
+    Version::parse(&f.version_text, layout).ok_or_else(|| Error::MalformedName {
+        path: f.path.clone(),
+        reason: format!(
+            "{:?} is not a valid version for the {layout} layout; {LAYOUTS_TRIED}",
+            f.version_text
+        ),
     })
 }
 
-fn build(
+pub(crate) fn build(
     version: Version,
     name: String,
     layout: Layout,
@@ -355,6 +533,7 @@ fn build(
         down,
         meta,
         transaction,
+        variants: Vec::new(),
     }
 }
 
@@ -404,6 +583,7 @@ fn read_folder_chunk(
             name: f.name.clone(),
             path: f.path.clone(),
             part: Part::Simple,
+            popx: None,
         };
         // One listing per folder tells which of its files exist.
         let names: Vec<String> = files
@@ -485,7 +665,7 @@ fn read_folder_chunk(
     Ok(out)
 }
 
-fn duplicate(version: &Version, first: &Path, second: &Path) -> Error {
+pub(crate) fn duplicate(version: &Version, first: &Path, second: &Path) -> Error {
     Error::DuplicateVersion {
         version: version.to_string(),
         first: first.to_path_buf(),
@@ -594,7 +774,13 @@ fn pair(files: &dyn Files, found: Vec<Found>, layout: Layout) -> Result<Vec<Pair
     Ok(out)
 }
 
-fn read_sqlx(files: &dyn Files, found: Vec<Found>) -> Result<Vec<Migration>, Error> {
+/// Reads `<version>_<name>.sql` files: sqlx (and golang-migrate) files, popx
+/// files when a name carries a dialect or `.autocommit` suffix, and dbmate or
+/// goose files when their contents have those tools' sections.
+fn read_sqlx(files: &dyn Files, found: Vec<Found>) -> Result<(Layout, Vec<Migration>), Error> {
+    if found.iter().any(|f| f.popx.is_some()) {
+        return Ok((Layout::Popx, crate::source_popx::read(files, found)?));
+    }
     for f in &found {
         if f.part == Part::Simple
             && found
@@ -607,16 +793,67 @@ fn read_sqlx(files: &dyn Files, found: Vec<Found>) -> Result<Vec<Migration>, Err
             });
         }
     }
-    Ok(pair(files, found, Layout::Sqlx)?
-        .into_iter()
-        .map(|(v, n, up, down)| build(v, n, Layout::Sqlx, up, down, Meta::default(), true))
-        .collect())
+    let paired = pair(files, found, Layout::Sqlx)?;
+    let sectioned = |is: fn(&str) -> bool| {
+        paired
+            .iter()
+            .any(|(_, _, up, down)| down.is_none() && is(&up.sql))
+    };
+    let layout = if sectioned(crate::layouts::is_dbmate) {
+        Layout::Dbmate
+    } else if sectioned(crate::layouts::is_goose) {
+        Layout::Goose
+    } else {
+        return Ok((
+            Layout::Sqlx,
+            paired
+                .into_iter()
+                .map(|(v, n, up, down)| build(v, n, Layout::Sqlx, up, down, Meta::default(), true))
+                .collect(),
+        ));
+    };
+    let mut out = Vec::with_capacity(paired.len());
+    for (v, n, up, down) in paired {
+        let path = up.path.clone();
+        let bad = |reason: String| Error::MalformedName {
+            path: path.clone(),
+            reason,
+        };
+        if down.is_some() {
+            return Err(bad(format!(
+                "a {layout} folder holds one file per migration, with both directions in it; this one has .up.sql/.down.sql files"
+            )));
+        }
+        let sections = match layout {
+            Layout::Dbmate => crate::layouts::dbmate_sections(&up.sql),
+            _ => crate::layouts::goose_sections(&up.sql),
+        }
+        .map_err(|e| bad(format!("as a {layout} file: {e}")))?;
+        let script = |sql: String| Script {
+            path: path.clone(),
+            sql,
+        };
+        out.push(build(
+            v,
+            n,
+            layout,
+            script(sections.up),
+            sections.down.map(script),
+            Meta::default(),
+            sections.up_transaction,
+        ));
+    }
+    Ok((layout, out))
 }
 
-fn read_flyway(files: &dyn Files, found: Vec<Found>) -> Result<Vec<Migration>, Error> {
-    Ok(pair(files, found, Layout::Flyway)?
+fn read_flyway(
+    files: &dyn Files,
+    found: Vec<Found>,
+    layout: Layout,
+) -> Result<Vec<Migration>, Error> {
+    Ok(pair(files, found, layout)?
         .into_iter()
-        .map(|(v, n, up, down)| build(v, n, Layout::Flyway, up, down, Meta::default(), true))
+        .map(|(v, n, up, down)| build(v, n, layout, up, down, Meta::default(), true))
         .collect())
 }
 

@@ -217,6 +217,11 @@ impl<'a> Lexer<'a> {
                 return Ok(());
             }
         }
+        if self.start.is_none() && self.at_line_start() && c == b'-' {
+            if let Some(r) = self.goose_block() {
+                return r;
+            }
+        }
         if self.b[self.i..].starts_with(self.delimiter.as_bytes())
             && self.depth <= 0
             && self.parens <= 0
@@ -286,6 +291,41 @@ impl<'a> Lexer<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Handles a goose `-- +goose StatementBegin` … `-- +goose StatementEnd`
+    /// block: the text between is one statement, as written (its last `;`
+    /// dropped). `None` when the line does not begin one.
+    fn goose_block(&mut self) -> Option<Result<(), Open>> {
+        let line_len = |r: &str| r.find('\n').map_or(r.len(), |n| n + 1);
+        let first = line_len(&self.src[self.i..]);
+        if crate::layouts::goose_statement_mark(&self.src[self.i..self.i + first]) != Some(true) {
+            return None;
+        }
+        let body_start = self.i + first;
+        let mut pos = body_start;
+        while pos < self.b.len() {
+            let len = line_len(&self.src[pos..]);
+            if crate::layouts::goose_statement_mark(&self.src[pos..pos + len]) == Some(false) {
+                let body = &self.src[body_start..pos];
+                let sql = body.trim();
+                let sql = sql.strip_suffix(';').unwrap_or(sql).trim_end();
+                let lead = &body[..body.len() - body.trim_start().len()];
+                if !sql.is_empty() {
+                    self.out.push(Statement {
+                        sql: Cow::Borrowed(sql),
+                        line: self.line + 1 + lead.matches('\n').count(),
+                    });
+                }
+                self.advance(pos + len - self.i);
+                return Some(Ok(()));
+            }
+            pos += len;
+        }
+        Some(Err(Open {
+            what: "-- +goose StatementBegin block (no -- +goose StatementEnd)".into(),
+            line: self.line,
+        }))
     }
 
     /// Handles a MySQL client `DELIMITER x` line; `None` when the line is not one.

@@ -4,8 +4,13 @@
 //! adopted project runs in the order it always ran:
 //! - Instar: every run of digits is a number (`2 < 10`, `2018-01-14-171611` works);
 //! - diesel: the text with `-` removed, compared as a string;
-//! - sqlx: one signed 64-bit integer;
-//! - Flyway: dotted (or `_`-separated) numeric parts, trailing zero parts ignored.
+//! - sqlx (and golang-migrate, goose, dbmate, popx): one integer, of any length
+//!   (popx's are 20 digits, more than 64 bits hold);
+//! - Flyway: dotted (or `_`-separated) numeric parts, trailing zero parts ignored;
+//! - a declared `pattern`: numeric like Instar's, or as text.
+//!
+//! Numbers are compared exactly whatever their length: as digit strings
+//! without leading zeros, shorter first.
 //!
 //! Repeatable migrations (Flyway `R__`) have no version; they sort after all
 //! versioned ones, by name.
@@ -16,17 +21,38 @@ use std::fmt;
 use serde::Serialize;
 
 /// Which tool's file layout a migration was read from; decides version order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Layout {
     /// `<version>_<name>/up.sql` (+ `down.sql`, `migration.toml`), numeric-segment order.
     Instar,
     /// diesel's `<version>_<name>/up.sql`, string order with `-` removed.
     Diesel,
-    /// sqlx's `<version>_<name>.sql` or `.up.sql`/`.down.sql`, integer order.
+    /// sqlx's (and golang-migrate's) `<version>_<name>.sql` or
+    /// `.up.sql`/`.down.sql`, integer order.
     Sqlx,
     /// Flyway's `V<version>__<name>.sql`, `U…` undo and `R__…` repeatable files.
     Flyway,
+    /// `V<version>.<Name>.up.sql` / `.down.sql`, numeric order.
+    Dotted,
+    /// ory/popx: `<version>_<name>[.<dialect>][.autocommit].up.sql` / `.down.sql`,
+    /// the files of the connected engine chosen; integer order.
+    Popx,
+    /// dbmate: `<version>_<name>.sql` with `-- migrate:up` / `-- migrate:down` sections.
+    Dbmate,
+    /// goose: `<version>_<name>.sql` with `-- +goose Up` / `-- +goose Down` annotations.
+    Goose,
+    /// A `pattern` declared in `instar.toml`, in the order it names.
+    Pattern(Order),
+}
+
+/// How a declared pattern's versions are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Order {
+    /// Every run of digits is a number (`2 < 10`).
+    #[default]
+    Numeric,
+    /// As text, character by character.
+    Text,
 }
 
 impl fmt::Display for Layout {
@@ -36,13 +62,51 @@ impl fmt::Display for Layout {
             Layout::Diesel => "diesel",
             Layout::Sqlx => "sqlx",
             Layout::Flyway => "flyway",
+            Layout::Dotted => "dotted",
+            Layout::Popx => "popx",
+            Layout::Dbmate => "dbmate",
+            Layout::Goose => "goose",
+            Layout::Pattern(_) => "pattern",
         })
+    }
+}
+
+impl Serialize for Layout {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A whole number of any length: its digits without leading zeros. Shorter is
+/// smaller; of equal length, the text decides.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Num(String);
+
+impl Num {
+    fn new(digits: &str) -> Num {
+        let t = digits.trim_start_matches('0');
+        Num(if t.is_empty() { "0".into() } else { t.into() })
+    }
+}
+
+impl Ord for Num {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0
+            .len()
+            .cmp(&other.0.len())
+            .then_with(|| self.0.cmp(&other.0))
+    }
+}
+
+impl PartialOrd for Num {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    Numbers(Vec<u128>),
+    Numbers(Vec<Num>),
     Text(String),
     Repeatable(String),
 }
@@ -64,16 +128,21 @@ impl Version {
             return None;
         }
         let key = match layout {
-            Layout::Instar => Key::Numbers(digit_runs(text)?),
+            Layout::Instar | Layout::Dotted | Layout::Pattern(Order::Numeric) => {
+                Key::Numbers(digit_runs(text)?)
+            }
+            Layout::Pattern(Order::Text) => Key::Text(text.to_string()),
             Layout::Diesel => {
                 if !text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
                     return None;
                 }
                 Key::Text(text.replace('-', ""))
             }
-            Layout::Sqlx => {
-                let n: i64 = text.parse().ok()?;
-                Key::Numbers(vec![u128::try_from(n).ok()?])
+            Layout::Sqlx | Layout::Popx | Layout::Dbmate | Layout::Goose => {
+                if !text.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                Key::Numbers(vec![Num::new(text)])
             }
             Layout::Flyway => {
                 let mut parts = Vec::new();
@@ -81,9 +150,9 @@ impl Version {
                     if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
                         return None;
                     }
-                    parts.push(part.parse::<u128>().ok()?);
+                    parts.push(Num::new(part));
                 }
-                while parts.len() > 1 && parts.last() == Some(&0) {
+                while parts.len() > 1 && parts.last().is_some_and(|p| p.0 == "0") {
                     parts.pop();
                 }
                 Key::Numbers(parts)
@@ -116,11 +185,11 @@ impl Version {
     }
 }
 
-fn digit_runs(text: &str) -> Option<Vec<u128>> {
+fn digit_runs(text: &str) -> Option<Vec<Num>> {
     let mut out = Vec::new();
     for run in text.split(|c: char| !c.is_ascii_digit()) {
         if !run.is_empty() {
-            out.push(run.parse::<u128>().ok()?);
+            out.push(Num::new(run));
         }
     }
     (!out.is_empty()).then_some(out)
@@ -208,6 +277,24 @@ mod tests {
         assert_eq!(v("1_1", Layout::Flyway).as_str(), "1.1");
         assert_eq!(v("1.0", Layout::Flyway), v("1", Layout::Flyway));
         assert!(Version::parse("1..2", Layout::Flyway).is_none());
+    }
+
+    #[test]
+    fn numbers_of_any_length_compare_exactly() {
+        let popx = |t| v(t, Layout::Popx);
+        assert!(popx("20150100000001000000") < popx("20150100000001000001"));
+        assert!(popx("9") < popx("20150100000001000000"));
+        assert_eq!(popx("007"), popx("7"));
+        let long = "1".repeat(60);
+        assert!(v(&long, Layout::Instar) > v(&"9".repeat(59), Layout::Instar));
+        assert_eq!(v("1.0.0", Layout::Flyway), v("1", Layout::Flyway));
+    }
+
+    #[test]
+    fn a_text_pattern_orders_as_text() {
+        let t = |s| v(s, Layout::Pattern(Order::Text));
+        assert!(t("10") < t("2"));
+        assert!(v("2", Layout::Pattern(Order::Numeric)) < v("10", Layout::Pattern(Order::Numeric)));
     }
 
     #[test]

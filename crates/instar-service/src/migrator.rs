@@ -45,6 +45,7 @@ impl Migrator {
         Migrator::new(FolderSource {
             dir: dir.as_ref().to_path_buf(),
             layout: None,
+            pattern: None,
             cache: None,
         })
     }

@@ -39,6 +39,7 @@ impl Service {
         let source = FolderSource {
             dir: settings.migrations.clone(),
             layout: settings.layout,
+            pattern: settings.pattern.clone(),
             cache: settings.source_cache.clone(),
         };
         Service::with_source(settings, source)
@@ -57,9 +58,15 @@ impl Service {
         &self.settings
     }
 
-    /// Reads the migrations now.
+    /// Reads the migrations now, as they run on the settings' engine (a popx
+    /// folder's files for that engine).
     pub fn load(&self) -> Result<Source, Error> {
-        self.source.load()
+        let source = self.source.load()?;
+        Ok(match instar_db::url::DbUrl::parse(&self.settings.db.url) {
+            Ok(url) => source.for_dialect(url.dialect),
+            // Connecting says what is wrong with the URL.
+            Err(_) => source,
+        })
     }
 
     /// Opens a connection with the settings (init SQL run).

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use instar_core::duration;
+use instar_core::layouts::Pattern;
+use instar_core::version::Order;
 use instar_core::Layout;
 use serde::Deserialize;
 
@@ -19,6 +21,8 @@ pub struct Settings {
     pub migrations: PathBuf,
     /// A layout to use instead of detecting it.
     pub layout: Option<Layout>,
+    /// The file-name pattern of a declared layout.
+    pub pattern: Option<Pattern>,
     /// Where the folder source keeps what it last read (`None`: read every file each time).
     pub source_cache: Option<PathBuf>,
     /// How long a run waits for another run's lock.
@@ -41,6 +45,7 @@ impl Settings {
             db: instar_db::Settings::new(url),
             migrations: root.join("migrations"),
             layout: None,
+            pattern: None,
             source_cache: Some(root.join(".instar").join("cache")),
             lock_timeout: Duration::from_secs(60),
             backup: true,
@@ -107,8 +112,12 @@ pub struct DatabaseConfig {
 pub struct MigrationsConfig {
     /// The folder, relative to the file.
     pub dir: Option<PathBuf>,
-    /// `instar`, `diesel`, `sqlx` or `flyway`.
+    /// `instar`, `diesel`, `sqlx`, `flyway`, `dotted`, `popx`, `dbmate` or `goose`.
     pub layout: Option<String>,
+    /// A file-name pattern for any other layout: `{version}.{name}.{direction}.sql`.
+    pub pattern: Option<String>,
+    /// How a pattern's versions are ordered: `numeric` (default) or `text`.
+    pub order: Option<String>,
     /// Keep what was read in `.instar/cache` so an unchanged folder is not read again (default true).
     pub cache: Option<bool>,
 }
@@ -187,19 +196,48 @@ fn parse_duration(what: &str, text: &str) -> Result<Duration, Error> {
     duration::parse(text).map_err(|e| Error::Config(format!("{what}: {e}")))
 }
 
-fn layout(name: Option<&str>) -> Result<Option<Layout>, Error> {
-    Ok(match name {
+fn layout(cfg: &MigrationsConfig) -> Result<(Option<Layout>, Option<Pattern>), Error> {
+    let order = match cfg.order.as_deref() {
+        None | Some("numeric") => Order::Numeric,
+        Some("text") => Order::Text,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "instar.toml: [migrations] order {other:?}: numeric or text"
+            )))
+        }
+    };
+    if let Some(p) = &cfg.pattern {
+        if cfg.layout.as_deref().is_some_and(|l| l != "pattern") {
+            return Err(Error::Config(
+                "instar.toml: [migrations] has both a layout and a pattern; a pattern is a layout of its own, keep one".into(),
+            ));
+        }
+        let pattern = Pattern::parse(p)
+            .map_err(|e| Error::Config(format!("instar.toml: [migrations] {e}")))?;
+        return Ok((Some(Layout::Pattern(order)), Some(pattern)));
+    }
+    if cfg.order.is_some() {
+        return Err(Error::Config(
+            "instar.toml: [migrations] order applies to a pattern only; each layout orders versions as its tool does".into(),
+        ));
+    }
+    let layout = match cfg.layout.as_deref() {
         None => None,
         Some("instar") => Some(Layout::Instar),
         Some("diesel") => Some(Layout::Diesel),
-        Some("sqlx") => Some(Layout::Sqlx),
-        Some("flyway") => Some(Layout::Flyway),
+        Some("sqlx" | "golang-migrate") => Some(Layout::Sqlx),
+        Some("flyway" | "refinery") => Some(Layout::Flyway),
+        Some("dotted") => Some(Layout::Dotted),
+        Some("popx") => Some(Layout::Popx),
+        Some("dbmate") => Some(Layout::Dbmate),
+        Some("goose") => Some(Layout::Goose),
         Some(other) => {
             return Err(Error::Config(format!(
-                "instar.toml: unknown layout {other:?} (instar, diesel, sqlx or flyway)"
+                "instar.toml: unknown layout {other:?} (instar, diesel, sqlx, golang-migrate, flyway, refinery, dotted, popx, dbmate or goose; any other is declared with pattern = \"{{version}}_{{name}}.{{direction}}.sql\")"
             )))
         }
-    })
+    };
+    Ok((layout, None))
 }
 
 /// Resolves the settings: `overrides`, then the environment (`INSTAR_DATABASE_URL`,
@@ -243,9 +281,14 @@ pub fn resolve(
     s.db.history_schema = cfg.database.history_schema;
     s.migrations = match &overrides.migrations {
         Some(m) => cwd.join(m),
-        None => root.join(cfg.migrations.dir.unwrap_or_else(|| "migrations".into())),
+        None => root.join(
+            cfg.migrations
+                .dir
+                .clone()
+                .unwrap_or_else(|| "migrations".into()),
+        ),
     };
-    s.layout = layout(cfg.migrations.layout.as_deref())?;
+    (s.layout, s.pattern) = layout(&cfg.migrations)?;
     if cfg.migrations.cache == Some(false) {
         s.source_cache = None;
     }

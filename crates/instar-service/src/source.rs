@@ -26,6 +26,8 @@ pub struct FolderSource {
     pub dir: PathBuf,
     /// A layout to use instead of detecting it.
     pub layout: Option<Layout>,
+    /// The file-name pattern of a declared layout (`[migrations] pattern`).
+    pub pattern: Option<instar_core::layouts::Pattern>,
     /// A folder where what was read is kept (see [`CachedDisk`]), so that an
     /// unchanged folder costs a `stat` per entry; `None` reads every file.
     pub cache: Option<PathBuf>,
@@ -46,15 +48,17 @@ impl MigrationSource for FolderSource {
                 )
             }));
         }
+        let reading = instar_core::source::Reading {
+            layout: self.layout,
+            pattern: self.pattern.clone(),
+        };
         let Some(cache) = &self.cache else {
-            return Ok(instar_core::source::read_tree(
-                &Disk,
-                &self.dir,
-                self.layout,
+            return Ok(instar_core::source::read_tree_with(
+                &Disk, &self.dir, &reading,
             )?);
         };
         let files = CachedDisk::for_folder(cache, &self.dir);
-        let source = instar_core::source::read_tree(&files, &self.dir, self.layout)?;
+        let source = instar_core::source::read_tree_with(&files, &self.dir, &reading)?;
         files.save();
         Ok(source)
     }

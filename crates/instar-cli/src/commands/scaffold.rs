@@ -145,6 +145,8 @@ fn next_version(existing: &[String], layout: Layout) -> String {
             &digits[6..8],
             &digits[8..14]
         ),
+        // popx's versions are 20 digits: a timestamp and six more.
+        Layout::Popx => format!("{digits}000000"),
         _ => digits,
     }
 }
@@ -182,7 +184,11 @@ pub fn new(
     }
     let dir = &settings.migrations;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let source = instar_core::source::read_dir(dir, settings.layout)?;
+    let reading = instar_core::source::Reading {
+        layout: settings.layout,
+        pattern: settings.pattern.clone(),
+    };
+    let source = instar_core::source::read_tree_with(&instar_core::files::Disk, dir, &reading)?;
     let layout = layout
         .map(to_layout)
         .or(source.layout)
@@ -220,7 +226,7 @@ pub fn new(
             }
             c
         }
-        Layout::Sqlx if reversible => {
+        Layout::Sqlx | Layout::Popx if reversible => {
             let (u, d) = (
                 dir.join(format!("{v}_{name}.up.sql")),
                 dir.join(format!("{v}_{name}.down.sql")),
@@ -229,10 +235,54 @@ pub fn new(
             write(&d, &down)?;
             vec![u, d]
         }
-        Layout::Sqlx => {
+        Layout::Sqlx | Layout::Popx => {
             let u = dir.join(format!("{v}_{name}.sql"));
             write(&u, &up)?;
             vec![u]
+        }
+        Layout::Dotted => {
+            let u = dir.join(format!("V{v}.{name}.up.sql"));
+            write(&u, &up)?;
+            let mut c = vec![u];
+            if reversible {
+                let d = dir.join(format!("V{v}.{name}.down.sql"));
+                write(&d, &down)?;
+                c.push(d);
+            }
+            c
+        }
+        Layout::Dbmate | Layout::Goose => {
+            let u = dir.join(format!("{v}_{name}.sql"));
+            let text = if layout == Layout::Dbmate {
+                format!("-- migrate:up\n{up}\n-- migrate:down\n{down}")
+            } else {
+                format!("-- +goose Up\n{up}\n-- +goose Down\n{down}")
+            };
+            write(&u, &text)?;
+            vec![u]
+        }
+        Layout::Pattern(_) => {
+            let Some(pattern) = &settings.pattern else {
+                bail!("the pattern layout needs [migrations] pattern in instar.toml");
+            };
+            let file = |direction: &str| {
+                dir.join(
+                    pattern
+                        .as_str()
+                        .replace("{version}", &v)
+                        .replace("{name}", name)
+                        .replace("{direction}", direction),
+                )
+            };
+            let u = file("up");
+            write(&u, &up)?;
+            let mut c = vec![u];
+            if reversible && pattern.as_str().contains("{direction}") {
+                let d = file("down");
+                write(&d, &down)?;
+                c.push(d);
+            }
+            c
         }
         Layout::Flyway => {
             let u = dir.join(format!("V{v}__{name}.sql"));
