@@ -101,6 +101,29 @@ pub struct RunArgs {
     /// Data migrations: walk the key range in N slices at once (PostgreSQL, MySQL).
     #[arg(long, default_value_t = 1)]
     pub parallel: usize,
+    /// Run even though another tool's history table (diesel, sqlx, Flyway …) has
+    /// rows and Instar's has none (default: refused; `instar adopt` records them).
+    #[arg(long)]
+    pub ignore_other_history: bool,
+}
+
+/// Tools whose history `adopt` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ToolArg {
+    /// __diesel_schema_migrations
+    Diesel,
+    /// _sqlx_migrations
+    Sqlx,
+    /// flyway_schema_history
+    Flyway,
+    /// refinery_schema_history
+    Refinery,
+    /// schema_migrations (version, dirty)
+    GolangMigrate,
+    /// schema_migrations (version)
+    Dbmate,
+    /// goose_db_version
+    Goose,
 }
 
 /// The commands.
@@ -155,6 +178,12 @@ pub enum Command {
         /// With --down: how many to revert.
         #[arg(long)]
         steps: Option<usize>,
+        /// With --down: revert every applied migration.
+        #[arg(long, conflicts_with_all = ["to", "steps"])]
+        all: bool,
+        /// Plan even though another tool's history has rows and Instar's has none.
+        #[arg(long)]
+        ignore_other_history: bool,
     },
     /// Apply pending migrations.
     Up {
@@ -172,6 +201,9 @@ pub enum Command {
         /// How many to revert.
         #[arg(long)]
         steps: Option<usize>,
+        /// Revert every applied migration (same as --to 0).
+        #[arg(long, conflicts_with_all = ["to", "steps"])]
+        all: bool,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -181,6 +213,19 @@ pub enum Command {
     Validate,
     /// Re-run the `checks.after` of every applied migration; exit 1 if one is false.
     Verify,
+    /// Record the migrations another tool applied (diesel, sqlx, Flyway, refinery,
+    /// golang-migrate, dbmate, goose) in Instar's history; its table is only read.
+    Adopt {
+        /// The tool, when the database has several tools' histories.
+        #[arg(long, value_enum)]
+        from: Option<ToolArg>,
+        /// Show what would be recorded; record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not compare the checksums the tool recorded with the files.
+        #[arg(long)]
+        no_checksums: bool,
+    },
     /// Record that the database already has every migration up to VERSION.
     Baseline {
         /// The last version already in the database.

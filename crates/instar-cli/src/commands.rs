@@ -55,19 +55,39 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         Command::Status { require, check } => {
             status::status(s, require.as_deref(), check, out).await
         }
-        Command::Plan { to, down, steps } => {
-            if steps.is_some() && !down {
-                bail!("--steps counts migrations to revert: it goes with --down");
+        Command::Plan {
+            to,
+            down,
+            steps,
+            all,
+            ignore_other_history,
+        } => {
+            if (steps.is_some() || all) && !down {
+                bail!("--steps and --all count migrations to revert: they go with --down");
             }
             let target = if down {
-                Target::Down { to, steps }
+                down_target(to, steps, all)
             } else {
                 Target::Up { to }
             };
-            plan(s, RunRequest::new(target), out).await
+            let req = RunRequest {
+                ignore_other_history,
+                ..RunRequest::new(target)
+            };
+            plan(s, req, out).await
         }
         Command::Up { to, run } => execute(s, Target::Up { to }, &run, out).await,
-        Command::Down { to, steps, run } => execute(s, Target::Down { to, steps }, &run, out).await,
+        Command::Down {
+            to,
+            steps,
+            all,
+            run,
+        } => execute(s, down_target(to, steps, all), &run, out).await,
+        Command::Adopt {
+            from,
+            dry_run,
+            no_checksums,
+        } => admin::adopt(s, from, dry_run, no_checksums, out).await,
         Command::History => status::history(s, out).await,
         Command::Validate => status::validate(s, out).await,
         Command::Verify => status::verify(s, out).await,
@@ -106,6 +126,12 @@ fn resolve(g: &Global, cwd: &Path) -> Result<Settings> {
     Ok(settings::resolve(&overrides, &settings::process_env, cwd)?)
 }
 
+/// `down --all` is `down --to 0`: the planner reverts everything after "0".
+fn down_target(to: Option<String>, steps: Option<usize>, all: bool) -> Target {
+    let to = if all { Some("0".to_string()) } else { to };
+    Target::Down { to, steps }
+}
+
 fn request(target: Target, args: &RunArgs) -> Result<RunRequest> {
     Ok(RunRequest {
         single_transaction: args.single_transaction,
@@ -121,6 +147,7 @@ fn request(target: Target, args: &RunArgs) -> Result<RunRequest> {
             })
             .transpose()?,
         parallel: args.parallel.max(1),
+        ignore_other_history: args.ignore_other_history,
         ..RunRequest::new(target)
     })
 }

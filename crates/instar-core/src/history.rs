@@ -132,6 +132,11 @@ pub struct HistoryRow {
     pub note: Option<String>,
 }
 
+/// How the note of a `baseline` row written by `instar adopt` begins: such a
+/// row records one migration another tool applied (`adopted from diesel
+/// (__diesel_schema_migrations)`), not "everything up to this version".
+pub const ADOPTED: &str = "adopted from ";
+
 /// A migration the history says is applied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AppliedMigration {
@@ -245,7 +250,10 @@ pub fn derive(rows: &[HistoryRow]) -> State {
                     },
                 );
             }
-            EventKind::Apply => {
+            EventKind::Baseline if !r.note.as_deref().is_some_and(|n| n.starts_with(ADOPTED)) => {
+                state.baseline = Some(r.version.clone());
+            }
+            EventKind::Apply | EventKind::Baseline => {
                 state.dirty.remove(&version_key(&r.version));
                 state.applied.insert(
                     version_key(&r.version),
@@ -274,7 +282,6 @@ pub fn derive(rows: &[HistoryRow]) -> State {
                     a.checksum = r.checksum.clone();
                 }
             }
-            EventKind::Baseline => state.baseline = Some(r.version.clone()),
             EventKind::Fail => {}
         }
     }

@@ -22,6 +22,7 @@ mod error;
 pub mod event;
 pub mod files;
 pub mod files_cache;
+pub mod foreign;
 pub mod history;
 pub mod layouts;
 pub mod meta;

@@ -504,7 +504,11 @@ fn plan_down(
     to: Option<&str>,
     steps_wanted: Option<usize>,
 ) -> Result<Plan, Error> {
+    // `--to 0` (with no migration numbered 0) reverts everything, as in
+    // golang-migrate and Flyway: nothing stays applied.
+    let everything = |t: &str| !t.is_empty() && t.bytes().all(|b| b == b'0');
     let stop = to
+        .filter(|t| !(everything(t) && find(migrations, t).is_none()))
         .map(|t| {
             find(migrations, t)
                 .map(|(i, _)| i)

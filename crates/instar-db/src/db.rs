@@ -318,9 +318,19 @@ impl Db {
 
     /// Whether Instar's table `name` (unqualified, in the history's schema) exists.
     pub(crate) async fn table_exists(&mut self, name: &str) -> Result<bool, Error> {
+        let schema = self.schema.clone().unwrap_or_default();
+        self.table_exists_in(name, schema).await
+    }
+
+    /// Whether table `name` exists in `schema` (`""`: the connection's own).
+    pub(crate) async fn table_exists_in(
+        &mut self,
+        name: &str,
+        schema: String,
+    ) -> Result<bool, Error> {
         let row = query(self.engine.table_exists_sql())
             .bind(name.to_string())
-            .bind(self.schema.clone().unwrap_or_default())
+            .bind(schema)
             .fetch_optional(&mut self.conn)
             .await
             .map_err(|e| Error::query(format!("looking for the table {name}"), e))?;

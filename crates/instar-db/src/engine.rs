@@ -99,6 +99,11 @@ pub(crate) trait Engine: Sync {
         None
     }
     /// Why parallel data-migration workers would not help, where they would not.
+    /// `expr` (binary) as lower-case hexadecimal text.
+    fn hex_sql(&self, expr: &str) -> String {
+        format!("lower(hex({expr}))")
+    }
+
     /// A query listing rows whose foreign key points nowhere (table, rowid, parent),
     /// where the engine may leave foreign keys unenforced during a migration: it
     /// returns no row while they are enforced.

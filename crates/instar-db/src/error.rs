@@ -168,6 +168,13 @@ pub enum Error {
         /// Rows done before the batch.
         rows_done: u64,
     },
+    /// Another tool has been migrating this database and Instar's history
+    /// records nothing: running would apply its migrations again.
+    #[error("this database was migrated by another tool, and Instar's history records nothing yet: `up` would apply those migrations again.\n  {found}\n  Run `instar adopt` first (`instar adopt --dry-run` shows what it records), or pass --ignore-other-history if that table is not this project's")]
+    NotAdopted {
+        /// What was found, one line per tool.
+        found: String,
+    },
     /// The run lock cannot be taken for another reason than another run holding it.
     #[error("{0}")]
     Lock(String),

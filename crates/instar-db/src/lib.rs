@@ -19,6 +19,7 @@
 // at most once per run, so their size costs nothing worth boxing them for.
 #![allow(clippy::result_large_err)]
 
+pub mod adopt;
 pub mod backup;
 mod cancel;
 mod conn;

@@ -176,6 +176,9 @@ impl Engine for MySql {
     fn text_type(&self) -> &'static str {
         "CHAR"
     }
+    fn hex_sql(&self, expr: &str) -> String {
+        format!("LOWER(CAST(HEX({expr}) AS CHAR(255)))")
+    }
 }
 
 /// Tries `GET_LOCK(name)` once on `conn`.

@@ -129,6 +129,9 @@ impl Engine for Postgres {
             self.quote(schema)
         ))
     }
+    fn hex_sql(&self, expr: &str) -> String {
+        format!("encode({expr}, 'hex')")
+    }
     fn table_exists_sql(&self) -> &'static str {
         "SELECT 1 FROM information_schema.tables WHERE table_name = $1 AND table_schema = COALESCE(NULLIF($2, ''), current_schema())"
     }

@@ -32,6 +32,8 @@ pub struct RunRequest {
     pub max_duration: Option<Duration>,
     /// Data migrations: walk the key range in this many slices at once.
     pub parallel: usize,
+    /// Run even though another tool's history has rows and Instar's has none.
+    pub ignore_other_history: bool,
 }
 
 impl RunRequest {
@@ -51,6 +53,7 @@ impl RunRequest {
             restore_on_failure: None,
             max_duration: None,
             parallel: 1,
+            ignore_other_history: false,
         }
     }
 }

@@ -128,7 +128,19 @@ impl Service {
         let source = self.load()?;
         self.reading(async |db: &mut Db| {
             let (status, state) = runner::status(db, &source).await?;
+            // Another tool's history matters while Instar's records nothing.
+            let other_histories = if state.applied.is_empty() && state.baseline.is_none() {
+                instar_db::adopt::other_histories(db)
+                    .await?
+                    .iter()
+                    .filter(|f| !f.entries.is_empty())
+                    .map(|f| instar_core::foreign::reconcile(f, &source, true))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             Ok(StatusView {
+                other_histories,
                 database: instar_db::url::redact(&self.settings.db.url),
                 layout: source.layout,
                 status,
@@ -213,6 +225,7 @@ impl Service {
             max_duration: req.max_duration,
             parallel: req.parallel.max(1),
             cancel: CancelToken::new(),
+            ignore_other_history: req.ignore_other_history,
         }
     }
 
@@ -284,6 +297,29 @@ impl Service {
             cancel,
             task,
         }
+    }
+
+    /// Records in Instar's history the migrations another tool (diesel, sqlx,
+    /// Flyway …) applied, after matching its history to the files; its table is
+    /// only read. Refused, with nothing written, on a failed entry, a version
+    /// without a file or an edited file.
+    pub async fn adopt(
+        &self,
+        opts: &instar_db::adopt::AdoptOptions,
+    ) -> Result<instar_db::adopt::Adoption, Error> {
+        let source = self.load()?;
+        let timeout = self.settings.lock_timeout;
+        if opts.dry_run {
+            return self
+                .reading(async |db: &mut Db| {
+                    Ok(instar_db::adopt::adopt(db, &source, opts, timeout).await?)
+                })
+                .await;
+        }
+        self.with_db(async |db: &mut Db| {
+            Ok(instar_db::adopt::adopt(db, &source, opts, timeout).await?)
+        })
+        .await
     }
 
     /// Records that the database already has every migration up to `version`.

@@ -24,6 +24,9 @@ pub struct StatusView {
     pub checkpoints: Vec<Checkpoint>,
     /// Rows skipped by data migrations (`on_error = "skip"`), per version.
     pub skipped: Vec<(String, i64)>,
+    /// Other tools' histories found while Instar's records nothing applied
+    /// (`instar adopt` records them).
+    pub other_histories: Vec<instar_core::foreign::Reconciled>,
 }
 
 impl StatusView {

@@ -93,3 +93,59 @@ pub async fn restore(service: &Service, id: &str, force: bool, out: &Out) -> Res
     out.json(&r);
     Ok(0)
 }
+
+pub async fn adopt(
+    service: &Service,
+    from: Option<crate::args::ToolArg>,
+    dry_run: bool,
+    no_checksums: bool,
+    out: &Out,
+) -> Result<i32> {
+    use crate::args::ToolArg;
+    use instar_core::foreign::Tool;
+    let from = from.map(|t| match t {
+        ToolArg::Diesel => Tool::Diesel,
+        ToolArg::Sqlx => Tool::Sqlx,
+        ToolArg::Flyway => Tool::Flyway,
+        ToolArg::Refinery => Tool::Refinery,
+        ToolArg::GolangMigrate => Tool::GolangMigrate,
+        ToolArg::Dbmate => Tool::Dbmate,
+        ToolArg::Goose => Tool::Goose,
+    });
+    let opts = instar_db::adopt::AdoptOptions {
+        from,
+        skip_checksums: no_checksums,
+        dry_run,
+    };
+    let a = service.adopt(&opts).await?;
+    let r = &a.reconciled;
+    let verb = if dry_run { "would record" } else { "recorded" };
+    out.line(format!(
+        "{} history ({}): {} applied migration(s) match the files; {verb} {} in Instar's history{}",
+        r.tool,
+        r.table,
+        r.adopted.len(),
+        a.recorded.len(),
+        if a.already.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} already there)", a.already.len())
+        }
+    ));
+    if out.verbose || dry_run {
+        for v in &a.recorded {
+            out.line(format!("  {v}"));
+        }
+    }
+    for n in &r.notes {
+        out.note(n);
+    }
+    if !dry_run {
+        out.line(format!(
+            "{} is left as it is; `instar status` now shows these as applied, and `instar up` applies only what {} had not",
+            r.table, r.tool
+        ));
+    }
+    out.json(&serde_json::json!({ "adoption": a }));
+    Ok(0)
+}

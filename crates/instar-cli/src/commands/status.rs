@@ -32,9 +32,12 @@ pub async fn status(
         "data_in_progress": v.checkpoints,
         "skipped_rows": v.skipped.iter().map(|(v, n)| serde_json::json!({ "version": v, "rows": n })).collect::<Vec<_>>(),
         "requirement_met": unmet.is_none(),
+        "other_histories": v.other_histories,
     }));
-    let work_or_problems =
-        v.pending() > 0 || !v.state.dirty.is_empty() || !v.status.problems.is_empty();
+    let work_or_problems = v.pending() > 0
+        || !v.state.dirty.is_empty()
+        || !v.status.problems.is_empty()
+        || !v.other_histories.is_empty();
     Ok(if unmet.is_some() || (check && work_or_problems) {
         1
     } else {
@@ -59,6 +62,12 @@ fn print_status(v: &StatusView) {
         );
     }
     println!("{} applied, {} pending", v.applied(), v.pending());
+    for r in &v.other_histories {
+        println!("found {}", r.summary());
+        for n in &r.notes {
+            println!("  note: {n}");
+        }
+    }
     for d in v.state.dirty.values() {
         println!(
             "dirty: {} stopped after {} of {} statements{}; `instar {}` resumes it once the cause is fixed, `instar repair` clears it",

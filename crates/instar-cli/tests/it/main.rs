@@ -32,6 +32,7 @@ pub fn instar_in(dir: &std::path::Path) -> assert_cmd::Command {
     c
 }
 
+mod adopt;
 mod basics;
 mod cache;
 mod doors;

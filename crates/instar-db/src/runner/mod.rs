@@ -22,7 +22,7 @@ use crate::{CancelToken, Db, Error};
 
 mod admin;
 mod batch;
-mod step;
+pub(crate) mod step;
 mod stepwise;
 
 pub use admin::{baseline, repair, RepairOptions};
@@ -57,6 +57,8 @@ pub struct RunOptions {
     pub parallel: usize,
     /// Stops the run at its next safe point when cancelled.
     pub cancel: CancelToken,
+    /// Run even though another tool's history table has rows and Instar's has none.
+    pub ignore_other_history: bool,
 }
 
 impl Default for RunOptions {
@@ -71,8 +73,34 @@ impl Default for RunOptions {
             max_duration: None,
             parallel: 1,
             cancel: CancelToken::default(),
+            ignore_other_history: false,
         }
     }
+}
+
+/// Refuses to plan migrations on a database another tool has migrated while
+/// Instar's history records nothing (they would run again).
+async fn refuse_unadopted(
+    db: &mut Db,
+    source: &Source,
+    state: &State,
+    opts: &RunOptions,
+) -> Result<(), Error> {
+    let fresh = state.applied.is_empty() && state.baseline.is_none() && state.dirty.is_empty();
+    if !fresh || opts.ignore_other_history {
+        return Ok(());
+    }
+    let found = crate::adopt::unadopted(db, source).await?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(Error::NotAdopted {
+        found: found
+            .iter()
+            .map(|r| r.summary())
+            .collect::<Vec<_>>()
+            .join("\n  "),
+    })
 }
 
 /// What a run did.
@@ -142,6 +170,9 @@ pub async fn preview(
 ) -> Result<Vec<PlannedStep>, Error> {
     let state = derive(&db.read_history().await?);
     let p = plan::plan(&source.migrations, &state, &plan_options(db, target, opts))?;
+    if !p.steps.is_empty() {
+        refuse_unadopted(db, source, &state, opts).await?;
+    }
     check_scripts(db, source, &p)?;
     let mut out = Vec::with_capacity(p.steps.len());
     for s in &p.steps {
@@ -318,6 +349,7 @@ pub async fn run_into(
     if first.steps.is_empty() {
         return Ok(());
     }
+    refuse_unadopted(db, source, &state, opts).await?;
     check_scripts(db, source, &first)?;
     if opts.single_transaction && !db.engine.transactional_ddl() {
         return Err(Error::Unsupported(format!(
