@@ -200,6 +200,9 @@ fn write_plan(w: &mut impl std::io::Write, steps: &[PlannedStep]) -> std::io::Re
         if let Some(why) = &s.sent_whole {
             writeln!(w, "-- sent whole: {why}")?;
         }
+        for warning in &s.warnings {
+            writeln!(w, "-- WARNING: {warning}")?;
+        }
         if s.resume_from > 0 {
             writeln!(
                 w,
@@ -224,7 +227,8 @@ async fn plan(service: &Service, req: RunRequest, out: &Out) -> Result<i32> {
 /// `up` / `down`: the run is started on the service, its events rendered as
 /// they arrive; Ctrl-C asks it to stop at its next safe point.
 async fn execute(service: &Service, target: Target, args: &RunArgs, out: &mut Out) -> Result<i32> {
-    let req = request(target, args)?;
+    let mut req = request(target, args)?;
+    req.every_statement = out.verbose;
     if args.dry_run {
         return plan(service, req, out).await;
     }

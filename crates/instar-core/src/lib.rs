@@ -26,6 +26,7 @@ pub mod foreign;
 pub mod history;
 pub mod layouts;
 pub mod meta;
+pub mod outside;
 pub mod plan;
 pub mod source;
 mod source_popx;

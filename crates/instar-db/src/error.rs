@@ -11,6 +11,8 @@ pub enum Aftermath {
     Dirty {
         /// Statements of the script that completed before the failure.
         applied: usize,
+        /// `up` or `down`: the command that resumes it.
+        resume: &'static str,
         /// The backup taken before the run, if one was: restoring it is the user's choice.
         backup: Option<String>,
     },
@@ -27,10 +29,14 @@ impl std::fmt::Display for Aftermath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Aftermath::RolledBack => f.write_str("the migration was rolled back; the database is as it was before it"),
-            Aftermath::Dirty { applied, backup } => {
+            Aftermath::Dirty {
+                applied,
+                resume,
+                backup,
+            } => {
                 write!(
                     f,
-                    "the migration ran outside a transaction and is marked dirty after {applied} statement(s); nothing else was undone. Fix the file and run `instar up` to resume after them, or undo them by hand and run `instar repair`"
+                    "the migration ran outside a transaction and is marked dirty after {applied} statement(s); nothing else was undone. Fix the file and run `instar {resume}` to resume after them, or undo them by hand and run `instar repair`"
                 )?;
                 if let Some(id) = backup {
                     write!(

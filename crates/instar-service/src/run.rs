@@ -34,6 +34,8 @@ pub struct RunRequest {
     pub parallel: usize,
     /// Run even though another tool's history has rows and Instar's has none.
     pub ignore_other_history: bool,
+    /// Report every statement as it is sent, not only each migration's first.
+    pub every_statement: bool,
 }
 
 impl RunRequest {
@@ -54,6 +56,7 @@ impl RunRequest {
             max_duration: None,
             parallel: 1,
             ignore_other_history: false,
+            every_statement: false,
         }
     }
 }

@@ -226,6 +226,7 @@ impl Service {
             parallel: req.parallel.max(1),
             cancel: CancelToken::new(),
             ignore_other_history: req.ignore_other_history,
+            every_statement: req.every_statement,
         }
     }
 

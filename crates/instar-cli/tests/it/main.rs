@@ -39,5 +39,6 @@ mod doors;
 mod faults;
 mod hostile;
 mod kills;
+mod newcomer;
 mod schemas;
 mod secrets;

@@ -59,6 +59,9 @@ pub struct RunOptions {
     pub cancel: CancelToken,
     /// Run even though another tool's history table has rows and Instar's has none.
     pub ignore_other_history: bool,
+    /// Report every statement as it is sent (`-v`), not only the first of a
+    /// migration run in one call.
+    pub every_statement: bool,
 }
 
 impl Default for RunOptions {
@@ -74,6 +77,7 @@ impl Default for RunOptions {
             parallel: 1,
             cancel: CancelToken::default(),
             ignore_other_history: false,
+            every_statement: false,
         }
     }
 }
@@ -139,6 +143,9 @@ pub struct PlannedStep {
     pub sent_whole: Option<String>,
     /// For a data migration: what its first batch did (rolled back) and the whole run's estimate.
     pub estimate: Option<crate::data::Estimate>,
+    /// What will go wrong as the file is written (a statement the engine
+    /// refuses inside a transaction, in a migration that runs in one).
+    pub warnings: Vec<String>,
 }
 
 /// Reads history and computes the status of every migration (read-only, no lock).
@@ -227,13 +234,28 @@ fn detail(db: &Db, source: &Source, s: &Step) -> PlannedStep {
     let m = &source.migrations[s.index];
     let script = script(m, s.direction);
     let (statements, sent_whole) = statements(&script.sql, db);
+    let transaction = transactional(db, m, s.direction);
+    let warnings = statements
+        .iter()
+        .filter(|_| transaction)
+        .filter_map(|st| {
+            let what = instar_core::outside::needs_no_transaction(&st.sql, db.dialect())?;
+            Some(format!(
+                "{}:{}: {}",
+                script.path.display(),
+                st.line,
+                instar_core::outside::no_transaction_hint(what, m.layout)
+            ))
+        })
+        .collect();
     let statements = statements.into_iter().map(Statement::into_owned).collect();
     PlannedStep {
+        warnings,
         version: s.version.clone(),
         name: m.name.clone(),
         direction: s.direction,
         path: script.path.clone(),
-        transaction: transactional(db, m),
+        transaction,
         resume_from: s.resume_from,
         statements,
         sent_whole,
@@ -293,7 +315,7 @@ fn check_scripts(db: &Db, source: &Source, plan: &Plan) -> Result<(), Error> {
             }
             // Its own COMMIT would end Instar's transaction half way: what ran before
             // it would stay even when a later statement fails.
-            Split::Statements(stmts) if transactional(db, m) => {
+            Split::Statements(stmts) if transactional(db, m, s.direction) => {
                 if let Some(st) = stmts.iter().find(|st| is_transaction_control(&st.sql)) {
                     return Err(Error::Unsupported(format!(
                         "{}:{}: `{}` controls the transaction itself, but migration {} runs in one transaction of Instar's; remove it, or add `-- instar:no-transaction` at the top to run the file statement by statement",
@@ -310,8 +332,14 @@ fn check_scripts(db: &Db, source: &Source, plan: &Plan) -> Result<(), Error> {
     Ok(())
 }
 
-fn transactional(db: &Db, m: &Migration) -> bool {
-    m.transaction && db.engine.transactional_ddl()
+/// Whether migration `m` runs in a transaction in direction `d`: a down
+/// script may opt out by itself (`-- instar:no-transaction` on its first line).
+fn transactional(db: &Db, m: &Migration, d: Direction) -> bool {
+    let down_opts_out = d == Direction::Down
+        && m.down
+            .as_ref()
+            .is_some_and(|s| instar_core::meta::header_no_transaction(&s.sql));
+    m.transaction && !down_opts_out && db.engine.transactional_ddl()
 }
 
 /// Applies or reverts migrations as `target` says.
@@ -453,7 +481,7 @@ async fn run_locked(
         // it, so they alone never call for a (possibly huge) dump on MySQL.
         let risky = plan.steps.iter().any(|s| {
             let m = &source.migrations[s.index];
-            !transactional(db, m) && m.meta.kind != Some(instar_core::meta::Kind::Data)
+            !transactional(db, m, s.direction) && m.meta.kind != Some(instar_core::meta::Kind::Data)
         });
         if backup::wanted(db, risky) {
             report.backup = backup::take(db, dir, "automatic, before a run").await?;
@@ -466,7 +494,7 @@ async fn run_locked(
         }
     }
     let outcome = if opts.single_transaction {
-        run_single(db, source, &plan, sink, report).await
+        run_single(db, source, &plan, opts.every_statement, sink, report).await
     } else {
         run_each(db, source, &plan, opts, sink, report).await
     };
@@ -561,8 +589,8 @@ async fn run_each(
                 }
                 Err(e) => Err(e),
             }
-        } else if transactional(db, m) {
-            run_in_transaction(db, m, step, false, sink)
+        } else if transactional(db, m, step.direction) {
+            run_in_transaction(db, m, step, false, opts.every_statement, sink)
                 .await
                 .map(|()| true)
         } else {
@@ -606,6 +634,7 @@ async fn run_single(
     db: &mut Db,
     source: &Source,
     plan: &Plan,
+    every_statement: bool,
     sink: &mut dyn EventSink,
     report: &mut Report,
 ) -> Result<(), Error> {
@@ -613,7 +642,7 @@ async fn run_single(
     let mut done = Vec::new();
     for step in &plan.steps {
         let m = &source.migrations[step.index];
-        if let Err(e) = run_in_transaction(db, m, step, true, sink).await {
+        if let Err(e) = run_in_transaction(db, m, step, true, every_statement, sink).await {
             control(&mut db.conn, "ROLLBACK").await?;
             sink.event(&Event::MigrationFailed {
                 version: step.version.clone(),

@@ -161,13 +161,25 @@ pub(super) fn failed(
     e: &sqlx::Error,
     aftermath: Aftermath,
 ) -> Error {
+    let code = db_code(e);
+    let mut message = db_message(e);
+    // 25001: active_sql_transaction — the statement refuses a transaction block.
+    if code.as_deref() == Some("25001") {
+        let what =
+            instar_core::outside::needs_no_transaction(&stmt.sql, instar_core::Dialect::Postgres)
+                .unwrap_or("this statement");
+        message = format!(
+            "{message}\n  {}",
+            instar_core::outside::no_transaction_hint(what, m.layout)
+        );
+    }
     Error::StatementFailed {
         version: m.version.to_string(),
         path: script(m, d).path.clone(),
         line: line_in(stmt, offset),
         statement: short(&stmt.sql),
-        message: db_message(e),
-        code: db_code(e),
+        message,
+        code,
         aftermath,
     }
 }
@@ -312,11 +324,14 @@ fn clone_db_error(e: &sqlx::Error) -> sqlx::Error {
 }
 
 /// Runs one migration and its history row in one transaction (a savepoint when `nested`).
+/// With `every_statement`, a `statement_started` event goes out for every
+/// statement as its call is sent (`-v`); otherwise for the first only.
 pub(super) async fn run_in_transaction(
     db: &mut Db,
     m: &Migration,
     step: &Step,
     nested: bool,
+    every_statement: bool,
     sink: &mut dyn EventSink,
 ) -> Result<(), Error> {
     let (t0, up, stmts) = start_step(db, m, step, sink);
@@ -333,8 +348,9 @@ pub(super) async fn run_in_transaction(
         control(conn, tx.rollback).await?;
         checked?;
     }
-    if let Some(first) = stmts.first() {
-        sink.event(&statement_event(step, 0, first));
+    let announced = if every_statement { stmts.len() } else { 1 };
+    for (i, st) in stmts.iter().enumerate().take(announced) {
+        sink.event(&statement_event(step, i, st));
     }
     if nested {
         control(conn, tx.begin).await?;

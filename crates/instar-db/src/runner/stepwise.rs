@@ -81,6 +81,7 @@ pub(super) async fn run_stepwise(
     if up {
         let dirty = Aftermath::Dirty {
             applied: stmts.len(),
+            resume: step.direction.as_str(),
             backup: None,
         };
         if let Err(e) = run_checks(conn, m, "after", dirty).await {
@@ -173,6 +174,7 @@ impl Stepwise<'_> {
                     .await?;
                 let dirty = Aftermath::Dirty {
                     applied: i,
+                    resume: self.step.direction.as_str(),
                     backup: None,
                 };
                 let mut err = failed(self.m, self.step.direction, s, pg_position(&e), &e, dirty);
