@@ -67,6 +67,14 @@ pub enum LayoutArg {
     Sqlx,
     /// Flyway's V<version>__<name>.sql (+ U… undo)
     Flyway,
+    /// V<version>.<Name>.up.sql (+ .down.sql)
+    Dotted,
+    /// popx's <version>_<name>.up.sql (+ .down.sql; per-engine files by hand)
+    Popx,
+    /// dbmate's <version>_<name>.sql with -- migrate:up / -- migrate:down
+    Dbmate,
+    /// goose's <version>_<name>.sql with -- +goose Up / -- +goose Down
+    Goose,
 }
 
 /// Options of commands that apply or revert.

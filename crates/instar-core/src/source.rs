@@ -95,6 +95,9 @@ impl Source {
         }
         let mut notes = Vec::new();
         self.migrations.retain_mut(|m| {
+            if m.variants.is_empty() {
+                return true;
+            }
             let chosen = m
                 .variants
                 .iter()
@@ -284,7 +287,10 @@ pub fn read_tree_with(files: &dyn Files, dir: &Path, reading: &Reading) -> Resul
         Vec::new()
     };
     if let (Some(declared), Some(found)) = (forced, source.layout) {
-        if !matches!(declared, Layout::Instar | Layout::Diesel) && declared != found {
+        // popx files without engine suffixes are named as sqlx's are.
+        if declared == Layout::Popx && found == Layout::Sqlx {
+            source.layout = Some(Layout::Popx);
+        } else if !matches!(declared, Layout::Instar | Layout::Diesel) && declared != found {
             return Err(Error::MalformedName {
                 path: dir.to_path_buf(),
                 reason: format!(

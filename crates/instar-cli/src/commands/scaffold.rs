@@ -64,12 +64,13 @@ pub fn init(dir: &Path, example: bool, layout: LayoutArg, out: &Out) -> Result<(
         .with_context(|| format!("cannot create {}", migrations.display()))?;
     let config = dir.join("instar.toml");
     if !config.exists() {
+        // The layout is kept so that `instar new` writes the next file in it.
         let text = match layout {
-            LayoutArg::Diesel => CONFIG.replace(
+            LayoutArg::Instar => CONFIG.to_string(),
+            other => CONFIG.replace(
                 "dir = \"migrations\"",
-                "dir = \"migrations\"\nlayout = \"diesel\"",
+                &format!("dir = \"migrations\"\nlayout = \"{}\"", to_layout(other)),
             ),
-            _ => CONFIG.to_string(),
         };
         write(&config, &text)?;
         out.line(format!("created {}", config.display()));
@@ -113,6 +114,10 @@ fn to_layout(l: LayoutArg) -> Layout {
         LayoutArg::Diesel => Layout::Diesel,
         LayoutArg::Sqlx => Layout::Sqlx,
         LayoutArg::Flyway => Layout::Flyway,
+        LayoutArg::Dotted => Layout::Dotted,
+        LayoutArg::Popx => Layout::Popx,
+        LayoutArg::Dbmate => Layout::Dbmate,
+        LayoutArg::Goose => Layout::Goose,
     }
 }
 
@@ -192,6 +197,7 @@ pub fn new(
     let layout = layout
         .map(to_layout)
         .or(source.layout)
+        .or(settings.layout)
         .unwrap_or(Layout::Instar);
     let existing: Vec<String> = source
         .migrations

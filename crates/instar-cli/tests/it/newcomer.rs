@@ -152,3 +152,117 @@ async fn verbose_shows_every_statement() {
         assert!(err.contains(line), "{line:?} in {err}");
     }
 }
+
+/// `init --layout L` records the layout, and `new` writes the next file in it,
+/// which `up` then runs: for each layout a project may already use.
+#[test]
+fn new_follows_the_projects_layout() {
+    for (layout, made) in [
+        ("dbmate", "_add_x.sql"),
+        ("goose", "_add_x.sql"),
+        ("dotted", ".add_x.up.sql"),
+        ("popx", "_add_x.up.sql"),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        crate::instar_in(d.path())
+            .args(["init", "--layout", layout])
+            .assert()
+            .success();
+        crate::instar_in(d.path())
+            .args(["new", "add_x", "-r"])
+            .assert()
+            .success();
+        let files: Vec<String> = std::fs::read_dir(d.path().join("migrations"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            files.iter().any(|f| f.ends_with(made)),
+            "{layout}: {files:?}"
+        );
+        let out = crate::instar_in(d.path())
+            .args(["up", "--no-backup"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{layout}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = crate::instar_in(d.path()).arg("status").output().unwrap();
+        let text = String::from_utf8_lossy(&status.stdout);
+        assert!(
+            text.contains(&format!("layout: {layout}")) && text.contains("1 applied"),
+            "{layout}: {text}"
+        );
+    }
+}
+
+on_every_engine!(a_popx_folder_runs_each_engines_files);
+
+/// An ory/popx folder: each engine runs its own files (20-digit versions,
+/// `.autocommit`, dialect-free fallback), and a migration for another engine
+/// only does not exist here.
+async fn a_popx_folder_runs_each_engines_files(b: Backend) {
+    let Some(t) = TestDb::new(b, "popx").await else {
+        return;
+    };
+    let m = t.migrations();
+    let v1 = "20150100000001000000_networks";
+    file(
+        &m.join(format!("{v1}.sqlite3.up.sql")),
+        "CREATE TABLE networks (id TEXT PRIMARY KEY, engine TEXT DEFAULT 'sqlite');\n",
+    );
+    file(
+        &m.join(format!("{v1}.postgres.up.sql")),
+        "CREATE TABLE networks (id UUID PRIMARY KEY, engine TEXT DEFAULT 'postgres');\n",
+    );
+    file(
+        &m.join(format!("{v1}.mysql.up.sql")),
+        "CREATE TABLE networks (id CHAR(36) PRIMARY KEY, engine VARCHAR(20) DEFAULT 'mysql');\n",
+    );
+    let v2 = "20150100000002000000_index";
+    file(
+        &m.join(format!("{v2}.up.sql")),
+        "CREATE INDEX networks_engine ON networks (engine);\n",
+    );
+    file(
+        &m.join(format!("{v2}.postgres.autocommit.up.sql")),
+        "CREATE INDEX CONCURRENTLY networks_engine ON networks (engine);\n",
+    );
+    file(
+        &m.join("20150100000003000000_cockroach_only.cockroach.up.sql"),
+        "SELECT crdb_internal.force_error('x', 'y');\n",
+    );
+    let (code, out, err) = run(&t, &["up", "--no-backup"]);
+    assert_eq!(code, 0, "{b:?}: {out}{err}");
+    exec_insert(&t).await;
+    let engine = match b {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+        Backend::MySql => "mysql",
+    };
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM networks WHERE engine = '{engine}'"
+        ))
+        .await,
+        1,
+        "{b:?}: the engine's own file ran"
+    );
+    assert_eq!(
+        t.events("apply").await,
+        2,
+        "{b:?}: the cockroach-only migration does not exist here"
+    );
+    let (code, out, _) = run(&t, &["status"]);
+    assert!(
+        code == 0 && out.contains("2 applied, 0 pending") && out.contains("layout: popx"),
+        "{out}"
+    );
+}
+
+async fn exec_insert(t: &TestDb) {
+    let id = "00000000-0000-0000-0000-000000000001";
+    crate::adopt::exec(t, &format!("INSERT INTO networks (id) VALUES ('{id}')")).await;
+}
