@@ -115,23 +115,11 @@ pub struct RunArgs {
     pub ignore_other_history: bool,
 }
 
-/// Tools whose history `adopt` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ToolArg {
-    /// __diesel_schema_migrations
-    Diesel,
-    /// _sqlx_migrations
-    Sqlx,
-    /// flyway_schema_history
-    Flyway,
-    /// refinery_schema_history
-    Refinery,
-    /// schema_migrations (version, dirty)
-    GolangMigrate,
-    /// schema_migrations (version)
-    Dbmate,
-    /// goose_db_version
-    Goose,
+/// A tool whose history `adopt` reads, by name.
+fn tool(name: &str) -> Result<instar_core::foreign::Tool, String> {
+    instar_core::foreign::Tool::from_name(name).ok_or_else(|| {
+        "one of diesel, sqlx, flyway, refinery, golang-migrate, dbmate, goose".to_string()
+    })
 }
 
 /// The commands.
@@ -224,9 +212,10 @@ pub enum Command {
     /// Record the migrations another tool applied (diesel, sqlx, Flyway, refinery,
     /// golang-migrate, dbmate, goose) in Instar's history; its table is only read.
     Adopt {
-        /// The tool, when the database has several tools' histories.
-        #[arg(long, value_enum)]
-        from: Option<ToolArg>,
+        /// The tool (diesel, sqlx, flyway, refinery, golang-migrate, dbmate, goose),
+        /// when the database has several tools' histories.
+        #[arg(long, value_parser = tool)]
+        from: Option<instar_core::foreign::Tool>,
         /// Show what would be recorded; record nothing.
         #[arg(long)]
         dry_run: bool,

@@ -54,6 +54,14 @@ impl Tool {
         }
     }
 
+    /// The tool named `name` (`diesel`, `sqlx`, `flyway`, `refinery`,
+    /// `golang-migrate`, `dbmate`, `goose`; any case).
+    pub fn from_name(name: &str) -> Option<Tool> {
+        Tool::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
+    }
+
     /// Its history table's default name.
     pub fn table(self) -> &'static str {
         match self {

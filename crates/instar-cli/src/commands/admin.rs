@@ -96,22 +96,11 @@ pub async fn restore(service: &Service, id: &str, force: bool, out: &Out) -> Res
 
 pub async fn adopt(
     service: &Service,
-    from: Option<crate::args::ToolArg>,
+    from: Option<instar_core::foreign::Tool>,
     dry_run: bool,
     no_checksums: bool,
     out: &Out,
 ) -> Result<i32> {
-    use crate::args::ToolArg;
-    use instar_core::foreign::Tool;
-    let from = from.map(|t| match t {
-        ToolArg::Diesel => Tool::Diesel,
-        ToolArg::Sqlx => Tool::Sqlx,
-        ToolArg::Flyway => Tool::Flyway,
-        ToolArg::Refinery => Tool::Refinery,
-        ToolArg::GolangMigrate => Tool::GolangMigrate,
-        ToolArg::Dbmate => Tool::Dbmate,
-        ToolArg::Goose => Tool::Goose,
-    });
     let opts = instar_db::adopt::AdoptOptions {
         from,
         skip_checksums: no_checksums,

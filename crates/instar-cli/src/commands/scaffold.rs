@@ -51,6 +51,16 @@ const EXAMPLES: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
+/// Writes the up script and, when there is one, the down script: the files written.
+fn write_pair(up: (PathBuf, &str), down: Option<(PathBuf, &str)>) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::with_capacity(2);
+    for (path, text) in std::iter::once(up).chain(down) {
+        write(&path, text)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 fn write(path: &Path, text: &str) -> Result<()> {
     if path.exists() {
         bail!("{} already exists; not overwriting it", path.display());
@@ -232,31 +242,19 @@ pub fn new(
             }
             c
         }
-        Layout::Sqlx | Layout::Popx if reversible => {
-            let (u, d) = (
-                dir.join(format!("{v}_{name}.up.sql")),
-                dir.join(format!("{v}_{name}.down.sql")),
-            );
-            write(&u, &up)?;
-            write(&d, &down)?;
-            vec![u, d]
-        }
+        Layout::Sqlx | Layout::Popx if reversible => write_pair(
+            (dir.join(format!("{v}_{name}.up.sql")), &up),
+            Some((dir.join(format!("{v}_{name}.down.sql")), &down)),
+        )?,
         Layout::Sqlx | Layout::Popx => {
             let u = dir.join(format!("{v}_{name}.sql"));
             write(&u, &up)?;
             vec![u]
         }
-        Layout::Dotted => {
-            let u = dir.join(format!("V{v}.{name}.up.sql"));
-            write(&u, &up)?;
-            let mut c = vec![u];
-            if reversible {
-                let d = dir.join(format!("V{v}.{name}.down.sql"));
-                write(&d, &down)?;
-                c.push(d);
-            }
-            c
-        }
+        Layout::Dotted => write_pair(
+            (dir.join(format!("V{v}.{name}.up.sql")), &up),
+            reversible.then(|| (dir.join(format!("V{v}.{name}.down.sql")), down.as_str())),
+        )?,
         Layout::Dbmate | Layout::Goose => {
             let u = dir.join(format!("{v}_{name}.sql"));
             let text = if layout == Layout::Dbmate {
@@ -280,27 +278,16 @@ pub fn new(
                         .replace("{direction}", direction),
                 )
             };
-            let u = file("up");
-            write(&u, &up)?;
-            let mut c = vec![u];
-            if reversible && pattern.as_str().contains("{direction}") {
-                let d = file("down");
-                write(&d, &down)?;
-                c.push(d);
-            }
-            c
+            let with_down = reversible && pattern.as_str().contains("{direction}");
+            write_pair(
+                (file("up"), &up),
+                with_down.then(|| (file("down"), down.as_str())),
+            )?
         }
-        Layout::Flyway => {
-            let u = dir.join(format!("V{v}__{name}.sql"));
-            write(&u, &up)?;
-            let mut c = vec![u];
-            if reversible {
-                let d = dir.join(format!("U{v}__{name}.sql"));
-                write(&d, &down)?;
-                c.push(d);
-            }
-            c
-        }
+        Layout::Flyway => write_pair(
+            (dir.join(format!("V{v}__{name}.sql")), &up),
+            reversible.then(|| (dir.join(format!("U{v}__{name}.sql")), down.as_str())),
+        )?,
     };
     for c in &created {
         out.line(format!("created {}", c.display()));

@@ -13,12 +13,6 @@ fn run(t: &TestDb, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-async fn sqlite(test: &str) -> TestDb {
-    TestDb::new(Backend::Sqlite, test)
-        .await
-        .expect("SQLite always runs")
-}
-
 /// `CREATE INDEX CONCURRENTLY` in a file that runs in a transaction: `plan`
 /// warns with file, line and the fix; `up` fails, rolled back, with the two
 /// fixes; with the directive it runs. Instar never changes how a file runs.
@@ -67,7 +61,7 @@ async fn a_statement_postgres_refuses_in_a_transaction_is_named_with_the_fix() {
 /// A down run outside a transaction that fails is resumed by `down`, and says so.
 #[tokio::test]
 async fn a_failed_down_says_down_resumes_it() {
-    let t = sqlite("failed_down").await;
+    let t = TestDb::sqlite("failed_down").await;
     migration(
         &t.migrations(),
         "0001_a",
@@ -91,7 +85,7 @@ async fn a_failed_down_says_down_resumes_it() {
 /// `down --to 0` and `down --all` revert every applied migration.
 #[tokio::test]
 async fn everything_can_be_reverted() {
-    let t = sqlite("revert_all").await;
+    let t = TestDb::sqlite("revert_all").await;
     for (v, table) in [("0001_a", "a"), ("0002_b", "b"), ("0003_c", "c")] {
         migration(
             &t.migrations(),
@@ -119,7 +113,7 @@ async fn everything_can_be_reverted() {
 /// `validate` exits 1 on a dirty migration and names it.
 #[tokio::test]
 async fn validate_names_a_dirty_migration() {
-    let t = sqlite("validate_dirty").await;
+    let t = TestDb::sqlite("validate_dirty").await;
     migration(
         &t.migrations(),
         "0001_a",
@@ -135,7 +129,7 @@ async fn validate_names_a_dirty_migration() {
 /// `-v` shows every statement as it is sent, not only each migration's first.
 #[tokio::test]
 async fn verbose_shows_every_statement() {
-    let t = sqlite("verbose_statements").await;
+    let t = TestDb::sqlite("verbose_statements").await;
     migration(
         &t.migrations(),
         "0001_a",

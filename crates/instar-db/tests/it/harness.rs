@@ -112,6 +112,13 @@ impl TestDb {
         })
     }
 
+    /// A fresh SQLite database: it always runs.
+    pub async fn sqlite(test: &str) -> TestDb {
+        TestDb::new(Backend::Sqlite, test)
+            .await
+            .expect("SQLite always runs")
+    }
+
     pub fn migrations(&self) -> PathBuf {
         self.dir.path().join("migrations")
     }

@@ -4,25 +4,19 @@
 
 use instar_db::Error;
 
-use crate::harness::{migration, Backend, TestDb};
+use crate::harness::{migration, TestDb};
 
 const TABLES: &str = "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);\n\
      CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id) ON DELETE CASCADE);\n\
      INSERT INTO parent VALUES (1, 'a'), (2, 'b');\n\
      INSERT INTO child VALUES (10, 1), (11, 1), (12, 2);\n";
 
-async fn sqlite(test: &str) -> TestDb {
-    TestDb::new(Backend::Sqlite, test)
-        .await
-        .expect("SQLite always runs")
-}
-
 /// A rebuild that forgets a parent row leaves child rows pointing nowhere:
 /// SQLite does not stop it with foreign keys off, so Instar's check does, and
 /// the migration is rolled back, naming the table and the row.
 #[tokio::test]
 async fn a_rebuild_that_orphans_child_rows_is_rolled_back() {
-    let t = sqlite("fk_orphans").await;
+    let t = TestDb::sqlite("fk_orphans").await;
     migration(&t.migrations(), "0001_tables", TABLES, None);
     migration(
         &t.migrations(),
@@ -59,7 +53,7 @@ async fn a_rebuild_that_orphans_child_rows_is_rolled_back() {
 /// no check is needed, and a rebuild then cascades as SQLite says it does.
 #[tokio::test]
 async fn foreign_keys_switched_on_by_init_sql_are_enforced_by_sqlite() {
-    let t = sqlite("fk_on").await;
+    let t = TestDb::sqlite("fk_on").await;
     migration(&t.migrations(), "0001_tables", TABLES, None);
     migration(
         &t.migrations(),
@@ -98,7 +92,7 @@ async fn the_schema_text_is_what_sqlite3_stores() {
                CREATE INDEX t_partial ON t (v) WHERE v IS NOT NULL -- partial\n;\n\
                CREATE VIEW tv AS SELECT v FROM t;\n\
                CREATE TRIGGER tt AFTER INSERT ON t BEGIN\n  UPDATE t SET v = v WHERE id = new.id;\nEND;\n";
-    let t = sqlite("schema_text").await;
+    let t = TestDb::sqlite("schema_text").await;
     migration(&t.migrations(), "0001_schema", sql, None);
     t.up().await.expect("up");
     let theirs = t.dir.path().join("sqlite3.db");
