@@ -347,11 +347,16 @@ fn checksum_problem(f: &Foreign, e: &Entry, m: &Migration) -> Option<String> {
         Recorded::Sha384(hex) => (sqlx_checksum(&m.up.sql), hex.to_ascii_lowercase()),
         Recorded::Crc32(n) => (flyway_checksum(&m.up.sql).to_string(), n.to_string()),
         Recorded::SipHash(n) => {
-            let version: i32 = m.version.as_str().parse().ok()?;
-            (
-                refinery_checksum(&m.name, version, &m.up.sql).to_string(),
-                n.clone(),
-            )
+            let version: i64 = m.version.as_str().parse().ok()?;
+            // refinery hashes an i32 version, or an i64 with its int8-versions feature.
+            let narrow = i32::try_from(version)
+                .ok()
+                .map(|v| refinery_checksum(&m.name, v, &m.up.sql).to_string());
+            let wide = refinery_checksum_i64(&m.name, version, &m.up.sql).to_string();
+            if narrow.as_deref() == Some(n.as_str()) || wide == *n {
+                return None;
+            }
+            (wide, n.clone())
         }
     };
     (now != then).then(|| {
@@ -386,6 +391,16 @@ pub fn flyway_checksum(sql: &str) -> i32 {
 /// refinery's checksum: SipHash-1-3 (zero keys) of the name, the version and
 /// the SQL, hashed as Rust hashes a `String`, an `i32` and a `String`.
 pub fn refinery_checksum(name: &str, version: i32, sql: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = siphasher::sip::SipHasher13::new();
+    name.hash(&mut h);
+    version.hash(&mut h);
+    sql.hash(&mut h);
+    h.finish()
+}
+
+/// [`refinery_checksum`] for refinery built with `int8-versions` (an `i64` version).
+pub fn refinery_checksum_i64(name: &str, version: i64, sql: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = siphasher::sip::SipHasher13::new();
     name.hash(&mut h);

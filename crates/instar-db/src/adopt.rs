@@ -133,8 +133,12 @@ async fn read(db: &mut Db, tool: Tool) -> Result<Foreign, Error> {
             for r in rows(db, tool, &sql).await? {
                 let (version, kind, script) = (text(&r, 0)?, text(&r, 1)?, text(&r, 2)?);
                 let says = match kind.as_str() {
-                    "BASELINE" => Says::UpTo,
-                    "UNDO_SQL" | "UNDO_JDBC" | "DELETE" => Says::Reverted,
+                    // A baseline row, or a baseline migration (B<version>__…) that
+                    // builds the schema at that version.
+                    "BASELINE" | "SQL_BASELINE" | "JDBC_BASELINE" | "SQL_STATE_SCRIPT"
+                    | "JDBC_STATE_SCRIPT" => Says::UpTo,
+                    // DELETE marks an entry `flyway repair` removed; undo is a paid edition's.
+                    k if k == "DELETE" || k.starts_with("UNDO_") => Says::Reverted,
                     // The schema-creation marker: no migration.
                     "SCHEMA" => continue,
                     _ if version.is_empty() => Says::Repeatable,
