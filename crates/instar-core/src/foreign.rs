@@ -176,6 +176,12 @@ pub struct Reconciled {
 }
 
 impl Reconciled {
+    /// Whether there is anything to adopt or to settle first: a table whose
+    /// rows record nothing the files have (every version rolled back) is neither.
+    pub fn matters(&self) -> bool {
+        !self.adopted.is_empty() || !self.problems.is_empty()
+    }
+
     /// One line: what was found, and whether it can be adopted as it is.
     pub fn summary(&self) -> String {
         let n = self.adopted.len();
@@ -343,20 +349,36 @@ fn same(tool: Tool, recorded: &str, m: &Migration) -> bool {
 /// Whether the file still is what the tool applied, where it recorded a checksum.
 fn checksum_problem(f: &Foreign, e: &Entry, m: &Migration) -> Option<String> {
     let recorded = e.checksum.as_ref()?;
+    // sqlx and refinery hash the file as read (a BOM, CRLF line ends and all).
+    let texts: Vec<&str> = std::iter::once(m.up.sql.as_str())
+        .chain(m.up.original.as_deref())
+        .collect();
     let (now, then) = match recorded {
-        Recorded::Sha384(hex) => (sqlx_checksum(&m.up.sql), hex.to_ascii_lowercase()),
+        Recorded::Sha384(hex) => {
+            let then = hex.to_ascii_lowercase();
+            if texts.iter().any(|t| sqlx_checksum(t) == then) {
+                return None;
+            }
+            (sqlx_checksum(&m.up.sql), then)
+        }
         Recorded::Crc32(n) => (flyway_checksum(&m.up.sql).to_string(), n.to_string()),
         Recorded::SipHash(n) => {
             let version: i64 = m.version.as_str().parse().ok()?;
             // refinery hashes an i32 version, or an i64 with its int8-versions feature.
-            let narrow = i32::try_from(version)
-                .ok()
-                .map(|v| refinery_checksum(&m.name, v, &m.up.sql).to_string());
-            let wide = refinery_checksum_i64(&m.name, version, &m.up.sql).to_string();
-            if narrow.as_deref() == Some(n.as_str()) || wide == *n {
+            let matches = texts.iter().any(|t| {
+                let narrow = i32::try_from(version)
+                    .ok()
+                    .map(|v| refinery_checksum(&m.name, v, t).to_string());
+                narrow.as_deref() == Some(n.as_str())
+                    || refinery_checksum_i64(&m.name, version, t).to_string() == *n
+            });
+            if matches {
                 return None;
             }
-            (wide, n.clone())
+            (
+                refinery_checksum_i64(&m.name, version, &m.up.sql).to_string(),
+                n.clone(),
+            )
         }
     };
     (now != then).then(|| {

@@ -89,8 +89,12 @@ enum Mark {
 }
 
 fn dbmate_mark(line: &str) -> Mark {
-    let t = line.trim();
-    let Some(rest) = t.strip_prefix("-- migrate:") else {
+    // dbmate reads `--migrate:up` as well as `-- migrate:up`.
+    let Some(rest) = line
+        .trim()
+        .strip_prefix("--")
+        .and_then(|r| r.trim_start().strip_prefix("migrate:"))
+    else {
         return Mark::Sql;
     };
     let mut words = rest.split_whitespace();
@@ -336,8 +340,18 @@ impl Pattern {
                 .strip_prefix(l.as_str())
                 .is_some_and(|r| self.match_from(k + 1, r, m));
         }
-        // A placeholder takes 1..=len characters; the shortest that lets the rest match.
-        for (end, _) in rest.char_indices().skip(1).chain([(rest.len(), ' ')]) {
+        // A placeholder takes 1..=len characters: a version the longest that lets
+        // the rest match (`1.2.0.add.up.sql` is version 1.2.0), anything else the shortest.
+        let mut ends: Vec<usize> = rest
+            .char_indices()
+            .skip(1)
+            .map(|(i, _)| i)
+            .chain([rest.len()])
+            .collect();
+        if *piece == Piece::Version {
+            ends.reverse();
+        }
+        for end in ends {
             let taken = &rest[..end];
             let ok = match piece {
                 Piece::Version => {
@@ -400,6 +414,7 @@ mod tests {
         assert!(e.contains("line 1"), "{e}");
         let s = dbmate_sections("-- migrate:up\nSELECT 1;\n-- migrate:down\n").expect("empty down");
         assert_eq!(s.down, None);
+        assert!(is_dbmate("--migrate:up\nSELECT 1;\n"));
     }
 
     #[test]
@@ -427,6 +442,8 @@ mod tests {
         );
         assert_eq!(p.matches("0003.x.sideways.sql"), None);
         assert_eq!(p.matches("README.md"), None);
+        let m = p.matches("1.2.0.add.up.sql").expect("dotted version");
+        assert_eq!((m.version.as_str(), m.name.as_str()), ("1.2.0", "add"));
         let p = Pattern::parse("migration-{version}.sql").expect("pattern");
         assert_eq!(
             p.matches("migration-12.sql").map(|m| m.version),

@@ -24,6 +24,10 @@ pub struct Script {
     pub path: PathBuf,
     /// Its normalised text.
     pub sql: String,
+    /// The text exactly as read, when normalising changed it (a byte-order
+    /// mark, CRLF line ends): what other tools' checksums were taken of.
+    #[serde(skip)]
+    pub original: Option<String>,
 }
 
 /// A migration as found on disk.
@@ -43,6 +47,10 @@ pub struct Migration {
     pub meta: Meta,
     /// Whether the script runs in a transaction (default) or statement by statement.
     pub transaction: bool,
+    /// Whether the reverse script does, when its layout says so apart from the
+    /// forward one (dbmate's `transaction:false`, popx's `.autocommit`); `None`:
+    /// as the forward one, unless the reverse script's own header opts out.
+    pub down_transaction: Option<bool>,
     /// `sha256:<hex>` of the normalised forward script.
     pub checksum: String,
     /// popx: the scripts for each engine (the dialect-free one has no dialect);
@@ -60,8 +68,10 @@ pub struct Variant {
     pub up: Script,
     /// The reverse script, if any.
     pub down: Option<Script>,
-    /// `false` for `.autocommit` files.
+    /// `false` for an `.autocommit` up file.
     pub transaction: bool,
+    /// `false` for an `.autocommit` down file.
+    pub down_transaction: bool,
 }
 
 impl Migration {
@@ -118,6 +128,7 @@ impl Source {
             m.up = v.up.clone();
             m.down = v.down.clone();
             m.transaction = v.transaction && !meta::header_no_transaction(&v.up.sql);
+            m.down_transaction = Some(v.down_transaction);
             true
         });
         self.notes.extend(notes);
@@ -395,9 +406,15 @@ fn classify(
     };
     let first = stem.chars().next().unwrap_or(' ');
     let second_digit = stem[first.len_utf8()..].starts_with(|c: char| c.is_ascii_digit());
-    if first == 'V' && second_digit && !stem.contains("__") && stem.contains('.') {
+    let (dotted_rest, dotted_part) = up_or_down(stem);
+    if first == 'V'
+        && second_digit
+        && !stem.contains("__")
+        && dotted_part != Part::Simple
+        && dotted_rest.contains('.')
+    {
         // `V0001.Initial_Schema.up.sql`: the version up to the first dot.
-        let (rest, part) = up_or_down(stem);
+        let (rest, part) = (dotted_rest, dotted_part);
         let (version, name) = rest[1..].split_once('.').unwrap_or((&rest[1..], ""));
         return Ok(Some((
             Family::Dotted,
@@ -405,7 +422,7 @@ fn classify(
                 version_text: version.into(),
                 name: name.into(),
                 path: path.to_path_buf(),
-                part: if part == Part::Simple { Part::Up } else { part },
+                part,
                 popx: None,
             },
         )));
@@ -498,6 +515,8 @@ pub(crate) fn read_script(files: &dyn Files, path: &Path) -> Result<Script, Erro
             line: 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count(),
         });
     }
+    let changed = bytes.starts_with(b"\xEF\xBB\xBF") || bytes.windows(2).any(|w| w == b"\r\n");
+    let original = changed.then(|| String::from_utf8_lossy(&bytes).into_owned());
     let sql = checksum::normalise(bytes).map_err(|(line, offset)| Error::NotUtf8 {
         path: path.to_path_buf(),
         line,
@@ -506,6 +525,7 @@ pub(crate) fn read_script(files: &dyn Files, path: &Path) -> Result<Script, Erro
     Ok(Script {
         path: path.to_path_buf(),
         sql,
+        original,
     })
 }
 
@@ -539,6 +559,7 @@ pub(crate) fn build(
         down,
         meta,
         transaction,
+        down_transaction: None,
         variants: Vec::new(),
     }
 }
@@ -838,8 +859,9 @@ fn read_sqlx(files: &dyn Files, found: Vec<Found>) -> Result<(Layout, Vec<Migrat
         let script = |sql: String| Script {
             path: path.clone(),
             sql,
+            original: None,
         };
-        out.push(build(
+        let mut m = build(
             v,
             n,
             layout,
@@ -847,7 +869,9 @@ fn read_sqlx(files: &dyn Files, found: Vec<Found>) -> Result<(Layout, Vec<Migrat
             sections.down.map(script),
             Meta::default(),
             sections.up_transaction,
-        ));
+        );
+        m.down_transaction = Some(sections.down_transaction);
+        out.push(m);
     }
     Ok((layout, out))
 }

@@ -46,27 +46,44 @@ pub(crate) fn read(files: &dyn Files, found: Vec<Found>) -> Result<Vec<Migration
         map.insert(dialect, f);
     }
     let mut out = Vec::with_capacity(by_version.len());
-    for (version, mut m) in by_version {
-        if let Some((_, orphan)) = m.down.iter().find(|(d, _)| !m.up.contains_key(*d)) {
-            return Err(Error::MalformedName {
-                path: orphan.path.clone(),
-                reason: format!(
-                    "reverse script for version {version}, which has no forward script for the same engine"
-                ),
-            });
-        }
-        let mut variants = Vec::with_capacity(m.up.len());
-        for (dialect, up) in &m.up {
-            let down = m
-                .down
-                .remove(dialect)
-                .map(|d| read_script(files, &d.path))
-                .transpose()?;
+    for (version, m) in by_version {
+        // Each direction is chosen by itself, as popx does: the engine's file,
+        // else the dialect-free one.
+        // An engine's variant needs an up script: its own, or the dialect-free
+        // one (which serves every engine it names no file for).
+        let dialects: std::collections::BTreeSet<&Option<String>> =
+            m.up.keys()
+                .chain(m.down.keys().filter(|d| d.is_some()))
+                .collect();
+        let mut variants = Vec::with_capacity(dialects.len());
+        for dialect in dialects {
+            let pick = |map: &'_ BTreeMap<Option<String>, Found>| {
+                map.get(dialect).or_else(|| map.get(&None)).map(|f| {
+                    let autocommit = f.popx.as_ref().is_some_and(|p| p.autocommit);
+                    (f.path.clone(), autocommit)
+                })
+            };
+            let Some((up, up_auto)) = pick(&m.up) else {
+                let Some(orphan) = m.down.get(dialect) else {
+                    continue;
+                };
+                return Err(Error::MalformedName {
+                    path: orphan.path.clone(),
+                    reason: format!(
+                        "reverse script for version {version}, which has no forward script for the same engine (nor a dialect-free one)"
+                    ),
+                });
+            };
+            let down = pick(&m.down);
             variants.push(Variant {
                 dialect: dialect.clone(),
-                up: read_script(files, &up.path)?,
-                down,
-                transaction: !up.popx.as_ref().is_some_and(|p| p.autocommit),
+                up: read_script(files, &up)?,
+                down: down
+                    .as_ref()
+                    .map(|(p, _)| read_script(files, p))
+                    .transpose()?,
+                transaction: !up_auto,
+                down_transaction: !down.is_some_and(|(_, auto)| auto),
             });
         }
         // Shown before an engine is chosen: the dialect-free files, else the first engine's.
@@ -84,6 +101,7 @@ pub(crate) fn read(files: &dyn Files, found: Vec<Found>) -> Result<Vec<Migration
             Meta::default(),
             shown.transaction,
         );
+        migration.down_transaction = Some(shown.down_transaction);
         migration.variants = variants;
         out.push(migration);
     }

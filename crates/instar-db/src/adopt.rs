@@ -57,14 +57,15 @@ pub async fn other_histories(db: &mut Db) -> Result<Vec<Foreign>, Error> {
     Ok(out)
 }
 
-/// The histories `up` should not run past: another tool's, with rows, while
-/// Instar's history records nothing applied.
-pub(crate) async fn unadopted(db: &mut Db, source: &Source) -> Result<Vec<Reconciled>, Error> {
+/// Other tools' histories that record migrations of these files (or a
+/// problem with them): what `up` must not run past while Instar's history
+/// records nothing applied. Reads only.
+pub async fn unadopted(db: &mut Db, source: &Source) -> Result<Vec<Reconciled>, Error> {
     Ok(other_histories(db)
         .await?
         .iter()
-        .filter(|f| !f.entries.is_empty())
         .map(|f| foreign::reconcile(f, source, true))
+        .filter(Reconciled::matters)
         .collect())
 }
 

@@ -93,7 +93,7 @@ impl Engine for Sqlite {
     fn foreign_key_check_sql(&self) -> Option<&'static str> {
         Some(
             "SELECT c.\"table\", c.rowid, c.parent FROM pragma_foreign_key_check AS c \
-             WHERE (SELECT foreign_keys FROM pragma_foreign_keys) = 0 LIMIT 6",
+             WHERE (SELECT foreign_keys FROM pragma_foreign_keys) = 0",
         )
     }
 

@@ -130,12 +130,7 @@ impl Service {
             let (status, state) = runner::status(db, &source).await?;
             // Another tool's history matters while Instar's records nothing.
             let other_histories = if state.applied.is_empty() && state.baseline.is_none() {
-                instar_db::adopt::other_histories(db)
-                    .await?
-                    .iter()
-                    .filter(|f| !f.entries.is_empty())
-                    .map(|f| instar_core::foreign::reconcile(f, &source, true))
-                    .collect()
+                instar_db::adopt::unadopted(db, &source).await?
             } else {
                 Vec::new()
             };

@@ -400,6 +400,45 @@ async fn a_history_that_does_not_match_the_files_is_not_adopted() {
     }
 }
 
+/// sqlx hashes the file as read: a checkout with CRLF line ends and a
+/// byte-order mark still matches; a history that records nothing the files
+/// have (goose, every version rolled back) does not stop `up`; a baseline
+/// note cannot pass for an adoption.
+#[tokio::test]
+async fn adoption_edge_cases() {
+    let t = TestDb::sqlite("adopt_crlf").await;
+    let crlf = "\u{feff}CREATE TABLE users (id INT PRIMARY KEY,\r\n  name VARCHAR(100));\r\n";
+    file(&t.migrations().join("1_create_users.sql"), crlf);
+    exec(
+        &t,
+        "CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR(100))",
+    )
+    .await;
+    exec(&t, &(TOOLS[1].ddl)(Backend::Sqlite)).await;
+    exec(&t, &format!(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (1, 'create users', TRUE, X'{}', 1)",
+        sqlx_checksum(crlf)
+    )).await;
+    let (code, text) = run(&t, &["adopt"]);
+    assert_eq!(code, 0, "{text}");
+
+    let t = TestDb::sqlite("adopt_goose_rolled_back").await;
+    file(
+        &t.migrations().join("00001_a.sql"),
+        "-- +goose Up\nCREATE TABLE a (x INT);\n-- +goose Down\nDROP TABLE a;\n",
+    );
+    exec(&t, &(TOOLS[6].ddl)(Backend::Sqlite)).await;
+    exec(&t, "INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, TRUE), (1, TRUE), (1, FALSE)").await;
+    let (code, text) = run(&t, &["up", "--no-backup"]);
+    assert_eq!(code, 0, "nothing to adopt, nothing to refuse: {text}");
+
+    let t = TestDb::sqlite("baseline_note").await;
+    file(&t.migrations().join("1_a.sql"), "SELECT 1;\n");
+    let (code, text) = run(&t, &["baseline", "1", "--note", "adopted from the old app"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("reword the note"), "{text}");
+}
+
 /// `--ignore-other-history` runs anyway (the table belongs to something else).
 #[tokio::test]
 async fn another_tools_table_can_be_ignored() {

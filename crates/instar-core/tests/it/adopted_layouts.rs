@@ -178,7 +178,7 @@ fn popx_refuses_what_it_cannot_run() {
 
     let d = tempfile::tempdir().unwrap();
     write(d.path(), "1_a.sqlite3.down.sql", "SELECT 1;");
-    write(d.path(), "1_a.up.sql", "SELECT 1;");
+    write(d.path(), "1_a.postgres.up.sql", "SELECT 1;");
     let e = read_dir(d.path(), None).unwrap_err();
     assert!(e.to_string().contains("no forward script"), "{e}");
 }
@@ -291,4 +291,53 @@ fn an_unreadable_name_lists_the_layouts_tried() {
     for words in ["V1_init.sql", "golang-migrate", "dbmate", "pattern ="] {
         assert!(text.contains(words), "{words:?} in {text}");
     }
+}
+
+#[test]
+fn each_direction_keeps_its_own_transaction_setting() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "1_index.sql",
+        "-- migrate:up\nCREATE INDEX i ON t (x);\n-- migrate:down transaction:false\nDROP INDEX CONCURRENTLY i;\n",
+    );
+    let s = read_dir(d.path(), None).unwrap();
+    assert!(s.migrations[0].transaction);
+    assert_eq!(s.migrations[0].down_transaction, Some(false));
+
+    // popx: each direction is chosen by itself, its .autocommit too.
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "1_x.postgres.up.sql",
+        "CREATE INDEX CONCURRENTLY i ON t (x);",
+    );
+    write(d.path(), "1_x.up.sql", "CREATE INDEX i ON t (x);");
+    write(d.path(), "1_x.down.sql", "DROP INDEX i;");
+    write(
+        d.path(),
+        "1_x.postgres.autocommit.down.sql",
+        "DROP INDEX CONCURRENTLY i;",
+    );
+    write(d.path(), "2_y.postgres.up.sql", "SELECT 2;");
+    write(d.path(), "2_y.down.sql", "SELECT -2;");
+    let pg = read_dir(d.path(), None)
+        .unwrap()
+        .for_dialect(Dialect::Postgres);
+    let (one, two) = (&pg.migrations[0], &pg.migrations[1]);
+    assert!(one.down.as_ref().unwrap().sql.contains("CONCURRENTLY"));
+    assert_eq!(one.down_transaction, Some(false));
+    assert_eq!(
+        two.down.as_ref().unwrap().sql,
+        "SELECT -2;",
+        "the dialect-free down"
+    );
+}
+
+#[test]
+fn a_flyway_name_with_one_underscore_is_refused_not_read_as_dotted() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "V1.2_add.sql", "SELECT 1;");
+    let e = read_dir(d.path(), None).unwrap_err();
+    assert!(e.to_string().contains("two underscores"), "{e}");
 }

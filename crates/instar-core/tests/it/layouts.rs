@@ -274,6 +274,7 @@ fn a_data_script_is_one_statement_in_the_engines_own_dialect() {
     let script = |sql: &str| instar_core::Script {
         path: "1_backfill/up.sql".into(),
         sql: sql.into(),
+        original: None,
     };
     let two = script("UPDATE t SET x = 1 WHERE {batch}; DELETE FROM t;");
     let e = instar_core::source::check_data_statement(&two, Dialect::Sqlite).unwrap_err();

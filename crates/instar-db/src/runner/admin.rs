@@ -161,6 +161,15 @@ pub async fn baseline(
         .find(version)
         .ok_or_else(|| instar_core::Error::UnknownVersion(version.into()))?
         .clone();
+    if note
+        .as_deref()
+        .is_some_and(|n| n.starts_with(instar_core::history::ADOPTED))
+    {
+        return Err(Error::Unsupported(format!(
+            "a baseline note may not begin with {:?}: that marks the rows `instar adopt` writes (one migration each); reword the note",
+            instar_core::history::ADOPTED
+        )));
+    }
     db.lock(lock_timeout, || {}).await?;
     let r = async {
         db.ensure_history().await?;

@@ -335,11 +335,21 @@ fn check_scripts(db: &Db, source: &Source, plan: &Plan) -> Result<(), Error> {
 /// Whether migration `m` runs in a transaction in direction `d`: a down
 /// script may opt out by itself (`-- instar:no-transaction` on its first line).
 fn transactional(db: &Db, m: &Migration, d: Direction) -> bool {
-    let down_opts_out = d == Direction::Down
-        && m.down
-            .as_ref()
-            .is_some_and(|s| instar_core::meta::header_no_transaction(&s.sql));
-    m.transaction && !down_opts_out && db.engine.transactional_ddl()
+    wants_transaction(m, d) && db.engine.transactional_ddl()
+}
+
+/// Whether migration `m` asks for a transaction in direction `d`.
+fn wants_transaction(m: &Migration, d: Direction) -> bool {
+    match d {
+        Direction::Up => m.transaction,
+        Direction::Down => {
+            m.down_transaction.unwrap_or(m.transaction)
+                && !m
+                    .down
+                    .as_ref()
+                    .is_some_and(|s| instar_core::meta::header_no_transaction(&s.sql))
+        }
+    }
 }
 
 /// Applies or reverts migrations as `target` says.
@@ -423,7 +433,7 @@ fn check_single(source: &Source, plan: &Plan) -> Result<(), Error> {
                 s.version
             )));
         }
-        if !m.transaction {
+        if !wants_transaction(m, s.direction) {
             return Err(Error::Unsupported(format!(
                 "migration {} opts out of transactions; it cannot run with --single-transaction",
                 s.version

@@ -352,9 +352,16 @@ pub(super) async fn run_in_transaction(
     for (i, st) in stmts.iter().enumerate().take(announced) {
         sink.event(&statement_event(step, i, st));
     }
-    if nested {
+    // The foreign-key check compares with the rows already orphaned before
+    // the migration, inside its transaction: BEGIN goes first, on its own.
+    let begun = nested || fk_check.is_some();
+    if begun {
         control(conn, tx.begin).await?;
     }
+    let fk = match fk_check {
+        Some(sql) => Orphans::before(conn, sql).await,
+        None => None,
+    };
     // One round trip for BEGIN and every statement: per-call overhead (a thread
     // hand-off on SQLite, a network round trip elsewhere) is most of a small
     // migration's cost.
@@ -362,7 +369,7 @@ pub(super) async fn run_in_transaction(
         m,
         step,
         stmts: &stmts,
-        batch: Batch::new(tx.start(), &stmts),
+        batch: Batch::new(if begun { None } else { tx.start() }, &stmts),
         t0,
     };
     if one_call && (!up || m.meta.checks.after.is_empty()) {
@@ -376,8 +383,8 @@ pub(super) async fn run_in_transaction(
         if up {
             run_checks(conn, m, "after", Aftermath::RolledBack).await?;
         }
-        if let Some(sql) = fk_check {
-            check_foreign_keys(conn, m, step.direction, sql).await?;
+        if let Some(fk) = &fk {
+            fk.check(conn, m, step.direction).await?;
         }
         history
             .insert(conn, &done_row(m, step, t0, stmts.len(), Some(rows)))
@@ -407,38 +414,83 @@ fn may_orphan_rows(stmts: &[Statement]) -> bool {
     })
 }
 
-/// Fails the migration (its transaction is then undone) when it left rows
-/// whose foreign key points at no row, naming the first few.
-async fn check_foreign_keys(
-    conn: &mut crate::conn::Conn,
-    m: &Migration,
-    direction: Direction,
-    sql: &str,
-) -> Result<(), Error> {
-    let rows = crate::conn::query(sql)
-        .fetch_all(conn)
-        .await
-        .map_err(|e| Error::query("checking foreign keys (PRAGMA foreign_key_check)", e))?;
-    if rows.is_empty() {
-        return Ok(());
+/// The rows whose foreign key pointed nowhere before a migration ran: only
+/// the ones it adds fail it (a database may hold orphans already, its foreign
+/// keys being off).
+struct Orphans {
+    sql: &'static str,
+    before: std::collections::HashSet<Orphan>,
+}
+
+/// Child table, rowid (none in a `WITHOUT ROWID` table), parent table.
+type Orphan = (String, Option<i64>, String);
+
+/// More orphans than this before a migration: it cannot tell its own apart.
+const ORPHANS_COMPARED: usize = 10_000;
+
+impl Orphans {
+    /// `None` when the check cannot be made (SQLite refuses it on a foreign key
+    /// to a column that is not unique, or too many rows are orphaned already).
+    async fn before(conn: &mut crate::conn::Conn, sql: &'static str) -> Option<Orphans> {
+        let before = Orphans::read(conn, sql).await.ok()?;
+        (before.len() <= ORPHANS_COMPARED).then(|| Orphans {
+            sql,
+            before: before.into_iter().collect(),
+        })
     }
-    let mut found: Vec<String> = Vec::new();
-    for r in rows.iter().take(5) {
-        let table: String = r.try_get(0).unwrap_or_default();
-        let rowid: Option<i64> = r.try_get(1).ok();
-        let parent: String = r.try_get(2).unwrap_or_default();
-        let row = rowid.map_or("a row".to_string(), |id| format!("rowid {id}"));
-        found.push(format!("{table} {row} → {parent} (no such row)"));
+
+    async fn read(conn: &mut crate::conn::Conn, sql: &str) -> Result<Vec<Orphan>, sqlx::Error> {
+        let rows = crate::conn::query(&format!("{sql} LIMIT {}", ORPHANS_COMPARED + 1))
+            .fetch_all(conn)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get::<String>(0).unwrap_or_default(),
+                    r.try_get::<i64>(1).ok(),
+                    r.try_get::<String>(2).unwrap_or_default(),
+                )
+            })
+            .collect())
     }
-    if rows.len() > 5 {
-        found.push("and more".into());
+
+    /// Fails the migration (its transaction is then undone) when it left rows
+    /// whose foreign key points at no row, naming the first few.
+    async fn check(
+        &self,
+        conn: &mut crate::conn::Conn,
+        m: &Migration,
+        direction: Direction,
+    ) -> Result<(), Error> {
+        // The migration may have declared a foreign key SQLite cannot check (to
+        // a column that is not unique): SQLite says "foreign key mismatch", and
+        // would say it to every write with foreign keys on; nothing to compare.
+        let Ok(now) = Orphans::read(conn, self.sql).await else {
+            return Ok(());
+        };
+        let new: Vec<&Orphan> = now.iter().filter(|o| !self.before.contains(*o)).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut found: Vec<String> = new
+            .iter()
+            .take(5)
+            .map(|(table, rowid, parent)| {
+                let row = rowid.map_or("a row".to_string(), |id| format!("rowid {id}"));
+                format!("{table} {row} → {parent} (no such row)")
+            })
+            .collect();
+        if new.len() > 5 {
+            found.push(format!("and {} more", new.len() - 5));
+        }
+        Err(Error::ForeignKeyViolation {
+            version: m.version.to_string(),
+            path: super::script(m, direction).path.clone(),
+            violations: found.join("; "),
+            aftermath: Aftermath::RolledBack,
+        })
     }
-    Err(Error::ForeignKeyViolation {
-        version: m.version.to_string(),
-        path: super::script(m, direction).path.clone(),
-        violations: found.join("; "),
-        aftermath: Aftermath::RolledBack,
-    })
 }
 
 /// SQLite binds parameters across a multi-statement query: the script, its

@@ -123,3 +123,44 @@ async fn the_schema_text_is_what_sqlite3_stores() {
         assert!(ours.contains(name), "{name} in {ours}");
     }
 }
+
+/// Orphans already in the database (foreign keys were off) and a foreign key
+/// SQLite cannot check (to a column that is not unique) do not fail a
+/// migration that adds none.
+#[tokio::test]
+async fn only_the_orphans_a_migration_adds_fail_it() {
+    let t = TestDb::sqlite("fk_existing_orphans").await;
+    migration(&t.migrations(), "0001_tables", TABLES, None);
+    t.up().await.expect("0001");
+    // Another client, with foreign keys off, orphans a row.
+    {
+        use sqlx::Connection;
+        let mut c = t.raw().await;
+        sqlx::raw_sql("PRAGMA foreign_keys = OFF; INSERT INTO child VALUES (13, 99)")
+            .execute(&mut c)
+            .await
+            .expect("orphan");
+        let _ = c.close().await;
+    }
+    migration(
+        &t.migrations(),
+        "0002_unrelated",
+        "CREATE TABLE other (x INT);\nINSERT INTO other VALUES (1);\n",
+        None,
+    );
+    t.up()
+        .await
+        .expect("an orphan from before is not this migration's");
+    assert_eq!(t.events("apply").await, 2);
+
+    let t = TestDb::sqlite("fk_mismatch").await;
+    migration(
+        &t.migrations(),
+        "0001_tables",
+        "CREATE TABLE p (code TEXT);\nCREATE TABLE c (code TEXT REFERENCES p(code));\nINSERT INTO c VALUES ('x');\n",
+        None,
+    );
+    t.up()
+        .await
+        .expect("a foreign key SQLite cannot check is not checked");
+}
