@@ -122,6 +122,29 @@ fn tool(name: &str) -> Result<instar_core::foreign::Tool, String> {
     })
 }
 
+/// What `instar lens` does.
+#[derive(Debug, Subcommand)]
+pub enum LensCommand {
+    /// Read a JSON array of documents on stdin, write them translated on stdout.
+    Apply {
+        /// The lens file (Cambria YAML, or JSON).
+        file: PathBuf,
+        /// Translate backward, through the reverse lens.
+        #[arg(long)]
+        reverse: bool,
+    },
+    /// Read a lens and print its reverse.
+    Check {
+        /// The lens file.
+        file: PathBuf,
+    },
+    /// Run the examples stored next to a lens (`<lens>.examples.yaml`).
+    Test {
+        /// The lens file.
+        file: PathBuf,
+    },
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -222,6 +245,11 @@ pub enum Command {
         /// Do not compare the checksums the tool recorded with the files.
         #[arg(long)]
         no_checksums: bool,
+    },
+    /// Work with a lens file alone, without a database: translate, check, test.
+    Lens {
+        #[command(subcommand)]
+        action: LensCommand,
     },
     /// Record that the database already has every migration up to VERSION.
     Baseline {

@@ -13,6 +13,7 @@ use crate::args::{Cli, Command, Global, RunArgs};
 use crate::render::Out;
 
 mod admin;
+mod lens;
 mod scaffold;
 mod status;
 
@@ -34,6 +35,10 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         let service = Service::new(resolve(g, &cwd.join(dir))?);
         return execute(&service, Target::Up { to: None }, &RunArgs::default(), out).await;
     }
+    // A lens file alone needs no project and no database.
+    if let Command::Lens { action } = &cli.command {
+        return lens::run(action, out);
+    }
     let service = Service::new(resolve(g, &cwd)?);
     let s = &service;
     if out.verbose && !matches!(cli.command, Command::New { .. } | Command::Backups { .. }) {
@@ -45,7 +50,7 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         }
     }
     match cli.command {
-        Command::Init { .. } => unreachable!("handled above"),
+        Command::Init { .. } | Command::Lens { .. } => unreachable!("handled above"),
         Command::New {
             name,
             reversible,

@@ -39,6 +39,7 @@ mod doors;
 mod faults;
 mod hostile;
 mod kills;
+mod lens;
 mod newcomer;
 mod schemas;
 mod secrets;

@@ -1,0 +1,158 @@
+//! `instar lens apply|check|test`: a lens file alone, no database.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use instar_lens::Lens;
+use serde_json::Value;
+
+use crate::args::LensCommand;
+use crate::render::Out;
+
+pub fn run(action: &LensCommand, out: &Out) -> Result<i32> {
+    match action {
+        LensCommand::Apply { file, reverse } => apply(file, *reverse),
+        LensCommand::Check { file } => check(file, out),
+        LensCommand::Test { file } => test(file, out),
+    }
+}
+
+/// The Lens host's contract: a JSON array of documents in, the translated array out.
+fn apply(file: &Path, reverse: bool) -> Result<i32> {
+    let lens = Lens::load(file)?;
+    let mut input = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut input).context("reading stdin")?;
+    let docs: Value = serde_json::from_str(&input)
+        .map_err(|e| anyhow::anyhow!("stdin:{}: not JSON: {e}", e.line()))?;
+    let Value::Array(docs) = docs else {
+        bail!("stdin: expected a JSON array of documents");
+    };
+    let mut translated = Vec::with_capacity(docs.len());
+    for (i, d) in docs.iter().enumerate() {
+        let t = if reverse {
+            lens.backward(d, None)
+        } else {
+            lens.forward(d).map(|(v, _)| v)
+        };
+        translated.push(t.map_err(|e| {
+            anyhow::anyhow!("document {} (from 1): {}: {e}", i + 1, file.display())
+        })?);
+    }
+    println!("{}", Value::Array(translated));
+    Ok(0)
+}
+
+fn check(file: &Path, out: &Out) -> Result<i32> {
+    let lens = Lens::load(file)?;
+    let reverse = lens.reversed();
+    if out.human() && !out.quiet {
+        println!(
+            "# {}: {} op(s); its reverse:",
+            file.display(),
+            lens.ops.len()
+        );
+        print!("{}", reverse.to_yaml());
+    }
+    out.json(&serde_json::json!({
+        "file": file,
+        "ops": lens.ops.len(),
+        "reverse": instar_lens::op::to_json(&reverse.ops),
+    }));
+    Ok(0)
+}
+
+/// `<lens>.examples.yaml` beside `1.0.0--2.0.0.lens.yaml` and its kin.
+fn examples_of(file: &Path) -> PathBuf {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let base = [
+        ".lens.yaml",
+        ".lens.yml",
+        ".lens.json",
+        ".yaml",
+        ".yml",
+        ".json",
+    ]
+    .iter()
+    .find_map(|s| name.strip_suffix(s))
+    .unwrap_or(&name);
+    file.with_file_name(format!("{base}.examples.yaml"))
+}
+
+/// Each example's `output` is what the lens makes of its `input`; the way
+/// back with the complement must give the input; `back` (when given) is what
+/// the reverse lens alone must give from the output.
+fn test(file: &Path, out: &Out) -> Result<i32> {
+    let lens = Lens::load(file)?;
+    let path = examples_of(file);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no examples for {}: write {} (a list of `input:` / `output:` pairs)",
+            file.display(),
+            path.display()
+        )
+    })?;
+    let examples = instar_lens::read_value(&path, &text)?;
+    let Value::Array(examples) = examples else {
+        bail!("{}: expected a list of examples", path.display());
+    };
+    let mut failures = Vec::new();
+    let mut notes = Vec::new();
+    for (i, ex) in examples.iter().enumerate() {
+        let n = i + 1;
+        let name = ex
+            .get("name")
+            .and_then(Value::as_str)
+            .map_or(format!("example {n}"), |s| format!("example {n} ({s})"));
+        let Some(input) = ex.get("input") else {
+            failures.push(format!("{name}: no `input`"));
+            continue;
+        };
+        let (view, complement) = match lens.forward(input) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        if let Some(want) = ex.get("output").filter(|w| **w != view) {
+            failures.push(format!(
+                "{name}: the lens gives {view}, the example says {want}"
+            ));
+        }
+        match lens.backward(&view, Some(&complement)) {
+            Ok(back) if back == *input => {}
+            Ok(back) => failures.push(format!("{name}: the way back gives {back}, not the input")),
+            Err(e) => failures.push(format!("{name}: the way back: {e}")),
+        }
+        let alone = lens.backward(&view, None);
+        match (ex.get("back"), &alone) {
+            (Some(want), Ok(got)) if got != want => failures.push(format!(
+                "{name}: the reverse lens gives {got}, the example's `back` says {want}"
+            )),
+            (_, Err(e)) => failures.push(format!("{name}: the reverse lens: {e}")),
+            (None, Ok(got)) if got != input => notes.push(format!(
+                "{name}: the reverse lens alone gives {got}; the complement kept what it lacks (a document written at the far side without one gets that)"
+            )),
+            _ => {}
+        }
+    }
+    for n in &notes {
+        out.note(n);
+    }
+    for f in &failures {
+        eprintln!("FAILED {f}");
+    }
+    out.line(format!(
+        "{}: {} example(s), {} failed",
+        path.display(),
+        examples.len(),
+        failures.len()
+    ));
+    out.json(
+        &serde_json::json!({ "examples": examples.len(), "failed": failures, "notes": notes }),
+    );
+    Ok(if failures.is_empty() { 0 } else { 1 })
+}

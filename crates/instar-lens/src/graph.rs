@@ -1,0 +1,222 @@
+//! The version graph: versions as nodes, each lens an edge usable both ways.
+//! Reading at version V walks the shortest path (fewest lenses) from the
+//! document's version, forward along a lens or backward through its reverse.
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::{Error, Lens};
+
+/// Versions and the lenses between them.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    versions: Vec<String>,
+    edges: Vec<Edge>,
+}
+
+#[derive(Debug, Clone)]
+struct Edge {
+    from: usize,
+    to: usize,
+    lens: Lens,
+}
+
+/// One lens of a path, and the way it is walked.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    /// The lens.
+    pub lens: &'a Lens,
+    /// Forward along it, or backward through its reverse.
+    pub forward: bool,
+}
+
+impl Graph {
+    /// A graph of `versions` and no lens yet; a version listed twice is an error.
+    pub fn new(versions: Vec<String>) -> Result<Graph, Error> {
+        for (i, v) in versions.iter().enumerate() {
+            if versions[..i].contains(v) {
+                return Err(Error::Lens(format!("version {v} is declared twice")));
+            }
+        }
+        Ok(Graph {
+            versions,
+            edges: Vec::new(),
+        })
+    }
+
+    /// The declared versions, in order.
+    pub fn versions(&self) -> &[String] {
+        &self.versions
+    }
+
+    fn index(&self, v: &str, lens: &Path) -> Result<usize, Error> {
+        self.versions
+            .iter()
+            .position(|x| x == v)
+            .ok_or_else(|| Error::File {
+                path: lens.to_path_buf(),
+                line: 0,
+                message: format!(
+                    "names version {v}, which is not declared (declared: {})",
+                    self.versions.join(", ")
+                ),
+            })
+    }
+
+    /// Adds `lens` from version `from` to `to`. A lens naming an undeclared
+    /// version, or a second lens between the same two versions, is an error
+    /// naming the file(s).
+    pub fn add(&mut self, from: &str, to: &str, lens: Lens) -> Result<(), Error> {
+        let (a, b) = (self.index(from, &lens.path)?, self.index(to, &lens.path)?);
+        if a == b {
+            return Err(Error::File {
+                path: lens.path.clone(),
+                line: 0,
+                message: format!("goes from version {from} to itself"),
+            });
+        }
+        if let Some(e) = self
+            .edges
+            .iter()
+            .find(|e| (e.from, e.to) == (a, b) || (e.from, e.to) == (b, a))
+        {
+            return Err(Error::File {
+                path: lens.path.clone(),
+                line: 0,
+                message: format!(
+                    "a second lens between {from} and {to}: {} is one already; keep one",
+                    e.lens.path.display()
+                ),
+            });
+        }
+        self.edges.push(Edge {
+            from: a,
+            to: b,
+            lens,
+        });
+        Ok(())
+    }
+
+    /// Reads every lens of folder `dir` (`<from>--<to>.lens.yaml`, `.lens.yml`
+    /// or `.lens.json`) into a graph of `versions`, and checks that every
+    /// version can be reached from every other.
+    pub fn load_dir(dir: &Path, versions: Vec<String>) -> Result<Graph, Error> {
+        let mut g = Graph::new(versions)?;
+        let mut files: Vec<_> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(Error::File {
+                    path: dir.to_path_buf(),
+                    line: 0,
+                    message: format!("cannot list it: {e}"),
+                })
+            }
+        };
+        files.sort();
+        for path in files {
+            let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            let Some(stem) = [".lens.yaml", ".lens.yml", ".lens.json"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+            else {
+                continue;
+            };
+            let Some((from, to)) = stem.split_once("--") else {
+                return Err(Error::File {
+                    path: path.clone(),
+                    line: 0,
+                    message:
+                        "a lens file is named <from>--<to>.lens.yaml (e.g. 1.0.0--2.0.0.lens.yaml)"
+                            .into(),
+                });
+            };
+            let (from, to) = (from.to_string(), to.to_string());
+            g.add(&from, &to, Lens::load(&path)?)?;
+        }
+        g.check_connected()?;
+        Ok(g)
+    }
+
+    /// Refuses a graph where some version cannot be reached from the first.
+    pub fn check_connected(&self) -> Result<(), Error> {
+        let Some(first) = self.versions.first() else {
+            return Ok(());
+        };
+        for v in &self.versions[1..] {
+            if self.path(first, v).is_err() {
+                return Err(Error::Lens(format!(
+                    "version {v} has no lens path to {first}: add a lens between it and a neighbouring version"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The shortest path of lenses from version `from` to `to` (none when equal).
+    pub fn path(&self, from: &str, to: &str) -> Result<Vec<Step<'_>>, Error> {
+        let find = |v: &str| {
+            self.versions
+                .iter()
+                .position(|x| x == v)
+                .ok_or_else(|| Error::Lens(format!("version {v} is not declared")))
+        };
+        let (a, b) = (find(from)?, find(to)?);
+        // Breadth first: every lens counts one.
+        let mut came: Vec<Option<(usize, usize, bool)>> = vec![None; self.versions.len()];
+        let mut seen = vec![false; self.versions.len()];
+        let mut queue = VecDeque::from([a]);
+        seen[a] = true;
+        while let Some(v) = queue.pop_front() {
+            if v == b {
+                break;
+            }
+            for (i, e) in self.edges.iter().enumerate() {
+                let (next, forward) = if e.from == v {
+                    (e.to, true)
+                } else if e.to == v {
+                    (e.from, false)
+                } else {
+                    continue;
+                };
+                if !seen[next] {
+                    seen[next] = true;
+                    came[next] = Some((v, i, forward));
+                    queue.push_back(next);
+                }
+            }
+        }
+        if !seen[b] {
+            return Err(Error::Lens(format!("no lens path from {from} to {to}")));
+        }
+        let mut steps = Vec::new();
+        let mut v = b;
+        while let Some((prev, i, forward)) = came[v] {
+            steps.push(Step {
+                lens: &self.edges[i].lens,
+                forward,
+            });
+            v = prev;
+        }
+        steps.reverse();
+        Ok(steps)
+    }
+
+    /// `doc`, at version `from`, translated to version `to` (no complement:
+    /// what a backward step cannot restore takes its default).
+    pub fn translate(&self, doc: &Value, from: &str, to: &str) -> Result<Value, Error> {
+        let mut out = doc.clone();
+        for s in self.path(from, to)? {
+            out = if s.forward {
+                s.lens.forward(&out)?.0
+            } else {
+                s.lens.backward(&out, None)?
+            };
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,233 @@
+//! The pure lens language of Instar: no database, no async.
+//!
+//! A **lens** is a list of [`Op`]s that translates a JSON document from one
+//! version of its shape to the next, and back by its [`reverse`]. Lens files
+//! use Cambria's format (`lens:` then `- op: {args}`, nested `lens:` for `in`
+//! and `map`), in YAML or JSON, so an existing Cambria lens reads unchanged.
+//! Forward translation keeps a [`Complement`] of what it dropped, so that the
+//! way back returns exactly the original document.
+//!
+//! - [`Lens::load`] reads a file (errors name file and line);
+//! - [`Lens::forward`] / [`Lens::backward`] translate one document;
+//! - [`graph::Graph`] joins lenses into a version graph and finds the path
+//!   between two versions.
+#![deny(missing_docs)]
+
+mod apply;
+pub mod graph;
+pub mod op;
+
+use std::path::{Path, PathBuf};
+
+pub use apply::{backward, forward, reverse, reverse_op, Complement};
+pub use op::{Field, Kind, Op};
+use serde_json::Value;
+
+/// Everything that can go wrong with a lens or a document going through one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The lens itself is wrong (an unknown op, a missing or mistyped argument).
+    #[error("{0}")]
+    Lens(String),
+    /// A lens file cannot be read or parsed.
+    #[error("{path}:{line}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// One document cannot go through an op (a path into a field that is not
+    /// an object, a value with no mapping …).
+    #[error("{at}{op}: {message}")]
+    Document {
+        /// Where in the document (`metadata.tags.3.`), empty at its top.
+        at: String,
+        /// The op, as written in the lens (`head labels`).
+        op: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn document(op: &Op, message: String) -> Error {
+        Error::Document {
+            at: String::new(),
+            op: describe(op),
+            message,
+        }
+    }
+
+    /// The same error for the op at (1-based) position `n` of a lens.
+    pub(crate) fn at(self, n: usize) -> Error {
+        match self {
+            Error::Lens(m) => Error::Lens(format!("op {n}: {m}")),
+            other => other,
+        }
+    }
+
+    /// The same error, inside op `op`'s nested lens.
+    pub(crate) fn inside(self, op: &str) -> Error {
+        match self {
+            Error::Lens(m) => Error::Lens(format!("in `{op}`'s lens: {m}")),
+            other => other,
+        }
+    }
+
+    /// A document error one field deeper.
+    pub(crate) fn within(self, field: &str) -> Error {
+        match self {
+            Error::Document { at, op, message } => Error::Document {
+                at: format!("{field}.{at}"),
+                op,
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// An op as a person reads it in a message: its name and main field.
+pub fn describe(op: &Op) -> String {
+    match op {
+        Op::Rename {
+            source,
+            destination,
+        } => format!("rename {source} → {destination}"),
+        Op::Add(f) => format!("add {}", f.name),
+        Op::Remove(f) => format!("remove {}", f.name),
+        Op::Hoist { host, name } => format!("hoist {host}.{name}"),
+        Op::Plunge { host, name } => format!("plunge {name} into {host}"),
+        Op::Wrap { name } => format!("wrap {name}"),
+        Op::Head { name } => format!("head {name}"),
+        Op::In { name, .. } => format!("in {name}"),
+        Op::Map { .. } => "map".into(),
+        Op::Convert { name, .. } => format!("convert {name}"),
+        Op::Copy {
+            source,
+            destination,
+        } => format!("copy {source} → {destination}"),
+        Op::Set { name, .. } => format!("set {name}"),
+        Op::Split { source, .. } => format!("split {source}"),
+        Op::Join { into, .. } => format!("join into {into}"),
+        Op::Cast { name, .. } => format!("cast {name}"),
+        Op::Scale { name, .. } => format!("scale {name}"),
+    }
+}
+
+/// A lens read from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lens {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its ops, in order.
+    pub ops: Vec<Op>,
+}
+
+impl Lens {
+    /// Reads a lens file: YAML (`.yaml`, `.yml`) or JSON (anything else that
+    /// parses as JSON). Errors name the file, and the line where the parser knows it.
+    pub fn load(path: &Path) -> Result<Lens, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::File {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!("cannot read it: {e}"),
+        })?;
+        Lens::parse(path, &text)
+    }
+
+    /// Parses the text of lens file `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Lens, Error> {
+        let value = read_value(path, text)?;
+        let ops = op::parse_lens(&value).map_err(|e| Error::File {
+            path: path.to_path_buf(),
+            line: 0,
+            message: e.to_string(),
+        })?;
+        Ok(Lens {
+            path: path.to_path_buf(),
+            ops,
+        })
+    }
+
+    /// The lens that undoes this one.
+    pub fn reversed(&self) -> Lens {
+        Lens {
+            path: self.path.clone(),
+            ops: reverse(&self.ops),
+        }
+    }
+
+    /// Translates `doc` forward: the result and its complement.
+    pub fn forward(&self, doc: &Value) -> Result<(Value, Complement), Error> {
+        forward(&self.ops, doc)
+    }
+
+    /// Translates `doc` back, with the complement its forward translation kept.
+    pub fn backward(&self, doc: &Value, c: Option<&Complement>) -> Result<Value, Error> {
+        backward(&self.ops, doc, c)
+    }
+
+    /// The lens in Cambria's YAML format.
+    pub fn to_yaml(&self) -> String {
+        let doc = serde_json::json!({ "lens": op::to_json(&self.ops) });
+        serde_yaml::to_string(&doc).unwrap_or_default()
+    }
+}
+
+/// A YAML or JSON file's content as JSON. YAML keys that are not strings
+/// (`true:` in a `convert` table) become their text.
+pub fn read_value(path: &Path, text: &str) -> Result<Value, Error> {
+    let json_like = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if json_like {
+        return serde_json::from_str(text).map_err(|e| Error::File {
+            path: path.to_path_buf(),
+            line: e.line(),
+            message: e.to_string(),
+        });
+    }
+    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| Error::File {
+        path: path.to_path_buf(),
+        line: e.location().map_or(0, |l| l.line()),
+        message: e.to_string(),
+    })?;
+    Ok(yaml_to_json(yaml))
+}
+
+fn yaml_to_json(v: serde_yaml::Value) -> Value {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or(Value::Null, Value::Number)
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect()),
+        Y::Mapping(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let key = match yaml_to_json(k) {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (key, yaml_to_json(v))
+                })
+                .collect(),
+        ),
+        Y::Tagged(t) => yaml_to_json(t.value),
+    }
+}
