@@ -122,6 +122,45 @@ fn tool(name: &str) -> Result<instar_core::foreign::Tool, String> {
     })
 }
 
+/// What `instar docs` does.
+#[derive(Debug, Subcommand)]
+pub enum DocsCommand {
+    /// Print one document (JSON), at version --at (default: the current one).
+    Get {
+        /// The collection.
+        collection: String,
+        /// The document's key.
+        key: String,
+        /// The version to read it at.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Print documents as JSON lines (`{"key": …, "doc": …}`), in key order.
+    List {
+        /// The collection.
+        collection: String,
+        /// The version to read them at.
+        #[arg(long)]
+        at: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Only keys after this one (the last key of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Store the JSON document on stdin, written at version --at.
+    Put {
+        /// The collection.
+        collection: String,
+        /// The document's key.
+        key: String,
+        /// The version the document is written at (default: the current one).
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
 /// What `instar lens` does.
 #[derive(Debug, Subcommand)]
 pub enum LensCommand {
@@ -245,6 +284,11 @@ pub enum Command {
         /// Do not compare the checksums the tool recorded with the files.
         #[arg(long)]
         no_checksums: bool,
+    },
+    /// Read and write a collection's documents at any of its versions.
+    Docs {
+        #[command(subcommand)]
+        action: DocsCommand,
     },
     /// Work with a lens file alone, without a database: translate, check, test.
     Lens {

@@ -88,6 +88,7 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
             all,
             run,
         } => execute(s, down_target(to, steps, all), &run, out).await,
+        Command::Docs { action } => docs(s, &action, out).await,
         Command::Adopt {
             from,
             dry_run,
@@ -114,6 +115,59 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         Command::Backup => admin::backup(s, out).await,
         Command::Backups { prune, older_than } => admin::backups(s, prune, &older_than, out),
         Command::Restore { id, force } => admin::restore(s, &id, force, out).await,
+    }
+}
+
+async fn docs(service: &Service, action: &crate::args::DocsCommand, out: &Out) -> Result<i32> {
+    use crate::args::DocsCommand;
+    match action {
+        DocsCommand::Get {
+            collection,
+            key,
+            at,
+        } => {
+            let docs = service.documents(collection)?;
+            match docs.get(key, at.as_deref()).await? {
+                Some(d) => {
+                    println!("{d}");
+                    Ok(0)
+                }
+                None => {
+                    eprintln!("collection {collection} has no document {key}");
+                    Ok(1)
+                }
+            }
+        }
+        DocsCommand::List {
+            collection,
+            at,
+            limit,
+            after,
+        } => {
+            let docs = service.documents(collection)?;
+            for (key, doc) in docs.list(at.as_deref(), after.as_deref(), *limit).await? {
+                println!("{}", serde_json::json!({ "key": key, "doc": doc }));
+            }
+            Ok(0)
+        }
+        DocsCommand::Put {
+            collection,
+            key,
+            at,
+        } => {
+            let docs = service.documents(collection)?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("stdin:{}: not JSON: {e}", e.line()))?;
+            docs.put(key, &doc, at.as_deref()).await?;
+            out.line(format!(
+                "stored {collection} {key} at {} (written at {})",
+                docs.current(),
+                at.as_deref().unwrap_or(docs.current())
+            ));
+            Ok(0)
+        }
     }
 }
 

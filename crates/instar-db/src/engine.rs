@@ -99,6 +99,17 @@ pub(crate) trait Engine: Sync {
         None
     }
     /// Why parallel data-migration workers would not help, where they would not.
+    /// `expr` as text the driver reads as a string.
+    fn as_text(&self, expr: &str) -> String {
+        format!("CAST({expr} AS {})", self.text_type())
+    }
+
+    /// Whether a text parameter must be cast to its column's declared type
+    /// (PostgreSQL does not convert text to `jsonb` or `integer` by itself).
+    fn typed_params(&self) -> bool {
+        false
+    }
+
     /// `expr` (binary) as lower-case hexadecimal text.
     fn hex_sql(&self, expr: &str) -> String {
         format!("lower(hex({expr}))")

@@ -25,6 +25,7 @@ mod cancel;
 mod conn;
 pub mod data;
 mod db;
+pub mod docs;
 mod engine;
 mod error;
 mod lock;

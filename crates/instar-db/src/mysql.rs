@@ -176,6 +176,11 @@ impl Engine for MySql {
     fn text_type(&self) -> &'static str {
         "CHAR"
     }
+    // A JSON column (and HEX's result) has a binary collation, which the
+    // driver reads as a BLOB: a case-insensitive one reads as text.
+    fn as_text(&self, expr: &str) -> String {
+        format!("CAST({expr} AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_general_ci")
+    }
     fn hex_sql(&self, expr: &str) -> String {
         format!("LOWER(CAST(HEX({expr}) AS CHAR(255)))")
     }

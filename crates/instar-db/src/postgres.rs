@@ -129,6 +129,9 @@ impl Engine for Postgres {
             self.quote(schema)
         ))
     }
+    fn typed_params(&self) -> bool {
+        true
+    }
     fn hex_sql(&self, expr: &str) -> String {
         format!("encode({expr}, 'hex')")
     }

@@ -2,7 +2,7 @@
 //! Reading at version V walks the shortest path (fewest lenses) from the
 //! document's version, forward along a lens or backward through its reverse.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
 use serde_json::Value;
@@ -21,7 +21,12 @@ struct Edge {
     from: usize,
     to: usize,
     lens: Lens,
+    key: String,
 }
+
+/// A stored document's complements, one per lens it went forward through
+/// when it was written (`"1.0.0--2.0.0"` → what that lens dropped).
+pub type Complements = BTreeMap<String, crate::Complement>;
 
 /// One lens of a path, and the way it is walked.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +35,20 @@ pub struct Step<'a> {
     pub lens: &'a Lens,
     /// Forward along it, or backward through its reverse.
     pub forward: bool,
+    /// The lens's versions, `from--to`: the key of its complement.
+    pub edge: &'a str,
+}
+
+/// A document error, naming the lens file it came from.
+fn in_file(e: Error, lens: &Lens) -> Error {
+    match e {
+        Error::Document { at, op, message } => Error::Document {
+            at,
+            op: format!("{} ({})", op, lens.path.display()),
+            message,
+        },
+        other => other,
+    }
 }
 
 impl Graph {
@@ -95,6 +114,7 @@ impl Graph {
             from: a,
             to: b,
             lens,
+            key: format!("{from}--{to}"),
         });
         Ok(())
     }
@@ -199,6 +219,7 @@ impl Graph {
             steps.push(Step {
                 lens: &self.edges[i].lens,
                 forward,
+                edge: &self.edges[i].key,
             });
             v = prev;
         }
@@ -209,14 +230,57 @@ impl Graph {
     /// `doc`, at version `from`, translated to version `to` (no complement:
     /// what a backward step cannot restore takes its default).
     pub fn translate(&self, doc: &Value, from: &str, to: &str) -> Result<Value, Error> {
+        self.read(doc, from, to, &Complements::new())
+    }
+
+    /// A stored document read at another version: backward steps use the
+    /// complements kept when it was written, so a document written at an old
+    /// version reads back exactly as written.
+    pub fn read(
+        &self,
+        doc: &Value,
+        from: &str,
+        to: &str,
+        complements: &Complements,
+    ) -> Result<Value, Error> {
         let mut out = doc.clone();
         for s in self.path(from, to)? {
             out = if s.forward {
-                s.lens.forward(&out)?.0
+                s.lens.forward(&out).map_err(|e| in_file(e, s.lens))?.0
             } else {
-                s.lens.backward(&out, None)?
+                s.lens
+                    .backward(&out, complements.get(s.edge))
+                    .map_err(|e| in_file(e, s.lens))?
             };
         }
         Ok(out)
+    }
+
+    /// A document written at version `from`, translated to the version `to`
+    /// it is stored at, with the complements that make reading it back at
+    /// `from` exact. Errors name the lens file.
+    pub fn write(
+        &self,
+        doc: &Value,
+        from: &str,
+        to: &str,
+        complements: &Complements,
+    ) -> Result<(Value, Complements), Error> {
+        let mut out = doc.clone();
+        let mut kept = Complements::new();
+        for s in self.path(from, to)? {
+            out = if s.forward {
+                let (v, c) = s.lens.forward(&out).map_err(|e| in_file(e, s.lens))?;
+                if !c.is_empty() {
+                    kept.insert(s.edge.to_string(), c);
+                }
+                v
+            } else {
+                s.lens
+                    .backward(&out, complements.get(s.edge))
+                    .map_err(|e| in_file(e, s.lens))?
+            };
+        }
+        Ok((out, kept))
     }
 }

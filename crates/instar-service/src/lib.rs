@@ -13,9 +13,12 @@
 //!   of stamped events ([`EventStream`]) that any number of receivers
 //!   subscribe to, a cancel token, and the final report (or a [`RunFailure`]
 //!   that still says what was applied).
+//! - [`Documents`] reads and writes a collection's JSON documents at any of its
+//!   versions, through its lenses ([`Service::documents`]).
 #![deny(missing_docs)]
 #![allow(clippy::result_large_err)]
 
+mod documents;
 mod error;
 mod migrator;
 mod run;
@@ -24,6 +27,7 @@ pub mod settings;
 mod source;
 mod status;
 
+pub use documents::Documents;
 pub use error::Error;
 pub use instar_macros::embed_migrations;
 pub use migrator::Migrator;

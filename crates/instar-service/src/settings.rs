@@ -36,6 +36,83 @@ pub struct Settings {
     /// # Warning
     /// The restore discards what other clients wrote during the run; off by default.
     pub restore_on_failure: bool,
+    /// Document collections, by name (`[collections.<name>]`).
+    pub collections: std::collections::BTreeMap<String, Collection>,
+}
+
+/// A collection of JSON documents in a table, and the lenses between its versions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collection {
+    /// The table (optionally `schema.table`).
+    pub table: String,
+    /// Its key column.
+    pub key: String,
+    /// Its JSON body column.
+    pub body: String,
+    /// Its version column; without one, every document has `default_version`.
+    pub version_column: Option<String>,
+    /// The version of a document without one (default: the first version).
+    pub default_version: String,
+    /// The versions, oldest first; the last is the one documents are stored at.
+    pub versions: Vec<String>,
+    /// The folder of its lenses (`<from>--<to>.lens.yaml`).
+    pub lenses: PathBuf,
+    /// A document read at the current version from an older one is stored upgraded.
+    pub write_back: bool,
+}
+
+/// `[collections.<name>]` of `instar.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionConfig {
+    /// The table (default: the collection's name).
+    pub table: Option<String>,
+    /// The key column (default `id`).
+    pub key: Option<String>,
+    /// The JSON body column (default `doc`).
+    pub body: Option<String>,
+    /// The version column, if the table has one.
+    pub version_column: Option<String>,
+    /// The version of a document without one.
+    pub default_version: Option<String>,
+    /// The versions, oldest first.
+    pub versions: Vec<String>,
+    /// The lens folder, relative to the file (default `collections/<name>/lenses`).
+    pub lenses: Option<PathBuf>,
+    /// Store a document read at the current version upgraded (default false).
+    #[serde(default)]
+    pub write_back: bool,
+}
+
+fn collection(name: &str, c: CollectionConfig, root: &Path) -> Result<Collection, Error> {
+    let bad = |what: String| Error::Config(format!("instar.toml: [collections.{name}] {what}"));
+    if c.versions.is_empty() {
+        return Err(bad(
+            "lists no versions (versions = [\"1.0.0\", \"2.0.0\"])".into()
+        ));
+    }
+    for v in &c.versions {
+        semver::Version::parse(v).map_err(|e| bad(format!("version {v:?} is not semver: {e}")))?;
+    }
+    let default_version = c.default_version.unwrap_or_else(|| c.versions[0].clone());
+    if !c.versions.contains(&default_version) {
+        return Err(bad(format!(
+            "default_version {default_version:?} is not one of its versions"
+        )));
+    }
+    Ok(Collection {
+        table: c.table.unwrap_or_else(|| name.to_string()),
+        key: c.key.unwrap_or_else(|| "id".into()),
+        body: c.body.unwrap_or_else(|| "doc".into()),
+        version_column: c.version_column,
+        default_version,
+        versions: c.versions,
+        lenses: root.join(
+            c.lenses
+                .unwrap_or_else(|| Path::new("collections").join(name).join("lenses")),
+        ),
+        write_back: c.write_back,
+    })
 }
 
 impl Settings {
@@ -51,6 +128,7 @@ impl Settings {
             backup: true,
             backup_dir: root.join(".instar").join("backups"),
             restore_on_failure: false,
+            collections: Default::default(),
         }
     }
 }
@@ -87,6 +165,9 @@ pub struct FileConfig {
     /// `[run]`.
     #[serde(default)]
     pub run: RunConfig,
+    /// `[collections.<name>]`.
+    #[serde(default)]
+    pub collections: std::collections::BTreeMap<String, CollectionConfig>,
 }
 
 /// `[database]` of `instar.toml`.
@@ -305,6 +386,10 @@ pub fn resolve(
         .restore_on_failure
         .or(cfg.run.restore_on_failure)
         .unwrap_or(false);
+    for (name, c) in cfg.collections {
+        let c = collection(&name, c, &root)?;
+        s.collections.insert(name, c);
+    }
     Ok(s)
 }
 

@@ -35,6 +35,7 @@ pub fn instar_in(dir: &std::path::Path) -> assert_cmd::Command {
 mod adopt;
 mod basics;
 mod cache;
+mod documents;
 mod doors;
 mod faults;
 mod hostile;

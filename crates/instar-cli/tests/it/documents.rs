@@ -1,0 +1,195 @@
+//! The README's worked example, on every engine: a `users` collection going
+//! from 1.0.0 to 2.0.0 (`name` split into `first_name`/`last_name`, `mail`
+//! renamed `email`, `legacy` dropped), read and written lazily by an old
+//! release at 1.0.0 and a new one at 2.0.0, on the same rows.
+
+use crate::adopt::exec;
+use crate::harness::{file, Backend, TestDb};
+
+const LENS: &str = "lens:\n- split: {source: name, into: [first_name, last_name], separator: ' '}\n- rename: {source: mail, destination: email}\n- remove: {name: legacy, type: string}\n";
+
+fn run(t: &TestDb, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut c = crate::instar_at(t, &t.url);
+    c.args(args).stdin(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `run`, which must succeed: its stdout.
+fn ok(t: &TestDb, args: &[&str], stdin: Option<&str>) -> String {
+    let (code, out, err) = run(t, args, stdin);
+    assert_eq!(code, 0, "{args:?}: {out}{err}");
+    out
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+on_every_engine!(old_and_new_releases_read_and_write_their_versions);
+
+async fn old_and_new_releases_read_and_write_their_versions(b: Backend) {
+    let Some(t) = TestDb::new(b, "documents").await else {
+        return;
+    };
+    let body = match b {
+        Backend::Sqlite => "TEXT",
+        Backend::Postgres => "JSONB",
+        Backend::MySql => "JSON",
+    };
+    exec(&t, &format!("CREATE TABLE users (id INT PRIMARY KEY, doc {body} NOT NULL, schema_version VARCHAR(20))")).await;
+    exec(&t, r#"INSERT INTO users VALUES (1, '{"name": "Ada Lovelace", "mail": "ada@example.org"}', NULL)"#).await;
+    exec(&t, r#"INSERT INTO users VALUES (2, '{"name": "Grace Hopper", "mail": "grace@example.org", "legacy": "x"}', '1.0.0')"#).await;
+    std::fs::write(
+        t.dir.path().join("instar.toml"),
+        "[collections.users]\ntable = \"users\"\nkey = \"id\"\nbody = \"doc\"\nversion_column = \"schema_version\"\nversions = [\"1.0.0\", \"2.0.0\"]\n",
+    )
+    .unwrap();
+    file(
+        &t.dir
+            .path()
+            .join("collections/users/lenses/1.0.0--2.0.0.lens.yaml"),
+        LENS,
+    );
+    std::fs::create_dir_all(t.migrations()).unwrap();
+
+    // The new release reads 2.0.0; the row is not rewritten (lazy).
+    let (code, out, err) = run(&t, &["docs", "get", "users", "1"], None);
+    assert_eq!(code, 0, "{b:?}: {err}");
+    assert_eq!(
+        json(&out),
+        serde_json::json!({"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.org"})
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE schema_version IS NULL")
+            .await,
+        1,
+        "{b:?}: not rewritten"
+    );
+    // The old release reads 1.0.0.
+    let out = ok(&t, &["docs", "get", "users", "2", "--at", "1.0.0"], None);
+    assert_eq!(json(&out)["legacy"], "x", "{b:?}");
+
+    // The old release writes 1.0.0: stored at 2.0.0, and read back exactly as written.
+    let written =
+        r#"{"name": "Alan Mathison Turing", "mail": "alan@example.org", "legacy": "kept"}"#;
+    let (code, out, err) = run(
+        &t,
+        &["docs", "put", "users", "3", "--at", "1.0.0"],
+        Some(written),
+    );
+    assert_eq!(code, 0, "{b:?}: {out}{err}");
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE id = 3 AND schema_version = '2.0.0'")
+            .await,
+        1,
+        "{b:?}"
+    );
+    let out = ok(&t, &["docs", "get", "users", "3", "--at", "1.0.0"], None);
+    assert_eq!(
+        json(&out),
+        json(written),
+        "{b:?}: the complement keeps what 2.0.0 has no field for"
+    );
+    let out = ok(&t, &["docs", "get", "users", "3"], None);
+    assert_eq!(
+        json(&out),
+        serde_json::json!({"first_name": "Alan", "last_name": "Mathison Turing", "email": "alan@example.org"})
+    );
+
+    // The new release edits it at 2.0.0; the old one sees the edit.
+    let edited = r#"{"first_name": "Alan", "last_name": "Turing", "email": "turing@example.org"}"#;
+    assert_eq!(run(&t, &["docs", "put", "users", "3"], Some(edited)).0, 0);
+    let out = ok(&t, &["docs", "get", "users", "3", "--at", "1.0.0"], None);
+    assert_eq!(
+        json(&out),
+        serde_json::json!({"name": "Alan Turing", "mail": "turing@example.org", "legacy": ""})
+    );
+
+    // A list at 1.0.0, in key order.
+    let (code, out, err) = run(&t, &["docs", "list", "users", "--at", "1.0.0"], None);
+    assert_eq!(code, 0, "{b:?}: {err}");
+    let keys: Vec<String> = out
+        .lines()
+        .map(|l| json(l)["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, ["1", "2", "3"], "{b:?}");
+    assert_eq!(
+        json(out.lines().next().unwrap())["doc"]["name"],
+        "Ada Lovelace"
+    );
+
+    // Refused, untouched: a version nobody declared, on the row or asked for.
+    exec(&t, r#"INSERT INTO users VALUES (4, '{"x": 1}', '3.0.0')"#).await;
+    let (code, _, err) = run(&t, &["docs", "get", "users", "4"], None);
+    assert!(
+        code == 2 && err.contains("3.0.0") && err.contains("not declared"),
+        "{b:?}: {err}"
+    );
+    let (code, _, err) = run(&t, &["docs", "get", "users", "1", "--at", "9.9.9"], None);
+    assert!(code == 2 && err.contains("9.9.9"), "{b:?}: {err}");
+    let (code, _, err) = run(&t, &["docs", "get", "users", "404"], None);
+    assert_eq!(code, 1, "{b:?}: {err}");
+}
+
+/// A lens error names collection, key, lens file and op; a body that is not
+/// JSON names collection and key; a lens naming an undeclared version is
+/// refused when the collection is opened.
+#[tokio::test]
+async fn bad_documents_and_lenses_are_named() {
+    let t = TestDb::sqlite("documents_bad").await;
+    exec(
+        &t,
+        "CREATE TABLE users (id INT PRIMARY KEY, doc TEXT NOT NULL, schema_version VARCHAR(20))",
+    )
+    .await;
+    exec(
+        &t,
+        r#"INSERT INTO users VALUES (1, '{"name": 5}', '1.0.0')"#,
+    )
+    .await;
+    exec(&t, "INSERT INTO users VALUES (2, 'not json', '1.0.0')").await;
+    std::fs::write(
+        t.dir.path().join("instar.toml"),
+        "[collections.users]\nversion_column = \"schema_version\"\nversions = [\"1.0.0\", \"2.0.0\"]\n",
+    )
+    .unwrap();
+    let lens = t
+        .dir
+        .path()
+        .join("collections/users/lenses/1.0.0--2.0.0.lens.yaml");
+    file(&lens, LENS);
+    std::fs::create_dir_all(t.migrations()).unwrap();
+    let (code, _, err) = run(&t, &["docs", "get", "users", "1"], None);
+    assert_eq!(code, 2);
+    for words in [
+        "collection users",
+        "key 1",
+        "1.0.0--2.0.0.lens.yaml",
+        "split name",
+        "not a string",
+    ] {
+        assert!(err.contains(words), "{words:?} in {err}");
+    }
+    let (code, _, err) = run(&t, &["docs", "get", "users", "2"], None);
+    assert!(
+        code == 2 && err.contains("key 2") && err.contains("not JSON"),
+        "{err}"
+    );
+    std::fs::rename(&lens, lens.with_file_name("1.0.0--3.0.0.lens.yaml")).unwrap();
+    let (code, _, err) = run(&t, &["docs", "get", "users", "1"], None);
+    assert!(
+        code == 2 && err.contains("1.0.0--3.0.0.lens.yaml") && err.contains("not declared"),
+        "{err}"
+    );
+}

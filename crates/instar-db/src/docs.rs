@@ -1,0 +1,368 @@
+//! Documents stored in a table: a key column, a JSON body column (PostgreSQL
+//! `jsonb`/`json`/`text`, MySQL `JSON`/text, SQLite text) and an optional
+//! version column; and each document's complements, in `instar_complements`
+//! beside the history table. Reading and writing only: what a document means
+//! at another version is the lens crate's.
+
+use serde_json::Value;
+
+use crate::conn::{query, Row};
+use crate::db::control;
+use crate::engine::{table_ddl, Col};
+use crate::{Db, Error};
+
+/// Where a collection's documents are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocTable {
+    /// The collection's name (the complements' key).
+    pub collection: String,
+    /// The table (optionally `schema.table`).
+    pub table: String,
+    /// Its key column.
+    pub key: String,
+    /// Its JSON body column.
+    pub body: String,
+    /// Its version column, if it has one.
+    pub version: Option<String>,
+}
+
+/// One stored document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// Its key, as text.
+    pub key: String,
+    /// Its body.
+    pub body: Value,
+    /// Its version column's value (`None`: no column, or NULL).
+    pub version: Option<String>,
+    /// The complements kept when it was written, if any.
+    pub complements: Option<Value>,
+}
+
+const COMPLEMENTS: &str = "instar_complements";
+
+/// The SQL names and casts of one table on one connection.
+struct Sql {
+    table: String,
+    key: String,
+    body: String,
+    version: Option<String>,
+    /// The declared types of key and body, where the engine needs parameters typed.
+    key_type: Option<String>,
+    body_type: Option<String>,
+    complements: String,
+}
+
+async fn declared(db: &mut Db, table: &str, column: &str) -> Result<Option<String>, Error> {
+    let Some((sql, binds)) = db.engine.key_type_query(table, column) else {
+        return Ok(None);
+    };
+    let row = query(&sql)
+        .bind_texts(binds)
+        .fetch_optional(&mut db.conn)
+        .await
+        .map_err(|e| Error::query(format!("looking up the type of {table}.{column}"), e))?;
+    match row {
+        Some(r) => Ok(Some(
+            r.try_get::<String>(0)
+                .map_err(|e| Error::query("reading a column type", e))?,
+        )),
+        None => Err(Error::Unsupported(format!(
+            "collection table {table} has no column {column:?} (or no such table); fix the collection's table, key, body or version_column"
+        ))),
+    }
+}
+
+impl Sql {
+    async fn new(db: &mut Db, t: &DocTable) -> Result<Sql, Error> {
+        let e = db.engine;
+        // Only an engine that needs typed parameters is asked for the types
+        // (elsewhere a missing column is the database's own error).
+        let typed = e.typed_params();
+        let (key_type, body_type) = if typed {
+            if let Some(v) = &t.version {
+                declared(db, &t.table, v).await?;
+            }
+            (
+                declared(db, &t.table, &t.key).await?,
+                declared(db, &t.table, &t.body).await?,
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Sql {
+            table: t
+                .table
+                .split('.')
+                .map(|p| e.quote(p))
+                .collect::<Vec<_>>()
+                .join("."),
+            key: e.quote(&t.key),
+            body: e.quote(&t.body),
+            version: t.version.as_deref().map(|v| e.quote(v)),
+            key_type: key_type.filter(|_| typed),
+            body_type: body_type.filter(|_| typed),
+            complements: db.sibling_table(COMPLEMENTS),
+        })
+    }
+
+    fn cast(p: String, ty: &Option<String>) -> String {
+        match ty {
+            Some(t) => format!("CAST({p} AS {t})"),
+            None => p,
+        }
+    }
+
+    fn key_param(&self, db: &Db, n: usize) -> String {
+        Sql::cast(db.engine.placeholder(n), &self.key_type)
+    }
+
+    fn body_param(&self, db: &Db, n: usize) -> String {
+        Sql::cast(db.engine.placeholder(n), &self.body_type)
+    }
+
+    fn select(&self, db: &Db) -> String {
+        let text = |c: &str| db.engine.as_text(c);
+        let version = self.version.as_deref().map_or("NULL".to_string(), text);
+        format!(
+            "SELECT {}, {}, {version} FROM {}",
+            text(&self.key),
+            text(&self.body),
+            self.table
+        )
+    }
+}
+
+/// Column `i` as text: MySQL hands long text (JSON, LONGTEXT) over as bytes.
+fn text_at(r: &Row, i: usize) -> Result<Option<String>, sqlx::Error> {
+    r.try_get::<Option<String>>(i).or_else(|_| {
+        r.try_get::<Option<Vec<u8>>>(i)
+            .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    })
+}
+
+fn stored(r: &Row, collection: &str) -> Result<Stored, Error> {
+    let text = |i: usize| {
+        text_at(r, i).map_err(|e| Error::query(format!("reading a document of {collection}"), e))
+    };
+    let key = text(0)?.unwrap_or_default();
+    let raw = text(1)?.unwrap_or_default();
+    let body = serde_json::from_str(&raw).map_err(|e| {
+        Error::Unsupported(format!(
+            "collection {collection}, key {key}: the stored body is not JSON ({e}); fix the row, or leave it out of the collection"
+        ))
+    })?;
+    Ok(Stored {
+        key,
+        body,
+        version: text(2)?,
+        complements: None,
+    })
+}
+
+/// The document under `key`, with its complements. Reads only.
+pub async fn read(db: &mut Db, t: &DocTable, key: &str) -> Result<Option<Stored>, Error> {
+    let sql = Sql::new(db, t).await?;
+    let q = format!(
+        "{} WHERE {} = {}",
+        sql.select(db),
+        sql.key,
+        sql.key_param(db, 1)
+    );
+    let row = query(&q)
+        .bind(key.to_string())
+        .fetch_optional(&mut db.conn)
+        .await
+        .map_err(|e| Error::query(format!("reading {} {key}", t.collection), e))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut doc = stored(&row, &t.collection)?;
+    doc.complements = complements(db, &sql, t, key).await?;
+    Ok(Some(doc))
+}
+
+async fn complements(
+    db: &mut Db,
+    sql: &Sql,
+    t: &DocTable,
+    key: &str,
+) -> Result<Option<Value>, Error> {
+    if !db.table_exists(COMPLEMENTS).await? {
+        return Ok(None);
+    }
+    let p = |n| db.engine.placeholder(n);
+    let q = format!(
+        "SELECT complement FROM {} WHERE collection = {} AND doc_key = {} ORDER BY id DESC",
+        sql.complements,
+        p(1),
+        p(2)
+    );
+    let row = query(&q)
+        .bind(t.collection.clone())
+        .bind(key.to_string())
+        .fetch_optional(&mut db.conn)
+        .await
+        .map_err(|e| Error::query("reading a document's complements", e))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let text = text_at(&row, 0)
+        .map_err(|e| Error::query("reading a document's complements", e))?
+        .unwrap_or_default();
+    Ok(serde_json::from_str(&text).ok())
+}
+
+/// Up to `limit` documents with keys after `after` (in key order). Reads only;
+/// complements are not read (a scan reads forward, where none is needed).
+pub async fn scan(
+    db: &mut Db,
+    t: &DocTable,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Stored>, Error> {
+    let sql = Sql::new(db, t).await?;
+    let filter = if after.is_some() {
+        format!(" WHERE {} > {}", sql.key, sql.key_param(db, 1))
+    } else {
+        String::new()
+    };
+    let q = format!(
+        "{}{filter} ORDER BY {} LIMIT {limit}",
+        sql.select(db),
+        sql.key
+    );
+    let mut qy = query(&q);
+    if let Some(a) = after {
+        qy = qy.bind(a.to_string());
+    }
+    let rows = qy
+        .fetch_all(&mut db.conn)
+        .await
+        .map_err(|e| Error::query(format!("reading {}", t.collection), e))?;
+    rows.iter().map(|r| stored(r, &t.collection)).collect()
+}
+
+/// Stores `body` under `key` at `version`, with its complements (none: the
+/// old ones are dropped), in one transaction: the row is updated, or
+/// inserted when there is none.
+pub async fn write(
+    db: &mut Db,
+    t: &DocTable,
+    key: &str,
+    body: &Value,
+    version: &str,
+    complements: Option<&Value>,
+) -> Result<(), Error> {
+    ensure_complements(db).await?;
+    let sql = Sql::new(db, t).await?;
+    let e = db.engine;
+    let p = |n| e.placeholder(n);
+    // Placeholders numbered in the order they appear: MySQL and SQLite bind by position.
+    let (set_version, key_at) = match &sql.version {
+        Some(v) => (format!(", {v} = {}", p(2)), 3),
+        None => (String::new(), 2),
+    };
+    let update = format!(
+        "UPDATE {} SET {} = {}{set_version} WHERE {} = {}",
+        sql.table,
+        sql.body,
+        sql.body_param(db, 1),
+        sql.key,
+        sql.key_param(db, key_at)
+    );
+    let (cols, vals) = match &sql.version {
+        Some(v) => (format!(", {v}"), format!(", {}", p(3))),
+        None => (String::new(), String::new()),
+    };
+    let insert = format!(
+        "INSERT INTO {} ({}, {}{cols}) VALUES ({}, {}{vals})",
+        sql.table,
+        sql.key,
+        sql.body,
+        sql.key_param(db, 1),
+        sql.body_param(db, 2)
+    );
+    let with_version = sql.version.is_some();
+    let begin = e.begin();
+    let conn = &mut db.conn;
+    control(conn, begin).await?;
+    let r = async {
+        let mut q = query(&update).bind(body.to_string());
+        if with_version {
+            q = q.bind(version.to_string());
+        }
+        let done = q
+            .bind(key.to_string())
+            .execute(conn)
+            .await
+            .map_err(|e| Error::query(format!("writing {} {key}", t.collection), e))?;
+        if done.rows_affected == 0 {
+            let mut q = query(&insert).bind(key.to_string()).bind(body.to_string());
+            if with_version {
+                q = q.bind(version.to_string());
+            }
+            q.execute(conn)
+                .await
+                .map_err(|e| Error::query(format!("writing {} {key}", t.collection), e))?;
+        }
+        let delete = format!(
+            "DELETE FROM {} WHERE collection = {} AND doc_key = {}",
+            sql.complements,
+            p(1),
+            p(2)
+        );
+        query(&delete)
+            .bind(t.collection.clone())
+            .bind(key.to_string())
+            .execute(conn)
+            .await
+            .map_err(|e| Error::query("replacing a document's complements", e))?;
+        if let Some(c) = complements {
+            let insert = format!(
+                "INSERT INTO {} (collection, doc_key, complement) VALUES ({}, {}, {})",
+                sql.complements,
+                p(1),
+                p(2),
+                p(3)
+            );
+            query(&insert)
+                .bind(t.collection.clone())
+                .bind(key.to_string())
+                .bind(c.to_string())
+                .execute(conn)
+                .await
+                .map_err(|e| Error::query("storing a document's complements", e))?;
+        }
+        Ok::<(), Error>(())
+    }
+    .await;
+    match r {
+        Ok(()) => control(conn, "COMMIT").await,
+        Err(e) => {
+            let _ = crate::conn::exec(conn, "ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// Creates `instar_complements` (and its lookup index) the first time.
+async fn ensure_complements(db: &mut Db) -> Result<(), Error> {
+    if db.table_exists(COMPLEMENTS).await? {
+        return Ok(());
+    }
+    let table = db.sibling_table(COMPLEMENTS);
+    let columns = [
+        ("collection", Col::Short, true),
+        ("doc_key", Col::Short, true),
+        ("complement", Col::Long, true),
+    ];
+    let mut ddl = table_ddl(db.engine, &table, db.schema(), &columns);
+    ddl.push(format!(
+        "CREATE INDEX instar_complements_key ON {table} (collection, doc_key)"
+    ));
+    for s in ddl {
+        crate::db::run_sql(&mut db.conn, &s, "creating instar_complements").await?;
+    }
+    Ok(())
+}

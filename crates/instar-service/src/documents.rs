@@ -1,0 +1,205 @@
+//! [`Documents`]: one collection's documents, read and written at any of its
+//! versions through its lenses (lazily: each read translates, nothing is
+//! rewritten unless `write_back` says so).
+
+use instar_db::docs::{self, DocTable, Stored};
+use instar_db::Db;
+use instar_lens::graph::{Complements, Graph};
+use serde_json::Value;
+
+use crate::settings::Collection;
+use crate::{Error, Service};
+
+/// A collection's documents, at any of its versions.
+#[derive(Debug)]
+pub struct Documents {
+    service: Service,
+    name: String,
+    collection: Collection,
+    graph: Graph,
+}
+
+impl Service {
+    /// The documents of collection `name`; its lenses are read and checked
+    /// (a lens naming an undeclared version, two lenses for one pair of
+    /// versions, a version no lens reaches: errors naming the file).
+    pub fn documents(&self, name: &str) -> Result<Documents, Error> {
+        let collection = self.settings().collections.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self.settings().collections.keys().map(String::as_str).collect();
+            Error::Config(format!(
+                "no collection {name:?} in instar.toml (declared: {}); declare it under [collections.{name}]",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ))
+        })?;
+        let graph = Graph::load_dir(&collection.lenses, collection.versions.clone())
+            .map_err(|e| Error::Config(format!("collection {name}: {e}")))?;
+        Ok(Documents {
+            service: self.clone(),
+            name: name.to_string(),
+            collection,
+            graph,
+        })
+    }
+}
+
+impl Documents {
+    /// The version documents are stored at: the newest declared.
+    pub fn current(&self) -> &str {
+        self.collection.versions.last().map_or("", String::as_str)
+    }
+
+    fn table(&self) -> DocTable {
+        DocTable {
+            collection: self.name.clone(),
+            table: self.collection.table.clone(),
+            key: self.collection.key.clone(),
+            body: self.collection.body.clone(),
+            version: self.collection.version_column.clone(),
+        }
+    }
+
+    fn check_version(&self, v: &str, what: &str) -> Result<(), Error> {
+        if self.collection.versions.iter().any(|x| x == v) {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "collection {}: {what} version {v} is not declared (versions: {}); nothing was read or written",
+            self.name,
+            self.collection.versions.join(", ")
+        )))
+    }
+
+    /// The version a stored document is at (its column, else the default),
+    /// refused when it is not declared (a newer release wrote it, or a typo).
+    fn version_of(&self, s: &Stored) -> Result<String, Error> {
+        let v = s
+            .version
+            .clone()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| self.collection.default_version.clone());
+        self.check_version(&v, &format!("the document {}'s", s.key))?;
+        Ok(v)
+    }
+
+    fn lens_error(&self, key: &str, e: instar_lens::Error) -> Error {
+        Error::Config(format!("collection {}, key {key}: {e}", self.name))
+    }
+
+    fn complements(s: &Stored) -> Complements {
+        s.complements
+            .as_ref()
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
+            .unwrap_or_default()
+    }
+
+    async fn db(&self) -> Result<Db, Error> {
+        self.service.connect().await
+    }
+
+    /// The document under `key`, at version `at` (default: the current one).
+    pub async fn get(&self, key: &str, at: Option<&str>) -> Result<Option<Value>, Error> {
+        let at = at.unwrap_or(self.current()).to_string();
+        self.check_version(&at, "the requested")?;
+        let mut db = self.db().await?;
+        let r = self.get_on(&mut db, key, &at).await;
+        db.close().await?;
+        r
+    }
+
+    async fn get_on(&self, db: &mut Db, key: &str, at: &str) -> Result<Option<Value>, Error> {
+        let Some(s) = docs::read(db, &self.table(), key).await? else {
+            return Ok(None);
+        };
+        let from = self.version_of(&s)?;
+        let comps = Documents::complements(&s);
+        let doc = self
+            .graph
+            .read(&s.body, &from, at, &comps)
+            .map_err(|e| self.lens_error(key, e))?;
+        if self.collection.write_back && at == self.current() && from != at {
+            let (body, kept) = self
+                .graph
+                .write(&s.body, &from, at, &comps)
+                .map_err(|e| self.lens_error(key, e))?;
+            self.store(db, key, &body, &kept).await?;
+        }
+        Ok(Some(doc))
+    }
+
+    async fn store(
+        &self,
+        db: &mut Db,
+        key: &str,
+        body: &Value,
+        kept: &Complements,
+    ) -> Result<(), Error> {
+        let c = (!kept.is_empty())
+            .then(|| serde_json::to_value(kept))
+            .transpose()
+            .map_err(|e| Error::Config(format!("encoding complements: {e}")))?;
+        docs::write(db, &self.table(), key, body, self.current(), c.as_ref()).await?;
+        Ok(())
+    }
+
+    /// Stores `doc`, written at version `at` (default: the current one), at
+    /// the current version, with the complement that reads it back at `at`
+    /// exactly as written.
+    pub async fn put(&self, key: &str, doc: &Value, at: Option<&str>) -> Result<(), Error> {
+        let at = at.unwrap_or(self.current()).to_string();
+        self.check_version(&at, "the written")?;
+        if !doc.is_object() {
+            return Err(Error::Config(format!(
+                "collection {}, key {key}: a document is a JSON object",
+                self.name
+            )));
+        }
+        let (body, kept) = self
+            .graph
+            .write(doc, &at, self.current(), &Complements::new())
+            .map_err(|e| self.lens_error(key, e))?;
+        let mut db = self.db().await?;
+        let r = self.store(&mut db, key, &body, &kept).await;
+        db.close().await?;
+        r
+    }
+
+    /// Up to `limit` documents after key `after` (in key order), at version `at`.
+    pub async fn list(
+        &self,
+        at: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Value)>, Error> {
+        let at = at.unwrap_or(self.current()).to_string();
+        self.check_version(&at, "the requested")?;
+        let mut db = self.db().await?;
+        let r = async {
+            let mut out = Vec::new();
+            for s in docs::scan(&mut db, &self.table(), after, limit).await? {
+                let from = self.version_of(&s)?;
+                // Complements matter on the way back only: read them then.
+                let comps = if self
+                    .graph
+                    .path(&from, &at)
+                    .is_ok_and(|p| p.iter().any(|st| !st.forward))
+                {
+                    docs::read(&mut db, &self.table(), &s.key)
+                        .await?
+                        .map(|full| Documents::complements(&full))
+                        .unwrap_or_default()
+                } else {
+                    Complements::new()
+                };
+                let doc = self
+                    .graph
+                    .read(&s.body, &from, &at, &comps)
+                    .map_err(|e| self.lens_error(&s.key, e))?;
+                out.push((s.key, doc));
+            }
+            Ok::<_, Error>(out)
+        }
+        .await;
+        db.close().await?;
+        r
+    }
+}
