@@ -4,11 +4,13 @@
 //! Usage:
 //! - `instar-bench [--migrations N] [--runs R] [--postgres URL]`: schema migrations;
 //! - `instar-bench data [--rows N] [--batches 1000,10000] [--runs R] [--postgres URL]`:
-//!   a data migration over N rows next to one plain `UPDATE`.
+//!   a data migration over N rows next to one plain `UPDATE`;
+//! - `instar-bench lens`: documents per second through a lens and a chain of lenses.
 //!
 //! The `instar` binary is looked up next to this one, or in `INSTAR_BIN`.
 
 mod data;
+mod lens;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -349,6 +351,10 @@ fn postgres(a: &Args, instar: &Path, base: &str) {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("lens") {
+        lens::bench(5);
+        return;
+    }
     let a = args();
     let instar = instar_bin();
     if a.data {

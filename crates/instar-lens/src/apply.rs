@@ -62,6 +62,16 @@ pub fn backward(ops: &[Op], doc: &Value, c: Option<&Complement>) -> Result<Value
     Ok(out)
 }
 
+/// [`forward`] in place: `doc` becomes the translated document.
+pub fn forward_mut(ops: &[Op], doc: &mut Value) -> Result<Complement, Error> {
+    forward_in(ops, doc)
+}
+
+/// [`backward`] in place.
+pub fn backward_mut(ops: &[Op], doc: &mut Value, c: Option<&Complement>) -> Result<(), Error> {
+    backward_in(ops, doc, c)
+}
+
 /// The lens that undoes `ops`: each op's reverse, in reverse order.
 pub fn reverse(ops: &[Op]) -> Vec<Op> {
     ops.iter().rev().map(reverse_op).collect()
@@ -266,6 +276,10 @@ fn forward_op(op: &Op, scope: &mut Value) -> Result<Option<Entry>, Error> {
         }
         _ => {
             let obj = object(op, scope)?;
+            if exact_here(op, obj) {
+                apply(op, obj)?;
+                return Ok(None);
+            }
             let keys = footprint(op);
             let before = snapshot(obj, &keys);
             apply(op, obj)?;
@@ -277,6 +291,60 @@ fn forward_op(op: &Op, scope: &mut Value) -> Result<Option<Entry>, Error> {
                 apply(&reverse_op(op), &mut probe).is_ok() && snapshot(&probe, &keys) == before;
             Ok((!exact).then_some(Entry::Fields { before, after }))
         }
+    }
+}
+
+/// Whether `op`'s reverse gives `obj`'s fields back exactly, known without
+/// trying it (the common cases, which then keep no complement and cost no copy).
+fn exact_here(op: &Op, obj: &Map<String, Value>) -> bool {
+    match op {
+        // Onto a free name (or nothing to move, and nothing to move back).
+        Op::Rename { destination, .. } => !obj.contains_key(destination.as_str()),
+        // x ↔ [x], null ↔ [], missing stays missing.
+        Op::Wrap { .. } => true,
+        // A field added where it was missing is removed again.
+        Op::Add(f) => !obj.contains_key(&f.name),
+        // host.name moves to a free name and back; nothing moves either way.
+        Op::Hoist { host, name } => {
+            !obj.contains_key(name.as_str())
+                && match obj.get(host.as_str()) {
+                    Some(Value::Object(h)) => h.contains_key(name.as_str()),
+                    None | Some(Value::Null) => true,
+                    Some(_) => false,
+                }
+        }
+        Op::Plunge { host, name } => match obj.get(host.as_str()) {
+            Some(Value::Object(h)) => !h.contains_key(name.as_str()),
+            None | Some(Value::Null) => !obj.contains_key(name.as_str()),
+            Some(_) => false,
+        },
+        // A value whose mapping maps back to it.
+        Op::Convert {
+            name,
+            forward,
+            reverse,
+        } => match obj.get(name.as_str()) {
+            None => true,
+            Some(v) => {
+                let key = table_key(v);
+                forward
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .and_then(|(_, w)| {
+                        let back = table_key(w);
+                        reverse.iter().find(|(k, _)| *k == back)
+                    })
+                    .is_some_and(|(_, b)| b == v)
+            }
+        },
+        // splitn then join with the same separator is the string again, onto free fields.
+        Op::Split { source, into, .. } => {
+            !into.contains(source)
+                && into.iter().enumerate().all(|(i, f)| !into[..i].contains(f))
+                && into.iter().all(|f| !obj.contains_key(f.as_str()))
+                && obj.get(source.as_str()).is_none_or(Value::is_string)
+        }
+        _ => false,
     }
 }
 

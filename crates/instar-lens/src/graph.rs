@@ -243,15 +243,15 @@ impl Graph {
         to: &str,
         complements: &Complements,
     ) -> Result<Value, Error> {
+        // One copy of the document, translated in place lens after lens.
         let mut out = doc.clone();
         for s in self.path(from, to)? {
-            out = if s.forward {
-                s.lens.forward(&out).map_err(|e| in_file(e, s.lens))?.0
+            if s.forward {
+                crate::forward_mut(&s.lens.ops, &mut out).map_err(|e| in_file(e, s.lens))?;
             } else {
-                s.lens
-                    .backward(&out, complements.get(s.edge))
-                    .map_err(|e| in_file(e, s.lens))?
-            };
+                crate::backward_mut(&s.lens.ops, &mut out, complements.get(s.edge))
+                    .map_err(|e| in_file(e, s.lens))?;
+            }
         }
         Ok(out)
     }
@@ -269,17 +269,16 @@ impl Graph {
         let mut out = doc.clone();
         let mut kept = Complements::new();
         for s in self.path(from, to)? {
-            out = if s.forward {
-                let (v, c) = s.lens.forward(&out).map_err(|e| in_file(e, s.lens))?;
+            if s.forward {
+                let c =
+                    crate::forward_mut(&s.lens.ops, &mut out).map_err(|e| in_file(e, s.lens))?;
                 if !c.is_empty() {
                     kept.insert(s.edge.to_string(), c);
                 }
-                v
             } else {
-                s.lens
-                    .backward(&out, complements.get(s.edge))
-                    .map_err(|e| in_file(e, s.lens))?
-            };
+                crate::backward_mut(&s.lens.ops, &mut out, complements.get(s.edge))
+                    .map_err(|e| in_file(e, s.lens))?;
+            }
         }
         Ok((out, kept))
     }

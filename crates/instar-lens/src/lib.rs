@@ -19,7 +19,7 @@ pub mod op;
 
 use std::path::{Path, PathBuf};
 
-pub use apply::{backward, forward, reverse, reverse_op, Complement};
+pub use apply::{backward, backward_mut, forward, forward_mut, reverse, reverse_op, Complement};
 pub use op::{Field, Kind, Op};
 use serde_json::Value;
 
