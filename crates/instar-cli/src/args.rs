@@ -149,6 +149,18 @@ pub enum DocsCommand {
         #[arg(long)]
         after: Option<String>,
     },
+    /// Move every stored document to version --to (default: the current one), in
+    /// key order; stopped or killed, it goes on where it stopped when run again.
+    Migrate {
+        /// The collection.
+        collection: String,
+        /// The target version.
+        #[arg(long)]
+        to: Option<String>,
+        /// Documents read per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
     /// Store the JSON document on stdin, written at version --at.
     Put {
         /// The collection.

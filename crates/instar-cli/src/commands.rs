@@ -150,6 +150,30 @@ async fn docs(service: &Service, action: &crate::args::DocsCommand, out: &Out) -
             }
             Ok(0)
         }
+        DocsCommand::Migrate {
+            collection,
+            to,
+            batch,
+        } => {
+            let docs = service.documents(collection)?;
+            let human = out.human() && !out.quiet;
+            let p = docs
+                .migrate(to.as_deref(), *batch, &mut |p| {
+                    if human {
+                        eprintln!(
+                            "{collection}: {} documents looked at, {} moved to {}",
+                            p.seen, p.moved, p.to
+                        );
+                    }
+                })
+                .await?;
+            out.line(format!(
+                "{collection}: {} of {} documents moved to {}",
+                p.moved, p.seen, p.to
+            ));
+            out.json(&serde_json::json!({ "migrated": p }));
+            Ok(0)
+        }
         DocsCommand::Put {
             collection,
             key,

@@ -124,8 +124,9 @@ impl Sql {
     fn select(&self, db: &Db) -> String {
         let text = |c: &str| db.engine.as_text(c);
         let version = self.version.as_deref().map_or("NULL".to_string(), text);
+        // Aliased: PostgreSQL would read `ORDER BY id` as the text output column.
         format!(
-            "SELECT {}, {}, {version} FROM {}",
+            "SELECT {} AS instar_key, {} AS instar_body, {version} AS instar_version FROM {}",
             text(&self.key),
             text(&self.body),
             self.table

@@ -10,6 +10,17 @@ use serde_json::Value;
 use crate::settings::Collection;
 use crate::{Error, Service};
 
+/// How far `migrate` has come.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MigrateProgress {
+    /// The target version.
+    pub to: String,
+    /// Documents looked at.
+    pub seen: u64,
+    /// Documents rewritten at the target version.
+    pub moved: u64,
+}
+
 /// A collection's documents, at any of its versions.
 #[derive(Debug)]
 pub struct Documents {
@@ -161,6 +172,85 @@ impl Documents {
         let r = self.store(&mut db, key, &body, &kept).await;
         db.close().await?;
         r
+    }
+
+    /// Moves every stored document to version `to` (default: the current one),
+    /// in key order, `batch` documents per read; each document is rewritten in
+    /// its own transaction with its complements, so a run that is stopped or
+    /// killed leaves every document whole at its old version or at `to`, and
+    /// running again goes on where it stopped (documents at `to` are skipped).
+    /// Documents written at another version while it runs are read correctly
+    /// through the lenses, and moved by the next run.
+    pub async fn migrate(
+        &self,
+        to: Option<&str>,
+        batch: usize,
+        progress: &mut dyn FnMut(&MigrateProgress),
+    ) -> Result<MigrateProgress, Error> {
+        let to = to.unwrap_or(self.current()).to_string();
+        self.check_version(&to, "the target")?;
+        if self.collection.version_column.is_none() && to != self.collection.default_version {
+            return Err(Error::Config(format!(
+                "collection {}: without a version_column every document is at {}; documents cannot be stored at {to}",
+                self.name, self.collection.default_version
+            )));
+        }
+        let mut db = self.db().await?;
+        let r = self.migrate_on(&mut db, &to, batch.max(1), progress).await;
+        db.close().await?;
+        r
+    }
+
+    async fn migrate_on(
+        &self,
+        db: &mut Db,
+        to: &str,
+        batch: usize,
+        progress: &mut dyn FnMut(&MigrateProgress),
+    ) -> Result<MigrateProgress, Error> {
+        let table = self.table();
+        let mut p = MigrateProgress {
+            to: to.to_string(),
+            ..MigrateProgress::default()
+        };
+        let mut after: Option<String> = None;
+        loop {
+            let page = docs::scan(db, &table, after.as_deref(), batch).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(last.key.clone());
+            for s in page {
+                p.seen += 1;
+                let from = self.version_of(&s)?;
+                if from == to {
+                    continue;
+                }
+                let full = docs::read(db, &table, &s.key).await?.unwrap_or(s);
+                let mut comps = Documents::complements(&full);
+                let (body, kept) = self
+                    .graph
+                    .write(&full.body, &from, to, &comps)
+                    .map_err(|e| self.lens_error(&full.key, e))?;
+                // The edges walked are replaced; the others (an older write's) stay.
+                for st in self
+                    .graph
+                    .path(&from, to)
+                    .map_err(|e| self.lens_error(&full.key, e))?
+                {
+                    comps.remove(st.edge);
+                }
+                comps.extend(kept);
+                let c = (!comps.is_empty())
+                    .then(|| serde_json::to_value(&comps))
+                    .transpose()
+                    .map_err(|e| Error::Config(format!("encoding complements: {e}")))?;
+                docs::write(db, &table, &full.key, &body, to, c.as_ref()).await?;
+                p.moved += 1;
+            }
+            progress(&p);
+        }
+        Ok(p)
     }
 
     /// Up to `limit` documents after key `after` (in key order), at version `at`.

@@ -36,7 +36,10 @@ fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
 
-on_every_engine!(old_and_new_releases_read_and_write_their_versions);
+on_every_engine!(
+    old_and_new_releases_read_and_write_their_versions,
+    every_document_moves_and_reads_the_same_after
+);
 
 async fn old_and_new_releases_read_and_write_their_versions(b: Backend) {
     let Some(t) = TestDb::new(b, "documents").await else {
@@ -140,6 +143,124 @@ async fn old_and_new_releases_read_and_write_their_versions(b: Backend) {
     assert!(code == 2 && err.contains("9.9.9"), "{b:?}: {err}");
     let (code, _, err) = run(&t, &["docs", "get", "users", "404"], None);
     assert_eq!(code, 1, "{b:?}: {err}");
+}
+
+/// `docs migrate` moves every document to 2.0.0 (and back to 1.0.0), each
+/// reading exactly as before at every version; killed at random moments, a
+/// run again finishes the move with every document whole.
+async fn every_document_moves_and_reads_the_same_after(b: Backend) {
+    let Some(t) = TestDb::new(b, "documents_migrate").await else {
+        return;
+    };
+    let body = match b {
+        Backend::Sqlite => "TEXT",
+        Backend::Postgres => "JSONB",
+        Backend::MySql => "JSON",
+    };
+    exec(&t, &format!("CREATE TABLE users (id INT PRIMARY KEY, doc {body} NOT NULL, schema_version VARCHAR(20))")).await;
+    let n = 300;
+    let rows: Vec<String> = (1..=n)
+        .map(|i| format!(r#"({i}, '{{"name": "User Number{i}", "mail": "u{i}@example.org", "legacy": "l{i}"}}', '1.0.0')"#))
+        .collect();
+    exec(&t, &format!("INSERT INTO users VALUES {}", rows.join(", "))).await;
+    std::fs::write(
+        t.dir.path().join("instar.toml"),
+        "[collections.users]\nversion_column = \"schema_version\"\nversions = [\"1.0.0\", \"2.0.0\"]\n",
+    )
+    .unwrap();
+    file(
+        &t.dir
+            .path()
+            .join("collections/users/lenses/1.0.0--2.0.0.lens.yaml"),
+        LENS,
+    );
+    std::fs::create_dir_all(t.migrations()).unwrap();
+    let before_v1 = ok(
+        &t,
+        &["docs", "list", "users", "--at", "1.0.0", "--limit", "1000"],
+        None,
+    );
+    let before_v2 = ok(&t, &["docs", "list", "users", "--limit", "1000"], None);
+
+    // Killed at random moments (bounded), then run to the end.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    for trial in 0..3u32 {
+        let mut child = crate::instar_at(&t, &t.url)
+            .args(["docs", "migrate", "users", "--batch", "20"])
+            .spawn()
+            .unwrap();
+        let wait = 20 + u64::from((seed.wrapping_mul(2654435761).wrapping_add(trial * 977)) % 250);
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+        let _ = child.kill();
+        let _ = child.wait();
+        let at_v2 = t
+            .count("SELECT count(*) FROM users WHERE schema_version = '2.0.0'")
+            .await;
+        let at_v1 = t
+            .count("SELECT count(*) FROM users WHERE schema_version = '1.0.0'")
+            .await;
+        assert_eq!(
+            at_v1 + at_v2,
+            n,
+            "{b:?}: every document whole at one version (seed {seed})"
+        );
+    }
+    let out = ok(&t, &["docs", "migrate", "users", "--batch", "20"], None);
+    assert!(out.contains("documents moved to 2.0.0"), "{out}");
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE schema_version = '2.0.0'")
+            .await,
+        n,
+        "{b:?}: {out}"
+    );
+    assert_eq!(
+        ok(
+            &t,
+            &["docs", "list", "users", "--at", "1.0.0", "--limit", "1000"],
+            None
+        ),
+        before_v1,
+        "{b:?}: lossless"
+    );
+    assert_eq!(
+        ok(&t, &["docs", "list", "users", "--limit", "1000"], None),
+        before_v2,
+        "{b:?}"
+    );
+
+    // And back down: the complements restore 1.0.0 exactly.
+    ok(&t, &["docs", "migrate", "users", "--to", "1.0.0"], None);
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE schema_version = '1.0.0'")
+            .await,
+        n,
+        "{b:?}"
+    );
+    let text = if b == Backend::MySql {
+        "CAST(doc AS CHAR)"
+    } else {
+        "CAST(doc AS TEXT)"
+    };
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM users WHERE {text} LIKE '%legacy%'"
+        ))
+        .await,
+        n,
+        "{b:?}: legacy back in the row"
+    );
+    assert_eq!(
+        ok(
+            &t,
+            &["docs", "list", "users", "--at", "1.0.0", "--limit", "1000"],
+            None
+        ),
+        before_v1,
+        "{b:?}"
+    );
 }
 
 /// A lens error names collection, key, lens file and op; a body that is not
