@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 fn small(i: usize) -> Value {
     json!({
         "id": i, "name": format!("Ada Lovelace {i}"), "mail": format!("ada{i}@example.org"),
-        "status": if i % 2 == 0 { "todo" } else { "done" }, "assignee": "grace",
+        "status": if i.is_multiple_of(2) { "todo" } else { "done" }, "assignee": "grace",
         "tags": ["math", "engines"], "meta": {"created": "2026-01-01T00:00:00Z", "rev": i},
         "note": "x".repeat(80)
     })
@@ -52,7 +52,7 @@ pub fn bench(runs: usize) {
     let versions: Vec<String> = (0..=10).map(|v| format!("1.{v}.0")).collect();
     for v in 0..10 {
         // Ten lenses of one op each, alternating so the chain does real work.
-        let op = if v % 2 == 0 {
+        let op = if v.is_multiple_of(2) {
             "rename: {source: mail, destination: email}"
         } else {
             "rename: {source: email, destination: mail}"
