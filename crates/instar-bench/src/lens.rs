@@ -50,7 +50,7 @@ pub fn bench(runs: usize) {
     let five = Lens::parse(Path::new("five.lens.yaml"), FIVE).expect("lens");
     let dir = tempfile::tempdir().expect("temp dir");
     let versions: Vec<String> = (0..=10).map(|v| format!("1.{v}.0")).collect();
-    for v in 0..10 {
+    for v in 0..10u32 {
         // Ten lenses of one op each, alternating so the chain does real work.
         let op = if v.is_multiple_of(2) {
             "rename: {source: mail, destination: email}"
