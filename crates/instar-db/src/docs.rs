@@ -114,7 +114,11 @@ impl Sql {
     }
 
     fn key_param(&self, db: &Db, n: usize) -> String {
-        Sql::cast(db.engine.placeholder(n), &self.key_type)
+        self.key_param_with(db.engine, n)
+    }
+
+    fn key_param_with(&self, e: &dyn crate::engine::Engine, n: usize) -> String {
+        Sql::cast(e.placeholder(n), &self.key_type)
     }
 
     fn body_param(&self, db: &Db, n: usize) -> String {
@@ -244,9 +248,20 @@ pub async fn scan(
     rows.iter().map(|r| stored(r, &t.collection)).collect()
 }
 
+/// What a write may replace.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect<'a> {
+    /// Any row, or none (an insert).
+    Any,
+    /// Only the row as it was read: its version column still this (`None`: NULL).
+    Version(Option<&'a str>),
+}
+
 /// Stores `body` under `key` at `version`, with its complements (none: the
-/// old ones are dropped), in one transaction: the row is updated, or
-/// inserted when there is none.
+/// old ones are dropped), in one transaction: the row is updated, or inserted
+/// when there is none (`Expect::Any`); with `Expect::Version` only a row whose
+/// version is still the one read is updated (`false`: it changed meanwhile,
+/// nothing was written).
 pub async fn write(
     db: &mut Db,
     t: &DocTable,
@@ -254,7 +269,8 @@ pub async fn write(
     body: &Value,
     version: &str,
     complements: Option<&Value>,
-) -> Result<(), Error> {
+    expect: Expect<'_>,
+) -> Result<bool, Error> {
     ensure_complements(db).await?;
     let sql = Sql::new(db, t).await?;
     let e = db.engine;
@@ -264,8 +280,13 @@ pub async fn write(
         Some(v) => (format!(", {v} = {}", p(2)), 3),
         None => (String::new(), 2),
     };
+    let guard = match (expect, &sql.version) {
+        (Expect::Version(Some(_)), Some(v)) => format!(" AND {v} = {}", p(key_at + 1)),
+        (Expect::Version(None), Some(v)) => format!(" AND {v} IS NULL"),
+        _ => String::new(),
+    };
     let update = format!(
-        "UPDATE {} SET {} = {}{set_version} WHERE {} = {}",
+        "UPDATE {} SET {} = {}{set_version} WHERE {} = {}{guard}",
         sql.table,
         sql.body,
         sql.body_param(db, 1),
@@ -293,11 +314,17 @@ pub async fn write(
         if with_version {
             q = q.bind(version.to_string());
         }
+        let mut q = q.bind(key.to_string());
+        if let (Expect::Version(Some(v)), true) = (expect, with_version) {
+            q = q.bind(v.to_string());
+        }
         let done = q
-            .bind(key.to_string())
             .execute(conn)
             .await
             .map_err(|e| Error::query(format!("writing {} {key}", t.collection), e))?;
+        if done.rows_affected == 0 && matches!(expect, Expect::Version(_)) {
+            return Ok(false);
+        }
         if done.rows_affected == 0 {
             let mut q = query(&insert).bind(key.to_string()).bind(body.to_string());
             if with_version {
@@ -307,6 +334,26 @@ pub async fn write(
                 .await
                 .map_err(|e| Error::query(format!("writing {} {key}", t.collection), e))?;
         }
+        // Complements go under the key as the table gives it back (`01` is `1`).
+        let canonical = format!(
+            "SELECT {} FROM {} WHERE {} = {}",
+            db_text(e, &sql.key),
+            sql.table,
+            sql.key,
+            sql.key_param_with(e, 1)
+        );
+        let row = query(&canonical)
+            .bind(key.to_string())
+            .fetch_optional(conn)
+            .await
+            .map_err(|e| Error::query(format!("reading back {} {key}", t.collection), e))?;
+        let key = match row {
+            Some(r) => text_at(&r, 0)
+                .map_err(|e| Error::query("reading back a key", e))?
+                .unwrap_or_else(|| key.to_string()),
+            None => key.to_string(),
+        };
+        let key = key.as_str();
         let delete = format!(
             "DELETE FROM {} WHERE collection = {} AND doc_key = {}",
             sql.complements,
@@ -335,16 +382,21 @@ pub async fn write(
                 .await
                 .map_err(|e| Error::query("storing a document's complements", e))?;
         }
-        Ok::<(), Error>(())
+        Ok::<bool, Error>(true)
     }
     .await;
     match r {
-        Ok(()) => control(conn, "COMMIT").await,
+        Ok(true) => control(conn, "COMMIT").await.map(|()| true),
+        Ok(false) => control(conn, "ROLLBACK").await.map(|()| false),
         Err(e) => {
             let _ = crate::conn::exec(conn, "ROLLBACK").await;
             Err(e)
         }
     }
+}
+
+fn db_text(e: &'static dyn crate::engine::Engine, expr: &str) -> String {
+    e.as_text(expr)
 }
 
 /// Creates `instar_complements` (and its lookup index) the first time.
@@ -355,7 +407,7 @@ async fn ensure_complements(db: &mut Db) -> Result<(), Error> {
     let table = db.sibling_table(COMPLEMENTS);
     let columns = [
         ("collection", Col::Short, true),
-        ("doc_key", Col::Short, true),
+        ("doc_key", Col::Key, true),
         ("complement", Col::Long, true),
     ];
     let mut ddl = table_ddl(db.engine, &table, db.schema(), &columns);

@@ -227,6 +227,8 @@ pub(crate) enum Col {
     Short,
     /// Unbounded text (errors, statements, notes).
     Long,
+    /// A key compared exactly (case and accents matter).
+    Key,
     /// A 64-bit integer.
     Int,
 }

@@ -31,6 +31,7 @@ impl Engine for MySql {
         match kind {
             Col::Id => "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
             Col::Short => "VARCHAR(255)",
+            Col::Key => "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
             Col::Long => "LONGTEXT",
             Col::Int => "BIGINT",
         }

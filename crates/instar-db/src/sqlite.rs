@@ -31,7 +31,7 @@ impl Engine for Sqlite {
             // `sqlite_sequence` write in every commit (13% of applying 500 small
             // migrations, measured). Tables created with it keep it.
             Col::Id => "INTEGER PRIMARY KEY",
-            Col::Short | Col::Long => "TEXT",
+            Col::Short | Col::Long | Col::Key => "TEXT",
             Col::Int => "INTEGER",
         }
     }

@@ -389,12 +389,15 @@ fn backward_op(op: &Op, scope: &mut Value, entry: Option<&Entry>) -> Result<(), 
                 }
             }
             apply(&reverse_op(op), obj)?;
-            // An edited first item of a `head`: the items after it still come back.
+            // An edited first item of a `head`: the items after it still come back
+            // (not after the field was emptied: `null` is no first item).
             if let (Op::Head { name }, Some(Entry::Fields { before, .. })) = (op, entry) {
                 if let (Some(Value::Array(orig)), Some(Value::Array(now))) =
                     (before.first().and_then(|v| v.first()), obj.get_mut(name))
                 {
-                    now.extend(orig.iter().skip(1).cloned());
+                    if !now.is_empty() {
+                        now.extend(orig.iter().skip(1).cloned());
+                    }
                 }
             }
             Ok(())
@@ -593,7 +596,14 @@ fn apply(op: &Op, obj: &mut Map<String, Value>) -> Result<(), Error> {
                         format!("field `{name}` is {}, not a number", kind_of(v)),
                     )
                 })?;
-                *v = number(factor * x + offset);
+                let y = factor * x + offset;
+                if !y.is_finite() {
+                    return Err(Error::document(
+                        op,
+                        format!("{factor} · {x} + {offset} is not a finite number"),
+                    ));
+                }
+                *v = number(y);
             }
         }
         Op::In { .. } | Op::Map { .. } => {}

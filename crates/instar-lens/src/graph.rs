@@ -25,7 +25,7 @@ struct Edge {
 }
 
 /// A stored document's complements, one per lens it went forward through
-/// when it was written (`"1.0.0--2.0.0"` → what that lens dropped).
+/// when it was written (`"1.0.0--2.0.0#<lens fingerprint>"` → what that lens dropped).
 pub type Complements = BTreeMap<String, crate::Complement>;
 
 /// One lens of a path, and the way it is walked.
@@ -37,6 +37,18 @@ pub struct Step<'a> {
     pub forward: bool,
     /// The lens's versions, `from--to`: the key of its complement.
     pub edge: &'a str,
+}
+
+/// A complement's key: the lens's versions and a fingerprint of its ops, so
+/// that an edited lens never applies a complement the old one kept.
+fn edge_key(from: &str, to: &str, lens: &Lens) -> String {
+    // FNV-1a over the lens in its canonical JSON form.
+    let text = crate::op::to_json(&lens.ops).to_string();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{from}--{to}#{:08x}", h >> 32)
 }
 
 /// A document error, naming the lens file it came from.
@@ -110,11 +122,12 @@ impl Graph {
                 ),
             });
         }
+        let key = edge_key(from, to, &lens);
         self.edges.push(Edge {
             from: a,
             to: b,
             lens,
-            key: format!("{from}--{to}"),
+            key,
         });
         Ok(())
     }

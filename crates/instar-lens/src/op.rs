@@ -305,8 +305,8 @@ fn parse_op(item: &Value) -> Result<Op, Error> {
         },
         "scale" => {
             let factor = a.number("factor")?;
-            if factor == 0.0 {
-                return Err(a.bad("factor", "a number other than 0 (the reverse divides by it)"));
+            if factor == 0.0 || !(1.0 / factor).is_finite() {
+                return Err(a.bad("factor", "a number other than 0 whose inverse is a number (the reverse divides by it)"));
             }
             Op::Scale {
                 name: a.text("name")?,

@@ -2,7 +2,7 @@
 //! versions through its lenses (lazily: each read translates, nothing is
 //! rewritten unless `write_back` says so).
 
-use instar_db::docs::{self, DocTable, Stored};
+use instar_db::docs::{self, DocTable, Expect, Stored};
 use instar_db::Db;
 use instar_lens::graph::{Complements, Graph};
 use serde_json::Value;
@@ -54,9 +54,32 @@ impl Service {
 }
 
 impl Documents {
-    /// The version documents are stored at: the newest declared.
+    /// The version documents are stored at: the newest declared; without a
+    /// version column, the default version (the only one a row can be at).
     pub fn current(&self) -> &str {
+        if self.collection.version_column.is_none() {
+            return &self.collection.default_version;
+        }
         self.collection.versions.last().map_or("", String::as_str)
+    }
+
+    /// The stored document `s` (at `from`) moved to `to`: its body, and its
+    /// complements — those of the lenses walked replaced, the others kept.
+    fn moved(&self, s: &Stored, from: &str, to: &str) -> Result<(Value, Complements), Error> {
+        let mut comps = Documents::complements(s);
+        let (body, kept) = self
+            .graph
+            .write(&s.body, from, to, &comps)
+            .map_err(|e| self.lens_error(&s.key, e))?;
+        for st in self
+            .graph
+            .path(from, to)
+            .map_err(|e| self.lens_error(&s.key, e))?
+        {
+            comps.remove(st.edge);
+        }
+        comps.extend(kept);
+        Ok((body, comps))
     }
 
     fn table(&self) -> DocTable {
@@ -128,11 +151,10 @@ impl Documents {
             .read(&s.body, &from, at, &comps)
             .map_err(|e| self.lens_error(key, e))?;
         if self.collection.write_back && at == self.current() && from != at {
-            let (body, kept) = self
-                .graph
-                .write(&s.body, &from, at, &comps)
-                .map_err(|e| self.lens_error(key, e))?;
-            self.store(db, key, &body, &kept).await?;
+            // Only if nobody wrote the row since it was read.
+            let (body, comps) = self.moved(&s, &from, at)?;
+            let expect = Expect::Version(s.version.as_deref());
+            self.store(db, &s.key, &body, &comps, expect).await?;
         }
         Ok(Some(doc))
     }
@@ -143,13 +165,22 @@ impl Documents {
         key: &str,
         body: &Value,
         kept: &Complements,
-    ) -> Result<(), Error> {
+        expect: Expect<'_>,
+    ) -> Result<bool, Error> {
         let c = (!kept.is_empty())
             .then(|| serde_json::to_value(kept))
             .transpose()
             .map_err(|e| Error::Config(format!("encoding complements: {e}")))?;
-        docs::write(db, &self.table(), key, body, self.current(), c.as_ref()).await?;
-        Ok(())
+        Ok(docs::write(
+            db,
+            &self.table(),
+            key,
+            body,
+            self.current(),
+            c.as_ref(),
+            expect,
+        )
+        .await?)
     }
 
     /// Stores `doc`, written at version `at` (default: the current one), at
@@ -169,9 +200,9 @@ impl Documents {
             .write(doc, &at, self.current(), &Complements::new())
             .map_err(|e| self.lens_error(key, e))?;
         let mut db = self.db().await?;
-        let r = self.store(&mut db, key, &body, &kept).await;
+        let r = self.store(&mut db, key, &body, &kept, Expect::Any).await;
         db.close().await?;
-        r
+        r.map(|_| ())
     }
 
     /// Moves every stored document to version `to` (default: the current one),
@@ -222,31 +253,28 @@ impl Documents {
             after = Some(last.key.clone());
             for s in page {
                 p.seen += 1;
-                let from = self.version_of(&s)?;
+                if self.version_of(&s)? == to {
+                    continue;
+                }
+                // Read again, whole (complements too); deleted meanwhile: nothing to move.
+                let Some(full) = docs::read(db, &table, &s.key).await? else {
+                    continue;
+                };
+                let from = self.version_of(&full)?;
                 if from == to {
                     continue;
                 }
-                let full = docs::read(db, &table, &s.key).await?.unwrap_or(s);
-                let mut comps = Documents::complements(&full);
-                let (body, kept) = self
-                    .graph
-                    .write(&full.body, &from, to, &comps)
-                    .map_err(|e| self.lens_error(&full.key, e))?;
-                // The edges walked are replaced; the others (an older write's) stay.
-                for st in self
-                    .graph
-                    .path(&from, to)
-                    .map_err(|e| self.lens_error(&full.key, e))?
-                {
-                    comps.remove(st.edge);
-                }
-                comps.extend(kept);
+                let (body, comps) = self.moved(&full, &from, to)?;
                 let c = (!comps.is_empty())
                     .then(|| serde_json::to_value(&comps))
                     .transpose()
                     .map_err(|e| Error::Config(format!("encoding complements: {e}")))?;
-                docs::write(db, &table, &full.key, &body, to, c.as_ref()).await?;
-                p.moved += 1;
+                // Written only if the row is still at the version read: a write
+                // by the application meanwhile is kept (and moved by the next run).
+                let expect = Expect::Version(full.version.as_deref());
+                if docs::write(db, &table, &full.key, &body, to, c.as_ref(), expect).await? {
+                    p.moved += 1;
+                }
             }
             progress(&p);
         }

@@ -314,3 +314,65 @@ async fn bad_documents_and_lenses_are_named() {
         "{err}"
     );
 }
+
+/// Without a version column every row is at the default version: a put is
+/// stored there (not translated to a version nothing records), and a key
+/// written as `03` keeps its complements under the key the table gives back.
+#[tokio::test]
+async fn a_table_without_a_version_column_and_keys_as_written() {
+    let t = TestDb::sqlite("documents_no_version").await;
+    exec(
+        &t,
+        "CREATE TABLE users (id INT PRIMARY KEY, doc TEXT NOT NULL)",
+    )
+    .await;
+    std::fs::write(
+        t.dir.path().join("instar.toml"),
+        "[collections.users]\nversions = [\"1.0.0\", \"2.0.0\"]\n",
+    )
+    .unwrap();
+    file(
+        &t.dir
+            .path()
+            .join("collections/users/lenses/1.0.0--2.0.0.lens.yaml"),
+        LENS,
+    );
+    std::fs::create_dir_all(t.migrations()).unwrap();
+    let v1 = r#"{"name": "Ada Lovelace", "mail": "a@b"}"#;
+    ok(
+        &t,
+        &["docs", "put", "users", "1", "--at", "1.0.0"],
+        Some(v1),
+    );
+    assert_eq!(
+        json(&ok(
+            &t,
+            &["docs", "get", "users", "1", "--at", "1.0.0"],
+            None
+        )),
+        json(v1)
+    );
+    assert_eq!(
+        json(&ok(
+            &t,
+            &["docs", "get", "users", "1", "--at", "2.0.0"],
+            None
+        )),
+        serde_json::json!({"first_name": "Ada", "last_name": "Lovelace", "email": "a@b"})
+    );
+    let v2 = r#"{"first_name": "Grace", "email": "g@h"}"#;
+    ok(
+        &t,
+        &["docs", "put", "users", "03", "--at", "2.0.0"],
+        Some(v2),
+    );
+    assert_eq!(
+        json(&ok(
+            &t,
+            &["docs", "get", "users", "3", "--at", "2.0.0"],
+            None
+        )),
+        json(v2),
+        "stored at 1.0.0, read back exactly"
+    );
+}
