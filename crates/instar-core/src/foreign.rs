@@ -370,13 +370,13 @@ fn checksum_problem(f: &Foreign, e: &Entry, m: &Migration) -> Option<String> {
                     .ok()
                     .map(|v| refinery_checksum(&m.name, v, t).to_string());
                 narrow.as_deref() == Some(n.as_str())
-                    || refinery_checksum_i64(&m.name, version, t).to_string() == *n
+                    || refinery_checksum(&m.name, version, t).to_string() == *n
             });
             if matches {
                 return None;
             }
             (
-                refinery_checksum_i64(&m.name, version, &m.up.sql).to_string(),
+                refinery_checksum(&m.name, version, &m.up.sql).to_string(),
                 n.clone(),
             )
         }
@@ -411,18 +411,9 @@ pub fn flyway_checksum(sql: &str) -> i32 {
 }
 
 /// refinery's checksum: SipHash-1-3 (zero keys) of the name, the version and
-/// the SQL, hashed as Rust hashes a `String`, an `i32` and a `String`.
-pub fn refinery_checksum(name: &str, version: i32, sql: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = siphasher::sip::SipHasher13::new();
-    name.hash(&mut h);
-    version.hash(&mut h);
-    sql.hash(&mut h);
-    h.finish()
-}
-
-/// [`refinery_checksum`] for refinery built with `int8-versions` (an `i64` version).
-pub fn refinery_checksum_i64(name: &str, version: i64, sql: &str) -> u64 {
+/// the SQL, hashed as Rust hashes a `String`, the version (an `i32`, or an
+/// `i64` with refinery's `int8-versions`) and a `String`.
+pub fn refinery_checksum(name: &str, version: impl std::hash::Hash, sql: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = siphasher::sip::SipHasher13::new();
     name.hash(&mut h);

@@ -416,16 +416,7 @@ fn classify(
         // `V0001.Initial_Schema.up.sql`: the version up to the first dot.
         let (rest, part) = (dotted_rest, dotted_part);
         let (version, name) = rest[1..].split_once('.').unwrap_or((&rest[1..], ""));
-        return Ok(Some((
-            Family::Dotted,
-            Found {
-                version_text: version.into(),
-                name: name.into(),
-                path: path.to_path_buf(),
-                part,
-                popx: None,
-            },
-        )));
+        return Ok(Some((Family::Dotted, found(version, name, path, part))));
     }
     if (first == 'V' || first == 'U') && second_digit || stem.starts_with("R__") {
         let (version, name) = stem[1..].split_once("__").ok_or_else(|| {
@@ -436,16 +427,7 @@ fn classify(
             'U' => Part::Down,
             _ => Part::Simple,
         };
-        return Ok(Some((
-            Family::Flyway,
-            Found {
-                version_text: version.into(),
-                name: name.into(),
-                path: path.to_path_buf(),
-                part,
-                popx: None,
-            },
-        )));
+        return Ok(Some((Family::Flyway, found(version, name, path, part))));
     }
     if starts_digit {
         let (rest, part) = up_or_down(stem);
@@ -468,6 +450,17 @@ fn classify(
         )));
     }
     Ok(None)
+}
+
+/// A file found as a migration's script (no popx suffixes).
+fn found(version: &str, name: &str, path: &Path, part: Part) -> Found {
+    Found {
+        version_text: version.into(),
+        name: name.into(),
+        path: path.to_path_buf(),
+        part,
+        popx: None,
+    }
 }
 
 /// A file stem without its `.up` / `.down` part, and which it was.

@@ -36,23 +36,16 @@ fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
 
-on_every_engine!(
-    old_and_new_releases_read_and_write_their_versions,
-    every_document_moves_and_reads_the_same_after
-);
-
-async fn old_and_new_releases_read_and_write_their_versions(b: Backend) {
-    let Some(t) = TestDb::new(b, "documents").await else {
-        return;
-    };
+/// A `users` table with the engine's JSON column type and a version
+/// column, declared as a collection 1.0.0 → 2.0.0 with [`LENS`].
+async fn users(b: Backend, test: &str) -> Option<TestDb> {
+    let t = TestDb::new(b, test).await?;
     let body = match b {
         Backend::Sqlite => "TEXT",
         Backend::Postgres => "JSONB",
         Backend::MySql => "JSON",
     };
     exec(&t, &format!("CREATE TABLE users (id INT PRIMARY KEY, doc {body} NOT NULL, schema_version VARCHAR(20))")).await;
-    exec(&t, r#"INSERT INTO users VALUES (1, '{"name": "Ada Lovelace", "mail": "ada@example.org"}', NULL)"#).await;
-    exec(&t, r#"INSERT INTO users VALUES (2, '{"name": "Grace Hopper", "mail": "grace@example.org", "legacy": "x"}', '1.0.0')"#).await;
     std::fs::write(
         t.dir.path().join("instar.toml"),
         "[collections.users]\ntable = \"users\"\nkey = \"id\"\nbody = \"doc\"\nversion_column = \"schema_version\"\nversions = [\"1.0.0\", \"2.0.0\"]\n",
@@ -65,6 +58,20 @@ async fn old_and_new_releases_read_and_write_their_versions(b: Backend) {
         LENS,
     );
     std::fs::create_dir_all(t.migrations()).unwrap();
+    Some(t)
+}
+
+on_every_engine!(
+    old_and_new_releases_read_and_write_their_versions,
+    every_document_moves_and_reads_the_same_after
+);
+
+async fn old_and_new_releases_read_and_write_their_versions(b: Backend) {
+    let Some(t) = users(b, "documents").await else {
+        return;
+    };
+    exec(&t, r#"INSERT INTO users VALUES (1, '{"name": "Ada Lovelace", "mail": "ada@example.org"}', NULL)"#).await;
+    exec(&t, r#"INSERT INTO users VALUES (2, '{"name": "Grace Hopper", "mail": "grace@example.org", "legacy": "x"}', '1.0.0')"#).await;
 
     // The new release reads 2.0.0; the row is not rewritten (lazy).
     let (code, out, err) = run(&t, &["docs", "get", "users", "1"], None);
@@ -149,32 +156,14 @@ async fn old_and_new_releases_read_and_write_their_versions(b: Backend) {
 /// reading exactly as before at every version; killed at random moments, a
 /// run again finishes the move with every document whole.
 async fn every_document_moves_and_reads_the_same_after(b: Backend) {
-    let Some(t) = TestDb::new(b, "documents_migrate").await else {
+    let Some(t) = users(b, "documents_migrate").await else {
         return;
     };
-    let body = match b {
-        Backend::Sqlite => "TEXT",
-        Backend::Postgres => "JSONB",
-        Backend::MySql => "JSON",
-    };
-    exec(&t, &format!("CREATE TABLE users (id INT PRIMARY KEY, doc {body} NOT NULL, schema_version VARCHAR(20))")).await;
     let n = 300;
     let rows: Vec<String> = (1..=n)
         .map(|i| format!(r#"({i}, '{{"name": "User Number{i}", "mail": "u{i}@example.org", "legacy": "l{i}"}}', '1.0.0')"#))
         .collect();
     exec(&t, &format!("INSERT INTO users VALUES {}", rows.join(", "))).await;
-    std::fs::write(
-        t.dir.path().join("instar.toml"),
-        "[collections.users]\nversion_column = \"schema_version\"\nversions = [\"1.0.0\", \"2.0.0\"]\n",
-    )
-    .unwrap();
-    file(
-        &t.dir
-            .path()
-            .join("collections/users/lenses/1.0.0--2.0.0.lens.yaml"),
-        LENS,
-    );
-    std::fs::create_dir_all(t.migrations()).unwrap();
     let before_v1 = ok(
         &t,
         &["docs", "list", "users", "--at", "1.0.0", "--limit", "1000"],
