@@ -36,6 +36,19 @@ fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
 
+/// The project: `instar.toml` as given, [`LENS`] as the users' only lens, an
+/// empty migrations folder.
+fn project(t: &TestDb, toml: &str) -> std::path::PathBuf {
+    std::fs::write(t.dir.path().join("instar.toml"), toml).unwrap();
+    let lens = t
+        .dir
+        .path()
+        .join("collections/users/lenses/1.0.0--2.0.0.lens.yaml");
+    file(&lens, LENS);
+    std::fs::create_dir_all(t.migrations()).unwrap();
+    lens
+}
+
 /// A `users` table with the engine's JSON column type and a version
 /// column, declared as a collection 1.0.0 → 2.0.0 with [`LENS`].
 async fn users(b: Backend, test: &str) -> Option<TestDb> {
@@ -46,18 +59,7 @@ async fn users(b: Backend, test: &str) -> Option<TestDb> {
         Backend::MySql => "JSON",
     };
     exec(&t, &format!("CREATE TABLE users (id INT PRIMARY KEY, doc {body} NOT NULL, schema_version VARCHAR(20))")).await;
-    std::fs::write(
-        t.dir.path().join("instar.toml"),
-        "[collections.users]\ntable = \"users\"\nkey = \"id\"\nbody = \"doc\"\nversion_column = \"schema_version\"\nversions = [\"1.0.0\", \"2.0.0\"]\n",
-    )
-    .unwrap();
-    file(
-        &t.dir
-            .path()
-            .join("collections/users/lenses/1.0.0--2.0.0.lens.yaml"),
-        LENS,
-    );
-    std::fs::create_dir_all(t.migrations()).unwrap();
+    project(&t, "[collections.users]\ntable = \"users\"\nkey = \"id\"\nbody = \"doc\"\nversion_column = \"schema_version\"\nversions = [\"1.0.0\", \"2.0.0\"]\n");
     Some(t)
 }
 
@@ -164,12 +166,15 @@ async fn every_document_moves_and_reads_the_same_after(b: Backend) {
         .map(|i| format!(r#"({i}, '{{"name": "User Number{i}", "mail": "u{i}@example.org", "legacy": "l{i}"}}', '1.0.0')"#))
         .collect();
     exec(&t, &format!("INSERT INTO users VALUES {}", rows.join(", "))).await;
-    let before_v1 = ok(
-        &t,
-        &["docs", "list", "users", "--at", "1.0.0", "--limit", "1000"],
-        None,
-    );
-    let before_v2 = ok(&t, &["docs", "list", "users", "--limit", "1000"], None);
+    let list_at = |v: &str| {
+        ok(
+            &t,
+            &["docs", "list", "users", "--at", v, "--limit", "1000"],
+            None,
+        )
+    };
+    let before_v1 = list_at("1.0.0");
+    let before_v2 = list_at("2.0.0");
 
     // Killed at random moments (bounded), then run to the end.
     let seed = std::time::SystemTime::now()
@@ -205,20 +210,8 @@ async fn every_document_moves_and_reads_the_same_after(b: Backend) {
         n,
         "{b:?}: {out}"
     );
-    assert_eq!(
-        ok(
-            &t,
-            &["docs", "list", "users", "--at", "1.0.0", "--limit", "1000"],
-            None
-        ),
-        before_v1,
-        "{b:?}: lossless"
-    );
-    assert_eq!(
-        ok(&t, &["docs", "list", "users", "--limit", "1000"], None),
-        before_v2,
-        "{b:?}"
-    );
+    assert_eq!(list_at("1.0.0"), before_v1, "{b:?}: lossless");
+    assert_eq!(list_at("2.0.0"), before_v2, "{b:?}");
 
     // And back down: the complements restore 1.0.0 exactly.
     ok(&t, &["docs", "migrate", "users", "--to", "1.0.0"], None);
@@ -241,15 +234,7 @@ async fn every_document_moves_and_reads_the_same_after(b: Backend) {
         n,
         "{b:?}: legacy back in the row"
     );
-    assert_eq!(
-        ok(
-            &t,
-            &["docs", "list", "users", "--at", "1.0.0", "--limit", "1000"],
-            None
-        ),
-        before_v1,
-        "{b:?}"
-    );
+    assert_eq!(list_at("1.0.0"), before_v1, "{b:?}");
 }
 
 /// A lens error names collection, key, lens file and op; a body that is not
@@ -269,17 +254,10 @@ async fn bad_documents_and_lenses_are_named() {
     )
     .await;
     exec(&t, "INSERT INTO users VALUES (2, 'not json', '1.0.0')").await;
-    std::fs::write(
-        t.dir.path().join("instar.toml"),
+    let lens = project(
+        &t,
         "[collections.users]\nversion_column = \"schema_version\"\nversions = [\"1.0.0\", \"2.0.0\"]\n",
-    )
-    .unwrap();
-    let lens = t
-        .dir
-        .path()
-        .join("collections/users/lenses/1.0.0--2.0.0.lens.yaml");
-    file(&lens, LENS);
-    std::fs::create_dir_all(t.migrations()).unwrap();
+    );
     let (code, _, err) = run(&t, &["docs", "get", "users", "1"], None);
     assert_eq!(code, 2);
     for words in [
@@ -315,18 +293,10 @@ async fn a_table_without_a_version_column_and_keys_as_written() {
         "CREATE TABLE users (id INT PRIMARY KEY, doc TEXT NOT NULL)",
     )
     .await;
-    std::fs::write(
-        t.dir.path().join("instar.toml"),
+    project(
+        &t,
         "[collections.users]\nversions = [\"1.0.0\", \"2.0.0\"]\n",
-    )
-    .unwrap();
-    file(
-        &t.dir
-            .path()
-            .join("collections/users/lenses/1.0.0--2.0.0.lens.yaml"),
-        LENS,
     );
-    std::fs::create_dir_all(t.migrations()).unwrap();
     let v1 = r#"{"name": "Ada Lovelace", "mail": "a@b"}"#;
     ok(
         &t,
