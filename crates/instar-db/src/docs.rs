@@ -37,6 +37,8 @@ pub struct Stored {
     pub version: Option<String>,
     /// The complements kept when it was written, if any.
     pub complements: Option<Value>,
+    /// The body's text as read (what a conditional write compares with).
+    pub raw: String,
 }
 
 const COMPLEMENTS: &str = "instar_complements";
@@ -162,6 +164,7 @@ fn stored(r: &Row, collection: &str) -> Result<Stored, Error> {
         body,
         version: text(2)?,
         complements: None,
+        raw,
     })
 }
 
@@ -253,15 +256,21 @@ pub async fn scan(
 pub enum Expect<'a> {
     /// Any row, or none (an insert).
     Any,
-    /// Only the row as it was read: its version column still this (`None`: NULL).
-    Version(Option<&'a str>),
+    /// Only the row as it was read: its version column (`None`: NULL) and its
+    /// body's text still these.
+    Unchanged {
+        /// The version read.
+        version: Option<&'a str>,
+        /// The body's text read ([`Stored::raw`]).
+        raw: &'a str,
+    },
 }
 
 /// Stores `body` under `key` at `version`, with its complements (none: the
 /// old ones are dropped), in one transaction: the row is updated, or inserted
-/// when there is none (`Expect::Any`); with `Expect::Version` only a row whose
-/// version is still the one read is updated (`false`: it changed meanwhile,
-/// nothing was written).
+/// when there is none (`Expect::Any`); with `Expect::Unchanged` only a row
+/// still as it was read is updated (`false`: another client wrote it
+/// meanwhile, and nothing was written: its write is kept).
 pub async fn write(
     db: &mut Db,
     t: &DocTable,
@@ -280,11 +289,19 @@ pub async fn write(
         Some(v) => (format!(", {v} = {}", p(2)), 3),
         None => (String::new(), 2),
     };
-    let guard = match (expect, &sql.version) {
-        (Expect::Version(Some(_)), Some(v)) => format!(" AND {v} = {}", p(key_at + 1)),
-        (Expect::Version(None), Some(v)) => format!(" AND {v} IS NULL"),
-        _ => String::new(),
-    };
+    let mut guard = String::new();
+    let mut next = key_at + 1;
+    if let Expect::Unchanged { version: v, .. } = expect {
+        match (v, &sql.version) {
+            (Some(_), Some(col)) => {
+                guard.push_str(&format!(" AND {col} = {}", p(next)));
+                next += 1;
+            }
+            (None, Some(col)) => guard.push_str(&format!(" AND {col} IS NULL")),
+            _ => {}
+        }
+        guard.push_str(&format!(" AND {} = {}", e.as_text(&sql.body), p(next)));
+    }
     let update = format!(
         "UPDATE {} SET {} = {}{set_version} WHERE {} = {}{guard}",
         sql.table,
@@ -315,14 +332,17 @@ pub async fn write(
             q = q.bind(version.to_string());
         }
         let mut q = q.bind(key.to_string());
-        if let (Expect::Version(Some(v)), true) = (expect, with_version) {
-            q = q.bind(v.to_string());
+        if let Expect::Unchanged { version, raw } = expect {
+            if let (Some(v), true) = (version, with_version) {
+                q = q.bind(v.to_string());
+            }
+            q = q.bind(raw.to_string());
         }
         let done = q
             .execute(conn)
             .await
             .map_err(|e| Error::query(format!("writing {} {key}", t.collection), e))?;
-        if done.rows_affected == 0 && matches!(expect, Expect::Version(_)) {
+        if done.rows_affected == 0 && matches!(expect, Expect::Unchanged { .. }) {
             return Ok(false);
         }
         if done.rows_affected == 0 {

@@ -153,7 +153,10 @@ impl Documents {
         if self.collection.write_back && at == self.current() && from != at {
             // Only if nobody wrote the row since it was read.
             let (body, comps) = self.moved(&s, &from, at)?;
-            let expect = Expect::Version(s.version.as_deref());
+            let expect = Expect::Unchanged {
+                version: s.version.as_deref(),
+                raw: &s.raw,
+            };
             self.store(db, &s.key, &body, &comps, expect).await?;
         }
         Ok(Some(doc))
@@ -271,7 +274,10 @@ impl Documents {
                     .map_err(|e| Error::Config(format!("encoding complements: {e}")))?;
                 // Written only if the row is still at the version read: a write
                 // by the application meanwhile is kept (and moved by the next run).
-                let expect = Expect::Version(full.version.as_deref());
+                let expect = Expect::Unchanged {
+                    version: full.version.as_deref(),
+                    raw: &full.raw,
+                };
                 if docs::write(db, &table, &full.key, &body, to, c.as_ref(), expect).await? {
                     p.moved += 1;
                 }
