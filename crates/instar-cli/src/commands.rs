@@ -155,18 +155,37 @@ async fn docs(service: &Service, action: &crate::args::DocsCommand, out: &Out) -
             to,
             batch,
         } => {
+            use std::io::IsTerminal;
             let docs = service.documents(collection)?;
             let human = out.human() && !out.quiet;
+            // A bar with rate and ETA on a terminal, a line per batch elsewhere.
+            let bar = (human && std::io::stderr().is_terminal()).then(|| {
+                let b = indicatif::ProgressBar::new(0);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg} [{bar:30}] {pos}/{len} documents, {per_sec}, ETA {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                b.set_message(format!("docs {collection}"));
+                b
+            });
             let p = docs
-                .migrate(to.as_deref(), *batch, &mut |p| {
-                    if human {
-                        eprintln!(
-                            "{collection}: {} documents looked at, {} moved to {}",
-                            p.seen, p.moved, p.to
-                        );
+                .migrate(to.as_deref(), *batch, &mut |p| match &bar {
+                    Some(b) => {
+                        b.set_length(p.total);
+                        b.set_position(p.seen);
                     }
+                    None if human => eprintln!(
+                        "{collection}: {} of {} documents looked at, {} moved to {}",
+                        p.seen, p.total, p.moved, p.to
+                    ),
+                    None => {}
                 })
                 .await?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
             out.line(format!(
                 "{collection}: {} of {} documents moved to {}",
                 p.moved, p.seen, p.to

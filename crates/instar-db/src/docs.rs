@@ -221,6 +221,16 @@ async fn complements(
     Ok(serde_json::from_str(&text).ok())
 }
 
+/// How many documents the table holds (one count, for a progress total).
+pub async fn count(db: &mut Db, t: &DocTable) -> Result<u64, Error> {
+    let sql = Sql::new(db, t).await?;
+    let n: i64 = query(&format!("SELECT count(*) FROM {}", sql.table))
+        .scalar(&mut db.conn)
+        .await
+        .map_err(|e| Error::query(format!("counting {}", t.collection), e))?;
+    Ok(n.max(0) as u64)
+}
+
 /// Up to `limit` documents with keys after `after` (in key order). Reads only;
 /// complements are not read (a scan reads forward, where none is needed).
 pub async fn scan(

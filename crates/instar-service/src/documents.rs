@@ -15,6 +15,8 @@ use crate::{Error, Service};
 pub struct MigrateProgress {
     /// The target version.
     pub to: String,
+    /// Documents in the table when the run began.
+    pub total: u64,
     /// Documents looked at.
     pub seen: u64,
     /// Documents rewritten at the target version.
@@ -245,8 +247,10 @@ impl Documents {
         let table = self.table();
         let mut p = MigrateProgress {
             to: to.to_string(),
+            total: docs::count(db, &table).await?,
             ..MigrateProgress::default()
         };
+        progress(&p);
         let mut after: Option<String> = None;
         loop {
             let page = docs::scan(db, &table, after.as_deref(), batch).await?;
