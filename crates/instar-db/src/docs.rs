@@ -116,11 +116,7 @@ impl Sql {
     }
 
     fn key_param(&self, db: &Db, n: usize) -> String {
-        self.key_param_with(db.engine, n)
-    }
-
-    fn key_param_with(&self, e: &dyn crate::engine::Engine, n: usize) -> String {
-        Sql::cast(e.placeholder(n), &self.key_type)
+        Sql::cast(db.engine.placeholder(n), &self.key_type)
     }
 
     fn body_param(&self, db: &Db, n: usize) -> String {
@@ -168,97 +164,13 @@ fn stored(r: &Row, collection: &str) -> Result<Stored, Error> {
     })
 }
 
-/// The document under `key`, with its complements. Reads only.
-pub async fn read(db: &mut Db, t: &DocTable, key: &str) -> Result<Option<Stored>, Error> {
-    let sql = Sql::new(db, t).await?;
-    let q = format!(
-        "{} WHERE {} = {}",
-        sql.select(db),
-        sql.key,
-        sql.key_param(db, 1)
-    );
-    let row = query(&q)
-        .bind(key.to_string())
-        .fetch_optional(&mut db.conn)
-        .await
-        .map_err(|e| Error::query(format!("reading {} {key}", t.collection), e))?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let mut doc = stored(&row, &t.collection)?;
-    doc.complements = complements(db, &sql, t, key).await?;
-    Ok(Some(doc))
-}
-
-async fn complements(
-    db: &mut Db,
-    sql: &Sql,
-    t: &DocTable,
-    key: &str,
-) -> Result<Option<Value>, Error> {
-    if !db.table_exists(COMPLEMENTS).await? {
-        return Ok(None);
-    }
-    let p = |n| db.engine.placeholder(n);
-    let q = format!(
-        "SELECT complement FROM {} WHERE collection = {} AND doc_key = {} ORDER BY id DESC",
-        sql.complements,
-        p(1),
-        p(2)
-    );
-    let row = query(&q)
-        .bind(t.collection.clone())
-        .bind(key.to_string())
-        .fetch_optional(&mut db.conn)
-        .await
-        .map_err(|e| Error::query("reading a document's complements", e))?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let text = text_at(&row, 0)
-        .map_err(|e| Error::query("reading a document's complements", e))?
-        .unwrap_or_default();
-    Ok(serde_json::from_str(&text).ok())
-}
-
-/// How many documents the table holds (one count, for a progress total).
-pub async fn count(db: &mut Db, t: &DocTable) -> Result<u64, Error> {
-    let sql = Sql::new(db, t).await?;
-    let n: i64 = query(&format!("SELECT count(*) FROM {}", sql.table))
-        .scalar(&mut db.conn)
-        .await
-        .map_err(|e| Error::query(format!("counting {}", t.collection), e))?;
-    Ok(n.max(0) as u64)
-}
-
-/// Up to `limit` documents with keys after `after` (in key order). Reads only;
-/// complements are not read (a scan reads forward, where none is needed).
-pub async fn scan(
-    db: &mut Db,
-    t: &DocTable,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<Vec<Stored>, Error> {
-    let sql = Sql::new(db, t).await?;
-    let filter = if after.is_some() {
-        format!(" WHERE {} > {}", sql.key, sql.key_param(db, 1))
-    } else {
-        String::new()
-    };
-    let q = format!(
-        "{}{filter} ORDER BY {} LIMIT {limit}",
-        sql.select(db),
-        sql.key
-    );
-    let mut qy = query(&q);
-    if let Some(a) = after {
-        qy = qy.bind(a.to_string());
-    }
-    let rows = qy
-        .fetch_all(&mut db.conn)
-        .await
-        .map_err(|e| Error::query(format!("reading {}", t.collection), e))?;
-    rows.iter().map(|r| stored(r, &t.collection)).collect()
+/// One collection's table, opened on a connection: its SQL names and types
+/// looked up once, for every read and write that follows.
+pub struct Docs {
+    t: DocTable,
+    sql: Sql,
+    /// Whether `instar_complements` exists (created by the first write).
+    complements_table: bool,
 }
 
 /// What a write may replace.
@@ -276,164 +188,307 @@ pub enum Expect<'a> {
     },
 }
 
-/// Stores `body` under `key` at `version`, with its complements (none: the
-/// old ones are dropped), in one transaction: the row is updated, or inserted
-/// when there is none (`Expect::Any`); with `Expect::Unchanged` only a row
-/// still as it was read is updated (`false`: another client wrote it
-/// meanwhile, and nothing was written: its write is kept).
-pub async fn write(
-    db: &mut Db,
-    t: &DocTable,
-    key: &str,
-    body: &Value,
-    version: &str,
-    complements: Option<&Value>,
-    expect: Expect<'_>,
-) -> Result<bool, Error> {
-    ensure_complements(db).await?;
-    let sql = Sql::new(db, t).await?;
-    let e = db.engine;
-    let p = |n| e.placeholder(n);
-    // Placeholders numbered in the order they appear: MySQL and SQLite bind by position.
-    let (set_version, key_at) = match &sql.version {
-        Some(v) => (format!(", {v} = {}", p(2)), 3),
-        None => (String::new(), 2),
-    };
-    let mut guard = String::new();
-    let mut next = key_at + 1;
-    if let Expect::Unchanged { version: v, .. } = expect {
-        match (v, &sql.version) {
-            (Some(_), Some(col)) => {
-                guard.push_str(&format!(" AND {col} = {}", p(next)));
-                next += 1;
-            }
-            (None, Some(col)) => guard.push_str(&format!(" AND {col} IS NULL")),
-            _ => {}
-        }
-        guard.push_str(&format!(" AND {} = {}", e.as_text(&sql.body), p(next)));
+impl Docs {
+    /// Opens table `t` on `db` (its column types looked up where the engine needs them).
+    pub async fn open(db: &mut Db, t: DocTable) -> Result<Docs, Error> {
+        let sql = Sql::new(db, &t).await?;
+        let complements_table = db.table_exists(COMPLEMENTS).await?;
+        Ok(Docs {
+            t,
+            sql,
+            complements_table,
+        })
     }
-    let update = format!(
-        "UPDATE {} SET {} = {}{set_version} WHERE {} = {}{guard}",
-        sql.table,
-        sql.body,
-        sql.body_param(db, 1),
-        sql.key,
-        sql.key_param(db, key_at)
-    );
-    let (cols, vals) = match &sql.version {
-        Some(v) => (format!(", {v}"), format!(", {}", p(3))),
-        None => (String::new(), String::new()),
-    };
-    let insert = format!(
-        "INSERT INTO {} ({}, {}{cols}) VALUES ({}, {}{vals})",
-        sql.table,
-        sql.key,
-        sql.body,
-        sql.key_param(db, 1),
-        sql.body_param(db, 2)
-    );
-    let with_version = sql.version.is_some();
-    let begin = e.begin();
-    let conn = &mut db.conn;
-    control(conn, begin).await?;
-    let r = async {
+
+    fn failed(&self, what: String) -> impl Fn(sqlx::Error) -> Error {
+        move |e| Error::query(what.clone(), e)
+    }
+
+    /// The document under `key`, with its complements. Reads only.
+    pub async fn read(&self, db: &mut Db, key: &str) -> Result<Option<Stored>, Error> {
+        let sql = &self.sql;
+        let q = format!(
+            "{} WHERE {} = {}",
+            sql.select(db),
+            sql.key,
+            sql.key_param(db, 1)
+        );
+        let row = query(&q)
+            .bind(key.to_string())
+            .fetch_optional(&mut db.conn)
+            .await
+            .map_err(self.failed(format!("reading {} {key}", self.t.collection)))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut doc = stored(&row, &self.t.collection)?;
+        doc.complements = self.complements(db, &doc.key).await?;
+        Ok(Some(doc))
+    }
+
+    /// The complements kept for the document under (canonical) `key`. Reads only.
+    pub async fn complements(&self, db: &mut Db, key: &str) -> Result<Option<Value>, Error> {
+        if !self.complements_table {
+            return Ok(None);
+        }
+        let p = |n| db.engine.placeholder(n);
+        let q = format!(
+            "SELECT complement FROM {} WHERE collection = {} AND doc_key = {} ORDER BY id DESC",
+            self.sql.complements,
+            p(1),
+            p(2)
+        );
+        let row = query(&q)
+            .bind(self.t.collection.clone())
+            .bind(key.to_string())
+            .fetch_optional(&mut db.conn)
+            .await
+            .map_err(self.failed("reading a document's complements".into()))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let text = text_at(&row, 0)
+            .map_err(self.failed("reading a document's complements".into()))?
+            .unwrap_or_default();
+        Ok(serde_json::from_str(&text).ok())
+    }
+
+    /// How many documents the table holds (one count, for a progress total).
+    pub async fn count(&self, db: &mut Db) -> Result<u64, Error> {
+        let n: i64 = query(&format!("SELECT count(*) FROM {}", self.sql.table))
+            .scalar(&mut db.conn)
+            .await
+            .map_err(self.failed(format!("counting {}", self.t.collection)))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Up to `limit` documents with keys after `after` (in key order), without
+    /// their complements (a scan reads forward, where none is needed). Reads only.
+    pub async fn scan(
+        &self,
+        db: &mut Db,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Stored>, Error> {
+        let sql = &self.sql;
+        let filter = if after.is_some() {
+            format!(" WHERE {} > {}", sql.key, sql.key_param(db, 1))
+        } else {
+            String::new()
+        };
+        let q = format!(
+            "{}{filter} ORDER BY {} LIMIT {limit}",
+            sql.select(db),
+            sql.key
+        );
+        let mut qy = query(&q);
+        if let Some(a) = after {
+            qy = qy.bind(a.to_string());
+        }
+        let rows = qy
+            .fetch_all(&mut db.conn)
+            .await
+            .map_err(self.failed(format!("reading {}", self.t.collection)))?;
+        rows.iter().map(|r| stored(r, &self.t.collection)).collect()
+    }
+
+    /// Stores `body` under `key` at `version`, with its complements (none: the
+    /// old ones are dropped), in one transaction: the row is updated, or
+    /// inserted when there is none (`Expect::Any`); with `Expect::Unchanged`
+    /// (and the canonical key a read gave) only a row still as it was read is
+    /// updated (`false`: another client wrote it meanwhile, and nothing was
+    /// written: its write is kept).
+    pub async fn write(
+        &mut self,
+        db: &mut Db,
+        key: &str,
+        body: &Value,
+        version: &str,
+        complements: Option<&Value>,
+        expect: Expect<'_>,
+    ) -> Result<bool, Error> {
+        if !self.complements_table {
+            create_complements(db).await?;
+            self.complements_table = true;
+        }
+        control(&mut db.conn, db.engine.begin()).await?;
+        let r = async {
+            if !self.update(db, key, body, version, expect).await? {
+                if matches!(expect, Expect::Unchanged { .. }) {
+                    return Ok(false);
+                }
+                self.insert(db, key, body, version).await?;
+            }
+            let key = match expect {
+                Expect::Any => self.canonical(db, key).await?,
+                Expect::Unchanged { .. } => key.to_string(),
+            };
+            self.replace_complements(db, &key, complements).await?;
+            Ok::<bool, Error>(true)
+        }
+        .await;
+        let conn = &mut db.conn;
+        match r {
+            Ok(true) => control(conn, "COMMIT").await.map(|()| true),
+            Ok(false) => control(conn, "ROLLBACK").await.map(|()| false),
+            Err(e) => {
+                let _ = crate::conn::exec(conn, "ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    /// `UPDATE … WHERE key = ? [AND the row is unchanged]`: whether a row was.
+    async fn update(
+        &self,
+        db: &mut Db,
+        key: &str,
+        body: &Value,
+        version: &str,
+        expect: Expect<'_>,
+    ) -> Result<bool, Error> {
+        let (sql, e) = (&self.sql, db.engine);
+        let p = |n| e.placeholder(n);
+        // Placeholders numbered in the order they appear: MySQL and SQLite bind by position.
+        let (set_version, key_at) = match &sql.version {
+            Some(v) => (format!(", {v} = {}", p(2)), 3),
+            None => (String::new(), 2),
+        };
+        let mut guard = String::new();
+        let mut next = key_at + 1;
+        if let Expect::Unchanged { version: v, .. } = expect {
+            match (v, &sql.version) {
+                (Some(_), Some(col)) => {
+                    guard.push_str(&format!(" AND {col} = {}", p(next)));
+                    next += 1;
+                }
+                (None, Some(col)) => guard.push_str(&format!(" AND {col} IS NULL")),
+                _ => {}
+            }
+            guard.push_str(&format!(" AND {} = {}", e.as_text(&sql.body), p(next)));
+        }
+        let update = format!(
+            "UPDATE {} SET {} = {}{set_version} WHERE {} = {}{guard}",
+            sql.table,
+            sql.body,
+            sql.body_param(db, 1),
+            sql.key,
+            sql.key_param(db, key_at)
+        );
         let mut q = query(&update).bind(body.to_string());
-        if with_version {
+        if sql.version.is_some() {
             q = q.bind(version.to_string());
         }
-        let mut q = q.bind(key.to_string());
+        q = q.bind(key.to_string());
         if let Expect::Unchanged { version, raw } = expect {
-            if let (Some(v), true) = (version, with_version) {
+            if let (Some(v), true) = (version, sql.version.is_some()) {
                 q = q.bind(v.to_string());
             }
             q = q.bind(raw.to_string());
         }
         let done = q
-            .execute(conn)
+            .execute(&mut db.conn)
             .await
-            .map_err(|e| Error::query(format!("writing {} {key}", t.collection), e))?;
-        if done.rows_affected == 0 && matches!(expect, Expect::Unchanged { .. }) {
-            return Ok(false);
-        }
-        if done.rows_affected == 0 {
-            let mut q = query(&insert).bind(key.to_string()).bind(body.to_string());
-            if with_version {
-                q = q.bind(version.to_string());
-            }
-            q.execute(conn)
-                .await
-                .map_err(|e| Error::query(format!("writing {} {key}", t.collection), e))?;
-        }
-        // Complements go under the key as the table gives it back (`01` is `1`).
-        let canonical = format!(
-            "SELECT {} FROM {} WHERE {} = {}",
-            db_text(e, &sql.key),
+            .map_err(self.failed(format!("writing {} {key}", self.t.collection)))?;
+        Ok(done.rows_affected > 0)
+    }
+
+    async fn insert(
+        &self,
+        db: &mut Db,
+        key: &str,
+        body: &Value,
+        version: &str,
+    ) -> Result<(), Error> {
+        let sql = &self.sql;
+        let (cols, vals) = match &sql.version {
+            Some(v) => (format!(", {v}"), format!(", {}", db.engine.placeholder(3))),
+            None => (String::new(), String::new()),
+        };
+        let insert = format!(
+            "INSERT INTO {} ({}, {}{cols}) VALUES ({}, {}{vals})",
             sql.table,
             sql.key,
-            sql.key_param_with(e, 1)
+            sql.body,
+            sql.key_param(db, 1),
+            sql.body_param(db, 2)
         );
-        let row = query(&canonical)
-            .bind(key.to_string())
-            .fetch_optional(conn)
+        let mut q = query(&insert).bind(key.to_string()).bind(body.to_string());
+        if sql.version.is_some() {
+            q = q.bind(version.to_string());
+        }
+        q.execute(&mut db.conn)
             .await
-            .map_err(|e| Error::query(format!("reading back {} {key}", t.collection), e))?;
-        let key = match row {
+            .map_err(self.failed(format!("writing {} {key}", self.t.collection)))?;
+        Ok(())
+    }
+
+    /// The key as the table gives it back (`01` is `1` in an integer column):
+    /// what complements are kept under.
+    async fn canonical(&self, db: &mut Db, key: &str) -> Result<String, Error> {
+        let sql = &self.sql;
+        let q = format!(
+            "SELECT {} FROM {} WHERE {} = {}",
+            db.engine.as_text(&sql.key),
+            sql.table,
+            sql.key,
+            sql.key_param(db, 1)
+        );
+        let row = query(&q)
+            .bind(key.to_string())
+            .fetch_optional(&mut db.conn)
+            .await
+            .map_err(self.failed(format!("reading back {} {key}", self.t.collection)))?;
+        Ok(match row {
             Some(r) => text_at(&r, 0)
-                .map_err(|e| Error::query("reading back a key", e))?
+                .map_err(self.failed("reading back a key".into()))?
                 .unwrap_or_else(|| key.to_string()),
             None => key.to_string(),
-        };
-        let key = key.as_str();
+        })
+    }
+
+    async fn replace_complements(
+        &self,
+        db: &mut Db,
+        key: &str,
+        complements: Option<&Value>,
+    ) -> Result<(), Error> {
+        let p = |n| db.engine.placeholder(n);
         let delete = format!(
             "DELETE FROM {} WHERE collection = {} AND doc_key = {}",
-            sql.complements,
+            self.sql.complements,
             p(1),
             p(2)
         );
         query(&delete)
-            .bind(t.collection.clone())
+            .bind(self.t.collection.clone())
             .bind(key.to_string())
-            .execute(conn)
+            .execute(&mut db.conn)
             .await
-            .map_err(|e| Error::query("replacing a document's complements", e))?;
-        if let Some(c) = complements {
-            let insert = format!(
-                "INSERT INTO {} (collection, doc_key, complement) VALUES ({}, {}, {})",
-                sql.complements,
-                p(1),
-                p(2),
-                p(3)
-            );
-            query(&insert)
-                .bind(t.collection.clone())
-                .bind(key.to_string())
-                .bind(c.to_string())
-                .execute(conn)
-                .await
-                .map_err(|e| Error::query("storing a document's complements", e))?;
-        }
-        Ok::<bool, Error>(true)
-    }
-    .await;
-    match r {
-        Ok(true) => control(conn, "COMMIT").await.map(|()| true),
-        Ok(false) => control(conn, "ROLLBACK").await.map(|()| false),
-        Err(e) => {
-            let _ = crate::conn::exec(conn, "ROLLBACK").await;
-            Err(e)
-        }
+            .map_err(self.failed("replacing a document's complements".into()))?;
+        let Some(c) = complements else {
+            return Ok(());
+        };
+        let insert = format!(
+            "INSERT INTO {} (collection, doc_key, complement) VALUES ({}, {}, {})",
+            self.sql.complements,
+            p(1),
+            p(2),
+            p(3)
+        );
+        query(&insert)
+            .bind(self.t.collection.clone())
+            .bind(key.to_string())
+            .bind(c.to_string())
+            .execute(&mut db.conn)
+            .await
+            .map_err(self.failed("storing a document's complements".into()))?;
+        Ok(())
     }
 }
 
-fn db_text(e: &'static dyn crate::engine::Engine, expr: &str) -> String {
-    e.as_text(expr)
-}
-
-/// Creates `instar_complements` (and its lookup index) the first time.
-async fn ensure_complements(db: &mut Db) -> Result<(), Error> {
-    if db.table_exists(COMPLEMENTS).await? {
-        return Ok(());
-    }
+/// Creates `instar_complements` and its lookup index.
+async fn create_complements(db: &mut Db) -> Result<(), Error> {
     let table = db.sibling_table(COMPLEMENTS);
     let columns = [
         ("collection", Col::Short, true),

@@ -2,7 +2,7 @@
 //! versions through its lenses (lazily: each read translates, nothing is
 //! rewritten unless `write_back` says so).
 
-use instar_db::docs::{self, DocTable, Expect, Stored};
+use instar_db::docs::{DocTable, Docs, Expect, Stored};
 use instar_db::Db;
 use instar_lens::graph::{Complements, Graph};
 use serde_json::Value;
@@ -68,7 +68,7 @@ impl Documents {
     /// The stored document `s` (at `from`) moved to `to`: its body, and its
     /// complements — those of the lenses walked replaced, the others kept.
     fn moved(&self, s: &Stored, from: &str, to: &str) -> Result<(Value, Complements), Error> {
-        let mut comps = Documents::complements(s);
+        let mut comps = Documents::complements(s.complements.as_ref());
         let (body, kept) = self
             .graph
             .write(&s.body, from, to, &comps)
@@ -121,9 +121,8 @@ impl Documents {
         Error::Config(format!("collection {}, key {key}: {e}", self.name))
     }
 
-    fn complements(s: &Stored) -> Complements {
-        s.complements
-            .as_ref()
+    fn complements(stored: Option<&Value>) -> Complements {
+        stored
             .and_then(|c| serde_json::from_value(c.clone()).ok())
             .unwrap_or_default()
     }
@@ -143,11 +142,12 @@ impl Documents {
     }
 
     async fn get_on(&self, db: &mut Db, key: &str, at: &str) -> Result<Option<Value>, Error> {
-        let Some(s) = docs::read(db, &self.table(), key).await? else {
+        let mut d = Docs::open(db, self.table()).await?;
+        let Some(s) = d.read(db, key).await? else {
             return Ok(None);
         };
         let from = self.version_of(&s)?;
-        let comps = Documents::complements(&s);
+        let comps = Documents::complements(s.complements.as_ref());
         let doc = self
             .graph
             .read(&s.body, &from, at, &comps)
@@ -159,16 +159,18 @@ impl Documents {
                 version: s.version.as_deref(),
                 raw: &s.raw,
             };
-            self.store(db, &s.key, &body, &comps, expect).await?;
+            Documents::store(&mut d, db, &s.key, &body, at, &comps, expect).await?;
         }
         Ok(Some(doc))
     }
 
+    /// Writes `body` at `version` with its complements (`Expect` as for [`Docs::write`]).
     async fn store(
-        &self,
+        d: &mut Docs,
         db: &mut Db,
         key: &str,
         body: &Value,
+        version: &str,
         kept: &Complements,
         expect: Expect<'_>,
     ) -> Result<bool, Error> {
@@ -176,16 +178,7 @@ impl Documents {
             .then(|| serde_json::to_value(kept))
             .transpose()
             .map_err(|e| Error::Config(format!("encoding complements: {e}")))?;
-        Ok(docs::write(
-            db,
-            &self.table(),
-            key,
-            body,
-            self.current(),
-            c.as_ref(),
-            expect,
-        )
-        .await?)
+        Ok(d.write(db, key, body, version, c.as_ref(), expect).await?)
     }
 
     /// Stores `doc`, written at version `at` (default: the current one), at
@@ -205,7 +198,12 @@ impl Documents {
             .write(doc, &at, self.current(), &Complements::new())
             .map_err(|e| self.lens_error(key, e))?;
         let mut db = self.db().await?;
-        let r = self.store(&mut db, key, &body, &kept, Expect::Any).await;
+        let r = async {
+            let mut d = Docs::open(&mut db, self.table()).await?;
+            let current = self.current();
+            Documents::store(&mut d, &mut db, key, &body, current, &kept, Expect::Any).await
+        }
+        .await;
         db.close().await?;
         r.map(|_| ())
     }
@@ -244,16 +242,16 @@ impl Documents {
         batch: usize,
         progress: &mut dyn FnMut(&MigrateProgress),
     ) -> Result<MigrateProgress, Error> {
-        let table = self.table();
+        let mut d = Docs::open(db, self.table()).await?;
         let mut p = MigrateProgress {
             to: to.to_string(),
-            total: docs::count(db, &table).await?,
+            total: d.count(db).await?,
             ..MigrateProgress::default()
         };
         progress(&p);
         let mut after: Option<String> = None;
         loop {
-            let page = docs::scan(db, &table, after.as_deref(), batch).await?;
+            let page = d.scan(db, after.as_deref(), batch).await?;
             let Some(last) = page.last() else {
                 break;
             };
@@ -264,7 +262,7 @@ impl Documents {
                     continue;
                 }
                 // Read again, whole (complements too); deleted meanwhile: nothing to move.
-                let Some(full) = docs::read(db, &table, &s.key).await? else {
+                let Some(full) = d.read(db, &s.key).await? else {
                     continue;
                 };
                 let from = self.version_of(&full)?;
@@ -272,17 +270,13 @@ impl Documents {
                     continue;
                 }
                 let (body, comps) = self.moved(&full, &from, to)?;
-                let c = (!comps.is_empty())
-                    .then(|| serde_json::to_value(&comps))
-                    .transpose()
-                    .map_err(|e| Error::Config(format!("encoding complements: {e}")))?;
-                // Written only if the row is still at the version read: a write
-                // by the application meanwhile is kept (and moved by the next run).
+                // Written only if the row is still as read: a write by the
+                // application meanwhile is kept (and moved by the next run).
                 let expect = Expect::Unchanged {
                     version: full.version.as_deref(),
                     raw: &full.raw,
                 };
-                if docs::write(db, &table, &full.key, &body, to, c.as_ref(), expect).await? {
+                if Documents::store(&mut d, db, &full.key, &body, to, &comps, expect).await? {
                     p.moved += 1;
                 }
             }
@@ -303,18 +297,16 @@ impl Documents {
         let mut db = self.db().await?;
         let r = async {
             let mut out = Vec::new();
-            for s in docs::scan(&mut db, &self.table(), after, limit).await? {
+            let d = Docs::open(&mut db, self.table()).await?;
+            for s in d.scan(&mut db, after, limit).await? {
                 let from = self.version_of(&s)?;
                 // Complements matter on the way back only: read them then.
-                let comps = if self
+                let back = self
                     .graph
                     .path(&from, &at)
-                    .is_ok_and(|p| p.iter().any(|st| !st.forward))
-                {
-                    docs::read(&mut db, &self.table(), &s.key)
-                        .await?
-                        .map(|full| Documents::complements(&full))
-                        .unwrap_or_default()
+                    .is_ok_and(|p| p.iter().any(|st| !st.forward));
+                let comps = if back {
+                    Documents::complements(d.complements(&mut db, &s.key).await?.as_ref())
                 } else {
                     Complements::new()
                 };
