@@ -16,18 +16,30 @@ const CALL_BYTES: usize = 1 << 20;
 /// `;` in `sqlite_master`), as `sqlite3` and `psql` would send it.
 const SEP: &str = ";\n";
 
-/// The separator after a statement whose last line may end in a line comment
-/// (`-- …`, MySQL `# …`): a `;` on that line would be inside the comment.
+/// The separator after a statement whose last line ends in a line comment
+/// (`-- …`): a `;` on that line would be inside the comment. Batches run on
+/// SQLite and PostgreSQL only (MySQL never runs a migration in a transaction
+/// of Instar's), where `--` is the one line comment.
 const SEP_AFTER_COMMENT: &str = "\n;\n";
 
-/// The separator that ends `sql`.
+/// The separator that ends `sql`: a newline is added only when its last line
+/// holds `--` outside a string or quoted name, so a `'--'` default is stored
+/// as written.
 fn sep(sql: &str) -> &'static str {
     let last = sql.rsplit('\n').next().unwrap_or("");
-    if last.contains("--") || last.contains('#') {
-        SEP_AFTER_COMMENT
-    } else {
-        SEP
+    let mut quote: Option<char> = None;
+    let mut prev = ' ';
+    for c in last.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '-' && prev == '-' => return SEP_AFTER_COMMENT,
+            None => {}
+        }
+        prev = if quote.is_some() { ' ' } else { c };
     }
+    SEP
 }
 
 pub(super) struct Batch<'a> {

@@ -91,6 +91,7 @@ async fn the_schema_text_is_what_sqlite3_stores() {
                CREATE UNIQUE INDEX t_v2 ON t (v, id)   \n;\n\
                CREATE INDEX t_partial ON t (v) WHERE v IS NOT NULL -- partial\n;\n\
                CREATE VIEW tv AS SELECT v FROM t;\n\
+               CREATE TABLE d (x TEXT DEFAULT '--', y TEXT DEFAULT '#');\n\
                CREATE TRIGGER tt AFTER INSERT ON t BEGIN\n  UPDATE t SET v = v WHERE id = new.id;\nEND;\n";
     let t = TestDb::sqlite("schema_text").await;
     migration(&t.migrations(), "0001_schema", sql, None);
@@ -119,7 +120,7 @@ async fn the_schema_text_is_what_sqlite3_stores() {
     };
     let ours = dump(&t.dir.path().join("test.db"));
     assert_eq!(ours, dump(&theirs));
-    for name in ["t:", "t_v:", "t_v2:", "t_partial:", "tv:", "tt:"] {
+    for name in ["t:", "t_v:", "t_v2:", "t_partial:", "tv:", "tt:", "d:"] {
         assert!(ours.contains(name), "{name} in {ours}");
     }
 }
