@@ -115,10 +115,10 @@ pub(crate) trait Engine: Sync {
         format!("lower(hex({expr}))")
     }
 
-    /// A query listing rows whose foreign key points nowhere (table, rowid, parent),
-    /// where the engine may leave foreign keys unenforced during a migration: it
-    /// returns no row while they are enforced.
-    fn foreign_key_check_sql(&self) -> Option<&'static str> {
+    /// Where the engine may leave foreign keys unenforced during a migration:
+    /// a query saying whether they are enforced now (1 or 0), and one listing
+    /// the rows whose foreign key points nowhere (table, rowid, parent).
+    fn foreign_key_check_sql(&self) -> Option<(&'static str, &'static str)> {
         None
     }
 

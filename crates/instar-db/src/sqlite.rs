@@ -90,11 +90,11 @@ impl Engine for Sqlite {
     fn binds_across_statements(&self) -> bool {
         true
     }
-    fn foreign_key_check_sql(&self) -> Option<&'static str> {
-        Some(
-            "SELECT c.\"table\", c.rowid, c.parent FROM pragma_foreign_key_check AS c \
-             WHERE (SELECT foreign_keys FROM pragma_foreign_keys) = 0",
-        )
+    fn foreign_key_check_sql(&self) -> Option<(&'static str, &'static str)> {
+        Some((
+            "SELECT foreign_keys FROM pragma_foreign_keys",
+            "SELECT c.\"table\", c.rowid, c.parent FROM pragma_foreign_key_check AS c",
+        ))
     }
 
     fn parallel_refusal(&self) -> Option<&'static str> {

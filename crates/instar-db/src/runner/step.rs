@@ -336,10 +336,7 @@ pub(super) async fn run_in_transaction(
 ) -> Result<(), Error> {
     let (t0, up, stmts) = start_step(db, m, step, sink);
     let tx = TxSql::new(db, nested);
-    let fk_check = db
-        .engine
-        .foreign_key_check_sql()
-        .filter(|_| may_orphan_rows(&stmts));
+    let fk_check = foreign_key_check(db, &stmts).await?;
     let one_call = !nested && db.engine.binds_across_statements() && fk_check.is_none();
     let (history, conn) = db.parts();
     if up && !m.meta.checks.before.is_empty() {
@@ -403,6 +400,26 @@ pub(super) async fn run_in_transaction(
             Err(e)
         }
     }
+}
+
+/// The foreign-key check a migration needs: where the engine leaves foreign
+/// keys unenforced, they are not enforced now (`init_sql` may switch them on,
+/// and SQLite then enforces them itself), and the script can orphan rows.
+async fn foreign_key_check(
+    db: &mut Db,
+    stmts: &[Statement<'_>],
+) -> Result<Option<&'static str>, Error> {
+    let Some((enforced, check)) = db.engine.foreign_key_check_sql() else {
+        return Ok(None);
+    };
+    if !may_orphan_rows(stmts) {
+        return Ok(None);
+    }
+    let on: i64 = crate::conn::query(enforced)
+        .scalar(&mut db.conn)
+        .await
+        .map_err(|e| Error::query("reading PRAGMA foreign_keys", e))?;
+    Ok((on == 0).then_some(check))
 }
 
 /// Whether a script can leave a foreign key pointing nowhere: anything but
