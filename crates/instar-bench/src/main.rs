@@ -5,11 +5,14 @@
 //! - `instar-bench [--migrations N] [--runs R] [--postgres URL]`: schema migrations;
 //! - `instar-bench data [--rows N] [--batches 1000,10000] [--runs R] [--postgres URL]`:
 //!   a data migration over N rows next to one plain `UPDATE`;
-//! - `instar-bench lens`: documents per second through a lens and a chain of lenses.
+//! - `instar-bench lens`: documents per second through a lens and a chain of lenses;
+//! - `instar-bench docs [--rows N] [--runs R]`: an eager documents migration on
+//!   SQLite, pushed down and in process, next to one hand-written `UPDATE`.
 //!
 //! The `instar` binary is looked up next to this one, or in `INSTAR_BIN`.
 
 mod data;
+mod docs;
 mod lens;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +24,7 @@ pub(crate) struct Args {
     pub(crate) runs: usize,
     pub(crate) postgres: Option<String>,
     data: bool,
+    docs: bool,
     pub(crate) rows: u64,
     pub(crate) batches: Vec<u64>,
 }
@@ -31,12 +35,17 @@ fn args() -> Args {
         runs: 5,
         postgres: std::env::var("INSTAR_TEST_POSTGRES_URL").ok(),
         data: false,
+        docs: false,
         rows: 1_000_000,
         batches: vec![1_000, 10_000, 50_000],
     };
     let mut argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().map(String::as_str) == Some("data") {
         a.data = true;
+        a.runs = 3;
+        argv.remove(0);
+    } else if argv.first().map(String::as_str) == Some("docs") {
+        a.docs = true;
         a.runs = 3;
         argv.remove(0);
     }
@@ -359,6 +368,10 @@ fn main() {
     let instar = instar_bin();
     if a.data {
         data::bench(&a, &instar);
+        return;
+    }
+    if a.docs {
+        docs::bench(&a, &instar);
         return;
     }
     sqlite(&a, &instar);

@@ -298,6 +298,20 @@ fn write_plan(w: &mut impl std::io::Write, steps: &[PlannedStep]) -> std::io::Re
                 e.batch_ms,
                 e.estimated_ms as f64 / 1000.0
             )?;
+            if let Some(d) = &e.documents {
+                writeln!(w, "-- documents of {} move to {}:", d.collection, d.to)?;
+                for m in &d.moves {
+                    let how = if m.sql.is_some() {
+                        "pushed down to SQL, one UPDATE per batch"
+                    } else {
+                        "in process"
+                    };
+                    writeln!(w, "--   from {}: {how}; {}", m.from, m.in_process)?;
+                    if let Some(sql) = &m.sql {
+                        writeln!(w, "{sql};")?;
+                    }
+                }
+            }
         }
         if let Some(why) = &s.sent_whole {
             writeln!(w, "-- sent whole: {why}")?;

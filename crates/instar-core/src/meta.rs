@@ -19,10 +19,12 @@ pub struct Meta {
     pub depends_on: Option<Vec<String>>,
     /// `false` runs the script outside a transaction, statement by statement.
     pub transaction: Option<bool>,
-    /// The kind of migration: `schema` (default) or `data`.
+    /// The kind of migration: `schema` (default), `data` or `documents`.
     pub kind: Option<Kind>,
     /// For `kind = "data"`: the table walked in batches and how.
     pub data: Option<DataConfig>,
+    /// For `kind = "documents"`: the collection moved and the version it goes to.
+    pub documents: Option<DocumentsConfig>,
     /// SQL assertions around the migration.
     #[serde(default)]
     pub checks: Checks,
@@ -37,6 +39,57 @@ pub enum Kind {
     Schema,
     /// One statement applied to a table in keyset batches, with a checkpoint per batch.
     Data,
+    /// Every document of a collection moved to one version through its lenses,
+    /// in keyset batches with a checkpoint per batch.
+    Documents,
+}
+
+/// The `[documents]` table of a documents migration.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentsConfig {
+    /// The collection (declared under `[collections.<name>]` in `instar.toml`).
+    pub collection: String,
+    /// The version every document is moved to.
+    pub to: String,
+    /// The version `instar down` moves them back to (default: the declared
+    /// version before `to`).
+    pub down_to: Option<String>,
+    /// Documents per batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u64,
+    /// Pause between batches, e.g. `"50ms"`.
+    pub pause: Option<crate::duration::Dur>,
+    /// Adaptive batch size aiming at this time per batch, e.g. `"250ms"`.
+    pub target_batch_time: Option<crate::duration::Dur>,
+    /// What a document that cannot be translated does: `stop` (default: the
+    /// batch is rolled back and the run stops, naming the document) or `skip`
+    /// (it stays as it is, recorded in `instar_errors`).
+    #[serde(default)]
+    pub on_error: OnError,
+    /// `false` translates every batch in process even where the engine's JSON
+    /// functions could do it (default: pushed down to SQL where possible).
+    #[serde(default = "yes")]
+    pub pushdown: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl DocumentsConfig {
+    /// The batch walk's settings, over the collection's table and key.
+    pub fn walk(&self, table: &str, key: &str) -> DataConfig {
+        DataConfig {
+            table: table.to_string(),
+            key: KeyColumns::One(key.to_string()),
+            batch_size: self.batch_size,
+            pause: self.pause.clone(),
+            target_batch_time: self.target_batch_time.clone(),
+            on_error: self.on_error,
+            exact_count: false,
+        }
+    }
 }
 
 /// The `[data]` table of a data migration.

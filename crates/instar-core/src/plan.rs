@@ -533,7 +533,8 @@ fn plan_down(
         if state.applied_of(key).is_none() && dirty.is_none() {
             continue;
         }
-        if m.down.is_none() {
+        // A documents migration goes back through its lenses: no script needed.
+        if m.down.is_none() && m.meta.kind != Some(crate::meta::Kind::Documents) {
             return Err(Error::Irreversible {
                 version: key.to_string(),
                 path: m.up.path.clone(),

@@ -704,6 +704,7 @@ fn check_data(meta: &Meta, up: &Script, down: Option<&Script>, folder: &Path) ->
         reason,
     };
     let toml = folder.join("migration.toml");
+    check_documents(meta, up, &toml)?;
     match (meta.kind, &meta.data) {
         (Some(Kind::Data), None) => {
             return Err(bad(
@@ -731,6 +732,38 @@ fn check_data(meta: &Meta, up: &Script, down: Option<&Script>, folder: &Path) ->
         }
     }
     Ok(())
+}
+
+/// Refuses a malformed documents migration: `kind = "documents"` needs a
+/// `[documents]` table, a positive batch size, and an up.sql with no statement
+/// (it runs no SQL of its own).
+fn check_documents(meta: &Meta, up: &Script, toml: &Path) -> Result<(), Error> {
+    use crate::meta::Kind;
+    let bad = |path: &Path, reason: &str| Error::BadDataMigration {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    match (meta.kind, &meta.documents) {
+        (Some(Kind::Documents), None) => Err(bad(
+            toml,
+            "kind = \"documents\" needs a [documents] table (collection, to)",
+        )),
+        (Some(Kind::Documents), Some(d)) => {
+            if d.batch_size == 0 {
+                return Err(bad(toml, "[documents] batch_size must be at least 1"));
+            }
+            let statements = match crate::split::split(&up.sql, crate::split::Dialect::Sqlite) {
+                crate::split::Split::Statements(s) => s.len(),
+                _ => 1,
+            };
+            if statements > 0 {
+                return Err(bad(&up.path, "a documents migration runs no SQL of its own: leave up.sql empty (comments only) and put SQL in a migration of its own"));
+            }
+            Ok(())
+        }
+        (_, Some(_)) => Err(bad(toml, "a [documents] table needs kind = \"documents\"")),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a data migration script that is not exactly one statement in `dialect`

@@ -137,19 +137,30 @@ impl Sql {
 }
 
 /// Column `i` as text: MySQL hands long text (JSON, LONGTEXT) over as bytes.
-fn text_at(r: &Row, i: usize) -> Result<Option<String>, sqlx::Error> {
+pub(crate) fn text_at(r: &Row, i: usize) -> Result<Option<String>, sqlx::Error> {
     r.try_get::<Option<String>>(i).or_else(|_| {
         r.try_get::<Option<Vec<u8>>>(i)
             .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
     })
 }
 
-fn stored(r: &Row, collection: &str) -> Result<Stored, Error> {
+/// A row of [`Sql::select`] as it is: key, body text, version.
+pub(crate) fn raw_row(
+    r: &Row,
+    collection: &str,
+) -> Result<(String, String, Option<String>), Error> {
     let text = |i: usize| {
         text_at(r, i).map_err(|e| Error::query(format!("reading a document of {collection}"), e))
     };
-    let key = text(0)?.unwrap_or_default();
-    let raw = text(1)?.unwrap_or_default();
+    Ok((
+        text(0)?.unwrap_or_default(),
+        text(1)?.unwrap_or_default(),
+        text(2)?,
+    ))
+}
+
+fn stored(r: &Row, collection: &str) -> Result<Stored, Error> {
+    let (key, raw, version) = raw_row(r, collection)?;
     let body = serde_json::from_str(&raw).map_err(|e| {
         Error::Unsupported(format!(
             "collection {collection}, key {key}: the stored body is not JSON ({e}); fix the row, or leave it out of the collection"
@@ -158,7 +169,7 @@ fn stored(r: &Row, collection: &str) -> Result<Stored, Error> {
     Ok(Stored {
         key,
         body,
-        version: text(2)?,
+        version,
         complements: None,
         raw,
     })
@@ -198,6 +209,56 @@ impl Docs {
             sql,
             complements_table,
         })
+    }
+
+    /// The table's SQL names, quoted: table, key, body, version column.
+    pub(crate) fn names(&self) -> (&str, &str, &str, Option<&str>) {
+        let s = &self.sql;
+        (&s.table, &s.key, &s.body, s.version.as_deref())
+    }
+
+    /// The body column's declared type, where the engine reports it.
+    pub(crate) fn body_type(&self) -> Option<&str> {
+        self.sql.body_type.as_deref()
+    }
+
+    /// Whether `instar_complements` exists yet.
+    pub(crate) fn has_complements(&self) -> bool {
+        self.complements_table
+    }
+
+    /// `instar_complements`, as named on this connection.
+    pub(crate) fn complements_table(&self) -> &str {
+        &self.sql.complements
+    }
+
+    /// `SELECT key, body, version FROM table` (as text), for a `WHERE` to follow.
+    pub(crate) fn select_sql(&self, db: &Db) -> String {
+        self.sql.select(db)
+    }
+
+    /// Creates `instar_complements` if it is missing (outside any transaction:
+    /// DDL commits by itself on MySQL).
+    pub(crate) async fn ensure_complements(&mut self, db: &mut Db) -> Result<(), Error> {
+        if !self.complements_table {
+            create_complements(db).await?;
+            self.complements_table = true;
+        }
+        Ok(())
+    }
+
+    /// Inside a transaction the caller holds: stores the existing row under
+    /// (canonical) `key` at `version`, with its complements.
+    pub(crate) async fn rewrite(
+        &self,
+        db: &mut Db,
+        key: &str,
+        body: &Value,
+        version: &str,
+        complements: Option<&Value>,
+    ) -> Result<(), Error> {
+        self.update(db, key, body, version, Expect::Any).await?;
+        self.replace_complements(db, key, complements).await
     }
 
     fn failed(&self, what: String) -> impl Fn(sqlx::Error) -> Error {
@@ -307,10 +368,7 @@ impl Docs {
         complements: Option<&Value>,
         expect: Expect<'_>,
     ) -> Result<bool, Error> {
-        if !self.complements_table {
-            create_complements(db).await?;
-            self.complements_table = true;
-        }
+        self.ensure_complements(db).await?;
         control(&mut db.conn, db.engine.begin()).await?;
         let r = async {
             if !self.update(db, key, body, version, expect).await? {

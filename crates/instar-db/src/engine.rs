@@ -125,6 +125,15 @@ pub(crate) trait Engine: Sync {
     fn parallel_refusal(&self) -> Option<&'static str> {
         None
     }
+
+    /// The engine's JSON functions, for lenses pushed down to SQL.
+    fn json(&self) -> &'static dyn crate::json_sql::JsonSql;
+
+    /// What a `SELECT` ends with to lock the rows it reads until the
+    /// transaction ends (empty where the transaction locks the database).
+    fn lock_rows(&self) -> &'static str {
+        " FOR UPDATE"
+    }
     /// Whether an automatic backup is taken before a run (`risky`: the run has
     /// steps that cannot roll back).
     fn wants_backup(&self, db: &Db, risky: bool) -> bool;

@@ -14,6 +14,10 @@ use crate::{Db, Error};
 pub(crate) struct MySql;
 
 impl Engine for MySql {
+    fn json(&self) -> &'static dyn crate::json_sql::JsonSql {
+        &crate::mysql_json::MySqlJson
+    }
+
     // A MySQL "schema" is a database: Instar creates tables, not databases.
     fn schema_exists_sql(&self) -> Option<(&'static str, &'static str)> {
         Some((

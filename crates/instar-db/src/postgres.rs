@@ -15,6 +15,10 @@ use crate::{Db, Error};
 pub(crate) struct Postgres;
 
 impl Engine for Postgres {
+    fn json(&self) -> &'static dyn crate::json_sql::JsonSql {
+        &crate::postgres_json::PostgresJson
+    }
+
     fn quote(&self, ident: &str) -> String {
         quote_with(ident, '"')
     }

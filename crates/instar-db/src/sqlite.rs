@@ -17,6 +17,13 @@ use crate::{Db, Error};
 pub(crate) struct Sqlite;
 
 impl Engine for Sqlite {
+    fn json(&self) -> &'static dyn crate::json_sql::JsonSql {
+        &crate::sqlite_json::SqliteJson
+    }
+    fn lock_rows(&self) -> &'static str {
+        ""
+    }
+
     fn quote(&self, ident: &str) -> String {
         quote_with(ident, '"')
     }

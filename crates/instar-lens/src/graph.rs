@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
+use crate::fuse::{fuse, Fused, NotFused};
 use crate::{Error, Lens};
 
 /// Versions and the lenses between them.
@@ -14,6 +16,9 @@ use crate::{Error, Lens};
 pub struct Graph {
     versions: Vec<String>,
     edges: Vec<Edge>,
+    /// Per pair of versions (`from · n + to`), the fused form of the path when
+    /// it is all forward and fuses; computed on first use.
+    fused: OnceLock<Vec<Option<Fused>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +79,7 @@ impl Graph {
         Ok(Graph {
             versions,
             edges: Vec::new(),
+            fused: OnceLock::new(),
         })
     }
 
@@ -123,6 +129,7 @@ impl Graph {
             });
         }
         let key = edge_key(from, to, &lens);
+        self.fused = OnceLock::new();
         self.edges.push(Edge {
             from: a,
             to: b,
@@ -240,6 +247,36 @@ impl Graph {
         Ok(steps)
     }
 
+    /// The fused form of the path from `from` to `to`, or why there is none
+    /// (a backward step, an op that does not fuse).
+    pub fn fusion(&self, from: &str, to: &str) -> Result<Fused, NotFused> {
+        let steps = self.path(from, to).map_err(|e| e.to_string())?;
+        if let Some(back) = steps.iter().find(|s| !s.forward) {
+            return Err(format!(
+                "the path goes back through {} (complements are restored in process)",
+                back.lens.path.display()
+            ));
+        }
+        fuse(steps.iter().flat_map(|s| s.lens.ops.iter()))
+    }
+
+    /// The cached fused form of a forward path, where there is one.
+    fn fused(&self, from: &str, to: &str) -> Option<&Fused> {
+        let n = self.versions.len();
+        let all = self.fused.get_or_init(|| {
+            let mut all = Vec::with_capacity(n * n);
+            for a in &self.versions {
+                for b in &self.versions {
+                    all.push(self.fusion(a, b).ok().filter(|_| a != b));
+                }
+            }
+            all
+        });
+        let i = self.versions.iter().position(|v| v == from)?;
+        let j = self.versions.iter().position(|v| v == to)?;
+        all.get(i * n + j)?.as_ref()
+    }
+
     /// `doc`, at version `from`, translated to version `to` (no complement:
     /// what a backward step cannot restore takes its default).
     pub fn translate(&self, doc: &Value, from: &str, to: &str) -> Result<Value, Error> {
@@ -258,6 +295,10 @@ impl Graph {
     ) -> Result<Value, Error> {
         // One copy of the document, translated in place lens after lens.
         let mut out = doc.clone();
+        if let Some(f) = self.fused(from, to).filter(|f| f.applies(doc)) {
+            f.apply(&mut out);
+            return Ok(out);
+        }
         for s in self.path(from, to)? {
             if s.forward {
                 crate::forward_mut(&s.lens.ops, &mut out).map_err(|e| in_file(e, s.lens))?;
@@ -281,6 +322,11 @@ impl Graph {
     ) -> Result<(Value, Complements), Error> {
         let mut out = doc.clone();
         let mut kept = Complements::new();
+        if let Some(f) = self.fused(from, to).filter(|f| f.applies(doc)) {
+            // Exact where it applies: no lens of the path keeps a complement.
+            f.apply(&mut out);
+            return Ok((out, kept));
+        }
         for s in self.path(from, to)? {
             if s.forward {
                 let c =
@@ -294,5 +340,23 @@ impl Graph {
             }
         }
         Ok((out, kept))
+    }
+
+    /// A stored document (at `from`, with its `complements`) moved to `to`:
+    /// its body and its new complements — those of the lenses walked
+    /// replaced by what this walk kept, the others left as they were.
+    pub fn moved(
+        &self,
+        body: &Value,
+        from: &str,
+        to: &str,
+        mut complements: Complements,
+    ) -> Result<(Value, Complements), Error> {
+        let (out, kept) = self.write(body, from, to, &complements)?;
+        for st in self.path(from, to)? {
+            complements.remove(st.edge);
+        }
+        complements.extend(kept);
+        Ok((out, complements))
     }
 }

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod apply;
+pub mod fuse;
 pub mod graph;
 pub mod op;
 

@@ -370,3 +370,39 @@ proptest! {
         }
     }
 }
+
+/// Ops that fuse (and some that do not, to make chains fall back).
+fn fusable_yaml() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => (field(), field()).prop_map(|(s, d)| format!("rename: {{source: {s}, destination: {d}}}")),
+        2 => (field(), scalar()).prop_map(|(n, v)| format!("add: {{name: {n}, default: {v}}}")),
+        2 => (field(), field()).prop_map(|(s, d)| format!("copy: {{source: {s}, destination: {d}}}")),
+        2 => (field(), scalar()).prop_map(|(n, v)| format!("set: {{name: {n}, value: {v}}}")),
+        2 => field().prop_map(|n| format!("wrap: {{name: {n}}}")),
+        1 => field().prop_map(|n| format!("remove: {{name: {n}}}")),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// A fused chain gives what the ops give one by one, on every document it
+    /// applies to, and those documents keep no complement.
+    #[test]
+    fn a_fused_chain_equals_its_ops_one_by_one(
+        d in doc(),
+        ops in prop::collection::vec(fusable_yaml(), 1..8),
+    ) {
+        let yaml = format!("lens: [{}]", ops.iter().map(|o| format!("{{{o}}}")).collect::<Vec<_>>().join(", "));
+        let l = Lens::parse(Path::new("gen.lens.yaml"), &yaml).expect("generated lens parses");
+        if let Ok(f) = instar_lens::fuse::fuse(&l.ops) {
+            if f.applies(&d) {
+                let mut fused = d.clone();
+                f.apply(&mut fused);
+                let (stepwise, c) = l.forward(&d).expect("fusable ops take any object");
+                prop_assert_eq!(fused, stepwise, "lens {}", yaml);
+                prop_assert!(c.is_empty(), "lens {} kept a complement for {}", yaml, d);
+            }
+        }
+    }
+}

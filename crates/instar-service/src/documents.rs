@@ -2,6 +2,11 @@
 //! versions through its lenses (lazily: each read translates, nothing is
 //! rewritten unless `write_back` says so).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use instar_core::Source;
+use instar_db::data::DocCollection;
 use instar_db::docs::{DocTable, Docs, Expect, Stored};
 use instar_db::Db;
 use instar_lens::graph::{Complements, Graph};
@@ -29,7 +34,7 @@ pub struct Documents {
     service: Service,
     name: String,
     collection: Collection,
-    graph: Graph,
+    graph: Arc<Graph>,
 }
 
 impl Service {
@@ -50,8 +55,32 @@ impl Service {
             service: self.clone(),
             name: name.to_string(),
             collection,
-            graph,
+            graph: Arc::new(graph),
         })
+    }
+
+    /// The collections the documents migrations of `source` move, loaded and
+    /// checked, for the runner.
+    pub(crate) fn doc_collections(
+        &self,
+        source: &Source,
+    ) -> Result<BTreeMap<String, DocCollection>, Error> {
+        let mut out = BTreeMap::new();
+        for m in &source.migrations {
+            let Some(d) = &m.meta.documents else { continue };
+            if out.contains_key(&d.collection) {
+                continue;
+            }
+            let docs = self.documents(&d.collection).map_err(|e| {
+                Error::Config(format!(
+                    "migration {} ({}): {e}",
+                    m.version,
+                    m.up.path.display()
+                ))
+            })?;
+            out.insert(d.collection.clone(), docs.for_runner());
+        }
+        Ok(out)
     }
 }
 
@@ -68,20 +97,20 @@ impl Documents {
     /// The stored document `s` (at `from`) moved to `to`: its body, and its
     /// complements — those of the lenses walked replaced, the others kept.
     fn moved(&self, s: &Stored, from: &str, to: &str) -> Result<(Value, Complements), Error> {
-        let mut comps = Documents::complements(s.complements.as_ref());
-        let (body, kept) = self
-            .graph
-            .write(&s.body, from, to, &comps)
-            .map_err(|e| self.lens_error(&s.key, e))?;
-        for st in self
-            .graph
-            .path(from, to)
-            .map_err(|e| self.lens_error(&s.key, e))?
-        {
-            comps.remove(st.edge);
+        let comps = Documents::complements(s.complements.as_ref());
+        self.graph
+            .moved(&s.body, from, to, comps)
+            .map_err(|e| self.lens_error(&s.key, e))
+    }
+
+    /// The collection as the runner's documents migrations need it.
+    pub fn for_runner(&self) -> DocCollection {
+        DocCollection {
+            table: self.table(),
+            graph: self.graph.clone(),
+            default_version: self.collection.default_version.clone(),
+            validate: None,
         }
-        comps.extend(kept);
-        Ok((body, comps))
     }
 
     fn table(&self) -> DocTable {

@@ -222,6 +222,7 @@ impl Service {
             cancel: CancelToken::new(),
             ignore_other_history: req.ignore_other_history,
             every_statement: req.every_statement,
+            collections: Default::default(),
         }
     }
 
@@ -229,7 +230,8 @@ impl Service {
     /// migration's first batch runs in a transaction that is rolled back).
     pub async fn plan(&self, req: &RunRequest) -> Result<Vec<PlannedStep>, Error> {
         let source = self.load()?;
-        let opts = self.run_options(req);
+        let mut opts = self.run_options(req);
+        opts.collections = self.doc_collections(&source)?;
         self.reading(async |db: &mut Db| {
             Ok(runner::preview(db, &source, req.target.clone(), &opts).await?)
         })
@@ -252,6 +254,10 @@ impl Service {
         };
         let mut opts = self.run_options(req);
         opts.cancel = cancel;
+        match self.doc_collections(&source) {
+            Ok(c) => opts.collections = c,
+            Err(e) => return Err(fail(e, report)),
+        }
         let mut db = match self.connect().await {
             Ok(db) => db,
             Err(e) => return Err(fail(e, report)),

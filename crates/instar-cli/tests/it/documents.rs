@@ -6,9 +6,9 @@
 use crate::adopt::exec;
 use crate::harness::{file, Backend, TestDb};
 
-const LENS: &str = "lens:\n- split: {source: name, into: [first_name, last_name], separator: ' '}\n- rename: {source: mail, destination: email}\n- remove: {name: legacy, type: string}\n";
+pub(crate) const LENS: &str = "lens:\n- split: {source: name, into: [first_name, last_name], separator: ' '}\n- rename: {source: mail, destination: email}\n- remove: {name: legacy, type: string}\n";
 
-fn run(t: &TestDb, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+pub(crate) fn run(t: &TestDb, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     use std::io::Write;
     let mut c = crate::instar_at(t, &t.url);
     c.args(args).stdin(std::process::Stdio::piped());
@@ -26,19 +26,19 @@ fn run(t: &TestDb, args: &[&str], stdin: Option<&str>) -> (i32, String, String) 
 }
 
 /// `run`, which must succeed: its stdout.
-fn ok(t: &TestDb, args: &[&str], stdin: Option<&str>) -> String {
+pub(crate) fn ok(t: &TestDb, args: &[&str], stdin: Option<&str>) -> String {
     let (code, out, err) = run(t, args, stdin);
     assert_eq!(code, 0, "{args:?}: {out}{err}");
     out
 }
 
-fn json(s: &str) -> serde_json::Value {
+pub(crate) fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
 
 /// The project: `instar.toml` as given, [`LENS`] as the users' only lens, an
 /// empty migrations folder.
-fn project(t: &TestDb, toml: &str) -> std::path::PathBuf {
+pub(crate) fn project(t: &TestDb, toml: &str) -> std::path::PathBuf {
     std::fs::write(t.dir.path().join("instar.toml"), toml).unwrap();
     let lens = t
         .dir
@@ -51,7 +51,7 @@ fn project(t: &TestDb, toml: &str) -> std::path::PathBuf {
 
 /// A `users` table with the engine's JSON column type and a version
 /// column, declared as a collection 1.0.0 → 2.0.0 with [`LENS`].
-async fn users(b: Backend, test: &str) -> Option<TestDb> {
+pub(crate) async fn users(b: Backend, test: &str) -> Option<TestDb> {
     let t = TestDb::new(b, test).await?;
     let body = match b {
         Backend::Sqlite => "TEXT",

@@ -36,6 +36,7 @@ mod adopt;
 mod basics;
 mod cache;
 mod documents;
+mod documents_eager;
 mod doors;
 mod faults;
 mod hostile;

@@ -43,7 +43,7 @@ const ERROR_COLUMNS: &[(&str, Col, bool)] = &[
 ];
 
 /// Where one slice of a data migration stands: its checkpoint row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Checkpoint {
     /// Version text.
     pub version: String,
@@ -483,7 +483,7 @@ pub(super) async fn begin(
     ensure_tables(db, n).await?;
     let mut row = crate::runner::new_row(m, EventKind::Start, step.direction);
     row.statements_total = 1;
-    row.kind = "data".into();
+    row.kind = kind_of(m).into();
     let empty = [(None, Vec::new(), 0)];
     let ranges: &[Range] = if ranges.is_empty() { &empty } else { &ranges };
     let cps: Vec<Checkpoint> = ranges
@@ -645,7 +645,7 @@ pub(super) async fn finish(
         EventKind::Revert
     };
     let mut row = crate::runner::new_row(m, event, step.direction);
-    row.kind = "data".into();
+    row.kind = kind_of(m).into();
     row.finished_at = Some(time::now_rfc3339());
     row.duration_ms = Some(t.elapsed_ms);
     row.statements_applied = 1;
@@ -687,5 +687,13 @@ pub(super) async fn finish(
             let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
             Err(e)
         }
+    }
+}
+
+/// The history's kind for a batched migration.
+fn kind_of(m: &Migration) -> &'static str {
+    match m.meta.kind {
+        Some(instar_core::meta::Kind::Documents) => "documents",
+        _ => "data",
     }
 }

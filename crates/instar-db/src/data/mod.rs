@@ -17,14 +17,18 @@
 //! - [`walk`]: one slice's batch loop, error policies, adaptive batch size.
 
 mod checkpoint;
+mod documents;
 mod keys;
 mod walk;
 
+pub use documents::{DocCollection, Move, Validator};
+
+use std::borrow::Cow;
 use std::time::Instant;
 
 use instar_core::event::{Event, EventSink};
 use instar_core::history::Direction;
-use instar_core::meta::{DataConfig, BATCH_PLACEHOLDER};
+use instar_core::meta::{DataConfig, DocumentsConfig, Kind, BATCH_PLACEHOLDER};
 use instar_core::plan::Step;
 use instar_core::Migration;
 use serde::Serialize;
@@ -61,6 +65,20 @@ pub struct Estimate {
     pub batches: u64,
     /// The whole run at the first batch's pace (checkpoint commits not included).
     pub estimated_ms: u64,
+    /// For a documents migration: the target, and how each version gets there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub documents: Option<DocumentsEstimate>,
+}
+
+/// What a dry run of a documents migration found.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentsEstimate {
+    /// The collection.
+    pub collection: String,
+    /// The version documents are moved to.
+    pub to: String,
+    /// How the documents at each other version get there.
+    pub moves: Vec<Move>,
 }
 
 /// The SQL shape of a data migration; on engines that need it, looks up which key
@@ -119,19 +137,48 @@ async fn shape<'a>(
     })
 }
 
-/// The `[data]` table of a data step, once its script is known to be one
-/// statement in this engine's dialect.
-fn config<'m>(db: &Db, m: &'m Migration, step: &Step) -> Result<&'m DataConfig, Error> {
-    let cfg = m.meta.data.as_ref().ok_or_else(|| Error::DataRefused {
+/// A documents step's collection and `[documents]` table.
+type DocsStep<'m> = (&'m DocCollection, &'m DocumentsConfig);
+
+/// The batch walk of a data or documents step: the `[data]` table (once its
+/// script is known to be one statement in this engine's dialect), or the one a
+/// documents migration's collection makes.
+fn config<'m>(
+    db: &Db,
+    m: &'m Migration,
+    step: &Step,
+    opts: &'m RunOptions,
+) -> Result<(Cow<'m, DataConfig>, Option<DocsStep<'m>>), Error> {
+    let refuse = |reason: String| Error::DataRefused {
         version: step.version.clone(),
-        reason: "no [data] table".into(),
-    })?;
+        reason,
+    };
+    if m.meta.kind == Some(Kind::Documents) {
+        let d = m
+            .meta
+            .documents
+            .as_ref()
+            .ok_or_else(|| refuse("no [documents] table".into()))?;
+        let coll = opts.collections.get(&d.collection).ok_or_else(|| {
+            refuse(format!(
+                "collection {:?} is not declared; declare it under [collections.{}] in instar.toml",
+                d.collection, d.collection
+            ))
+        })?;
+        let walk = d.walk(&coll.table.table, &coll.table.key);
+        return Ok((Cow::Owned(walk), Some((coll, d))));
+    }
+    let cfg = m
+        .meta
+        .data
+        .as_ref()
+        .ok_or_else(|| refuse("no [data] table".into()))?;
     let script = match step.direction {
         Direction::Up => &m.up,
         Direction::Down => m.down.as_ref().unwrap_or(&m.up),
     };
     instar_core::source::check_data_statement(script, db.dialect())?;
-    Ok(cfg)
+    Ok((Cow::Borrowed(cfg), None))
 }
 
 fn statement_of(m: &Migration, d: Direction) -> &str {
@@ -144,10 +191,31 @@ fn statement_of(m: &Migration, d: Direction) -> &str {
 
 /// Dry run: the same checks as a real run, then the first batch inside a
 /// transaction that is rolled back, timed, and extrapolated to the key range.
-pub async fn estimate(db: &mut Db, m: &Migration, step: &Step) -> Result<Estimate, Error> {
-    let cfg = config(db, m, step)?;
-    let s = shape(db, step, cfg, statement_of(m, step.direction)).await?;
-    let (upper, total) = checkpoint::preflight(db, m, step, cfg, &s).await?;
+pub async fn estimate(
+    db: &mut Db,
+    m: &Migration,
+    step: &Step,
+    opts: &RunOptions,
+) -> Result<Estimate, Error> {
+    let (cfg, docs) = config(db, m, step, opts)?;
+    let mover = match docs {
+        Some((coll, d)) => Some(documents::Mover::new(db, coll, d, step, true).await?),
+        None => None,
+    };
+    let statement = match mover {
+        Some(_) => "",
+        None => statement_of(m, step.direction),
+    };
+    let s = shape(db, step, &cfg, statement).await?;
+    let (upper, total) = checkpoint::preflight(db, m, step, &cfg, &s).await?;
+    let documents = match (&mover, docs) {
+        (Some(mv), Some((coll, _))) => Some(DocumentsEstimate {
+            collection: coll.table.collection.clone(),
+            to: mv.to.clone(),
+            moves: mv.moves.clone(),
+        }),
+        _ => None,
+    };
     let Some(upper) = upper else {
         return Ok(Estimate {
             rows_total: 0,
@@ -155,29 +223,53 @@ pub async fn estimate(db: &mut Db, m: &Migration, step: &Step) -> Result<Estimat
             batch_ms: 0,
             batches: 0,
             estimated_ms: 0,
+            documents,
         });
     };
     let find = s.key_at(false, cfg.batch_size - 1);
     let end = fetch_key(&mut db.conn, &find, &[upper.as_slice()], s.cols.len())
         .await?
         .unwrap_or_else(|| upper.clone());
-    let mut k = 0;
-    let stmt = s
-        .statement
-        .replace(BATCH_PLACEHOLDER, &s.range(false, &mut k));
-    control(&mut db.conn, db.engine.begin()).await?;
     let t = Instant::now();
-    let r = bind_key(crate::conn::query(&stmt), &end)?
-        .execute(&mut db.conn)
-        .await;
+    let first_batch_fails = |reason: String| Error::DataRefused {
+        version: step.version.clone(),
+        reason: format!("its first batch fails: {reason}"),
+    };
+    let rows = match &mover {
+        // Its UPDATEs name instar_complements, which a dry run does not create.
+        Some(mv) if !mv.can_rehearse() => 0,
+        Some(mv) => {
+            let names = checkpoint::names(db);
+            let job = Job {
+                m,
+                step,
+                cfg: &cfg,
+                shape: &s,
+                names: &names,
+                row_id: 0,
+                docs: Some(mv),
+            };
+            let cp = Checkpoint::default();
+            mv.batch(db, &job, None, &end, &cp, true)
+                .await
+                .map_err(|e| first_batch_fails(e.to_string()))?
+                .0
+        }
+        None => {
+            let mut k = 0;
+            let stmt = s
+                .statement
+                .replace(BATCH_PLACEHOLDER, &s.range(false, &mut k));
+            control(&mut db.conn, db.engine.begin()).await?;
+            let r = bind_key(crate::conn::query(&stmt), &end)?
+                .execute(&mut db.conn)
+                .await;
+            let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
+            r.map_err(|e| first_batch_fails(db_message(&e)))?
+                .rows_affected
+        }
+    };
     let took = t.elapsed();
-    let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
-    let rows = r
-        .map_err(|e| Error::DataRefused {
-            version: step.version.clone(),
-            reason: format!("its first batch fails: {}", db_message(&e)),
-        })?
-        .rows_affected;
     let batches = (total as u64).div_ceil(cfg.batch_size);
     Ok(Estimate {
         rows_total: total,
@@ -185,6 +277,7 @@ pub async fn estimate(db: &mut Db, m: &Migration, step: &Step) -> Result<Estimat
         batch_ms: took.as_millis() as u64,
         batches,
         estimated_ms: (took.as_secs_f64() * 1000.0 * batches as f64) as u64,
+        documents,
     })
 }
 
@@ -197,7 +290,8 @@ pub(crate) async fn run(
     opts: &RunOptions,
     sink: &mut dyn EventSink,
 ) -> Result<Outcome, Error> {
-    let cfg = config(db, m, step)?;
+    let (cfg, docs) = config(db, m, step, opts)?;
+    let cfg = &*cfg;
     let parallel = opts.parallel;
     if let Some(why) = db.engine.parallel_refusal().filter(|_| parallel > 1) {
         return Err(Error::Unsupported(format!(
@@ -205,7 +299,15 @@ pub(crate) async fn run(
         )));
     }
     let n = checkpoint::names(db);
-    let shape = shape(db, step, cfg, statement_of(m, step.direction)).await?;
+    let mover = match docs {
+        Some((coll, d)) => Some(documents::Mover::new(db, coll, d, step, false).await?),
+        None => None,
+    };
+    let statement = match mover {
+        Some(_) => "",
+        None => statement_of(m, step.direction),
+    };
+    let shape = shape(db, step, cfg, statement).await?;
     let (row_id, cps) = match step.resume_row {
         Some(row_id) => (row_id, checkpoint::resume(db, m, step, &n).await?),
         None => checkpoint::begin(db, m, step, cfg, &shape, &n, parallel).await?,
@@ -224,6 +326,7 @@ pub(crate) async fn run(
         shape: &shape,
         names: &n,
         row_id,
+        docs: mover.as_ref(),
     };
     let slices = cps.len();
     let mut others = Vec::with_capacity(slices.saturating_sub(1));

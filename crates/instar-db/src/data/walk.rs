@@ -123,6 +123,32 @@ pub(super) struct Job<'a> {
     pub(super) names: &'a Names,
     /// The run's `start` row in the history, where a failure is recorded.
     pub(super) row_id: i64,
+    /// A documents migration's mover (`None`: the statement of a data migration).
+    pub(super) docs: Option<&'a super::documents::Mover<'a>>,
+}
+
+impl Job<'_> {
+    /// The error of a batch that failed with `on_error = "stop"`.
+    pub(super) fn failed(
+        &self,
+        last: Option<&[Value]>,
+        end: &[Value],
+        message: String,
+        cp: &Checkpoint,
+    ) -> Error {
+        let step = self.step;
+        Error::BatchFailed {
+            version: step.version.clone(),
+            path: match step.direction {
+                Direction::Up => self.m.up.path.clone(),
+                Direction::Down => self.m.down.as_ref().unwrap_or(&self.m.up).path.clone(),
+            },
+            after: last.map_or("start".into(), key_json),
+            upto: key_json(end),
+            message,
+            rows_done: cp.rows_done as u64,
+        }
+    }
 }
 
 /// Walks one slice from its checkpoint to its upper bound.
@@ -205,6 +231,9 @@ async fn run_batch(
     end: &[Value],
     cp: &Checkpoint,
 ) -> Result<(u64, u64), Error> {
+    if let Some(mover) = job.docs {
+        return mover.batch(db, job, last, end, cp, false).await;
+    }
     let (s, step) = (job.shape, job.step);
     let begin = db.engine.begin();
     let mut k = 0;
@@ -238,17 +267,7 @@ async fn run_batch(
                 let (h, conn) = db.parts();
                 h.progress(conn, job.row_id, 0, Some(&message), Some(&at))
                     .await?;
-                return Err(Error::BatchFailed {
-                    version: step.version.clone(),
-                    path: match step.direction {
-                        Direction::Up => job.m.up.path.clone(),
-                        Direction::Down => job.m.down.as_ref().unwrap_or(&job.m.up).path.clone(),
-                    },
-                    after,
-                    upto: key_json(end),
-                    message,
-                    rows_done: cp.rows_done as u64,
-                });
+                return Err(job.failed(last, end, message, cp));
             }
             row_by_row(db, job, last, end, &advance, cp).await
         }
@@ -256,7 +275,7 @@ async fn run_batch(
 }
 
 /// The checkpoint UPDATE of `advance_sql`, bound.
-fn save<'q>(
+pub(super) fn save<'q>(
     advance: &'q str,
     step: &Step,
     cp: &Checkpoint,

@@ -62,6 +62,8 @@ pub struct RunOptions {
     /// Report every statement as it is sent (`-v`), not only the first of a
     /// migration run in one call.
     pub every_statement: bool,
+    /// The collections documents migrations move, by name.
+    pub collections: std::collections::BTreeMap<String, crate::data::DocCollection>,
 }
 
 impl Default for RunOptions {
@@ -78,6 +80,7 @@ impl Default for RunOptions {
             cancel: CancelToken::default(),
             ignore_other_history: false,
             every_statement: false,
+            collections: Default::default(),
         }
     }
 }
@@ -185,8 +188,8 @@ pub async fn preview(
     for s in &p.steps {
         let mut d = detail(db, source, s);
         let m = &source.migrations[s.index];
-        if m.meta.kind == Some(instar_core::meta::Kind::Data) && s.resume_row.is_none() {
-            d.estimate = Some(crate::data::estimate(db, m, s).await?);
+        if batched(m) && s.resume_row.is_none() {
+            d.estimate = Some(crate::data::estimate(db, m, s, opts).await?);
         }
         out.push(d);
     }
@@ -423,13 +426,19 @@ pub async fn run_into(
     Ok(())
 }
 
+/// Whether a migration walks a table in checkpointed batches (data, documents).
+fn batched(m: &Migration) -> bool {
+    use instar_core::meta::Kind;
+    matches!(m.meta.kind, Some(Kind::Data | Kind::Documents))
+}
+
 /// Refuses a `--single-transaction` plan holding a step that cannot run inside one.
 fn check_single(source: &Source, plan: &Plan) -> Result<(), Error> {
     for s in &plan.steps {
         let m = &source.migrations[s.index];
-        if m.meta.kind == Some(instar_core::meta::Kind::Data) {
+        if batched(m) {
             return Err(Error::Unsupported(format!(
-                "migration {} is a data migration, which commits batch by batch; it cannot run with --single-transaction",
+                "migration {} is a data or documents migration, which commits batch by batch; it cannot run with --single-transaction",
                 s.version
             )));
         }
@@ -454,6 +463,8 @@ fn plan_items(source: &Source, plan: &Plan) -> Vec<PlanItem> {
                 direction: s.direction,
                 kind: if m.meta.kind == Some(instar_core::meta::Kind::Data) {
                     "data".into()
+                } else if m.meta.kind == Some(instar_core::meta::Kind::Documents) {
+                    "documents".into()
                 } else if m.is_repeatable() {
                     "repeatable".into()
                 } else {
@@ -491,7 +502,7 @@ async fn run_locked(
         // it, so they alone never call for a (possibly huge) dump on MySQL.
         let risky = plan.steps.iter().any(|s| {
             let m = &source.migrations[s.index];
-            !transactional(db, m, s.direction) && m.meta.kind != Some(instar_core::meta::Kind::Data)
+            !transactional(db, m, s.direction) && !batched(m)
         });
         if backup::wanted(db, risky) {
             report.backup = backup::take(db, dir, "automatic, before a run").await?;
@@ -589,7 +600,7 @@ async fn run_each(
             return Ok(());
         }
         let m = &source.migrations[step.index];
-        let r = if m.meta.kind == Some(instar_core::meta::Kind::Data) {
+        let r = if batched(m) {
             match crate::data::run(db, m, step, opts, sink).await {
                 Ok(crate::data::Outcome::Done) => Ok(true),
                 Ok(crate::data::Outcome::Paused) => {

@@ -176,7 +176,7 @@ pub(super) const CASES: &[Case] = &[
         words: &[
             "0002_b/migration.toml",
             "nosuch",
-            "expected `schema` or `data`",
+            "expected one of `schema`, `data`, `documents`",
         ],
     },
     Case {
