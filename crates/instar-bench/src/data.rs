@@ -3,7 +3,7 @@
 //! a fresh copy of the same seeded table, plus the `instar` process's peak memory.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::{median, paired_median, pg_url, psql, run, Args};
@@ -28,32 +28,17 @@ fn write_migration(dir: &Path, batch: u64, target: Option<&str>) {
 
 /// Runs `instar up` under /usr/bin/time; returns wall time and peak RSS in KiB.
 fn instar_up(instar: &Path, dir: &Path, url: &str, parallel: usize) -> (Duration, u64) {
-    let t = std::time::Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M"])
-        .arg(instar)
-        .current_dir(dir)
-        .args([
-            "-q",
-            "--database",
-            url,
-            "up",
-            "--no-backup",
-            "--parallel",
-            &parallel.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .output()
-        .expect("spawn /usr/bin/time");
-    let d = t.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "instar up failed: {stderr}");
-    let kib = stderr
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0);
-    (d, kib)
+    let parallel = parallel.to_string();
+    let args = [
+        "-q",
+        "--database",
+        url,
+        "up",
+        "--no-backup",
+        "--parallel",
+        &parallel,
+    ];
+    crate::timed_instar(instar, dir, &args)
 }
 
 /// Each fixed batch size, then adaptive mode from the smallest one.

@@ -47,24 +47,11 @@ fn project(dir: &Path, pushdown: bool) {
 }
 
 fn instar_up(instar: &Path, dir: &Path) -> (Duration, u64) {
-    let t = Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M"])
-        .arg(instar)
-        .current_dir(dir)
-        .args(["-q", "--database", "sqlite:db.sqlite", "up", "--no-backup"])
-        .stdout(Stdio::null())
-        .output()
-        .expect("spawn /usr/bin/time");
-    let d = t.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "instar up failed: {stderr}");
-    let kib = stderr
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0);
-    (d, kib)
+    crate::timed_instar(
+        instar,
+        dir,
+        &["-q", "--database", "sqlite:db.sqlite", "up", "--no-backup"],
+    )
 }
 
 pub(crate) fn bench(a: &Args, instar: &Path) {

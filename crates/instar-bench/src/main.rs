@@ -119,6 +119,29 @@ fn fixtures(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
     (s, b)
 }
 
+/// Runs `instar` with `args` in `dir` under `/usr/bin/time`, which must
+/// succeed; returns wall time and peak RSS in KiB.
+pub(crate) fn timed_instar(instar: &Path, dir: &Path, args: &[&str]) -> (Duration, u64) {
+    let t = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(instar)
+        .current_dir(dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .output()
+        .expect("spawn /usr/bin/time");
+    let d = t.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "instar {args:?} failed: {stderr}");
+    let kib = stderr
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    (d, kib)
+}
+
 pub(crate) fn run(cmd: &mut Command) -> Duration {
     let t = Instant::now();
     let out = cmd
