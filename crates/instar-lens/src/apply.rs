@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
-use crate::op::{Kind, Op};
+use crate::op::{Glob, Kind, Op};
 use crate::Error;
 
 /// What forward translation dropped, op by op, to make the way back exact.
@@ -40,6 +40,10 @@ enum Entry {
     Fields {
         before: Vec<Vec<Value>>,
         after: Vec<Vec<Value>>,
+        /// The fields, for an op whose footprint depends on the document
+        /// (`rename` of a pattern); otherwise the op's own footprint.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keys: Vec<String>,
     },
     /// `in`: the nested lens's complement.
     Nested(Complement),
@@ -94,6 +98,10 @@ pub fn reverse_op(op: &Op) -> Op {
         } => Op::Rename {
             source: destination.clone(),
             destination: source.clone(),
+        },
+        Op::RenameMatching { from, to } => Op::RenameMatching {
+            from: to.clone(),
+            to: from.clone(),
         },
         Op::Add(f) => Op::Remove(f.clone()),
         Op::Remove(f) => Op::Add(f.clone()),
@@ -206,8 +214,23 @@ fn footprint(op: &Op) -> Vec<&str> {
         Op::Join { sources, into, .. } => {
             sources.iter().chain([into]).map(String::as_str).collect()
         }
-        Op::In { .. } | Op::Map { .. } => Vec::new(),
+        Op::In { .. } | Op::Map { .. } | Op::RenameMatching { .. } => Vec::new(),
     }
+}
+
+/// The fields a pattern rename touches in `obj`, either way: the names that
+/// match either pattern, and what each becomes or came from.
+fn matching_footprint(obj: &Map<String, Value>, from: &Glob, to: &Glob) -> Vec<String> {
+    let mut keys = std::collections::BTreeSet::new();
+    for k in obj.keys() {
+        for (a, b) in [(from, to), (to, from)] {
+            if let Some(other) = a.capture(k).map(|m| b.fill(m)) {
+                keys.insert(k.clone());
+                keys.insert(other);
+            }
+        }
+    }
+    keys.into_iter().collect()
 }
 
 fn snapshot(obj: &Map<String, Value>, keys: &[&str]) -> Vec<Vec<Value>> {
@@ -280,7 +303,15 @@ fn forward_op(op: &Op, scope: &mut Value) -> Result<Option<Entry>, Error> {
                 apply(op, obj)?;
                 return Ok(None);
             }
-            let keys = footprint(op);
+            let owned = match op {
+                Op::RenameMatching { from, to } => matching_footprint(obj, from, to),
+                _ => Vec::new(),
+            };
+            let keys = if owned.is_empty() {
+                footprint(op)
+            } else {
+                owned.iter().map(String::as_str).collect()
+            };
             let before = snapshot(obj, &keys);
             apply(op, obj)?;
             let after = snapshot(obj, &keys);
@@ -289,7 +320,11 @@ fn forward_op(op: &Op, scope: &mut Value) -> Result<Option<Entry>, Error> {
             restore(&mut probe, &keys, &after);
             let exact =
                 apply(&reverse_op(op), &mut probe).is_ok() && snapshot(&probe, &keys) == before;
-            Ok((!exact).then_some(Entry::Fields { before, after }))
+            Ok((!exact).then_some(Entry::Fields {
+                before,
+                after,
+                keys: owned,
+            }))
         }
     }
 }
@@ -302,6 +337,8 @@ fn exact_here(op: &Op, obj: &Map<String, Value>) -> bool {
         Op::Rename { destination, .. } => !obj.contains_key(destination.as_str()),
         // x ↔ [x], null ↔ [], missing stays missing.
         Op::Wrap { .. } => true,
+        // Every moved field lands on a free name, and nothing else moves back.
+        Op::RenameMatching { to, .. } => obj.keys().all(|k| to.capture(k).is_none()),
         // A field added where it was missing is removed again.
         Op::Add(f) => !obj.contains_key(&f.name),
         // host.name moves to a free name and back; nothing moves either way.
@@ -379,11 +416,26 @@ fn backward_op(op: &Op, scope: &mut Value, entry: Option<&Entry>) -> Result<(), 
         }
         _ => {
             let obj = object(op, scope)?;
-            let keys = footprint(op);
             // Where the view still holds what the op made, the fields go back as
             // they were; anywhere else (an edit) the reverse op decides.
-            if let Some(Entry::Fields { before, after }) = entry {
-                if *after == snapshot(obj, &keys) {
+            if let Some(Entry::Fields {
+                before,
+                after,
+                keys: owned,
+            }) = entry
+            {
+                let keys: Vec<&str> = match op {
+                    Op::RenameMatching { .. } => owned.iter().map(String::as_str).collect(),
+                    _ => footprint(op),
+                };
+                // A pattern rename's view must hold no matching field it did not make.
+                let same_fields = match op {
+                    Op::RenameMatching { from, to } => matching_footprint(obj, to, from)
+                        .iter()
+                        .all(|k| owned.contains(k)),
+                    _ => true,
+                };
+                if same_fields && *after == snapshot(obj, &keys) {
                     restore(obj, &keys, before);
                     return Ok(());
                 }
@@ -442,6 +494,18 @@ fn apply(op: &Op, obj: &mut Map<String, Value>) -> Result<(), Error> {
             if let Some(v) = obj.remove(source) {
                 obj.insert(destination.clone(), v);
             }
+        }
+        Op::RenameMatching { from, to } => {
+            // All at once: a name that is both moved and a target is not moved twice.
+            let moves: Vec<(String, String)> = obj
+                .keys()
+                .filter_map(|k| from.rewrite(k, to).map(|d| (k.clone(), d)))
+                .collect();
+            let values: Vec<(String, Value)> = moves
+                .into_iter()
+                .filter_map(|(s, d)| obj.remove(&s).map(|v| (d, v)))
+                .collect();
+            obj.extend(values);
         }
         Op::Add(f) => {
             if !obj.contains_key(&f.name) {

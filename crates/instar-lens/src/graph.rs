@@ -88,6 +88,35 @@ impl Graph {
         &self.versions
     }
 
+    /// The JSON Schema the lenses declare for documents at `version`: what
+    /// each lens into it produces, and what each lens out of it gives back
+    /// through its reverse, all at once (`allOf`); `{"type": "object"}` for a
+    /// version no lens touches.
+    pub fn schema(&self, version: &str) -> Value {
+        let Some(i) = self.versions.iter().position(|v| v == version) else {
+            return serde_json::json!({"type": "object"});
+        };
+        let mut parts: Vec<Value> = Vec::new();
+        for e in &self.edges {
+            if e.to == i {
+                parts.push(crate::schema::derive(&e.lens.ops));
+            }
+            if e.from == i {
+                parts.push(crate::schema::derive(&crate::reverse(&e.lens.ops)));
+            }
+        }
+        for p in &mut parts {
+            if let Value::Object(o) = p {
+                o.remove("$schema");
+            }
+        }
+        match parts.len() {
+            0 => serde_json::json!({"type": "object"}),
+            1 => parts.remove(0),
+            _ => serde_json::json!({"type": "object", "allOf": parts}),
+        }
+    }
+
     fn index(&self, v: &str, lens: &Path) -> Result<usize, Error> {
         self.versions
             .iter()

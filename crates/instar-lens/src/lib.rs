@@ -10,18 +10,21 @@
 //! - [`Lens::load`] reads a file (errors name file and line);
 //! - [`Lens::forward`] / [`Lens::backward`] translate one document;
 //! - [`graph::Graph`] joins lenses into a version graph and finds the path
-//!   between two versions.
+//!   between two versions;
+//! - [`schema`] derives the JSON Schema each side of a lens declares, and
+//!   validates documents against it (or against a declared one).
 #![deny(missing_docs)]
 
 mod apply;
 pub mod fuse;
 pub mod graph;
 pub mod op;
+pub mod schema;
 
 use std::path::{Path, PathBuf};
 
 pub use apply::{backward, backward_mut, forward, forward_mut, reverse, reverse_op, Complement};
-pub use op::{Field, Kind, Op};
+pub use op::{Field, Glob, Kind, Op};
 use serde_json::Value;
 
 /// Everything that can go wrong with a lens or a document going through one.
@@ -98,6 +101,7 @@ pub fn describe(op: &Op) -> String {
             source,
             destination,
         } => format!("rename {source} → {destination}"),
+        Op::RenameMatching { from, to } => format!("rename {from} → {to}"),
         Op::Add(f) => format!("add {}", f.name),
         Op::Remove(f) => format!("remove {}", f.name),
         Op::Hoist { host, name } => format!("hoist {host}.{name}"),

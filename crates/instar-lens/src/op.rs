@@ -89,6 +89,50 @@ impl Field {
     }
 }
 
+/// A field-name pattern with exactly one `*` (`legacy_*`, `*_at`, `*`): a
+/// literal prefix and suffix around any text (possibly empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob {
+    /// The text before `*`.
+    pub prefix: String,
+    /// The text after `*`.
+    pub suffix: String,
+}
+
+impl Glob {
+    /// Reads `text`, which must hold exactly one `*`.
+    pub fn parse(text: &str) -> Option<Glob> {
+        let (prefix, suffix) = text.split_once('*')?;
+        (!suffix.contains('*')).then(|| Glob {
+            prefix: prefix.to_string(),
+            suffix: suffix.to_string(),
+        })
+    }
+
+    /// The text `*` stands for in `key`, when `key` matches.
+    pub fn capture<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_suffix(self.suffix.as_str())
+    }
+
+    /// The name with `*` replaced by `middle`.
+    pub fn fill(&self, middle: &str) -> String {
+        format!("{}{middle}{}", self.prefix, self.suffix)
+    }
+
+    /// `key` renamed from this pattern to `to`, when it matches and moves.
+    pub fn rewrite(&self, key: &str, to: &Glob) -> Option<String> {
+        let out = to.fill(self.capture(key)?);
+        (out != key).then_some(out)
+    }
+}
+
+impl std::fmt::Display for Glob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}*{}", self.prefix, self.suffix)
+    }
+}
+
 /// One operation of a lens.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -98,6 +142,14 @@ pub enum Op {
         source: String,
         /// The new name.
         destination: String,
+    },
+    /// Moves every field whose name matches `from` to the name `to` gives
+    /// it (`legacy_*` → `old_*`: `legacy_a` becomes `old_a`).
+    RenameMatching {
+        /// The pattern of the old names.
+        from: Glob,
+        /// The pattern of the new names.
+        to: Glob,
     },
     /// Adds a field with its default where it is missing.
     Add(Field),
@@ -247,6 +299,10 @@ fn parse_op(item: &Value) -> Result<Op, Error> {
         args: &args,
     };
     Ok(match name {
+        "rename" if a.args.get("pattern").is_some() => Op::RenameMatching {
+            from: a.glob("pattern")?,
+            to: a.glob("to")?,
+        },
         "rename" => Op::Rename {
             source: a.text("source")?,
             destination: a.text("destination")?,
@@ -345,6 +401,19 @@ impl Args<'_> {
         }
     }
 
+    fn glob(&self, arg: &str) -> Result<Glob, Error> {
+        match self.get(arg)? {
+            Value::String(s) => Glob::parse(s),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            self.bad(
+                arg,
+                "a field-name pattern with exactly one `*` (quoted in YAML: '*' alone is an alias)",
+            )
+        })
+    }
+
     fn texts(&self, arg: &str) -> Result<Vec<String>, Error> {
         let list = self.get(arg)?.as_array().filter(|l| !l.is_empty());
         list.and_then(|l| l.iter().map(|v| v.as_str().map(str::to_string)).collect())
@@ -438,6 +507,9 @@ fn op_json(op: &Op) -> Value {
             source,
             destination,
         } => json!({"rename": {"source": source, "destination": destination}}),
+        Op::RenameMatching { from, to } => {
+            json!({"rename": {"pattern": from.to_string(), "to": to.to_string()}})
+        }
         Op::Add(f) => json!({ "add": field_json(f) }),
         Op::Remove(f) => json!({ "remove": field_json(f) }),
         Op::Hoist { host, name } => json!({"hoist": {"host": host, "name": name}}),

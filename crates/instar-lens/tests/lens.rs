@@ -174,6 +174,40 @@ fn ops_beyond_cambria_round_trip() {
 }
 
 #[test]
+fn rename_of_a_pattern_moves_every_matching_field_and_back() {
+    let l = lens("lens:\n- rename: {pattern: 'legacy_*', to: 'old_*'}\n");
+    assert_eq!(
+        there_and_back(&l, json!({"legacy_a": 1, "legacy_": 2, "keep": 3})),
+        json!({"old_a": 1, "old_": 2, "keep": 3})
+    );
+    // A field already at a target name is kept in the complement.
+    assert_eq!(
+        there_and_back(&l, json!({"legacy_a": 1, "old_a": 9, "old_b": 8})),
+        json!({"old_a": 1, "old_b": 8})
+    );
+    // Without a complement (a document written at the new version) every
+    // matching field goes back.
+    assert_eq!(
+        l.backward(&json!({"old_b": 8, "z": 0}), None).unwrap(),
+        json!({"legacy_b": 8, "z": 0})
+    );
+    // A suffix, and a pattern onto everything (quoted: `*` alone is a YAML alias).
+    let l = lens("lens:\n- rename: {pattern: '*_at', to: '*'}\n");
+    assert_eq!(
+        there_and_back(&l, json!({"created_at": 1, "name": "n"})),
+        json!({"created": 1, "name": "n"})
+    );
+    let reverse = l.reversed().to_yaml();
+    assert!(reverse.contains("pattern: '*'"), "{reverse}");
+    let e = Lens::parse(
+        Path::new("a.lens.yaml"),
+        "lens:\n- rename: {pattern: 'a*b*', to: 'c*'}\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("exactly one `*`"), "{e}");
+}
+
+#[test]
 fn a_document_an_op_cannot_take_is_a_clear_error() {
     let l = lens("lens:\n- in:\n    name: meta\n    lens:\n    - hoist: {host: owner, name: id}\n");
     let e = l.forward(&json!({"meta": {"owner": 5}})).unwrap_err();
@@ -268,7 +302,10 @@ fn the_version_graph_walks_the_shortest_path_both_ways() {
 
 // ---- the lens laws, over generated documents and generated op chains ----
 
-const FIELDS: [&str; 5] = ["a", "b", "c", "d", "e"];
+const FIELDS: [&str; 8] = ["a", "b", "c", "d", "e", "x_a", "x_b", "a_x"];
+
+/// Patterns over those names: a prefix, a suffix, everything.
+const GLOBS: [&str; 5] = ["x_*", "y_*", "*", "*_x", "a*"];
 
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -309,6 +346,11 @@ fn field() -> impl Strategy<Value = String> {
 fn op_yaml() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![
         (field(), field()).prop_map(|(s, d)| format!("rename: {{source: {s}, destination: {d}}}")),
+        (
+            prop::sample::select(&GLOBS[..]),
+            prop::sample::select(&GLOBS[..])
+        )
+            .prop_map(|(s, d)| format!("rename: {{pattern: '{s}', to: '{d}'}}")),
         (field(), scalar()).prop_map(|(n, v)| format!("add: {{name: {n}, default: {v}}}")),
         field().prop_map(|n| format!("remove: {{name: {n}}}")),
         (field(), field()).prop_map(|(h, n)| format!("hoist: {{host: {h}, name: {n}}}")),
@@ -405,4 +447,97 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn each_side_of_a_lens_has_a_json_schema() {
+    use instar_lens::schema::{sides, Schema};
+    let l = lens("lens:\n- split: {source: name, into: [first_name, last_name], separator: ' '}\n- rename: {source: mail, destination: email}\n- remove: {name: legacy, type: string}\n- add: {name: age, type: number, default: 0}\n- convert:\n    name: status\n    mapping: [{a: active, b: blocked}, {active: a, blocked: b}]\n- wrap: {name: tags}\n");
+    let (source, dest) = sides(&l.ops);
+    assert_eq!(dest["properties"]["first_name"]["type"], "string");
+    assert_eq!(dest["properties"]["age"]["type"], "number");
+    assert_eq!(
+        dest["properties"]["status"]["enum"],
+        json!(["active", "blocked"])
+    );
+    assert_eq!(dest["properties"]["tags"]["type"], "array");
+    assert_eq!(dest["required"], json!(["age"]));
+    assert_eq!(source["properties"]["name"]["type"], "string");
+    assert_eq!(source["properties"]["legacy"]["type"], "string");
+    assert_eq!(source["properties"]["status"]["enum"], json!(["a", "b"]));
+    assert!(source["properties"].get("age").is_none(), "{source}");
+
+    // What the lens produces is valid at its destination, and back at its source.
+    let dest = Schema::new(dest).unwrap();
+    let source = Schema::new(source).unwrap();
+    let doc =
+        json!({"name": "Ada Lovelace", "mail": "a@b", "legacy": "x", "status": "a", "tags": "t"});
+    let (view, c) = l.forward(&doc).unwrap();
+    dest.validate(&view).unwrap();
+    source
+        .validate(&l.backward(&view, Some(&c)).unwrap())
+        .unwrap();
+    // A document the lens never produced is named where it breaks the schema.
+    let e = dest
+        .validate(&json!({"age": "old", "first_name": "A"}))
+        .unwrap_err();
+    assert_eq!(e, "/age: expected number, found string");
+    let e = dest.validate(&json!({"first_name": "A"})).unwrap_err();
+    assert_eq!(e, "/: the field `age` is missing");
+    let e = dest
+        .validate(&json!({"age": 1, "status": "gone"}))
+        .unwrap_err();
+    assert!(e.starts_with("/status: \"gone\" is not one of"), "{e}");
+}
+
+#[test]
+fn a_declared_schema_is_validated_in_its_supported_subset() {
+    use instar_lens::schema::Schema;
+    let s = Schema::new(json!({
+        "type": "object",
+        "required": ["id"],
+        "properties": {
+            "id": {"type": "integer", "minimum": 1},
+            "email": {"type": "string", "minLength": 3},
+            "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": true},
+            "address": {"type": "object", "properties": {"zip": {"type": "string"}}, "additionalProperties": false},
+            "role": {"anyOf": [{"const": "admin"}, {"const": "user"}]}
+        }
+    }))
+    .unwrap();
+    s.validate(&json!({"id": 3, "email": "a@b", "tags": ["x"], "address": {"zip": "1"}}))
+        .unwrap();
+    for (doc, err) in [
+        (json!({"id": 0}), "/id: 0 breaks minimum 1"),
+        (json!({"id": 1.5}), "/id: expected integer, found number"),
+        (
+            json!({"id": 1, "tags": ["x", 2]}),
+            "/tags/1: expected string, found number",
+        ),
+        (
+            json!({"id": 1, "tags": ["x", "x"]}),
+            "/tags: item 1 repeats an earlier item",
+        ),
+        (
+            json!({"id": 1, "address": {"zip": "1", "street": "s"}}),
+            "/address/street: no value is allowed here",
+        ),
+        (
+            json!({"id": 1, "role": "root"}),
+            "/role: matches none of anyOf",
+        ),
+        (
+            json!({"id": 1, "email": "ab"}),
+            "/email: length 2 is out of bounds",
+        ),
+    ] {
+        assert_eq!(s.validate(&doc).unwrap_err(), err, "{doc}");
+    }
+    let e = Schema::new(json!({"properties": {"a": {"pattern": "^x"}}})).unwrap_err();
+    assert!(
+        e.starts_with("/properties/a/pattern: the keyword `pattern` is not supported"),
+        "{e}"
+    );
+    let e = Schema::new(json!({"type": "text"})).unwrap_err();
+    assert_eq!(e, "/type: must be a JSON type or a list of them");
 }

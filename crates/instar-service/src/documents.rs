@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use instar_core::Source;
-use instar_db::data::DocCollection;
+use instar_db::data::{DocCollection, Validator};
 use instar_db::docs::{DocTable, Docs, Expect, Stored};
 use instar_db::Db;
 use instar_lens::graph::{Complements, Graph};
+use instar_lens::schema::Schema;
 use serde_json::Value;
 
 use crate::settings::Collection;
@@ -29,12 +30,58 @@ pub struct MigrateProgress {
 }
 
 /// A collection's documents, at any of its versions.
-#[derive(Debug)]
 pub struct Documents {
     service: Service,
     name: String,
     collection: Collection,
     graph: Arc<Graph>,
+    validate: Option<Arc<Validator>>,
+}
+
+impl std::fmt::Debug for Documents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Documents")
+            .field("name", &self.name)
+            .field("collection", &self.collection)
+            .field("validate", &self.validate.is_some())
+            .finish()
+    }
+}
+
+/// The check of a translated document at a version (`validate = true`): the
+/// schema declared in `schemas/<version>.schema.json` if there is one, then
+/// the schema the lenses declare for that version. Declared schemas are read
+/// (and their keywords checked) when the collection is opened.
+fn validator(name: &str, c: &Collection, graph: &Graph) -> Result<Option<Arc<Validator>>, Error> {
+    if !c.validate {
+        return Ok(None);
+    }
+    let mut schemas: BTreeMap<String, Vec<(String, Schema)>> = BTreeMap::new();
+    for v in &c.versions {
+        let mut list = Vec::new();
+        for ext in ["schema.json", "schema.yaml"] {
+            let path = c.schemas.join(format!("{v}.{ext}"));
+            if !path.exists() {
+                continue;
+            }
+            let bad =
+                |m: String| Error::Config(format!("collection {name}: {}: {m}", path.display()));
+            let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+            let value = instar_lens::read_value(&path, &text)
+                .map_err(|e| Error::Config(format!("collection {name}: {e}")))?;
+            list.push((path.display().to_string(), Schema::new(value).map_err(bad)?));
+        }
+        let derived = Schema::new(graph.schema(v))
+            .map_err(|e| Error::Config(format!("collection {name}: the schema of {v}: {e}")))?;
+        list.push((format!("the schema its lenses declare for {v}"), derived));
+        schemas.insert(v.clone(), list);
+    }
+    Ok(Some(Arc::new(move |version: &str, doc: &Value| {
+        for (what, s) in schemas.get(version).into_iter().flatten() {
+            s.validate(doc).map_err(|e| format!("{e} ({what})"))?;
+        }
+        Ok(())
+    })))
 }
 
 impl Service {
@@ -51,11 +98,13 @@ impl Service {
         })?;
         let graph = Graph::load_dir(&collection.lenses, collection.versions.clone())
             .map_err(|e| Error::Config(format!("collection {name}: {e}")))?;
+        let validate = validator(name, &collection, &graph)?;
         Ok(Documents {
             service: self.clone(),
             name: name.to_string(),
             collection,
             graph: Arc::new(graph),
+            validate,
         })
     }
 
@@ -98,9 +147,25 @@ impl Documents {
     /// complements — those of the lenses walked replaced, the others kept.
     fn moved(&self, s: &Stored, from: &str, to: &str) -> Result<(Value, Complements), Error> {
         let comps = Documents::complements(s.complements.as_ref());
-        self.graph
+        let (body, comps) = self
+            .graph
             .moved(&s.body, from, to, comps)
-            .map_err(|e| self.lens_error(&s.key, e))
+            .map_err(|e| self.lens_error(&s.key, e))?;
+        self.check(&s.key, to, &body)?;
+        Ok((body, comps))
+    }
+
+    /// `validate = true`: a translated document must match its version's schema.
+    fn check(&self, key: &str, version: &str, doc: &Value) -> Result<(), Error> {
+        let Some(check) = &self.validate else {
+            return Ok(());
+        };
+        check(version, doc).map_err(|why| {
+            Error::Config(format!(
+                "collection {}, key {key}: translated to {version}, it does not match the version's schema: {why}; nothing was written",
+                self.name
+            ))
+        })
     }
 
     /// The collection as the runner's documents migrations need it.
@@ -109,7 +174,7 @@ impl Documents {
             table: self.table(),
             graph: self.graph.clone(),
             default_version: self.collection.default_version.clone(),
-            validate: None,
+            validate: self.validate.clone(),
         }
     }
 
@@ -181,6 +246,9 @@ impl Documents {
             .graph
             .read(&s.body, &from, at, &comps)
             .map_err(|e| self.lens_error(key, e))?;
+        if from != at {
+            self.check(key, at, &doc)?;
+        }
         if self.collection.write_back && at == self.current() && from != at {
             // Only if nobody wrote the row since it was read.
             let (body, comps) = self.moved(&s, &from, at)?;
@@ -226,6 +294,9 @@ impl Documents {
             .graph
             .write(doc, &at, self.current(), &Complements::new())
             .map_err(|e| self.lens_error(key, e))?;
+        if at != self.current() {
+            self.check(key, self.current(), &body)?;
+        }
         let mut db = self.db().await?;
         let r = async {
             let mut d = Docs::open(&mut db, self.table()).await?;
@@ -343,6 +414,9 @@ impl Documents {
                     .graph
                     .read(&s.body, &from, &at, &comps)
                     .map_err(|e| self.lens_error(&s.key, e))?;
+                if from != at {
+                    self.check(&s.key, &at, &doc)?;
+                }
                 out.push((s.key, doc));
             }
             Ok::<_, Error>(out)

@@ -59,6 +59,10 @@ pub struct Collection {
     pub lenses: PathBuf,
     /// A document read at the current version from an older one is stored upgraded.
     pub write_back: bool,
+    /// Every translated document is checked against its version's JSON Schema.
+    pub validate: bool,
+    /// The folder of declared schemas (`<version>.schema.json`), used with `validate`.
+    pub schemas: PathBuf,
 }
 
 /// `[collections.<name>]` of `instar.toml`.
@@ -82,6 +86,11 @@ pub struct CollectionConfig {
     /// Store a document read at the current version upgraded (default false).
     #[serde(default)]
     pub write_back: bool,
+    /// Check every translated document against its version's JSON Schema (default false).
+    #[serde(default)]
+    pub validate: bool,
+    /// The folder of declared schemas, relative to the file (default `collections/<name>/schemas`).
+    pub schemas: Option<PathBuf>,
 }
 
 fn collection(name: &str, c: CollectionConfig, root: &Path) -> Result<Collection, Error> {
@@ -112,6 +121,11 @@ fn collection(name: &str, c: CollectionConfig, root: &Path) -> Result<Collection
                 .unwrap_or_else(|| Path::new("collections").join(name).join("lenses")),
         ),
         write_back: c.write_back,
+        validate: c.validate,
+        schemas: root.join(
+            c.schemas
+                .unwrap_or_else(|| Path::new("collections").join(name).join("schemas")),
+        ),
     })
 }
 

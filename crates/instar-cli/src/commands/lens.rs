@@ -45,6 +45,7 @@ fn apply(file: &Path, reverse: bool) -> Result<i32> {
 fn check(file: &Path, out: &Out) -> Result<i32> {
     let lens = Lens::load(file)?;
     let reverse = lens.reversed();
+    let (source, destination) = instar_lens::schema::sides(&lens.ops);
     if out.human() && !out.quiet {
         println!(
             "# {}: {} op(s); its reverse:",
@@ -52,11 +53,17 @@ fn check(file: &Path, out: &Out) -> Result<i32> {
             lens.ops.len()
         );
         print!("{}", reverse.to_yaml());
+        let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+        println!("# the JSON Schema of its source side (what its reverse gives back):");
+        println!("{}", pretty(&source));
+        println!("# the JSON Schema of its destination side (what it gives):");
+        println!("{}", pretty(&destination));
     }
     out.json(&serde_json::json!({
         "file": file,
         "ops": lens.ops.len(),
         "reverse": instar_lens::op::to_json(&reverse.ops),
+        "schemas": {"source": source, "destination": destination},
     }));
     Ok(0)
 }

@@ -10,7 +10,8 @@ use crate::harness::{file, Backend, TestDb};
 
 on_every_engine!(
     up_moves_every_document_and_down_brings_it_back,
-    pushed_down_documents_equal_the_ones_moved_in_process
+    pushed_down_documents_equal_the_ones_moved_in_process,
+    validate_checks_every_translated_document
 );
 
 fn migration(t: &TestDb, name: &str, toml: &str) {
@@ -329,5 +330,97 @@ async fn a_bad_document_stops_the_run_or_is_skipped() {
         t.count("SELECT count(*) FROM users WHERE id = 70 AND doc = 'not json'")
             .await,
         1
+    );
+}
+
+/// `validate = true`: a translated document that does not match its
+/// version's schema (declared in `schemas/<version>.schema.json`, and the one
+/// the lenses declare) is refused by a read and a write, stops or is skipped
+/// by an eager move (which then runs in process, as `plan` says), and is
+/// never written; an unsupported keyword is refused when the collection opens.
+async fn validate_checks_every_translated_document(b: Backend) {
+    let Some(t) = users(b, "documents_validate").await else {
+        return;
+    };
+    let toml = std::fs::read_to_string(t.dir.path().join("instar.toml")).unwrap();
+    std::fs::write(
+        t.dir.path().join("instar.toml"),
+        format!("{toml}validate = true\n"),
+    )
+    .unwrap();
+    let schema = t
+        .dir
+        .path()
+        .join("collections/users/schemas/2.0.0.schema.json");
+    file(
+        &schema,
+        r#"{"type": "object", "required": ["email"], "properties": {"email": {"type": "string", "minLength": 3}}}"#,
+    );
+    exec(
+        &t,
+        r#"INSERT INTO users VALUES (1, '{"name": "Ada Lovelace", "mail": "ada@example.org"}', '1.0.0'), (2, '{"name": "Bob", "mail": 7}', '1.0.0')"#,
+    )
+    .await;
+    let out = ok(&t, &["docs", "get", "users", "1"], None);
+    assert_eq!(json(&out)["email"], "ada@example.org");
+    let (code, _, err) = run(&t, &["docs", "get", "users", "2"], None);
+    assert_eq!(code, 2, "{err}");
+    for words in [
+        "key 2",
+        "does not match",
+        "/email: expected string, found number",
+        "2.0.0.schema.json",
+    ] {
+        assert!(err.contains(words), "{words:?} in {err}");
+    }
+    let (code, _, err) = run(
+        &t,
+        &["docs", "put", "users", "3", "--at", "1.0.0"],
+        Some(r#"{"name": "C D", "mail": "x"}"#),
+    );
+    assert!(
+        code == 2 && err.contains("length 1 is out of bounds"),
+        "{err}"
+    );
+    assert_eq!(t.count("SELECT count(*) FROM users WHERE id = 3").await, 0);
+
+    let m = "kind = \"documents\"\n[documents]\ncollection = \"users\"\nto = \"2.0.0\"\nbatch_size = 10\n";
+    migration(&t, "0001_move", m);
+    let plan = ok(&t, &["plan"], None);
+    assert!(plan.contains("validate = true"), "{plan}");
+    let (code, out, err) = run(&t, &["up"], None);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("key 2") && err.contains("/email"), "{err}");
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE schema_version = '1.0.0'")
+            .await,
+        2,
+        "the batch rolled back"
+    );
+    std::fs::write(
+        t.migrations().join("0001_move/migration.toml"),
+        format!("{m}on_error = \"skip\"\n"),
+    )
+    .unwrap();
+    ok(&t, &["repair"], None);
+    ok(&t, &["up"], None);
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE schema_version = '2.0.0'")
+            .await,
+        1
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM instar_errors WHERE error LIKE '%/email%'")
+            .await,
+        1
+    );
+
+    file(&schema, r#"{"properties": {"email": {"pattern": "@"}}}"#);
+    let (code, _, err) = run(&t, &["docs", "get", "users", "1"], None);
+    assert!(
+        code == 2
+            && err.contains("2.0.0.schema.json")
+            && err.contains("`pattern` is not supported"),
+        "{err}"
     );
 }

@@ -60,6 +60,24 @@ fn check_prints_the_reverse_and_bad_input_is_named() {
         out.status.success() && text.contains("join") && text.contains("add"),
         "{text}"
     );
+    assert!(
+        text.contains("JSON Schema of its destination side"),
+        "{text}"
+    );
+    let out = crate::instar_in(d.path())
+        .args(["lens", "check", "--format", "json"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["schemas"]["destination"]["properties"]["first_name"]["type"],
+        "string"
+    );
+    assert_eq!(
+        v["schemas"]["source"]["properties"]["name"]["type"],
+        "string"
+    );
 
     std::fs::write(&p, "lens:\n- rename: {source: a\n").unwrap();
     let out = crate::instar_in(d.path())

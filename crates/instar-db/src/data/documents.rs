@@ -193,6 +193,11 @@ impl<'a> Mover<'a> {
         if !pushdown {
             return in_process("[documents] pushdown = false".into());
         }
+        if self.coll.validate.is_some() {
+            return in_process(
+                "validate = true checks every translated document against its schema".into(),
+            );
+        }
         let fused = match self.coll.graph.fusion(from, &self.to) {
             Ok(f) => f,
             Err(why) => return in_process(why),
