@@ -157,9 +157,24 @@ pub enum DocsCommand {
         /// The target version.
         #[arg(long)]
         to: Option<String>,
-        /// Documents read per batch.
-        #[arg(long, default_value_t = 500)]
-        batch: usize,
+        /// Documents per batch (one transaction each, with its checkpoint).
+        #[arg(long, default_value_t = 1000)]
+        batch: u64,
+        /// Walk the key range in N slices at once (PostgreSQL, MySQL).
+        #[arg(long, default_value_t = 1)]
+        parallel: usize,
+        /// Stop at a checkpoint after this long (e.g. 10m); running it again goes on.
+        #[arg(long)]
+        max_duration: Option<String>,
+        /// A document that cannot be translated: stop (its batch rolls back) or skip (recorded in instar_errors).
+        #[arg(long, default_value = "stop")]
+        on_error: String,
+        /// Translate every batch in process, even where SQL could do it.
+        #[arg(long)]
+        no_pushdown: bool,
+        /// Print how each version gets there (the exact UPDATE, or why in process) and time the first batch; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Store the JSON document on stdin, written at version --at.
     Put {

@@ -118,7 +118,7 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
     }
 }
 
-async fn docs(service: &Service, action: &crate::args::DocsCommand, out: &Out) -> Result<i32> {
+async fn docs(service: &Service, action: &crate::args::DocsCommand, out: &mut Out) -> Result<i32> {
     use crate::args::DocsCommand;
     match action {
         DocsCommand::Get {
@@ -154,43 +154,69 @@ async fn docs(service: &Service, action: &crate::args::DocsCommand, out: &Out) -
             collection,
             to,
             batch,
+            parallel,
+            max_duration,
+            on_error,
+            no_pushdown,
+            dry_run,
         } => {
-            use std::io::IsTerminal;
             let docs = service.documents(collection)?;
-            let human = out.human() && !out.quiet;
-            // A bar with rate and ETA on a terminal, a line per batch elsewhere.
-            let bar = (human && std::io::stderr().is_terminal()).then(|| {
-                let b = indicatif::ProgressBar::new(0);
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg} [{bar:30}] {pos}/{len} documents, {per_sec}, ETA {eta}",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                );
-                b.set_message(format!("docs {collection}"));
-                b
-            });
-            let p = docs
-                .migrate(to.as_deref(), *batch, &mut |p| match &bar {
-                    Some(b) => {
-                        b.set_length(p.total);
-                        b.set_position(p.seen);
-                    }
-                    None if human => eprintln!(
-                        "{collection}: {} of {} documents looked at, {} moved to {}",
-                        p.seen, p.total, p.moved, p.to
-                    ),
-                    None => {}
-                })
-                .await?;
-            if let Some(b) = bar {
-                b.finish_and_clear();
+            let o = instar_service::MoveOptions {
+                to: to.clone(),
+                batch_size: *batch,
+                parallel: (*parallel).max(1),
+                max_duration: max_duration
+                    .as_deref()
+                    .map(|d| {
+                        instar_core::duration::parse(d)
+                            .map_err(|e| anyhow::anyhow!("--max-duration: {e}"))
+                    })
+                    .transpose()?,
+                on_error: match on_error.as_str() {
+                    "stop" => instar_core::meta::OnError::Stop,
+                    "skip" => instar_core::meta::OnError::Skip,
+                    other => anyhow::bail!("--on-error {other:?}: use stop or skip"),
+                },
+                pushdown: !*no_pushdown,
+                ..Default::default()
+            };
+            if *dry_run {
+                let e = docs.migrate_dry_run(&o).await?;
+                if out.human() {
+                    write_estimate(&mut std::io::stdout(), &e)?;
+                }
+                out.json(&serde_json::json!({ "dry_run": e }));
+                return Ok(0);
             }
+            let cancel = o.cancel.clone();
+            let report = {
+                let run = docs.migrate(&o, &mut *out);
+                tokio::pin!(run);
+                let ctrl_c = tokio::signal::ctrl_c();
+                tokio::pin!(ctrl_c);
+                let mut interrupted = false;
+                loop {
+                    tokio::select! {
+                        r = &mut run => break r?,
+                        _ = &mut ctrl_c, if !interrupted => {
+                            interrupted = true;
+                            eprintln!("interrupted: stopping after the current batch (its checkpoint is kept)…");
+                            cancel.cancel();
+                        }
+                    }
+                }
+            };
+            let how = match report.end {
+                instar_db::data::MoveEnd::Done => "every document is at",
+                instar_db::data::MoveEnd::Paused => {
+                    "paused at a checkpoint (run it again to go on) on the way to"
+                }
+            };
             out.line(format!(
-                "{collection}: {} of {} documents moved to {}",
-                p.moved, p.seen, p.to
+                "{collection}: {} documents walked in {} batches; {how} {}",
+                report.documents_walked, report.batches, report.to
             ));
-            out.json(&serde_json::json!({ "migrated": p }));
+            out.json(&serde_json::json!({ "migrated": report }));
             Ok(0)
         }
         DocsCommand::Put {
@@ -289,29 +315,7 @@ fn write_plan(w: &mut impl std::io::Write, steps: &[PlannedStep]) -> std::io::Re
             s.path.display()
         )?;
         if let Some(e) = &s.estimate {
-            writeln!(
-                w,
-                "-- data: {} rows in {} batches; the first batch touched {} rows in {} ms (rolled back); estimate {:.1} s plus a commit per batch",
-                e.rows_total,
-                e.batches,
-                e.first_batch_rows,
-                e.batch_ms,
-                e.estimated_ms as f64 / 1000.0
-            )?;
-            if let Some(d) = &e.documents {
-                writeln!(w, "-- documents of {} move to {}:", d.collection, d.to)?;
-                for m in &d.moves {
-                    let how = if m.sql.is_some() {
-                        "pushed down to SQL, one UPDATE per batch"
-                    } else {
-                        "in process"
-                    };
-                    writeln!(w, "--   from {}: {how}; {}", m.from, m.in_process)?;
-                    if let Some(sql) = &m.sql {
-                        writeln!(w, "{sql};")?;
-                    }
-                }
-            }
+            write_estimate(w, e)?;
         }
         if let Some(why) = &s.sent_whole {
             writeln!(w, "-- sent whole: {why}")?;
@@ -330,6 +334,38 @@ fn write_plan(w: &mut impl std::io::Write, steps: &[PlannedStep]) -> std::io::Re
             writeln!(w, "-- line {}\n{};", st.line, st.sql)?;
         }
         writeln!(w)?;
+    }
+    Ok(())
+}
+
+/// A batched step's dry run: its size, its first batch, and for documents how
+/// each version gets to the target.
+fn write_estimate(
+    w: &mut impl std::io::Write,
+    e: &instar_db::data::Estimate,
+) -> std::io::Result<()> {
+    writeln!(
+        w,
+        "-- data: {} rows in {} batches; the first batch touched {} rows in {} ms (rolled back); estimate {:.1} s plus a commit per batch",
+        e.rows_total,
+        e.batches,
+        e.first_batch_rows,
+        e.batch_ms,
+        e.estimated_ms as f64 / 1000.0
+    )?;
+    if let Some(d) = &e.documents {
+        writeln!(w, "-- documents of {} move to {}:", d.collection, d.to)?;
+        for m in &d.moves {
+            let how = if m.sql.is_some() {
+                "pushed down to SQL, one UPDATE per batch"
+            } else {
+                "in process"
+            };
+            writeln!(w, "--   from {}: {how}; {}", m.from, m.in_process)?;
+            if let Some(sql) = &m.sql {
+                writeln!(w, "{sql};")?;
+            }
+        }
     }
     Ok(())
 }

@@ -5,28 +5,101 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use instar_core::event::{Event, EventSink};
+use instar_core::meta::{DocumentsConfig, OnError};
 use instar_core::Source;
 use instar_db::data::{DocCollection, Validator};
+use instar_db::data::{Estimate, MoveEnd};
 use instar_db::docs::{DocTable, Docs, Expect, Stored};
+use instar_db::runner::RunOptions;
+use instar_db::CancelToken;
 use instar_db::Db;
 use instar_lens::graph::{Complements, Graph};
 use instar_lens::schema::Schema;
 use serde_json::Value;
 
 use crate::settings::Collection;
-use crate::{Error, Service};
+use crate::{Error, RunRequest, Service};
 
-/// How far `migrate` has come.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct MigrateProgress {
-    /// The target version.
+/// How [`Documents::migrate`] moves a collection.
+#[derive(Debug, Clone)]
+pub struct MoveOptions {
+    /// The target version (default: the current one).
+    pub to: Option<String>,
+    /// Documents per batch (one transaction each).
+    pub batch_size: u64,
+    /// Slices of the key range walked at once (PostgreSQL, MySQL).
+    pub parallel: usize,
+    /// Stop at a checkpoint after this long.
+    pub max_duration: Option<Duration>,
+    /// A document that cannot be translated stops the move, or is skipped and recorded.
+    pub on_error: OnError,
+    /// Push lens paths down to SQL where the engine can (default true).
+    pub pushdown: bool,
+    /// Stops the move at its next batch boundary.
+    pub cancel: CancelToken,
+}
+
+impl Default for MoveOptions {
+    fn default() -> Self {
+        MoveOptions {
+            to: None,
+            batch_size: 1000,
+            parallel: 1,
+            max_duration: None,
+            on_error: OnError::Stop,
+            pushdown: true,
+            cancel: CancelToken::new(),
+        }
+    }
+}
+
+/// What [`Documents::migrate`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MoveReport {
+    /// The collection.
+    pub collection: String,
+    /// The version every document was moved to.
     pub to: String,
-    /// Documents in the table when the run began.
-    pub total: u64,
-    /// Documents looked at.
-    pub seen: u64,
-    /// Documents rewritten at the target version.
-    pub moved: u64,
+    /// Done, or paused at a checkpoint (time budget, cancel).
+    pub end: MoveEnd,
+    /// Documents in the key range when the move (first) began.
+    pub documents_total: u64,
+    /// Documents walked so far (moved, already there, or skipped).
+    pub documents_walked: u64,
+    /// Batches committed by this call.
+    pub batches: u64,
+}
+
+/// Passes events on and keeps the walk's counts for the report.
+struct Tally<'a> {
+    inner: &'a mut dyn EventSink,
+    rows_total: u64,
+    rows_done: u64,
+    batches: u64,
+}
+
+impl EventSink for Tally<'_> {
+    fn event(&mut self, e: &Event) {
+        match e {
+            Event::DataStarted {
+                rows_total,
+                rows_done,
+                ..
+            } => {
+                self.rows_total = *rows_total;
+                self.rows_done = *rows_done;
+            }
+            Event::BatchFinished { rows_done, .. } => {
+                self.rows_done = *rows_done;
+                self.batches += 1;
+            }
+            _ => {}
+        }
+        self.inner.event(e);
+    }
 }
 
 /// A collection's documents, at any of its versions.
@@ -308,20 +381,55 @@ impl Documents {
         r.map(|_| ())
     }
 
-    /// Moves every stored document to version `to` (default: the current one),
-    /// in key order, `batch` documents per read; each document is rewritten in
-    /// its own transaction with its complements, so a run that is stopped or
-    /// killed leaves every document whole at its old version or at `to`, and
-    /// running again goes on where it stopped (documents at `to` are skipped).
-    /// Documents written at another version while it runs are read correctly
-    /// through the lenses, and moved by the next run.
+    /// Moves every stored document to version `o.to` (default: the current
+    /// one), older and newer ones alike, through the machinery of a documents
+    /// migration ([`instar_db::data::move_documents`]): keyset batches of
+    /// `o.batch_size`, each one transaction with its checkpoint, pushed down
+    /// to SQL where the lens path allows, `o.parallel` slices, `o.on_error`,
+    /// `o.max_duration`, under the run lock, with progress events on `sink`.
+    /// Stopped or killed, every document is whole at its old version or at
+    /// the target; running again resumes after the last batch. A row the
+    /// application writes meanwhile is never overwritten with older text.
     pub async fn migrate(
         &self,
-        to: Option<&str>,
-        batch: usize,
-        progress: &mut dyn FnMut(&MigrateProgress),
-    ) -> Result<MigrateProgress, Error> {
-        let to = to.unwrap_or(self.current()).to_string();
+        o: &MoveOptions,
+        sink: &mut dyn EventSink,
+    ) -> Result<MoveReport, Error> {
+        let (cfg, opts) = self.move_plan(o)?;
+        let coll = self.for_runner();
+        let mut tally = Tally {
+            inner: sink,
+            rows_total: 0,
+            rows_done: 0,
+            batches: 0,
+        };
+        let mut db = self.db().await?;
+        let r = instar_db::data::move_documents(&mut db, &coll, &cfg, &opts, &mut tally).await;
+        db.close().await?;
+        Ok(MoveReport {
+            collection: self.name.clone(),
+            to: cfg.to,
+            end: r?,
+            documents_total: tally.rows_total,
+            documents_walked: tally.rows_done,
+            batches: tally.batches,
+        })
+    }
+
+    /// What [`migrate`](Documents::migrate) would do: per version, the exact
+    /// `UPDATE` that moves its documents or why they move in process, and the
+    /// first batch run and rolled back. Writes nothing.
+    pub async fn migrate_dry_run(&self, o: &MoveOptions) -> Result<Estimate, Error> {
+        let (cfg, opts) = self.move_plan(o)?;
+        let coll = self.for_runner();
+        let mut db = self.db().await?;
+        let r = instar_db::data::estimate_move(&mut db, &coll, &cfg, &opts).await;
+        db.close().await?;
+        Ok(r?)
+    }
+
+    fn move_plan(&self, o: &MoveOptions) -> Result<(DocumentsConfig, RunOptions), Error> {
+        let to = o.to.clone().unwrap_or_else(|| self.current().to_string());
         self.check_version(&to, "the target")?;
         if self.collection.version_column.is_none() && to != self.collection.default_version {
             return Err(Error::Config(format!(
@@ -329,60 +437,24 @@ impl Documents {
                 self.name, self.collection.default_version
             )));
         }
-        let mut db = self.db().await?;
-        let r = self.migrate_on(&mut db, &to, batch.max(1), progress).await;
-        db.close().await?;
-        r
-    }
-
-    async fn migrate_on(
-        &self,
-        db: &mut Db,
-        to: &str,
-        batch: usize,
-        progress: &mut dyn FnMut(&MigrateProgress),
-    ) -> Result<MigrateProgress, Error> {
-        let mut d = Docs::open(db, self.table()).await?;
-        let mut p = MigrateProgress {
-            to: to.to_string(),
-            total: d.count(db).await?,
-            ..MigrateProgress::default()
+        let cfg = DocumentsConfig {
+            collection: self.name.clone(),
+            to,
+            down_to: None,
+            batch_size: o.batch_size.max(1),
+            pause: None,
+            target_batch_time: None,
+            on_error: o.on_error,
+            pushdown: o.pushdown,
         };
-        progress(&p);
-        let mut after: Option<String> = None;
-        loop {
-            let page = d.scan(db, after.as_deref(), batch).await?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            after = Some(last.key.clone());
-            for s in page {
-                p.seen += 1;
-                if self.version_of(&s)? == to {
-                    continue;
-                }
-                // Read again, whole (complements too); deleted meanwhile: nothing to move.
-                let Some(full) = d.read(db, &s.key).await? else {
-                    continue;
-                };
-                let from = self.version_of(&full)?;
-                if from == to {
-                    continue;
-                }
-                let (body, comps) = self.moved(&full, &from, to)?;
-                // Written only if the row is still as read: a write by the
-                // application meanwhile is kept (and moved by the next run).
-                let expect = Expect::Unchanged {
-                    version: full.version.as_deref(),
-                    raw: &full.raw,
-                };
-                if Documents::store(&mut d, db, &full.key, &body, to, &comps, expect).await? {
-                    p.moved += 1;
-                }
-            }
-            progress(&p);
-        }
-        Ok(p)
+        let req = RunRequest {
+            max_duration: o.max_duration,
+            parallel: o.parallel,
+            ..RunRequest::up()
+        };
+        let mut opts = self.service.run_options(&req);
+        opts.cancel = o.cancel.clone();
+        Ok((cfg, opts))
     }
 
     /// Up to `limit` documents after key `after` (in key order), at version `at`.

@@ -27,7 +27,7 @@ pub mod settings;
 mod source;
 mod status;
 
-pub use documents::{Documents, MigrateProgress};
+pub use documents::{Documents, MoveOptions, MoveReport};
 pub use error::Error;
 pub use instar_macros::embed_migrations;
 pub use migrator::Migrator;

@@ -177,6 +177,28 @@ async fn every_document_moves_and_reads_the_same_after(b: Backend) {
     let before_v1 = list_at("1.0.0");
     let before_v2 = list_at("2.0.0");
 
+    // A time budget stops it at a checkpoint; the kills below resume from there.
+    let out = ok(
+        &t,
+        &[
+            "docs",
+            "migrate",
+            "users",
+            "--batch",
+            "20",
+            "--max-duration",
+            "1ms",
+        ],
+        None,
+    );
+    assert!(out.contains("paused at a checkpoint"), "{out}");
+    assert_eq!(
+        t.count("SELECT count(*) FROM instar_checkpoints WHERE version = 'documents:users' AND rows_done > 0")
+            .await,
+        1,
+        "{b:?}: {out}"
+    );
+
     // Killed at random moments (bounded), then run to the end.
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -203,8 +225,24 @@ async fn every_document_moves_and_reads_the_same_after(b: Backend) {
             "{b:?}: every document whole at one version (seed {seed})"
         );
     }
+    // A dry run says how each version gets there and changes nothing.
+    let dry = ok(&t, &["docs", "migrate", "users", "--dry-run"], None);
+    assert!(
+        dry.contains("from 1.0.0: in process") && dry.contains("split name"),
+        "{dry}"
+    );
     let out = ok(&t, &["docs", "migrate", "users", "--batch", "20"], None);
-    assert!(out.contains("documents moved to 2.0.0"), "{out}");
+    assert!(out.contains("every document is at 2.0.0"), "{out}");
+    assert_eq!(
+        t.count("SELECT count(*) FROM instar_checkpoints").await,
+        0,
+        "{b:?}: a finished move leaves no checkpoint"
+    );
+    assert!(
+        !t.table_exists("instar_history").await
+            || t.count("SELECT count(*) FROM instar_history").await == 0,
+        "{b:?}: and no history row"
+    );
     assert_eq!(
         t.count("SELECT count(*) FROM users WHERE schema_version = '2.0.0'")
             .await,

@@ -472,7 +472,7 @@ pub(super) async fn begin(
     cfg: &DataConfig,
     s: &Shape<'_>,
     n: &Names,
-    slices: usize,
+    (slices, record): (usize, super::Record),
 ) -> Result<(i64, Vec<Checkpoint>), Error> {
     let (upper, total) = preflight(db, m, step, cfg, s).await?;
     let ranges = match &upper {
@@ -509,9 +509,12 @@ pub(super) async fn begin(
     // them would leave key ranges no resume ever walks.
     control(&mut db.conn, db.engine.begin()).await?;
     let written = async {
-        let row_id = {
-            let (h, conn) = db.parts();
-            h.insert(conn, &row).await?
+        let row_id = match record {
+            super::Record::History => {
+                let (h, conn) = db.parts();
+                h.insert(conn, &row).await?
+            }
+            super::Record::CheckpointsOnly => 0,
         };
         let stale = delete_sql(db, n);
         crate::conn::query(&stale)
@@ -607,6 +610,7 @@ pub(super) async fn finish(
     n: &Names,
     row_id: i64,
     t: &Totals,
+    record: super::Record,
 ) -> Result<(), Error> {
     if step.direction == Direction::Up {
         for check in &m.meta.checks.after {
@@ -671,7 +675,9 @@ pub(super) async fn finish(
     let del = delete_sql(db, n);
     let r = async {
         let (h, conn) = db.parts();
-        h.insert(conn, &row).await?;
+        if record == super::Record::History {
+            h.insert(conn, &row).await?;
+        }
         crate::conn::query(&del)
             .bind(step.version.clone())
             .bind(step.direction.as_str())

@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::checkpoint::{Checkpoint, Names};
-use super::keys::{bind_key, key_json};
+use super::keys::bind_key;
 use super::walk::{save, Job};
 use crate::db::control;
 use crate::docs::text_at;
@@ -270,11 +270,7 @@ impl<'a> Mover<'a> {
                     Error::BatchFailed { message, .. } => message.clone(),
                     other => other.to_string(),
                 };
-                let after = last.map_or("start".into(), key_json);
-                let at = format!("batch after {after} up to {}", key_json(end));
-                let (h, conn) = db.parts();
-                h.progress(conn, job.row_id, 0, Some(&message), Some(&at))
-                    .await?;
+                job.record_failure(db, last, end, &message).await?;
                 Err(match e {
                     Error::BatchFailed { .. } => e,
                     other => job.failed(last, end, other.to_string(), cp),

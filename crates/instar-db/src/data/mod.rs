@@ -290,6 +290,25 @@ pub(crate) async fn run(
     opts: &RunOptions,
     sink: &mut dyn EventSink,
 ) -> Result<Outcome, Error> {
+    walk_all(db, m, step, opts, sink, Record::History).await
+}
+
+/// Whether a walk is a migration's (a `start` row, then `apply`/`revert`) or
+/// a standalone move of documents (checkpoints only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Record {
+    History,
+    CheckpointsOnly,
+}
+
+async fn walk_all(
+    db: &mut Db,
+    m: &Migration,
+    step: &Step,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+    record: Record,
+) -> Result<Outcome, Error> {
     let (cfg, docs) = config(db, m, step, opts)?;
     let cfg = &*cfg;
     let parallel = opts.parallel;
@@ -310,7 +329,7 @@ pub(crate) async fn run(
     let shape = shape(db, step, cfg, statement).await?;
     let (row_id, cps) = match step.resume_row {
         Some(row_id) => (row_id, checkpoint::resume(db, m, step, &n).await?),
-        None => checkpoint::begin(db, m, step, cfg, &shape, &n, parallel).await?,
+        None => checkpoint::begin(db, m, step, cfg, &shape, &n, (parallel, record)).await?,
     };
     let t0 = Instant::now();
     let shared = Shared::new(sink, &step.version, &cps, opts);
@@ -371,7 +390,7 @@ pub(crate) async fn run(
         slices,
         exact_count: cfg.exact_count,
     };
-    checkpoint::finish(db, m, step, &n, row_id, &totals).await?;
+    checkpoint::finish(db, m, step, &n, row_id, &totals, record).await?;
     shared.event(&Event::MigrationFinished {
         version: step.version.clone(),
         direction: step.direction,
@@ -379,4 +398,120 @@ pub(crate) async fn run(
         rows_affected: totals.rows_done as u64,
     });
     Ok(Outcome::Done)
+}
+
+/// How a standalone move of documents ([`move_documents`]) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveEnd {
+    /// Every batch is done; the checkpoints are gone.
+    Done,
+    /// The time budget was spent or the run was cancelled: the next move
+    /// toward the same version resumes after the last batch.
+    Paused,
+}
+
+/// The checkpoints' name of a standalone move of collection `c`.
+pub fn move_name(c: &str) -> String {
+    format!("documents:{c}")
+}
+
+/// A standalone move's stand-in migration and step: no file, no history;
+/// its checksum names the target, so a checkpoint left by a move toward
+/// another version is never resumed.
+fn standalone(cfg: &DocumentsConfig) -> Result<(Migration, Step), Error> {
+    let name = move_name(&cfg.collection);
+    let m = Migration {
+        version: instar_core::Version::parse("0", instar_core::Layout::Instar)
+            .ok_or_else(|| Error::Unsupported("version 0".into()))?,
+        name: name.clone(),
+        layout: instar_core::Layout::Instar,
+        up: instar_core::source::Script {
+            path: format!("collection {}", cfg.collection).into(),
+            sql: String::new(),
+            original: None,
+        },
+        down: None,
+        meta: instar_core::meta::Meta {
+            kind: Some(Kind::Documents),
+            documents: Some(cfg.clone()),
+            ..Default::default()
+        },
+        transaction: true,
+        down_transaction: None,
+        checksum: format!("documents to {}", cfg.to),
+        variants: Vec::new(),
+    };
+    let step = Step {
+        index: 0,
+        version: name,
+        direction: Direction::Up,
+        resume_from: 0,
+        resume_row: None,
+        in_flight: false,
+    };
+    Ok((m, step))
+}
+
+fn with_collection(opts: &RunOptions, coll: &DocCollection, cfg: &DocumentsConfig) -> RunOptions {
+    let mut opts = opts.clone();
+    opts.collections = [(cfg.collection.clone(), coll.clone())].into();
+    opts
+}
+
+/// A dry run of [`move_documents`]: how the documents at each version get to
+/// `cfg.to` (pushed down, with the exact `UPDATE`, or in process and why),
+/// and the first batch, run and rolled back. Writes nothing.
+pub async fn estimate_move(
+    db: &mut Db,
+    coll: &DocCollection,
+    cfg: &DocumentsConfig,
+    opts: &RunOptions,
+) -> Result<Estimate, Error> {
+    let (m, step) = standalone(cfg)?;
+    estimate(db, &m, &step, &with_collection(opts, coll, cfg)).await
+}
+
+/// Moves every document of `coll` to `cfg.to` outside a migration (`instar
+/// docs migrate`): the batches, pushdown, checkpoints, `--parallel` slices,
+/// error policy and time budget of a documents migration, under the run lock,
+/// with checkpoints named [`move_name`] and no history row. A move killed or
+/// stopped resumes after its last batch when it is run again toward the same
+/// version; toward another one, it starts over (documents already there are
+/// skipped either way).
+pub async fn move_documents(
+    db: &mut Db,
+    coll: &DocCollection,
+    cfg: &DocumentsConfig,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+) -> Result<MoveEnd, Error> {
+    let (m, mut step) = standalone(cfg)?;
+    let opts = with_collection(opts, coll, cfg);
+    db.lock(opts.lock_timeout, || {
+        sink.event(&Event::LockWaiting {
+            lock: step.version.clone(),
+        })
+    })
+    .await?;
+    let r = async {
+        let n = checkpoint::names(db);
+        checkpoint::ensure_tables(db, &n).await?;
+        let left = checkpoints(db).await?;
+        if left
+            .iter()
+            .any(|c| c.version == step.version && c.checksum.as_ref() == Some(&m.checksum))
+        {
+            step.resume_row = Some(0);
+        }
+        walk_all(db, &m, &step, &opts, sink, Record::CheckpointsOnly).await
+    }
+    .await;
+    let unlocked = db.unlock().await;
+    let end = r?;
+    unlocked?;
+    Ok(match end {
+        Outcome::Done => MoveEnd::Done,
+        Outcome::Paused => MoveEnd::Paused,
+    })
 }

@@ -128,6 +128,25 @@ pub(super) struct Job<'a> {
 }
 
 impl Job<'_> {
+    /// Records on the run's `start` row (a standalone move has none) that the
+    /// batch after `last` up to `end` failed with `message`.
+    pub(super) async fn record_failure(
+        &self,
+        db: &mut Db,
+        last: Option<&[Value]>,
+        end: &[Value],
+        message: &str,
+    ) -> Result<(), Error> {
+        if self.row_id == 0 {
+            return Ok(());
+        }
+        let after = last.map_or("start".into(), key_json);
+        let at = format!("batch after {after} up to {}", key_json(end));
+        let (h, conn) = db.parts();
+        h.progress(conn, self.row_id, 0, Some(message), Some(&at))
+            .await
+    }
+
     /// The error of a batch that failed with `on_error = "stop"`.
     pub(super) fn failed(
         &self,
@@ -262,11 +281,7 @@ async fn run_batch(
             let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
             if job.cfg.on_error == OnError::Stop {
                 let message = db_message(&e);
-                let after = last.map_or("start".into(), key_json);
-                let at = format!("batch after {after} up to {}", key_json(end));
-                let (h, conn) = db.parts();
-                h.progress(conn, job.row_id, 0, Some(&message), Some(&at))
-                    .await?;
+                job.record_failure(db, last, end, &message).await?;
                 return Err(job.failed(last, end, message, cp));
             }
             row_by_row(db, job, last, end, &advance, cp).await
