@@ -64,6 +64,25 @@ pub fn bench(runs: usize) {
         .expect("write lens");
     }
     let chain = Graph::load_dir(dir.path(), versions).expect("graph");
+    // Five lenses of one fusable op each: read 1.0.0 → 1.5.0 is one fused edit.
+    let fdir = tempfile::tempdir().expect("temp dir");
+    let fusable = [
+        "rename: {source: mail, destination: email}",
+        "add: {name: score, type: number, default: 0}",
+        "copy: {source: id, destination: legacy_id}",
+        "set: {name: kind, value: user}",
+        "wrap: {name: assignee}",
+    ];
+    for (v, op) in fusable.iter().enumerate() {
+        std::fs::write(
+            fdir.path()
+                .join(format!("1.{v}.0--1.{}.0.lens.yaml", v + 1)),
+            format!("lens:\n- {op}\n"),
+        )
+        .expect("write lens");
+    }
+    let fused =
+        Graph::load_dir(fdir.path(), (0..=5).map(|v| format!("1.{v}.0")).collect()).expect("graph");
     println!("\n### Lens translation in process, one core (best of {runs} runs)\n");
     println!("| documents | what | documents/s | µs per document |");
     println!("|---|---|---:|---:|");
@@ -74,7 +93,7 @@ pub fn bench(runs: usize) {
         ),
         ("large (~20 KB)", (0..2_000).map(large).collect::<Vec<_>>()),
     ] {
-        let rows: [(&str, f64); 3] = [
+        let rows: [(&str, f64); 4] = [
             (
                 "floor: clone the document",
                 rate(&docs, runs, |d| {
@@ -86,6 +105,14 @@ pub fn bench(runs: usize) {
                 rate(&docs, runs, |d| {
                     five.forward(d)
                         .map_or(0, |(v, _)| v.as_object().map_or(0, |o| o.len()))
+                }),
+            ),
+            (
+                "fused 5-op chain (5 lenses: rename, add, copy, set, wrap; read 1.0.0 → 1.5.0)",
+                rate(&docs, runs, |d| {
+                    fused
+                        .translate(d, "1.0.0", "1.5.0")
+                        .map_or(0, |v| v.as_object().map_or(0, |o| o.len()))
                 }),
             ),
             (

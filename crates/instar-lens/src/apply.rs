@@ -165,6 +165,7 @@ pub fn reverse_op(op: &Op) -> Op {
             factor: 1.0 / factor,
             offset: -offset / factor,
         },
+        Op::Wasm(w) => Op::Wasm(w.flipped()),
     }
 }
 
@@ -214,7 +215,7 @@ fn footprint(op: &Op) -> Vec<&str> {
         Op::Join { sources, into, .. } => {
             sources.iter().chain([into]).map(String::as_str).collect()
         }
-        Op::In { .. } | Op::Map { .. } | Op::RenameMatching { .. } => Vec::new(),
+        Op::In { .. } | Op::Map { .. } | Op::RenameMatching { .. } | Op::Wasm(_) => Vec::new(),
     }
 }
 
@@ -262,8 +263,19 @@ fn object<'a>(op: &Op, scope: &'a mut Value) -> Result<&'a mut Map<String, Value
     }
 }
 
+/// A module stage: the value is replaced by what the module returns for it
+/// (it keeps no complement: a module is opaque).
+fn wasm_op(op: &Op, w: &crate::wasm::Wasm, scope: &mut Value) -> Result<(), Error> {
+    let out = w
+        .run_one(scope.take())
+        .map_err(|message| Error::document(op, message))?;
+    *scope = out;
+    Ok(())
+}
+
 fn forward_op(op: &Op, scope: &mut Value) -> Result<Option<Entry>, Error> {
     match op {
+        Op::Wasm(w) => wasm_op(op, w, scope).map(|()| None),
         Op::In { name, lens } => {
             let obj = object(op, scope)?;
             let Some(inner) = obj.get_mut(name).filter(|v| !v.is_null()) else {
@@ -387,6 +399,10 @@ fn exact_here(op: &Op, obj: &Map<String, Value>) -> bool {
 
 fn backward_op(op: &Op, scope: &mut Value, entry: Option<&Entry>) -> Result<(), Error> {
     match op {
+        Op::Wasm(w) => {
+            let back = w.flipped();
+            wasm_op(&Op::Wasm(back.clone()), &back, scope)
+        }
         Op::In { name, lens } => {
             let obj = object(op, scope)?;
             let Some(inner) = obj.get_mut(name).filter(|v| !v.is_null()) else {
@@ -670,7 +686,7 @@ fn apply(op: &Op, obj: &mut Map<String, Value>) -> Result<(), Error> {
                 *v = number(y);
             }
         }
-        Op::In { .. } | Op::Map { .. } => {}
+        Op::In { .. } | Op::Map { .. } | Op::Wasm(_) => {}
     }
     Ok(())
 }

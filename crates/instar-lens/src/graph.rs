@@ -172,6 +172,15 @@ impl Graph {
     /// or `.lens.json`) into a graph of `versions`, and checks that every
     /// version can be reached from every other.
     pub fn load_dir(dir: &Path, versions: Vec<String>) -> Result<Graph, Error> {
+        Graph::load_dir_with(dir, versions, None)
+    }
+
+    /// [`Graph::load_dir`], loading the modules of `wasm` stages with `loader`.
+    pub fn load_dir_with(
+        dir: &Path,
+        versions: Vec<String>,
+        loader: Option<&dyn crate::wasm::Loader>,
+    ) -> Result<Graph, Error> {
         let mut g = Graph::new(versions)?;
         let mut files: Vec<_> = match std::fs::read_dir(dir) {
             Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
@@ -205,7 +214,7 @@ impl Graph {
                 });
             };
             let (from, to) = (from.to_string(), to.to_string());
-            g.add(&from, &to, Lens::load(&path)?)?;
+            g.add(&from, &to, Lens::load_with(&path, loader)?)?;
         }
         g.check_connected()?;
         Ok(g)

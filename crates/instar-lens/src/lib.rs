@@ -20,6 +20,7 @@ pub mod fuse;
 pub mod graph;
 pub mod op;
 pub mod schema;
+pub mod wasm;
 
 use std::path::{Path, PathBuf};
 
@@ -120,6 +121,8 @@ pub fn describe(op: &Op) -> String {
         Op::Join { into, .. } => format!("join into {into}"),
         Op::Cast { name, .. } => format!("cast {name}"),
         Op::Scale { name, .. } => format!("scale {name}"),
+        Op::Wasm(w) if w.inverse => format!("wasm {} (inverse)", w.path),
+        Op::Wasm(w) => format!("wasm {}", w.path),
     }
 }
 
@@ -136,26 +139,51 @@ impl Lens {
     /// Reads a lens file: YAML (`.yaml`, `.yml`) or JSON (anything else that
     /// parses as JSON). Errors name the file, and the line where the parser knows it.
     pub fn load(path: &Path) -> Result<Lens, Error> {
+        Lens::load_with(path, None)
+    }
+
+    /// [`Lens::load`], loading the modules of its `wasm` stages with `loader`
+    /// (a lens with such a stage and no loader is an error).
+    pub fn load_with(path: &Path, loader: Option<&dyn wasm::Loader>) -> Result<Lens, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::File {
             path: path.to_path_buf(),
             line: 0,
             message: format!("cannot read it: {e}"),
         })?;
-        Lens::parse(path, &text)
+        Lens::parse_with(path, &text, loader)
     }
 
     /// Parses the text of lens file `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Lens, Error> {
+        Lens::parse_with(path, text, None)
+    }
+
+    /// [`Lens::parse`], loading the modules of its `wasm` stages with `loader`.
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        loader: Option<&dyn wasm::Loader>,
+    ) -> Result<Lens, Error> {
         let value = read_value(path, text)?;
-        let ops = op::parse_lens(&value).map_err(|e| Error::File {
+        let file_error = |message: String| Error::File {
             path: path.to_path_buf(),
             line: 0,
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let mut ops = op::parse_lens(&value).map_err(|e| file_error(e.to_string()))?;
+        load_stages(&mut ops, path, loader).map_err(file_error)?;
         Ok(Lens {
             path: path.to_path_buf(),
             ops,
         })
+    }
+
+    /// The `wasm` stages that cannot run backward (no `inverse` export, or
+    /// no `transform` for a stage that runs inverted): each makes the lens one-way.
+    pub fn one_way(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        one_way_in(&reverse(&self.ops), &mut out);
+        out
     }
 
     /// The lens that undoes this one.
@@ -181,6 +209,79 @@ impl Lens {
         let doc = serde_json::json!({ "lens": op::to_json(&self.ops) });
         serde_yaml::to_string(&doc).unwrap_or_default()
     }
+}
+
+fn load_stages(
+    ops: &mut [Op],
+    file: &Path,
+    loader: Option<&dyn wasm::Loader>,
+) -> Result<(), String> {
+    for op in ops {
+        match op {
+            Op::Wasm(w) => {
+                let Some(loader) = loader else {
+                    return Err(format!(
+                        "`wasm {}`: a WebAssembly stage needs the module host, which this program does not have",
+                        w.path
+                    ));
+                };
+                let path = w.resolve(file)?;
+                let stage = loader
+                    .load(&path)
+                    .map_err(|e| format!("`wasm {}`: {e}", w.path))?;
+                w.stage = Some(stage);
+                if let Some(why) = w.one_way() {
+                    return Err(format!(
+                        "`wasm {}`: {why}, and the stage runs that way",
+                        w.path
+                    ));
+                }
+            }
+            Op::In { lens, .. } | Op::Map { lens } => load_stages(lens, file, loader)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn one_way_in(ops: &[Op], out: &mut Vec<String>) {
+    for op in ops {
+        match op {
+            Op::Wasm(w) => out.extend(w.one_way()),
+            Op::In { lens, .. } | Op::Map { lens } => one_way_in(lens, out),
+            _ => {}
+        }
+    }
+}
+
+/// Runs `ops` over a stream of documents, as the Lens host's command line
+/// does: a `wasm` stage takes the whole stream (it may filter, aggregate or
+/// expand it; a nil output is `null`), a declarative op translates each
+/// document (a `null` passes through). No complement is kept.
+pub fn apply_stream(ops: &[Op], docs: Vec<Value>) -> Result<Vec<Value>, Error> {
+    let mut docs = docs;
+    for op in ops {
+        if let Op::Wasm(w) = op {
+            docs = w
+                .run(docs)
+                .map_err(|message| Error::document(op, message))?;
+            continue;
+        }
+        for (i, d) in docs.iter_mut().enumerate() {
+            if d.is_null() {
+                continue;
+            }
+            forward_mut(std::slice::from_ref(op), d).map_err(|e| match e {
+                Error::Document { at, op, message } => Error::Document {
+                    at: format!("document {} (from 1): {at}", i + 1),
+                    op,
+                    message,
+                },
+                other => other,
+            })?;
+        }
+    }
+    Ok(docs)
 }
 
 /// A YAML or JSON file's content as JSON. YAML keys that are not strings

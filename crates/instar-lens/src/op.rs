@@ -250,11 +250,16 @@ pub enum Op {
         /// The offset.
         offset: f64,
     },
+    /// A WebAssembly module (the DefraDB Lens ABI) as one stage.
+    Wasm(crate::wasm::Wasm),
 }
 
 /// The ops of a lens from its JSON form (YAML is read into JSON first):
 /// Cambria's `{"lens": [ {op: {args}} … ]}`, or the list itself.
 pub fn parse_lens(v: &Value) -> Result<Vec<Op>, Error> {
+    if let Some(stages) = defra_lenses(v) {
+        return stages;
+    }
     let list = match v {
         Value::Object(o) => o
             .get("lens")
@@ -270,6 +275,71 @@ pub fn parse_lens(v: &Value) -> Result<Vec<Op>, Error> {
         .filter(|(_, item)| !item.is_null())
         .map(|(i, item)| parse_op(item).map_err(|e| e.at(i + 1)))
         .collect()
+}
+
+/// DefraDB's own lens config, `{"lenses": [{"path", "inverse", "arguments"}]}`
+/// (keys case-insensitive, as its Go host reads them): one `wasm` stage each.
+fn defra_lenses(v: &Value) -> Option<Result<Vec<Op>, Error>> {
+    let o = v.as_object()?;
+    let (_, list) = o.iter().find(|(k, _)| k.eq_ignore_ascii_case("lenses"))?;
+    let Value::Array(items) = list else {
+        return Some(Err(Error::Lens(
+            "`lenses` must be a list of modules".into(),
+        )));
+    };
+    Some(
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| wasm_stage("lenses", item).map_err(|e| e.at(i + 1)))
+            .collect(),
+    )
+}
+
+/// A `wasm` op's arguments (or a DefraDB stage): `path`, optional `arguments`
+/// (an object) and `inverse` (a boolean), keys case-insensitive.
+fn wasm_stage(op: &str, args: &Value) -> Result<Op, Error> {
+    let o = args
+        .as_object()
+        .ok_or_else(|| Error::Lens(format!("`{op}`: a stage is a map with `path`")))?;
+    let get = |k: &str| {
+        o.iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v)
+    };
+    let bad =
+        |arg: &str, want: &str| Error::Lens(format!("`{op}`: argument `{arg}` must be {want}"));
+    let path = match get("path") {
+        Some(Value::String(p)) if !p.is_empty() => p.clone(),
+        Some(_) => return Err(bad("path", "a non-empty string")),
+        None => return Err(Error::Lens(format!("`{op}` needs the argument `path`"))),
+    };
+    let inverse = match get("inverse") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad("inverse", "true or false")),
+    };
+    let arguments = match get("arguments") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(a)) if a.is_empty() => None,
+        Some(a @ Value::Object(_)) => Some(a.clone()),
+        Some(_) => return Err(bad("arguments", "a map")),
+    };
+    if let Some(other) = o.keys().find(|k| {
+        !["path", "inverse", "arguments"]
+            .iter()
+            .any(|x| k.eq_ignore_ascii_case(x))
+    }) {
+        return Err(Error::Lens(format!(
+            "`{op}`: unknown argument `{other}` (path, arguments, inverse)"
+        )));
+    }
+    Ok(Op::Wasm(crate::wasm::Wasm {
+        path,
+        arguments,
+        inverse,
+        stage: None,
+    }))
 }
 
 fn parse_op(item: &Value) -> Result<Op, Error> {
@@ -324,6 +394,7 @@ fn parse_op(item: &Value) -> Result<Op, Error> {
             lens: a.lens()?,
         },
         "map" => Op::Map { lens: a.lens()? },
+        "wasm" => wasm_stage("wasm", &args)?,
         "convert" => {
             let mapping = a.get("mapping")?;
             let pair = mapping
@@ -372,7 +443,7 @@ fn parse_op(item: &Value) -> Result<Op, Error> {
         }
         other => {
             return Err(Error::Lens(format!(
-                "unknown op {other:?} (rename, add, remove, hoist, plunge, wrap, head, in, map, convert, copy, set, split, join, cast, scale)"
+                "unknown op {other:?} (rename, add, remove, hoist, plunge, wrap, head, in, map, convert, copy, set, split, join, cast, scale, wasm)"
             )))
         }
     })
@@ -553,6 +624,15 @@ fn op_json(op: &Op) -> Value {
             offset,
         } => {
             json!({"scale": {"name": name, "factor": factor, "offset": offset}})
+        }
+        Op::Wasm(w) => {
+            let mut o = Map::new();
+            o.insert("path".into(), json!(w.path));
+            if let Some(a) = &w.arguments {
+                o.insert("arguments".into(), a.clone());
+            }
+            o.insert("inverse".into(), json!(w.inverse));
+            json!({ "wasm": Value::Object(o) })
         }
     }
 }

@@ -305,6 +305,14 @@ fn step(op: &Op, node: &mut Node) {
             let required = node.required.contains(name.as_str());
             set(node, name, Some(n), required);
         }
+        // A module can make anything of the value: nothing is known after it.
+        Op::Wasm(_) => {
+            let object = node.types.as_ref().is_some_and(|t| t.contains("object"));
+            *node = Node::default();
+            if object {
+                node.types = Some(["object"].into_iter().collect());
+            }
+        }
     }
 }
 

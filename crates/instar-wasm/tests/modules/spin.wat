@@ -1,0 +1,2 @@
+;; An endless loop.
+(func (export "transform") (result i32) (loop $l (br $l)) (unreachable))
