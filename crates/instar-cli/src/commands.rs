@@ -35,9 +35,13 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         let service = Service::new(resolve(g, &cwd.join(dir))?);
         return execute(&service, Target::Up { to: None }, &RunArgs::default(), out).await;
     }
-    // A lens file alone needs no project and no database.
+    // A lens file alone needs no database; the project's [wasm] limits apply
+    // when there is a project (its defaults otherwise).
     if let Command::Lens { action } = &cli.command {
-        return lens::run(action, out);
+        let settings = resolve(g, &cwd)
+            .unwrap_or_else(|_| instar_service::Settings::new("sqlite::memory:", &cwd));
+        let service = Service::new(settings);
+        return lens::run(action, &service.lens_loader(), out);
     }
     let service = Service::new(resolve(g, &cwd)?);
     let s = &service;

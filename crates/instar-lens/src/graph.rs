@@ -47,13 +47,29 @@ pub struct Step<'a> {
 /// A complement's key: the lens's versions and a fingerprint of its ops, so
 /// that an edited lens never applies a complement the old one kept.
 fn edge_key(from: &str, to: &str, lens: &Lens) -> String {
-    // FNV-1a over the lens in its canonical JSON form.
-    let text = crate::op::to_json(&lens.ops).to_string();
+    // FNV-1a over the lens in its canonical JSON form and its modules' content.
+    let mut text = crate::op::to_json(&lens.ops).to_string();
+    for h in module_hashes(&lens.ops) {
+        text.push_str(&h);
+    }
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
     format!("{from}--{to}#{:08x}", h >> 32)
+}
+
+/// The content hashes of a lens's `wasm` stages, nested ones too.
+fn module_hashes(ops: &[crate::Op]) -> Vec<String> {
+    let mut out = Vec::new();
+    for op in ops {
+        match op {
+            crate::Op::Wasm(w) => out.extend(w.stage.as_ref().map(|s| s.hash().to_string())),
+            crate::Op::In { lens, .. } | crate::Op::Map { lens } => out.extend(module_hashes(lens)),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A document error, naming the lens file it came from.
@@ -86,6 +102,26 @@ impl Graph {
     /// The declared versions, in order.
     pub fn versions(&self) -> &[String] {
         &self.versions
+    }
+
+    /// A fingerprint of every lens between versions up to `upto` (in declared
+    /// order): their ops and the content of their modules. A lens or module
+    /// edited after documents were moved with it changes it; a lens to a
+    /// newer version does not.
+    pub fn fingerprint(&self, upto: &str) -> String {
+        let last = self
+            .versions
+            .iter()
+            .position(|v| v == upto)
+            .unwrap_or(self.versions.len());
+        let mut keys: Vec<&str> = self
+            .edges
+            .iter()
+            .filter(|e| e.from <= last && e.to <= last)
+            .map(|e| e.key.as_str())
+            .collect();
+        keys.sort_unstable();
+        keys.join(" ")
     }
 
     /// The JSON Schema the lenses declare for documents at `version`: what

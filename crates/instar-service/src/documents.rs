@@ -169,8 +169,12 @@ impl Service {
                 if known.is_empty() { "none".to_string() } else { known.join(", ") }
             ))
         })?;
-        let graph = Graph::load_dir(&collection.lenses, collection.versions.clone())
-            .map_err(|e| Error::Config(format!("collection {name}: {e}")))?;
+        let graph = Graph::load_dir_with(
+            &collection.lenses,
+            collection.versions.clone(),
+            Some(&self.lens_loader()),
+        )
+        .map_err(|e| Error::Config(format!("collection {name}: {e}")))?;
         let validate = validator(name, &collection, &graph)?;
         Ok(Documents {
             service: self.clone(),
@@ -239,6 +243,11 @@ impl Documents {
                 self.name
             ))
         })
+    }
+
+    /// [`Graph::fingerprint`] of its lenses up to version `upto`.
+    pub fn lens_fingerprint(&self, upto: &str) -> String {
+        self.graph.fingerprint(upto)
     }
 
     /// The collection as the runner's documents migrations need it.

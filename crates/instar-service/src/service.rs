@@ -22,6 +22,8 @@ use crate::{Error, Settings};
 pub struct Service {
     settings: Arc<Settings>,
     source: Arc<dyn MigrationSource>,
+    /// The WebAssembly host, started the first time a lens has a `wasm` stage.
+    wasm: Arc<std::sync::OnceLock<Result<Arc<instar_wasm::Host>, String>>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -50,7 +52,26 @@ impl Service {
         Service {
             settings: Arc::new(settings),
             source: Arc::new(source),
+            wasm: Arc::default(),
         }
+    }
+
+    /// The WebAssembly lens host (one per service, started on first use),
+    /// with the settings' sandbox limits and compiled-code cache.
+    pub fn wasm_host(&self) -> Result<Arc<instar_wasm::Host>, Error> {
+        self.wasm
+            .get_or_init(|| {
+                instar_wasm::Host::new(self.settings.wasm, self.settings.wasm_cache.clone())
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(Error::Config)
+    }
+
+    /// The loader of `wasm` lens stages: it starts the host only when a lens needs it.
+    pub fn lens_loader(&self) -> impl instar_lens::wasm::Loader + '_ {
+        LazyLoader(self)
     }
 
     /// The settings.
@@ -62,11 +83,30 @@ impl Service {
     /// folder's files for that engine).
     pub fn load(&self) -> Result<Source, Error> {
         let source = self.source.load()?;
-        Ok(match instar_db::url::DbUrl::parse(&self.settings.db.url) {
+        let mut source = match instar_db::url::DbUrl::parse(&self.settings.db.url) {
             Ok(url) => source.for_dialect(url.dialect),
             // Connecting says what is wrong with the URL.
             Err(_) => source,
-        })
+        };
+        self.fold_lens_checksums(&mut source);
+        Ok(source)
+    }
+
+    /// A documents migration's checksum covers the lenses (and WebAssembly
+    /// modules) up to its target as well as its own file, so a lens or module
+    /// edited after it was applied is reported like an edited SQL file. A
+    /// collection that cannot be opened is left to the run to report.
+    fn fold_lens_checksums(&self, source: &mut Source) {
+        use sha2::Digest;
+        for m in &mut source.migrations {
+            let Some(d) = &m.meta.documents else { continue };
+            let Ok(docs) = self.documents(&d.collection) else {
+                continue;
+            };
+            let print = docs.lens_fingerprint(&d.to);
+            let digest = sha2::Sha256::digest(format!("{}\n{print}", m.checksum));
+            m.checksum = format!("sha256:{digest:x}");
+        }
     }
 
     /// Opens a connection with the settings (init SQL run).
@@ -384,5 +424,14 @@ impl Service {
         backup::find(&dir, id)?;
         self.with_lock(async |db: &mut Db| Ok(backup::restore(db, &dir, id).await?))
             .await
+    }
+}
+
+struct LazyLoader<'a>(&'a Service);
+
+impl instar_lens::wasm::Loader for LazyLoader<'_> {
+    fn load(&self, path: &std::path::Path) -> Result<Arc<dyn instar_lens::wasm::Stage>, String> {
+        let host = self.0.wasm_host().map_err(|e| e.to_string())?;
+        instar_lens::wasm::Loader::load(&*host, path)
     }
 }

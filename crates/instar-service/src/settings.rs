@@ -38,6 +38,10 @@ pub struct Settings {
     pub restore_on_failure: bool,
     /// Document collections, by name (`[collections.<name>]`).
     pub collections: std::collections::BTreeMap<String, Collection>,
+    /// The sandbox of WebAssembly lens stages (`[wasm]`).
+    pub wasm: instar_wasm::Limits,
+    /// Where compiled WebAssembly modules are cached (`None`: compiled every time).
+    pub wasm_cache: Option<PathBuf>,
 }
 
 /// A collection of JSON documents in a table, and the lenses between its versions.
@@ -143,6 +147,8 @@ impl Settings {
             backup_dir: root.join(".instar").join("backups"),
             restore_on_failure: false,
             collections: Default::default(),
+            wasm: instar_wasm::Limits::default(),
+            wasm_cache: Some(root.join(".instar").join("wasm-cache")),
         }
     }
 }
@@ -182,6 +188,23 @@ pub struct FileConfig {
     /// `[collections.<name>]`.
     #[serde(default)]
     pub collections: std::collections::BTreeMap<String, CollectionConfig>,
+    /// `[wasm]`.
+    #[serde(default)]
+    pub wasm: WasmConfig,
+}
+
+/// `[wasm]` of `instar.toml`: the sandbox of WebAssembly lens stages.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmConfig {
+    /// Fuel per document (about one unit per instruction; default 50,000,000).
+    pub fuel: Option<u64>,
+    /// Wall-clock limit of one call into a module (default `5s`).
+    pub deadline: Option<String>,
+    /// A module's memory limit in MiB (default 64).
+    pub memory_mb: Option<u64>,
+    /// Cache compiled modules in `.instar/wasm-cache` (default true).
+    pub cache: Option<bool>,
 }
 
 /// `[database]` of `instar.toml`.
@@ -404,7 +427,36 @@ pub fn resolve(
         let c = collection(&name, c, &root)?;
         s.collections.insert(name, c);
     }
+    wasm(&mut s, cfg.wasm)?;
     Ok(s)
+}
+
+fn wasm(s: &mut Settings, w: WasmConfig) -> Result<(), Error> {
+    let bad = |what: &str| Error::Config(format!("instar.toml [wasm] {what}"));
+    if let Some(f) = w.fuel {
+        if f == 0 {
+            return Err(bad("fuel = 0 leaves a module no instruction to run"));
+        }
+        s.wasm.fuel = f;
+    }
+    if let Some(d) = w.deadline {
+        s.wasm.deadline = parse_duration("instar.toml [wasm] deadline", &d)?;
+        if s.wasm.deadline.is_zero() {
+            return Err(bad("deadline = 0 stops every module at once"));
+        }
+    }
+    if let Some(m) = w.memory_mb {
+        if !(1..=4096).contains(&m) {
+            return Err(bad(
+                "memory_mb must be from 1 to 4096 (a wasm32 module addresses 4 GiB)",
+            ));
+        }
+        s.wasm.memory = (m as usize) << 20;
+    }
+    if w.cache == Some(false) {
+        s.wasm_cache = None;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ on_every_engine!(
     validate_checks_every_translated_document
 );
 
-fn migration(t: &TestDb, name: &str, toml: &str) {
+pub(crate) fn migration(t: &TestDb, name: &str, toml: &str) {
     let dir = t.migrations().join(name);
     file(
         &dir.join("up.sql"),
@@ -23,7 +23,7 @@ fn migration(t: &TestDb, name: &str, toml: &str) {
     file(&dir.join("migration.toml"), toml);
 }
 
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

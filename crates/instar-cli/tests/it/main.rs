@@ -45,3 +45,4 @@ mod lens;
 mod newcomer;
 mod schemas;
 mod secrets;
+mod wasm;
