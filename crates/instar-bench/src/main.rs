@@ -6,6 +6,8 @@
 //! - `instar-bench data [--rows N] [--batches 1000,10000] [--runs R] [--postgres URL]`:
 //!   a data migration over N rows next to one plain `UPDATE`;
 //! - `instar-bench lens`: documents per second through a lens and a chain of lenses;
+//! - `instar-bench wasm`: a WebAssembly lens stage against the same change as a
+//!   declarative op, and loading a module cold and warm;
 //! - `instar-bench docs [--rows N] [--runs R]`: an eager documents migration on
 //!   SQLite, pushed down and in process, next to one hand-written `UPDATE`.
 //!
@@ -13,6 +15,7 @@
 
 mod data;
 mod docs;
+mod wasm;
 mod lens;
 
 use std::path::{Path, PathBuf};
@@ -385,6 +388,10 @@ fn postgres(a: &Args, instar: &Path, base: &str) {
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("lens") {
         lens::bench(5);
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("wasm") {
+        wasm::bench(5);
         return;
     }
     let a = args();

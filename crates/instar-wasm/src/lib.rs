@@ -93,6 +93,9 @@ impl Default for Limits {
     }
 }
 
+/// Instances alive at once per host (streams run at once: parallel workers).
+const POOL: u32 = 128;
+
 /// The tick of the wall-clock backstop.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -132,6 +135,14 @@ impl Host {
         let mut config = wasmtime::Config::new();
         config.consume_fuel(true);
         config.epoch_interruption(true);
+        // A pool of instance slots, reused: a fresh instance per stream costs
+        // a few microseconds (memory reset copy-on-write) instead of mapping anew.
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_core_instances(POOL)
+            .total_memories(POOL)
+            .total_tables(POOL)
+            .max_memory_size(limits.memory);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = wasmtime::Engine::new(&config).map_err(|e| Error::Engine(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {
