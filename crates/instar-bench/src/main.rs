@@ -15,8 +15,8 @@
 
 mod data;
 mod docs;
-mod wasm;
 mod lens;
+mod wasm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -75,13 +75,31 @@ pub fn bench(runs: usize) {
         let us = t.as_secs_f64() * 1e6 / docs;
         println!("| {what} | {:>10.0} | {us:>7.2} |", 1e6 / us);
     };
-    row("declarative `scale` (Age + 1), forward with complement check", n, declarative);
-    row("`add.wasm` (Age + 1), one stream of 100,000 documents", n, stream);
-    row("`add.wasm`, one stream (a fresh instance) per document", few.len() as f64, per_doc);
+    row(
+        "declarative `scale` (Age + 1), forward with complement check",
+        n,
+        declarative,
+    );
+    row(
+        "`add.wasm` (Age + 1), one stream of 100,000 documents",
+        n,
+        stream,
+    );
+    row(
+        "`add.wasm`, one stream (a fresh instance) per document",
+        few.len() as f64,
+        per_doc,
+    );
     println!("\n| loading | ms |\n|---|---:|");
     let ms = |t: Duration| t.as_secs_f64() * 1000.0;
-    println!("| cold: new host, compile the module (empty cache) | {:.2} |", ms(cold));
-    println!("| warm: new host, the module from the disk cache | {:.2} |", ms(warm));
+    println!(
+        "| cold: new host, compile the module (empty cache) | {:.2} |",
+        ms(cold)
+    );
+    println!(
+        "| warm: new host, the module from the disk cache | {:.2} |",
+        ms(warm)
+    );
     println!(
         "| one fresh instance and an empty stream | {:.4} |",
         ms(empty) / 1000.0

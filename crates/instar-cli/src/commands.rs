@@ -38,8 +38,12 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
     // A lens file alone needs no database; the project's [wasm] limits apply
     // when there is a project (its defaults otherwise).
     if let Command::Lens { action } = &cli.command {
-        let settings = resolve(g, &cwd)
+        let mut settings = resolve(g, &cwd)
             .unwrap_or_else(|_| instar_service::Settings::new("sqlite::memory:", &cwd));
+        // Outside a project, nothing is written (no compiled-code cache).
+        if g.config.is_none() && !cwd.join("instar.toml").exists() {
+            settings.wasm_cache = None;
+        }
         let service = Service::new(settings);
         return lens::run(action, &service.lens_loader(), out);
     }

@@ -4,6 +4,7 @@
 //! loop, a memory hog, garbage pointers, undefined items, an endless stream,
 //! extra imports, wrong export types, a file that is not WebAssembly).
 
+mod guest;
 mod hostile;
 mod streams;
 
