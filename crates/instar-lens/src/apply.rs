@@ -719,3 +719,84 @@ fn cast(v: &Value, from: Kind, to: Kind) -> Option<Value> {
         _ => return None,
     })
 }
+
+/// [`forward_mut`] over many documents at once, for a batch: a top-level
+/// `wasm` stage takes every document still going (`errs[i]` is `None`) in
+/// one stream through one instance; every other op runs per document. A
+/// document that fails gets its error in `errs` and goes no further. A stream
+/// that fails, or does not return exactly one document per document, is run
+/// again one document at a time, so each error names its own document.
+pub fn forward_many(ops: &[Op], docs: &mut [Value], errs: &mut [Option<Error>]) -> Vec<Complement> {
+    let mut comps = vec![Complement(Vec::with_capacity(ops.len())); docs.len()];
+    for op in ops {
+        if let Op::Wasm(w) = op {
+            wasm_many(op, w, docs, errs);
+            for c in &mut comps {
+                c.0.push(None);
+            }
+            continue;
+        }
+        for (i, d) in docs.iter_mut().enumerate() {
+            if errs[i].is_some() {
+                continue;
+            }
+            match forward_op(op, d) {
+                Ok(e) => comps[i].0.push(e),
+                Err(e) => errs[i] = Some(e),
+            }
+        }
+    }
+    for c in &mut comps {
+        while c.0.last().is_some_and(Option::is_none) {
+            c.0.pop();
+        }
+    }
+    comps
+}
+
+/// [`backward_mut`] over many documents at once (see [`forward_many`]).
+pub fn backward_many(
+    ops: &[Op],
+    docs: &mut [Value],
+    comps: &[Option<&Complement>],
+    errs: &mut [Option<Error>],
+) {
+    for (k, op) in ops.iter().enumerate().rev() {
+        if let Op::Wasm(w) = op {
+            let back = w.flipped();
+            wasm_many(&Op::Wasm(back.clone()), &back, docs, errs);
+            continue;
+        }
+        for (i, d) in docs.iter_mut().enumerate() {
+            if errs[i].is_some() {
+                continue;
+            }
+            let entry = comps.get(i).copied().flatten().and_then(|c| c.get(k));
+            if let Err(e) = backward_op(op, d, entry) {
+                errs[i] = Some(e);
+            }
+        }
+    }
+}
+
+fn wasm_many(op: &Op, w: &crate::wasm::Wasm, docs: &mut [Value], errs: &mut [Option<Error>]) {
+    let live: Vec<usize> = (0..docs.len()).filter(|&i| errs[i].is_none()).collect();
+    if live.is_empty() {
+        return;
+    }
+    let inputs: Vec<Value> = live.iter().map(|&i| docs[i].clone()).collect();
+    match w.run(inputs) {
+        Ok(outs) if outs.len() == live.len() && outs.iter().all(|o| !o.is_null()) => {
+            for (i, o) in live.into_iter().zip(outs) {
+                docs[i] = o;
+            }
+        }
+        _ => {
+            for i in live {
+                if let Err(e) = wasm_op(op, w, &mut docs[i]) {
+                    errs[i] = Some(e);
+                }
+            }
+        }
+    }
+}

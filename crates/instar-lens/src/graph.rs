@@ -433,4 +433,104 @@ impl Graph {
         complements.extend(kept);
         Ok((out, complements))
     }
+
+    /// [`Graph::moved`] for a batch of stored documents `(body, version,
+    /// complements)`: the same results, but a `wasm` stage on a path takes
+    /// all the documents at one version in one stream through one instance
+    /// (a module that keeps state across documents sees the batch as one
+    /// stream). Paths without one are walked document by document.
+    pub fn moved_many(
+        &self,
+        items: Vec<(Value, String, Complements)>,
+        to: &str,
+    ) -> Vec<Result<(Value, Complements), Error>> {
+        let mut out: Vec<Option<Result<(Value, Complements), Error>>> =
+            (0..items.len()).map(|_| None).collect();
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, (_, from, _)) in items.iter().enumerate() {
+            groups.entry(from.clone()).or_default().push(i);
+        }
+        let mut items: Vec<Option<(Value, String, Complements)>> =
+            items.into_iter().map(Some).collect();
+        for (from, idx) in groups {
+            let mut group: Vec<(Value, Complements)> = idx
+                .iter()
+                .filter_map(|&i| items[i].take().map(|(b, _, c)| (b, c)))
+                .collect();
+            let path = match self.path(&from, to) {
+                Ok(p) => p,
+                Err(e) => {
+                    for &i in &idx {
+                        out[i] = Some(Err(e.clone()));
+                    }
+                    continue;
+                }
+            };
+            let streams = path
+                .iter()
+                .any(|s| s.lens.ops.iter().any(|o| matches!(o, crate::Op::Wasm(_))));
+            if !streams {
+                for (&i, (body, comps)) in idx.iter().zip(group) {
+                    out[i] = Some(self.moved(&body, &from, to, comps));
+                }
+                continue;
+            }
+            let results = self.walk_many(&path, &mut group);
+            for (&i, r) in idx.iter().zip(results) {
+                out[i] = Some(r);
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Lens("a document was not translated".into()))))
+            .collect()
+    }
+
+    fn walk_many(
+        &self,
+        path: &[Step<'_>],
+        group: &mut [(Value, Complements)],
+    ) -> Vec<Result<(Value, Complements), Error>> {
+        let mut docs: Vec<Value> = group.iter_mut().map(|(b, _)| b.take()).collect();
+        let mut errs: Vec<Option<Error>> = vec![None; docs.len()];
+        let mut kept: Vec<Complements> = vec![Complements::new(); docs.len()];
+        for s in path {
+            let failed_before: Vec<bool> = errs.iter().map(Option::is_some).collect();
+            if s.forward {
+                let comps = crate::apply::forward_many(&s.lens.ops, &mut docs, &mut errs);
+                for (k, c) in kept.iter_mut().zip(comps) {
+                    if !c.is_empty() {
+                        k.insert(s.edge.to_string(), c);
+                    }
+                }
+            } else {
+                let comps: Vec<Option<&crate::Complement>> =
+                    group.iter().map(|(_, c)| c.get(s.edge)).collect();
+                crate::apply::backward_many(&s.lens.ops, &mut docs, &comps, &mut errs);
+            }
+            for (e, before) in errs.iter_mut().zip(failed_before) {
+                if before {
+                    continue;
+                }
+                if let Some(err) = e.take() {
+                    *e = Some(in_file(err, s.lens));
+                }
+            }
+        }
+        docs.into_iter()
+            .zip(errs)
+            .zip(kept)
+            .zip(group.iter_mut())
+            .map(|(((doc, err), new), (_, comps))| match err {
+                Some(e) => Err(e),
+                None => {
+                    let mut comps = std::mem::take(comps);
+                    for st in path {
+                        comps.remove(st.edge);
+                    }
+                    comps.extend(new);
+                    Ok((doc, comps))
+                }
+            })
+            .collect()
+    }
 }

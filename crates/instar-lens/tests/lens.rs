@@ -541,3 +541,107 @@ fn a_declared_schema_is_validated_in_its_supported_subset() {
     let e = Schema::new(json!({"type": "text"})).unwrap_err();
     assert_eq!(e, "/type: must be a JSON type or a list of them");
 }
+
+/// A stand-in for a WebAssembly module (the host lives in instar-wasm):
+/// doubles `n`, fails a stream holding a document with `"bad": true`, and
+/// counts the streams it was given.
+#[derive(Debug, Default)]
+struct Doubler {
+    streams: std::sync::atomic::AtomicUsize,
+}
+
+impl instar_lens::wasm::Stage for Doubler {
+    fn hash(&self) -> &str {
+        "sha256:test"
+    }
+    fn can(&self, _inverse: bool) -> bool {
+        true
+    }
+    fn run(
+        &self,
+        inverse: bool,
+        _: Option<&Value>,
+        inputs: Vec<Value>,
+    ) -> Result<Vec<Value>, String> {
+        self.streams
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        inputs
+            .into_iter()
+            .map(|mut d| {
+                if d["bad"] == json!(true) {
+                    return Err("a bad document".to_string());
+                }
+                if let Some(n) = d["n"].as_i64() {
+                    d["n"] = json!(if inverse { n / 2 } else { n * 2 });
+                }
+                Ok(d)
+            })
+            .collect()
+    }
+}
+
+struct Loads(std::sync::Arc<Doubler>);
+
+impl instar_lens::wasm::Loader for Loads {
+    fn load(&self, _: &Path) -> Result<std::sync::Arc<dyn instar_lens::wasm::Stage>, String> {
+        Ok(self.0.clone())
+    }
+}
+
+#[test]
+fn a_batch_streams_through_a_wasm_stage_once_and_equals_one_by_one() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("1.0.0--2.0.0.lens.yaml"),
+        "lens:\n- rename: {source: a, destination: b}\n- wasm: {path: double.wasm}\n- remove: {name: c, type: string}\n",
+    )
+    .unwrap();
+    let stage = std::sync::Arc::new(Doubler::default());
+    let g = Graph::load_dir_with(
+        d.path(),
+        vec!["1.0.0".into(), "2.0.0".into()],
+        Some(&Loads(stage.clone())),
+    )
+    .unwrap();
+    let docs: Vec<Value> = (0..20)
+        .map(|i| json!({"a": i, "n": i, "c": format!("c{i}")}))
+        .collect();
+    let items = |docs: &[Value]| -> Vec<_> {
+        docs.iter()
+            .map(|d| (d.clone(), "1.0.0".to_string(), Default::default()))
+            .collect()
+    };
+    let before = stage.streams.load(std::sync::atomic::Ordering::Relaxed);
+    let many = g.moved_many(items(&docs), "2.0.0");
+    assert_eq!(
+        stage.streams.load(std::sync::atomic::Ordering::Relaxed) - before,
+        1,
+        "one stream for the batch"
+    );
+    for (d, m) in docs.iter().zip(&many) {
+        let one = g.moved(d, "1.0.0", "2.0.0", Default::default()).unwrap();
+        assert_eq!(m.as_ref().unwrap(), &one);
+    }
+    // And back down with the complements kept: the originals.
+    let back: Vec<_> = many
+        .into_iter()
+        .map(|r| {
+            let (b, c) = r.unwrap();
+            (b, "2.0.0".to_string(), c)
+        })
+        .collect();
+    for (d, r) in docs.iter().zip(g.moved_many(back, "1.0.0")) {
+        assert_eq!(&r.unwrap().0, d);
+    }
+    // A stream that fails is run again document by document: only the bad one errs.
+    let mut mixed = docs.clone();
+    mixed[5]["bad"] = json!(true);
+    let out = g.moved_many(items(&mixed), "2.0.0");
+    for (i, r) in out.iter().enumerate() {
+        match r {
+            Err(e) if i == 5 => assert!(e.to_string().contains("a bad document"), "{e}"),
+            Ok(_) if i != 5 => {}
+            other => panic!("{i}: {other:?}"),
+        }
+    }
+}

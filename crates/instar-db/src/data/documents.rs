@@ -360,9 +360,14 @@ impl<'a> Mover<'a> {
             .map(|r| raw_row(r, &self.coll.table.collection))
             .collect::<Result<_, _>>()?;
         let comps = self.complements(db, &range, &keys).await?;
+        let batch: Vec<(Option<&String>, &str, Option<&str>)> = docs
+            .iter()
+            .map(|(key, raw, version)| (comps.get(key), raw.as_str(), version.as_deref()))
+            .collect();
+        let translated = self.translate_all(&batch);
         let (mut moved, mut errors) = (0, 0);
-        for (key, raw, version) in &docs {
-            match self.translate(raw, version.as_deref(), comps.get(key)) {
+        for ((key, _, _), result) in docs.iter().zip(translated) {
+            match result {
                 Ok(None) => {}
                 Ok(Some((body, c))) => {
                     let c = (!c.is_empty())
@@ -424,14 +429,15 @@ impl<'a> Mover<'a> {
         Ok(out)
     }
 
-    /// One stored document moved to the target: `None` when it is there
-    /// already, `Err` saying why it cannot be.
-    fn translate(
+    /// One stored document, ready to move: its body, version and
+    /// complements; `None` when it is at the target already, `Err` saying why
+    /// it cannot be moved.
+    fn prepare(
         &self,
         raw: &str,
         version: Option<&str>,
         complements: Option<&String>,
-    ) -> Result<Option<(Value, Complements)>, String> {
+    ) -> Result<Option<(Value, String, Complements)>, String> {
         let body: Value = serde_json::from_str(raw)
             .map_err(|e| format!("the stored body is not JSON ({e}); it is left as it is"))?;
         let from = version
@@ -452,20 +458,48 @@ impl<'a> Mover<'a> {
                 .map_err(|e| format!("its complements cannot be read ({e})"))?,
             None => Complements::new(),
         };
-        let (out, kept) = self
-            .coll
-            .graph
-            .moved(&body, from, &self.to, kept)
-            .map_err(|e| e.to_string())?;
-        if let Some(check) = &self.coll.validate {
-            check(&self.to, &out).map_err(|why| {
-                format!(
-                    "translated to {}, it does not match the version's schema: {why}",
-                    self.to
-                )
-            })?;
+        Ok(Some((body, from.to_string(), kept)))
+    }
+
+    /// The batch's documents `(raw, version, complements)` moved to the
+    /// target, in order: `None` for one there already. Translated together
+    /// (a WebAssembly stage streams the batch through one instance), each
+    /// checked against the target's schema with `validate`.
+    fn translate_all(
+        &self,
+        docs: &[(Option<&String>, &str, Option<&str>)],
+    ) -> Vec<Result<Option<(Value, Complements)>, String>> {
+        let mut out: Vec<Result<Option<(Value, Complements)>, String>> =
+            Vec::with_capacity(docs.len());
+        let mut ready = Vec::new();
+        let mut at = Vec::new();
+        for (i, (comps, raw, version)) in docs.iter().enumerate() {
+            match self.prepare(raw, *version, *comps) {
+                Ok(Some(p)) => {
+                    ready.push(p);
+                    at.push(i);
+                    out.push(Ok(None));
+                }
+                other => out.push(other.map(|_| None)),
+            }
         }
-        Ok(Some((out, kept)))
+        for (i, r) in at
+            .into_iter()
+            .zip(self.coll.graph.moved_many(ready, &self.to))
+        {
+            out[i] = r.map_err(|e| e.to_string()).and_then(|(body, kept)| {
+                if let Some(check) = &self.coll.validate {
+                    check(&self.to, &body).map_err(|why| {
+                        format!(
+                            "translated to {}, it does not match the version's schema: {why}",
+                            self.to
+                        )
+                    })?;
+                }
+                Ok(Some((body, kept)))
+            });
+        }
+        out
     }
 }
 
