@@ -23,6 +23,15 @@ pub(crate) fn migration(t: &TestDb, name: &str, toml: &str) {
     file(&dir.join("migration.toml"), toml);
 }
 
+/// `instar up`, killed after 10 to 10 + `spread` ms (picked from the seed and the trial).
+pub(crate) fn kill_up(t: &TestDb, seed: u64, trial: u64, spread: u64) {
+    let mut child = crate::instar_at(t, &t.url).args(["up"]).spawn().unwrap();
+    let wait = 10 + (seed.wrapping_mul(2654435761).wrapping_add(trial * 977)) % spread;
+    std::thread::sleep(std::time::Duration::from_millis(wait));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 pub(crate) fn seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -82,11 +91,7 @@ async fn up_moves_every_document_and_down_brings_it_back(b: Backend) {
 
     let s = seed();
     for trial in 0..3u64 {
-        let mut child = crate::instar_at(&t, &t.url).args(["up"]).spawn().unwrap();
-        let wait = 10 + (s.wrapping_mul(2654435761).wrapping_add(trial * 977)) % 150;
-        std::thread::sleep(std::time::Duration::from_millis(wait));
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_up(&t, s, trial, 150);
         let at_v2 = t
             .count("SELECT count(*) FROM users WHERE schema_version = '2.0.0'")
             .await;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::adopt::exec;
 use crate::documents::{json, ok, run, users};
-use crate::documents_eager::{migration, seed};
+use crate::documents_eager::{kill_up, migration, seed};
 use crate::harness::{Backend, TestDb};
 
 /// Test module `name` (instar-wasm's WAT sources) compiled into `dir`.
@@ -200,11 +200,7 @@ async fn a_wasm_stage_moves_every_document_exactly_once(b: Backend) {
     );
     let s = seed();
     for trial in 0..3u64 {
-        let mut child = crate::instar_at(&t, &t.url).args(["up"]).spawn().unwrap();
-        let wait = 10 + (s.wrapping_mul(2654435761).wrapping_add(trial * 977)) % 200;
-        std::thread::sleep(std::time::Duration::from_millis(wait));
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_up(&t, s, trial, 200);
     }
     let (code, out, err) = run(&t, &["up"], None);
     assert_eq!(code, 0, "{b:?}: {out}{err}");
