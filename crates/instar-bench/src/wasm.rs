@@ -43,17 +43,17 @@ pub fn bench(runs: usize) {
     let host = Host::new(Limits::default(), None).expect("host");
     let m = host.load(&module).expect("load");
     let stream = best(runs, || {
-        std::hint::black_box(m.run(false, None, docs.clone()).expect("stream"));
+        std::hint::black_box(m.values(false, None, docs.clone()).expect("stream"));
     });
     let few = &docs[..10_000];
     let per_doc = best(runs, || {
         for d in few {
-            std::hint::black_box(m.run(false, None, vec![d.clone()]).expect("one"));
+            std::hint::black_box(m.values(false, None, vec![d.clone()]).expect("one"));
         }
     });
     let empty = best(runs, || {
         for _ in 0..1000 {
-            std::hint::black_box(m.run(false, None, Vec::new()).expect("empty"));
+            std::hint::black_box(m.values(false, None, Vec::new()).expect("empty"));
         }
     });
 

@@ -38,10 +38,15 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
     // A lens file alone needs no database; the project's [wasm] limits apply
     // when there is a project (its defaults otherwise).
     if let Command::Lens { action } = &cli.command {
-        let mut settings = resolve(g, &cwd)
-            .unwrap_or_else(|_| instar_service::Settings::new("sqlite::memory:", &cwd));
-        // Outside a project, nothing is written (no compiled-code cache).
-        if g.config.is_none() && !cwd.join("instar.toml").exists() {
+        let in_project = g.config.is_some() || cwd.join("instar.toml").exists();
+        // A project's config must be right ([wasm] limits apply); outside
+        // one, the defaults, and nothing written (no compiled-code cache).
+        let mut settings = match resolve(g, &cwd) {
+            Ok(s) => s,
+            Err(e) if in_project => return Err(e),
+            Err(_) => instar_service::Settings::new("sqlite::memory:", &cwd),
+        };
+        if !in_project {
             settings.wasm_cache = None;
         }
         let service = Service::new(settings);
@@ -215,14 +220,14 @@ async fn docs(service: &Service, action: &crate::args::DocsCommand, out: &mut Ou
                 }
             };
             let how = match report.end {
-                instar_db::data::MoveEnd::Done => "every document is at",
+                instar_db::data::MoveEnd::Done => "done: every document of the key range is at",
                 instar_db::data::MoveEnd::Paused => {
                     "paused at a checkpoint (run it again to go on) on the way to"
                 }
             };
             out.line(format!(
-                "{collection}: {} documents walked in {} batches; {how} {}",
-                report.documents_walked, report.batches, report.to
+                "{collection}: {} of {} documents moved in {} batches; {how} {} (one written meanwhile at another version is moved by the next run)",
+                report.documents_moved, report.documents_total, report.batches, report.to
             ));
             out.json(&serde_json::json!({ "migrated": report }));
             Ok(0)

@@ -786,11 +786,17 @@ fn wasm_many(op: &Op, w: &crate::wasm::Wasm, docs: &mut [Value], errs: &mut [Opt
     }
     let inputs: Vec<Value> = live.iter().map(|&i| docs[i].clone()).collect();
     match w.run(inputs) {
-        Ok(outs) if outs.len() == live.len() && outs.iter().all(|o| !o.is_null()) => {
-            for (i, o) in live.into_iter().zip(outs) {
-                docs[i] = o;
+        // Item k is input k's translation: each document gets its own.
+        Ok(out) if out.one_to_one && out.items.len() == live.len() => {
+            for (i, item) in live.into_iter().zip(out.items) {
+                match crate::wasm::one(item) {
+                    Ok(v) => docs[i] = v,
+                    Err(m) => errs[i] = Some(Error::document(op, m)),
+                }
             }
         }
+        // A fault somewhere, or items not one per document as read: each
+        // document alone says what it gives.
         _ => {
             for i in live {
                 if let Err(e) = wasm_op(op, w, &mut docs[i]) {

@@ -125,9 +125,9 @@ impl Graph {
     }
 
     /// The JSON Schema the lenses declare for documents at `version`: what
-    /// each lens into it produces, and what each lens out of it gives back
-    /// through its reverse, all at once (`allOf`); `{"type": "object"}` for a
-    /// version no lens touches.
+    /// some lens into it produces, or what some lens out of it gives back
+    /// through its reverse (`anyOf`: a document arrives through one of them);
+    /// `{"type": "object"}` for a version no lens touches.
     pub fn schema(&self, version: &str) -> Value {
         let Some(i) = self.versions.iter().position(|v| v == version) else {
             return serde_json::json!({"type": "object"});
@@ -149,7 +149,7 @@ impl Graph {
         match parts.len() {
             0 => serde_json::json!({"type": "object"}),
             1 => parts.remove(0),
-            _ => serde_json::json!({"type": "object", "allOf": parts}),
+            _ => serde_json::json!({"type": "object", "anyOf": parts}),
         }
     }
 

@@ -178,6 +178,27 @@ impl Lens {
         })
     }
 
+    /// The `wasm` stages' modules, nested ones too: path as written, and content hash.
+    pub fn modules(&self) -> Vec<(String, String)> {
+        fn walk(ops: &[Op], out: &mut Vec<(String, String)>) {
+            for op in ops {
+                match op {
+                    Op::Wasm(w) => out.push((
+                        w.path.clone(),
+                        w.stage
+                            .as_ref()
+                            .map_or("not loaded".into(), |s| s.hash().to_string()),
+                    )),
+                    Op::In { lens, .. } | Op::Map { lens } => walk(lens, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.ops, &mut out);
+        out
+    }
+
     /// The `wasm` stages that cannot run backward (no `inverse` export, or
     /// no `transform` for a stage that runs inverted): each makes the lens one-way.
     pub fn one_way(&self) -> Vec<String> {
@@ -230,6 +251,9 @@ fn load_stages(
                     .load(&path)
                     .map_err(|e| format!("`wasm {}`: {e}", w.path))?;
                 w.stage = Some(stage);
+                if let Some(why) = w.misfit() {
+                    return Err(format!("`wasm {}`: {why}", w.path));
+                }
                 if let Some(why) = w.one_way() {
                     return Err(format!(
                         "`wasm {}`: {why}, and the stage runs that way",
@@ -260,11 +284,15 @@ fn one_way_in(ops: &[Op], out: &mut Vec<String>) {
 /// document (a `null` passes through). No complement is kept.
 pub fn apply_stream(ops: &[Op], docs: Vec<Value>) -> Result<Vec<Value>, Error> {
     let mut docs = docs;
+    // Until a module reshapes the stream, item N is the input's document N.
+    let mut reshaped = false;
     for op in ops {
         if let Op::Wasm(w) = op {
             docs = w
                 .run(docs)
+                .and_then(wasm::Outputs::documents)
                 .map_err(|message| Error::document(op, message))?;
+            reshaped = true;
             continue;
         }
         for (i, d) in docs.iter_mut().enumerate() {
@@ -273,7 +301,11 @@ pub fn apply_stream(ops: &[Op], docs: Vec<Value>) -> Result<Vec<Value>, Error> {
             }
             forward_mut(std::slice::from_ref(op), d).map_err(|e| match e {
                 Error::Document { at, op, message } => Error::Document {
-                    at: format!("document {} (from 1): {at}", i + 1),
+                    at: if reshaped {
+                        format!("item {} (from 1) of the stream into it: {at}", i + 1)
+                    } else {
+                        format!("document {} (from 1): {at}", i + 1)
+                    },
                     op,
                     message,
                 },

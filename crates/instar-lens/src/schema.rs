@@ -134,7 +134,8 @@ fn walk(ops: &[Op], node: &mut Node) {
     }
 }
 
-/// Moves what is known of field `from` to field `to` (forgetting `to`'s).
+/// Moves what is known of field `from` to field `to`. When `from` may be
+/// missing, `to` may keep whatever it had: nothing is known of it then.
 fn carry(node: &mut Node, from: &str, to: &str, keep_source: bool) {
     let known = if keep_source {
         node.props.get(from).cloned()
@@ -146,7 +147,7 @@ fn carry(node: &mut Node, from: &str, to: &str, keep_source: bool) {
     } else {
         node.required.remove(from)
     };
-    set(node, to, known, required);
+    set(node, to, known.filter(|_| required), required);
 }
 
 fn set(node: &mut Node, name: &str, known: Option<Node>, required: bool) {
@@ -227,7 +228,8 @@ fn step(op: &Op, node: &mut Node) {
             let known = node.props.remove(name.as_str());
             let required = node.required.remove(name.as_str());
             let h = node.props.entry(host.clone()).or_default();
-            if h.types.is_some() {
+            // The host becomes an object only when the field is always there.
+            if required && h.types.is_some() {
                 h.types = Some(["object"].into_iter().collect());
             }
             set(h, name, known, required);
@@ -241,6 +243,9 @@ fn step(op: &Op, node: &mut Node) {
             // null becomes [], never [null].
             if let Some(t) = &mut items.types {
                 t.remove("null");
+                if t.is_empty() {
+                    items.types = None;
+                }
             }
             let mut n = Node::typed(&["array"]);
             n.items = Some(Box::new(items));
@@ -290,10 +295,13 @@ fn step(op: &Op, node: &mut Node) {
             }
         }
         Op::Join { sources, into, .. } => {
+            // With every source missing, `into` keeps what it had.
+            let some_required = sources.iter().any(|s| node.required.contains(s.as_str()));
             for s in sources {
                 forget(node, s);
             }
-            set(node, into, Some(Node::typed(&["string"])), false);
+            let n = some_required.then(|| Node::typed(&["string"]));
+            set(node, into, n, some_required);
         }
         Op::Cast { name, to, .. } => {
             let n = converted(node.props.get(name.as_str()), to.name());
@@ -609,7 +617,11 @@ fn valid_number(o: &Map<String, Value>, v: &Value, at: &str) -> Result<(), Strin
         Some("exclusiveMinimum")
     } else if get("exclusiveMaximum").is_some_and(|m| x >= m) {
         Some("exclusiveMaximum")
-    } else if get("multipleOf").is_some_and(|m| m != 0.0 && (x / m).fract() != 0.0) {
+    } else if get("multipleOf").is_some_and(|m| {
+        // 19.99 is a multiple of 0.01, whatever binary floating point says.
+        let q = x / m;
+        m != 0.0 && (q - q.round()).abs() > 1e-9 * q.abs().max(1.0)
+    }) {
         Some("multipleOf")
     } else {
         None

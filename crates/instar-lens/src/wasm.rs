@@ -9,6 +9,37 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+/// What one stream gave back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outputs {
+    /// Each item, in order: a document (`null` for a nil item), or the
+    /// message of an error item (an error for that item; the stream went on).
+    pub items: Vec<Result<Value, String>>,
+    /// Whether item k came back right after the module read input k + 1 and
+    /// no other, for every k, and one item per input: item k is then input
+    /// k's translation.
+    pub one_to_one: bool,
+}
+
+impl Outputs {
+    /// The documents, or the error items (numbered from 1) when there are any.
+    pub fn documents(self) -> Result<Vec<Value>, String> {
+        let mut docs = Vec::with_capacity(self.items.len());
+        let mut errors = Vec::new();
+        for (i, item) in self.items.into_iter().enumerate() {
+            match item {
+                Ok(v) => docs.push(v),
+                Err(m) => errors.push(format!("item {}: {m}", i + 1)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(docs)
+        } else {
+            Err(format!("it returned error items: {}", errors.join("; ")))
+        }
+    }
+}
+
 /// A loaded module that translates streams of documents.
 pub trait Stage: Send + Sync + std::fmt::Debug {
     /// The module's content hash (`sha256:<hex>`): an edited module is a different stage.
@@ -17,16 +48,19 @@ pub trait Stage: Send + Sync + std::fmt::Debug {
     /// Whether the module has the export for that direction (`inverse` or `transform`).
     fn can(&self, inverse: bool) -> bool;
 
+    /// Whether the module takes arguments (exports `set_param`).
+    fn takes_arguments(&self) -> bool;
+
     /// Runs one stream: `inputs` in order through the module's `transform`
     /// (or `inverse`), with `arguments` given to `set_param` when there are
-    /// any. The outputs in order, `Value::Null` for a nil output; `Err` says
-    /// what went wrong (a trap, a budget, an error item …) without the module's name.
+    /// any. `Err` says why the whole stream failed (a trap, a budget, a
+    /// malformed item …) without the module's name.
     fn run(
         &self,
         inverse: bool,
         arguments: Option<&Value>,
         inputs: Vec<Value>,
-    ) -> Result<Vec<Value>, String>;
+    ) -> Result<Outputs, String>;
 }
 
 /// Loads the module a `wasm` op names.
@@ -92,6 +126,18 @@ impl Wasm {
         Ok(base.join(p))
     }
 
+    /// Why this stage cannot be set up as written (arguments for a module
+    /// without `set_param`), if it cannot.
+    pub fn misfit(&self) -> Option<String> {
+        let stage = self.stage.as_ref()?;
+        (self.arguments.is_some() && !stage.takes_arguments()).then(|| {
+            format!(
+                "module {} exports no `set_param`, and the lens gives it arguments",
+                self.path
+            )
+        })
+    }
+
     /// Why this stage cannot run the way it is asked to, if it cannot.
     pub fn one_way(&self) -> Option<String> {
         let stage = self.stage.as_ref()?;
@@ -104,8 +150,8 @@ impl Wasm {
         })
     }
 
-    /// The stream of `docs` through the module (nil outputs are `null`).
-    pub fn run(&self, docs: Vec<Value>) -> Result<Vec<Value>, String> {
+    /// The stream of `docs` through the module.
+    pub fn run(&self, docs: Vec<Value>) -> Result<Outputs, String> {
         let stage = self
             .stage
             .as_ref()
@@ -119,13 +165,21 @@ impl Wasm {
     /// One document through the module: a collection's lens maps one
     /// document to exactly one.
     pub fn run_one(&self, doc: Value) -> Result<Value, String> {
-        let mut out = self.run(vec![doc])?;
+        let mut out = self.run(vec![doc])?.items;
         match out.len() {
-            1 if !out[0].is_null() => Ok(out.remove(0)),
-            1 => Err("it returned no document (nil) for the document".into()),
+            1 => one(out.remove(0)),
             n => Err(format!(
-                "it returned {n} documents for one; a collection's lens maps one document to one"
+                "it returned {n} items for one document; a collection's lens maps one document to one"
             )),
         }
+    }
+}
+
+/// One document's translation from its item: a document, not nil, not an error.
+pub fn one(item: Result<Value, String>) -> Result<Value, String> {
+    match item {
+        Ok(Value::Null) => Err("it returned no document (nil) for the document".into()),
+        Ok(v) => Ok(v),
+        Err(m) => Err(format!("it returned an error item: {m}")),
     }
 }

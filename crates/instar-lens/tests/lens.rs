@@ -462,7 +462,8 @@ fn each_side_of_a_lens_has_a_json_schema() {
     );
     assert_eq!(dest["properties"]["tags"]["type"], "array");
     assert_eq!(dest["required"], json!(["age"]));
-    assert_eq!(source["properties"]["name"]["type"], "string");
+    // `join` writes `name` only when a part is there: otherwise it keeps what it had.
+    assert!(source["properties"].get("name").is_none(), "{source}");
     assert_eq!(source["properties"]["legacy"]["type"], "string");
     assert_eq!(source["properties"]["status"]["enum"], json!(["a", "b"]));
     assert!(source["properties"].get("age").is_none(), "{source}");
@@ -557,26 +558,40 @@ impl instar_lens::wasm::Stage for Doubler {
     fn can(&self, _inverse: bool) -> bool {
         true
     }
+    fn takes_arguments(&self) -> bool {
+        false
+    }
     fn run(
         &self,
         inverse: bool,
         _: Option<&Value>,
         inputs: Vec<Value>,
-    ) -> Result<Vec<Value>, String> {
+    ) -> Result<instar_lens::wasm::Outputs, String> {
         self.streams
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        inputs
-            .into_iter()
-            .map(|mut d| {
-                if d["bad"] == json!(true) {
-                    return Err("a bad document".to_string());
-                }
-                if let Some(n) = d["n"].as_i64() {
-                    d["n"] = json!(if inverse { n / 2 } else { n * 2 });
-                }
-                Ok(d)
-            })
-            .collect()
+        let mut out = instar_lens::wasm::Outputs {
+            items: Vec::new(),
+            one_to_one: true,
+        };
+        for mut d in inputs {
+            if d["bad"] == json!(true) {
+                return Err("a bad document".to_string());
+            }
+            if d["error"] == json!(true) {
+                out.items.push(Err("an error item".to_string()));
+                continue;
+            }
+            if let Some(n) = d["n"].as_i64() {
+                d["n"] = json!(if inverse { n / 2 } else { n * 2 });
+            }
+            // Two items for one document: no longer one to one.
+            if d["twice"] == json!(true) {
+                out.one_to_one = false;
+                out.items.push(Ok(d.clone()));
+            }
+            out.items.push(Ok(d));
+        }
+        Ok(out)
     }
 }
 
@@ -633,6 +648,27 @@ fn a_batch_streams_through_a_wasm_stage_once_and_equals_one_by_one() {
     for (d, r) in docs.iter().zip(g.moved_many(back, "1.0.0")) {
         assert_eq!(&r.unwrap().0, d);
     }
+    // An error item is that document's error; the stream goes on.
+    let mut mixed = docs.clone();
+    mixed[3]["error"] = json!(true);
+    let out = g.moved_many(items(&mixed), "2.0.0");
+    assert!(out[3]
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("an error item"));
+    assert!(out.iter().enumerate().all(|(i, r)| i == 3 || r.is_ok()));
+    // Not one item per document: run again one by one, so no document gets
+    // another's translation.
+    let mut mixed = docs.clone();
+    mixed[2]["twice"] = json!(true);
+    let out = g.moved_many(items(&mixed), "2.0.0");
+    assert!(out[2]
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("2 items for one document"));
+    assert_eq!(out[3].as_ref().unwrap().0["n"], json!(6));
     // A stream that fails is run again document by document: only the bad one errs.
     let mut mixed = docs.clone();
     mixed[5]["bad"] = json!(true);

@@ -67,8 +67,9 @@ pub struct MoveReport {
     pub end: MoveEnd,
     /// Documents in the key range when the move (first) began.
     pub documents_total: u64,
-    /// Documents walked so far (moved, already there, or skipped).
-    pub documents_walked: u64,
+    /// Documents moved so far, over every run of this move (those already at
+    /// the target, or skipped, are not counted).
+    pub documents_moved: u64,
     /// Batches committed by this call.
     pub batches: u64,
 }
@@ -245,11 +246,6 @@ impl Documents {
         })
     }
 
-    /// [`Graph::fingerprint`] of its lenses up to version `upto`.
-    pub fn lens_fingerprint(&self, upto: &str) -> String {
-        self.graph.fingerprint(upto)
-    }
-
     /// The collection as the runner's documents migrations need it.
     pub fn for_runner(&self) -> DocCollection {
         DocCollection {
@@ -420,7 +416,7 @@ impl Documents {
             to: cfg.to,
             end: r?,
             documents_total: tally.rows_total,
-            documents_walked: tally.rows_done,
+            documents_moved: tally.rows_done,
             batches: tally.batches,
         })
     }

@@ -83,30 +83,11 @@ impl Service {
     /// folder's files for that engine).
     pub fn load(&self) -> Result<Source, Error> {
         let source = self.source.load()?;
-        let mut source = match instar_db::url::DbUrl::parse(&self.settings.db.url) {
+        Ok(match instar_db::url::DbUrl::parse(&self.settings.db.url) {
             Ok(url) => source.for_dialect(url.dialect),
             // Connecting says what is wrong with the URL.
             Err(_) => source,
-        };
-        self.fold_lens_checksums(&mut source);
-        Ok(source)
-    }
-
-    /// A documents migration's checksum covers the lenses (and WebAssembly
-    /// modules) up to its target as well as its own file, so a lens or module
-    /// edited after it was applied is reported like an edited SQL file. A
-    /// collection that cannot be opened is left to the run to report.
-    fn fold_lens_checksums(&self, source: &mut Source) {
-        use sha2::Digest;
-        for m in &mut source.migrations {
-            let Some(d) = &m.meta.documents else { continue };
-            let Ok(docs) = self.documents(&d.collection) else {
-                continue;
-            };
-            let print = docs.lens_fingerprint(&d.to);
-            let digest = sha2::Sha256::digest(format!("{}\n{print}", m.checksum));
-            m.checksum = format!("sha256:{digest:x}");
-        }
+        })
     }
 
     /// Opens a connection with the settings (init SQL run).

@@ -133,6 +133,15 @@ fn collection(name: &str, c: CollectionConfig, root: &Path) -> Result<Collection
     })
 }
 
+/// The user's cache folder (`$XDG_CACHE_HOME`, else `~/.cache`): compiled
+/// code is kept there, never in a project folder someone else may have filled.
+fn user_cache() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+}
+
 impl Settings {
     /// Every default, for `url`, with the project rooted at `root`.
     pub fn new(url: impl Into<String>, root: &Path) -> Settings {
@@ -148,7 +157,7 @@ impl Settings {
             restore_on_failure: false,
             collections: Default::default(),
             wasm: instar_wasm::Limits::default(),
-            wasm_cache: Some(root.join(".instar").join("wasm-cache")),
+            wasm_cache: user_cache().map(|d| d.join("instar").join("wasm")),
         }
     }
 }
@@ -203,7 +212,7 @@ pub struct WasmConfig {
     pub deadline: Option<String>,
     /// A module's memory limit in MiB (default 64).
     pub memory_mb: Option<u64>,
-    /// Cache compiled modules in `.instar/wasm-cache` (default true).
+    /// Cache compiled modules in the user's cache folder (default true).
     pub cache: Option<bool>,
 }
 

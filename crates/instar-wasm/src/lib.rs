@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use instar_lens::wasm::Outputs;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -106,8 +107,23 @@ pub struct Host {
     limits: Limits,
     cache: Option<PathBuf>,
     loaded: Mutex<HashMap<String, Arc<LensModule>>>,
-    ticker: Option<std::thread::JoinHandle<()>>,
+    ticker: Arc<Ticker>,
+}
+
+/// The thread that moves the engine's epoch on (the deadline's clock). It
+/// runs while the host or any module loaded by it is alive.
+struct Ticker {
+    thread: Option<std::thread::JoinHandle<()>>,
     stop: Arc<AtomicBool>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Host {
@@ -116,15 +132,6 @@ impl std::fmt::Debug for Host {
             .field("limits", &self.limits)
             .field("cache", &self.cache)
             .finish()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.ticker.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -162,8 +169,10 @@ impl Host {
             limits,
             cache,
             loaded: Mutex::new(HashMap::new()),
-            ticker: Some(ticker),
-            stop,
+            ticker: Arc::new(Ticker {
+                thread: Some(ticker),
+                stop,
+            }),
         })
     }
 
@@ -200,6 +209,7 @@ impl Host {
             pre,
             engine: self.engine.clone(),
             limits: self.limits,
+            _ticker: self.ticker.clone(),
         });
         if let Ok(mut l) = self.loaded.lock() {
             l.insert(hash, m.clone());
@@ -216,6 +226,8 @@ pub struct LensModule {
     pre: wasmtime::InstancePre<stream::State>,
     engine: wasmtime::Engine,
     limits: Limits,
+    /// Keeps the deadline's clock running while the module is in use.
+    _ticker: Arc<Ticker>,
 }
 
 impl std::fmt::Debug for LensModule {
@@ -240,15 +252,27 @@ impl LensModule {
     }
 
     /// Runs one stream: `inputs` through `transform` (or `inverse`) of a fresh
-    /// instance, after `set_param(arguments)` when there are arguments. The
-    /// outputs in order (`null` for a nil output), or what went wrong.
+    /// instance, after `set_param(arguments)` when there are arguments: every
+    /// item it returned (an error item is an error for that item; the stream
+    /// goes on), or why the whole stream failed.
     pub fn run(
         &self,
         inverse: bool,
         arguments: Option<&Value>,
         inputs: Vec<Value>,
-    ) -> Result<Vec<Value>, String> {
+    ) -> Result<Outputs, String> {
         stream::run(self, inverse, arguments, inputs)
+    }
+
+    /// [`LensModule::run`], as documents (`null` for a nil item); an error
+    /// item fails it (naming the items).
+    pub fn values(
+        &self,
+        inverse: bool,
+        arguments: Option<&Value>,
+        inputs: Vec<Value>,
+    ) -> Result<Vec<Value>, String> {
+        self.run(inverse, arguments, inputs)?.documents()
     }
 }
 
@@ -265,12 +289,16 @@ impl instar_lens::wasm::Stage for LensModule {
         }
     }
 
+    fn takes_arguments(&self) -> bool {
+        self.shape.set_param
+    }
+
     fn run(
         &self,
         inverse: bool,
         arguments: Option<&Value>,
         inputs: Vec<Value>,
-    ) -> Result<Vec<Value>, String> {
+    ) -> Result<Outputs, String> {
         LensModule::run(self, inverse, arguments, inputs)
     }
 }

@@ -15,6 +15,8 @@ use wasmtime::{
     StoreLimits, StoreLimitsBuilder, Trap, TypedFunc,
 };
 
+use instar_lens::wasm::Outputs;
+
 use crate::{LensModule, Limits};
 
 const JSON: i8 = 1;
@@ -229,11 +231,9 @@ pub fn run(
     inverse: bool,
     arguments: Option<&Value>,
     inputs: Vec<Value>,
-) -> Result<Vec<Value>, String> {
-    let max_outputs = inputs
-        .len()
-        .max(1)
-        .saturating_mul(m.limits.outputs_per_input);
+) -> Result<Outputs, String> {
+    let total = inputs.len();
+    let max_outputs = total.max(1).saturating_mul(m.limits.outputs_per_input);
     let (mut store, instance) = start(m, inputs)?;
     let memory = store
         .data()
@@ -258,19 +258,23 @@ pub fn run(
     let export: TypedFunc<(), i32> = instance
         .get_typed_func(&mut store, name)
         .map_err(|_| format!("it exports no `{name}`"))?;
-    let mut outputs = Vec::new();
+    let mut out = Outputs {
+        items: Vec::new(),
+        one_to_one: true,
+    };
     let mut idle = 0;
     loop {
         refill(&mut store, &m.limits).map_err(|e| cause(&e))?;
         let ptr = export.call(&mut store, ()).map_err(|e| cause(&e))?;
         let item = read_item(&store, memory, ptr)?;
-        let exhausted = store.data().inputs.is_empty() && store.data().ends_given > 0;
-        match item {
+        let pulled = total - store.data().inputs.len();
+        let exhausted = pulled == total && store.data().ends_given > 0;
+        let item = match item {
             Item::End => break,
-            Item::Error(message) => return Err(format!("it returned an error item: {message}")),
+            Item::Error(message) => Err(message),
             Item::Json(v) => {
                 idle = 0;
-                outputs.push(v);
+                Ok(v)
             }
             Item::Nil => {
                 if exhausted {
@@ -281,15 +285,19 @@ pub fn run(
                         ));
                     }
                 }
-                outputs.push(Value::Null);
+                Ok(Value::Null)
             }
-        }
-        if outputs.len() > max_outputs {
+        };
+        // Item k answers input k only if it came right after reading it.
+        out.one_to_one &= pulled == out.items.len() + 1;
+        out.items.push(item);
+        if out.items.len() > max_outputs {
             return Err(format!(
                 "it returned more than {max_outputs} items ({} per input): an endless stream, or raise the limit",
                 m.limits.outputs_per_input
             ));
         }
     }
-    Ok(outputs)
+    out.one_to_one &= out.items.len() == total;
+    Ok(out)
 }

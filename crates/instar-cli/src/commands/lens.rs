@@ -55,6 +55,9 @@ fn check(lens: &Lens, file: &Path, out: &Out) -> Result<i32> {
             lens.ops.len()
         );
         print!("{}", reverse.to_yaml());
+        for (path, hash) in lens.modules() {
+            println!("# module {path}: {hash}");
+        }
         for why in &one_way {
             println!("# one-way: {why}; the reverse lens cannot run");
         }
@@ -69,6 +72,7 @@ fn check(lens: &Lens, file: &Path, out: &Out) -> Result<i32> {
         "ops": lens.ops.len(),
         "reverse": instar_lens::op::to_json(&reverse.ops),
         "one_way": one_way,
+        "modules": lens.modules().into_iter().map(|(path, hash)| serde_json::json!({"path": path, "hash": hash})).collect::<Vec<_>>(),
         "schemas": {"source": source, "destination": destination},
     }));
     Ok(0)

@@ -232,7 +232,10 @@ async fn every_document_moves_and_reads_the_same_after(b: Backend) {
         "{dry}"
     );
     let out = ok(&t, &["docs", "migrate", "users", "--batch", "20"], None);
-    assert!(out.contains("every document is at 2.0.0"), "{out}");
+    assert!(
+        out.contains("every document of the key range is at 2.0.0"),
+        "{out}"
+    );
     assert_eq!(
         t.count("SELECT count(*) FROM instar_checkpoints").await,
         0,

@@ -75,7 +75,7 @@ fn check_prints_the_reverse_and_bad_input_is_named() {
         "string"
     );
     assert_eq!(
-        v["schemas"]["source"]["properties"]["name"]["type"],
+        v["schemas"]["source"]["properties"]["legacy"]["type"],
         "string"
     );
 

@@ -17,6 +17,7 @@ pub fn instar_at(t: &harness::TestDb, url: &str) -> std::process::Command {
         .arg(t.migrations())
         .env_remove("DATABASE_URL")
         .env_remove("INSTAR_DATABASE_URL")
+        .env("XDG_CACHE_HOME", t.dir.path().join(".cache"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     c
@@ -28,7 +29,8 @@ pub fn instar_in(dir: &std::path::Path) -> assert_cmd::Command {
     let mut c = assert_cmd::Command::cargo_bin("instar").expect("binary");
     c.current_dir(dir)
         .env_remove("DATABASE_URL")
-        .env_remove("INSTAR_DATABASE_URL");
+        .env_remove("INSTAR_DATABASE_URL")
+        .env("XDG_CACHE_HOME", dir.join(".cache"));
     c
 }
 

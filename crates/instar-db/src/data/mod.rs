@@ -417,9 +417,10 @@ pub fn move_name(c: &str) -> String {
 }
 
 /// A standalone move's stand-in migration and step: no file, no history;
-/// its checksum names the target, so a checkpoint left by a move toward
-/// another version is never resumed.
-fn standalone(cfg: &DocumentsConfig) -> Result<(Migration, Step), Error> {
+/// its checksum names the target and the lenses (and modules) up to it, so a
+/// checkpoint left by a move toward another version, or before a lens or
+/// module on the way was edited, is never resumed.
+fn standalone(coll: &DocCollection, cfg: &DocumentsConfig) -> Result<(Migration, Step), Error> {
     let name = move_name(&cfg.collection);
     let m = Migration {
         version: instar_core::Version::parse("0", instar_core::Layout::Instar)
@@ -439,7 +440,11 @@ fn standalone(cfg: &DocumentsConfig) -> Result<(Migration, Step), Error> {
         },
         transaction: true,
         down_transaction: None,
-        checksum: format!("documents to {}", cfg.to),
+        checksum: {
+            use sha2::Digest;
+            let lenses = sha2::Sha256::digest(coll.graph.fingerprint(&cfg.to));
+            format!("documents to {} through sha256:{lenses:x}", cfg.to)
+        },
         variants: Vec::new(),
     };
     let step = Step {
@@ -468,7 +473,7 @@ pub async fn estimate_move(
     cfg: &DocumentsConfig,
     opts: &RunOptions,
 ) -> Result<Estimate, Error> {
-    let (m, step) = standalone(cfg)?;
+    let (m, step) = standalone(coll, cfg)?;
     estimate(db, &m, &step, &with_collection(opts, coll, cfg)).await
 }
 
@@ -486,7 +491,7 @@ pub async fn move_documents(
     opts: &RunOptions,
     sink: &mut dyn EventSink,
 ) -> Result<MoveEnd, Error> {
-    let (m, mut step) = standalone(cfg)?;
+    let (m, mut step) = standalone(coll, cfg)?;
     let opts = with_collection(opts, coll, cfg);
     db.lock(opts.lock_timeout, || {
         sink.event(&Event::LockWaiting {
@@ -498,6 +503,16 @@ pub async fn move_documents(
         let n = checkpoint::names(db);
         checkpoint::ensure_tables(db, &n).await?;
         let left = checkpoints(db).await?;
+        // A migration paused half way may be moving these very documents.
+        if let Some(other) = left.iter().find(|c| c.version != step.version) {
+            return Err(Error::DataRefused {
+                version: step.version.clone(),
+                reason: format!(
+                    "migration {} is paused at a checkpoint ({} of {} rows done) and may be moving these documents; finish it with `instar up` first",
+                    other.version, other.rows_done, other.rows_total
+                ),
+            });
+        }
         if left
             .iter()
             .any(|c| c.version == step.version && c.checksum.as_ref() == Some(&m.checksum))

@@ -18,7 +18,7 @@ fn refused(name: &str) -> String {
 
 fn fails(name: &str) -> String {
     let (_h, m, _d) = load(name);
-    m.run(false, None, vec![json!({"a": 1})]).unwrap_err()
+    m.values(false, None, vec![json!({"a": 1})]).unwrap_err()
 }
 
 #[test]
@@ -40,7 +40,7 @@ fn the_deadline_stops_a_loop_when_fuel_is_plenty() {
     let host = Host::new(limits, None).unwrap();
     let m = host.load(&module_file(dir.path(), "spin")).unwrap();
     let t = Instant::now();
-    let e = m.run(false, None, vec![json!({})]).unwrap_err();
+    let e = m.values(false, None, vec![json!({})]).unwrap_err();
     assert!(e.contains("deadline"), "{e}");
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 }
@@ -64,7 +64,7 @@ fn memory_is_not_kept_across_streams() {
     };
     let before = rss();
     for _ in 0..300 {
-        m.run(false, None, vec![json!({"a": 1})]).unwrap();
+        m.values(false, None, vec![json!({"a": 1})]).unwrap();
     }
     if let (Some(a), Some(b)) = (before, rss()) {
         assert!(b < a + (100 << 20), "RSS grew from {a} to {b}");
@@ -84,7 +84,7 @@ fn garbage_pointers_and_items_are_errors() {
 #[test]
 fn a_stream_that_never_ends_is_stopped() {
     let (_h, m, _d) = load("no_end");
-    let e = m.run(false, None, Vec::new()).unwrap_err();
+    let e = m.values(false, None, Vec::new()).unwrap_err();
     assert!(e.contains("end of"), "{e}");
 }
 
@@ -92,7 +92,7 @@ fn a_stream_that_never_ends_is_stopped() {
 fn refused_parameters_show_the_modules_message() {
     let (_h, m, _d) = load("refuse");
     let e = m
-        .run(false, Some(&json!({"x": 1})), vec![json!({})])
+        .values(false, Some(&json!({"x": 1})), vec![json!({})])
         .unwrap_err();
     assert!(
         e.contains("refused its arguments: arguments need src and dst"),
@@ -100,7 +100,7 @@ fn refused_parameters_show_the_modules_message() {
     );
     let (_h, m, _d) = load("identity");
     let e = m
-        .run(false, Some(&json!({"x": 1})), vec![json!({})])
+        .values(false, Some(&json!({"x": 1})), vec![json!({})])
         .unwrap_err();
     assert!(e.contains("no `set_param`"), "{e}");
 }
@@ -131,6 +131,6 @@ fn modules_of_the_wrong_shape_are_refused_at_load() {
 fn the_module_without_inverse_cannot_run_inverted() {
     let (_h, m, _d) = load("identity");
     assert!(!m.shape().inverse);
-    let e = m.run(true, None, vec![json!({})]).unwrap_err();
+    let e = m.values(true, None, vec![json!({})]).unwrap_err();
     assert!(e.contains("no `inverse`"), "{e}");
 }
