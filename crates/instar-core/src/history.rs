@@ -152,6 +152,21 @@ pub struct AppliedMigration {
     pub applied_at: String,
     /// The history row that applied it.
     pub row_id: i64,
+    /// A documents migration: the fingerprint of its lenses and modules when
+    /// it was applied (or realigned), if recorded.
+    pub lenses: Option<String>,
+}
+
+/// The prefix under which a documents migration's lens fingerprint is kept
+/// in its row's `statement_hashes` (a documents migration has no statements).
+pub const LENSES: &str = "lenses:";
+
+/// The lens fingerprint a row records, if any.
+pub fn lenses_of(r: &HistoryRow) -> Option<String> {
+    r.statement_hashes
+        .as_deref()
+        .and_then(|s| s.strip_prefix(LENSES))
+        .map(str::to_string)
 }
 
 /// A migration that stopped half way outside a transaction.
@@ -267,6 +282,7 @@ pub fn derive(rows: &[HistoryRow]) -> State {
                             .clone()
                             .unwrap_or_else(|| r.started_at.clone()),
                         row_id: r.id,
+                        lenses: lenses_of(r),
                     },
                 );
             }
@@ -280,6 +296,9 @@ pub fn derive(rows: &[HistoryRow]) -> State {
             EventKind::Realign => {
                 if let Some(a) = state.applied.get_mut(&version_key(&r.version)) {
                     a.checksum = r.checksum.clone();
+                    if let Some(l) = lenses_of(r) {
+                        a.lenses = Some(l);
+                    }
                 }
             }
             EventKind::Fail => {}

@@ -46,6 +46,18 @@ pub enum Problem {
         /// Checksum of the file now.
         found: String,
     },
+    /// The lenses or modules a documents migration moved its documents with
+    /// changed after it was applied.
+    LensesChanged {
+        /// Version text.
+        version: String,
+        /// The collection.
+        collection: String,
+        /// Fingerprint in history.
+        recorded: String,
+        /// Fingerprint of the lens files and modules now.
+        found: String,
+    },
     /// A pending migration sorts before the newest applied one.
     OutOfOrder {
         /// Version text.
@@ -103,6 +115,10 @@ impl fmt::Display for Problem {
                 f,
                 "migration {version} ({}) was edited after it was applied: recorded {recorded}, file now {found}; undo the edit, or accept it with `instar repair --accept-checksums`",
                 path.display()
+            ),
+            Problem::LensesChanged { version, collection, recorded, found } => write!(
+                f,
+                "the lenses or WebAssembly modules of collection {collection} changed after documents migration {version} moved its documents with them: recorded {recorded}, now {found}; undo the edit, or accept it with `instar repair --accept-checksums`"
             ),
             Problem::OutOfOrder { version, path, newest_applied } => write!(
                 f,
@@ -303,7 +319,20 @@ pub fn status(migrations: &[Migration], state: &State, dialect: Dialect) -> Stat
                     });
                     Standing::Diverged
                 }
-                _ => Standing::Applied,
+                _ => match (&a.lenses, &m.lenses, &m.meta.documents) {
+                    // Compared only where both sides know it: a database applied by an
+                    // older build, or a program without the collection, is not accused.
+                    (Some(r), Some(f), Some(d)) if r != f => {
+                        problems.push(Problem::LensesChanged {
+                            version: key.to_string(),
+                            collection: d.collection.clone(),
+                            recorded: r.clone(),
+                            found: f.clone(),
+                        });
+                        Standing::Diverged
+                    }
+                    _ => Standing::Applied,
+                },
             }
         } else if baselined(m, state) {
             Standing::Baselined

@@ -57,6 +57,11 @@ pub struct Migration {
     /// [`Source::for_dialect`] picks one. Empty for every other layout.
     #[serde(skip)]
     pub variants: Vec<Variant>,
+    /// A documents migration: the fingerprint (`sha256:…`) of its collection's
+    /// lenses and modules up to its target, when the program that loaded it
+    /// knows the collection; recorded when it is applied and compared after.
+    #[serde(skip)]
+    pub lenses: Option<String>,
 }
 
 /// One engine's scripts of a popx migration.
@@ -554,6 +559,7 @@ pub(crate) fn build(
         transaction,
         down_transaction: None,
         variants: Vec::new(),
+        lenses: None,
     }
 }
 

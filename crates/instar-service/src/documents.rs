@@ -246,6 +246,14 @@ impl Documents {
         })
     }
 
+    /// A digest of its lenses and their modules up to version `upto`
+    /// ([`Graph::fingerprint`]): `sha256:<hex>`.
+    pub fn lens_fingerprint(&self, upto: &str) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.graph.fingerprint(upto));
+        format!("sha256:{digest:x}")
+    }
+
     /// The collection as the runner's documents migrations need it.
     pub fn for_runner(&self) -> DocCollection {
         DocCollection {

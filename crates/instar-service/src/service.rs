@@ -83,11 +83,30 @@ impl Service {
     /// folder's files for that engine).
     pub fn load(&self) -> Result<Source, Error> {
         let source = self.source.load()?;
-        Ok(match instar_db::url::DbUrl::parse(&self.settings.db.url) {
+        let mut source = match instar_db::url::DbUrl::parse(&self.settings.db.url) {
             Ok(url) => source.for_dialect(url.dialect),
             // Connecting says what is wrong with the URL.
             Err(_) => source,
-        })
+        };
+        self.fingerprint_lenses(&mut source);
+        Ok(source)
+    }
+
+    /// Each documents migration's lens fingerprint (its collection's lenses
+    /// and modules up to its target), recorded when it is applied and
+    /// compared after, so an edited lens or module is reported like an edited
+    /// file. Left unknown (and not compared) where the collection is not
+    /// declared here or cannot be opened (the run reports why).
+    fn fingerprint_lenses(&self, source: &mut Source) {
+        let mut opened: std::collections::BTreeMap<String, Option<crate::Documents>> =
+            Default::default();
+        for m in &mut source.migrations {
+            let Some(d) = &m.meta.documents else { continue };
+            let docs = opened
+                .entry(d.collection.clone())
+                .or_insert_with(|| self.documents(&d.collection).ok());
+            m.lenses = docs.as_ref().map(|docs| docs.lens_fingerprint(&d.to));
+        }
     }
 
     /// Opens a connection with the settings (init SQL run).

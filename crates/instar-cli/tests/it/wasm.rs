@@ -296,6 +296,65 @@ async fn an_edited_module_is_another_module() {
     assert_eq!(report["migrated"]["batches"], 6, "{out}");
 }
 
+/// A documents migration records the fingerprint of its lenses and modules:
+/// editing the module after it ran is reported by `validate` and refused by
+/// `up` like an edited SQL file, until `repair --accept-checksums` records it.
+#[tokio::test]
+async fn an_edited_module_is_reported_like_an_edited_file() {
+    let t = wasm_users(Backend::Sqlite, "wasm_edited_history", 5)
+        .await
+        .unwrap();
+    migration(
+        &t,
+        "0001_users_to_2",
+        "kind = \"documents\"\n[documents]\ncollection = \"users\"\nto = \"2.0.0\"\n",
+    );
+    ok(&t, &["up"], None);
+    ok(&t, &["validate"], None);
+    assert_eq!(
+        t.count("SELECT count(*) FROM instar_history WHERE event = 'apply' AND statement_hashes LIKE 'lenses:sha256:%'")
+            .await,
+        1
+    );
+    let src = instar_wasm::testing::source("add");
+    let src = format!("{} (func $unused))", src.trim_end().trim_end_matches(')'));
+    std::fs::write(
+        t.dir.path().join("collections/users/lenses/add.wasm"),
+        wat::parse_str(src).unwrap(),
+    )
+    .unwrap();
+    let (code, out, err) = run(&t, &["validate"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        format!("{out}{err}")
+            .contains("modules of collection users changed after documents migration 0001"),
+        "{out}{err}"
+    );
+    migration(
+        &t,
+        "0002_more",
+        "kind = \"documents\"\n[documents]\ncollection = \"users\"\nto = \"2.0.0\"\n",
+    );
+    let (code, out, err) = run(&t, &["up"], None);
+    assert_eq!(code, 2, "refused: {out}{err}");
+    ok(
+        &t,
+        &[
+            "repair",
+            "--accept-checksums",
+            "--reason",
+            "new module build",
+        ],
+        None,
+    );
+    ok(&t, &["validate"], None);
+    // A program that does not know the collection (an embedded Migrator) is not misled:
+    // the lens fingerprint is compared only where it is known.
+    std::fs::write(t.dir.path().join("instar.toml"), "").unwrap();
+    let (code, out, err) = run(&t, &["validate"], None);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 /// A module that loops forever is stopped by its budget: a read names the
 /// collection, the key and the module; a documents migration with
 /// `on_error = "skip"` leaves the documents as they are, recorded.

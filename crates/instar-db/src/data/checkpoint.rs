@@ -650,6 +650,10 @@ pub(super) async fn finish(
     };
     let mut row = crate::runner::new_row(m, event, step.direction);
     row.kind = kind_of(m).into();
+    row.statement_hashes = m
+        .lenses
+        .as_ref()
+        .map(|l| format!("{}{l}", instar_core::history::LENSES));
     row.finished_at = Some(time::now_rfc3339());
     row.duration_ms = Some(t.elapsed_ms);
     row.statements_applied = 1;

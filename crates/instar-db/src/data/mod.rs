@@ -446,6 +446,7 @@ fn standalone(coll: &DocCollection, cfg: &DocumentsConfig) -> Result<(Migration,
             format!("documents to {} through sha256:{lenses:x}", cfg.to)
         },
         variants: Vec::new(),
+        lenses: None,
     };
     let step = Step {
         index: 0,

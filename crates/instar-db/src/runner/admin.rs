@@ -134,6 +134,19 @@ async fn repair_locked(
                     rows.push(row);
                     done.push(format!("accepted the new checksum of {}", m.version));
                 }
+                if let (Some(was), Some(now)) = (&a.lenses, &m.lenses) {
+                    if was != now {
+                        let mut row = new_row(m, EventKind::Realign, Direction::Up);
+                        row.statement_hashes =
+                            Some(format!("{}{now}", instar_core::history::LENSES));
+                        row.note = Some(format!(
+                            "lenses {now} accepted (were {was}): {}",
+                            opts.reason.as_deref().unwrap_or("no reason given")
+                        ));
+                        rows.push(row);
+                        done.push(format!("accepted the new lenses of {}", m.version));
+                    }
+                }
             }
         }
     }
