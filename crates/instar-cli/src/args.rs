@@ -317,6 +317,19 @@ pub enum Command {
         #[command(subcommand)]
         action: DocsCommand,
     },
+    /// Serve the HTTP API and the web console over this project.
+    Serve {
+        /// The address to listen on (a non-loopback one needs a token).
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: String,
+        /// A file holding the bearer token that requests changing anything must carry
+        /// (or INSTAR_SERVE_TOKEN; never a flag value, which `ps` would show).
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
+        /// Reads need the token too.
+        #[arg(long)]
+        require_token_for_reads: bool,
+    },
     /// Work with a lens file alone, without a database: translate, check, test.
     Lens {
         #[command(subcommand)]

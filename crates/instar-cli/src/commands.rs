@@ -102,6 +102,20 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
             run,
         } => execute(s, down_target(to, steps, all), &run, out).await,
         Command::Docs { action } => docs(s, &action, out).await,
+        Command::Serve {
+            listen,
+            token_file,
+            require_token_for_reads,
+        } => {
+            serve(
+                service,
+                &listen,
+                token_file.as_deref(),
+                require_token_for_reads,
+                out,
+            )
+            .await
+        }
         Command::Adopt {
             from,
             dry_run,
@@ -426,5 +440,51 @@ async fn execute(service: &Service, target: Target, args: &RunArgs, out: &mut Ou
         out.line("nothing to do: the database is up to date");
     }
     out.json(&serde_json::json!({ "result": report }));
+    Ok(0)
+}
+
+/// `instar serve`: the HTTP API and console until Ctrl-C.
+async fn serve(
+    service: Service,
+    listen: &str,
+    token_file: Option<&std::path::Path>,
+    require_token_for_reads: bool,
+    out: &Out,
+) -> Result<i32> {
+    let listen: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--listen {listen:?}: {e} (e.g. 127.0.0.1:7070)"))?;
+    let token = match token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("INSTAR_SERVE_TOKEN").ok(),
+    };
+    let config = instar_server::Config {
+        listen,
+        token,
+        require_token_for_reads,
+        ..instar_server::Config::default()
+    };
+    let listener = instar_server::bind(&config).await?;
+    let addr = listener.local_addr()?;
+    out.line(format!(
+        "serving {} on http://{addr}/ (API: http://{addr}/openapi.json){}",
+        instar_db::url::redact(&service.settings().db.url),
+        if config.token.is_some() {
+            ""
+        } else {
+            "; no token: read-only"
+        }
+    ));
+    out.json(&serde_json::json!({"listening": addr.to_string()}));
+    let app = instar_server::App::new(service, config);
+    instar_server::serve(listener, app, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(0)
 }

@@ -21,9 +21,16 @@ fn main() {
     };
     let json = cli.global.format == args::Format::Json;
     let mut out = render::Out::new(cli.global.format, cli.global.quiet, cli.global.verbose);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
+    // The server answers many clients while a run goes on: worker threads.
+    let runtime = if matches!(cli.command, args::Command::Serve { .. }) {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
     let code = match runtime {
         Ok(rt) => match rt.block_on(commands::run(cli, &mut out)) {
             Ok(code) => code,

@@ -31,7 +31,7 @@ pub use documents::{Documents, MoveOptions, MoveReport};
 pub use error::Error;
 pub use instar_macros::embed_migrations;
 pub use migrator::Migrator;
-pub use run::{EventStream, RunFailure, RunHandle, RunRequest};
+pub use run::{EventStream, RunEvents, RunFailure, RunHandle, RunRequest};
 pub use service::Service;
 pub use settings::{Overrides, Settings};
 pub use source::{EmbeddedMigrations, FolderSource, MemorySource, MigrationSource};

@@ -217,6 +217,32 @@ impl EventStream {
     }
 }
 
+/// Subscribes to one run's events, from its first kept one.
+#[derive(Clone)]
+pub struct RunEvents(Arc<Hub>);
+
+impl RunEvents {
+    /// A stream of the run's events from its first kept one.
+    pub fn subscribe(&self) -> EventStream {
+        self.0.subscribe()
+    }
+
+    /// The events kept so far (no waiting).
+    pub fn so_far(&self) -> Vec<Stamped> {
+        self.0
+            .inner
+            .lock()
+            .map(|st| st.backlog.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for RunEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RunEvents").field(&self.0.run_id).finish()
+    }
+}
+
 /// A run that was started: spawned on the runtime, under way or finished.
 pub struct RunHandle {
     pub(crate) id: String,
@@ -240,6 +266,12 @@ impl RunHandle {
     /// returns a report with `cancelled` set.
     pub fn cancel(&self) {
         self.cancel.cancel();
+    }
+
+    /// Something that subscribes to the run's events later, from anywhere
+    /// (cheap to clone; it outlives the handle).
+    pub fn events(&self) -> RunEvents {
+        RunEvents(Arc::clone(&self.hub))
     }
 
     /// A clone of the run's cancel token, to cancel it from elsewhere.
