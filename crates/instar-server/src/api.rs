@@ -131,6 +131,21 @@ fn to_json<T: serde::Serialize>(v: &T) -> Answer {
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// `GET /`: the web console, served from the binary.
+pub async fn console() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        include_str!("console.html"),
+    )
+        .into_response()
+}
+
 /// `GET /health`.
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))

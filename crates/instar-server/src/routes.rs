@@ -55,6 +55,7 @@ const fn r(
 
 /// Every endpoint.
 pub const ROUTES: &[Route] = &[
+    r("GET", "/", Access::Open, "The web console (HTML): status, timeline, pending SQL, run with the token, live progress, backups."),
     r("GET", "/health", Access::Open, "The server answers."),
     r("GET", "/openapi.json", Access::Open, "This API, as OpenAPI 3.1 (made from the route table)."),
     r("GET", "/status", Access::Read, "What `instar status` shows: every migration's standing, the schema version, problems, checkpoints."),
@@ -82,6 +83,7 @@ pub const ROUTES: &[Route] = &[
 fn handler(route: &Route) -> MethodRouter<Arc<App>> {
     use routing::{get, post, put};
     match (route.method, route.path) {
+        ("GET", "/") => get(api::console),
         ("GET", "/health") => get(api::health),
         ("GET", "/openapi.json") => get(api::openapi),
         ("GET", "/status") => get(api::status),

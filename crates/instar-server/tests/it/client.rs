@@ -17,8 +17,15 @@ impl Reply {
     }
 }
 
-fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
+    // chromedriver answers only requests addressed to its own host.
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -33,7 +40,9 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> St
     req
 }
 
-/// One request, the whole answer (bounded by a 30 s timeout).
+/// One request, the whole answer (bounded by a 30 s timeout). The body ends
+/// at its Content-Length, the last chunk, or the end of the connection
+/// (some servers keep it open whatever `Connection: close` says).
 pub async fn call(
     addr: SocketAddr,
     method: &str,
@@ -43,11 +52,21 @@ pub async fn call(
 ) -> Reply {
     let work = async {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(request(method, path, headers, body).as_bytes())
+        s.write_all(request(addr, method, path, headers, body).as_bytes())
             .await
             .unwrap();
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.unwrap();
+        let mut chunk = [0u8; 16384];
+        loop {
+            if complete(&raw) {
+                break;
+            }
+            let n = s.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&chunk[..n]);
+        }
         let text = String::from_utf8_lossy(&raw).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let status = head
@@ -65,9 +84,28 @@ pub async fn call(
         };
         Reply { status, body }
     };
-    tokio::time::timeout(Duration::from_secs(30), work)
+    tokio::time::timeout(Duration::from_secs(60), work)
         .await
         .expect("answered in time")
+}
+
+/// Whether `raw` holds a whole answer.
+fn complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = &raw[end + 4..];
+    if let Some(len) = head.lines().find_map(|l| {
+        l.strip_prefix("content-length:")
+            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+    }) {
+        return body.len() >= len;
+    }
+    if head.contains("transfer-encoding: chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    false
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -100,7 +138,7 @@ pub struct Events {
 impl Events {
     pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Events {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(request("GET", path, headers, "").as_bytes())
+        s.write_all(request(addr, "GET", path, headers, "").as_bytes())
             .await
             .unwrap();
         Events {

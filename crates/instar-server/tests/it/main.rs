@@ -3,6 +3,7 @@
 //! events, cancel and resume, concurrency.
 
 mod api;
+mod browser;
 mod client;
 
 use std::sync::Arc;
