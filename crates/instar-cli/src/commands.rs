@@ -481,6 +481,11 @@ async fn serve(
         }
     ));
     out.json(&serde_json::json!({"listening": addr.to_string()}));
+    // One JSON line per request on stderr (structured: method, path, status, ms).
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .try_init();
     let app = instar_server::App::new(service, config);
     instar_server::serve(listener, app, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -134,6 +134,7 @@ pub fn router(app: Arc<App>) -> Router {
     router
         .fallback(not_found)
         .layer(from_fn_with_state(app.clone(), timeout))
+        .layer(axum::middleware::from_fn(log))
         .layer(DefaultBodyLimit::max(app.config.body_limit))
         .with_state(app)
 }
@@ -155,6 +156,24 @@ async fn method_not_allowed(req: Request) -> Response {
     ))
     .into_response();
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+/// One structured log line per request (`tracing`, target `instar::http`):
+/// method, path (no query: it may hold a key), status, milliseconds.
+async fn log(req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let t = std::time::Instant::now();
+    let r = next.run(req).await;
+    tracing::info!(
+        target: "instar::http",
+        method,
+        path,
+        status = r.status().as_u16(),
+        ms = t.elapsed().as_millis() as u64,
+        "request"
+    );
     r
 }
 

@@ -7,6 +7,11 @@
 #[macro_use]
 mod harness;
 
+// The server's test HTTP client, shared rather than copied.
+#[path = "../../../instar-server/tests/it/client.rs"]
+#[allow(dead_code)]
+mod http_client;
+
 /// The built `instar` binary in the test's folder, pointed at `url` and the
 /// test's migrations, with the environment's database URLs removed and its
 /// output captured.
@@ -47,4 +52,5 @@ mod lens;
 mod newcomer;
 mod schemas;
 mod secrets;
+mod serve;
 mod wasm;
