@@ -8,6 +8,8 @@
 //! - `instar-bench lens`: documents per second through a lens and a chain of lenses;
 //! - `instar-bench wasm`: a WebAssembly lens stage against the same change as a
 //!   declarative op, and loading a module cold and warm;
+//! - `instar-bench serve [--rows N] [--seconds S] [--clients C] [--sse K]`: the HTTP
+//!   server under load while a data migration runs;
 //! - `instar-bench docs [--rows N] [--runs R]`: an eager documents migration on
 //!   SQLite, pushed down and in process, next to one hand-written `UPDATE`.
 //!
@@ -16,6 +18,7 @@
 mod data;
 mod docs;
 mod lens;
+mod serve;
 mod wasm;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +31,10 @@ pub(crate) struct Args {
     pub(crate) postgres: Option<String>,
     data: bool,
     docs: bool,
+    serve: bool,
+    seconds: u64,
+    clients: usize,
+    sse: usize,
     pub(crate) rows: u64,
     pub(crate) batches: Vec<u64>,
 }
@@ -39,6 +46,10 @@ fn args() -> Args {
         postgres: std::env::var("INSTAR_TEST_POSTGRES_URL").ok(),
         data: false,
         docs: false,
+        serve: false,
+        seconds: 30,
+        clients: 200,
+        sse: 50,
         rows: 1_000_000,
         batches: vec![1_000, 10_000, 50_000],
     };
@@ -51,6 +62,9 @@ fn args() -> Args {
         a.docs = true;
         a.runs = 3;
         argv.remove(0);
+    } else if argv.first().map(String::as_str) == Some("serve") {
+        a.serve = true;
+        argv.remove(0);
     }
     let mut i = 0;
     while i < argv.len() {
@@ -60,6 +74,9 @@ fn args() -> Args {
             "--runs" => a.runs = value.parse().expect("--runs R"),
             "--postgres" => a.postgres = Some(value),
             "--rows" => a.rows = value.parse().expect("--rows N"),
+            "--seconds" => a.seconds = value.parse().expect("--seconds S"),
+            "--clients" => a.clients = value.parse().expect("--clients C"),
+            "--sse" => a.sse = value.parse().expect("--sse K"),
             "--batches" => {
                 a.batches = value
                     .split(',')
@@ -402,6 +419,16 @@ fn main() {
     }
     if a.docs {
         docs::bench(&a, &instar);
+        return;
+    }
+    if a.serve {
+        let load = serve::Load {
+            rows: a.rows,
+            seconds: a.seconds,
+            clients: a.clients,
+            sse: a.sse,
+        };
+        serve::bench(&instar, &load);
         return;
     }
     sqlite(&a, &instar);
