@@ -152,15 +152,20 @@ fn bad_modules_and_paths_are_named() {
 
 /// The users collection whose lens renames `mail` and runs `add.wasm` (Age + 1,
 /// inverse Age - 1), with `n` documents at 1.0.0.
+/// The users' lens: test module `name` beside it, and `lens` as its text.
+fn users_lens(t: &TestDb, name: &str, lens: &str) {
+    let lenses = t.dir.path().join("collections/users/lenses");
+    module(&lenses, name);
+    std::fs::write(lenses.join("1.0.0--2.0.0.lens.yaml"), lens).unwrap();
+}
+
 async fn wasm_users(b: Backend, test: &str, n: usize) -> Option<TestDb> {
     let t = users(b, test).await?;
-    let lenses = t.dir.path().join("collections/users/lenses");
-    module(&lenses, "add");
-    std::fs::write(
-        lenses.join("1.0.0--2.0.0.lens.yaml"),
+    users_lens(
+        &t,
+        "add",
         "lens:\n- rename: {source: mail, destination: email}\n- wasm: {path: add.wasm}\n",
-    )
-    .unwrap();
+    );
     let rows: Vec<String> = (1..=n)
         .map(|i| format!(r#"({i}, '{{"Age": {i}, "mail": "u{i}@example.org"}}', '1.0.0')"#))
         .collect();
@@ -363,13 +368,7 @@ async fn a_hostile_module_is_named_per_document() {
     let t = wasm_users(Backend::Sqlite, "wasm_hostile", 3)
         .await
         .unwrap();
-    let lenses = t.dir.path().join("collections/users/lenses");
-    module(&lenses, "spin");
-    std::fs::write(
-        lenses.join("1.0.0--2.0.0.lens.yaml"),
-        "lens:\n- wasm: {path: spin.wasm}\n",
-    )
-    .unwrap();
+    users_lens(&t, "spin", "lens:\n- wasm: {path: spin.wasm}\n");
     std::fs::write(
         t.dir.path().join("instar.toml"),
         format!(

@@ -168,6 +168,13 @@ async fn bad_requests_are_named() {
     assert_eq!(pending["pending"].as_array().unwrap().len(), 2);
 }
 
+/// Starts every pending migration over HTTP; the run's id.
+async fn execute_all(addr: std::net::SocketAddr) -> String {
+    let r = call(addr, "POST", "/migrations/execute-all", &[AUTH], "").await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    r.json()["run_id"].as_str().unwrap().to_string()
+}
+
 /// Waits (bounded) until the run is no longer running; its view.
 async fn finished(addr: std::net::SocketAddr, id: &str) -> Value {
     for _ in 0..600 {
@@ -264,12 +271,7 @@ async fn a_cancelled_run_stops_at_a_checkpoint_and_resumes_later() {
     let p = slow_project(6000);
     let service = p.service();
     let (addr, _) = start(service.clone(), with_token()).await;
-    let id = call(addr, "POST", "/migrations/execute-all", &[AUTH], "")
-        .await
-        .json()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = execute_all(addr).await;
     let mut ev = Events::open(addr, &format!("/runs/{id}/events"), &[]).await;
     while let Some((_, data)) = ev.next().await {
         if data["event"] == "batch_finished" {
@@ -305,12 +307,7 @@ async fn a_cancelled_run_stops_at_a_checkpoint_and_resumes_later() {
 async fn backups_validate_and_rollback() {
     let p = small_project();
     let (addr, _) = start(p.service(), with_token()).await;
-    let id = call(addr, "POST", "/migrations/execute-all", &[AUTH], "")
-        .await
-        .json()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = execute_all(addr).await;
     assert_eq!(finished(addr, &id).await["outcome"]["state"], "finished");
     let r = call(addr, "POST", "/backups", &[AUTH], "").await;
     assert_eq!(r.status, 201, "{}", r.body);
