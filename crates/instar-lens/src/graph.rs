@@ -104,6 +104,14 @@ impl Graph {
         &self.versions
     }
 
+    /// Whether any lens has a `wasm` stage (at its top level, where a batch
+    /// streams through it).
+    pub fn has_wasm(&self) -> bool {
+        self.edges
+            .iter()
+            .any(|e| e.lens.ops.iter().any(|o| matches!(o, crate::Op::Wasm(_))))
+    }
+
     /// A fingerprint of every lens between versions up to `upto` (in declared
     /// order): their ops and the content of their modules. A lens or module
     /// edited after documents were moved with it changes it; a lens to a

@@ -199,20 +199,20 @@ async fn every_document_moves_and_reads_the_same_after(b: Backend) {
         "{b:?}: {out}"
     );
 
-    // Killed at random moments (bounded), then run to the end.
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    for trial in 0..3u32 {
-        let mut child = crate::instar_at(&t, &t.url)
-            .args(["docs", "migrate", "users", "--batch", "20"])
-            .spawn()
-            .unwrap();
-        let wait = 20 + u64::from((seed.wrapping_mul(2654435761).wrapping_add(trial * 977)) % 250);
-        std::thread::sleep(std::time::Duration::from_millis(wait));
-        let _ = child.kill();
-        let _ = child.wait();
+    // Killed at random moments (bounded), moving up and down in turn: every
+    // document stays whole at one version and reads the same at both.
+    let seed = crate::documents_eager::seed();
+    let mut mid_move = 0;
+    let trials = crate::kills::kill_trials() as u64;
+    for trial in 0..trials {
+        let args: &[&str] = if trial % 2 == 0 {
+            &["docs", "migrate", "users", "--batch", "20"]
+        } else {
+            &["docs", "migrate", "users", "--batch", "20", "--to", "1.0.0"]
+        };
+        // SQLite moves 300 documents in tens of milliseconds: kill sooner there.
+        let spread = if b == Backend::Sqlite { 40 } else { 250 };
+        crate::documents_eager::kill_after(&t, args, seed, trial, spread);
         let at_v2 = t
             .count("SELECT count(*) FROM users WHERE schema_version = '2.0.0'")
             .await;
@@ -222,9 +222,21 @@ async fn every_document_moves_and_reads_the_same_after(b: Backend) {
         assert_eq!(
             at_v1 + at_v2,
             n,
-            "{b:?}: every document whole at one version (seed {seed})"
+            "{b:?}: every document whole at one version (seed {seed}, trial {trial})"
         );
+        assert_eq!(
+            list_at("1.0.0"),
+            before_v1,
+            "{b:?}: seed {seed}, trial {trial}"
+        );
+        assert_eq!(
+            list_at("2.0.0"),
+            before_v2,
+            "{b:?}: seed {seed}, trial {trial}"
+        );
+        mid_move += u64::from(at_v1 > 0 && at_v2 > 0);
     }
+    println!("{b:?}: {mid_move} of {trials} kills landed in the middle of a move (seed {seed})");
     // A dry run says how each version gets there and changes nothing.
     let dry = ok(&t, &["docs", "migrate", "users", "--dry-run"], None);
     assert!(
@@ -414,7 +426,8 @@ async fn an_application_writing_during_a_move_loses_nothing(b: Backend) {
         )
     };
     // Randomized trials: where the two meet differs from run to run.
-    for _ in 0..3 {
+    // Where the writer and the move meet differs from trial to trial.
+    for _ in 0..(crate::kills::kill_trials() / 5).max(3) {
         exec(&t, "DELETE FROM users").await;
         exec(&t, &format!("INSERT INTO users VALUES {}", rows.join(", "))).await;
         let mut child = crate::instar_at(&t, &t.url)

@@ -25,7 +25,12 @@ pub(crate) fn migration(t: &TestDb, name: &str, toml: &str) {
 
 /// `instar up`, killed after 10 to 10 + `spread` ms (picked from the seed and the trial).
 pub(crate) fn kill_up(t: &TestDb, seed: u64, trial: u64, spread: u64) {
-    let mut child = crate::instar_at(t, &t.url).args(["up"]).spawn().unwrap();
+    kill_after(t, &["up"], seed, trial, spread);
+}
+
+/// `instar ARGS`, killed after 10 to 10 + `spread` ms (picked from the seed and the trial).
+pub(crate) fn kill_after(t: &TestDb, args: &[&str], seed: u64, trial: u64, spread: u64) {
+    let mut child = crate::instar_at(t, &t.url).args(args).spawn().unwrap();
     let wait = 10 + (seed.wrapping_mul(2654435761).wrapping_add(trial * 977)) % spread;
     std::thread::sleep(std::time::Duration::from_millis(wait));
     let _ = child.kill();

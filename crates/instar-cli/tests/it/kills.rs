@@ -45,11 +45,17 @@ impl Rng {
     }
 }
 
-async fn killed_at_random_moments_ends_fully_migrated(b: Backend) {
-    let trials: usize = std::env::var("INSTAR_KILL_TRIALS")
+/// Trials per engine of a randomized kill test: `INSTAR_KILL_TRIALS`
+/// (default 20; `.ci/run` runs 100).
+pub(crate) fn kill_trials() -> usize {
+    std::env::var("INSTAR_KILL_TRIALS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(20)
+}
+
+async fn killed_at_random_moments_ends_fully_migrated(b: Backend) {
+    let trials = kill_trials();
     let seed = std::env::var("INSTAR_KILL_SEED")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -364,9 +364,20 @@ impl<'a> Mover<'a> {
             .iter()
             .map(|(key, raw, version)| (comps.get(key), raw.as_str(), version.as_deref()))
             .collect();
-        let translated = self.translate_all(&batch);
+        // With a WebAssembly stage on the way, the batch is one stream;
+        // otherwise each document is translated and written in turn, so a
+        // batch's translated bodies are never all held at once.
+        let mut streamed = self
+            .coll
+            .graph
+            .has_wasm()
+            .then(|| self.translate_all(&batch).into_iter());
         let (mut moved, mut errors) = (0, 0);
-        for ((key, _, _), result) in docs.iter().zip(translated) {
+        for ((key, _, _), doc) in docs.iter().zip(batch) {
+            let result = match &mut streamed {
+                Some(results) => results.next().unwrap_or(Ok(None)),
+                None => self.translate(doc),
+            };
             match result {
                 Ok(None) => {}
                 Ok(Some((body, c))) => {
@@ -461,10 +472,38 @@ impl<'a> Mover<'a> {
         Ok(Some((body, from.to_string(), kept)))
     }
 
-    /// The batch's documents `(raw, version, complements)` moved to the
-    /// target, in order: `None` for one there already. Translated together
-    /// (a WebAssembly stage streams the batch through one instance), each
-    /// checked against the target's schema with `validate`.
+    /// A translated document checked against the target's schema (`validate`).
+    fn checked(&self, moved: (Value, Complements)) -> Result<Option<(Value, Complements)>, String> {
+        if let Some(check) = &self.coll.validate {
+            check(&self.to, &moved.0).map_err(|why| {
+                format!(
+                    "translated to {}, it does not match the version's schema: {why}",
+                    self.to
+                )
+            })?;
+        }
+        Ok(Some(moved))
+    }
+
+    /// One stored document `(complements, raw, version)` moved to the
+    /// target: `None` when it is there already.
+    fn translate(
+        &self,
+        (comps, raw, version): (Option<&String>, &str, Option<&str>),
+    ) -> Result<Option<(Value, Complements)>, String> {
+        let Some((body, from, kept)) = self.prepare(raw, version, comps)? else {
+            return Ok(None);
+        };
+        let moved = self
+            .coll
+            .graph
+            .moved(&body, &from, &self.to, kept)
+            .map_err(|e| e.to_string())?;
+        self.checked(moved)
+    }
+
+    /// The batch's documents translated together, in order: a WebAssembly
+    /// stage streams them through one instance ([`Graph::moved_many`]).
     fn translate_all(
         &self,
         docs: &[(Option<&String>, &str, Option<&str>)],
@@ -487,17 +526,9 @@ impl<'a> Mover<'a> {
             .into_iter()
             .zip(self.coll.graph.moved_many(ready, &self.to))
         {
-            out[i] = r.map_err(|e| e.to_string()).and_then(|(body, kept)| {
-                if let Some(check) = &self.coll.validate {
-                    check(&self.to, &body).map_err(|why| {
-                        format!(
-                            "translated to {}, it does not match the version's schema: {why}",
-                            self.to
-                        )
-                    })?;
-                }
-                Ok(Some((body, kept)))
-            });
+            out[i] = r
+                .map_err(|e| e.to_string())
+                .and_then(|moved| self.checked(moved));
         }
         out
     }
