@@ -100,8 +100,10 @@ pub struct RunArgs {
     /// while no application writes. Default: leave the migration dirty.
     #[arg(long)]
     pub restore_on_failure: bool,
-    /// Accepted for compatibility: not restoring is now the default.
-    #[arg(long, hide = true)]
+    /// Key-value stores (rocksdb:): leave a failed run as it stopped (every batch
+    /// whole) instead of restoring the backup taken before it. On SQL databases
+    /// not restoring is already the default.
+    #[arg(long)]
     pub no_restore: bool,
     /// Stop data migrations at a checkpoint after this long (e.g. 10m); the next `up` resumes.
     #[arg(long)]

@@ -13,6 +13,7 @@ use crate::args::{Cli, Command, Global, RunArgs};
 use crate::render::Out;
 
 mod admin;
+mod kv;
 mod lens;
 mod scaffold;
 mod status;
@@ -54,6 +55,9 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
     }
     let service = Service::new(resolve(g, &cwd)?);
     let s = &service;
+    if s.is_kv() && !matches!(cli.command, Command::New { .. }) {
+        return kv::run(s, cli.command, out);
+    }
     if out.verbose && !matches!(cli.command, Command::New { .. } | Command::Backups { .. }) {
         // What the folder holds that is not a migration (read once more, only with -v).
         if let Ok(source) = s.load() {

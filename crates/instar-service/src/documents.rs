@@ -126,7 +126,11 @@ impl std::fmt::Debug for Documents {
 /// schema declared in `schemas/<version>.schema.json` if there is one, then
 /// the schema the lenses declare for that version. Declared schemas are read
 /// (and their keywords checked) when the collection is opened.
-fn validator(name: &str, c: &Collection, graph: &Graph) -> Result<Option<Arc<Validator>>, Error> {
+pub(crate) fn validator(
+    name: &str,
+    c: &Collection,
+    graph: &Graph,
+) -> Result<Option<Arc<Validator>>, Error> {
     if !c.validate {
         return Ok(None);
     }
@@ -170,6 +174,11 @@ impl Service {
                 if known.is_empty() { "none".to_string() } else { known.join(", ") }
             ))
         })?;
+        if collection.kv.is_some() {
+            return Err(Error::Config(format!(
+                "collection {name} is a key-value collection (store = \"kv\"): its records are in a rocksdb: store; use a rocksdb: database URL"
+            )));
+        }
         let graph = Graph::load_dir_with(
             &collection.lenses,
             collection.versions.clone(),

@@ -10,6 +10,9 @@ pub enum Error {
     /// Settings or the migrations folder cannot be used.
     #[error("{0}")]
     Config(String),
+    /// A key-value store or its records (see [`instar_kv::Error`]).
+    #[error(transparent)]
+    Kv(instar_kv::Error),
 }
 
 impl From<instar_core::Error> for Error {
@@ -23,7 +26,7 @@ impl Error {
     pub fn as_db(&self) -> Option<&instar_db::Error> {
         match self {
             Error::Db(e) => Some(e),
-            Error::Config(_) => None,
+            Error::Config(_) | Error::Kv(_) => None,
         }
     }
 }

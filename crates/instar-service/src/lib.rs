@@ -20,6 +20,7 @@
 
 mod documents;
 mod error;
+mod keyvalue;
 mod migrator;
 mod run;
 mod service;
@@ -30,6 +31,7 @@ mod status;
 pub use documents::{Documents, MoveOptions, MoveReport};
 pub use error::Error;
 pub use instar_macros::embed_migrations;
+pub use keyvalue::{KvDocuments, KvPlan, KvRunOptions, KvStatusView, KvVerified};
 pub use migrator::Migrator;
 pub use run::{EventStream, RunEvents, RunFailure, RunHandle, RunRequest};
 pub use service::Service;
@@ -40,3 +42,4 @@ pub use status::StatusView;
 /// The crates the service is built on, for callers that need their types.
 pub use instar_core as core;
 pub use instar_db as db;
+pub use instar_kv as kv;

@@ -67,6 +67,20 @@ pub struct Collection {
     pub validate: bool,
     /// The folder of declared schemas (`<version>.schema.json`), used with `validate`.
     pub schemas: PathBuf,
+    /// Records under a key prefix of a key-value store (`store = "kv"`)
+    /// instead of rows of a table.
+    pub kv: Option<KvSpec>,
+}
+
+/// Where a key-value collection's records are (`store = "kv"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvSpec {
+    /// The key prefix of its records (`task:`).
+    pub prefix: String,
+    /// How its records are encoded.
+    pub encoding: instar_kv::Encoding,
+    /// The record field holding its version.
+    pub version_field: String,
 }
 
 /// `[collections.<name>]` of `instar.toml`.
@@ -95,6 +109,14 @@ pub struct CollectionConfig {
     pub validate: bool,
     /// The folder of declared schemas, relative to the file (default `collections/<name>/schemas`).
     pub schemas: Option<PathBuf>,
+    /// `"kv"`: records under a key prefix of a key-value store (default `"sql"`: a table).
+    pub store: Option<String>,
+    /// The key prefix of a key-value collection's records (`store = "kv"`).
+    pub prefix: Option<String>,
+    /// The encoding of its records: `json` (default) or `msgpack`.
+    pub encoding: Option<String>,
+    /// The record field holding its version (default `schema_version`).
+    pub version_field: Option<String>,
 }
 
 fn collection(name: &str, c: CollectionConfig, root: &Path) -> Result<Collection, Error> {
@@ -104,7 +126,17 @@ fn collection(name: &str, c: CollectionConfig, root: &Path) -> Result<Collection
             "lists no versions (versions = [\"1.0.0\", \"2.0.0\"])".into()
         ));
     }
+    let kv = kv_spec(&c).map_err(bad)?;
     for v in &c.versions {
+        if kv.is_some() {
+            // Records often carry a plain integer (`"schema_version": 2`).
+            if !instar_kv::codec::is_version(v) {
+                return Err(bad(format!(
+                    "version {v:?} is neither a plain integer nor semver"
+                )));
+            }
+            continue;
+        }
         semver::Version::parse(v).map_err(|e| bad(format!("version {v:?} is not semver: {e}")))?;
     }
     let default_version = c.default_version.unwrap_or_else(|| c.versions[0].clone());
@@ -130,7 +162,53 @@ fn collection(name: &str, c: CollectionConfig, root: &Path) -> Result<Collection
             c.schemas
                 .unwrap_or_else(|| Path::new("collections").join(name).join("schemas")),
         ),
+        kv,
     })
+}
+
+/// A key-value collection's spec, or `None` for a table; table-only keys on
+/// a key-value collection (and the reverse) are refused.
+fn kv_spec(c: &CollectionConfig) -> Result<Option<KvSpec>, String> {
+    match c.store.as_deref().unwrap_or("sql") {
+        "sql" => {
+            if c.prefix.is_some() || c.encoding.is_some() || c.version_field.is_some() {
+                return Err(
+                    "prefix, encoding and version_field are for store = \"kv\" collections".into(),
+                );
+            }
+            Ok(None)
+        }
+        "kv" => {
+            if c.table.is_some()
+                || c.key.is_some()
+                || c.body.is_some()
+                || c.version_column.is_some()
+            {
+                return Err("table, key, body and version_column are for tables; a store = \"kv\" collection has prefix, encoding and version_field".into());
+            }
+            let prefix = c
+                .prefix
+                .clone()
+                .ok_or("a store = \"kv\" collection needs its key prefix (prefix = \"task:\")")?;
+            if prefix.starts_with('\0') {
+                return Err(
+                    "a prefix starting with a NUL byte is Instar's own (\\0instar/)".into(),
+                );
+            }
+            let encoding = instar_kv::Encoding::parse(c.encoding.as_deref().unwrap_or("json"))?;
+            Ok(Some(KvSpec {
+                prefix,
+                encoding,
+                version_field: c
+                    .version_field
+                    .clone()
+                    .unwrap_or_else(|| "schema_version".into()),
+            }))
+        }
+        other => Err(format!(
+            "store = {other:?}: sql (a table, the default) or kv (a key prefix)"
+        )),
+    }
 }
 
 /// The user's cache folder (`$XDG_CACHE_HOME`, else `~/.cache`): compiled
@@ -305,9 +383,10 @@ pub fn load(overrides: &Overrides, cwd: &Path) -> Result<(FileConfig, PathBuf), 
     Ok((cfg, root))
 }
 
-/// A SQLite URL from the config file names its file relative to the file's folder.
+/// A SQLite or RocksDB URL from the config file names its file relative to
+/// the file's folder.
 fn relative_to(url: &str, root: &Path) -> String {
-    for prefix in ["sqlite://", "sqlite:"] {
+    for prefix in ["sqlite://", "sqlite:", "rocksdb://", "rocksdb:"] {
         if let Some(path) = url.strip_prefix(prefix) {
             let (file, query) = path.split_at(path.find('?').unwrap_or(path.len()));
             if file.is_empty() || file == ":memory:" || Path::new(file).is_absolute() {

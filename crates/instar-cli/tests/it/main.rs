@@ -48,6 +48,7 @@ mod doors;
 mod faults;
 mod hostile;
 mod kills;
+mod kv;
 mod lens;
 mod newcomer;
 mod schemas;

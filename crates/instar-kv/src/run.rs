@@ -1,0 +1,348 @@
+//! A run over a store: under the run lock, a backup, then each step's walks,
+//! each step ending with one atomic batch (checkpoints cleared, history
+//! entry, store version). A failure restores the backup unless told not to
+//! (or unless the application changed records during the run).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use instar_core::event::{Event, EventSink, PlanItem};
+use instar_core::history::Direction;
+
+use crate::history::{self, HistoryEntry};
+use crate::steps::{LensMove, RecordsMove};
+use crate::walk::{self, Rewrite, WalkEnd, WalkOptions};
+use crate::{backup, keys, Batch, Error, KvCollection, KvStore, RecordMigration};
+
+/// What one step does.
+#[derive(Clone)]
+pub enum StepKind {
+    /// Rust record migrations (one per prefix).
+    Records {
+        /// The migrations.
+        migrations: Vec<Arc<dyn RecordMigration>>,
+        /// The version of a record without a version field.
+        default_version: String,
+        /// The newest version any migration knows.
+        latest: String,
+    },
+    /// A collection moved by its lenses to a version.
+    Lens {
+        /// The collection.
+        collection: Arc<KvCollection>,
+        /// The target version of its records.
+        to: String,
+    },
+}
+
+/// One step of a plan: the store goes from version `from` to `version`.
+#[derive(Clone)]
+pub struct Step {
+    /// The store's version after it.
+    pub version: String,
+    /// The store's version before it.
+    pub from: String,
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub kind: StepKind,
+    /// Recorded in the history (lens fingerprint, migration names).
+    pub fingerprint: Option<String>,
+}
+
+impl Step {
+    fn rewrites(&self) -> Vec<Box<dyn Rewrite + '_>> {
+        match &self.kind {
+            StepKind::Records {
+                migrations,
+                default_version,
+                latest,
+            } => migrations
+                .iter()
+                .map(|m| {
+                    Box::new(RecordsMove {
+                        migration: m.clone(),
+                        default_version: default_version.clone(),
+                        latest: latest.clone(),
+                    }) as Box<dyn Rewrite>
+                })
+                .collect(),
+            StepKind::Lens { collection, to } => vec![Box::new(LensMove {
+                collection: collection.clone(),
+                to: to.clone(),
+                step: format!("lens:{}:{}", self.version, collection.name),
+            })],
+        }
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
+            StepKind::Records { .. } => "records",
+            StepKind::Lens { .. } => "lens",
+        }
+    }
+
+    fn prefixes(&self) -> Vec<String> {
+        self.rewrites()
+            .iter()
+            .map(|r| keys::show(r.prefix()))
+            .collect()
+    }
+}
+
+/// How a run goes.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Batches, error policy, time budget, cancel.
+    pub walk: WalkOptions,
+    /// Where the backup before the run goes (`None`: no backup).
+    pub backup_dir: Option<PathBuf>,
+    /// `false` leaves a failed run as it stopped (each batch whole) instead
+    /// of restoring the backup.
+    pub no_restore: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RunReport {
+    /// The steps completed, by name.
+    pub applied: Vec<String>,
+    /// The store's version at the end.
+    pub version: Option<String>,
+    /// The backup taken before it.
+    pub backup: Option<String>,
+    /// Stopped at a checkpoint (time budget, cancel): run again to go on.
+    pub paused: bool,
+    /// Records rewritten.
+    pub records_changed: u64,
+    /// Records skipped (`on_error = "skip"`).
+    pub records_skipped: u64,
+    /// A run that a killed one left was taken over (its marker: `pid@host since`).
+    pub resumed_from: Option<String>,
+}
+
+/// Runs `steps` on `store` (the plan computed by the caller under no lock is
+/// rechecked by `still_pending` under it).
+pub fn run(
+    store: &dyn KvStore,
+    steps: &[Step],
+    o: &RunOptions,
+    sink: &mut dyn EventSink,
+) -> Result<RunReport, Error> {
+    let (mine, old) = history::lock(store)?;
+    let r = run_locked(store, steps, o, sink, old);
+    let unlocked = history::unlock(store, &mine);
+    let report = r?;
+    unlocked?;
+    Ok(report)
+}
+
+fn run_locked(
+    store: &dyn KvStore,
+    steps: &[Step],
+    o: &RunOptions,
+    sink: &mut dyn EventSink,
+    old: Option<history::RunMarker>,
+) -> Result<RunReport, Error> {
+    let started = Instant::now();
+    let mut report = RunReport {
+        resumed_from: old.map(|m| format!("{}@{} since {}", m.pid, m.host, m.started)),
+        ..RunReport::default()
+    };
+    // Skip the steps already applied (another run may have gone first).
+    let done = history::version(store)?.map(|v| v.version);
+    let start = match &done {
+        Some(v) => steps
+            .iter()
+            .position(|s| s.from == *v)
+            .unwrap_or(steps.len()),
+        None => 0,
+    };
+    let steps = &steps[start.min(steps.len())..];
+    sink.event(&Event::RunStarted {
+        plan: steps
+            .iter()
+            .map(|s| PlanItem {
+                version: s.version.clone(),
+                name: s.name.clone(),
+                direction: Direction::Up,
+                kind: s.kind_name().into(),
+            })
+            .collect(),
+    });
+    report.version = done;
+    if steps.is_empty() {
+        sink.event(&Event::RunFinished {
+            migrations: 0,
+            duration_ms: 0,
+            cancelled: false,
+        });
+        return Ok(report);
+    }
+    let backup = match &o.backup_dir {
+        Some(dir) => {
+            let b = backup::take(
+                store,
+                dir,
+                "checkpoint",
+                &format!("before {}", steps[0].name),
+            )?;
+            sink.event(&Event::BackupTaken {
+                id: b.id.clone(),
+                path: b.path.display().to_string(),
+            });
+            Some(b)
+        }
+        None => None,
+    };
+    report.backup = backup.as_ref().map(|b| b.id.clone());
+    for step in steps {
+        match run_step(store, step, o, sink, report.backup.clone()) {
+            Ok(Some(entry)) => {
+                report.records_changed += entry.records_changed;
+                report.records_skipped += entry.records_skipped;
+                report.applied.push(step.name.clone());
+                report.version = Some(step.version.clone());
+            }
+            Ok(None) => {
+                report.paused = true;
+                break;
+            }
+            Err((e, conflicts)) => {
+                sink.event(&Event::MigrationFailed {
+                    version: step.version.clone(),
+                    error: e.to_string(),
+                });
+                return Err(fail(store, step, e, backup.as_ref(), o, conflicts, sink));
+            }
+        }
+    }
+    sink.event(&Event::RunFinished {
+        migrations: report.applied.len(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        cancelled: report.paused,
+    });
+    Ok(report)
+}
+
+/// One step: its walks, then its closing batch. `None`: paused at a checkpoint.
+fn run_step(
+    store: &dyn KvStore,
+    step: &Step,
+    o: &RunOptions,
+    sink: &mut dyn EventSink,
+    backup: Option<String>,
+) -> Result<Option<HistoryEntry>, (Error, u64)> {
+    let t = Instant::now();
+    sink.event(&Event::MigrationStarted {
+        version: step.version.clone(),
+        name: step.name.clone(),
+        direction: Direction::Up,
+        statements: 0,
+        resumed_from: 0,
+    });
+    let rewrites = step.rewrites();
+    let (mut changed, mut skipped, mut conflicts) = (0, 0, 0);
+    for rw in &rewrites {
+        match walk::walk(store, rw.as_ref(), &o.walk, &step.version, sink) {
+            Ok(WalkEnd::Done(ck)) => {
+                changed += ck.changed;
+                skipped += ck.skipped;
+                conflicts += ck.conflicts;
+            }
+            Ok(WalkEnd::Paused(_)) => return Ok(None),
+            Err(e) => return Err((e, conflicts)),
+        }
+    }
+    let entry = HistoryEntry {
+        seq: history::next_seq(store).map_err(|e| (e, conflicts))?,
+        kind: step.kind_name().into(),
+        name: step.name.clone(),
+        from: step.from.clone(),
+        to: step.version.clone(),
+        prefixes: step.prefixes(),
+        records_changed: changed,
+        records_skipped: skipped,
+        records_left_to_the_application: conflicts,
+        started_at: instar_core::time::now_rfc3339(),
+        duration_ms: t.elapsed().as_millis() as u64,
+        by: history::me(),
+        fingerprint: step.fingerprint.clone(),
+        backup,
+        error: None,
+    };
+    let mut b = Batch::default();
+    for rw in &rewrites {
+        b.delete(keys::checkpoint(&rw.step()));
+    }
+    history::add(&mut b, &entry);
+    history::set_version(&mut b, &step.version);
+    store.commit(b).map_err(|e| (e.into(), conflicts))?;
+    sink.event(&Event::MigrationFinished {
+        version: step.version.clone(),
+        direction: Direction::Up,
+        duration_ms: entry.duration_ms,
+        rows_affected: changed,
+    });
+    Ok(Some(entry))
+}
+
+/// After a failed step: the backup restored (unless `--no-restore`, or the
+/// application changed records meanwhile, which a restore would lose), the
+/// failure recorded in the history, and the error saying what state the
+/// store is in and what to do.
+fn fail(
+    store: &dyn KvStore,
+    step: &Step,
+    e: Error,
+    backup: Option<&backup::KvBackup>,
+    o: &RunOptions,
+    conflicts: u64,
+    sink: &mut dyn EventSink,
+) -> Error {
+    let restored = match backup {
+        Some(b) if !o.no_restore && conflicts == 0 => match store.restore(&b.path) {
+            Ok(()) => {
+                sink.event(&Event::BackupRestored { id: b.id.clone() });
+                Ok(b.id.clone())
+            }
+            Err(err) => Err(format!("restoring backup {} failed too: {err}", b.id)),
+        },
+        _ => Err(String::new()),
+    };
+    let state = match (&restored, backup) {
+        (Ok(id), _) => format!("the store was restored from backup {id}, as it was before the run"),
+        (Err(why), Some(b)) if !why.is_empty() => format!("{why}; each batch is whole (records at their old or new version); `instar restore {}` puts the backup back", b.id),
+        (Err(_), Some(b)) if conflicts > 0 => format!("not restored: the application changed {conflicts} records during the run, which a restore would lose; each batch is whole, and running again resumes from the checkpoint (`instar restore {}` if you choose to)", b.id),
+        (Err(_), Some(b)) => format!("left as it stopped (--no-restore): each batch is whole; fix the cause and run again to resume from the checkpoint, or `instar restore {}`", b.id),
+        (Err(_), None) => "each batch is whole (records at their old or new version); fix the cause and run again to resume from the checkpoint".into(),
+    };
+    // Record the failure (after the restore, so that it stays).
+    let entry = HistoryEntry {
+        seq: history::next_seq(store).unwrap_or(0),
+        kind: "failed".into(),
+        name: step.name.clone(),
+        from: step.from.clone(),
+        to: step.version.clone(),
+        prefixes: step.prefixes(),
+        records_changed: 0,
+        records_skipped: 0,
+        records_left_to_the_application: conflicts,
+        started_at: instar_core::time::now_rfc3339(),
+        duration_ms: 0,
+        by: history::me(),
+        fingerprint: step.fingerprint.clone(),
+        backup: backup.map(|b| b.id.clone()),
+        error: Some(e.to_string()),
+    };
+    let mut b = Batch::default();
+    history::add(&mut b, &entry);
+    let _ = store.commit(b);
+    Error::Failed {
+        step: step.name.clone(),
+        version: step.version.clone(),
+        cause: Box::new(e),
+        state,
+    }
+}

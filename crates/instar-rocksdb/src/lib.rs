@@ -1,0 +1,289 @@
+//! The RocksDB backend of Instar's key-value collections: [`RocksStore`]
+//! implements [`instar_kv::KvStore`] over one RocksDB database (its default
+//! column family). This is the only crate of Instar that links RocksDB.
+//!
+//! - Tables are written with SST `format_version` 5 by default (readable by
+//!   RocksDB 6.6 and later), not the linked library's newest, so that an
+//!   application on an older RocksDB still opens a store Instar wrote.
+//! - Every batch is written with `sync`: a committed batch survives a killed
+//!   process and a power cut.
+//! - RocksDB's `LOCK` file keeps a second process out while a store is open:
+//!   opening it then fails with [`StoreErrorKind::Locked`], which says so.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use instar_kv::store::{applicable, conflicts};
+use instar_kv::{Batch, KvStore, StoreError, StoreErrorKind};
+use rocksdb::{BlockBasedOptions, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+/// The SST format version written by default (readable by RocksDB ≥ 6.6).
+pub const DEFAULT_FORMAT_VERSION: i32 = 5;
+
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct RocksOptions {
+    /// The SST `format_version` of the tables it writes (2 to 7).
+    pub format_version: i32,
+    /// Create the store when the path does not exist (or is an empty folder).
+    pub create: bool,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        RocksOptions {
+            format_version: DEFAULT_FORMAT_VERSION,
+            create: true,
+        }
+    }
+}
+
+/// A RocksDB database as an Instar key-value store.
+pub struct RocksStore {
+    path: PathBuf,
+    options: RocksOptions,
+    db: RwLock<Option<DB>>,
+    /// Commits (with their guards) one at a time.
+    writes: Mutex<()>,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// The error of a RocksDB call on the store at `path`, by kind, saying what to do.
+fn error(path: &Path, e: &rocksdb::Error) -> StoreError {
+    let text = e.to_string();
+    let at = format!("rocksdb:{}", path.display());
+    let lower = text.to_lowercase();
+    if lower.contains("lock")
+        && (lower.contains("temporarily unavailable") || lower.contains("no locks available"))
+    {
+        return StoreError::new(
+            StoreErrorKind::Locked,
+            format!("{at} is open in another process (RocksDB allows one at a time: its LOCK file is held); stop the application (or the other instar) and run again, or migrate from inside the application with Migrator"),
+        );
+    }
+    if lower.contains("no space left") {
+        return StoreError::new(
+            StoreErrorKind::NoSpace,
+            format!(
+                "{at}: the disk is full ({text}); free space and run again (each batch is whole)"
+            ),
+        );
+    }
+    if lower.contains("read-only")
+        || lower.contains("permission denied")
+        || lower.contains("file too large")
+    {
+        return StoreError::new(
+            StoreErrorKind::ReadOnly,
+            format!("{at} cannot be written ({text}); nothing was half-written"),
+        );
+    }
+    if matches!(e.kind(), rocksdb::ErrorKind::Corruption) {
+        return StoreError::new(StoreErrorKind::Corrupt, format!("{at} is damaged: {text}"));
+    }
+    StoreError::new(StoreErrorKind::Other, format!("{at}: {text}"))
+}
+
+impl RocksStore {
+    /// Opens (or creates, where `options.create` allows and nothing is at
+    /// `path`) the store at `path`. A path holding something that is not a
+    /// RocksDB database is refused, never written to.
+    pub fn open(path: impl AsRef<Path>, options: RocksOptions) -> Result<RocksStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if !(2..=7).contains(&options.format_version) {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!(
+                    "format_version {} is not one RocksDB writes (2 to 7)",
+                    options.format_version
+                ),
+            ));
+        }
+        let db = open_db(&path, &options)?;
+        Ok(RocksStore {
+            path,
+            options,
+            db: RwLock::new(Some(db)),
+            writes: Mutex::new(()),
+        })
+    }
+
+    /// Its folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&DB) -> Result<T, rocksdb::Error>,
+    ) -> Result<T, StoreError> {
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = guard.as_ref().ok_or_else(|| {
+            StoreError::new(
+                StoreErrorKind::Other,
+                format!(
+                    "rocksdb:{} was closed by a failed restore",
+                    self.path.display()
+                ),
+            )
+        })?;
+        f(db).map_err(|e| error(&self.path, &e))
+    }
+}
+
+fn not_a_store(path: &Path, why: &str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::NotAStore,
+        format!("rocksdb:{} is not a RocksDB database ({why}); give the folder of a RocksDB database, or a path where nothing is yet", path.display()),
+    )
+}
+
+fn db_options(o: &RocksOptions, create: bool) -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(create);
+    let mut table = BlockBasedOptions::default();
+    table.set_format_version(o.format_version);
+    opts.set_block_based_table_factory(&table);
+    opts
+}
+
+fn open_db(path: &Path, o: &RocksOptions) -> Result<DB, StoreError> {
+    let create = if path.join("CURRENT").is_file() {
+        false
+    } else if path.is_file() {
+        return Err(not_a_store(path, "it is a file"));
+    } else if path.is_dir() {
+        let empty = std::fs::read_dir(path)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty {
+            return Err(not_a_store(path, "a folder without a CURRENT file"));
+        }
+        true
+    } else {
+        true
+    };
+    if create && !o.create {
+        return Err(not_a_store(path, "nothing is there"));
+    }
+    DB::open(&db_options(o, create), path).map_err(|e| error(path, &e))
+}
+
+impl KvStore for RocksStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with_db(|db| db.get(key))
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.with_db(|db| {
+            let start: &[u8] = match after {
+                Some(a) if a >= prefix => a,
+                _ => prefix,
+            };
+            let mut out = Vec::new();
+            for item in db.iterator(IteratorMode::From(start, Direction::Forward)) {
+                let (k, v) = item?;
+                if !k.starts_with(prefix) || out.len() >= limit {
+                    break;
+                }
+                if after.is_some_and(|a| *k == *a) {
+                    continue;
+                }
+                out.push((k.into_vec(), v.into_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    fn commit(&self, batch: Batch) -> Result<Vec<Vec<u8>>, StoreError> {
+        let _one = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let skipped = conflicts(&batch, |k| self.get(k))?;
+        let mut wb = WriteBatch::default();
+        for w in applicable(batch, &skipped) {
+            match w.value {
+                Some(v) => wb.put(&w.key, &v),
+                None => wb.delete(&w.key),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.with_db(|db| db.write_opt(wb, &wo))?;
+        Ok(skipped)
+    }
+
+    fn checkpoint(&self, dir: &Path) -> Result<(), StoreError> {
+        self.with_db(|db| rocksdb::checkpoint::Checkpoint::new(db)?.create_checkpoint(dir))
+    }
+
+    fn restore(&self, dir: &Path) -> Result<(), StoreError> {
+        let _one = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // Close, swap the folders (the old one is kept beside), reopen.
+        drop(guard.take());
+        let aside = aside_path(&self.path);
+        let swap = || -> std::io::Result<()> {
+            std::fs::rename(&self.path, &aside)?;
+            copy_dir(dir, &self.path)
+        };
+        let swapped = swap();
+        if let Err(e) = &swapped {
+            // Put the store back as it was.
+            if !self.path.join("CURRENT").is_file() && aside.is_dir() {
+                let _ = std::fs::remove_dir_all(&self.path);
+                let _ = std::fs::rename(&aside, &self.path);
+            }
+            *guard = open_db(&self.path, &self.options).ok();
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                format!(
+                    "cannot restore {} into rocksdb:{}: {e}; the store is as it was",
+                    dir.display(),
+                    self.path.display()
+                ),
+            ));
+        }
+        let db = open_db(&self.path, &self.options)?;
+        *guard = Some(db);
+        // The set-aside copy was needed only until the restored one opened.
+        let _ = std::fs::remove_dir_all(&aside);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("rocksdb:{}", self.path.display())
+    }
+}
+
+fn aside_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".before-restore-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Copies a checkpoint: its immutable table files hard-linked where the
+/// filesystem allows, everything else (MANIFEST, OPTIONS, logs) copied.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let src = e.path();
+        let dst = to.join(e.file_name());
+        let sst = src.extension().is_some_and(|x| x == "sst");
+        if !(sst && std::fs::hard_link(&src, &dst).is_ok()) {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
