@@ -95,6 +95,7 @@ fn instar_lens(dir: &Path) {
             to: "2".into(),
         },
         fingerprint: None,
+        walk: None,
     };
     let o = RunOptions {
         walk: WalkOptions {

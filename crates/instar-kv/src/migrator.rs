@@ -118,6 +118,7 @@ impl Migrator {
                     .collect::<Vec<_>>()
                     .join(", "),
                 fingerprint: None,
+                walk: None,
                 kind: StepKind::Records {
                     migrations: s.migrations.clone(),
                     default_version: first.clone().unwrap_or_default(),

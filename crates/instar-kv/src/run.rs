@@ -49,6 +49,8 @@ pub struct Step {
     pub kind: StepKind,
     /// Recorded in the history (lens fingerprint, migration names).
     pub fingerprint: Option<String>,
+    /// Its own batch size and error policy (a documents migration's), over the run's.
+    pub walk: Option<(usize, instar_core::meta::OnError)>,
 }
 
 impl Step {
@@ -244,8 +246,13 @@ fn run_step(
     });
     let rewrites = step.rewrites();
     let (mut changed, mut skipped, mut conflicts) = (0, 0, 0);
+    let mut wo = o.walk.clone();
+    if let Some((batch, on_error)) = step.walk {
+        wo.batch_size = batch;
+        wo.on_error = on_error;
+    }
     for rw in &rewrites {
-        match walk::walk(store, rw.as_ref(), &o.walk, &step.version, sink) {
+        match walk::walk(store, rw.as_ref(), &wo, &step.version, sink) {
             Ok(WalkEnd::Done(ck)) => {
                 changed += ck.changed;
                 skipped += ck.skipped;

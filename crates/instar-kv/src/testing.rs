@@ -145,6 +145,7 @@ fn lens_step(c: &KvCollection, to: &str, version: &str, from: &str) -> crate::St
             to: to.into(),
         },
         fingerprint: None,
+        walk: None,
     }
 }
 

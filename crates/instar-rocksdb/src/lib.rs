@@ -229,36 +229,52 @@ impl KvStore for RocksStore {
 
     fn restore(&self, dir: &Path) -> Result<(), StoreError> {
         let _one = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
-        // Close, swap the folders (the old one is kept beside), reopen.
-        drop(guard.take());
-        let aside = aside_path(&self.path);
-        let swap = || -> std::io::Result<()> {
-            std::fs::rename(&self.path, &aside)?;
-            copy_dir(dir, &self.path)
-        };
-        let swapped = swap();
-        if let Err(e) = &swapped {
-            // Put the store back as it was.
-            if !self.path.join("CURRENT").is_file() && aside.is_dir() {
-                let _ = std::fs::remove_dir_all(&self.path);
-                let _ = std::fs::rename(&aside, &self.path);
-            }
-            *guard = open_db(&self.path, &self.options).ok();
-            return Err(StoreError::new(
+        let fail = |what: String| {
+            StoreError::new(
                 StoreErrorKind::Other,
                 format!(
-                    "cannot restore {} into rocksdb:{}: {e}; the store is as it was",
+                    "cannot restore {} into rocksdb:{}: {what}; the store is as it was",
                     dir.display(),
                     self.path.display()
                 ),
-            ));
+            )
+        };
+        // The copy is made beside the store first: a full disk or a bad
+        // copy leaves the store untouched.
+        let staging = sibling(&self.path, "restoring");
+        let _ = std::fs::remove_dir_all(&staging);
+        if let Err(e) = copy_dir(dir, &staging) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(fail(e.to_string()));
         }
-        let db = open_db(&self.path, &self.options)?;
-        *guard = Some(db);
-        // The set-aside copy was needed only until the restored one opened.
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        drop(guard.take());
+        let aside = sibling(&self.path, "before-restore");
         let _ = std::fs::remove_dir_all(&aside);
-        Ok(())
+        let swapped = std::fs::rename(&self.path, &aside).and_then(|()| {
+            std::fs::rename(&staging, &self.path).inspect_err(|_| {
+                let _ = std::fs::rename(&aside, &self.path);
+            })
+        });
+        let opened = swapped.map_err(|e| fail(e.to_string())).and_then(|()| {
+            open_db(&self.path, &self.options).inspect_err(|_| {
+                // The copy does not open: the store as it was goes back.
+                let _ = std::fs::remove_dir_all(&self.path);
+                let _ = std::fs::rename(&aside, &self.path);
+            })
+        });
+        match opened {
+            Ok(db) => {
+                *guard = Some(db);
+                let _ = std::fs::remove_dir_all(&aside);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                *guard = open_db(&self.path, &self.options).ok();
+                Err(e)
+            }
+        }
     }
 
     fn describe(&self) -> String {
@@ -266,9 +282,10 @@ impl KvStore for RocksStore {
     }
 }
 
-fn aside_path(path: &Path) -> PathBuf {
+/// A folder beside the store's: `<name>.<what>-<pid>`.
+fn sibling(path: &Path, what: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".before-restore-{}", std::process::id()));
+    name.push(format!(".{what}-{}", std::process::id()));
     path.with_file_name(name)
 }
 

@@ -310,6 +310,7 @@ impl Service {
                         to: d.to.clone(),
                     },
                     fingerprint: Some(fp),
+                    walk: Some((d.batch_size.max(1) as usize, d.on_error)),
                 },
                 done.is_some(),
             ));

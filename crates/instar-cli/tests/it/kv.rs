@@ -134,7 +134,7 @@ fn a_store_is_planned_migrated_verified_and_restored() {
         d,
         &["status", "--check"],
         1,
-        &["pending  1 tasks_to_2", "schema version: none"],
+        &["pending  0001 tasks_to_2", "schema version: none"],
     );
     let plan = ok(d, &["plan"]);
     assert!(
@@ -145,10 +145,10 @@ fn a_store_is_planned_migrated_verified_and_restored() {
     assert_eq!(dump(d), before, "a dry run writes nothing");
     let up: Value =
         serde_json::from_str(ok(d, &["up", "--format", "json"]).lines().last().unwrap()).unwrap();
-    assert_eq!(up["result"]["applied"], json!(["1 tasks_to_2"]));
+    assert_eq!(up["result"]["applied"], json!(["0001 tasks_to_2"]));
     assert_eq!(up["result"]["records_changed"], json!(100));
     check_moved(d, 100);
-    assert!(ok(d, &["history"]).contains("lens     1 tasks_to_2  none → 1  100 changed"));
+    assert!(ok(d, &["history"]).contains("lens     0001 tasks_to_2  none → 0001  100 changed"));
     ok(d, &["status", "--check"]);
     assert!(ok(d, &["verify"]).contains(
         "tasks (prefix task:): 100 records (2: 100); 100 re-read at the current version, all read"
@@ -271,7 +271,11 @@ fn paths_and_folders_that_are_not_a_store_are_refused() {
         d,
         &["up"],
         2,
-        &["migration 2", "is not a documents migration"],
+        &[
+            "migration 0002",
+            "0002_sql/up.sql",
+            "is not a documents migration",
+        ],
     );
 }
 
@@ -303,12 +307,12 @@ fn docs_migrate_pauses_and_resumes() {
     );
     check_moved(d, 100);
     assert!(
-        ok(d, &["status"]).contains("pending  1 tasks_to_2"),
+        ok(d, &["status"]).contains("pending  0001 tasks_to_2"),
         "no history entry: the migration is still pending"
     );
     let up = ok(d, &["up"]);
     assert!(
-        up.contains("1 migration(s) applied; the store is at version 1 (0 records rewritten"),
+        up.contains("1 migration(s) applied; the store is at version 0001 (0 records rewritten"),
         "{up}"
     );
 }
@@ -335,8 +339,10 @@ fn up_killed_at_random_moments_ends_fully_migrated() {
             seed_ ^= seed_ << 13;
             seed_ ^= seed_ >> 7;
             seed_ ^= seed_ << 17;
-            let mut child = crate::instar_in(&d)
-                .get_cmd()
+            let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("instar"))
+                .current_dir(&d)
+                .env_remove("DATABASE_URL")
+                .env_remove("INSTAR_DATABASE_URL")
                 .args(["up", "--no-backup"])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -454,15 +460,18 @@ fn a_full_disk_or_a_read_only_store_fails_cleanly() {
     after = after.join("x");
     copy_tree(&d.join("ro-after"), &after.join("store"));
     assert_eq!(dump(&after), before, "nothing written");
-    // Full: a tmpfs a little bigger than the store; the backup beside it.
-    let (code, out) = in_namespace(
-        &d,
-        r#"set -e
-        mkdir -p "$P/full"; mount -t tmpfs -o size=1200k tmpfs "$P/full"; cp -a "$P/store" "$P/full/store"
+    // Full: a tmpfs a little bigger than the store (the rewrite needs more);
+    // the backup on the real disk.
+    let size: u64 = std::fs::read_dir(d.join("store"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len().div_ceil(4096) * 4)
+        .sum();
+    let script = r#"set -e
+        mkdir -p "$P/full"; mount -t tmpfs -o size=__SIZE__k tmpfs "$P/full"; cp -a "$P/store" "$P/full/store"
         cd "$P"; set +e
         "$I" --database "rocksdb:$P/full/store" up; code=$?
-        rm -rf "$P/full-after"; cp -a "$P/full/store" "$P/full-after"; exit $code"#,
-    );
+        rm -rf "$P/full-after"; cp -a "$P/full/store" "$P/full-after"; exit $code"#;
+    let (code, out) = in_namespace(&d, &script.replace("__SIZE__", &(size + 96).to_string()));
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("No space left on device") || out.contains("disk is full"),
