@@ -11,16 +11,15 @@
 //! - `instar-bench serve [--rows N] [--seconds S] [--clients C] [--sse K]`: the HTTP
 //!   server under load while a data migration runs;
 //! - `instar-bench docs [--rows N] [--runs R]`: an eager documents migration on
-//!   SQLite, pushed down and in process, next to one hand-written `UPDATE`;
-//! - `instar-bench kv [--rows N] [--runs R]`: records in RocksDB migrated by a
-//!   lens and by Rust code next to a plain read-rewrite-write loop, peak RSS,
-//!   and the start-up check on an up-to-date store.
+//!   SQLite, pushed down and in process, next to one hand-written `UPDATE`.
+//!
+//! Key-value stores have their own: `cargo bench -p instar-rocksdb --bench kv`
+//! (it builds RocksDB in release without the rest of Instar).
 //!
 //! The `instar` binary is looked up next to this one, or in `INSTAR_BIN`.
 
 mod data;
 mod docs;
-mod kv;
 mod lens;
 mod serve;
 mod wasm;
@@ -35,7 +34,6 @@ pub(crate) struct Args {
     pub(crate) postgres: Option<String>,
     data: bool,
     docs: bool,
-    kv: bool,
     serve: bool,
     seconds: u64,
     clients: usize,
@@ -51,7 +49,6 @@ fn args() -> Args {
         postgres: std::env::var("INSTAR_TEST_POSTGRES_URL").ok(),
         data: false,
         docs: false,
-        kv: false,
         serve: false,
         seconds: 30,
         clients: 200,
@@ -66,13 +63,6 @@ fn args() -> Args {
         argv.remove(0);
     } else if argv.first().map(String::as_str) == Some("docs") {
         a.docs = true;
-        a.runs = 3;
-        argv.remove(0);
-    } else if argv.first().map(String::as_str) == Some("kv-one") {
-        kv::one(&argv[1], Path::new(&argv[2]));
-        std::process::exit(0);
-    } else if argv.first().map(String::as_str) == Some("kv") {
-        a.kv = true;
         a.runs = 3;
         argv.remove(0);
     } else if argv.first().map(String::as_str) == Some("serve") {
@@ -425,10 +415,6 @@ fn main() {
         return;
     }
     let a = args();
-    if a.kv {
-        kv::bench(&a);
-        return;
-    }
     let instar = instar_bin();
     if a.data {
         data::bench(&a, &instar);

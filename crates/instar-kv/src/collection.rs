@@ -7,6 +7,7 @@ use instar_lens::graph::{Complements, Graph};
 use serde_json::Value;
 
 use crate::codec::{self, Encoding};
+use crate::store::Pairs;
 use crate::{keys, Error, KvStore};
 
 /// Checks a translated document against its version's schema.
@@ -288,7 +289,7 @@ pub fn scan_records(
     prefix: &[u8],
     after: Option<&[u8]>,
     limit: usize,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+) -> Result<Pairs, Error> {
     if !prefix.is_empty() {
         return Ok(store.scan(prefix, after, limit)?);
     }

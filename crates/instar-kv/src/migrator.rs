@@ -61,7 +61,8 @@ impl Migrator {
         self
     }
 
-    /// Sets the run options (batch size, error policy, time budget, restore).
+    /// Sets the run options (batch size, error policy, time budget, restore),
+    /// replacing all of them, the backup folder too: call [`Migrator::backups`] after.
     pub fn options(mut self, options: RunOptions) -> Migrator {
         self.options = options;
         self

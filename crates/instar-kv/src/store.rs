@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+/// Key-value pairs, in key order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What went wrong in a store, by kind (the CLI and `Migrator` say what to do next).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreErrorKind {
@@ -110,12 +113,7 @@ pub trait KvStore: Send + Sync {
 
     /// Up to `limit` pairs whose key starts with `prefix`, after key `after`
     /// (exclusive), in key order.
-    fn scan(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Pairs, StoreError>;
 
     /// Commits `batch` atomically (durably: it survives a killed process).
     /// Returns the keys of the guarded writes left out because the key no
@@ -219,12 +217,7 @@ impl KvStore for MemStore {
         Ok(self.map().get(key).cloned())
     }
 
-    fn scan(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Pairs, StoreError> {
         use std::ops::Bound;
         let map = self.map();
         let start = match after {

@@ -13,9 +13,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
-use instar_kv::store::{applicable, conflicts};
+use instar_kv::store::{applicable, conflicts, Pairs};
 use instar_kv::{Batch, KvStore, StoreError, StoreErrorKind};
 use rocksdb::{BlockBasedOptions, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+/// The RocksDB bindings this crate links (for the raw handle, e.g. the
+/// benchmark's plain loop).
+pub use rocksdb;
 
 /// The SST format version written by default (readable by RocksDB ≥ 6.6).
 pub const DEFAULT_FORMAT_VERSION: i32 = 5;
@@ -181,12 +185,7 @@ impl KvStore for RocksStore {
         self.with_db(|db| db.get(key))
     }
 
-    fn scan(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Pairs, StoreError> {
         self.with_db(|db| {
             let start: &[u8] = match after {
                 Some(a) if a >= prefix => a,

@@ -139,8 +139,8 @@ fn run() -> Result<(), (u8, String)> {
         ..Default::default()
     };
     let migrator = Migrator::new(store.clone(), registry(a.release))
-        .backups(backups)
-        .options(options);
+        .options(options)
+        .backups(backups);
     match migrator.migrate_with(&mut ProgressSink) {
         Ok(r) if !r.applied.is_empty() => eprintln!(
             "tasks: store migrated to version {} ({} records rewritten)",

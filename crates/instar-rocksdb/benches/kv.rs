@@ -1,4 +1,5 @@
-//! `instar-bench kv [--rows N] [--runs R]`: migrating N small records under
+//! `cargo bench -p instar-rocksdb --bench kv -- [--rows N] [--runs R]`:
+//! migrating N small records under
 //! one prefix of a RocksDB store, in process. Instar (a declarative lens
 //! move, and a Rust record migration: batched, checkpointed, guarded,
 //! synced) next to the limit, a plain loop that reads each record, rewrites
@@ -17,7 +18,53 @@ use instar_kv::{
 use instar_rocksdb::{RocksOptions, RocksStore};
 use serde_json::{json, Value};
 
-use crate::{header, median, paired_median, Args};
+struct Args {
+    rows: u64,
+    runs: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        rows: 1_000_000,
+        runs: 3,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    for w in argv.windows(2) {
+        match w[0].as_str() {
+            "--rows" => a.rows = w[1].parse().expect("--rows N"),
+            "--runs" => a.runs = w[1].parse().expect("--runs R"),
+            _ => {}
+        }
+    }
+    a
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("one") {
+        one(&argv[2], Path::new(&argv[3]));
+        return;
+    }
+    bench(&args());
+}
+
+/// The median of `v`.
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The median over runs of `a[k] / b[k]` (runs made one after the other).
+fn ratio(a: &[Duration], b: &[Duration]) -> f64 {
+    let mut r: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x.as_secs_f64() / y.as_secs_f64())
+        .collect();
+    r.sort_by(f64::total_cmp);
+    r[r.len() / 2]
+}
 
 const BATCH: usize = 10_000;
 
@@ -132,9 +179,9 @@ fn instar_records(dir: &Path) {
         .expect("migrate");
 }
 
-/// `instar-bench kv-one MODE DIR`: one mode in this process; prints
+/// `kv one MODE DIR`: one mode in this process; prints
 /// `seconds peak_rss_kib`.
-pub(crate) fn one(mode: &str, dir: &Path) {
+fn one(mode: &str, dir: &Path) {
     let t = Instant::now();
     match mode {
         "plain" => plain(dir, true),
@@ -177,7 +224,7 @@ fn copy(from: &Path, to: &Path) {
 
 fn child(mode: &str, dir: &Path) -> (Duration, u64) {
     let out = Command::new(std::env::current_exe().expect("exe"))
-        .args(["kv-one", mode])
+        .args(["one", mode])
         .arg(dir)
         .output()
         .expect("spawn");
@@ -195,11 +242,11 @@ fn child(mode: &str, dir: &Path) -> (Duration, u64) {
     )
 }
 
-pub(crate) fn bench(a: &Args) {
+fn bench(a: &Args) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let template = tmp.path().join("template");
     seed(&template, a.rows);
-    header(&format!("RocksDB: {} records under one prefix, batches of {BATCH} (limit: plain loop, synced WriteBatch)", a.rows));
+    println!("\n### RocksDB: {} records under one prefix, batches of {BATCH}\n\n| what | median ms | vs limit (median of paired ratios) |\n|---|---:|---:|", a.rows);
     let modes = ["plain", "plain-nosync", "lens", "records"];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
     let mut rss = vec![0u64; modes.len()];
@@ -220,12 +267,12 @@ pub(crate) fn bench(a: &Args) {
             "lens" => "instar: declarative lens move (rename + add)",
             _ => "instar: Rust RecordMigration (same change)",
         };
-        let med = median(times[i].clone());
+        let med = median(&times[i]);
         println!(
             "| {what:<58} | {:>9.1} | {:>6.2}x (limit/this: {:.2}; {:.0} records/s; peak RSS {} MiB) |",
             med.as_secs_f64() * 1000.0,
-            paired_median(&times[i], &times[0]),
-            paired_median(&times[0], &times[i]),
+            ratio(&times[i], &times[0]),
+            ratio(&times[0], &times[i]),
             a.rows as f64 / med.as_secs_f64(),
             rss[i] / 1024
         );
