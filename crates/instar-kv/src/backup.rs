@@ -198,6 +198,7 @@ pub fn restore(store: &dyn KvStore, dir: &Path, id: &str) -> Result<KvBackup, Er
             from: String::new(),
             to: b.version.clone().unwrap_or_default(),
             prefixes: Vec::new(),
+            counts: Vec::new(),
             records_changed: 0,
             records_skipped: 0,
             records_left_to_the_application: 0,

@@ -22,6 +22,9 @@ pub struct HistoryEntry {
     pub to: String,
     /// The key prefixes it walked.
     pub prefixes: Vec<String>,
+    /// Per prefix walked: records before the walk and after it (`[prefix, before, after]`).
+    #[serde(default)]
+    pub counts: Vec<(String, u64, u64)>,
     /// Records rewritten.
     pub records_changed: u64,
     /// Records left as they were (`on_error = "skip"`).

@@ -246,6 +246,7 @@ fn run_step(
     });
     let rewrites = step.rewrites();
     let (mut changed, mut skipped, mut conflicts) = (0, 0, 0);
+    let mut counts = Vec::new();
     let mut wo = o.walk.clone();
     if let Some((batch, on_error)) = step.walk {
         wo.batch_size = batch;
@@ -254,6 +255,8 @@ fn run_step(
     for rw in &rewrites {
         match walk::walk(store, rw.as_ref(), &wo, &step.version, sink) {
             Ok(WalkEnd::Done(ck)) => {
+                let after = walk::count(store, rw.prefix()).map_err(|e| (e, conflicts))?;
+                counts.push((keys::show(rw.prefix()), ck.total, after));
                 changed += ck.changed;
                 skipped += ck.skipped;
                 conflicts += ck.conflicts;
@@ -269,6 +272,7 @@ fn run_step(
         from: step.from.clone(),
         to: step.version.clone(),
         prefixes: step.prefixes(),
+        counts,
         records_changed: changed,
         records_skipped: skipped,
         records_left_to_the_application: conflicts,
@@ -333,6 +337,7 @@ fn fail(
         from: step.from.clone(),
         to: step.version.clone(),
         prefixes: step.prefixes(),
+        counts: Vec::new(),
         records_changed: 0,
         records_skipped: 0,
         records_left_to_the_application: conflicts,

@@ -62,6 +62,8 @@ pub struct KvVerified {
     pub prefix: String,
     /// Records under it now.
     pub records: u64,
+    /// Records under it after the last migration that walked it, if one did.
+    pub after_last_migration: Option<u64>,
     /// Records per version.
     pub by_version: std::collections::BTreeMap<String, u64>,
     /// Records re-read at the current version (and checked, with `validate`).
@@ -399,6 +401,7 @@ impl Service {
     /// (up to `sample`) re-read at the current version through the lenses.
     pub fn kv_verify(&self, sample: usize) -> Result<Vec<KvVerified>, Error> {
         let store = self.kv_store()?;
+        let entries = history::entries(store.as_ref())?;
         let mut out = Vec::new();
         for (name, c) in &self.settings().collections {
             if c.kv.is_none() {
@@ -426,9 +429,15 @@ impl Service {
                     }
                 }
             }
+            let prefix = instar_kv::keys::show(&coll.prefix);
+            let after_last_migration = entries
+                .iter()
+                .rev()
+                .find_map(|e| e.counts.iter().find(|c| c.0 == prefix).map(|c| c.2));
             out.push(KvVerified {
                 collection: name.clone(),
-                prefix: instar_kv::keys::show(&coll.prefix),
+                after_last_migration,
+                prefix,
                 records: by_version.values().sum(),
                 by_version,
                 sampled,

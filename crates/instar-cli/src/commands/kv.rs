@@ -240,6 +240,12 @@ fn verify(s: &Service, out: &Out) -> Result<i32> {
                 format!("{} failed", v.failures.len())
             }
         ));
+        if let Some(n) = v.after_last_migration {
+            out.line(format!(
+                "  {n} records under {} when the last migration that walked it ended",
+                v.prefix
+            ));
+        }
         for f in &v.failures {
             out.line(format!("  {f}"));
         }

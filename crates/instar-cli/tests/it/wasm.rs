@@ -23,7 +23,7 @@ fn rebuild_add_module(t: &TestDb) {
 }
 
 /// Test module `name` (instar-wasm's WAT sources) compiled into `dir`.
-fn module(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn module(dir: &Path, name: &str) -> PathBuf {
     let bytes = wat::parse_str(instar_wasm::testing::source(name)).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     let p = dir.join(format!("{name}.wasm"));
