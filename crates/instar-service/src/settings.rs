@@ -556,6 +556,59 @@ mod tests {
     }
 
     #[test]
+    fn key_value_collections_are_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let read = |coll: &str| {
+            let text =
+                format!("[database]\nurl = \"rocksdb:data/store\"\n[collections.tasks]\n{coll}");
+            std::fs::write(d.path().join("instar.toml"), text).unwrap();
+            resolve(&Overrides::default(), &no_env, d.path())
+        };
+        let ok = read("store = \"kv\"\nprefix = \"task:\"\nversions = [\"1\", \"2\"]\n").unwrap();
+        assert_eq!(
+            ok.db.url,
+            format!("rocksdb:{}", d.path().join("data/store").display())
+        );
+        let kv = ok.collections["tasks"].kv.clone().unwrap();
+        assert_eq!(
+            (kv.prefix.as_str(), kv.version_field.as_str()),
+            ("task:", "schema_version")
+        );
+        for (coll, says) in [
+            (
+                "store = \"kv\"\nversions = [\"1\"]\n",
+                "needs its key prefix",
+            ),
+            (
+                "store = \"kv\"\nprefix = \"t:\"\ntable = \"t\"\nversions = [\"1\"]\n",
+                "table, key, body and version_column are for tables",
+            ),
+            (
+                "store = \"kv\"\nprefix = \"t:\"\nencoding = \"bincode\"\nversions = [\"1\"]\n",
+                "bincode records carry no field names",
+            ),
+            (
+                "store = \"kv\"\nprefix = \"t:\"\nversions = [\"one\"]\n",
+                "neither a plain integer nor semver",
+            ),
+            (
+                "prefix = \"t:\"\nversions = [\"1.0.0\"]\n",
+                "are for store = \"kv\" collections",
+            ),
+            (
+                "store = \"redis\"\nversions = [\"1.0.0\"]\n",
+                "store = \"redis\"",
+            ),
+        ] {
+            let e = read(coll).unwrap_err().to_string();
+            assert!(
+                e.contains(says) && e.contains("[collections.tasks]"),
+                "{coll}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn flags_beat_environment_beat_file_beat_defaults() {
         let d = tempfile::tempdir().unwrap();
         let defaults = resolve(&Overrides::default(), &no_env, d.path()).unwrap();

@@ -38,7 +38,10 @@ pub fn run(s: &Service, command: Command, out: &mut Out) -> Result<i32> {
             Ok(0)
         }
         Command::Backups { prune, older_than } => backups(s, prune, &older_than, out),
-        Command::Restore { id, .. } => {
+        Command::Restore { id, force } => {
+            if !force {
+                bail!("restore puts backup {id} in place of the store's records (the store as it is now is kept as a backup first, whose id is printed); add --force to do it");
+            }
             let (restored, aside) = s.kv_restore(&id)?;
             out.line(format!(
                 "restored backup {} (schema version {}); the store as it was is backup {} (`instar restore {}` undoes this)",

@@ -170,7 +170,8 @@ fn a_store_is_planned_migrated_verified_and_restored() {
     // The backup taken before the run puts the store back as it was.
     let list: Value = serde_json::from_str(ok(d, &["backups", "--format", "json"]).trim()).unwrap();
     let id = list[0]["id"].as_str().unwrap().to_string();
-    let restored = ok(d, &["restore", &id]);
+    fails(d, &["restore", &id], 2, &["add --force"]);
+    let restored = ok(d, &["restore", &id, "--force"]);
     assert!(restored.contains("undoes this"), "{restored}");
     assert_eq!(dump(d), before);
     assert!(ok(d, &["history"]).contains("restore"));
