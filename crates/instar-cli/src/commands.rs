@@ -196,18 +196,8 @@ async fn docs(service: &Service, action: &crate::args::DocsCommand, out: &mut Ou
                 to: to.clone(),
                 batch_size: *batch,
                 parallel: (*parallel).max(1),
-                max_duration: max_duration
-                    .as_deref()
-                    .map(|d| {
-                        instar_core::duration::parse(d)
-                            .map_err(|e| anyhow::anyhow!("--max-duration: {e}"))
-                    })
-                    .transpose()?,
-                on_error: match on_error.as_str() {
-                    "stop" => instar_core::meta::OnError::Stop,
-                    "skip" => instar_core::meta::OnError::Skip,
-                    other => anyhow::bail!("--on-error {other:?}: use stop or skip"),
-                },
+                max_duration: max_duration_arg(max_duration.as_deref())?,
+                on_error: on_error_arg(on_error)?,
                 pushdown: !*no_pushdown,
                 ..Default::default()
             };
@@ -256,10 +246,7 @@ async fn docs(service: &Service, action: &crate::args::DocsCommand, out: &mut Ou
             at,
         } => {
             let docs = service.documents(collection)?;
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
-            let doc: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("stdin:{}: not JSON: {e}", e.line()))?;
+            let doc = stdin_document()?;
             docs.put(key, &doc, at.as_deref()).await?;
             out.line(format!(
                 "stored {collection} {key} at {} (written at {})",
@@ -269,6 +256,33 @@ async fn docs(service: &Service, action: &crate::args::DocsCommand, out: &mut Ou
             Ok(0)
         }
     }
+}
+
+/// `--max-duration D`.
+fn max_duration_arg(d: Option<&str>) -> Result<Option<std::time::Duration>> {
+    d.map(|d| instar_core::duration::parse(d).map_err(|e| anyhow::anyhow!("--max-duration: {e}")))
+        .transpose()
+}
+
+/// `--on-error stop|skip`.
+fn on_error_arg(v: &str) -> Result<instar_core::meta::OnError> {
+    match v {
+        "stop" => Ok(instar_core::meta::OnError::Stop),
+        "skip" => Ok(instar_core::meta::OnError::Skip),
+        other => bail!("--on-error {other:?}: use stop or skip"),
+    }
+}
+
+/// The JSON document on standard input (`docs put`).
+fn stdin_document() -> Result<serde_json::Value> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("stdin:{}: not JSON: {e}", e.line()))
+}
+
+/// `backups --prune --older-than D`: the age.
+fn prune_age(older_than: &str) -> Result<std::time::Duration> {
+    instar_core::duration::parse(older_than).map_err(|e| anyhow::anyhow!("--older-than: {e}"))
 }
 
 /// Flags → settings, through the service's one resolution.

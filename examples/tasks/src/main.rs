@@ -36,37 +36,39 @@ struct Task {
     schema_version: u64,
 }
 
+/// 1 → 2: the `done` flag becomes a `status`.
+fn done_to_status(_key: &[u8], mut t: Value) -> Result<Value, String> {
+    let o = t.as_object_mut().ok_or("not an object")?;
+    let done = o.remove("done").and_then(|d| d.as_bool()).unwrap_or(false);
+    o.insert("status".into(), json!(if done { "done" } else { "open" }));
+    Ok(t)
+}
+
+/// 2 → 3: tags, and a revision counter (not idempotent: run twice, it shows).
+fn tags_and_revision(_key: &[u8], mut t: Value) -> Result<Value, String> {
+    let rev = t.get("rev").and_then(Value::as_u64).unwrap_or(0);
+    t["tags"] = json!([]);
+    t["rev"] = json!(rev + 1);
+    Ok(t)
+}
+
 /// The migrations this application has, up to `release`.
 fn registry(release: u32) -> Registry {
-    let mut r = Registry::new().initial("1");
-    if release >= 2 {
-        r = r.register(FnMigration::new(
+    let all = [
+        FnMigration::new(
             "1",
             "2",
             "done flag to status",
             b"task:",
-            |_, mut t: Value| {
-                let done = t.get("done").and_then(Value::as_bool).unwrap_or(false);
-                let o = t.as_object_mut().ok_or("not an object")?;
-                o.remove("done");
-                o.insert("status".into(), json!(if done { "done" } else { "open" }));
-                Ok(t)
-            },
-        ));
-    }
-    if release >= 3 {
-        r = r.register(FnMigration::new(
-            "2",
-            "3",
-            "tags and revision",
-            b"task:",
-            |_, mut t: Value| {
-                let rev = t.get("rev").and_then(Value::as_u64).unwrap_or(0);
-                t["tags"] = json!([]);
-                t["rev"] = json!(rev + 1);
-                Ok(t)
-            },
-        ));
+            done_to_status as fn(&[u8], Value) -> Result<Value, String>,
+        ),
+        FnMigration::new("2", "3", "tags and revision", b"task:", tags_and_revision),
+    ];
+    let mut r = Registry::new().initial("1");
+    for (i, m) in all.into_iter().enumerate() {
+        if release as usize >= i + 2 {
+            r = r.register(m);
+        }
     }
     r
 }

@@ -48,8 +48,7 @@ pub async fn backup(service: &Service, out: &Out) -> Result<i32> {
 
 pub fn backups(service: &Service, prune: bool, older_than: &str, out: &Out) -> Result<i32> {
     if prune {
-        let age = instar_core::duration::parse(older_than)
-            .map_err(|e| anyhow::anyhow!("--older-than: {e}"))?;
+        let age = super::prune_age(older_than)?;
         let removed = service.prune_backups(age)?;
         out.line(format!(
             "{} backup(s) older than {older_than} deleted",

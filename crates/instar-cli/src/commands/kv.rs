@@ -4,7 +4,6 @@
 //! whole, and running again resumes from the checkpoint.
 
 use anyhow::{bail, Result};
-use instar_core::meta::OnError;
 use instar_service::kv::walk::{WalkEnd, WalkOptions};
 use instar_service::{KvRunOptions, Service};
 
@@ -165,16 +164,8 @@ fn plan(s: &Service, to: Option<&str>, out: &Out) -> Result<i32> {
 fn walk_options(batch: u64, max_duration: Option<&str>, on_error: &str) -> Result<WalkOptions> {
     Ok(WalkOptions {
         batch_size: batch.max(1) as usize,
-        on_error: match on_error {
-            "stop" => OnError::Stop,
-            "skip" => OnError::Skip,
-            other => bail!("--on-error {other:?}: use stop or skip"),
-        },
-        max_duration: max_duration
-            .map(|d| {
-                instar_core::duration::parse(d).map_err(|e| anyhow::anyhow!("--max-duration: {e}"))
-            })
-            .transpose()?,
+        on_error: super::on_error_arg(on_error)?,
+        max_duration: super::max_duration_arg(max_duration)?,
         ..WalkOptions::default()
     })
 }
@@ -260,8 +251,7 @@ fn verify(s: &Service, out: &Out) -> Result<i32> {
 
 fn backups(s: &Service, prune: bool, older_than: &str, out: &Out) -> Result<i32> {
     if prune {
-        let age = instar_core::duration::parse(older_than)
-            .map_err(|e| anyhow::anyhow!("--older-than: {e}"))?;
+        let age = super::prune_age(older_than)?;
         let removed = s.kv_prune(age)?;
         out.line(format!(
             "{} backup(s) older than {older_than} deleted",
@@ -305,7 +295,10 @@ fn docs(s: &Service, action: &DocsCommand, out: &mut Out) -> Result<i32> {
                     println!("{doc}");
                     Ok(0)
                 }
-                None => bail!("collection {collection}: no record under key {key:?}"),
+                None => {
+                    eprintln!("collection {collection} has no document {key}");
+                    Ok(1)
+                }
             }
         }
         DocsCommand::List {
@@ -326,11 +319,7 @@ fn docs(s: &Service, action: &DocsCommand, out: &mut Out) -> Result<i32> {
             at,
         } => {
             let d = s.kv_documents(store, collection)?;
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
-            let doc: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("stdin:{}: not JSON: {e}", e.line()))?;
-            d.put(key, &doc, at.as_deref())?;
+            d.put(key, &super::stdin_document()?, at.as_deref())?;
             out.line(format!(
                 "stored {collection} {key} at {}",
                 d.collection().current()
