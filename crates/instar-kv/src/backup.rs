@@ -186,7 +186,7 @@ pub fn restore(store: &dyn KvStore, dir: &Path, id: &str) -> Result<KvBackup, Er
             store.describe()
         ))
     })?;
-    let mut batch = crate::Batch::default();
+    let mut batch = crate::Batch::instar();
     batch.delete(crate::keys::run());
     let seq = history::next_seq(store)?;
     history::add(

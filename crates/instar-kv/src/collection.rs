@@ -290,14 +290,14 @@ pub fn scan_records(
     after: Option<&[u8]>,
     limit: usize,
 ) -> Result<Pairs, Error> {
-    if !prefix.is_empty() {
+    if !keys::RESERVED.starts_with(prefix) {
         return Ok(store.scan(prefix, after, limit)?);
     }
     // Everything but the reserved keys, page by page (the cursor always moves on).
     let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut cursor = after.map(<[u8]>::to_vec);
     while out.len() < limit {
-        let page = store.scan(b"", cursor.as_deref(), limit - out.len())?;
+        let page = store.scan(prefix, cursor.as_deref(), limit - out.len())?;
         let Some((last, _)) = page.last() else { break };
         cursor = Some(last.clone());
         out.extend(

@@ -152,24 +152,33 @@ pub fn add(b: &mut Batch, e: &HistoryEntry) {
     b.put(keys::history(e.seq), json(e));
 }
 
+/// The tokens of the runs this process holds now. A marker is live only if
+/// its token is here: one with this process's pid but an unknown token was
+/// left by an earlier process that had the same pid (a restarted container
+/// is often pid 1 again), and is taken over like any other killed run's.
+static LIVE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<String>> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Takes the run lock: writes the run marker unless a live run holds it.
 ///
 /// Across processes, the store itself keeps a second process out (RocksDB's
 /// `LOCK` file), so a marker left by another process is one a killed run
 /// left: it is taken over (the caller resumes from the checkpoints). A marker
-/// of this process is a run still going: refused.
+/// of a run of this process still going is refused.
 pub fn lock(store: &dyn KvStore) -> Result<(RunMarker, Option<RunMarker>), Error> {
     let k = keys::run();
     let old_raw = store.get(&k)?;
     let old: Option<RunMarker> = old_raw.as_deref().map(|r| parse(&k, r)).transpose()?;
-    if let Some(o) = &old {
-        if o.pid == std::process::id() && o.host == host() {
-            return Err(Error::Locked(format!(
-                "{}: another run in this process holds the lock (since {}); wait for it to finish",
-                store.describe(),
-                o.started
-            )));
-        }
+    let mut live = live();
+    if let Some(o) = old.as_ref().filter(|o| live.contains(&o.token)) {
+        return Err(Error::Locked(format!(
+            "{}: another run in this process holds the lock (since {}); wait for it to finish",
+            store.describe(),
+            o.started
+        )));
     }
     let mine = RunMarker {
         pid: std::process::id(),
@@ -177,7 +186,7 @@ pub fn lock(store: &dyn KvStore) -> Result<(RunMarker, Option<RunMarker>), Error
         started: instar_core::time::now_rfc3339(),
         token: format!("{:x}", rand_token()),
     };
-    let mut b = Batch::default();
+    let mut b = Batch::instar();
     b.replace(k, old_raw, json(&mine));
     if !store.commit(b)?.is_empty() {
         return Err(Error::Locked(format!(
@@ -185,12 +194,14 @@ pub fn lock(store: &dyn KvStore) -> Result<(RunMarker, Option<RunMarker>), Error
             store.describe()
         )));
     }
+    live.push(mine.token.clone());
     Ok((mine, old))
 }
 
 /// Releases the run lock taken by [`lock`] (only if still ours).
 pub fn unlock(store: &dyn KvStore, mine: &RunMarker) -> Result<(), Error> {
-    let mut b = Batch::default();
+    live().retain(|t| *t != mine.token);
+    let mut b = Batch::instar();
     b.writes.push(crate::Write {
         key: keys::run(),
         value: None,
@@ -199,6 +210,43 @@ pub fn unlock(store: &dyn KvStore, mine: &RunMarker) -> Result<(), Error> {
     });
     store.commit(b)?;
     Ok(())
+}
+
+/// The run lock, held until [`Held::release`] or dropped (a panic in the
+/// run releases it too).
+pub struct Held<'a> {
+    store: &'a dyn KvStore,
+    mine: Option<RunMarker>,
+    /// The marker a killed run left, taken over.
+    pub taken_over: Option<RunMarker>,
+}
+
+impl<'a> Held<'a> {
+    /// Takes the lock ([`lock`]).
+    pub fn take(store: &'a dyn KvStore) -> Result<Held<'a>, Error> {
+        let (mine, taken_over) = lock(store)?;
+        Ok(Held {
+            store,
+            mine: Some(mine),
+            taken_over,
+        })
+    }
+
+    /// Releases it, saying whether that worked.
+    pub fn release(mut self) -> Result<(), Error> {
+        match self.mine.take() {
+            Some(m) => unlock(self.store, &m),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.mine.take() {
+            let _ = unlock(self.store, &m);
+        }
+    }
 }
 
 /// The run marker, if a run holds (or a killed run left) it.

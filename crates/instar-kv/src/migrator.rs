@@ -92,7 +92,13 @@ impl Migrator {
 
     /// The store is newer than this application: the message to refuse with.
     fn newer(&self, version: Option<&str>, latest: Option<&str>) -> Option<String> {
-        let (v, l) = (version?, latest?);
+        let v = version?;
+        let Some(l) = latest else {
+            return Some(format!(
+                "{} is at schema version {v}, and this application has no record migrations: a newer release migrated it; upgrade the application (nothing was changed)",
+                self.store.describe()
+            ));
+        };
         (codec::compare(v, l) == Some(Ordering::Greater) || codec::compare(v, l).is_none() && v != l).then(|| {
             format!(
                 "{} is at schema version {v}, newer than this application supports (up to {l}): a newer release migrated it; upgrade the application (nothing was changed)",

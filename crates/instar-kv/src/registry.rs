@@ -184,6 +184,27 @@ impl Registry {
                 }),
             }
         }
+        for s in &steps {
+            for (i, a) in s.migrations.iter().enumerate() {
+                if a.prefix().starts_with(crate::keys::RESERVED)
+                    || crate::keys::RESERVED.starts_with(a.prefix())
+                {
+                    return Err(Error::Config(format!(
+                        "record migration {}: its prefix {} covers Instar's own keys (\\0instar/); give it the prefix of the application's records",
+                        a.name(),
+                        crate::keys::show(a.prefix())
+                    )));
+                }
+                for b in &s.migrations[i + 1..] {
+                    if a.prefix().starts_with(b.prefix()) || b.prefix().starts_with(a.prefix()) {
+                        return Err(Error::Config(format!(
+                            "record migrations {} and {} both go from {} to {} over overlapping prefixes ({} and {}): the second would find the records already at {}; make it one migration, or give them disjoint prefixes",
+                            a.name(), b.name(), s.from, s.to, crate::keys::show(a.prefix()), crate::keys::show(b.prefix()), s.to
+                        )));
+                    }
+                }
+            }
+        }
         steps.sort_by(|a, b| codec::compare(&a.from, &b.from).unwrap_or(Ordering::Equal));
         for w in steps.windows(2) {
             if w[0].to != w[1].from {

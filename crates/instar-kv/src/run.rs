@@ -132,12 +132,22 @@ pub fn run(
     o: &RunOptions,
     sink: &mut dyn EventSink,
 ) -> Result<RunReport, Error> {
-    let (mine, old) = history::lock(store)?;
-    let r = run_locked(store, steps, o, sink, old);
-    let unlocked = history::unlock(store, &mine);
+    let held = history::Held::take(store)?;
+    let r = run_locked(store, steps, o, sink, held.taken_over.clone());
+    let unlocked = held.release();
     let report = r?;
     unlocked?;
     Ok(report)
+}
+
+/// What the failure path needs to know of the run.
+struct RunState {
+    backup: Option<backup::KvBackup>,
+    no_restore: bool,
+    /// The application's commits through this handle when the run began.
+    foreign_at_start: u64,
+    /// The run took over one a killed process left.
+    resumed: bool,
 }
 
 fn run_locked(
@@ -148,6 +158,7 @@ fn run_locked(
     old: Option<history::RunMarker>,
 ) -> Result<RunReport, Error> {
     let started = Instant::now();
+    let foreign_at_start = store.foreign_commits();
     let mut report = RunReport {
         resumed_from: old.map(|m| format!("{}@{} since {}", m.pid, m.host, m.started)),
         ..RunReport::default()
@@ -199,6 +210,12 @@ fn run_locked(
         None => None,
     };
     report.backup = backup.as_ref().map(|b| b.id.clone());
+    let state = RunState {
+        backup,
+        no_restore: o.no_restore,
+        foreign_at_start,
+        resumed: report.resumed_from.is_some(),
+    };
     for step in steps {
         match run_step(store, step, o, sink, report.backup.clone()) {
             Ok(Some(entry)) => {
@@ -216,7 +233,7 @@ fn run_locked(
                     version: step.version.clone(),
                     error: e.to_string(),
                 });
-                return Err(fail(store, step, e, backup.as_ref(), o, conflicts, sink));
+                return Err(fail(store, step, e, &state, conflicts, sink));
             }
         }
     }
@@ -237,6 +254,7 @@ fn run_step(
     backup: Option<String>,
 ) -> Result<Option<HistoryEntry>, (Error, u64)> {
     let t = Instant::now();
+    let started_at = instar_core::time::now_rfc3339();
     sink.event(&Event::MigrationStarted {
         version: step.version.clone(),
         name: step.name.clone(),
@@ -276,14 +294,14 @@ fn run_step(
         records_changed: changed,
         records_skipped: skipped,
         records_left_to_the_application: conflicts,
-        started_at: instar_core::time::now_rfc3339(),
+        started_at,
         duration_ms: t.elapsed().as_millis() as u64,
         by: history::me(),
         fingerprint: step.fingerprint.clone(),
         backup,
         error: None,
     };
-    let mut b = Batch::default();
+    let mut b = Batch::instar();
     for rw in &rewrites {
         b.delete(keys::checkpoint(&rw.step()));
     }
@@ -307,13 +325,17 @@ fn fail(
     store: &dyn KvStore,
     step: &Step,
     e: Error,
-    backup: Option<&backup::KvBackup>,
-    o: &RunOptions,
+    run: &RunState,
     conflicts: u64,
     sink: &mut dyn EventSink,
 ) -> Error {
+    let backup = run.backup.as_ref();
+    // The application's writes during the run: records it changed under a
+    // walk, and every commit of its own through this handle.
+    let app_commits = store.foreign_commits() - run.foreign_at_start;
+    let app_wrote = conflicts > 0 || app_commits > 0;
     let restored = match backup {
-        Some(b) if !o.no_restore && conflicts == 0 => match store.restore(&b.path) {
+        Some(b) if !run.no_restore && !app_wrote => match store.restore(&b.path) {
             Ok(()) => {
                 sink.event(&Event::BackupRestored { id: b.id.clone() });
                 Ok(b.id.clone())
@@ -323,9 +345,10 @@ fn fail(
         _ => Err(String::new()),
     };
     let state = match (&restored, backup) {
+        (Ok(id), _) if run.resumed => format!("the store was restored from backup {id}, as it was when this run began; it resumed a run a killed process left, whose committed batches stay at their new version (each batch whole)"),
         (Ok(id), _) => format!("the store was restored from backup {id}, as it was before the run"),
         (Err(why), Some(b)) if !why.is_empty() => format!("{why}; each batch is whole (records at their old or new version); `instar restore {}` puts the backup back", b.id),
-        (Err(_), Some(b)) if conflicts > 0 => format!("not restored: the application changed {conflicts} records during the run, which a restore would lose; each batch is whole, and running again resumes from the checkpoint (`instar restore {}` if you choose to)", b.id),
+        (Err(_), Some(b)) if app_wrote && !run.no_restore => format!("not restored: the application wrote to the store during the run ({app_commits} commits; {conflicts} records left as it wrote them), which a restore would lose; each batch is whole, and running again resumes from the checkpoint (`instar restore {}` if you choose to)", b.id),
         (Err(_), Some(b)) => format!("left as it stopped (--no-restore): each batch is whole; fix the cause and run again to resume from the checkpoint, or `instar restore {}`", b.id),
         (Err(_), None) => "each batch is whole (records at their old or new version); fix the cause and run again to resume from the checkpoint".into(),
     };
@@ -348,7 +371,7 @@ fn fail(
         backup: backup.map(|b| b.id.clone()),
         error: Some(e.to_string()),
     };
-    let mut b = Batch::default();
+    let mut b = Batch::instar();
     history::add(&mut b, &entry);
     let _ = store.commit(b);
     Error::Failed {

@@ -136,16 +136,19 @@ impl RecordsMove {
                 self.latest
             )));
         }
-        match codec::compare(&version, m.from()) {
-            Some(Ordering::Equal) => {}
-            Some(Ordering::Greater) => return Ok(None),
-            _ => {
-                return Err(err(format!(
-                    "it is at version {version}, but {} starts at {}: an earlier migration did not reach it",
-                    m.name(),
-                    m.from()
-                )))
-            }
+        if matches!(
+            codec::compare(&version, m.to()),
+            Some(Ordering::Equal | Ordering::Greater)
+        ) {
+            return Ok(None);
+        }
+        if codec::compare(&version, m.from()) != Some(Ordering::Equal) {
+            return Err(err(format!(
+                "it is at version {version}, but {} goes from {} to {}: no migration of this release moves it there",
+                m.name(),
+                m.from(),
+                m.to()
+            )));
         }
         let out = m
             .migrate(key, serde_json::Value::Object(body))
@@ -169,8 +172,14 @@ impl RecordsMove {
 
 impl Rewrite for RecordsMove {
     fn step(&self) -> String {
+        let prefix: String = self
+            .migration
+            .prefix()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         format!(
-            "records:{}:{}",
+            "records:{}:{}:{prefix}",
             self.migration.from(),
             self.migration.name()
         )

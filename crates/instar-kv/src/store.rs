@@ -67,9 +67,21 @@ pub struct Write {
 pub struct Batch {
     /// The writes, in order.
     pub writes: Vec<Write>,
+    /// Written by Instar's runner (its walks and bookkeeping). Every other
+    /// commit — the application's — is counted by [`KvStore::foreign_commits`],
+    /// and a run that saw one does not restore its backup over it.
+    pub by_instar: bool,
 }
 
 impl Batch {
+    /// An empty batch of Instar's own.
+    pub fn instar() -> Batch {
+        Batch {
+            writes: Vec::new(),
+            by_instar: true,
+        }
+    }
+
     /// Puts `value` under `key` unconditionally.
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.writes.push(Write {
@@ -130,6 +142,10 @@ pub trait KvStore: Send + Sync {
 
     /// The store, for messages (`rocksdb:path`).
     fn describe(&self) -> String;
+
+    /// How many commits not marked [`Batch::by_instar`] this handle has made
+    /// since it was opened (the application's writes).
+    fn foreign_commits(&self) -> u64;
 
     /// Puts one value unconditionally.
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
@@ -197,6 +213,7 @@ pub fn applicable(batch: Batch, conflicting: &[Vec<u8>]) -> Vec<Write> {
 #[derive(Debug, Default)]
 pub struct MemStore {
     map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+    foreign: std::sync::atomic::AtomicU64,
 }
 
 impl MemStore {
@@ -234,6 +251,10 @@ impl KvStore for MemStore {
 
     fn commit(&self, batch: Batch) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut map = self.map();
+        if !batch.by_instar {
+            self.foreign
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         let skipped = conflicts(&batch, |k| Ok(map.get(k).cloned()))?;
         for w in applicable(batch, &skipped) {
             match w.value {
@@ -272,5 +293,9 @@ impl KvStore for MemStore {
 
     fn describe(&self) -> String {
         "memory".into()
+    }
+
+    fn foreign_commits(&self) -> u64 {
+        self.foreign.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -282,7 +282,10 @@ pub fn undecodable_record(f: Factory<'_>, dir: &Path) {
         .unwrap();
     assert_eq!((r.records_changed, r.records_skipped), (29, 1));
     assert!(s
-        .get(&keys::skipped("records:1:count 1->2", b"task:00015"))
+        .get(&keys::skipped(
+            "records:1:count 1->2:7461736b3a",
+            b"task:00015"
+        ))
         .unwrap()
         .is_some());
 }
@@ -463,12 +466,115 @@ pub fn concurrent_writer(f: Factory<'_>, dir: &Path) {
     }
 }
 
+/// The application writes through the store while a run goes on, and the
+/// run then fails: the backup is not restored over the application's write
+/// (the message says so); a marker a killed process with this pid left
+/// (a restarted container) is taken over, not refused.
+pub fn app_writes_and_stale_markers(f: Factory<'_>, dir: &Path) {
+    let s = store_in(f, dir);
+    seed(s.as_ref(), 30, Encoding::Json);
+    let app = s.clone();
+    let writes_then_fails = FnMigration::new("1", "2", "writes", b"task:", move |k, v| {
+        if k == b"task:00002" {
+            app.put(b"other:1", b"written by the application")
+                .map_err(|e| e.to_string())?;
+        }
+        if k == b"task:00021" {
+            return Err("refused on purpose".into());
+        }
+        Ok(v)
+    });
+    let o = RunOptions {
+        walk: WalkOptions {
+            batch_size: 5,
+            ..Default::default()
+        },
+        backup_dir: Some(dir.join("b")),
+        no_restore: false,
+    };
+    let e = Migrator::new(s.clone(), Registry::new().register(writes_then_fails))
+        .options(o)
+        .migrate()
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("not restored: the application wrote to the store during the run"),
+        "{e}"
+    );
+    assert_eq!(
+        s.get(b"other:1").unwrap().as_deref(),
+        Some(&b"written by the application"[..])
+    );
+    // A marker with this pid but a token no run of this process holds.
+    let stale = history::RunMarker {
+        pid: std::process::id(),
+        host: "h".into(),
+        started: "then".into(),
+        token: "gone".into(),
+    };
+    s.put(&keys::run(), &serde_json::to_vec(&stale).unwrap())
+        .unwrap();
+    let r = Migrator::new(
+        s.clone(),
+        Registry::new().register(counting("1", "2", None)),
+    )
+    .migrate()
+    .unwrap();
+    assert!(r.resumed_from.is_some() && !r.paused, "{r:?}");
+    assert!(history::marker(s.as_ref()).unwrap().is_none());
+    // Keys under a prefix of Instar's own are never walked as records.
+    s.put(b"\x00app", b"{}").unwrap();
+    let under_nul = crate::collection::scan_records(s.as_ref(), b"\x00", None, 100).unwrap();
+    assert_eq!(under_nul.len(), 1, "only the application's key");
+}
+
+/// Registries that cannot run are refused before anything is read: two
+/// migrations of one step over overlapping prefixes, a prefix of Instar's
+/// own keys; and a record a newer release wrote stops a run even with
+/// `on_error = skip`.
+pub fn registry_refusals(f: Factory<'_>, dir: &Path) {
+    let s = store_in(f, dir);
+    seed(s.as_ref(), 5, Encoding::Json);
+    let overlap = Registry::new()
+        .register(counting("1", "2", None))
+        .register(FnMigration::new(
+            "1",
+            "2",
+            "archived",
+            b"task:arch",
+            |_, v| Ok(v),
+        ));
+    let e = Migrator::new(s.clone(), overlap).migrate().unwrap_err();
+    assert!(e.to_string().contains("overlapping prefixes"), "{e}");
+    let reserved = Registry::new().register(FnMigration::new("1", "2", "all", b"", |_, v| Ok(v)));
+    let e = Migrator::new(s.clone(), reserved).migrate().unwrap_err();
+    assert!(e.to_string().contains("covers Instar's own keys"), "{e}");
+    s.put(b"task:00003", br#"{"title":"x","schema_version":7}"#)
+        .unwrap();
+    let skip = RunOptions {
+        walk: WalkOptions {
+            on_error: OnError::Skip,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let e = Migrator::new(
+        s.clone(),
+        Registry::new().register(counting("1", "2", None)),
+    )
+    .options(skip)
+    .migrate()
+    .unwrap_err();
+    assert!(e.to_string().contains("newer than any migration"), "{e}");
+}
+
 /// Declares one test per behaviour for a backend: `kv_conformance!(|dir| store)`.
 #[macro_export]
 macro_rules! kv_conformance {
     ($factory:expr) => {
         $crate::kv_conformance!(@each $factory; store_basics lazy_read_write eager_lens_move records_chain_resume
-            undecodable_record failure_no_restore_then_resume refusals backups concurrent_writer);
+            undecodable_record failure_no_restore_then_resume refusals backups concurrent_writer
+            app_writes_and_stale_markers registry_refusals);
     };
     (@each $factory:expr; $($name:ident)*) => {
         $(

@@ -161,7 +161,7 @@ pub fn walk(
             return Ok(WalkEnd::Done(ck));
         };
         let last = last.clone();
-        let mut b = Batch::default();
+        let mut b = Batch::instar();
         let mut changed = 0;
         for (i, ((key, _), r)) in page.iter().zip(rw.rewrite(store, &page)).enumerate() {
             match r {
@@ -173,7 +173,8 @@ pub fn walk(
                         w
                     }));
                 }
-                Err(e) if o.on_error == OnError::Skip => {
+                // A record a newer release wrote is never skipped: the run stops.
+                Err(e) if o.on_error == OnError::Skip && !matches!(e, Error::Newer(_)) => {
                     ck.skipped += 1;
                     let why = serde_json::json!({ "error": e.to_string(), "at": instar_core::time::now_rfc3339() });
                     b.put(keys::skipped(&step, key), why.to_string());
@@ -225,8 +226,8 @@ pub fn walk(
 
 /// Records under `prefix` (Instar's own keys left out).
 pub fn count(store: &dyn KvStore, prefix: &[u8]) -> Result<u64, Error> {
-    if !prefix.is_empty() {
+    if !keys::RESERVED.starts_with(prefix) {
         return Ok(store.count(prefix)?);
     }
-    Ok(store.count(b"")? - store.count(keys::RESERVED)?)
+    Ok(store.count(prefix)? - store.count(keys::RESERVED)?)
 }

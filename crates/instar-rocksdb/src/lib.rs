@@ -49,6 +49,8 @@ pub struct RocksStore {
     db: RwLock<Option<DB>>,
     /// Commits (with their guards) one at a time.
     writes: Mutex<()>,
+    /// Commits not made by Instar's runner (the application's).
+    foreign: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -116,6 +118,7 @@ impl RocksStore {
             options,
             db: RwLock::new(Some(db)),
             writes: Mutex::new(()),
+            foreign: Default::default(),
         })
     }
 
@@ -158,7 +161,46 @@ fn db_options(o: &RocksOptions, create: bool) -> Options {
     opts
 }
 
+/// A restore killed between its two renames left the store beside its
+/// path (`<name>.before-restore-<pid>`): put it back (the copy that was
+/// being put in place, `<name>.restoring-<pid>`, is dropped), so that the
+/// store is as it was before the restore and never re-created empty.
+fn finish_interrupted_restore(path: &Path) -> Result<(), StoreError> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(());
+    };
+    let name = name.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let other = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = other.strip_prefix(&name) else {
+            continue;
+        };
+        if rest.starts_with(".restoring-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        } else if rest.starts_with(".before-restore-") && !path.join("CURRENT").is_file() {
+            if path.is_dir() {
+                let _ = std::fs::remove_dir_all(path);
+            }
+            std::fs::rename(e.path(), path).map_err(|err| {
+                StoreError::new(
+                    StoreErrorKind::Other,
+                    format!("rocksdb:{}: a restore was interrupted and {} holds the store as it was; it could not be moved back ({err}): move it to {} by hand", path.display(), e.path().display(), path.display()),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 fn open_db(path: &Path, o: &RocksOptions) -> Result<DB, StoreError> {
+    finish_interrupted_restore(path)?;
     let create = if path.join("CURRENT").is_file() {
         false
     } else if path.is_file() {
@@ -208,6 +250,10 @@ impl KvStore for RocksStore {
 
     fn commit(&self, batch: Batch) -> Result<Vec<Vec<u8>>, StoreError> {
         let _one = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        if !batch.by_instar {
+            self.foreign
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         let skipped = conflicts(&batch, |k| self.get(k))?;
         let mut wb = WriteBatch::default();
         for w in applicable(batch, &skipped) {
@@ -278,6 +324,10 @@ impl KvStore for RocksStore {
 
     fn describe(&self) -> String {
         format!("rocksdb:{}", self.path.display())
+    }
+
+    fn foreign_commits(&self) -> u64 {
+        self.foreign.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

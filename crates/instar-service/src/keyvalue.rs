@@ -141,7 +141,7 @@ impl KvDocuments {
             to: to.clone(),
             step: format!("documents:{}", self.collection.name),
         };
-        let (mine, _) = history::lock(self.store.as_ref())?;
+        let held = history::Held::take(self.store.as_ref())?;
         let r = walk::walk(
             self.store.as_ref(),
             &mv,
@@ -151,13 +151,13 @@ impl KvDocuments {
         );
         let done = match &r {
             Ok(walk::WalkEnd::Done(_)) => {
-                let mut b = instar_kv::Batch::default();
+                let mut b = instar_kv::Batch::instar();
                 b.delete(instar_kv::keys::checkpoint(&walk::Rewrite::step(&mv)));
                 self.store.commit(b).map(|_| ()).map_err(Error::from)
             }
             _ => Ok(()),
         };
-        let unlocked = history::unlock(self.store.as_ref(), &mine);
+        let unlocked = held.release();
         let end = r?;
         done?;
         unlocked?;
