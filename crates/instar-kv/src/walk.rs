@@ -155,7 +155,12 @@ pub fn walk(
             });
             return Ok(WalkEnd::Paused(ck));
         }
-        let after = ck.after.as_deref().and_then(unhex);
+        let after = match ck.after.as_deref() {
+            None => None,
+            Some(h) => Some(unhex(h).ok_or_else(|| {
+                Error::Config(format!("checkpoint {step} is damaged (its last key {h:?} is not hex); delete the key \\0instar/checkpoint/{step} to walk from the start"))
+            })?),
+        };
         let page = scan_records(store, rw.prefix(), after.as_deref(), o.batch_size.max(1))?;
         let Some((last, _)) = page.last() else {
             return Ok(WalkEnd::Done(ck));

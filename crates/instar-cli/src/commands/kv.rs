@@ -99,7 +99,10 @@ fn status(s: &Service, check: bool, out: &Out) -> Result<i32> {
         out.line(format!("  problem: {p}"));
     }
     out.json(&serde_json::json!({ "status": v }));
-    let unclean = !v.problems.is_empty() || !v.pending.is_empty() || !v.checkpoints.is_empty();
+    let unclean = !v.problems.is_empty()
+        || !v.pending.is_empty()
+        || !v.checkpoints.is_empty()
+        || v.interrupted.is_some();
     Ok(if check && unclean { 1 } else { 0 })
 }
 
