@@ -129,8 +129,7 @@ impl KvCollection {
     }
 
     /// The bytes of `body` stored at `version` (the version field set).
-    pub fn encode(&self, key: &[u8], body: &Value, version: &str) -> Result<Vec<u8>, Error> {
-        let mut out = body.clone();
+    pub fn encode(&self, key: &[u8], mut out: Value, version: &str) -> Result<Vec<u8>, Error> {
         let Value::Object(map) = &mut out else {
             return Err(self.record_error(key, "a lens made it something else than an object"));
         };
@@ -250,7 +249,7 @@ impl KvCollection {
             self.check(key, &current, &body)?;
         }
         let mut b = crate::Batch::default();
-        b.put(key, self.encode(key, &body, &current)?);
+        b.put(key, self.encode(key, body, &current)?);
         let ck = keys::complements(&self.name, key);
         if kept.is_empty() {
             b.delete(ck);

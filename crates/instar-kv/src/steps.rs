@@ -37,8 +37,13 @@ impl Rewrite for LensMove {
     fn rewrite(&self, store: &dyn KvStore, page: &[(Vec<u8>, Vec<u8>)]) -> Vec<Rewritten> {
         let c = &self.collection;
         let mut out: Vec<Option<Rewritten>> = (0..page.len()).map(|_| None).collect();
-        // Decode, and keep the ones to move with their complements.
-        let mut todo = Vec::new();
+        // Decode, and keep the ones to move with their complements (read one
+        // by one only when the collection keeps any: most never do).
+        let any_complements = match store.scan(&keys::complements(&c.name, b""), None, 1) {
+            Ok(found) => !found.is_empty(),
+            Err(e) => return page.iter().map(|_| Err(e.clone().into())).collect(),
+        };
+        let (mut todo, mut items) = (Vec::new(), Vec::new());
         for (i, (k, v)) in page.iter().enumerate() {
             let r = match c.decode(k, v.clone()) {
                 Ok(r) => r,
@@ -51,18 +56,24 @@ impl Rewrite for LensMove {
                 out[i] = Some(Ok(None));
                 continue;
             }
-            match c.complements(store, k) {
-                Ok((raw, comps)) => todo.push((i, r, raw, comps)),
-                Err(e) => out[i] = Some(Err(e)),
-            }
+            let (old_comps, comps) = if any_complements {
+                match c.complements(store, k) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        out[i] = Some(Err(e));
+                        continue;
+                    }
+                }
+            } else {
+                (None, Complements::new())
+            };
+            // The body moves into the lens; the stored bytes are the guard.
+            todo.push((i, r.key, r.raw, old_comps));
+            items.push((r.body, r.version, comps));
         }
-        let items: Vec<(serde_json::Value, String, Complements)> = todo
-            .iter()
-            .map(|(_, r, _, comps)| (r.body.clone(), r.version.clone(), comps.clone()))
-            .collect();
         let moved = c.graph.moved_many(items, &self.to);
-        for ((i, r, old_comps, _), m) in todo.into_iter().zip(moved) {
-            out[i] = Some(self.writes(&r, old_comps, m));
+        for ((i, key, raw, old_comps), m) in todo.into_iter().zip(moved) {
+            out[i] = Some(self.writes(key, raw, old_comps, m));
         }
         out.into_iter()
             .map(|o| o.expect("every record answered"))
@@ -73,33 +84,37 @@ impl Rewrite for LensMove {
 impl LensMove {
     fn writes(
         &self,
-        r: &crate::collection::Record,
+        key: Vec<u8>,
+        raw: Vec<u8>,
         old_comps: Option<Vec<u8>>,
         moved: Result<(serde_json::Value, Complements), instar_lens::Error>,
     ) -> Rewritten {
         let c = &self.collection;
-        let (body, comps) = moved.map_err(|e| c.record_error(&r.key, e))?;
-        c.check(&r.key, &self.to, &body)?;
-        let bytes = c.encode(&r.key, &body, &self.to)?;
+        let (body, comps) = moved.map_err(|e| c.record_error(&key, e))?;
+        c.check(&key, &self.to, &body)?;
+        let bytes = c.encode(&key, body, &self.to)?;
         let comps = if comps.is_empty() {
             None
         } else {
-            Some(serde_json::to_vec(&comps).map_err(|e| c.record_error(&r.key, e))?)
+            Some(serde_json::to_vec(&comps).map_err(|e| c.record_error(&key, e))?)
         };
-        Ok(Some(vec![
-            Write {
-                key: r.key.clone(),
-                value: Some(bytes),
-                expect: Some(Some(r.raw.clone())),
-                unit: None,
-            },
-            Write {
-                key: keys::complements(&c.name, &r.key),
+        let comps_key =
+            (comps.is_some() || old_comps.is_some()).then(|| keys::complements(&c.name, &key));
+        let mut writes = vec![Write {
+            key,
+            value: Some(bytes),
+            expect: Some(Some(raw)),
+            unit: None,
+        }];
+        if let Some(comps_key) = comps_key {
+            writes.push(Write {
+                key: comps_key,
                 value: comps,
                 expect: Some(old_comps),
                 unit: None,
-            },
-        ]))
+            });
+        }
+        Ok(Some(writes))
     }
 }
 

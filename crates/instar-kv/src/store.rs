@@ -71,6 +71,10 @@ pub struct Batch {
     /// commit — the application's — is counted by [`KvStore::foreign_commits`],
     /// and a run that saw one does not restore its backup over it.
     pub by_instar: bool,
+    /// [`KvStore::foreign_commits`] when the guarded values were read: if
+    /// no other commit came through the handle since, every guard holds and
+    /// the store need not read the keys again.
+    pub read_at: Option<u64>,
 }
 
 impl Batch {
@@ -79,6 +83,7 @@ impl Batch {
         Batch {
             writes: Vec::new(),
             by_instar: true,
+            read_at: None,
         }
     }
 
@@ -170,12 +175,19 @@ pub trait KvStore: Send + Sync {
 }
 
 /// The keys of `batch`'s guarded writes whose key holds another value than
-/// expected, read with `get` (the caller holds its write lock).
+/// expected, read with `get` (the caller holds its write lock, and passes
+/// the handle's foreign commit count: when it is still the batch's
+/// `read_at`, nobody else wrote since the values were read, and no key is
+/// read again).
 pub fn conflicts(
     batch: &Batch,
+    foreign_commits: u64,
     get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, StoreError>,
 ) -> Result<Vec<Vec<u8>>, StoreError> {
     let mut out = Vec::new();
+    if batch.read_at == Some(foreign_commits) {
+        return Ok(out);
+    }
     for w in &batch.writes {
         if let Some(expect) = &w.expect {
             if get(&w.key)? != *expect {
@@ -251,11 +263,12 @@ impl KvStore for MemStore {
 
     fn commit(&self, batch: Batch) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut map = self.map();
+        let foreign = self.foreign.load(std::sync::atomic::Ordering::SeqCst);
+        let skipped = conflicts(&batch, foreign, |k| Ok(map.get(k).cloned()))?;
         if !batch.by_instar {
             self.foreign
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
-        let skipped = conflicts(&batch, |k| Ok(map.get(k).cloned()))?;
         for w in applicable(batch, &skipped) {
             match w.value {
                 Some(v) => map.insert(w.key, v),

@@ -155,6 +155,8 @@ pub fn walk(
             });
             return Ok(WalkEnd::Paused(ck));
         }
+        // Taken before the records are read: see `Batch::read_at`.
+        let seen = store.foreign_commits();
         let after = match ck.after.as_deref() {
             None => None,
             Some(h) => Some(unhex(h).ok_or_else(|| {
@@ -167,6 +169,7 @@ pub fn walk(
         };
         let last = last.clone();
         let mut b = Batch::instar();
+        b.read_at = Some(seen);
         let mut changed = 0;
         for (i, ((key, _), r)) in page.iter().zip(rw.rewrite(store, &page)).enumerate() {
             match r {

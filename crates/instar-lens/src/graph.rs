@@ -403,25 +403,36 @@ impl Graph {
         complements: &Complements,
     ) -> Result<(Value, Complements), Error> {
         let mut out = doc.clone();
-        let mut kept = Complements::new();
         if let Some(f) = self.fused(from, to).filter(|f| f.applies(doc)) {
             // Exact where it applies: no lens of the path keeps a complement.
             f.apply(&mut out);
-            return Ok((out, kept));
+            return Ok((out, Complements::new()));
         }
-        for s in self.path(from, to)? {
-            if s.forward {
-                let c =
-                    crate::forward_mut(&s.lens.ops, &mut out).map_err(|e| in_file(e, s.lens))?;
-                if !c.is_empty() {
-                    kept.insert(s.edge.to_string(), c);
-                }
-            } else {
-                crate::backward_mut(&s.lens.ops, &mut out, complements.get(s.edge))
-                    .map_err(|e| in_file(e, s.lens))?;
-            }
-        }
+        let kept = walk_path(&self.path(from, to)?, &mut out, complements)?;
         Ok((out, kept))
+    }
+
+    /// [`Graph::moved`] along a path already found, on a document it owns.
+    fn moved_along(
+        &self,
+        path: &[Step<'_>],
+        mut out: Value,
+        from: &str,
+        to: &str,
+        mut complements: Complements,
+    ) -> Result<(Value, Complements), Error> {
+        let kept = match self.fused(from, to).filter(|f| f.applies(&out)) {
+            Some(f) => {
+                f.apply(&mut out);
+                Complements::new()
+            }
+            None => walk_path(path, &mut out, &complements)?,
+        };
+        for st in path {
+            complements.remove(st.edge);
+        }
+        complements.extend(kept);
+        Ok((out, complements))
     }
 
     /// A stored document (at `from`, with its `complements`) moved to `to`:
@@ -432,14 +443,10 @@ impl Graph {
         body: &Value,
         from: &str,
         to: &str,
-        mut complements: Complements,
+        complements: Complements,
     ) -> Result<(Value, Complements), Error> {
-        let (out, kept) = self.write(body, from, to, &complements)?;
-        for st in self.path(from, to)? {
-            complements.remove(st.edge);
-        }
-        complements.extend(kept);
-        Ok((out, complements))
+        let path = self.path(from, to)?;
+        self.moved_along(&path, body.clone(), from, to, complements)
     }
 
     /// [`Graph::moved`] for a batch of stored documents `(body, version,
@@ -479,7 +486,7 @@ impl Graph {
                 .any(|s| s.lens.ops.iter().any(|o| matches!(o, crate::Op::Wasm(_))));
             if !streams {
                 for (&i, (body, comps)) in idx.iter().zip(group) {
-                    out[i] = Some(self.moved(&body, &from, to, comps));
+                    out[i] = Some(self.moved_along(&path, body, &from, to, comps));
                 }
                 continue;
             }
@@ -541,4 +548,27 @@ impl Graph {
             })
             .collect()
     }
+}
+
+/// Walks `out` along `path` in place: forward steps keep their complements
+/// (returned, by edge), backward ones use those in `complements`. Errors
+/// name the lens file.
+fn walk_path(
+    path: &[Step<'_>],
+    out: &mut Value,
+    complements: &Complements,
+) -> Result<Complements, Error> {
+    let mut kept = Complements::new();
+    for s in path {
+        if s.forward {
+            let c = crate::forward_mut(&s.lens.ops, out).map_err(|e| in_file(e, s.lens))?;
+            if !c.is_empty() {
+                kept.insert(s.edge.to_string(), c);
+            }
+        } else {
+            crate::backward_mut(&s.lens.ops, out, complements.get(s.edge))
+                .map_err(|e| in_file(e, s.lens))?;
+        }
+    }
+    Ok(kept)
 }

@@ -250,11 +250,12 @@ impl KvStore for RocksStore {
 
     fn commit(&self, batch: Batch) -> Result<Vec<Vec<u8>>, StoreError> {
         let _one = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let foreign = self.foreign.load(std::sync::atomic::Ordering::SeqCst);
+        let skipped = conflicts(&batch, foreign, |k| self.get(k))?;
         if !batch.by_instar {
             self.foreign
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
-        let skipped = conflicts(&batch, |k| self.get(k))?;
         let mut wb = WriteBatch::default();
         for w in applicable(batch, &skipped) {
             match w.value {
@@ -266,6 +267,20 @@ impl KvStore for RocksStore {
         wo.set_sync(true);
         self.with_db(|db| db.write_opt(wb, &wo))?;
         Ok(skipped)
+    }
+
+    fn count(&self, prefix: &[u8]) -> Result<u64, StoreError> {
+        // Steps over the keys without copying a key or a value.
+        self.with_db(|db| {
+            let mut it = db.raw_iterator();
+            it.seek(prefix);
+            let mut n = 0u64;
+            while it.valid() && it.key().is_some_and(|k| k.starts_with(prefix)) {
+                n += 1;
+                it.next();
+            }
+            it.status().map(|()| n)
+        })
     }
 
     fn checkpoint(&self, dir: &Path) -> Result<(), StoreError> {
