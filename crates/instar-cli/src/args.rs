@@ -54,6 +54,8 @@ pub enum Format {
     Human,
     /// JSON: one document per command; events as JSON lines while running.
     Json,
+    /// SARIF 2.1.0, for code-review tools (`lint` only).
+    Sarif,
 }
 
 /// Migration folder layouts for `new` and `init`.
@@ -293,6 +295,16 @@ pub enum Command {
         all: bool,
         #[command(flatten)]
         run: RunArgs,
+    },
+    /// Check every migration before it runs: destructive changes, locks on big
+    /// tables, NOT NULL without a default, narrowing types, … (exit 1 on an error).
+    Lint {
+        /// Do not read table sizes from the database's statistics.
+        #[arg(long)]
+        offline: bool,
+        /// List the rules and exit.
+        #[arg(long)]
+        rules: bool,
     },
     /// Print the history log.
     History,

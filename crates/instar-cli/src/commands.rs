@@ -15,6 +15,7 @@ use crate::render::Out;
 mod admin;
 mod kv;
 mod lens;
+mod lint;
 mod scaffold;
 mod status;
 
@@ -52,6 +53,9 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         }
         let service = Service::new(settings);
         return lens::run(action, &service.lens_loader(), out);
+    }
+    if g.format == crate::args::Format::Sarif && !matches!(cli.command, Command::Lint { .. }) {
+        bail!("--format sarif is for `instar lint`; use --format json");
     }
     let service = Service::new(resolve(g, &cwd)?);
     let s = &service;
@@ -125,6 +129,7 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
             dry_run,
             no_checksums,
         } => admin::adopt(s, from, dry_run, no_checksums, out).await,
+        Command::Lint { offline, rules } => lint::lint(s, offline, rules, out).await,
         Command::History => status::history(s, out).await,
         Command::Validate => status::validate(s, out).await,
         Command::Verify => status::verify(s, out).await,
@@ -418,6 +423,7 @@ fn write_estimate(
 async fn plan(service: &Service, req: RunRequest, out: &Out) -> Result<i32> {
     let steps = service.plan(&req).await?;
     print_plan(&steps, out);
+    lint::summary(service, &steps, out).await;
     Ok(0)
 }
 

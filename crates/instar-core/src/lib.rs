@@ -25,6 +25,7 @@ pub mod files_cache;
 pub mod foreign;
 pub mod history;
 pub mod layouts;
+pub mod lint;
 pub mod meta;
 pub mod outside;
 pub mod plan;

@@ -278,6 +278,35 @@ impl Db {
         self.run_id = id.into();
     }
 
+    /// Approximate rows per table, from the engine's statistics (PostgreSQL
+    /// `pg_class.reltuples`, MySQL `information_schema.tables.table_rows`,
+    /// SQLite `sqlite_stat1` when ANALYZE ran): no table is scanned. Empty
+    /// where there are none.
+    pub async fn table_rows(&mut self) -> Result<std::collections::BTreeMap<String, u64>, Error> {
+        let Some(sql) = self.engine.table_rows_query() else {
+            return Ok(Default::default());
+        };
+        let rows = match query(sql).fetch_all(&mut self.conn).await {
+            Ok(rows) => rows,
+            // SQLite without ANALYZE has no sqlite_stat1.
+            Err(_) if self.dialect() == Dialect::Sqlite => return Ok(Default::default()),
+            Err(e) => return Err(Error::query("reading table statistics", e)),
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for r in rows {
+            let name: Option<String> = r
+                .try_get(0)
+                .map_err(|e| Error::query("reading table statistics", e))?;
+            let n: Option<i64> = r
+                .try_get(1)
+                .map_err(|e| Error::query("reading table statistics", e))?;
+            if let (Some(name), Some(n)) = (name, n) {
+                out.insert(name.to_lowercase(), n.max(0) as u64);
+            }
+        }
+        Ok(out)
+    }
+
     /// The engine's dialect.
     pub fn dialect(&self) -> Dialect {
         self.url.dialect

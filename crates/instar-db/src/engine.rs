@@ -17,6 +17,11 @@ use instar_core::Dialect;
 pub(crate) trait Engine: Sync {
     /// Quotes one identifier.
     fn quote(&self, ident: &str) -> String;
+    /// A query of `(table name, approximate rows)` from the engine's own
+    /// statistics (no table is scanned); `None` where it keeps none.
+    fn table_rows_query(&self) -> Option<&'static str> {
+        None
+    }
     /// The `n`th (1-based) bind placeholder.
     fn placeholder(&self, n: usize) -> String;
     /// The column type for `kind` in this engine.

@@ -14,6 +14,10 @@ use crate::{Db, Error};
 pub(crate) struct MySql;
 
 impl Engine for MySql {
+    fn table_rows_query(&self) -> Option<&'static str> {
+        Some("SELECT CAST(table_name AS CHAR), CAST(COALESCE(table_rows, 0) AS SIGNED) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'")
+    }
+
     fn json(&self) -> &'static dyn crate::json_sql::JsonSql {
         &crate::mysql_json::MySqlJson
     }

@@ -15,6 +15,10 @@ use crate::{Db, Error};
 pub(crate) struct Postgres;
 
 impl Engine for Postgres {
+    fn table_rows_query(&self) -> Option<&'static str> {
+        Some("SELECT c.relname::text, GREATEST(c.reltuples, 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema()")
+    }
+
     fn json(&self) -> &'static dyn crate::json_sql::JsonSql {
         &crate::postgres_json::PostgresJson
     }

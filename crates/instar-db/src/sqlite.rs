@@ -17,6 +17,11 @@ use crate::{Db, Error};
 pub(crate) struct Sqlite;
 
 impl Engine for Sqlite {
+    fn table_rows_query(&self) -> Option<&'static str> {
+        // What ANALYZE left (its first number is the table's rows), if it ran.
+        Some("SELECT tbl, CAST(stat AS INTEGER) FROM sqlite_stat1 WHERE idx IS NULL OR stat NOT LIKE '% %' GROUP BY tbl")
+    }
+
     fn json(&self) -> &'static dyn crate::json_sql::JsonSql {
         &crate::sqlite_json::SqliteJson
     }

@@ -21,6 +21,7 @@
 mod documents;
 mod error;
 mod keyvalue;
+mod lint;
 mod migrator;
 mod run;
 mod service;
@@ -32,6 +33,7 @@ pub use documents::{Documents, MoveOptions, MoveReport};
 pub use error::Error;
 pub use instar_macros::embed_migrations;
 pub use keyvalue::{KvDocuments, KvPlan, KvRunOptions, KvStatusView, KvVerified};
+pub use lint::{LintOptions, LintReport};
 pub use migrator::Migrator;
 pub use run::{EventStream, RunEvents, RunFailure, RunHandle, RunRequest};
 pub use service::Service;

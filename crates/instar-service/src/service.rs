@@ -124,7 +124,7 @@ impl Service {
 
     /// [`Service::with_db`] for commands that only read: a SQLite file that does
     /// not exist is not created (it reads as an empty database).
-    async fn reading<T>(
+    pub(crate) async fn reading<T>(
         &self,
         f: impl AsyncFnOnce(&mut Db) -> Result<T, Error>,
     ) -> Result<T, Error> {

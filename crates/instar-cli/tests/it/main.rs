@@ -50,6 +50,7 @@ mod hostile;
 mod kills;
 mod kv;
 mod lens;
+mod lint;
 mod newcomer;
 mod schemas;
 mod secrets;

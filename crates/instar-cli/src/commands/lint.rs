@@ -1,0 +1,130 @@
+//! `instar lint`, and its summary under `instar plan`.
+
+use anyhow::Result;
+use instar_core::lint::{Severity, RULES};
+use instar_service::{LintOptions, LintReport, Service};
+
+use crate::args::Format;
+use crate::render::Out;
+
+pub async fn lint(s: &Service, offline: bool, rules: bool, out: &Out) -> Result<i32> {
+    if rules {
+        for r in RULES {
+            out.line(format!(
+                "{:<32} {:<8} {}",
+                r.id,
+                severity(r.severity),
+                r.summary
+            ));
+        }
+        out.json(&serde_json::json!({ "rules": RULES }));
+        return Ok(0);
+    }
+    let report = s
+        .lint(&LintOptions {
+            offline,
+            only: None,
+        })
+        .await?;
+    match out.format {
+        Format::Sarif => println!("{}", sarif(&report)),
+        Format::Json => out.json(&serde_json::json!({ "lint": report })),
+        Format::Human => text(&report, out),
+    }
+    Ok(if report.errors() > 0 { 1 } else { 0 })
+}
+
+fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    }
+}
+
+fn text(r: &LintReport, out: &Out) {
+    for f in &r.findings {
+        out.line(format!(
+            "{}:{}: {}[{}]: {}",
+            f.file.display(),
+            f.line,
+            severity(f.severity),
+            f.rule,
+            f.message
+        ));
+        out.line(format!("  instead: {}", f.instead));
+    }
+    let warnings = r.findings.len() - r.errors();
+    out.line(format!(
+        "{} migrations read as {}: {} errors, {} warnings; table sizes {}{}",
+        r.migrations,
+        r.dialect,
+        r.errors(),
+        warnings,
+        r.table_sizes,
+        if r.findings.is_empty() {
+            ""
+        } else {
+            ". Silence one with `-- instar:allow RULE reason` before the statement"
+        }
+    ));
+}
+
+/// SARIF 2.1.0: one run, the rules as the tool's, one result per finding.
+fn sarif(r: &LintReport) -> serde_json::Value {
+    let level = |s: Severity| severity(s);
+    serde_json::json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "instar lint",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": RULES.iter().map(|r| serde_json::json!({
+                    "id": r.id,
+                    "shortDescription": { "text": r.summary },
+                    "defaultConfiguration": { "level": level(r.severity) },
+                })).collect::<Vec<_>>(),
+            }},
+            "results": r.findings.iter().map(|f| serde_json::json!({
+                "ruleId": f.rule,
+                "level": level(f.severity),
+                "message": { "text": format!("{} Instead: {}", f.message, f.instead) },
+                "locations": [{ "physicalLocation": {
+                    "artifactLocation": { "uri": f.file.display().to_string() },
+                    "region": { "startLine": f.line },
+                }}],
+            })).collect::<Vec<_>>(),
+        }],
+    })
+}
+
+/// Under `instar plan`: the planned migrations' findings, counted.
+pub async fn summary(s: &Service, steps: &[instar_db::runner::PlannedStep], out: &Out) {
+    if steps.is_empty() {
+        return;
+    }
+    let only = steps.iter().map(|st| st.version.clone()).collect();
+    match s
+        .lint(&LintOptions {
+            offline: false,
+            only: Some(only),
+        })
+        .await
+    {
+        Ok(r) if r.findings.is_empty() => out.line("lint: nothing found in the planned migrations"),
+        Ok(r) => {
+            for f in &r.findings {
+                out.line(format!(
+                    "lint: {}:{}: {}[{}]: {}",
+                    f.file.display(),
+                    f.line,
+                    severity(f.severity),
+                    f.rule,
+                    f.message
+                ));
+            }
+            out.line(format!("lint: {} errors, {} warnings in the planned migrations; `instar lint` says what to do instead", r.errors(), r.findings.len() - r.errors()));
+        }
+        Err(e) => out.line(format!("lint: not run ({e})")),
+    }
+}

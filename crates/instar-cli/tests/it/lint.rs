@@ -1,0 +1,134 @@
+//! `instar lint` through the CLI: findings with file, line and what to do
+//! instead, allow comments, exit codes, JSON and SARIF, the summary under
+//! `plan`, and table sizes from PostgreSQL's and MySQL's statistics.
+
+use crate::adopt::exec;
+use crate::documents::{json, run};
+use crate::harness::{file, Backend, TestDb};
+
+fn migrations(t: &TestDb) {
+    let m = t.migrations();
+    file(&m.join("0001_users/up.sql"), "CREATE TABLE users (id int PRIMARY KEY, name varchar(200), legacy text);\nCREATE INDEX users_name ON users (name);\n");
+    file(&m.join("0002_tighten/up.sql"), "-- the cleanup\nALTER TABLE users DROP COLUMN legacy;\n\n-- instar:allow add-not-null-without-default the table is empty in every environment\nALTER TABLE users ADD COLUMN age int NOT NULL;\nALTER TABLE users ALTER COLUMN name TYPE varchar(20);\n");
+    file(
+        &m.join("0003_index/up.sql"),
+        "CREATE INDEX users_age ON users (age);\n",
+    );
+}
+
+on_every_engine!(
+    lint_names_file_line_rule_and_what_to_do_instead,
+    lint_reads_table_sizes_from_the_statistics
+);
+
+async fn lint_names_file_line_rule_and_what_to_do_instead(b: Backend) {
+    let Some(t) = TestDb::new(b, "lint_cli").await else {
+        return;
+    };
+    migrations(&t);
+    let (code, out, err) = run(&t, &["lint"], None);
+    assert_eq!(code, 1, "{b:?}: {out}{err}");
+    assert!(
+        out.contains("0002_tighten/up.sql:2: error[drop-column]: drops column users.legacy"),
+        "{b:?}: {out}"
+    );
+    assert!(
+        out.contains("instead: stop reading and writing legacy in a release first"),
+        "{b:?}: {out}"
+    );
+    assert!(
+        !out.contains("add-not-null-without-default"),
+        "{b:?}: allowed with a reason: {out}"
+    );
+    // The type change is judged against the CREATE TABLE of 0001 (Postgres syntax only).
+    if b == Backend::Postgres {
+        assert!(out.contains("0002_tighten/up.sql:6: error[narrowing-type]: changes users.name from VARCHAR(200) to VARCHAR(20)"), "{out}");
+        assert!(
+            out.contains("0003_index/up.sql:1: warning[create-index-blocking]"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("0001_users/up.sql:2"),
+            "an index on a table created in the same migration is fine: {out}"
+        );
+    }
+    let (_, j, _) = run(&t, &["lint", "--format", "json"], None);
+    let j = json(&j);
+    assert!(j["lint"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["rule"] == "drop-column" && f["line"] == 2));
+    let (code, s, _) = run(&t, &["lint", "--format", "sarif"], None);
+    assert_eq!(code, 1);
+    let s = json(&s);
+    assert_eq!(s["version"], "2.1.0");
+    let results = s["runs"][0]["results"].as_array().unwrap();
+    assert!(
+        results.iter().any(|r| r["ruleId"] == "drop-column"
+            && r["locations"][0]["physicalLocation"]["region"]["startLine"] == 2),
+        "{s}"
+    );
+    assert!(
+        s["runs"][0]["tool"]["driver"]["rules"]
+            .as_array()
+            .unwrap()
+            .len()
+            > 10
+    );
+    // plan shows the planned migrations' findings.
+    let (code, plan, err) = run(&t, &["plan"], None);
+    assert_eq!(code, 0, "{plan}{err}");
+    assert!(
+        plan.contains("lint: ") && plan.contains("errors,") && plan.contains("drop-column"),
+        "{b:?}: {plan}"
+    );
+    // Fixed, it passes (warnings do not fail).
+    file(
+        &t.migrations().join("0002_tighten/up.sql"),
+        "ALTER TABLE users ADD COLUMN age int;\n",
+    );
+    let (code, out, err) = run(&t, &["lint"], None);
+    assert_eq!(code, 0, "{b:?}: {out}{err}");
+    let (code, _, err) = run(&t, &["status", "--format", "sarif"], None);
+    assert_eq!(code, 2, "sarif is for lint: {err}");
+}
+
+async fn lint_reads_table_sizes_from_the_statistics(b: Backend) {
+    if b == Backend::Sqlite {
+        return;
+    }
+    let Some(t) = TestDb::new(b, "lint_stats").await else {
+        return;
+    };
+    exec(&t, "CREATE TABLE big (id int PRIMARY KEY, v int)").await;
+    let values: Vec<String> = (1..=3000).map(|i| format!("({i}, {i})")).collect();
+    exec(&t, &format!("INSERT INTO big VALUES {}", values.join(", "))).await;
+    exec(
+        &t,
+        if b == Backend::Postgres {
+            "ANALYZE big"
+        } else {
+            "ANALYZE TABLE big"
+        },
+    )
+    .await;
+    file(
+        &t.migrations().join("0001_v/up.sql"),
+        "ALTER TABLE big ALTER COLUMN v TYPE bigint;\nALTER TABLE big MODIFY COLUMN v bigint;\n",
+    );
+    let (_, out, err) = run(&t, &["lint"], None);
+    assert!(
+        out.contains("type-change") && out.contains("rows, from the database's statistics"),
+        "{b:?}: {out}{err}"
+    );
+    assert!(
+        out.contains("table sizes read from the database's statistics"),
+        "{b:?}: {out}"
+    );
+    let (_, off, _) = run(&t, &["lint", "--offline"], None);
+    assert!(
+        !off.contains("from the database's statistics)"),
+        "{b:?}: {off}"
+    );
+}
