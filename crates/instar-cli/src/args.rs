@@ -126,6 +126,21 @@ fn tool(name: &str) -> Result<instar_core::foreign::Tool, String> {
     })
 }
 
+/// What `instar compat` does besides printing the matrix.
+#[derive(Debug, Subcommand)]
+pub enum CompatCommand {
+    /// Exit 1 when release --app cannot run against the database's schema
+    /// version, or against the one `up` would produce.
+    Check {
+        /// The application's release (semver, e.g. 1.4.0).
+        #[arg(long)]
+        app: String,
+        /// Do not read the database: check the folder's newest schema version only.
+        #[arg(long)]
+        offline: bool,
+    },
+}
+
 /// What `instar docs` does.
 #[derive(Debug, Subcommand)]
 pub enum DocsCommand {
@@ -305,6 +320,13 @@ pub enum Command {
         /// List the rules and exit.
         #[arg(long)]
         rules: bool,
+    },
+    /// The compatibility matrix: which application release runs against which
+    /// schema version ([compat] of instar.toml), and semver bumps checked
+    /// against what each migration does (exit 1 on a violation).
+    Compat {
+        #[command(subcommand)]
+        action: Option<CompatCommand>,
     },
     /// Print the history log.
     History,

@@ -130,6 +130,7 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
             no_checksums,
         } => admin::adopt(s, from, dry_run, no_checksums, out).await,
         Command::Lint { offline, rules } => lint::lint(s, offline, rules, out).await,
+        Command::Compat { action } => lint::compat(s, action, out).await,
         Command::History => status::history(s, out).await,
         Command::Validate => status::validate(s, out).await,
         Command::Verify => status::verify(s, out).await,

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 #![allow(clippy::result_large_err)]
 
+mod compat;
 mod documents;
 mod error;
 mod keyvalue;
@@ -29,6 +30,7 @@ pub mod settings;
 mod source;
 mod status;
 
+pub use compat::{CompatCheck, CompatMatrix, CompatRow};
 pub use documents::{Documents, MoveOptions, MoveReport};
 pub use error::Error;
 pub use instar_macros::embed_migrations;

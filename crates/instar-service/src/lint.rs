@@ -109,7 +109,7 @@ impl Service {
 
     /// A documents migration: the one-way steps of the lens path its
     /// documents take from the collection's first version to `to`.
-    fn lint_lenses(&self, collection: &str, to: &str) -> Result<Vec<Finding>, Error> {
+    pub(crate) fn lint_lenses(&self, collection: &str, to: &str) -> Result<Vec<Finding>, Error> {
         let Some(c) = self.settings().collections.get(collection) else {
             return Ok(Vec::new());
         };

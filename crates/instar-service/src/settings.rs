@@ -38,6 +38,9 @@ pub struct Settings {
     pub restore_on_failure: bool,
     /// Document collections, by name (`[collections.<name>]`).
     pub collections: std::collections::BTreeMap<String, Collection>,
+    /// The application's releases and the schema versions each runs against
+    /// (`[compat]`), oldest release first.
+    pub compat: Vec<CompatRelease>,
     /// The sandbox of WebAssembly lens stages (`[wasm]`).
     pub wasm: instar_wasm::Limits,
     /// Where compiled WebAssembly modules are cached (`None`: compiled every time).
@@ -211,6 +214,60 @@ fn kv_spec(c: &CollectionConfig) -> Result<Option<KvSpec>, String> {
     }
 }
 
+/// `[compat]`, checked: each key a release (its last word a version,
+/// `1.4` or `1.4.2`), each value a semver requirement. Errors give the file
+/// and line.
+fn compat(cfg: &FileConfig) -> Result<Vec<CompatRelease>, Error> {
+    let at = |key: &str| -> String {
+        let Some((path, text)) = &cfg.source else {
+            return "instar.toml".into();
+        };
+        let line = text.lines().position(|l| {
+            let l = l.trim_start();
+            l.starts_with(&format!("\"{key}\""))
+                || l.starts_with(&format!("{key} "))
+                || l.starts_with(&format!("{key}="))
+        });
+        match line {
+            Some(n) => format!("{}:{}", path.display(), n + 1),
+            None => path.display().to_string(),
+        }
+    };
+    let mut out = Vec::new();
+    for (release, req) in &cfg.compat {
+        let bad = |what: String| {
+            Error::Config(format!(
+                "{}: [compat] {release:?} = {req:?}: {what}",
+                at(release)
+            ))
+        };
+        let word = release.split_whitespace().last().unwrap_or("");
+        let parts: Vec<&str> = word.split('.').collect();
+        let padded = match parts.len() {
+            1 => format!("{word}.0.0"),
+            2 => format!("{word}.0"),
+            _ => word.to_string(),
+        };
+        let version = semver::Version::parse(&padded).map_err(|_| {
+            bad(format!(
+                "{word:?} is not a release version (write \"1.4\" or \"app 1.4.2\")"
+            ))
+        })?;
+        let requires = semver::VersionReq::parse(req).map_err(|e| {
+            bad(format!(
+                "not a semver requirement ({e}); write e.g. \">=1.1, <2\""
+            ))
+        })?;
+        out.push(CompatRelease {
+            release: release.clone(),
+            version,
+            requires,
+        });
+    }
+    out.sort_by(|a, b| a.version.cmp(&b.version));
+    Ok(out)
+}
+
 /// The user's cache folder (`$XDG_CACHE_HOME`, else `~/.cache`): compiled
 /// code is kept there, never in a project folder someone else may have filled.
 fn user_cache() -> Option<PathBuf> {
@@ -234,6 +291,7 @@ impl Settings {
             backup_dir: root.join(".instar").join("backups"),
             restore_on_failure: false,
             collections: Default::default(),
+            compat: Vec::new(),
             wasm: instar_wasm::Limits::default(),
             wasm_cache: user_cache().map(|d| d.join("instar").join("wasm")),
         }
@@ -278,6 +336,24 @@ pub struct FileConfig {
     /// `[wasm]`.
     #[serde(default)]
     pub wasm: WasmConfig,
+    /// `[compat]`: application release → the schema versions it runs against.
+    #[serde(default)]
+    pub compat: std::collections::BTreeMap<String, String>,
+    /// The file it was read from, and its text (for line numbers).
+    #[serde(skip)]
+    pub source: Option<(PathBuf, String)>,
+}
+
+/// A release of the application and the schema versions it runs against
+/// (`[compat]` of `instar.toml`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompatRelease {
+    /// The release as declared (`"1.4"`, `"app 1.4"`).
+    pub release: String,
+    /// Its version, for matching `--app` (the last word, padded: `1.4` → `1.4.0`).
+    pub version: semver::Version,
+    /// The schema versions it runs against.
+    pub requires: semver::VersionReq,
 }
 
 /// `[wasm]` of `instar.toml`: the sandbox of WebAssembly lens stages.
@@ -368,7 +444,7 @@ pub fn load(overrides: &Overrides, cwd: &Path) -> Result<(FileConfig, PathBuf), 
     }
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-    let cfg: FileConfig = toml::from_str(&text).map_err(|e| {
+    let mut cfg: FileConfig = toml::from_str(&text).map_err(|e| {
         Error::Config(format!(
             "{}: {}",
             path.display(),
@@ -380,6 +456,7 @@ pub fn load(overrides: &Overrides, cwd: &Path) -> Result<(FileConfig, PathBuf), 
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
+    cfg.source = Some((path, text));
     Ok((cfg, root))
 }
 
@@ -464,6 +541,7 @@ pub fn resolve(
         .or_else(|| cfg.database.url.as_deref().map(|u| relative_to(u, &root)))
         .unwrap_or_else(|| format!("sqlite:{}", root.join("instar.db").display()));
     let mut s = Settings::new(url, &root);
+    s.compat = compat(&cfg)?;
     s.db.init_sql = cfg.database.init_sql.clone();
     s.db.init_sql.extend(overrides.init_sql.iter().cloned());
     if let Some(t) = cfg.database.history_table {

@@ -1,4 +1,5 @@
-//! `instar lint`, and its summary under `instar plan`.
+//! `instar lint`, its summary under `instar plan`, and `instar compat`
+//! (the versioning rule is checked with lint's findings).
 
 use anyhow::Result;
 use instar_core::lint::{Severity, RULES};
@@ -127,4 +128,79 @@ pub async fn summary(s: &Service, steps: &[instar_db::runner::PlannedStep], out:
         }
         Err(e) => out.line(format!("lint: not run ({e})")),
     }
+}
+
+/// `instar compat [check --app V]`.
+pub async fn compat(
+    s: &Service,
+    action: Option<crate::args::CompatCommand>,
+    out: &Out,
+) -> Result<i32> {
+    if let Some(crate::args::CompatCommand::Check { app, offline }) = action {
+        let c = s.compat_check(&app, !offline).await?;
+        let mark = |ok: Option<bool>| match ok {
+            Some(true) => "runs",
+            Some(false) => "DOES NOT RUN",
+            None => "unknown",
+        };
+        out.line(format!(
+            "release {} runs against schema versions {}",
+            c.release, c.requires
+        ));
+        out.line(format!(
+            "  the database now: {} — {}",
+            c.current.as_deref().unwrap_or(if offline {
+                "not read (--offline)"
+            } else {
+                "no schema version recorded"
+            }),
+            mark(c.current_ok)
+        ));
+        out.line(format!(
+            "  after `instar up`: {} — {}",
+            c.after_up
+                .as_deref()
+                .unwrap_or("no schema version declared"),
+            mark(c.after_up_ok)
+        ));
+        out.json(&serde_json::json!({ "compat_check": c, "ok": c.ok() }));
+        return Ok(if c.ok() { 0 } else { 1 });
+    }
+    let m = s.compat_matrix()?;
+    let mut header = format!("{:<10} {:<28} {:<6}", "schema", "migration", "bump");
+    for r in &m.releases {
+        header.push_str(&format!(" {r:>10}"));
+    }
+    out.line(format!("{header}  notes"));
+    let mut violations = 0;
+    for row in &m.rows {
+        let mut line = format!(
+            "{:<10} {:<28} {:<6}",
+            row.schema_version, row.migration, row.bump
+        );
+        for ok in &row.runs {
+            line.push_str(&format!(" {:>10}", if *ok { "yes" } else { "-" }));
+        }
+        let mut notes = Vec::new();
+        if !row.moves_off.is_empty() {
+            notes.push(format!("moves {} off its range", row.moves_off.join(", ")));
+        }
+        match row.lens_readable {
+            Some(true) => {
+                notes.push("lenses keep its collection readable at older versions".into())
+            }
+            Some(false) => notes.push("a one-way lens: older versions read defaults".into()),
+            None => {}
+        }
+        out.line(format!("{line}  {}", notes.join("; ")));
+        for v in &row.rule {
+            out.line(format!("  versioning rule: {v}"));
+        }
+        violations += row.rule.len();
+    }
+    if m.releases.is_empty() {
+        out.line("no releases declared: add [compat] to instar.toml, e.g. \"1.4\" = \">=1.1, <2\"");
+    }
+    out.json(&serde_json::json!({ "compat": m }));
+    Ok(if violations > 0 { 1 } else { 0 })
 }
