@@ -144,36 +144,87 @@ async fn the_compatibility_matrix_and_the_check_before_a_deploy() {
     let m = t.migrations();
     let w = |dir: &str, sv: &str, sql: &str| {
         file(&m.join(dir).join("up.sql"), sql);
-        file(&m.join(dir).join("migration.toml"), &format!("schema_version = \"{sv}\"\n"));
+        file(
+            &m.join(dir).join("migration.toml"),
+            &format!("schema_version = \"{sv}\"\n"),
+        );
     };
-    w("0001_users", "1.0.0", "CREATE TABLE users (id int PRIMARY KEY, name text, legacy text);\n");
-    w("0002_email", "1.1.0", "ALTER TABLE users ADD COLUMN email text;\n");
-    w("0003_cleanup", "1.2.0", "ALTER TABLE users DROP COLUMN legacy;\n");
-    w("0004_split", "2.0.0", "ALTER TABLE users RENAME COLUMN name TO full_name;\n");
-    std::fs::write(t.dir.path().join("instar.toml"), "[compat]\n\"1.4\" = \">=1.0, <2\"\n\"2.0\" = \">=2.0\"\n").unwrap();
+    w(
+        "0001_users",
+        "1.0.0",
+        "CREATE TABLE users (id int PRIMARY KEY, name text, legacy text);\n",
+    );
+    w(
+        "0002_email",
+        "1.1.0",
+        "ALTER TABLE users ADD COLUMN email text;\n",
+    );
+    w(
+        "0003_cleanup",
+        "1.2.0",
+        "ALTER TABLE users DROP COLUMN legacy;\n",
+    );
+    w(
+        "0004_split",
+        "2.0.0",
+        "ALTER TABLE users RENAME COLUMN name TO full_name;\n",
+    );
+    std::fs::write(
+        t.dir.path().join("instar.toml"),
+        "[compat]\n\"1.4\" = \">=1.0, <2\"\n\"2.0\" = \">=2.0\"\n",
+    )
+    .unwrap();
     let (code, out, err) = run(&t, &["compat"], None);
-    assert_eq!(code, 1, "a MINOR that drops a column is a violation: {out}{err}");
-    assert!(out.contains("versioning rule:") && out.contains("0003_cleanup/up.sql:1: a minor version (1.2.0) drops column users.legacy"), "{out}");
+    assert_eq!(
+        code, 1,
+        "a MINOR that drops a column is a violation: {out}{err}"
+    );
+    assert!(
+        out.contains("versioning rule:")
+            && out.contains(
+                "0003_cleanup/up.sql:1: a minor version (1.2.0) drops column users.legacy"
+            ),
+        "{out}"
+    );
     assert!(out.contains("moves 1.4 off its range"), "{out}");
     let (_, j, _) = run(&t, &["compat", "--format", "json"], None);
     let j = json(&j);
     assert_eq!(j["compat"]["releases"], serde_json::json!(["1.4", "2.0"]));
-    assert_eq!(j["compat"]["rows"][3]["runs"], serde_json::json!([false, true]));
+    assert_eq!(
+        j["compat"]["rows"][3]["runs"],
+        serde_json::json!([false, true])
+    );
     assert_eq!(j["compat"]["rows"][3]["bump"], "major");
     // Release 1.4 runs on the database now (1.1.0 after two migrations), not after `up`.
     let (code, out, err) = run(&t, &["up", "--to", "0002"], None);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, _) = run(&t, &["compat", "check", "--app", "1.4.3"], None);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("the database now: 1.1.0 — runs") && out.contains("after `instar up`: 2.0.0 — DOES NOT RUN"), "{out}");
+    assert!(
+        out.contains("the database now: 1.1.0 — runs")
+            && out.contains("after `instar up`: 2.0.0 — DOES NOT RUN"),
+        "{out}"
+    );
     let (code, out, _) = run(&t, &["compat", "check", "--app", "2.0.1"], None);
     assert_eq!(code, 1, "2.0 does not run on 1.1.0: {out}");
     let (code, out, err) = run(&t, &["compat", "check", "--app", "3.1.0"], None);
     assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("release 3.1.0 is not declared in [compat]"), "{err}");
+    assert!(
+        err.contains("release 3.1.0 is not declared in [compat]"),
+        "{err}"
+    );
     // A malformed declaration: file and line.
-    std::fs::write(t.dir.path().join("instar.toml"), "[compat]\n\"1.4\" = \">=1.0, <2\"\n\"2.0\" = \"at least two\"\n").unwrap();
+    std::fs::write(
+        t.dir.path().join("instar.toml"),
+        "[compat]\n\"1.4\" = \">=1.0, <2\"\n\"2.0\" = \"at least two\"\n",
+    )
+    .unwrap();
     let (code, _, err) = run(&t, &["compat"], None);
     assert_eq!(code, 2);
-    assert!(err.contains("instar.toml:3: [compat] \"2.0\" = \"at least two\": not a semver requirement"), "{err}");
+    assert!(
+        err.contains(
+            "instar.toml:3: [compat] \"2.0\" = \"at least two\": not a semver requirement"
+        ),
+        "{err}"
+    );
 }
