@@ -340,7 +340,17 @@ fn statement(
         let table = t.name(i);
         let new = created.contains(&table.to_lowercase());
         for part in t.parts(i + 1) {
-            alter(t, part, &table, new, dialect, schema, found);
+            alter(
+                &Alter {
+                    t,
+                    table: &table,
+                    new,
+                    dialect,
+                },
+                part,
+                schema,
+                found,
+            );
         }
     } else if t.is(0, "CREATE") && dialect == Dialect::Postgres {
         let i = if t.is(1, "UNIQUE") { 2 } else { 1 };
@@ -425,16 +435,22 @@ fn column_type(t: &Tokens, a: usize, b: usize) -> String {
     t.text((a, end)).to_uppercase()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn alter(
-    t: &Tokens,
-    part: (usize, usize),
-    table: &str,
+/// One `ALTER TABLE` being read: its tokens, table, whether this migration
+/// created the table, and the dialect.
+struct Alter<'a> {
+    t: &'a Tokens,
+    table: &'a str,
     new: bool,
     dialect: Dialect,
-    schema: &mut Schema,
-    found: &mut Found,
-) {
+}
+
+fn alter(cx: &Alter<'_>, part: (usize, usize), schema: &mut Schema, found: &mut Found) {
+    let Alter {
+        t,
+        table,
+        new,
+        dialect,
+    } = *cx;
     let (a, b) = part;
     if a >= b {
         return;
@@ -495,7 +511,7 @@ fn alter(
                 found.push(("table-rewrite", format!("adds {table}.{col} with a volatile DEFAULT: PostgreSQL computes it for every row, rewriting the table under an ACCESS EXCLUSIVE lock{}", size(schema, table)), "add the column without a default (or with a constant one), then fill it in a data migration in batches".into()));
             }
         }
-        "ALTER" | "MODIFY" | "CHANGE" => alter_column(t, part, table, new, dialect, schema, found),
+        "ALTER" | "MODIFY" | "CHANGE" => alter_column(cx, part, schema, found),
         "RENAME" => {
             let what = if w(a + 1) == "COLUMN" {
                 format!("column {}.{}", table, t.name(a + 2))
@@ -508,16 +524,13 @@ fn alter(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn alter_column(
-    t: &Tokens,
-    part: (usize, usize),
-    table: &str,
-    new: bool,
-    dialect: Dialect,
-    schema: &mut Schema,
-    found: &mut Found,
-) {
+fn alter_column(cx: &Alter<'_>, part: (usize, usize), schema: &mut Schema, found: &mut Found) {
+    let Alter {
+        t,
+        table,
+        new,
+        dialect,
+    } = *cx;
     let (a, b) = part;
     let w = |k: usize| t.up.get(k).map(String::as_str).unwrap_or("");
     let mut c = if w(a + 1) == "COLUMN" { a + 2 } else { a + 1 };

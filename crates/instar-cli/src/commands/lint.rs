@@ -42,16 +42,21 @@ fn severity(s: Severity) -> &'static str {
     }
 }
 
+/// `file:line: severity[rule]: message`.
+fn located(f: &instar_core::lint::Finding) -> String {
+    format!(
+        "{}:{}: {}[{}]: {}",
+        f.file.display(),
+        f.line,
+        severity(f.severity),
+        f.rule,
+        f.message
+    )
+}
+
 fn text(r: &LintReport, out: &Out) {
     for f in &r.findings {
-        out.line(format!(
-            "{}:{}: {}[{}]: {}",
-            f.file.display(),
-            f.line,
-            severity(f.severity),
-            f.rule,
-            f.message
-        ));
+        out.line(located(f));
         out.line(format!("  instead: {}", f.instead));
     }
     let warnings = r.findings.len() - r.errors();
@@ -115,14 +120,7 @@ pub async fn summary(s: &Service, steps: &[instar_db::runner::PlannedStep], out:
         Ok(r) if r.findings.is_empty() => out.line("lint: nothing found in the planned migrations"),
         Ok(r) => {
             for f in &r.findings {
-                out.line(format!(
-                    "lint: {}:{}: {}[{}]: {}",
-                    f.file.display(),
-                    f.line,
-                    severity(f.severity),
-                    f.rule,
-                    f.message
-                ));
+                out.line(format!("lint: {}", located(f)));
             }
             out.line(format!("lint: {} errors, {} warnings in the planned migrations; `instar lint` says what to do instead", r.errors(), r.findings.len() - r.errors()));
         }
