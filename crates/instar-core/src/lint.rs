@@ -46,6 +46,7 @@ pub const RULES: &[Rule] = &[
     Rule { id: "set-not-null", severity: Severity::Warning, summary: "SET NOT NULL scans the whole table under an exclusive lock (PostgreSQL)" },
     Rule { id: "create-index-blocking", severity: Severity::Warning, summary: "CREATE INDEX without CONCURRENTLY blocks writes for the whole build (PostgreSQL)" },
     Rule { id: "rename", severity: Severity::Warning, summary: "a rename breaks every release still using the old name" },
+    Rule { id: "rename-used-by-release", severity: Severity::Error, summary: "a rename in a schema version that a release of [compat] runs against, as it did the version before" },
     Rule { id: "data-migration-without-checks", severity: Severity::Warning, summary: "a data migration without checks.after cannot tell it did what it meant" },
     Rule { id: "lens-not-reversible", severity: Severity::Warning, summary: "a documents migration whose lens path has one-way steps cannot be read back at the older version" },
     Rule { id: "not-linted", severity: Severity::Warning, summary: "the file could not be split into statements, so it was not checked" },

@@ -69,6 +69,7 @@ impl Service {
             }
         };
         let mut findings = Vec::new();
+        let mut schema_before: Option<semver::Version> = None;
         for m in &source.migrations {
             let wanted = o
                 .only
@@ -95,6 +96,10 @@ impl Service {
                     instead: "add [checks] after = [\"SELECT count(*) = 0 FROM … WHERE <rows it should have changed>\"] to its migration.toml: a false check rolls the batch back".into(),
                 });
             }
+            if let Some(v) = &m.meta.schema_version {
+                self.releases_broken_by_renames(&mut found, schema_before.as_ref(), v);
+                schema_before = Some(v.clone());
+            }
             if wanted {
                 findings.extend(found);
             }
@@ -105,6 +110,38 @@ impl Service {
             findings,
             table_sizes,
         })
+    }
+
+    /// A rename in a migration reaching schema version `v` breaks a release
+    /// of `[compat]` that runs against both `v` and the version before (it
+    /// still uses the old name): the warning becomes an error naming it.
+    fn releases_broken_by_renames(
+        &self,
+        found: &mut [Finding],
+        before: Option<&semver::Version>,
+        v: &semver::Version,
+    ) {
+        let Some(before) = before else { return };
+        let broken: Vec<&str> = self
+            .settings()
+            .compat
+            .iter()
+            .filter(|r| r.requires.matches(before) && r.requires.matches(v))
+            .map(|r| r.release.as_str())
+            .collect();
+        if broken.is_empty() {
+            return;
+        }
+        for f in found.iter_mut().filter(|f| f.rule == "rename") {
+            f.rule = "rename-used-by-release";
+            f.severity = Severity::Error;
+            f.message = format!(
+                "{}; [compat] says release {} runs against {before} and against {v}, so it still uses the old name after this migration",
+                f.message,
+                broken.join(", ")
+            );
+            f.instead = format!("{} Or, if those releases no longer run against {v}, narrow their range in [compat].", f.instead);
+        }
     }
 
     /// A documents migration: the one-way steps of the lens path its

@@ -228,3 +228,50 @@ async fn the_compatibility_matrix_and_the_check_before_a_deploy() {
         "{err}"
     );
 }
+
+/// A rename in a schema version that a declared release runs against (as it
+/// did the version before) is an error naming the release; narrowing the
+/// release's range makes it a warning again.
+#[tokio::test]
+async fn a_rename_a_release_still_uses_is_an_error() {
+    let Some(t) = TestDb::new(Backend::Sqlite, "compat_rename").await else {
+        return;
+    };
+    let m = t.migrations();
+    file(
+        &m.join("0001_users/up.sql"),
+        "CREATE TABLE users (id int PRIMARY KEY, name text);\n",
+    );
+    file(
+        &m.join("0001_users/migration.toml"),
+        "schema_version = \"1.0.0\"\n",
+    );
+    file(
+        &m.join("0002_rename/up.sql"),
+        "ALTER TABLE users RENAME COLUMN name TO full_name;\n",
+    );
+    file(
+        &m.join("0002_rename/migration.toml"),
+        "schema_version = \"1.1.0\"\n",
+    );
+    std::fs::write(
+        t.dir.path().join("instar.toml"),
+        "[compat]\n\"1.4\" = \">=1.0, <2\"\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(&t, &["lint"], None);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error[rename-used-by-release]")
+            && out.contains("release 1.4 runs against 1.0.0 and against 1.1.0"),
+        "{out}"
+    );
+    std::fs::write(
+        t.dir.path().join("instar.toml"),
+        "[compat]\n\"1.4\" = \">=1.0, <1.1\"\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(&t, &["lint"], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("warning[rename]"), "{out}");
+}
