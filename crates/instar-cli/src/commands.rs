@@ -164,16 +164,11 @@ async fn docs(service: &Service, action: &crate::args::DocsCommand, out: &mut Ou
             at,
         } => {
             let docs = service.documents(collection)?;
-            match docs.get(key, at.as_deref()).await? {
-                Some(d) => {
-                    println!("{d}");
-                    Ok(0)
-                }
-                None => {
-                    eprintln!("collection {collection} has no document {key}");
-                    Ok(1)
-                }
-            }
+            Ok(print_document(
+                collection,
+                key,
+                docs.get(key, at.as_deref()).await?,
+            ))
         }
         DocsCommand::List {
             collection,
@@ -182,9 +177,7 @@ async fn docs(service: &Service, action: &crate::args::DocsCommand, out: &mut Ou
             after,
         } => {
             let docs = service.documents(collection)?;
-            for (key, doc) in docs.list(at.as_deref(), after.as_deref(), *limit).await? {
-                println!("{}", serde_json::json!({ "key": key, "doc": doc }));
-            }
+            print_documents(docs.list(at.as_deref(), after.as_deref(), *limit).await?);
             Ok(0)
         }
         DocsCommand::Migrate {
@@ -261,6 +254,27 @@ async fn docs(service: &Service, action: &crate::args::DocsCommand, out: &mut Ou
             ));
             Ok(0)
         }
+    }
+}
+
+/// `docs get`: the document on stdout (exit 0), or what is missing on stderr (exit 1).
+fn print_document(collection: &str, key: &str, doc: Option<serde_json::Value>) -> i32 {
+    match doc {
+        Some(d) => {
+            println!("{d}");
+            0
+        }
+        None => {
+            eprintln!("collection {collection} has no document {key}");
+            1
+        }
+    }
+}
+
+/// `docs list`: JSON lines `{"key", "doc"}`.
+fn print_documents(rows: Vec<(String, serde_json::Value)>) {
+    for (key, doc) in rows {
+        println!("{}", serde_json::json!({ "key": key, "doc": doc }));
     }
 }
 

@@ -526,12 +526,7 @@ fn alter(cx: &Alter<'_>, part: (usize, usize), schema: &mut Schema, found: &mut 
 }
 
 fn alter_column(cx: &Alter<'_>, part: (usize, usize), schema: &mut Schema, found: &mut Found) {
-    let Alter {
-        t,
-        table,
-        new,
-        dialect,
-    } = *cx;
+    let (t, table, new, dialect) = (cx.t, cx.table, cx.new, cx.dialect);
     let (a, b) = part;
     let w = |k: usize| t.up.get(k).map(String::as_str).unwrap_or("");
     let mut c = if w(a + 1) == "COLUMN" { a + 2 } else { a + 1 };

@@ -293,16 +293,11 @@ fn docs(s: &Service, action: &DocsCommand, out: &mut Out) -> Result<i32> {
             at,
         } => {
             let d = s.kv_documents(store, collection)?;
-            match d.get(key, at.as_deref())? {
-                Some(doc) => {
-                    println!("{doc}");
-                    Ok(0)
-                }
-                None => {
-                    eprintln!("collection {collection} has no document {key}");
-                    Ok(1)
-                }
-            }
+            Ok(super::print_document(
+                collection,
+                key,
+                d.get(key, at.as_deref())?,
+            ))
         }
         DocsCommand::List {
             collection,
@@ -311,9 +306,7 @@ fn docs(s: &Service, action: &DocsCommand, out: &mut Out) -> Result<i32> {
             after,
         } => {
             let d = s.kv_documents(store, collection)?;
-            for (key, doc) in d.list(at.as_deref(), after.as_deref(), *limit)? {
-                println!("{}", serde_json::json!({ "key": key, "doc": doc }));
-            }
+            super::print_documents(d.list(at.as_deref(), after.as_deref(), *limit)?);
             Ok(0)
         }
         DocsCommand::Put {
