@@ -29,7 +29,9 @@ pub struct HistoryEntry {
     pub records_changed: u64,
     /// Records left as they were (`on_error = "skip"`).
     pub records_skipped: u64,
-    /// Records the application changed during the run, left as it wrote them.
+    /// Records the application changed under a batch during the run: never
+    /// overwritten; one it wrote at the old version was migrated from what it
+    /// wrote by a further pass.
     #[serde(default)]
     pub records_left_to_the_application: u64,
     /// When it started (RFC 3339 UTC).

@@ -528,6 +528,70 @@ pub fn app_writes_and_stale_markers(f: Factory<'_>, dir: &Path) {
     assert_eq!(under_nul.len(), 1, "only the application's key");
 }
 
+/// The application writes a record of the page being migrated (read, not
+/// yet committed): its write is never overwritten with the stale read, and
+/// since it wrote the old version, a further pass migrates what it wrote —
+/// exactly once. A second run in this process meanwhile is refused.
+pub fn a_record_written_under_its_batch(f: Factory<'_>, dir: &Path) {
+    let s = store_in(f, dir);
+    seed(s.as_ref(), 20, Encoding::Json);
+    let app = s.clone();
+    let second = s.clone();
+    let writes_ahead = FnMigration::new("1", "2", "count", b"task:", move |k, mut v| {
+        if k == b"task:00002" {
+            let mine = json!({"title": "app", "n": 10, "schema_version": 1});
+            app.put(b"task:00003", mine.to_string().as_bytes())
+                .map_err(|e| e.to_string())?;
+            // A second run while this one holds the lock.
+            let e = Migrator::new(
+                second.clone(),
+                Registry::new().register(counting("1", "2", None)),
+            )
+            .migrate();
+            if !matches!(e, Err(Error::Locked(_))) {
+                return Err(format!("a second run was not refused: {e:?}"));
+            }
+        }
+        let n = v.get("n").and_then(Value::as_u64).unwrap_or(0);
+        v["n"] = json!(n + 1);
+        Ok(v)
+    });
+    let o = RunOptions {
+        walk: WalkOptions {
+            batch_size: 10,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let r = Migrator::new(s.clone(), Registry::new().register(writes_ahead))
+        .options(o)
+        .migrate()
+        .unwrap();
+    assert_eq!(
+        r.records_changed, 20,
+        "each record written once (the stale read of task:00003 was not): {r:?}"
+    );
+    let mine: Value = serde_json::from_slice(&s.get(b"task:00003").unwrap().unwrap()).unwrap();
+    assert_eq!(
+        mine,
+        json!({"title": "app", "n": 11, "schema_version": 2}),
+        "the application's write, migrated once"
+    );
+    for (k, v) in records(s.as_ref())
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(b"task:") && k != b"task:00003")
+    {
+        assert_eq!(
+            serde_json::from_slice::<Value>(&v).unwrap()["n"],
+            json!(1),
+            "{}",
+            keys::show(&k)
+        );
+    }
+    let e = history::entries(s.as_ref()).unwrap();
+    assert_eq!(e.last().unwrap().records_left_to_the_application, 1);
+}
+
 /// Registries that cannot run are refused before anything is read: two
 /// migrations of one step over overlapping prefixes, a prefix of Instar's
 /// own keys; and a record a newer release wrote stops a run even with
@@ -574,7 +638,7 @@ macro_rules! kv_conformance {
     ($factory:expr) => {
         $crate::kv_conformance!(@each $factory; store_basics lazy_read_write eager_lens_move records_chain_resume
             undecodable_record failure_no_restore_then_resume refusals backups concurrent_writer
-            app_writes_and_stale_markers registry_refusals);
+            app_writes_and_stale_markers registry_refusals a_record_written_under_its_batch);
     };
     (@each $factory:expr; $($name:ident)*) => {
         $(
