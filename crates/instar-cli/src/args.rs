@@ -328,6 +328,78 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<CompatCommand>,
     },
+    /// Run the migration tests of tests/*.toml, each on a scratch database
+    /// made for it and dropped after (the configured one is never touched):
+    /// fixtures at one version, migrate, assertions (exit 1 on a failure).
+    Test {
+        /// Only tests whose name contains this.
+        filter: Option<String>,
+        /// Keep each scratch database (its URL is printed) for a look after.
+        #[arg(long)]
+        keep: bool,
+        /// Also write a JUnit XML report here, for CI.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<std::path::PathBuf>,
+    },
+    /// Check the database the migrations built: integrity, rows breaking
+    /// foreign keys or checks it does not enforce, invalid indexes, objects
+    /// the migrations declare that are missing, row counts, documents against
+    /// their version's schema (exit 1 on an error).
+    Audit {
+        /// Rows (documents) read per table (collection).
+        #[arg(long, default_value_t = 100_000)]
+        sample: u64,
+        /// Read every row and document.
+        #[arg(long)]
+        exact: bool,
+    },
+    /// Copy the application's data into another database (SQLite → PostgreSQL
+    /// …): the target's schema by the migrations, then every table in
+    /// checkpointed batches (a killed copy resumes), then verified. The
+    /// source is only read.
+    Copy {
+        /// The source (default: the configured database).
+        #[arg(long)]
+        from: Option<String>,
+        /// The target database (it must exist; its tables are created by the migrations).
+        #[arg(long)]
+        to: String,
+        /// Only these tables (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        tables: Option<Vec<String>>,
+        /// Move a collection's documents to a version on the way: COLLECTION:VERSION (repeatable).
+        #[arg(long, value_name = "COLLECTION:VERSION")]
+        lens: Vec<String>,
+        /// Copy into tables that hold rows already (rows whose key is there are kept as they are).
+        #[arg(long)]
+        append: bool,
+        /// counts, sample (rows compared in windows over the key) or full (every row).
+        #[arg(long, default_value = "sample")]
+        verify: String,
+        /// Rows compared per table with --verify sample.
+        #[arg(long, default_value_t = 10_000)]
+        sample: u64,
+        /// Rows per batch (one transaction with its checkpoint).
+        #[arg(long, default_value_t = 5_000)]
+        batch: usize,
+        /// Tables copied at once.
+        #[arg(long, default_value_t = 1)]
+        parallel: usize,
+        /// Show the tables and column types, copy nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Replace the migrations up to --to by one baseline (the schema and
+    /// seeded rows they build, dumped from a scratch database); their folders
+    /// move to archive/. Databases that applied them keep working.
+    Squash {
+        /// The last migration to replace.
+        #[arg(long)]
+        to: String,
+        /// Print the baseline's SQL; move and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the history log.
     History,
     /// Check files and history; exit 1 on any problem.

@@ -16,6 +16,7 @@ mod admin;
 mod kv;
 mod lens;
 mod lint;
+mod ops;
 mod scaffold;
 mod status;
 
@@ -131,6 +132,39 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         } => admin::adopt(s, from, dry_run, no_checksums, out).await,
         Command::Lint { offline, rules } => lint::lint(s, offline, rules, out).await,
         Command::Compat { action } => lint::compat(s, action, out).await,
+        Command::Audit { sample, exact } => ops::audit(s, sample, exact, out).await,
+        Command::Squash { to, dry_run } => ops::squash(s, &to, dry_run, out).await,
+        Command::Copy {
+            from,
+            to,
+            tables,
+            lens,
+            append,
+            verify,
+            sample,
+            batch,
+            parallel,
+            dry_run,
+        } => {
+            let a = ops::CopyArgs {
+                from,
+                to,
+                tables,
+                lens,
+                append,
+                verify,
+                sample,
+                batch,
+                parallel,
+                dry_run,
+            };
+            ops::copy(s, a, out).await
+        }
+        Command::Test {
+            filter,
+            keep,
+            junit,
+        } => ops::test(s, filter, keep, junit.as_deref(), out).await,
         Command::History => status::history(s, out).await,
         Command::Validate => status::validate(s, out).await,
         Command::Verify => status::verify(s, out).await,

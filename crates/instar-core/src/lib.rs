@@ -27,6 +27,7 @@ pub mod history;
 pub mod layouts;
 pub mod lint;
 pub mod meta;
+pub mod objects;
 pub mod outside;
 pub mod plan;
 pub mod source;

@@ -89,12 +89,12 @@ pub struct Schema {
 /// A statement reduced for matching: its words and punctuation, upper-cased,
 /// without comments or string contents.
 #[derive(Debug)]
-struct Tokens {
-    up: Vec<String>,
+pub(crate) struct Tokens {
+    pub(crate) up: Vec<String>,
     raw: Vec<String>,
 }
 
-fn tokens(sql: &str) -> Tokens {
+pub(crate) fn tokens(sql: &str) -> Tokens {
     let mut raw = Vec::new();
     let mut cur = String::new();
     let mut it = sql.chars().peekable();
@@ -163,12 +163,12 @@ fn tokens(sql: &str) -> Tokens {
 }
 
 impl Tokens {
-    fn is(&self, i: usize, word: &str) -> bool {
+    pub(crate) fn is(&self, i: usize, word: &str) -> bool {
         self.up.get(i).is_some_and(|t| t == word)
     }
 
     /// Index past the words `seq` at `i`, if they are there.
-    fn seq(&self, i: usize, seq: &[&str]) -> Option<usize> {
+    pub(crate) fn seq(&self, i: usize, seq: &[&str]) -> Option<usize> {
         seq.iter()
             .enumerate()
             .all(|(k, w)| self.is(i + k, w))
@@ -176,7 +176,7 @@ impl Tokens {
     }
 
     /// Skips `IF EXISTS` / `IF NOT EXISTS` / `ONLY` at `i`.
-    fn skip_guards(&self, mut i: usize) -> usize {
+    pub(crate) fn skip_guards(&self, mut i: usize) -> usize {
         loop {
             if let Some(n) = self
                 .seq(i, &["IF", "NOT", "EXISTS"])
@@ -191,7 +191,7 @@ impl Tokens {
         }
     }
 
-    fn name(&self, i: usize) -> String {
+    pub(crate) fn name(&self, i: usize) -> String {
         self.raw.get(i).cloned().unwrap_or_default()
     }
 

@@ -28,6 +28,23 @@ pub struct Meta {
     /// SQL assertions around the migration.
     #[serde(default)]
     pub checks: Checks,
+    /// For a baseline written by `instar squash`: the migrations it replaces
+    /// (their files are in the archive). A database that applied them counts
+    /// the baseline as applied; a new database runs the baseline instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub squashes: Vec<Squashed>,
+}
+
+/// A migration a squash replaced: its version, name and checksum when squashed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Squashed {
+    /// Version text.
+    pub version: String,
+    /// Its name.
+    pub name: String,
+    /// Its checksum.
+    pub checksum: String,
 }
 
 /// The kind of a migration.

@@ -67,6 +67,16 @@ pub enum Problem {
         /// Newest applied version.
         newest_applied: String,
     },
+    /// The database applied some of the migrations a squash replaced, not
+    /// all: the baseline cannot run on it, and its rest would not run.
+    PartlySquashed {
+        /// The baseline's version.
+        version: String,
+        /// The replaced versions applied.
+        applied: Vec<String>,
+        /// The replaced versions not applied.
+        pending: Vec<String>,
+    },
     /// A migration stopped half way and cannot be resumed as it is.
     Dirty {
         /// Version text.
@@ -124,6 +134,13 @@ impl fmt::Display for Problem {
                 f,
                 "migration {version} ({}) is pending but older than the newest applied migration {newest_applied}; run with --allow-out-of-order to apply it anyway",
                 path.display()
+            ),
+            Problem::PartlySquashed { version, applied, pending } => write!(
+                f,
+                "migrations {} were squashed into baseline {version}, and this database applied only {} of them: the baseline cannot run on it, and {} would not run. Apply them with the release before the squash (its migrations folder, or the archive: `instar up --migrations <archive folder> --to {version}`), then run this one",
+                few(pending),
+                few(applied),
+                few(pending)
             ),
             Problem::Dirty { version, applied, total, direction, error, why } => {
                 write!(
@@ -246,6 +263,30 @@ fn find<'a>(migrations: &'a [Migration], text: &str) -> Option<(usize, &'a Migra
         .find(|(_, m)| m.version.as_str() == text || parsed.as_ref() == Some(&m.version))
 }
 
+/// Whether `checksum`, recorded for version `key`, is that of the migration
+/// baseline `m` replaced under the same version.
+fn squashed_by(m: &Migration, key: &str, checksum: &str) -> bool {
+    m.meta.squashes.iter().any(|s| {
+        crate::history::version_key(&s.version) == crate::history::version_key(key)
+            && s.checksum == checksum
+    })
+}
+
+/// A baseline not applied on a database that applied some of what it replaces.
+fn partly_squashed(m: &Migration, state: &State) -> Option<Problem> {
+    let (applied, pending): (Vec<String>, Vec<String>) = m
+        .meta
+        .squashes
+        .iter()
+        .map(|s| s.version.clone())
+        .partition(|v| state.applied_of(v).is_some());
+    (!applied.is_empty()).then(|| Problem::PartlySquashed {
+        version: m.version.as_str().to_string(),
+        applied,
+        pending,
+    })
+}
+
 fn baselined(m: &Migration, state: &State) -> bool {
     let Some(b) = &state.baseline else {
         return false;
@@ -264,8 +305,16 @@ fn missing_or_newer(migrations: &[Migration], state: &State) -> Vec<Problem> {
         .map(|m| &m.version)
         .max();
     let mut newer = Vec::new();
+    let squashed: Vec<String> = migrations
+        .iter()
+        .flat_map(|m| m.meta.squashes.iter())
+        .map(|s| crate::history::version_key(&s.version))
+        .collect();
     for a in state.applied.values() {
-        if find(migrations, &a.version).is_some() || a.version.starts_with("R__") {
+        if find(migrations, &a.version).is_some()
+            || a.version.starts_with("R__")
+            || squashed.contains(&crate::history::version_key(&a.version))
+        {
             continue;
         }
         let is_newer = match (Version::parse(&a.version, layout), newest_file) {
@@ -310,6 +359,8 @@ pub fn status(migrations: &[Migration], state: &State, dialect: Dialect) -> Stat
         } else if let Some(a) = applied {
             match &a.checksum {
                 Some(c) if *c != m.checksum && m.is_repeatable() => Standing::Outdated,
+                // A baseline on a database that applied what it replaces.
+                Some(c) if squashed_by(m, key, c) => Standing::Applied,
                 Some(c) if *c != m.checksum => {
                     problems.push(Problem::ChecksumMismatch {
                         version: key.to_string(),
@@ -336,6 +387,9 @@ pub fn status(migrations: &[Migration], state: &State, dialect: Dialect) -> Stat
             }
         } else if baselined(m, state) {
             Standing::Baselined
+        } else if let Some(p) = partly_squashed(m, state) {
+            problems.push(p);
+            Standing::Pending
         } else {
             Standing::Pending
         };

@@ -38,6 +38,7 @@ pub(crate) enum Bind {
     Real(Option<f64>),
     Text(Option<String>),
     Bool(Option<bool>),
+    Bytes(Option<Vec<u8>>),
 }
 
 impl From<i64> for Bind {
@@ -108,6 +109,7 @@ fn any_query<'q>(
             Bind::Real(v) => q.bind(v),
             Bind::Text(v) => q.bind(v),
             Bind::Bool(v) => q.bind(v),
+            Bind::Bytes(v) => q.bind(v),
         };
     }
     q

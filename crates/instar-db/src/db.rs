@@ -185,7 +185,7 @@ pub struct Db {
     pub(crate) lock_name: String,
     locked: bool,
     init_sql: Vec<String>,
-    settings: Settings,
+    pub(crate) settings: Settings,
     run_id: String,
 }
 

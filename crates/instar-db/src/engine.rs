@@ -131,6 +131,28 @@ pub(crate) trait Engine: Sync {
         None
     }
 
+    /// Scratch databases on the server (`instar test`): the statement creating
+    /// database `name`, a query listing databases whose name starts with
+    /// `instar_scratch_`, and the statement dropping one; `None` where a
+    /// database is a file (SQLite).
+    fn scratch_sql(&self, _name: &str) -> Option<ScratchSql> {
+        None
+    }
+
+    /// The queries `instar audit` runs on this engine.
+    fn audit_sql(&self) -> AuditSql;
+
+    /// A query (one bind: the table's name) of its columns in order:
+    /// `(name, declared type, position in the primary key or 0)`.
+    fn columns_sql(&self) -> &'static str;
+    /// What a copy selects for column `col` (quoted) of class `class`, so
+    /// that the driver reads it (as text where it has no native type).
+    fn copy_select(&self, col: &str, class: &crate::copy::Class) -> String;
+
+    /// The database's schema and rows as one script ([`Db::dump_sql`]);
+    /// `work_dir` holds a client tool's output.
+    fn dump<'a>(&self, db: &'a mut Db, work_dir: &'a Path) -> DbFuture<'a, String>;
+
     /// The engine's JSON functions, for lenses pushed down to SQL.
     fn json(&self) -> &'static dyn crate::json_sql::JsonSql;
 
@@ -167,6 +189,30 @@ pub(crate) trait Engine: Sync {
     fn unique_index_sql(&self, table: &str, columns: &str) -> (String, Vec<String>);
     /// A query returning a row exactly when the object of `effect` exists now (with its binds).
     fn effect_sql(&self, effect: &Effect) -> (String, Vec<String>);
+}
+
+/// What `instar audit` asks an engine. Each query's columns are given.
+pub(crate) struct AuditSql {
+    /// Rows of text that are all `ok` on a sound database (SQLite).
+    pub(crate) integrity: Option<&'static str>,
+    /// Rows whose foreign key points nowhere: `(table, rowid, parent)` (SQLite).
+    pub(crate) foreign_key_check: Option<&'static str>,
+    /// Foreign keys the database does not vouch for: `(name, table,
+    /// parent, columns, parent columns)`, columns comma-separated.
+    pub(crate) unenforced_foreign_keys: Option<&'static str>,
+    /// Check constraints not validated: `(name, table, expression)`.
+    pub(crate) unvalidated_checks: Option<&'static str>,
+    /// Indexes left invalid (a failed concurrent build): `(index, table)`.
+    pub(crate) invalid_indexes: Option<&'static str>,
+    /// Every table, view and index: `(kind, name)`, kind `table`/`view`/`index`.
+    pub(crate) catalog: &'static str,
+}
+
+/// How an engine creates, lists and drops scratch databases.
+pub(crate) struct ScratchSql {
+    pub(crate) create: String,
+    pub(crate) list: &'static str,
+    pub(crate) drop: String,
 }
 
 /// The engine for a dialect.

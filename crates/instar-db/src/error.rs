@@ -190,6 +190,9 @@ pub enum Error {
     /// A request that cannot be honoured with this engine or these options.
     #[error("{0}")]
     Unsupported(String),
+    /// `instar copy` refused or stopped (the table, column or row is named).
+    #[error("copy: {0}")]
+    Copy(String),
 }
 
 impl Error {

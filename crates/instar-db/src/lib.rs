@@ -19,13 +19,17 @@
 // at most once per run, so their size costs nothing worth boxing them for.
 #![allow(clippy::result_large_err)]
 
+mod adhoc;
 pub mod adopt;
+pub mod audit;
 pub mod backup;
 mod cancel;
 mod conn;
+pub mod copy;
 pub mod data;
 mod db;
 pub mod docs;
+mod dump;
 mod engine;
 mod error;
 mod json_sql;
@@ -37,6 +41,7 @@ mod postgres;
 mod postgres_backup;
 mod postgres_json;
 pub mod runner;
+pub mod scratch;
 mod sqlite;
 mod sqlite_backup;
 mod sqlite_conn;

@@ -14,6 +14,85 @@ use crate::{Db, Error};
 pub(crate) struct MySql;
 
 impl Engine for MySql {
+    fn dump<'a>(&self, db: &'a mut Db, _work_dir: &'a Path) -> DbFuture<'a, String> {
+        Box::pin(async move {
+            let history = db.settings.history_table.clone();
+            let list = "SELECT CAST(table_name AS CHAR), CAST(table_type AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY create_time, table_name";
+            let mut tables = Vec::new();
+            let mut views = Vec::new();
+            for r in db.rows(list, "listing tables").await? {
+                let name = r
+                    .first()
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if crate::dump::is_instar_table(&name, &history) {
+                    continue;
+                }
+                if r.get(1).and_then(|v| v.as_str()) == Some("VIEW") {
+                    views.push(name);
+                } else {
+                    tables.push(name);
+                }
+            }
+            // Foreign keys may point at a table created after: checks off while it runs.
+            let mut out = String::from("SET FOREIGN_KEY_CHECKS = 0;\n");
+            for (t, what) in tables
+                .iter()
+                .map(|t| (t, "TABLE"))
+                .chain(views.iter().map(|v| (v, "VIEW")))
+            {
+                let sql = format!("SHOW CREATE {what} {}", db.engine.quote(t));
+                let rows = db
+                    .rows(&sql, &format!("reading the definition of {t}"))
+                    .await?;
+                if let Some(ddl) = rows.first().and_then(|r| r.get(1)).and_then(|v| v.as_str()) {
+                    out += &strip_definer(ddl);
+                    out += ";\n";
+                }
+            }
+            out += &db.rows_as_inserts(&tables).await?;
+            out += "SET FOREIGN_KEY_CHECKS = 1;\n";
+            Ok(out)
+        })
+    }
+
+    fn columns_sql(&self) -> &'static str {
+        "SELECT CAST(c.column_name AS CHAR), CAST(c.column_type AS CHAR), CAST(COALESCE((SELECT k.ordinal_position FROM information_schema.key_column_usage k WHERE k.table_schema = c.table_schema AND k.table_name = c.table_name AND k.column_name = c.column_name AND k.constraint_name = 'PRIMARY'), 0) AS SIGNED) FROM information_schema.columns c WHERE c.table_schema = DATABASE() AND c.table_name = ? ORDER BY c.ordinal_position"
+    }
+
+    fn copy_select(&self, col: &str, class: &crate::copy::Class) -> String {
+        use crate::copy::Class;
+        match class {
+            Class::Int | Class::Bool => format!("CAST({col} AS SIGNED)"),
+            Class::Blob => col.to_string(),
+            Class::Timestamp | Class::TimestampTz => {
+                format!("DATE_FORMAT({col}, '%Y-%m-%d %H:%i:%s.%f')")
+            }
+            _ => format!("CAST({col} AS CHAR)"),
+        }
+    }
+
+    fn audit_sql(&self) -> crate::engine::AuditSql {
+        crate::engine::AuditSql {
+            integrity: None,
+            foreign_key_check: None,
+            // MySQL keeps no trace of rows loaded with FOREIGN_KEY_CHECKS = 0: every key is checked.
+            unenforced_foreign_keys: Some("SELECT CAST(constraint_name AS CHAR), CAST(CONCAT('`', table_name, '`') AS CHAR), CAST(CONCAT('`', referenced_table_name, '`') AS CHAR), CAST(GROUP_CONCAT(column_name ORDER BY ordinal_position) AS CHAR), CAST(GROUP_CONCAT(referenced_column_name ORDER BY ordinal_position) AS CHAR) FROM information_schema.key_column_usage WHERE table_schema = DATABASE() AND referenced_table_name IS NOT NULL GROUP BY constraint_name, table_name, referenced_table_name ORDER BY 1"),
+            unvalidated_checks: None,
+            invalid_indexes: None,
+            catalog: "SELECT CAST(CASE table_type WHEN 'VIEW' THEN 'view' ELSE 'table' END AS CHAR), CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE() UNION ALL SELECT DISTINCT CAST('index' AS CHAR), CAST(index_name AS CHAR) FROM information_schema.statistics WHERE table_schema = DATABASE() AND index_name <> 'PRIMARY'",
+        }
+    }
+
+    fn scratch_sql(&self, name: &str) -> Option<crate::engine::ScratchSql> {
+        Some(crate::engine::ScratchSql {
+            create: format!("CREATE DATABASE {name}"),
+            list: "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name LIKE 'instar\\_scratch\\_%'",
+            drop: format!("DROP DATABASE IF EXISTS {name}"),
+        })
+    }
+
     fn table_rows_query(&self) -> Option<&'static str> {
         Some("SELECT CAST(table_name AS CHAR), CAST(COALESCE(table_rows, 0) AS SIGNED) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'")
     }
@@ -213,4 +292,19 @@ async fn release(conn: &mut crate::conn::Conn, name: &str) -> Result<(), Error> 
         .await
         .map_err(|e| Error::query("releasing the migration lock", e))?;
     Ok(())
+}
+
+/// A view's definition without `ALGORITHM=… DEFINER=… SQL SECURITY …`: the
+/// baseline runs as whoever applies it.
+fn strip_definer(ddl: &str) -> String {
+    let Some(start) = ddl.find(" ALGORITHM=").or_else(|| ddl.find(" DEFINER=")) else {
+        return ddl.to_string();
+    };
+    let Some(view) = ddl.find(" VIEW ") else {
+        return ddl.to_string();
+    };
+    if view < start {
+        return ddl.to_string();
+    }
+    format!("{}{}", &ddl[..start], &ddl[view..])
 }

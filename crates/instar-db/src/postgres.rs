@@ -15,6 +15,49 @@ use crate::{Db, Error};
 pub(crate) struct Postgres;
 
 impl Engine for Postgres {
+    fn dump<'a>(&self, db: &'a mut Db, work_dir: &'a Path) -> DbFuture<'a, String> {
+        Box::pin(crate::postgres_backup::dump_sql(db, work_dir))
+    }
+
+    fn columns_sql(&self) -> &'static str {
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), COALESCE(array_position(i.indkey::int2[], a.attnum), 0)::bigint FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+    }
+
+    fn copy_select(&self, col: &str, class: &crate::copy::Class) -> String {
+        use crate::copy::Class;
+        match class {
+            Class::Int => format!("{col}::bigint"),
+            Class::Real => format!("{col}::float8"),
+            Class::Bool | Class::Blob => col.to_string(),
+            Class::TimestampTz => {
+                format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
+            }
+            Class::Timestamp => format!("to_char({col}, 'YYYY-MM-DD HH24:MI:SS.US')"),
+            _ => format!("{col}::text"),
+        }
+    }
+
+    fn audit_sql(&self) -> crate::engine::AuditSql {
+        crate::engine::AuditSql {
+            integrity: None,
+            foreign_key_check: None,
+            // NOT VALID foreign keys: PostgreSQL never checked the rows there before.
+            unenforced_foreign_keys: Some("SELECT c.conname::text, c.conrelid::regclass::text, c.confrelid::regclass::text, (SELECT string_agg(a.attname::text, ',' ORDER BY k.n) FROM unnest(c.conkey) WITH ORDINALITY k(att, n) JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.att), (SELECT string_agg(a.attname::text, ',' ORDER BY k.n) FROM unnest(c.confkey) WITH ORDINALITY k(att, n) JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.att) FROM pg_constraint c WHERE c.contype = 'f' AND NOT c.convalidated AND c.connamespace = current_schema()::regnamespace ORDER BY 1"),
+            unvalidated_checks: Some("SELECT c.conname::text, c.conrelid::regclass::text, pg_get_expr(c.conbin, c.conrelid) FROM pg_constraint c WHERE c.contype = 'c' AND NOT c.convalidated AND c.connamespace = current_schema()::regnamespace ORDER BY 1"),
+            invalid_indexes: Some("SELECT i.indexrelid::regclass::text, i.indrelid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace ORDER BY 1"),
+            catalog: "SELECT 'table', tablename::text FROM pg_tables WHERE schemaname = current_schema() UNION ALL SELECT 'view', viewname::text FROM pg_views WHERE schemaname = current_schema() UNION ALL SELECT 'view', matviewname::text FROM pg_matviews WHERE schemaname = current_schema() UNION ALL SELECT 'index', indexname::text FROM pg_indexes WHERE schemaname = current_schema()",
+        }
+    }
+
+    fn scratch_sql(&self, name: &str) -> Option<crate::engine::ScratchSql> {
+        Some(crate::engine::ScratchSql {
+            create: format!("CREATE DATABASE {name} TEMPLATE template0"),
+            list: "SELECT datname::text FROM pg_database WHERE datname LIKE 'instar\\_scratch\\_%'",
+            // FORCE ends sessions a killed test left behind (PostgreSQL 13+).
+            drop: format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        })
+    }
+
     fn table_rows_query(&self) -> Option<&'static str> {
         Some("SELECT c.relname::text, GREATEST(c.reltuples, 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema()")
     }

@@ -17,6 +17,42 @@ pub(crate) async fn take(db: &mut Db, folder: &Path) -> Result<(&'static str, Pa
     Ok(("pg_dump", path))
 }
 
+/// The schema and rows as a plain script (`pg_dump --inserts`), without
+/// Instar's tables and without the session settings pg_dump starts with
+/// (a migration must not change its session's search path).
+pub(crate) async fn dump_sql(db: &mut Db, work_dir: &Path) -> Result<String, Error> {
+    let path = work_dir.join("baseline.sql");
+    let mut cmd = Command::new("pg_dump");
+    cmd.args([
+        "--no-owner",
+        "--no-privileges",
+        "--no-comments",
+        "--inserts",
+    ])
+    .arg(format!("--exclude-table={}*", db.settings.history_table))
+    .arg("--exclude-table=instar_*")
+    .arg("--file")
+    .arg(&path);
+    pg_connection_args(&mut cmd, &db.url.driver_url)?;
+    run_tool(cmd, "pg_dump", None)?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Backup(format!("reading {}: {e}", path.display())))?;
+    let _ = std::fs::remove_file(&path);
+    let mut out = String::new();
+    for line in text.lines() {
+        let session = line.starts_with("SET ") || line.starts_with("SELECT pg_catalog.set_config");
+        if session || line.starts_with("--") || line.starts_with("\\") {
+            continue;
+        }
+        if line.is_empty() && out.ends_with("\n\n") {
+            continue;
+        }
+        out += line;
+        out.push('\n');
+    }
+    Ok(out.trim_start().to_string())
+}
+
 /// `pg_restore --list` reads the archive's table of contents: a file that is
 /// not a custom-format dump, or one cut short in its header, is refused.
 /// (Damage further in is caught by the checksum recorded when it was taken.)

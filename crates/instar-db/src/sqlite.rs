@@ -17,6 +17,51 @@ use crate::{Db, Error};
 pub(crate) struct Sqlite;
 
 impl Engine for Sqlite {
+    fn dump<'a>(&self, db: &'a mut Db, _work_dir: &'a Path) -> DbFuture<'a, String> {
+        Box::pin(async move {
+            let history = db.settings.history_table.clone();
+            // Tables first (in creation order), then what refers to them.
+            let sql = "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3 END, rowid";
+            let mut out = String::new();
+            for r in db.rows(sql, "reading the schema").await? {
+                let name = r.get(1).and_then(|v| v.as_str()).unwrap_or_default();
+                let tbl = r.get(2).and_then(|v| v.as_str()).unwrap_or_default();
+                if crate::dump::is_instar_table(name, &history)
+                    || crate::dump::is_instar_table(tbl, &history)
+                {
+                    continue;
+                }
+                if let Some(s) = r.get(3).and_then(|v| v.as_str()) {
+                    out += s;
+                    out += ";\n";
+                }
+            }
+            let tables = db.application_tables().await?;
+            out += &db.rows_as_inserts(&tables).await?;
+            Ok(out)
+        })
+    }
+
+    fn columns_sql(&self) -> &'static str {
+        "SELECT name, type, pk FROM pragma_table_info(?) ORDER BY cid"
+    }
+
+    fn copy_select(&self, col: &str, _class: &crate::copy::Class) -> String {
+        // Values come as they are stored.
+        col.to_string()
+    }
+
+    fn audit_sql(&self) -> crate::engine::AuditSql {
+        crate::engine::AuditSql {
+            integrity: Some("PRAGMA integrity_check(100)"),
+            foreign_key_check: Some("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check"),
+            unenforced_foreign_keys: None,
+            unvalidated_checks: None,
+            invalid_indexes: None,
+            catalog: "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view', 'index') AND name NOT LIKE 'sqlite_%'",
+        }
+    }
+
     fn table_rows_query(&self) -> Option<&'static str> {
         // What ANALYZE left (its first number is the table's rows), if it ran.
         Some("SELECT tbl, CAST(stat AS INTEGER) FROM sqlite_stat1 WHERE idx IS NULL OR stat NOT LIKE '% %' GROUP BY tbl")

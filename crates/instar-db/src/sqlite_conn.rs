@@ -181,6 +181,7 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, i: usize, b: Bind) -> rusqlite::Resu
         Bind::Real(v) => stmt.raw_bind_parameter(i, v),
         Bind::Text(v) => stmt.raw_bind_parameter(i, v),
         Bind::Bool(v) => stmt.raw_bind_parameter(i, v),
+        Bind::Bytes(v) => stmt.raw_bind_parameter(i, v),
     }
 }
 

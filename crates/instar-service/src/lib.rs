@@ -18,29 +18,37 @@
 #![deny(missing_docs)]
 #![allow(clippy::result_large_err)]
 
+mod audit;
 mod compat;
+mod copy;
 mod documents;
 mod error;
 mod keyvalue;
 mod lint;
+mod migration_tests;
 mod migrator;
 mod run;
 mod service;
 pub mod settings;
 mod source;
+mod squash;
 mod status;
 
+pub use audit::{AuditOptions, AuditReport};
 pub use compat::{CompatCheck, CompatMatrix, CompatRow};
+pub use copy::CopyReport;
 pub use documents::{Documents, MoveOptions, MoveReport};
 pub use error::Error;
 pub use instar_macros::embed_migrations;
 pub use keyvalue::{KvDocuments, KvPlan, KvRunOptions, KvStatusView, KvVerified};
 pub use lint::{LintOptions, LintReport};
+pub use migration_tests::{TestOptions, TestReport, TestResult};
 pub use migrator::Migrator;
 pub use run::{EventStream, RunEvents, RunFailure, RunHandle, RunRequest};
 pub use service::Service;
 pub use settings::{Overrides, Settings};
 pub use source::{EmbeddedMigrations, FolderSource, MemorySource, MigrationSource};
+pub use squash::SquashReport;
 pub use status::StatusView;
 
 /// The crates the service is built on, for callers that need their types.

@@ -56,6 +56,15 @@ impl Service {
         }
     }
 
+    /// The same project (source, WebAssembly host) with other settings: a
+    /// scratch database, a copy's target.
+    pub fn with_settings(&self, settings: Settings) -> Service {
+        Service {
+            settings: Arc::new(settings),
+            ..self.clone()
+        }
+    }
+
     /// The WebAssembly lens host (one per service, started on first use),
     /// with the settings' sandbox limits and compiled-code cache.
     pub fn wasm_host(&self) -> Result<Arc<instar_wasm::Host>, Error> {

@@ -45,6 +45,10 @@ pub struct Settings {
     pub wasm: instar_wasm::Limits,
     /// Where compiled WebAssembly modules are cached (`None`: compiled every time).
     pub wasm_cache: Option<PathBuf>,
+    /// The migration tests' folder (`instar test`; `[test] dir`, default `tests`).
+    pub tests: PathBuf,
+    /// Where scratch SQLite files of `instar test` go (`.instar/scratch`).
+    pub scratch_dir: PathBuf,
 }
 
 /// A collection of JSON documents in a table, and the lenses between its versions.
@@ -294,6 +298,8 @@ impl Settings {
             compat: Vec::new(),
             wasm: instar_wasm::Limits::default(),
             wasm_cache: user_cache().map(|d| d.join("instar").join("wasm")),
+            tests: root.join("tests"),
+            scratch_dir: root.join(".instar").join("scratch"),
         }
     }
 }
@@ -339,6 +345,9 @@ pub struct FileConfig {
     /// `[compat]`: application release → the schema versions it runs against.
     #[serde(default)]
     pub compat: std::collections::BTreeMap<String, String>,
+    /// `[test]`.
+    #[serde(default)]
+    pub test: TestConfig,
     /// The file it was read from, and its text (for line numbers).
     #[serde(skip)]
     pub source: Option<(PathBuf, String)>,
@@ -415,6 +424,14 @@ pub struct RunConfig {
     pub backup_dir: Option<PathBuf>,
     /// Restore the automatic backup after a failed non-transactional run (default false).
     pub restore_on_failure: Option<bool>,
+}
+
+/// `[test]` of `instar.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestConfig {
+    /// The migration tests' folder, relative to the file (default `tests`).
+    pub dir: Option<PathBuf>,
 }
 
 /// The process environment, as the settings read it.
@@ -584,6 +601,9 @@ pub fn resolve(
     s.backup = cfg.run.backup.unwrap_or(true);
     if let Some(d) = cfg.run.backup_dir {
         s.backup_dir = root.join(d);
+    }
+    if let Some(d) = &cfg.test.dir {
+        s.tests = root.join(d);
     }
     s.restore_on_failure = overrides
         .restore_on_failure

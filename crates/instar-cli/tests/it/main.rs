@@ -40,8 +40,10 @@ pub fn instar_in(dir: &std::path::Path) -> assert_cmd::Command {
 }
 
 mod adopt;
+mod audit;
 mod basics;
 mod cache;
+mod copy;
 mod documents;
 mod documents_eager;
 mod doors;
@@ -51,8 +53,10 @@ mod kills;
 mod kv;
 mod lens;
 mod lint;
+mod migration_tests;
 mod newcomer;
 mod schemas;
 mod secrets;
 mod serve;
+mod squash;
 mod wasm;

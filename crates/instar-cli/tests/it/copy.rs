@@ -1,0 +1,317 @@
+//! `instar copy` from a SQLite file into every engine: types mapped, rows
+//! verified, a target that holds rows refused unless --append, a type that
+//! cannot be mapped named, kills at random moments resumed with nothing
+//! copied twice, and a source written during the copy reported.
+
+use std::time::Duration;
+
+use crate::adopt::exec;
+use crate::documents::{json, run};
+use crate::harness::{migration, Backend, TestDb};
+
+fn migrations(t: &TestDb) {
+    migration(
+        &t.migrations(),
+        "0001_users",
+        "CREATE TABLE users (id integer PRIMARY KEY, name varchar(200) NOT NULL, active boolean, score real, born date, seen timestamp NULL, note text);",
+        None,
+    );
+    migration(
+        &t.migrations(),
+        "0002_tags",
+        "CREATE TABLE tags (user_id integer NOT NULL, tag varchar(50) NOT NULL, PRIMARY KEY (user_id, tag));",
+        None,
+    );
+}
+
+/// A SQLite source beside the target, migrated, with `n` users and tags.
+async fn source(t: &TestDb, n: usize) -> String {
+    let file = t.dir.path().join("source.db");
+    let url = format!("sqlite:{}", file.display());
+    let out = crate::instar_at(t, &url).arg("up").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    conn.execute_batch("BEGIN").unwrap();
+    for i in 1..=n as i64 {
+        let name = match i % 4 {
+            0 => format!("O'Brien \\ tab\there {i}"),
+            1 => format!("line\nbreak ünïcødé {i}"),
+            2 => format!("plain {i}"),
+            _ => format!("\"quoted\" {i}"),
+        };
+        let active: Option<i64> = if i % 5 == 0 { None } else { Some(i % 2) };
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![
+                i,
+                name,
+                active,
+                i as f64 / 8.0,
+                format!("19{:02}-0{}-1{}", i % 100, 1 + i % 9, i % 10),
+                format!("2024-03-0{} 10:{:02}:{:02}", 1 + i % 9, i % 60, i % 60),
+                if i % 3 == 0 {
+                    None
+                } else {
+                    Some(format!("note {i}"))
+                }
+            ],
+        )
+        .unwrap();
+        conn.execute("INSERT INTO tags VALUES (?1, 'a'), (?1, 'b')", [i])
+            .unwrap();
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    url
+}
+
+fn copy(t: &TestDb, from: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["copy", "--from", from, "--to", &t.url];
+    args.extend_from_slice(extra);
+    run(t, &args, None)
+}
+
+on_every_engine!(
+    a_sqlite_database_moves_to_every_engine_verified,
+    a_copy_killed_at_random_moments_resumes_and_copies_nothing_twice,
+    a_target_with_rows_is_refused_unless_append
+);
+
+async fn a_sqlite_database_moves_to_every_engine_verified(b: Backend) {
+    let Some(t) = TestDb::new(b, "copy_cli").await else {
+        return;
+    };
+    migrations(&t);
+    let from = source(&t, 1_500).await;
+    let (code, out, err) = copy(
+        &t,
+        &from,
+        &["--verify", "full", "--batch", "200", "--parallel", "2"],
+    );
+    assert_eq!(code, 0, "{b:?}: {out}{err}");
+    assert!(out.contains("target migrated to 0002"), "{out}");
+    assert!(
+        out.contains(
+            "users: 1500 rows copied; source 1500 rows, target 1500 rows; 1500 rows compared"
+        ),
+        "{b:?}: {out}"
+    );
+    assert!(out.contains("tags: 3000 rows copied"), "{b:?}: {out}");
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE active IS NULL")
+            .await,
+        300
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE name LIKE '%\t%'")
+            .await,
+        375,
+        "{b:?}: tabs kept"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE id = 1 AND name LIKE 'line%ünïcødé 1'")
+            .await,
+        1,
+        "{b:?}"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE score = 0.125")
+            .await,
+        1,
+        "{b:?}"
+    );
+    // The source is only read.
+    let conn = rusqlite::Connection::open(t.dir.path().join("source.db")).unwrap();
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'instar_copy%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0, "nothing written to the source");
+    // JSON report; a second run finds every table done and verifies again.
+    let (code, j, err) = copy(&t, &from, &["--format", "json"]);
+    let _ = err;
+    assert_eq!(code, 0, "{j}");
+    let j = json(&j);
+    assert_eq!(j["copy"]["verified"], true, "{j}");
+    assert_eq!(j["copy"]["tables"][1]["copied"], 0, "{j}");
+}
+
+async fn a_copy_killed_at_random_moments_resumes_and_copies_nothing_twice(b: Backend) {
+    let Some(t) = TestDb::new(b, "copy_kill").await else {
+        return;
+    };
+    migrations(&t);
+    let from = source(&t, 20_000).await;
+    let trials: usize = std::env::var("INSTAR_KILL_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+        .min(12);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ b as u64;
+    let mut kills = 0;
+    for _ in 0..trials {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut child = crate::instar_at(&t, &t.url)
+            .args(["copy", "--from", &from, "--to", &t.url, "--batch", "100"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(30 + seed % 600));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap();
+        let _ = child.wait();
+        kills += 1;
+    }
+    assert!(
+        kills > 0,
+        "{b:?}: the copy finished before any kill: make it longer"
+    );
+    let (code, out, err) = copy(&t, &from, &["--verify", "full"]);
+    assert_eq!(code, 0, "{b:?} after {kills} kills: {out}{err}");
+    assert_eq!(t.count("SELECT count(*) FROM users").await, 20_000, "{b:?}");
+    assert_eq!(t.count("SELECT count(*) FROM tags").await, 40_000, "{b:?}");
+    assert!(out.contains("20000 rows compared"), "{b:?}: {out}");
+    // The checkpoints count each row once.
+    assert_eq!(
+        t.count("SELECT sum(rows_copied) FROM instar_copy").await,
+        60_000,
+        "{b:?}"
+    );
+}
+
+async fn a_target_with_rows_is_refused_unless_append(b: Backend) {
+    let Some(t) = TestDb::new(b, "copy_append").await else {
+        return;
+    };
+    migrations(&t);
+    let from = source(&t, 50).await;
+    let (code, out, err) = run(&t, &["up"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    exec(
+        &t,
+        "INSERT INTO users (id, name) VALUES (7, 'already here')",
+    )
+    .await;
+    let (code, out, err) = copy(&t, &from, &[]);
+    assert_eq!(code, 2, "{b:?}: refused as an error: {out}{err}");
+    assert!(
+        err.contains("the target already holds rows in users (1 rows)") && err.contains("--append"),
+        "{b:?}: {err}"
+    );
+    // The row already there is kept as it is; verification says it differs.
+    let (code, out, err) = copy(&t, &from, &["--append", "--verify", "full"]);
+    assert_eq!(code, 1, "{b:?}: {out}{err}");
+    assert!(
+        out.contains("users: 49 rows copied, 1 already there (kept)"),
+        "{b:?}: {out}"
+    );
+    assert!(out.contains("row id = 7: name is"), "{b:?}: {out}");
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE name = 'already here'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_type_that_cannot_be_mapped_is_named_with_its_table_and_column() {
+    let Some(pg) = TestDb::new(Backend::Postgres, "copy_types").await else {
+        return;
+    };
+    migrations(&pg);
+    let (code, out, err) = run(&pg, &["up"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    exec(
+        &pg,
+        "ALTER TABLE users ALTER COLUMN score TYPE real[] USING ARRAY[score]",
+    )
+    .await;
+    let target = TestDb::sqlite("copy_types_target").await;
+    migrations(&target);
+    let (code, out, err) = run(
+        &target,
+        &["copy", "--from", &pg.url, "--to", &target.url],
+        None,
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("table users, column score: the source's type real[] cannot be mapped to the target's type REAL"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_source_written_during_the_copy_is_reported() {
+    let target = TestDb::sqlite("copy_written").await;
+    migrations(&target);
+    let from = source(&target, 20_000).await;
+    let child = crate::instar_at(&target, &target.url)
+        .args([
+            "copy",
+            "--from",
+            &from,
+            "--to",
+            &target.url,
+            "--batch",
+            "100",
+            "--verify",
+            "full",
+        ])
+        .spawn()
+        .unwrap();
+    // Once the copy is past its first batches, the application writes behind it.
+    let file = target.dir.path().join("source.db");
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the copy never started"
+        );
+        let copied: i64 = rusqlite::Connection::open(target.dir.path().join("test.db"))
+            .ok()
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT coalesce(max(rows_copied), 0) FROM instar_copy",
+                    [],
+                    |r| r.get(0),
+                )
+                .ok()
+            })
+            .unwrap_or(0);
+        if copied >= 500 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.execute(
+        "INSERT INTO users (id, name) VALUES (-1, 'behind the copy')",
+        [],
+    )
+    .unwrap();
+    conn.execute("UPDATE users SET name = 'changed behind' WHERE id = 1", [])
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("users: ") && text.contains("DIFFERS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("row id = -1 is missing in the target"),
+        "{text}"
+    );
+    assert!(text.contains("row id = 1: name is"), "{text}");
+    assert!(text.contains("stop writes to the source"), "{text}");
+}

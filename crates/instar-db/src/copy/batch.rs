@@ -1,0 +1,461 @@
+//! One table's copy: keyset batches read from the source, each written to
+//! the target in one transaction with its checkpoint.
+
+use std::time::Instant;
+
+use instar_core::Dialect;
+use sqlx::Connection;
+
+use super::{fit, Cell, Class, CopyOptions, Progress, TablePlan, TableReport};
+use crate::conn::{query, Bind, Row};
+use crate::{Db, Error};
+
+/// The `SELECT` of one batch after a key (binds: the key's values).
+pub(crate) fn select_sql(db: &Db, p: &TablePlan, after: bool, limit: usize) -> String {
+    let e = db.engine;
+    let cols: Vec<String> = p
+        .columns
+        .iter()
+        .map(|c| e.copy_select(&e.quote(&c.name), &c.source))
+        .collect();
+    let key: Vec<String> = p.key.iter().map(|&i| e.quote(&p.columns[i].name)).collect();
+    let mut sql = format!("SELECT {} FROM {}", cols.join(", "), e.quote(&p.table));
+    if after {
+        let binds: Vec<String> = p
+            .key
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| {
+                let c = &p.columns[i];
+                let ph = e.placeholder(n + 1);
+                if e.typed_params() && c.source != Class::Int {
+                    format!("CAST({ph} AS {})", c.source_type)
+                } else {
+                    ph
+                }
+            })
+            .collect();
+        sql += &format!(" WHERE ({}) > ({})", key.join(", "), binds.join(", "));
+    }
+    sql += &format!(" ORDER BY {} LIMIT {limit}", key.join(", "));
+    sql
+}
+
+/// A key's values as binds.
+pub(crate) fn key_binds(key: &[Cell]) -> Vec<Bind> {
+    key.iter()
+        .map(|c| match c {
+            Cell::Null => Bind::Text(None),
+            Cell::Int(n) => Bind::Int(Some(*n)),
+            Cell::Real(f) => Bind::Real(Some(*f)),
+            Cell::Bool(b) => Bind::Bool(Some(*b)),
+            Cell::Text(s) => Bind::Text(Some(s.clone())),
+            Cell::Bytes(b) => Bind::Bytes(Some(b.clone())),
+        })
+        .collect()
+}
+
+/// One row read from the source, by the columns' classes.
+pub(crate) fn decode(r: &Row, p: &TablePlan) -> Result<Vec<Cell>, sqlx::Error> {
+    if let Row::Lite(values) = r {
+        use rusqlite::types::Value as V;
+        return Ok(values
+            .iter()
+            .map(|v| match v {
+                V::Null => Cell::Null,
+                V::Integer(n) => Cell::Int(*n),
+                V::Real(f) => Cell::Real(*f),
+                V::Text(s) => Cell::Text(s.clone()),
+                V::Blob(b) => Cell::Bytes(b.clone()),
+            })
+            .collect());
+    }
+    let mut out = Vec::with_capacity(p.columns.len());
+    for (i, c) in p.columns.iter().enumerate() {
+        let cell = match c.source {
+            Class::Int => r.try_get::<Option<i64>>(i)?.map(Cell::Int),
+            Class::Real => match r.try_get::<Option<f64>>(i) {
+                Ok(v) => v.map(Cell::Real),
+                // Read as text where the engine's driver has no float for it.
+                Err(_) => text_cell(r, i)?.map(|t| match t.trim().parse() {
+                    Ok(f) => Cell::Real(f),
+                    Err(_) => Cell::Text(t),
+                }),
+            },
+            Class::Bool => match r.try_get::<Option<bool>>(i) {
+                Ok(v) => v.map(Cell::Bool),
+                Err(_) => r.try_get::<Option<i64>>(i)?.map(Cell::Int),
+            },
+            Class::Blob => r.try_get::<Option<Vec<u8>>>(i)?.map(Cell::Bytes),
+            _ => text_cell(r, i)?.map(Cell::Text),
+        };
+        out.push(cell.unwrap_or(Cell::Null));
+    }
+    Ok(out)
+}
+
+/// Column `i` as text (MySQL's text travels as bytes through sqlx's Any driver).
+fn text_cell(r: &Row, i: usize) -> Result<Option<String>, sqlx::Error> {
+    match r.try_get::<Option<String>>(i) {
+        Ok(v) => Ok(v),
+        Err(_) => Ok(r
+            .try_get::<Option<Vec<u8>>>(i)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())),
+    }
+}
+
+/// Reads the batch after `after` (the first one with `None`).
+pub(crate) async fn read_batch(
+    db: &mut Db,
+    p: &TablePlan,
+    after: Option<&[Cell]>,
+    limit: usize,
+) -> Result<Vec<Vec<Cell>>, Error> {
+    let sql = select_sql(db, p, after.is_some(), limit);
+    let rows = query(&sql)
+        .binds(after.map(key_binds).unwrap_or_default())
+        .fetch_all(&mut db.conn)
+        .await
+        .map_err(|e| Error::query(format!("reading {} from the source", p.table), e))?;
+    rows.iter()
+        .map(|r| decode(r, p))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::query(format!("reading {} from the source", p.table), e))
+}
+
+/// Where a batch goes: the target's connection, and for PostgreSQL a native
+/// one for `COPY`.
+pub(crate) enum Sink {
+    Db,
+    Pg(sqlx::PgConnection),
+}
+
+/// Copies one table, resuming after its checkpoint; reports progress after
+/// each batch.
+pub async fn copy_table(
+    from: &mut Db,
+    to: &mut Db,
+    p: &TablePlan,
+    o: &CopyOptions,
+    progress: &(dyn Fn(&Progress) + Send + Sync),
+) -> Result<TableReport, Error> {
+    let started = Instant::now();
+    let mut report = TableReport {
+        table: p.table.clone(),
+        ..Default::default()
+    };
+    let checkpoints = to.copy_checkpoints().await?;
+    let (mut after, mut rows, done) = match to.copy_checkpoint(&p.table).await? {
+        Some((key, rows, done)) => {
+            let key: Option<Vec<Cell>> = key
+                .and_then(|k| serde_json::from_str::<Vec<serde_json::Value>>(&k).ok())
+                .map(|v| v.iter().map(Cell::from_json).collect());
+            (key, rows, done)
+        }
+        None => (None, 0, false),
+    };
+    report.resumed_after = rows;
+    let total = from
+        .table_rows()
+        .await?
+        .get(&p.table.to_lowercase())
+        .copied();
+    let mut sink = if to.dialect() == Dialect::Postgres && !o.append {
+        Sink::Pg(
+            sqlx::PgConnection::connect(&to.url.driver_url)
+                .await
+                .map_err(|e| Error::query("connecting to the target for COPY", e))?,
+        )
+    } else {
+        Sink::Db
+    };
+    let transform = o.transforms.get(&p.table.to_lowercase()).cloned();
+    let names: Vec<String> = p.columns.iter().map(|c| c.name.clone()).collect();
+    while !done && !o.cancel.is_cancelled() {
+        let mut batch = read_batch(from, p, after.as_deref(), o.batch).await?;
+        let Some(last) = batch.last() else { break };
+        let last_key: Vec<Cell> = p.key.iter().map(|&i| last[i].clone()).collect();
+        let finished = batch.len() < o.batch;
+        for row in &mut batch {
+            if let Some(t) = &transform {
+                t(&names, row).map_err(|e| {
+                    Error::Copy(format!("table {}, row {}: {e}", p.table, key_text(p, row)))
+                })?;
+            }
+            fit_row(p, row)?;
+        }
+        let written = write_batch(
+            to,
+            &mut sink,
+            &checkpoints,
+            p,
+            &batch,
+            &last_key,
+            rows,
+            finished,
+        )
+        .await?;
+        report.copied += written;
+        report.skipped_existing += batch.len() as u64 - written;
+        rows += batch.len() as u64;
+        after = Some(last_key);
+        progress(&Progress {
+            table: p.table.clone(),
+            rows,
+            total,
+        });
+        if finished {
+            break;
+        }
+    }
+    if after.is_none() && !done && !o.cancel.is_cancelled() {
+        // An empty table: its checkpoint says it is done.
+        write_batch(to, &mut sink, &checkpoints, p, &[], &[], 0, true).await?;
+    }
+    if let Sink::Pg(c) = sink {
+        let _ = c.close().await;
+    }
+    if to.dialect() == Dialect::Postgres {
+        reset_sequences(to, p).await?;
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// The row's key, for messages.
+pub(crate) fn key_text(p: &TablePlan, row: &[Cell]) -> String {
+    let parts: Vec<String> = p
+        .key
+        .iter()
+        .map(|&i| format!("{} = {}", p.columns[i].name, row[i].to_json()))
+        .collect();
+    parts.join(", ")
+}
+
+fn fit_row(p: &TablePlan, row: &mut [Cell]) -> Result<(), Error> {
+    for (i, c) in p.columns.iter().enumerate() {
+        let v = std::mem::replace(&mut row[i], Cell::Null);
+        row[i] = fit(v, &c.target).map_err(|why| {
+            Error::Copy(format!(
+                "table {}, column {} ({} in the target), row {}: {why}; fix the row in the source, or change the column's type in a migration",
+                p.table,
+                c.name,
+                c.target_type,
+                key_text(p, row)
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_batch(
+    to: &mut Db,
+    sink: &mut Sink,
+    checkpoints: &str,
+    p: &TablePlan,
+    rows: &[Vec<Cell>],
+    last_key: &[Cell],
+    rows_before: u64,
+    finished: bool,
+) -> Result<u64, Error> {
+    let key = serde_json::Value::Array(last_key.iter().map(Cell::to_json).collect()).to_string();
+    let total = rows_before + rows.len() as u64;
+    let e = to.engine;
+    let save = [
+        format!("DELETE FROM {checkpoints} WHERE table_name = {}", e.placeholder(1)),
+        format!(
+            "INSERT INTO {checkpoints} (table_name, last_key, rows_copied, done) VALUES ({}, {}, {}, {})",
+            e.placeholder(1),
+            e.placeholder(2),
+            e.placeholder(3),
+            e.placeholder(4)
+        ),
+    ];
+    let context = format!("writing {} into the target", p.table);
+    let failed = |e: sqlx::Error| Error::query(context.clone(), e);
+    let save_binds = vec![
+        Bind::Text(Some(p.table.clone())),
+        Bind::Text(Some(key)),
+        Bind::Int(Some(total as i64)),
+        Bind::Int(Some(finished as i64)),
+    ];
+    match sink {
+        Sink::Pg(c) => {
+            let mut tx = c.begin().await.map_err(failed)?;
+            if !rows.is_empty() {
+                let cols: Vec<String> = p.columns.iter().map(|c| e.quote(&c.name)).collect();
+                let mut copy = tx
+                    .copy_in_raw(&format!(
+                        "COPY {} ({}) FROM STDIN",
+                        e.quote(&p.table),
+                        cols.join(", ")
+                    ))
+                    .await
+                    .map_err(failed)?;
+                copy.send(copy_text(p, rows)).await.map_err(failed)?;
+                copy.finish().await.map_err(failed)?;
+            }
+            sqlx::query(&save[0])
+                .bind(&p.table)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            let q = sqlx::query(&save[1])
+                .bind(&p.table)
+                .bind(match &save_binds[1] {
+                    Bind::Text(t) => t.clone(),
+                    _ => None,
+                })
+                .bind(total as i64)
+                .bind(finished as i64 as i32);
+            q.execute(&mut *tx).await.map_err(failed)?;
+            tx.commit().await.map_err(failed)?;
+            Ok(rows.len() as u64)
+        }
+        Sink::Db => {
+            crate::db::control(&mut to.conn, e.begin()).await?;
+            let r = async {
+                let mut written = 0;
+                let per = (30_000 / p.columns.len().max(1)).clamp(1, 1000);
+                for chunk in rows.chunks(per) {
+                    let (sql, binds) = insert_sql(to, p, chunk);
+                    written += query(&sql)
+                        .binds(binds)
+                        .execute(&mut to.conn)
+                        .await
+                        .map_err(failed)?
+                        .rows_affected;
+                }
+                query(&save[0])
+                    .bind(p.table.clone())
+                    .execute(&mut to.conn)
+                    .await
+                    .map_err(failed)?;
+                query(&save[1])
+                    .binds(save_binds.clone())
+                    .execute(&mut to.conn)
+                    .await
+                    .map_err(failed)?;
+                Ok::<u64, Error>(written)
+            }
+            .await;
+            match r {
+                Ok(n) => {
+                    crate::db::control(&mut to.conn, "COMMIT").await?;
+                    Ok(n)
+                }
+                Err(err) => {
+                    let _ = crate::db::control(&mut to.conn, "ROLLBACK").await;
+                    Err(err)
+                }
+            }
+        }
+    }
+}
+
+/// A multi-row `INSERT` (skipping rows whose key is there: `--append`).
+fn insert_sql(to: &Db, p: &TablePlan, rows: &[Vec<Cell>]) -> (String, Vec<Bind>) {
+    let e = to.engine;
+    let cols: Vec<String> = p.columns.iter().map(|c| e.quote(&c.name)).collect();
+    let mut n = 0;
+    let mut tuples = Vec::with_capacity(rows.len());
+    let mut binds = Vec::with_capacity(rows.len() * cols.len());
+    for row in rows {
+        let mut ph = Vec::with_capacity(row.len());
+        for (i, cell) in row.iter().enumerate() {
+            n += 1;
+            let c = &p.columns[i];
+            let place = e.placeholder(n);
+            ph.push(if e.typed_params() {
+                format!("CAST({place} AS {})", c.target_type)
+            } else {
+                place
+            });
+            binds.push(match cell {
+                Cell::Bool(b) if to.dialect() != Dialect::Postgres => Bind::Int(Some(*b as i64)),
+                Cell::Real(f) if e.typed_params() => Bind::Text(Some(f.to_string())),
+                Cell::Int(v) if e.typed_params() => Bind::Text(Some(v.to_string())),
+                Cell::Bool(b) if e.typed_params() => Bind::Text(Some(b.to_string())),
+                other => super::batch::key_binds(std::slice::from_ref(other)).remove(0),
+            });
+        }
+        tuples.push(format!("({})", ph.join(", ")));
+    }
+    let (verb, tail) = match to.dialect() {
+        Dialect::MySql => ("INSERT IGNORE", String::new()),
+        _ => ("INSERT", " ON CONFLICT DO NOTHING".to_string()),
+    };
+    (
+        format!(
+            "{verb} INTO {} ({}) VALUES {}{tail}",
+            e.quote(&p.table),
+            cols.join(", "),
+            tuples.join(", ")
+        ),
+        binds,
+    )
+}
+
+/// The rows in `COPY … FROM STDIN`'s text format.
+fn copy_text(p: &TablePlan, rows: &[Vec<Cell>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.len() * 64);
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\t');
+            }
+            match cell {
+                Cell::Null => out.extend_from_slice(b"\\N"),
+                Cell::Bytes(b) => {
+                    out.extend_from_slice(b"\\\\x");
+                    for byte in b {
+                        out.extend_from_slice(format!("{byte:02x}").as_bytes());
+                    }
+                }
+                Cell::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+                Cell::Int(n) if p.columns[i].target == Class::Bool => {
+                    out.push(if *n != 0 { b't' } else { b'f' })
+                }
+                other => {
+                    let text = other.text().unwrap_or_default();
+                    for ch in text.bytes() {
+                        match ch {
+                            b'\\' => out.extend_from_slice(b"\\\\"),
+                            b'\t' => out.extend_from_slice(b"\\t"),
+                            b'\n' => out.extend_from_slice(b"\\n"),
+                            b'\r' => out.extend_from_slice(b"\\r"),
+                            c => out.push(c),
+                        }
+                    }
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// PostgreSQL: each serial or identity column's sequence set past the
+/// largest value copied, so the application's next insert does not collide.
+async fn reset_sequences(to: &mut Db, p: &TablePlan) -> Result<(), Error> {
+    for c in p.columns.iter().filter(|c| c.target == Class::Int) {
+        let table = to.engine.quote(&p.table);
+        let col = to.engine.quote(&c.name);
+        let sql = format!(
+            "SELECT setval(s, COALESCE((SELECT max({col}) FROM {table}), 0) + 1, false) FROM pg_get_serial_sequence($1, $2) AS s WHERE s IS NOT NULL"
+        );
+        query(&sql)
+            .bind(p.table.clone())
+            .bind(c.name.clone())
+            .fetch_all(&mut to.conn)
+            .await
+            .map_err(|e| {
+                Error::query(
+                    format!("resetting the sequence of {}.{}", p.table, c.name),
+                    e,
+                )
+            })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! `instar copy --from URL --to URL`: the target's schema is built by the
+//! project's migrations (up to the version the source is at), then every
+//! table is copied in checkpointed keyset batches and verified.
+
+use std::sync::Arc;
+
+use futures_util::stream::{self, StreamExt};
+use instar_core::event::NullSink;
+use instar_core::plan::Target;
+use instar_db::copy::{self, CopyOptions, Progress, TablePlan, TableReport};
+use instar_db::Db;
+use serde::Serialize;
+
+use crate::{Error, RunRequest, Service};
+
+/// What a copy did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyReport {
+    /// The source (credentials hidden).
+    pub from: String,
+    /// The target (credentials hidden).
+    pub to: String,
+    /// The schema version the target was migrated to.
+    pub version: Option<String>,
+    /// Migrations applied to the target first.
+    pub migrated: Vec<String>,
+    /// Per table.
+    pub tables: Vec<TableReport>,
+    /// Whether every table verified.
+    pub verified: bool,
+    /// Whether it stopped early (cancelled): run again to resume.
+    pub cancelled: bool,
+    /// Milliseconds.
+    pub duration_ms: u64,
+}
+
+impl Service {
+    /// This project on another database.
+    fn at_url(&self, url: &str) -> Service {
+        let mut s = self.settings().clone();
+        s.db.url = url.to_string();
+        self.with_settings(s)
+    }
+
+    /// The tables a copy would move, checked (nothing written but the
+    /// target's migrations when `migrate` is set).
+    pub async fn copy_plan(
+        &self,
+        from: &str,
+        to: &str,
+        o: &CopyOptions,
+    ) -> Result<Vec<TablePlan>, Error> {
+        let (source, target) = (self.at_url(from), self.at_url(to));
+        let mut a = source.connect().await?;
+        let mut b = target.connect().await?;
+        let r = copy::plan(&mut a, &mut b, o).await;
+        let _ = a.close().await;
+        let _ = b.close().await;
+        Ok(r?)
+    }
+
+    /// Copies the application's data from `from` to `to` (`lenses`: per
+    /// collection, the version its documents are moved to on the way).
+    pub async fn copy(
+        &self,
+        from: &str,
+        to: &str,
+        mut o: CopyOptions,
+        lenses: &[(String, String)],
+        progress: Arc<dyn Fn(&Progress) + Send + Sync>,
+    ) -> Result<CopyReport, Error> {
+        let started = std::time::Instant::now();
+        let (source, target) = (self.at_url(from), self.at_url(to));
+        for (collection, version) in lenses {
+            let (table, t) = self.documents(collection)?.translator(version)?;
+            o.transforms.insert(table, t);
+        }
+        // The target's schema: the migrations the source has applied.
+        let version = source
+            .reading(async |db: &mut Db| {
+                if !db.history_exists().await? {
+                    return Err(Error::Config(format!(
+                        "the source {} has no history table: Instar cannot tell which migrations built it, so it cannot build the target the same way; run `instar adopt` or `instar baseline` on the source first",
+                        instar_db::url::redact(from)
+                    )));
+                }
+                let source_files = self.load()?;
+                let (_, state) = instar_db::runner::status(db, &source_files).await?;
+                Ok(source_files
+                    .migrations
+                    .iter()
+                    .rev()
+                    .find(|m| state.applied_of(m.version.as_str()).is_some())
+                    .map(|m| m.version.as_str().to_string()))
+            })
+            .await?;
+        let mut migrated = Vec::new();
+        if let Some(v) = &version {
+            let req = RunRequest::new(Target::Up {
+                to: Some(v.clone()),
+            });
+            let report = target
+                .run(
+                    &req,
+                    &instar_db::new_run_id(),
+                    o.cancel.clone(),
+                    &mut NullSink,
+                )
+                .await
+                .map_err(|f| {
+                    Error::Config(format!("migrating the target to {v} first: {}", f.error))
+                })?;
+            migrated = report.migrations;
+        }
+        let plans = self.copy_plan(from, to, &o).await?;
+        let o = Arc::new(o);
+        let results: Vec<Result<TableReport, Error>> = stream::iter(plans)
+            .map(|p| {
+                let (source, target, o, progress) =
+                    (source.clone(), target.clone(), o.clone(), progress.clone());
+                async move { one_table(&source, &target, &p, &o, &*progress).await }
+            })
+            .buffer_unordered(o.parallel.max(1))
+            .collect()
+            .await;
+        let mut tables = Vec::new();
+        for r in results {
+            tables.push(r?);
+        }
+        tables.sort_by(|a, b| a.table.cmp(&b.table));
+        Ok(CopyReport {
+            from: instar_db::url::redact(from),
+            to: instar_db::url::redact(to),
+            version,
+            migrated,
+            verified: tables.iter().all(|t| t.verified(o.append)),
+            cancelled: o.cancel.is_cancelled(),
+            tables,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}
+
+async fn one_table(
+    source: &Service,
+    target: &Service,
+    p: &TablePlan,
+    o: &CopyOptions,
+    progress: &(dyn Fn(&Progress) + Send + Sync),
+) -> Result<TableReport, Error> {
+    let mut a = source.connect().await?;
+    let mut b = target.connect().await?;
+    let r = async {
+        let mut report = copy::copy_table(&mut a, &mut b, p, o, progress).await?;
+        if !o.cancel.is_cancelled() {
+            let t = o.transforms.get(&p.table.to_lowercase());
+            let v = copy::verify_table(&mut a, &mut b, p, o.verify, t).await?;
+            report.source_rows = v.source_rows;
+            report.target_rows = v.target_rows;
+            report.compared = v.compared;
+            report.mismatches = v.mismatches;
+        }
+        Ok::<_, Error>(report)
+    }
+    .await;
+    let _ = a.close().await;
+    let _ = b.close().await;
+    r
+}
