@@ -77,7 +77,8 @@ fn copy(t: &TestDb, from: &str, extra: &[&str]) -> (i32, String, String) {
 on_every_engine!(
     a_sqlite_database_moves_to_every_engine_verified,
     a_copy_killed_at_random_moments_resumes_and_copies_nothing_twice,
-    a_target_with_rows_is_refused_unless_append
+    a_target_with_rows_is_refused_unless_append,
+    a_collection_is_moved_to_a_version_on_its_way
 );
 
 async fn a_sqlite_database_moves_to_every_engine_verified(b: Backend) {
@@ -181,7 +182,11 @@ async fn a_copy_killed_at_random_moments_resumes_and_copies_nothing_twice(b: Bac
     assert_eq!(t.count("SELECT count(*) FROM tags").await, 40_000, "{b:?}");
     assert!(out.contains("20000 rows compared"), "{b:?}: {out}");
     // The checkpoints count each row once.
-    let int = if b == Backend::MySql { "SIGNED" } else { "BIGINT" };
+    let int = if b == Backend::MySql {
+        "SIGNED"
+    } else {
+        "BIGINT"
+    };
     let sum = format!("SELECT CAST(sum(rows_copied) AS {int}) FROM instar_copy");
     assert_eq!(t.count(&sum).await, 60_000, "{b:?}");
 }
@@ -312,4 +317,52 @@ async fn a_source_written_during_the_copy_is_reported() {
     );
     assert!(text.contains("row id = 1: name is"), "{text}");
     assert!(text.contains("stop writes to the source"), "{text}");
+}
+
+async fn a_collection_is_moved_to_a_version_on_its_way(b: Backend) {
+    let Some(t) = TestDb::new(b, "copy_lens").await else {
+        return;
+    };
+    crate::documents::project(&t, "[collections.users]\ntable = \"users\"\nkey = \"id\"\nbody = \"doc\"\nversion_column = \"schema_version\"\nversions = [\"1.0.0\", \"2.0.0\"]\n");
+    migration(
+        &t.migrations(),
+        "0001_users",
+        "CREATE TABLE users (id integer PRIMARY KEY, doc text NOT NULL, schema_version varchar(20));",
+        None,
+    );
+    let file = t.dir.path().join("source.db");
+    let from = format!("sqlite:{}", file.display());
+    let out = crate::instar_at(&t, &from).arg("up").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    for i in 1..=40 {
+        conn.execute(
+            "INSERT INTO users VALUES (?1, ?2, '1.0.0')",
+            rusqlite::params![
+                i,
+                format!(r#"{{"name": "Ada Lovelace{i}", "mail": "ada{i}@example.org"}}"#)
+            ],
+        )
+        .unwrap();
+    }
+    let (code, out, err) = copy(&t, &from, &["--lens", "users:2.0.0", "--verify", "full"]);
+    assert_eq!(code, 0, "{b:?}: {out}{err}");
+    assert!(out.contains("40 rows compared"), "{out}");
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE schema_version = '2.0.0'")
+            .await,
+        40,
+        "{b:?}"
+    );
+    let (code, doc, err) = run(&t, &["docs", "get", "users", "7"], None);
+    assert_eq!(code, 0, "{b:?}: {err}");
+    assert_eq!(json(&doc)["email"], "ada7@example.org", "{b:?}: {doc}");
+    // A version the collection does not declare is refused before anything is copied.
+    let (code, _, err) = copy(&t, &from, &["--lens", "users:9.9.9"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("9.9.9 is not declared"), "{err}");
 }
