@@ -11,13 +11,16 @@
 //! - `instar-bench serve [--rows N] [--seconds S] [--clients C] [--sse K]`: the HTTP
 //!   server under load while a data migration runs;
 //! - `instar-bench docs [--rows N] [--runs R]`: an eager documents migration on
-//!   SQLite, pushed down and in process, next to one hand-written `UPDATE`.
+//!   SQLite, pushed down and in process, next to one hand-written `UPDATE`;
+//! - `instar-bench copy [--rows N] [--runs R] [--postgres URL]`: `instar copy`
+//!   from SQLite into PostgreSQL next to `sqlite3 -csv | psql \copy`.
 //!
 //! Key-value stores have their own: `cargo bench -p instar-rocksdb --bench kv`
 //! (it builds RocksDB in release without the rest of Instar).
 //!
 //! The `instar` binary is looked up next to this one, or in `INSTAR_BIN`.
 
+mod copy;
 mod data;
 mod docs;
 mod lens;
@@ -34,6 +37,7 @@ pub(crate) struct Args {
     pub(crate) postgres: Option<String>,
     data: bool,
     docs: bool,
+    copy: bool,
     serve: bool,
     seconds: u64,
     clients: usize,
@@ -49,6 +53,7 @@ fn args() -> Args {
         postgres: std::env::var("INSTAR_TEST_POSTGRES_URL").ok(),
         data: false,
         docs: false,
+        copy: false,
         serve: false,
         seconds: 30,
         clients: 200,
@@ -63,6 +68,10 @@ fn args() -> Args {
         argv.remove(0);
     } else if argv.first().map(String::as_str) == Some("docs") {
         a.docs = true;
+        a.runs = 3;
+        argv.remove(0);
+    } else if argv.first().map(String::as_str) == Some("copy") {
+        a.copy = true;
         a.runs = 3;
         argv.remove(0);
     } else if argv.first().map(String::as_str) == Some("serve") {
@@ -422,6 +431,10 @@ fn main() {
     }
     if a.docs {
         docs::bench(&a, &instar);
+        return;
+    }
+    if a.copy {
+        copy::bench(&a, &instar);
         return;
     }
     if a.serve {
