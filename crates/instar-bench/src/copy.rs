@@ -17,7 +17,9 @@ fn seed(dir: &Path, instar: &Path, rows: u64) -> std::path::PathBuf {
     std::fs::write(m.join("up.sql"), format!("{TABLE};\n")).expect("write");
     let db = dir.join("source.db");
     let url = format!("sqlite:{}", db.display());
-    run(Command::new(instar).current_dir(dir).args(["--database", &url, "up"]));
+    run(Command::new(instar)
+        .current_dir(dir)
+        .args(["--database", &url, "up"]));
     run(Command::new("sqlite3").arg(&db).arg(format!(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) \
          INSERT INTO items SELECT i, 'item ' || i || ' with a name', i % 1000, i / 7.0, \
@@ -34,12 +36,20 @@ pub(crate) fn bench(a: &Args, instar: &Path) {
     let dir = tempfile::tempdir().expect("tmp");
     let t = Instant::now();
     let db = seed(dir.path(), instar, a.rows);
-    println!("seeded {} rows into SQLite in {:.1}s", a.rows, t.elapsed().as_secs_f64());
+    println!(
+        "seeded {} rows into SQLite in {:.1}s",
+        a.rows,
+        t.elapsed().as_secs_f64()
+    );
     let from = format!("sqlite:{}", db.display());
     let (mut limit, mut sample, mut full) = (vec![], vec![], vec![]);
     let mut rss = vec![];
     for _ in 0..a.runs {
-        for n in ["instar_bench_copy_limit", "instar_bench_copy_sample", "instar_bench_copy_full"] {
+        for n in [
+            "instar_bench_copy_limit",
+            "instar_bench_copy_sample",
+            "instar_bench_copy_full",
+        ] {
             psql(base, &format!("DROP DATABASE IF EXISTS {n}"));
             psql(base, &format!("CREATE DATABASE {n}"));
         }
@@ -58,13 +68,26 @@ pub(crate) fn bench(a: &Args, instar: &Path) {
             let (d, kib) = timed_instar(
                 instar,
                 dir.path(),
-                &["--database", &from, "copy", "--from", &from, "--to", &to, "--verify", verify],
+                &[
+                    "--database",
+                    &from,
+                    "copy",
+                    "--from",
+                    &from,
+                    "--to",
+                    &to,
+                    "--verify",
+                    verify,
+                ],
             );
             times.push(d);
             rss.push(kib);
         }
     }
-    header(&format!("instar copy: {} rows, SQLite → PostgreSQL", a.rows));
+    header(&format!(
+        "instar copy: {} rows, SQLite → PostgreSQL",
+        a.rows
+    ));
     let line = |name: &str, v: &[Duration]| {
         println!(
             "| {name:<58} | {:>9.1} | {:>6.2}x |",
@@ -73,15 +96,25 @@ pub(crate) fn bench(a: &Args, instar: &Path) {
         )
     };
     line("limit: sqlite3 -csv | psql \\copy", &limit);
-    line("instar copy (checkpoints, --verify sample: counts + 10,000 rows)", &sample);
-    line("instar copy (checkpoints, --verify full: every row compared)", &full);
+    line(
+        "instar copy (checkpoints, --verify sample: counts + 10,000 rows)",
+        &sample,
+    );
+    line(
+        "instar copy (checkpoints, --verify full: every row compared)",
+        &full,
+    );
     println!(
         "\nthroughput vs the limit (limit time / instar time): sample {:.2}, full {:.2}; peak RSS of instar {} KiB",
         1.0 / paired_median(&sample, &limit),
         1.0 / paired_median(&full, &limit),
         rss.iter().max().copied().unwrap_or(0)
     );
-    for n in ["instar_bench_copy_limit", "instar_bench_copy_sample", "instar_bench_copy_full"] {
+    for n in [
+        "instar_bench_copy_limit",
+        "instar_bench_copy_sample",
+        "instar_bench_copy_full",
+    ] {
         psql(base, &format!("DROP DATABASE IF EXISTS {n}"));
     }
 }

@@ -358,36 +358,8 @@ pub enum Command {
     /// checkpointed batches (a killed copy resumes), then verified. The
     /// source is only read.
     Copy {
-        /// The source (default: the configured database).
-        #[arg(long)]
-        from: Option<String>,
-        /// The target database (it must exist; its tables are created by the migrations).
-        #[arg(long)]
-        to: String,
-        /// Only these tables (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        tables: Option<Vec<String>>,
-        /// Move a collection's documents to a version on the way: COLLECTION:VERSION (repeatable).
-        #[arg(long, value_name = "COLLECTION:VERSION")]
-        lens: Vec<String>,
-        /// Copy into tables that hold rows already (rows whose key is there are kept as they are).
-        #[arg(long)]
-        append: bool,
-        /// counts, sample (rows compared in windows over the key) or full (every row).
-        #[arg(long, default_value = "sample")]
-        verify: String,
-        /// Rows compared per table with --verify sample.
-        #[arg(long, default_value_t = 10_000)]
-        sample: u64,
-        /// Rows per batch (one transaction with its checkpoint).
-        #[arg(long, default_value_t = 5_000)]
-        batch: usize,
-        /// Tables copied at once.
-        #[arg(long, default_value_t = 1)]
-        parallel: usize,
-        /// Show the tables and column types, copy nothing.
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        args: CopyArgs,
     },
     /// Replace the migrations up to --to by one baseline (the schema and
     /// seeded rows they build, dumped from a scratch database); their folders
@@ -487,4 +459,39 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `instar copy`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct CopyArgs {
+    /// The source (default: the configured database).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// The target database (it must exist; its tables are created by the migrations).
+    #[arg(long)]
+    pub to: String,
+    /// Only these tables (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tables: Option<Vec<String>>,
+    /// Move a collection's documents to a version on the way: COLLECTION:VERSION (repeatable).
+    #[arg(long, value_name = "COLLECTION:VERSION")]
+    pub lens: Vec<String>,
+    /// Copy into tables that hold rows already (rows whose key is there are kept as they are).
+    #[arg(long)]
+    pub append: bool,
+    /// counts, sample (rows compared in windows over the key) or full (every row).
+    #[arg(long, default_value = "sample")]
+    pub verify: String,
+    /// Rows compared per table with --verify sample.
+    #[arg(long, default_value_t = 10_000)]
+    pub sample: u64,
+    /// Rows per batch (one transaction with its checkpoint).
+    #[arg(long, default_value_t = 5_000)]
+    pub batch: usize,
+    /// Tables copied at once.
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
+    /// Show the tables and column types, copy nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }

@@ -134,32 +134,7 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         Command::Compat { action } => lint::compat(s, action, out).await,
         Command::Audit { sample, exact } => ops::audit(s, sample, exact, out).await,
         Command::Squash { to, dry_run } => ops::squash(s, &to, dry_run, out).await,
-        Command::Copy {
-            from,
-            to,
-            tables,
-            lens,
-            append,
-            verify,
-            sample,
-            batch,
-            parallel,
-            dry_run,
-        } => {
-            let a = ops::CopyArgs {
-                from,
-                to,
-                tables,
-                lens,
-                append,
-                verify,
-                sample,
-                batch,
-                parallel,
-                dry_run,
-            };
-            ops::copy(s, a, out).await
-        }
+        Command::Copy { args } => ops::copy(s, args, out).await,
         Command::Test {
             filter,
             keep,

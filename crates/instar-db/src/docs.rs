@@ -546,7 +546,7 @@ impl Docs {
 }
 
 /// Creates `instar_complements` and its lookup index.
-async fn create_complements(db: &mut Db) -> Result<(), Error> {
+pub(crate) async fn create_complements(db: &mut Db) -> Result<(), Error> {
     let table = db.sibling_table(COMPLEMENTS);
     let columns = [
         ("collection", Col::Short, true),

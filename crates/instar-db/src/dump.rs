@@ -42,7 +42,7 @@ impl Db {
             let cols = self.columns(t).await?;
             let select: Vec<String> = cols
                 .iter()
-                .map(|(n, ty, _)| e.copy_select(&e.quote(n), &Class::of(ty)))
+                .map(|(n, ty, _)| e.copy_select(&e.quote(n), &Class::of_in(ty, self.dialect())))
                 .collect();
             let names: Vec<String> = cols.iter().map(|(n, _, _)| e.quote(n)).collect();
             let sql = format!("SELECT {} FROM {}", select.join(", "), e.quote(t));

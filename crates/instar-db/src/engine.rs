@@ -145,6 +145,11 @@ pub(crate) trait Engine: Sync {
     /// A query (one bind: the table's name) of its columns in order:
     /// `(name, declared type, position in the primary key or 0)`.
     fn columns_sql(&self) -> &'static str;
+    /// The statement that puts the session in UTC, so that dates with a time
+    /// zone travel as UTC text both ways (a copy's connections).
+    fn utc_session(&self) -> Option<&'static str> {
+        None
+    }
     /// What a copy selects for column `col` (quoted) of class `class`, so
     /// that the driver reads it (as text where it has no native type).
     fn copy_select(&self, col: &str, class: &crate::copy::Class) -> String;

@@ -61,6 +61,10 @@ impl Engine for MySql {
         "SELECT CAST(c.column_name AS CHAR), CAST(c.column_type AS CHAR), CAST(COALESCE((SELECT k.ordinal_position FROM information_schema.key_column_usage k WHERE k.table_schema = c.table_schema AND k.table_name = c.table_name AND k.column_name = c.column_name AND k.constraint_name = 'PRIMARY'), 0) AS SIGNED) FROM information_schema.columns c WHERE c.table_schema = DATABASE() AND c.table_name = ? ORDER BY c.ordinal_position"
     }
 
+    fn utc_session(&self) -> Option<&'static str> {
+        Some("SET time_zone = '+00:00'")
+    }
+
     fn copy_select(&self, col: &str, class: &crate::copy::Class) -> String {
         use crate::copy::Class;
         match class {

@@ -20,14 +20,18 @@ impl Engine for Postgres {
     }
 
     fn columns_sql(&self) -> &'static str {
-        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), COALESCE(array_position(i.indkey::int2[], a.attnum), 0)::bigint FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), COALESCE((SELECT k.n FROM unnest(i.indkey) WITH ORDINALITY k(att, n) WHERE k.att = a.attnum), 0)::bigint FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+    }
+
+    fn utc_session(&self) -> Option<&'static str> {
+        Some("SET TIME ZONE 'UTC'")
     }
 
     fn copy_select(&self, col: &str, class: &crate::copy::Class) -> String {
         use crate::copy::Class;
         match class {
             Class::Int => format!("{col}::bigint"),
-            Class::Real => format!("{col}::float8"),
+            Class::Real | Class::Real32 => format!("{col}::float8"),
             Class::Bool | Class::Blob => col.to_string(),
             Class::TimestampTz => {
                 format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")

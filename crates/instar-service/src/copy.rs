@@ -26,6 +26,8 @@ pub struct CopyReport {
     pub migrated: Vec<String>,
     /// Per table.
     pub tables: Vec<TableReport>,
+    /// Collections moved to another version in the target (`--lens`).
+    pub moved: Vec<String>,
     /// Whether every table verified.
     pub verified: bool,
     /// Whether it stopped early (cancelled): run again to resume.
@@ -59,21 +61,24 @@ impl Service {
         Ok(r?)
     }
 
-    /// Copies the application's data from `from` to `to` (`lenses`: per
-    /// collection, the version its documents are moved to on the way).
+    /// Copies the application's data from `from` to `to`; then moves each
+    /// collection of `lenses` to its version in the target.
     pub async fn copy(
         &self,
         from: &str,
         to: &str,
-        mut o: CopyOptions,
+        o: CopyOptions,
         lenses: &[(String, String)],
         progress: Arc<dyn Fn(&Progress) + Send + Sync>,
     ) -> Result<CopyReport, Error> {
         let started = std::time::Instant::now();
         let (source, target) = (self.at_url(from), self.at_url(to));
+        // Checked before anything is written: each collection and version.
+        let mut moves = Vec::new();
         for (collection, version) in lenses {
-            let (table, t) = self.documents(collection)?.translator(version)?;
-            o.transforms.insert(table, t);
+            let docs = target.documents(collection)?;
+            docs.check_version(version, &format!("--lens {collection}:{version}: the"))?;
+            moves.push((docs, version.clone()));
         }
         // The target's schema: the migrations the source has applied.
         let version = source
@@ -112,7 +117,19 @@ impl Service {
                 })?;
             migrated = report.migrations;
         }
-        let plans = self.copy_plan(from, to, &o).await?;
+        let plans = {
+            let mut a = source.connect().await?;
+            let mut b = target.connect().await?;
+            let r = async {
+                let plans = copy::plan(&mut a, &mut b, &o).await?;
+                copy::prepare(&a, &mut b, &plans).await?;
+                Ok::<_, instar_db::Error>(plans)
+            }
+            .await;
+            let _ = a.close().await;
+            let _ = b.close().await;
+            r?
+        };
         let o = Arc::new(o);
         let results: Vec<Result<TableReport, Error>> = stream::iter(plans)
             .map(|p| {
@@ -128,12 +145,36 @@ impl Service {
             tables.push(r?);
         }
         tables.sort_by(|a, b| a.table.cmp(&b.table));
+        // Verified whole, the copy's checkpoints go: a later copy into this
+        // target finds rows. Then collections are moved on the target, through
+        // the documents-migration machinery (checkpointed; complements kept).
+        let mut moved = Vec::new();
+        if tables.iter().all(|t| t.verified(o.append)) && !o.cancel.is_cancelled() {
+            let mut b = target.connect().await?;
+            for t in &tables {
+                copy::clear_checkpoint(&mut b, &t.table).await?;
+            }
+            b.close().await?;
+            for (docs, version) in moves {
+                let mo = crate::MoveOptions {
+                    to: Some(version.clone()),
+                    cancel: o.cancel.clone(),
+                    ..Default::default()
+                };
+                let r = docs.migrate(&mo, &mut NullSink).await?;
+                moved.push(format!(
+                    "collection {} moved to {version} in the target: {} documents",
+                    r.collection, r.documents_moved
+                ));
+            }
+        }
         Ok(CopyReport {
             from: instar_db::url::redact(from),
             to: instar_db::url::redact(to),
             version,
             migrated,
             verified: tables.iter().all(|t| t.verified(o.append)),
+            moved,
             cancelled: o.cancel.is_cancelled(),
             tables,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -153,8 +194,7 @@ async fn one_table(
     let r = async {
         let mut report = copy::copy_table(&mut a, &mut b, p, o, progress).await?;
         if !o.cancel.is_cancelled() {
-            let t = o.transforms.get(&p.table.to_lowercase());
-            let v = copy::verify_table(&mut a, &mut b, p, o.verify, t).await?;
+            let v = copy::verify_table(&mut a, &mut b, p, o.verify).await?;
             report.source_rows = v.source_rows;
             report.target_rows = v.target_rows;
             report.compared = v.compared;

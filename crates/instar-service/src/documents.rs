@@ -3,7 +3,6 @@
 //! rewritten unless `write_back` says so).
 
 mod audit;
-mod translate;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -299,7 +298,7 @@ impl Documents {
         }
     }
 
-    fn check_version(&self, v: &str, what: &str) -> Result<(), Error> {
+    pub(crate) fn check_version(&self, v: &str, what: &str) -> Result<(), Error> {
         if self.collection.versions.iter().any(|x| x == v) {
             return Ok(());
         }

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use instar_service::{AuditOptions, Service, TestOptions, TestResult};
 
+use crate::args::CopyArgs;
 use crate::render::Out;
 
 pub async fn test(
@@ -91,20 +92,6 @@ pub async fn audit(s: &Service, sample: u64, exact: bool, out: &Out) -> Result<i
     Ok(if errors > 0 { 1 } else { 0 })
 }
 
-/// `instar copy`'s flags.
-pub struct CopyArgs {
-    pub from: Option<String>,
-    pub to: String,
-    pub tables: Option<Vec<String>>,
-    pub lens: Vec<String>,
-    pub append: bool,
-    pub verify: String,
-    pub sample: u64,
-    pub batch: usize,
-    pub parallel: usize,
-    pub dry_run: bool,
-}
-
 pub async fn copy(s: &Service, a: CopyArgs, out: &Out) -> Result<i32> {
     use instar_service::db::copy::{CopyOptions, Progress, VerifyMode};
     let from = a.from.unwrap_or_else(|| s.settings().db.url.clone());
@@ -128,7 +115,6 @@ pub async fn copy(s: &Service, a: CopyArgs, out: &Out) -> Result<i32> {
         append: a.append,
         verify,
         parallel: a.parallel.max(1),
-        transforms: Default::default(),
         cancel: cancel.clone(),
     };
     if a.dry_run {
@@ -209,6 +195,9 @@ pub async fn copy(s: &Service, a: CopyArgs, out: &Out) -> Result<i32> {
             out.line(format!("  {m}"));
         }
     }
+    for m in &report.moved {
+        out.line(m);
+    }
     if report.cancelled {
         out.line("stopped at a batch boundary: run the same command again to resume");
     } else if !report.verified {
@@ -226,23 +215,20 @@ pub async fn copy(s: &Service, a: CopyArgs, out: &Out) -> Result<i32> {
 
 pub async fn squash(s: &Service, to: &str, dry_run: bool, out: &Out) -> Result<i32> {
     let r = s.squash(to, dry_run).await?;
-    if dry_run {
-        out.line(format!(
-            "would replace {} migrations ({}) by {} and move them to {}; its SQL:",
-            r.squashed.len(),
-            r.squashed.join(", "),
-            r.baseline.display(),
-            r.archive.display()
-        ));
-        out.line(&r.sql);
+    let (verb, moved, after) = if dry_run {
+        ("would replace", "and move them to", "; its SQL:")
     } else {
-        out.line(format!(
-            "replaced {} migrations ({}) by {}; their folders are in {}. Databases that applied them count the baseline as applied; new ones run only the baseline",
-            r.squashed.len(),
-            r.squashed.join(", "),
-            r.baseline.display(),
-            r.archive.display()
-        ));
+        ("replaced", "; their folders are in", ". Databases that applied them count the baseline as applied; new ones run only the baseline")
+    };
+    out.line(format!(
+        "{verb} {} migrations ({}) by {} {moved} {}{after}",
+        r.squashed.len(),
+        r.squashed.join(", "),
+        r.baseline.display(),
+        r.archive.display()
+    ));
+    if dry_run {
+        out.line(&r.sql);
     }
     out.json(&serde_json::json!({ "squash": r }));
     Ok(0)

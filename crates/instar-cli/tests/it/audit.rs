@@ -179,3 +179,33 @@ async fn audit_reads_documents_against_their_versions(b: Backend) {
     );
     assert!(!out.contains("users 1:"), "{b:?}: {out}");
 }
+
+/// A table with fewer rows than a data migration rewrote is a warning (exit 0).
+#[tokio::test]
+async fn audit_compares_row_counts_with_data_migrations() {
+    let t = TestDb::sqlite("audit_rows").await;
+    let m = t.migrations();
+    migration(&m, "0001_items", "CREATE TABLE items (id int PRIMARY KEY, n int);\nINSERT INTO items VALUES (1, 0), (2, 0), (3, 0), (4, 0);", None);
+    migration(
+        &m,
+        "0002_bump",
+        "UPDATE items SET n = n + 1 WHERE {batch}",
+        None,
+    );
+    file(
+        &m.join("0002_bump/migration.toml"),
+        "kind = \"data\"\n[data]\ntable = \"items\"\nkey = \"id\"\nbatch_size = 2\n[checks]\nafter = [\"SELECT count(*) = 0 FROM items WHERE n = 0\"]\n",
+    );
+    let (code, out, err) = run(&t, &["up"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = run(&t, &["audit"], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("row-count"), "{out}");
+    exec(&t, "DELETE FROM items WHERE id > 1").await;
+    let (code, out, _) = run(&t, &["audit"], None);
+    assert_eq!(code, 0, "a warning: {out}");
+    assert!(
+        out.contains("warning[row-count]: items: items holds 1 rows, fewer than the 4 data migration 0002 rewrote"),
+        "{out}"
+    );
+}

@@ -74,7 +74,7 @@ pub(crate) fn decode(r: &Row, p: &TablePlan) -> Result<Vec<Cell>, sqlx::Error> {
     for (i, c) in p.columns.iter().enumerate() {
         let cell = match c.source {
             Class::Int => r.try_get::<Option<i64>>(i)?.map(Cell::Int),
-            Class::Real => match r.try_get::<Option<f64>>(i) {
+            Class::Real | Class::Real32 => match r.try_get::<Option<f64>>(i) {
                 Ok(v) => v.map(Cell::Real),
                 // Read as text where the engine's driver has no float for it.
                 Err(_) => text_cell(r, i)?.map(|t| match t.trim().parse() {
@@ -144,15 +144,18 @@ pub async fn copy_table(
         table: p.table.clone(),
         ..Default::default()
     };
-    let checkpoints = to.copy_checkpoints().await?;
+    let checkpoints = to.sibling_table(super::CHECKPOINTS);
     let (mut after, mut rows, done) = match to.copy_checkpoint(&p.table).await? {
-        Some((key, rows, done)) => {
-            let key: Option<Vec<Cell>> = key
+        // With --append, a table copied before is walked again (its rows that
+        // are there already are skipped).
+        Some(c) if !(c.done && o.append) => {
+            let key: Option<Vec<Cell>> = c
+                .last_key
                 .and_then(|k| serde_json::from_str::<Vec<serde_json::Value>>(&k).ok())
                 .map(|v| v.iter().map(Cell::from_json).collect());
-            (key, rows, done)
+            (key, c.rows, c.done)
         }
-        None => (None, 0, false),
+        _ => (None, 0, false),
     };
     report.resumed_after = rows;
     let total = from
@@ -160,57 +163,48 @@ pub async fn copy_table(
         .await?
         .get(&p.table.to_lowercase())
         .copied();
-    let mut sink = if to.dialect() == Dialect::Postgres && !o.append {
-        Sink::Pg(
-            sqlx::PgConnection::connect(&to.url.driver_url)
-                .await
-                .map_err(|e| Error::query("connecting to the target for COPY", e))?,
-        )
+    from.utc_session().await?;
+    to.utc_session().await?;
+    let mut sink = if to.dialect() == Dialect::Postgres {
+        Sink::Pg(to.copy_connection().await?)
     } else {
         Sink::Db
     };
-    let transform = o.transforms.get(&p.table.to_lowercase()).cloned();
-    let names: Vec<String> = p.columns.iter().map(|c| c.name.clone()).collect();
-    while !done && !o.cancel.is_cancelled() {
+    let target = p.as_target();
+    let mut walked = done;
+    while !walked && !o.cancel.is_cancelled() {
         let mut batch = read_batch(from, p, after.as_deref(), o.batch).await?;
-        let Some(last) = batch.last() else { break };
-        let last_key: Vec<Cell> = p.key.iter().map(|&i| last[i].clone()).collect();
-        let finished = batch.len() < o.batch;
+        let last_key: Vec<Cell> = match batch.last() {
+            Some(last) => p.key.iter().map(|&i| last[i].clone()).collect(),
+            None => after.clone().unwrap_or_default(),
+        };
+        let read = batch.len() as u64;
+        walked = batch.len() < o.batch;
         for row in &mut batch {
-            if let Some(t) = &transform {
-                t(&names, row).map_err(|e| {
-                    Error::Copy(format!("table {}, row {}: {e}", p.table, key_text(p, row)))
-                })?;
-            }
             fit_row(p, row)?;
         }
-        let written = write_batch(
-            to,
-            &mut sink,
-            &checkpoints,
-            p,
-            &batch,
-            &last_key,
-            rows,
-            finished,
-        )
-        .await?;
-        report.copied += written;
-        report.skipped_existing += batch.len() as u64 - written;
-        rows += batch.len() as u64;
-        after = Some(last_key);
+        if o.append || p.target_rows > 0 {
+            let there = existing_keys(to, &target, &batch).await?;
+            batch.retain(|r| !there.contains(&canonical_key(&target, r)));
+        }
+        let at = Mark {
+            table: &p.table,
+            last_key: &last_key,
+            rows: rows + read,
+            done: walked,
+        };
+        write_batch(to, &mut sink, &checkpoints, p, &batch, &at).await?;
+        report.copied += batch.len() as u64;
+        report.skipped_existing += read - batch.len() as u64;
+        rows += read;
+        if read > 0 {
+            after = Some(last_key);
+        }
         progress(&Progress {
             table: p.table.clone(),
             rows,
             total,
         });
-        if finished {
-            break;
-        }
-    }
-    if after.is_none() && !done && !o.cancel.is_cancelled() {
-        // An empty table: its checkpoint says it is done.
-        write_batch(to, &mut sink, &checkpoints, p, &[], &[], 0, true).await?;
     }
     if let Sink::Pg(c) = sink {
         let _ = c.close().await;
@@ -220,6 +214,104 @@ pub async fn copy_table(
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Deletes `table`'s checkpoint: the copy is finished and verified, so a
+/// later copy into the same target finds rows and needs `--append`.
+pub async fn clear_checkpoint(to: &mut Db, table: &str) -> Result<(), Error> {
+    let t = to.sibling_table(super::CHECKPOINTS);
+    let sql = format!(
+        "DELETE FROM {t} WHERE table_name = {}",
+        to.engine.placeholder(1)
+    );
+    query(&sql)
+        .bind(table.to_string())
+        .execute(&mut to.conn)
+        .await
+        .map_err(|e| Error::query("clearing the copy's checkpoint", e))?;
+    Ok(())
+}
+
+/// A row's key in a form both engines agree on.
+pub(crate) fn canonical_key(p: &TablePlan, row: &[Cell]) -> Vec<serde_json::Value> {
+    p.key
+        .iter()
+        .map(|&i| super::canonical(&row[i], &p.columns[i].target))
+        .collect()
+}
+
+/// The rows of `db`'s table (as `p` reads it) whose keys are those of `rows`.
+pub(crate) async fn rows_by_keys(
+    db: &mut Db,
+    p: &TablePlan,
+    rows: &[Vec<Cell>],
+) -> Result<Vec<Vec<Cell>>, Error> {
+    let e = db.engine;
+    let mut out = Vec::new();
+    for chunk in rows.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut n = 0;
+        let mut binds = Vec::new();
+        let tuples: Vec<String> = chunk
+            .iter()
+            .map(|r| {
+                let ph: Vec<String> = p
+                    .key
+                    .iter()
+                    .map(|&i| {
+                        n += 1;
+                        binds.push(r[i].clone());
+                        let c = &p.columns[i];
+                        let place = e.placeholder(n);
+                        if e.typed_params() && !matches!(r[i], Cell::Int(_)) {
+                            format!("CAST({place} AS {})", c.source_type)
+                        } else {
+                            place
+                        }
+                    })
+                    .collect();
+                format!("({})", ph.join(", "))
+            })
+            .collect();
+        let cols: Vec<String> = p
+            .columns
+            .iter()
+            .map(|c| e.copy_select(&e.quote(&c.name), &c.source))
+            .collect();
+        let key: Vec<String> = p.key.iter().map(|&i| e.quote(&p.columns[i].name)).collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE ({}) IN ({})",
+            cols.join(", "),
+            e.quote(&p.table),
+            key.join(", "),
+            tuples.join(", ")
+        );
+        let found = query(&sql)
+            .binds(key_binds(&binds))
+            .fetch_all(&mut db.conn)
+            .await
+            .map_err(|x| Error::query(format!("looking up rows of {} by key", p.table), x))?;
+        for r in &found {
+            out.push(decode(r, p).map_err(|x| Error::query(format!("reading {}", p.table), x))?);
+        }
+    }
+    Ok(out)
+}
+
+/// The keys of `rows` that `to` has already (`--append`, or a table the
+/// migrations seeded).
+async fn existing_keys(
+    to: &mut Db,
+    target: &TablePlan,
+    rows: &[Vec<Cell>],
+) -> Result<std::collections::HashSet<Vec<serde_json::Value>>, Error> {
+    Ok(rows_by_keys(to, target, rows)
+        .await?
+        .iter()
+        .map(|r| canonical_key(target, r))
+        .collect())
 }
 
 /// The row's key, for messages.
@@ -248,37 +340,41 @@ fn fit_row(p: &TablePlan, row: &mut [Cell]) -> Result<(), Error> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where a batch leaves its table's copy (its checkpoint).
+struct Mark<'a> {
+    table: &'a str,
+    last_key: &'a [Cell],
+    rows: u64,
+    done: bool,
+}
+
+/// Writes `rows` and the checkpoint `at` in one transaction of the target.
 async fn write_batch(
     to: &mut Db,
     sink: &mut Sink,
     checkpoints: &str,
     p: &TablePlan,
     rows: &[Vec<Cell>],
-    last_key: &[Cell],
-    rows_before: u64,
-    finished: bool,
-) -> Result<u64, Error> {
-    let key = serde_json::Value::Array(last_key.iter().map(Cell::to_json).collect()).to_string();
-    let total = rows_before + rows.len() as u64;
+    at: &Mark<'_>,
+) -> Result<(), Error> {
+    let key = serde_json::Value::Array(at.last_key.iter().map(Cell::to_json).collect()).to_string();
     let e = to.engine;
-    let save = [
-        format!("DELETE FROM {checkpoints} WHERE table_name = {}", e.placeholder(1)),
-        format!(
-            "INSERT INTO {checkpoints} (table_name, last_key, rows_copied, done) VALUES ({}, {}, {}, {})",
-            e.placeholder(1),
-            e.placeholder(2),
-            e.placeholder(3),
-            e.placeholder(4)
-        ),
-    ];
+    // One row per table, made by `prepare`: an UPDATE locks only that row
+    // (tables copied in parallel never wait on each other's checkpoints).
+    let save = format!(
+        "UPDATE {checkpoints} SET last_key = {}, rows_copied = {}, done = {} WHERE table_name = {}",
+        e.placeholder(1),
+        e.placeholder(2),
+        e.placeholder(3),
+        e.placeholder(4)
+    );
     let context = format!("writing {} into the target", p.table);
     let failed = |e: sqlx::Error| Error::query(context.clone(), e);
     let save_binds = vec![
-        Bind::Text(Some(p.table.clone())),
-        Bind::Text(Some(key)),
-        Bind::Int(Some(total as i64)),
-        Bind::Int(Some(finished as i64)),
+        Bind::Text(Some(key.clone())),
+        Bind::Int(Some(at.rows as i64)),
+        Bind::Int(Some(at.done as i64)),
+        Bind::Text(Some(at.table.to_string())),
     ];
     match sink {
         Sink::Pg(c) => {
@@ -296,54 +392,41 @@ async fn write_batch(
                 copy.send(copy_text(p, rows)).await.map_err(failed)?;
                 copy.finish().await.map_err(failed)?;
             }
-            sqlx::query(&save[0])
-                .bind(&p.table)
+            sqlx::query(&save)
+                .bind(&key)
+                .bind(at.rows as i64)
+                .bind(at.done as i32)
+                .bind(at.table)
                 .execute(&mut *tx)
                 .await
                 .map_err(failed)?;
-            let q = sqlx::query(&save[1])
-                .bind(&p.table)
-                .bind(match &save_binds[1] {
-                    Bind::Text(t) => t.clone(),
-                    _ => None,
-                })
-                .bind(total as i64)
-                .bind(finished as i64 as i32);
-            q.execute(&mut *tx).await.map_err(failed)?;
             tx.commit().await.map_err(failed)?;
-            Ok(rows.len() as u64)
+            Ok(())
         }
         Sink::Db => {
             crate::db::control(&mut to.conn, e.begin()).await?;
             let r = async {
-                let mut written = 0;
                 let per = (30_000 / p.columns.len().max(1)).clamp(1, 1000);
                 for chunk in rows.chunks(per) {
                     let (sql, binds) = insert_sql(to, p, chunk);
-                    written += query(&sql)
+                    query(&sql)
                         .binds(binds)
                         .execute(&mut to.conn)
                         .await
-                        .map_err(failed)?
-                        .rows_affected;
+                        .map_err(failed)?;
                 }
-                query(&save[0])
-                    .bind(p.table.clone())
-                    .execute(&mut to.conn)
-                    .await
-                    .map_err(failed)?;
-                query(&save[1])
+                query(&save)
                     .binds(save_binds.clone())
                     .execute(&mut to.conn)
                     .await
                     .map_err(failed)?;
-                Ok::<u64, Error>(written)
+                Ok::<(), Error>(())
             }
             .await;
             match r {
-                Ok(n) => {
+                Ok(()) => {
                     crate::db::control(&mut to.conn, "COMMIT").await?;
-                    Ok(n)
+                    Ok(())
                 }
                 Err(err) => {
                     let _ = crate::db::control(&mut to.conn, "ROLLBACK").await;
@@ -354,7 +437,7 @@ async fn write_batch(
     }
 }
 
-/// A multi-row `INSERT` (skipping rows whose key is there: `--append`).
+/// A multi-row `INSERT`.
 fn insert_sql(to: &Db, p: &TablePlan, rows: &[Vec<Cell>]) -> (String, Vec<Bind>) {
     let e = to.engine;
     let cols: Vec<String> = p.columns.iter().map(|c| e.quote(&c.name)).collect();
@@ -382,13 +465,9 @@ fn insert_sql(to: &Db, p: &TablePlan, rows: &[Vec<Cell>]) -> (String, Vec<Bind>)
         }
         tuples.push(format!("({})", ph.join(", ")));
     }
-    let (verb, tail) = match to.dialect() {
-        Dialect::MySql => ("INSERT IGNORE", String::new()),
-        _ => ("INSERT", " ON CONFLICT DO NOTHING".to_string()),
-    };
     (
         format!(
-            "{verb} INTO {} ({}) VALUES {}{tail}",
+            "INSERT INTO {} ({}) VALUES {}",
             e.quote(&p.table),
             cols.join(", "),
             tuples.join(", ")
@@ -443,7 +522,7 @@ async fn reset_sequences(to: &mut Db, p: &TablePlan) -> Result<(), Error> {
         let table = to.engine.quote(&p.table);
         let col = to.engine.quote(&c.name);
         let sql = format!(
-            "SELECT setval(s, COALESCE((SELECT max({col}) FROM {table}), 0) + 1, false) FROM pg_get_serial_sequence($1, $2) AS s WHERE s IS NOT NULL"
+            "SELECT setval(s, COALESCE((SELECT max({col}) FROM {table}), 0) + 1, false) FROM pg_get_serial_sequence(quote_ident($1), $2) AS s WHERE s IS NOT NULL"
         );
         query(&sql)
             .bind(p.table.clone())

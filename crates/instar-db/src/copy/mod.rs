@@ -15,19 +15,12 @@ mod plan;
 mod value;
 mod verify;
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
-pub use batch::copy_table;
-pub use plan::{plan, Column, TablePlan};
+pub use batch::{clear_checkpoint, copy_table};
+pub use plan::{plan, prepare, Column, TablePlan};
 pub use value::{canonical, fit, Cell, Class};
 pub use verify::verify_table;
-
-/// A change applied to each row of one table on its way (a lens moving a
-/// collection's documents to another version): the column names, then the
-/// row's values, changed in place.
-pub type Transform = Arc<dyn Fn(&[String], &mut Vec<Cell>) -> Result<(), String> + Send + Sync>;
 
 /// How rows are compared after the copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -35,8 +28,8 @@ pub type Transform = Arc<dyn Fn(&[String], &mut Vec<Cell>) -> Result<(), String>
 pub enum VerifyMode {
     /// Row counts only.
     Counts,
-    /// Row counts, and this many rows per table compared (evenly spread over
-    /// an integer key, else the first ones).
+    /// Row counts, and this many rows per table compared (in windows spread
+    /// over an integer key, else the first ones).
     Sample(u64),
     /// Row counts, and every row compared.
     Full,
@@ -55,8 +48,6 @@ pub struct CopyOptions {
     pub verify: VerifyMode,
     /// Tables copied at once.
     pub parallel: usize,
-    /// Per table (lower-cased name), a change applied to each row.
-    pub transforms: std::collections::BTreeMap<String, Transform>,
     /// Stop at a batch boundary.
     pub cancel: crate::CancelToken,
 }
@@ -69,7 +60,6 @@ impl Default for CopyOptions {
             append: false,
             verify: VerifyMode::Sample(10_000),
             parallel: 1,
-            transforms: Default::default(),
             cancel: crate::CancelToken::new(),
         }
     }

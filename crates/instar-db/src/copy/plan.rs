@@ -78,19 +78,22 @@ impl Db {
     /// The checkpoint table of copies into this database, created if missing.
     pub(crate) async fn copy_checkpoints(&mut self) -> Result<String, Error> {
         let t = self.sibling_table(CHECKPOINTS);
-        let sql = format!("CREATE TABLE IF NOT EXISTS {t} (table_name VARCHAR(255) NOT NULL PRIMARY KEY, last_key TEXT, rows_copied BIGINT NOT NULL, done INTEGER NOT NULL)");
+        let sql = format!("CREATE TABLE IF NOT EXISTS {t} (table_name VARCHAR(255) NOT NULL PRIMARY KEY, source TEXT NOT NULL, last_key TEXT, rows_copied BIGINT NOT NULL, done INTEGER NOT NULL)");
         crate::db::run_sql(&mut self.conn, &sql, "creating the copy's checkpoint table").await?;
         Ok(t)
     }
 
-    /// `(last key as JSON, rows copied, done)` of `table`'s checkpoint.
+    /// `table`'s checkpoint (none when no copy into this database began).
     pub(crate) async fn copy_checkpoint(
         &mut self,
         table: &str,
-    ) -> Result<Option<(Option<String>, u64, bool)>, Error> {
-        let t = self.copy_checkpoints().await?;
+    ) -> Result<Option<Checkpoint>, Error> {
+        if !self.table_exists(CHECKPOINTS).await? {
+            return Ok(None);
+        }
+        let t = self.sibling_table(CHECKPOINTS);
         let sql = format!(
-            "SELECT last_key, rows_copied, done FROM {t} WHERE table_name = {}",
+            "SELECT last_key, rows_copied, done, source FROM {t} WHERE table_name = {}",
             self.engine.placeholder(1)
         );
         let row = query(&sql)
@@ -106,16 +109,38 @@ impl Db {
                     .and_then(|x| x.as_i64().or_else(|| x.as_str()?.parse().ok()))
                     .unwrap_or(0)
             };
-            Ok((key, n(1).max(0) as u64, n(2) != 0))
+            Ok(Checkpoint {
+                last_key: key,
+                rows: n(1).max(0) as u64,
+                done: n(2) != 0,
+                source: v
+                    .get(3)
+                    .and_then(|s| s.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            })
         })
         .transpose()
         .map_err(|e| Error::query("reading the copy's checkpoint", e))
     }
 }
 
+/// Where an interrupted copy of one table stopped.
+pub(crate) struct Checkpoint {
+    /// The last key written, as a JSON array.
+    pub(crate) last_key: Option<String>,
+    /// Rows written so far.
+    pub(crate) rows: u64,
+    /// Whether the table was copied to its end.
+    pub(crate) done: bool,
+    /// The source it was copied from (credentials hidden).
+    pub(crate) source: String,
+}
+
+/// Instar's own tables stay where they are, but documents' complements are data.
 fn is_internal(table: &str, history: &str) -> bool {
     let t = table.to_lowercase();
-    t == CHECKPOINTS || t.starts_with(&history.to_lowercase())
+    t != "instar_complements" && crate::dump::is_instar_table(&t, history)
 }
 
 /// The tables to copy from `from` into `to`, checked: each exists on both
@@ -149,7 +174,16 @@ pub async fn plan(from: &mut Db, to: &mut Db, o: &CopyOptions) -> Result<Vec<Tab
     };
     let mut plans = Vec::new();
     let mut not_empty = Vec::new();
+    let source = crate::url::redact(&from.url.driver_url);
     for table in names {
+        if let Some(c) = to.copy_checkpoint(&table).await? {
+            if c.source != source {
+                return Err(Error::Copy(format!(
+                    "table {table} of the target holds a copy from {} that has not finished; finish it (run that copy again), or empty the table and delete its row from {CHECKPOINTS}",
+                    c.source
+                )));
+            }
+        }
         let p = table_plan(from, to, &table).await?;
         if p.target_rows > 0 && !p.resuming && !o.append {
             not_empty.push(format!("{table} ({} rows)", p.target_rows));
@@ -166,11 +200,20 @@ pub async fn plan(from: &mut Db, to: &mut Db, o: &CopyOptions) -> Result<Vec<Tab
 }
 
 async fn table_plan(from: &mut Db, to: &mut Db, table: &str) -> Result<TablePlan, Error> {
+    if table.eq_ignore_ascii_case("instar_complements") && !to.table_exists(table).await? {
+        // Documents' complements: Instar's table, created by a first write.
+        crate::docs::create_complements(to).await?;
+    }
     let src = from.columns(table).await?;
     let dst = to.columns(table).await?;
     if dst.is_empty() {
+        let why = if to.history_exists().await? {
+            "the source has a table the migrations do not create (made by hand?). Add it to the migrations, or leave it out with --tables"
+        } else {
+            "the target is not migrated yet (a copy runs the migrations first; `instar up --database <target>` shows what they create)"
+        };
         return Err(Error::Copy(format!(
-            "table {table} of the source is not in the target after its migrations ran: the source has a table the migrations do not create (made by hand?). Add it to the migrations, or leave it out with --tables"
+            "table {table} of the source is not in the target: {why}"
         )));
     }
     let mut columns = Vec::new();
@@ -181,7 +224,10 @@ async fn table_plan(from: &mut Db, to: &mut Db, table: &str) -> Result<TablePlan
                 "table {table}, column {name}: the target has no such column (its migrations differ from the source's schema); add it in a migration, or leave the table out with --tables"
             )));
         };
-        let (source, target) = (Class::of(st), Class::of(tt));
+        let (source, target) = (
+            Class::of_in(st, from.dialect()),
+            Class::of_in(tt, to.dialect()),
+        );
         if !source.maps_to(&target) {
             return Err(Error::Copy(format!(
                 "table {table}, column {name}: the source's type {st} cannot be mapped to the target's type {tt}; change the target column's type in a migration (text or JSON take any value), or leave the table out with --tables"
@@ -224,4 +270,62 @@ impl Db {
             .filter_map(|r| r.get(1).and_then(|v| v.as_str()).map(str::to_string))
             .collect())
     }
+}
+
+impl Db {
+    /// Puts the session in UTC (dates with a time zone travel as UTC text).
+    pub(crate) async fn utc_session(&mut self) -> Result<(), Error> {
+        if let Some(sql) = self.engine.utc_session() {
+            crate::db::run_sql(
+                &mut self.conn,
+                sql,
+                "setting the session's time zone to UTC",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A native PostgreSQL connection to the same database for `COPY`, with
+    /// the settings' `init_sql` run and the session in UTC.
+    pub(crate) async fn copy_connection(&self) -> Result<sqlx::PgConnection, Error> {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&self.url.driver_url)
+            .await
+            .map_err(|e| Error::query("connecting to the target for COPY", e))?;
+        let mut init = self.settings.init_sql.clone();
+        init.extend(self.engine.utc_session().map(str::to_string));
+        for sql in init {
+            sqlx::raw_sql(&sql)
+                .execute(&mut c)
+                .await
+                .map_err(|e| Error::query(format!("init_sql {sql:?} on the COPY connection"), e))?;
+        }
+        Ok(c)
+    }
+}
+
+/// Before the first batch: the checkpoint table, and a row per table (its
+/// copy not begun) that each batch then updates.
+pub async fn prepare(from: &Db, to: &mut Db, plans: &[TablePlan]) -> Result<(), Error> {
+    let t = to.copy_checkpoints().await?;
+    let source = crate::url::redact(&from.url.driver_url);
+    for p in plans {
+        if to.copy_checkpoint(&p.table).await?.is_some() {
+            continue;
+        }
+        let e = to.engine;
+        let sql = format!(
+            "INSERT INTO {t} (table_name, source, last_key, rows_copied, done) VALUES ({}, {}, NULL, 0, 0)",
+            e.placeholder(1),
+            e.placeholder(2)
+        );
+        query(&sql)
+            .bind(p.table.clone())
+            .bind(source.clone())
+            .execute(&mut to.conn)
+            .await
+            .map_err(|e| Error::query("writing the copy's checkpoint", e))?;
+    }
+    Ok(())
 }

@@ -10,6 +10,9 @@ pub enum Class {
     Int,
     /// Floating point.
     Real,
+    /// Single-precision floating point (PostgreSQL `real`, MySQL `float`):
+    /// values are compared at that precision.
+    Real32,
     /// Exact decimals (carried as text).
     Decimal,
     /// Booleans.
@@ -35,6 +38,20 @@ pub enum Class {
 }
 
 impl Class {
+    /// The class of a declared type on engine `d` (as its catalog writes it).
+    pub fn of_in(declared: &str, d: instar_core::Dialect) -> Class {
+        let t = declared.trim().to_lowercase();
+        let single = match d {
+            instar_core::Dialect::Postgres => t == "real" || t == "float4",
+            instar_core::Dialect::MySql => t == "float" || t.starts_with("float unsigned"),
+            instar_core::Dialect::Sqlite => false,
+        };
+        if single {
+            return Class::Real32;
+        }
+        Class::of(declared)
+    }
+
     /// The class of a declared type (as the engine's catalog writes it).
     pub fn of(declared: &str) -> Class {
         let t = declared.to_lowercase();
@@ -59,7 +76,7 @@ impl Class {
             Class::Decimal
         } else if has("json") {
             Class::Json
-        } else if has("timestamp with time zone") || has("timestamptz") {
+        } else if has("with time zone") || has("timestamptz") {
             Class::TimestampTz
         } else if has("timestamp") || has("datetime") {
             Class::Timestamp
@@ -90,8 +107,8 @@ impl Class {
             return true;
         }
         match self {
-            Int => matches!(to, Real | Decimal | Bool | Text | Json),
-            Real | Decimal => matches!(to, Real | Decimal | Int | Text | Json),
+            Int => matches!(to, Real | Real32 | Decimal | Bool | Text | Json),
+            Real | Real32 | Decimal => matches!(to, Real | Real32 | Decimal | Int | Text | Json),
             Bool => matches!(to, Int | Text),
             Json => matches!(to, Text),
             Timestamp | TimestampTz => matches!(to, Timestamp | TimestampTz | Date | Text),
@@ -200,9 +217,9 @@ pub fn fit(cell: Cell, to: &Class) -> Result<Cell, String> {
         (Cell::Text(s), Int) => {
             Cell::Int(s.trim().parse().map_err(|_| bad(&Cell::Text(s.clone())))?)
         }
-        (Cell::Int(n), Real) => Cell::Real(n as f64),
-        (Cell::Real(f), Real) => Cell::Real(f),
-        (Cell::Text(s), Real) => {
+        (Cell::Int(n), Real | Real32) => Cell::Real(n as f64),
+        (Cell::Real(f), Real | Real32) => Cell::Real(f),
+        (Cell::Text(s), Real | Real32) => {
             Cell::Real(s.trim().parse().map_err(|_| bad(&Cell::Text(s.clone())))?)
         }
         (Cell::Int(n), Decimal) => Cell::Text(n.to_string()),
@@ -258,6 +275,11 @@ pub fn canonical(cell: &Cell, class: &Class) -> J {
             Ok(Cell::Bool(b)) => J::Bool(b),
             _ => c.to_json(),
         },
+        (c, Class::Real32) => match fit(c.clone(), &Class::Real) {
+            // What a single-precision column keeps of the value.
+            Ok(Cell::Real(f)) => J::String(format!("{:e}", f as f32)),
+            _ => c.to_json(),
+        },
         (c, Class::Real | Class::Decimal) => match fit(c.clone(), &Class::Real) {
             // Twelve significant digits: engines print floats differently.
             Ok(Cell::Real(f)) => J::String(format!("{f:.12e}")),
@@ -284,6 +306,19 @@ mod tests {
         assert_eq!(Class::of("boolean"), Class::Bool);
         assert_eq!(Class::of("character varying(20)"), Class::Text);
         assert_eq!(Class::of("timestamp with time zone"), Class::TimestampTz);
+        assert_eq!(Class::of("timestamp(3) with time zone"), Class::TimestampTz);
+        assert_eq!(
+            Class::of_in("real", instar_core::Dialect::Postgres),
+            Class::Real32
+        );
+        assert_eq!(
+            Class::of_in("REAL", instar_core::Dialect::Sqlite),
+            Class::Real
+        );
+        assert_eq!(
+            canonical(&Cell::Real(2.0 / 7.0), &Class::Real32),
+            canonical(&Cell::Real((2.0f32 / 7.0) as f64), &Class::Real32)
+        );
         assert_eq!(Class::of("datetime(6)"), Class::Timestamp);
         assert_eq!(Class::of("jsonb"), Class::Json);
         assert_eq!(Class::of("longtext"), Class::Text);

@@ -3,8 +3,8 @@
 
 use serde_json::Value as J;
 
-use super::batch::{key_text, read_batch};
-use super::{canonical, Cell, Class, TablePlan, Transform, VerifyMode};
+use super::batch::{canonical_key, key_text, read_batch, rows_by_keys};
+use super::{canonical, fit, Cell, Class, TablePlan, VerifyMode};
 use crate::{Db, Error};
 
 /// Mismatches listed per table.
@@ -15,7 +15,7 @@ const WINDOWS: u64 = 10;
 
 impl TablePlan {
     /// The same table as the target reads it.
-    fn as_target(&self) -> TablePlan {
+    pub(crate) fn as_target(&self) -> TablePlan {
         let mut t = self.clone();
         for c in &mut t.columns {
             c.source = c.target.clone();
@@ -37,13 +37,13 @@ pub struct Verified {
     pub mismatches: Vec<String>,
 }
 
-/// Verifies one copied table.
+/// Verifies one copied table: counts, then the source's rows (all, or the
+/// sample's windows) looked up in the target by key and compared value by value.
 pub async fn verify_table(
     from: &mut Db,
     to: &mut Db,
     p: &TablePlan,
     mode: VerifyMode,
-    transform: Option<&Transform>,
 ) -> Result<Verified, Error> {
     let mut v = Verified {
         source_rows: from.count_rows(&p.table).await?,
@@ -57,24 +57,23 @@ pub async fn verify_table(
         VerifyMode::Full => (vec![None], usize::MAX),
         VerifyMode::Sample(n) => (windows(from, p, n).await?, (n / WINDOWS).max(1) as usize),
     };
-    let names: Vec<String> = p.columns.iter().map(|c| c.name.clone()).collect();
     for start in starts {
         let mut after = start;
         let mut left = per;
         while left > 0 {
             let n = left.min(5_000);
-            let mut src = read_batch(from, p, after.as_deref(), n).await?;
+            let src = read_batch(from, p, after.as_deref(), n).await?;
             let Some(last) = src.last() else { break };
             let last_key: Vec<Cell> = p.key.iter().map(|&i| last[i].clone()).collect();
-            let dst = read_batch(to, &tp, after.as_deref(), n).await?;
-            if let Some(t) = transform {
-                for row in &mut src {
-                    t(&names, row).map_err(|e| {
-                        Error::Copy(format!("table {}, row {}: {e}", p.table, key_text(p, row)))
-                    })?;
+            let mut fitted = src.clone();
+            for row in &mut fitted {
+                for (i, c) in p.columns.iter().enumerate() {
+                    row[i] = fit(std::mem::replace(&mut row[i], Cell::Null), &c.target)
+                        .unwrap_or(Cell::Null);
                 }
             }
-            compare(p, &src, &dst, &last_key, &mut v);
+            let dst = rows_by_keys(to, &tp, &fitted).await?;
+            compare(p, &src, &dst, &mut v);
             left = left.saturating_sub(src.len());
             if src.len() < n {
                 break;
@@ -114,90 +113,37 @@ async fn windows(from: &mut Db, p: &TablePlan, n: u64) -> Result<Vec<Option<Vec<
         .collect())
 }
 
-fn key_of(p: &TablePlan, row: &[Cell]) -> Vec<J> {
-    p.key
-        .iter()
-        .map(|&i| canonical(&row[i], &p.columns[i].target))
-        .collect()
-}
-
-/// Merges the two sides of one window by key (rows past the source's last key are the next window's).
-fn compare(p: &TablePlan, src: &[Vec<Cell>], dst: &[Vec<Cell>], last: &[Cell], v: &mut Verified) {
-    let note = |v: &mut Verified, m: String| {
-        if v.mismatches.len() < LISTED {
-            v.mismatches.push(m);
-        }
-    };
-    let last: Vec<J> = p
-        .key
-        .iter()
-        .zip(last)
-        .map(|(&i, c)| canonical(c, &p.columns[i].target))
-        .collect();
-    let dst: Vec<&Vec<Cell>> = dst
-        .iter()
-        .filter(|r| cmp_keys(&key_of(p, r), &last).is_le())
-        .collect();
-    let (mut i, mut j) = (0, 0);
-    while i < src.len() || j < dst.len() {
-        let ord = match (src.get(i), dst.get(j)) {
-            (Some(s), Some(d)) => cmp_keys(&key_of(p, s), &key_of(p, d)),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
+/// Each source row against the target row with its key (in any order).
+fn compare(p: &TablePlan, src: &[Vec<Cell>], dst: &[Vec<Cell>], v: &mut Verified) {
+    let by_key: std::collections::HashMap<Vec<J>, &Vec<Cell>> =
+        dst.iter().map(|r| (canonical_key(p, r), r)).collect();
+    for s in src {
+        let note = |v: &mut Verified, m: String| {
+            if v.mismatches.len() < LISTED {
+                v.mismatches.push(m);
+            }
         };
-        match ord {
-            std::cmp::Ordering::Less => {
+        let Some(d) = by_key.get(&canonical_key(p, s)) else {
+            note(
+                v,
+                format!("row {} is missing in the target", key_text(p, s)),
+            );
+            continue;
+        };
+        v.compared += 1;
+        for (k, c) in p.columns.iter().enumerate() {
+            let (a, b) = (canonical(&s[k], &c.target), canonical(&d[k], &c.target));
+            if a != b {
                 note(
                     v,
-                    format!("row {} is missing in the target", key_text(p, &src[i])),
+                    format!(
+                        "row {}: {} is {a} in the source, {b} in the target",
+                        key_text(p, s),
+                        c.name
+                    ),
                 );
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                note(
-                    v,
-                    format!("row {} is in the target only", key_text(p, dst[j])),
-                );
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                v.compared += 1;
-                for (k, c) in p.columns.iter().enumerate() {
-                    let (a, b) = (
-                        canonical(&src[i][k], &c.target),
-                        canonical(&dst[j][k], &c.target),
-                    );
-                    if a != b {
-                        note(
-                            v,
-                            format!(
-                                "row {}: {} is {a} in the source, {b} in the target",
-                                key_text(p, &src[i]),
-                                c.name
-                            ),
-                        );
-                        break;
-                    }
-                }
-                i += 1;
-                j += 1;
+                break;
             }
         }
     }
-}
-
-fn cmp_keys(a: &[J], b: &[J]) -> std::cmp::Ordering {
-    for (x, y) in a.iter().zip(b) {
-        let o = match (x, y) {
-            (J::Number(m), J::Number(n)) => m
-                .as_f64()
-                .partial_cmp(&n.as_f64())
-                .unwrap_or(std::cmp::Ordering::Equal),
-            _ => x.to_string().cmp(&y.to_string()),
-        };
-        if o.is_ne() {
-            return o;
-        }
-    }
-    std::cmp::Ordering::Equal
 }
