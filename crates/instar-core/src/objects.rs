@@ -50,6 +50,9 @@ pub struct Origin {
 pub struct Declared {
     /// Each object and where it was declared.
     pub objects: BTreeMap<(ObjectKind, String), Origin>,
+    /// Scripts that could not be split into statements: what they create or
+    /// drop is unknown, so a missing object is only a guess.
+    pub unread: Vec<PathBuf>,
 }
 
 /// An identifier as the catalog shows it: unqualified, lower-cased.
@@ -61,6 +64,7 @@ impl Declared {
     /// Reads one applied migration's script, in order.
     pub fn read(&mut self, version: &str, file: &Path, sql: &str, dialect: Dialect) {
         let Split::Statements(statements) = split(sql, dialect) else {
+            self.unread.push(file.to_path_buf());
             return;
         };
         for s in statements {
@@ -85,6 +89,7 @@ impl Declared {
             if let Some(j) = t.seq(i + 1, &["RENAME", "TO"]) {
                 self.rename_table(&old, &bare(&t.name(j)));
             }
+            self.alter_indexes(t, i + 1);
         } else if let Some(i) = t.seq(0, &["RENAME", "TABLE"]) {
             // MySQL: RENAME TABLE a TO b [, c TO d …]
             let mut i = i;
@@ -95,6 +100,17 @@ impl Declared {
                 }
                 i += 4;
             }
+        } else if let Some(i) = t
+            .seq(0, &["ALTER", "VIEW"])
+            .or_else(|| t.seq(0, &["ALTER", "MATERIALIZED", "VIEW"]))
+        {
+            let i = t.skip_guards(i);
+            if let Some(j) = t.seq(i + 1, &["RENAME", "TO"]) {
+                let key = (ObjectKind::View, bare(&t.name(i)));
+                if let Some(o) = self.objects.remove(&key) {
+                    self.objects.insert((ObjectKind::View, bare(&t.name(j))), o);
+                }
+            }
         } else if let Some(i) = t.seq(0, &["ALTER", "INDEX"]) {
             let i = t.skip_guards(i);
             if let Some(j) = t.seq(i + 1, &["RENAME", "TO"]) {
@@ -102,6 +118,24 @@ impl Declared {
                 if let Some(o) = self.objects.remove(&key) {
                     self.objects
                         .insert((ObjectKind::Index, bare(&t.name(j))), o);
+                }
+            }
+        }
+    }
+
+    /// MySQL's index changes inside `ALTER TABLE`: `DROP INDEX|KEY name`,
+    /// `RENAME INDEX|KEY a TO b`.
+    fn alter_indexes(&mut self, t: &Tokens, from: usize) {
+        for k in from..t.up.len() {
+            let word = t.is(k + 1, "INDEX") || t.is(k + 1, "KEY");
+            if t.is(k, "DROP") && word {
+                self.objects
+                    .remove(&(ObjectKind::Index, bare(&t.name(k + 2))));
+            } else if t.is(k, "RENAME") && word && t.is(k + 3, "TO") {
+                let key = (ObjectKind::Index, bare(&t.name(k + 2)));
+                if let Some(o) = self.objects.remove(&key) {
+                    self.objects
+                        .insert((ObjectKind::Index, bare(&t.name(k + 4))), o);
                 }
             }
         }
@@ -135,7 +169,12 @@ impl Declared {
         if t.is(i, "ON") || t.is(i, "(") {
             return;
         }
-        let name = bare(&t.name(i));
+        let raw = t.name(i);
+        // An object in a named schema may live outside the one audited.
+        if raw.contains('.') && !raw.to_lowercase().starts_with("public.") {
+            return;
+        }
+        let name = bare(&raw);
         if kind == ObjectKind::Index {
             let on = (i..t.up.len()).find(|&k| t.is(k, "ON"));
             at.table = on.map(|k| bare(&t.name(t.skip_guards(k + 1))));

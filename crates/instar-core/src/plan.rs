@@ -264,23 +264,40 @@ fn find<'a>(migrations: &'a [Migration], text: &str) -> Option<(usize, &'a Migra
 }
 
 /// Whether `checksum`, recorded for version `key`, is that of the migration
-/// baseline `m` replaced under the same version.
-fn squashed_by(m: &Migration, key: &str, checksum: &str) -> bool {
-    m.meta.squashes.iter().any(|s| {
+/// baseline `m` replaced under the same version, on a database that applied
+/// every migration `m` replaced.
+fn squashed_by(m: &Migration, key: &str, checksum: &str, state: &State) -> bool {
+    let same = m.meta.squashes.iter().any(|s| {
         crate::history::version_key(&s.version) == crate::history::version_key(key)
             && s.checksum == checksum
-    })
+    });
+    same && squashed_state(m, state).1.is_empty()
 }
 
-/// A baseline not applied on a database that applied some of what it replaces.
-fn partly_squashed(m: &Migration, state: &State) -> Option<Problem> {
-    let (applied, pending): (Vec<String>, Vec<String>) = m
-        .meta
+/// The versions baseline `m` replaced that the database has (applied, or
+/// covered by a baseline), and those it lacks.
+fn squashed_state(m: &Migration, state: &State) -> (Vec<String>, Vec<String>) {
+    let covered = |v: &str| {
+        state.applied_of(v).is_some()
+            || state.baseline.as_ref().is_some_and(|b| {
+                match (Version::parse(b, m.layout), Version::parse(v, m.layout)) {
+                    (Some(b), Some(v)) => v <= b,
+                    _ => false,
+                }
+            })
+    };
+    m.meta
         .squashes
         .iter()
         .map(|s| s.version.clone())
-        .partition(|v| state.applied_of(v).is_some());
-    (!applied.is_empty()).then(|| Problem::PartlySquashed {
+        .partition(|v| covered(v))
+}
+
+/// A baseline not applied on a database that has some of what it replaces,
+/// not all.
+fn partly_squashed(m: &Migration, state: &State) -> Option<Problem> {
+    let (applied, pending) = squashed_state(m, state);
+    (!applied.is_empty() && !pending.is_empty()).then(|| Problem::PartlySquashed {
         version: m.version.as_str().to_string(),
         applied,
         pending,
@@ -360,7 +377,12 @@ pub fn status(migrations: &[Migration], state: &State, dialect: Dialect) -> Stat
             match &a.checksum {
                 Some(c) if *c != m.checksum && m.is_repeatable() => Standing::Outdated,
                 // A baseline on a database that applied what it replaces.
-                Some(c) if squashed_by(m, key, c) => Standing::Applied,
+                Some(c) if squashed_by(m, key, c, state) => Standing::Applied,
+                // … or applied V, but not every one before it.
+                Some(c) if *c != m.checksum && partly_squashed(m, state).is_some() => {
+                    problems.extend(partly_squashed(m, state));
+                    Standing::Diverged
+                }
                 Some(c) if *c != m.checksum => {
                     problems.push(Problem::ChecksumMismatch {
                         version: key.to_string(),

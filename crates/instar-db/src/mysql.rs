@@ -17,6 +17,20 @@ impl Engine for MySql {
     fn dump<'a>(&self, db: &'a mut Db, _work_dir: &'a Path) -> DbFuture<'a, String> {
         Box::pin(async move {
             let history = db.settings.history_table.clone();
+            // What SHOW CREATE TABLE/VIEW does not carry is refused, not dropped.
+            let others = "SELECT CAST(CONCAT('trigger ', trigger_name) AS CHAR) FROM information_schema.triggers WHERE trigger_schema = DATABASE() UNION ALL SELECT CAST(CONCAT(LOWER(routine_type), ' ', routine_name) AS CHAR) FROM information_schema.routines WHERE routine_schema = DATABASE() UNION ALL SELECT CAST(CONCAT('event ', event_name) AS CHAR) FROM information_schema.events WHERE event_schema = DATABASE()";
+            let found: Vec<String> = db
+                .rows(others, "listing triggers, routines and events")
+                .await?
+                .iter()
+                .filter_map(|r| r.first().and_then(|v| v.as_str()).map(str::to_string))
+                .collect();
+            if !found.is_empty() {
+                return Err(Error::Unsupported(format!(
+                    "the migrations create {} on MySQL, which a baseline cannot carry yet (only tables, views and rows); squash up to a version before them, or keep these migrations",
+                    found.join(", ")
+                )));
+            }
             let list = "SELECT CAST(table_name AS CHAR), CAST(table_type AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY create_time, table_name";
             let mut tables = Vec::new();
             let mut views = Vec::new();

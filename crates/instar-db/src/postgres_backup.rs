@@ -38,19 +38,53 @@ pub(crate) async fn dump_sql(db: &mut Db, work_dir: &Path) -> Result<String, Err
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::Backup(format!("reading {}: {e}", path.display())))?;
     let _ = std::fs::remove_file(&path);
-    let mut out = String::new();
+    Ok(baseline_text(&text))
+}
+
+/// pg_dump's script without the session settings of its header (a
+/// migration must not change its session's search path) and without psql's
+/// `\restrict` lines; `check_function_bodies = false` stays (functions come
+/// before the tables they read). Everything else is kept as it is: a line of
+/// a seeded string is never touched.
+fn baseline_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut header = true;
     for line in text.lines() {
-        let session = line.starts_with("SET ") || line.starts_with("SELECT pg_catalog.set_config");
-        if session || line.starts_with("--") || line.starts_with("\\") {
+        let restrict = (line.starts_with("\\restrict ") || line.starts_with("\\unrestrict "))
+            && !line.contains('\'');
+        let setting = header
+            && ((line.starts_with("SET ") && !line.starts_with("SET check_function_bodies"))
+                || line.starts_with("SELECT pg_catalog.set_config("));
+        if restrict || setting {
             continue;
         }
-        if line.is_empty() && out.ends_with("\n\n") {
-            continue;
+        if header && !line.is_empty() && !line.starts_with("--") && !line.starts_with("SET ") {
+            header = false;
         }
         out += line;
         out.push('\n');
     }
-    Ok(out.trim_start().to_string())
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_header_settings_go_and_everything_else_stays() {
+        let dump = "--\n\\restrict abc123\nSET statement_timeout = 0;\nSET check_function_bodies = false;\nSELECT pg_catalog.set_config('search_path', '', false);\n\nCREATE TABLE public.t (x text);\nINSERT INTO public.t VALUES ('line one\n-- not a comment\nSET not a setting\n\n\nend');\n\\unrestrict abc123\n";
+        let out = super::baseline_text(dump);
+        assert!(
+            !out.contains("statement_timeout")
+                && !out.contains("set_config")
+                && !out.contains("restrict"),
+            "{out}"
+        );
+        assert!(out.contains("SET check_function_bodies = false;"));
+        assert!(
+            out.contains("('line one\n-- not a comment\nSET not a setting\n\n\nend')"),
+            "{out}"
+        );
+    }
 }
 
 /// `pg_restore --list` reads the archive's table of contents: a file that is

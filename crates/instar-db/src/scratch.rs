@@ -21,6 +21,8 @@ use crate::url::{redact, DbUrl};
 use crate::Error;
 
 const PREFIX: &str = "instar_scratch_";
+/// Kept scratch databases (`--keep`) are never dropped by a later run.
+const KEPT: &str = "instar_kept_";
 
 /// One scratch database. Drop it with [`Scratch::remove`]; a process that
 /// dies first leaves it to [`clean_leftovers`].
@@ -80,10 +82,11 @@ fn abandoned(name: &str, project: &str) -> bool {
     p == tag(project) && host == host_tag() && !alive(pid)
 }
 
-fn next_name(project: &str) -> String {
+fn next_name(project: &str, keep: bool) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!(
-        "{PREFIX}{}_{}_{}_{}",
+        "{}{}_{}_{}_{}",
+        if keep { KEPT } else { PREFIX },
         tag(project),
         host_tag(),
         std::process::id(),
@@ -137,9 +140,15 @@ impl Scratch {
     /// A new, empty database of `project` (any text naming it) on the
     /// server of `url` (or, for SQLite, a new file in `sqlite_dir`). The
     /// database `url` names is not touched.
-    pub async fn create(url: &str, sqlite_dir: &Path, project: &str) -> Result<Scratch, Error> {
+    /// With `keep`, it is named `instar_kept_…` and no later run drops it.
+    pub async fn create(
+        url: &str,
+        sqlite_dir: &Path,
+        project: &str,
+        keep: bool,
+    ) -> Result<Scratch, Error> {
         let parsed = DbUrl::parse(url)?;
-        let name = next_name(project);
+        let name = next_name(project, keep);
         let Some(sql) = engine(parsed.dialect).scratch_sql(&name) else {
             std::fs::create_dir_all(sqlite_dir).map_err(|e| Error::Query {
                 context: format!("creating {}", sqlite_dir.display()),
@@ -193,7 +202,12 @@ async fn drop_database(admin: &str, name: &str) -> Result<(), Error> {
         return Ok(());
     };
     let (mut c, _) = admin_conn(admin).await?;
-    let dropped = crate::db::exec(&mut c, &sql.drop).await;
+    let mut dropped = crate::db::exec(&mut c, &sql.drop).await;
+    if dropped.is_err() && sql.drop.ends_with(" WITH (FORCE)") {
+        // PostgreSQL before 13 has no FORCE.
+        let plain = sql.drop.trim_end_matches(" WITH (FORCE)");
+        dropped = crate::db::exec(&mut c, plain).await;
+    }
     let _ = c.close().await;
     dropped
         .map(|_| ())
@@ -252,7 +266,8 @@ mod tests {
     #[test]
     fn only_a_gone_process_of_this_host_abandons_a_name() {
         let p = tag("project");
-        let mine = next_name("project");
+        let mine = next_name("project", false);
+        assert!(next_name("project", true).starts_with(KEPT));
         assert!(!abandoned(&mine, "project"), "this process is alive");
         let gone = format!("{PREFIX}{p}_{}_{}_0", host_tag(), u32::MAX - 7);
         assert!(abandoned(&gone, "project"));

@@ -20,9 +20,11 @@ impl Engine for Sqlite {
     fn dump<'a>(&self, db: &'a mut Db, _work_dir: &'a Path) -> DbFuture<'a, String> {
         Box::pin(async move {
             let history = db.settings.history_table.clone();
-            // Tables first (in creation order), then what refers to them.
+            // Tables (in creation order), their rows, then what refers to
+            // them: indexes, views, and triggers last (seeded rows must not
+            // fire them again).
             let sql = "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3 END, rowid";
-            let mut out = String::new();
+            let (mut tables_sql, mut rest) = (String::new(), String::new());
             for r in db.rows(sql, "reading the schema").await? {
                 let name = r.get(1).and_then(|v| v.as_str()).unwrap_or_default();
                 let tbl = r.get(2).and_then(|v| v.as_str()).unwrap_or_default();
@@ -31,13 +33,21 @@ impl Engine for Sqlite {
                 {
                     continue;
                 }
-                if let Some(s) = r.get(3).and_then(|v| v.as_str()) {
-                    out += s;
-                    out += ";\n";
-                }
+                let Some(ddl) = r.get(3).and_then(|v| v.as_str()) else {
+                    continue;
+                };
+                let out = if r.first().and_then(|v| v.as_str()) == Some("table") {
+                    &mut tables_sql
+                } else {
+                    &mut rest
+                };
+                *out += ddl;
+                *out += ";\n";
             }
             let tables = db.application_tables().await?;
+            let mut out = tables_sql;
             out += &db.rows_as_inserts(&tables).await?;
+            out += &rest;
             Ok(out)
         })
     }

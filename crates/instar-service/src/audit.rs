@@ -113,16 +113,28 @@ impl Service {
             }
         }
         let catalog = db.catalog().await?;
+        // Where a script was not read statement by statement, a missing
+        // object may have been dropped by it: a warning, not an error.
+        let (severity, unsure) = match declared.unread.first() {
+            Some(f) => (
+                "warning",
+                format!(
+                    " ({} was not split into statements, so what it drops is unknown)",
+                    f.display()
+                ),
+            ),
+            None => ("error", String::new()),
+        };
         for ((kind, name), at) in &declared.objects {
             if catalog.contains(&(kind.to_string(), name.clone())) {
                 continue;
             }
             found.push(Finding {
                 check: "missing-object",
-                severity: "error",
+                severity,
                 object: name.clone(),
                 message: format!(
-                    "{kind} {name}, created by migration {} ({}:{}), is not in the database",
+                    "{kind} {name}, created by migration {} ({}:{}), is not in the database{unsure}",
                     at.version,
                     at.file.display(),
                     at.line
@@ -141,8 +153,13 @@ impl Service {
         found: &mut Vec<Finding>,
     ) -> Result<(), Error> {
         let history = db.read_history().await?;
+        let state = instar_core::history::derive(&history);
         for m in &source.migrations {
             let Some(data) = &m.meta.data else { continue };
+            // A data migration reverted since says nothing about the table now.
+            if state.applied_of(m.version.as_str()).is_none() {
+                continue;
+            }
             let key = instar_core::history::version_key(m.version.as_str());
             let recorded = history
                 .iter()

@@ -273,12 +273,14 @@ impl Service {
                 Err(e) => r.failures.push(e),
                 Ok(t) => {
                     r.description = t.description.clone();
-                    let scratch = Scratch::create(url, scratch_dir, &project).await?;
+                    let scratch = Scratch::create(url, scratch_dir, &project, opts.keep).await?;
                     r.scratch = Some(scratch.name.clone());
                     self.run_test(&t, &file, &scratch.url, &mut r).await;
                     if opts.keep {
-                        r.passed_assertions
-                            .push(format!("scratch database kept: {}", scratch.url));
+                        r.passed_assertions.push(format!(
+                            "scratch database kept: {}",
+                            instar_db::url::redact(&scratch.url)
+                        ));
                     } else {
                         scratch.remove().await?;
                     }

@@ -64,9 +64,9 @@ impl Service {
             .iter()
             .filter(|m| !m.is_repeatable())
             .collect();
-        if replaced.len() < 2 && replaced.iter().all(|m| !m.meta.squashes.is_empty()) {
+        if replaced.len() < 2 {
             return Err(bad(format!(
-                "nothing to squash: {to} is the first migration, or already a baseline"
+                "nothing to squash: {to} is the first migration (or the baseline of an earlier squash); name a later one"
             )));
         }
         let last = source.migrations[at].clone();
@@ -153,7 +153,7 @@ impl Service {
         let url = self.settings().db.url.clone();
         let dir = self.settings().scratch_dir.clone();
         let project = format!("squash|{}|{url}", self.settings().migrations.display());
-        let scratch = Scratch::create(&url, &dir, &project).await?;
+        let scratch = Scratch::create(&url, &dir, &project, false).await?;
         let mut settings = self.settings().clone();
         settings.db.url = scratch.url.clone();
         settings.backup = false;
