@@ -67,25 +67,6 @@ fn baseline_text(text: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_header_settings_go_and_everything_else_stays() {
-        let dump = "--\n\\restrict abc123\nSET statement_timeout = 0;\nSET check_function_bodies = false;\nSELECT pg_catalog.set_config('search_path', '', false);\n\nCREATE TABLE public.t (x text);\nINSERT INTO public.t VALUES ('line one\n-- not a comment\nSET not a setting\n\n\nend');\n\\unrestrict abc123\n";
-        let out = super::baseline_text(dump);
-        assert!(
-            !out.contains("statement_timeout")
-                && !out.contains("set_config")
-                && !out.contains("restrict"),
-            "{out}"
-        );
-        assert!(out.contains("SET check_function_bodies = false;"));
-        assert!(
-            out.contains("('line one\n-- not a comment\nSET not a setting\n\n\nend')"),
-            "{out}"
-        );
-    }
-}
 
 /// `pg_restore --list` reads the archive's table of contents: a file that is
 /// not a custom-format dump, or one cut short in its header, is refused.
@@ -150,4 +131,24 @@ async fn empty_postgres(db: &mut Db) -> Result<(), Error> {
         .await
         .map_err(|e| Error::query("recreating schema public to restore", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_header_settings_go_and_everything_else_stays() {
+        let dump = "--\n\\restrict abc123\nSET statement_timeout = 0;\nSET check_function_bodies = false;\nSELECT pg_catalog.set_config('search_path', '', false);\n\nCREATE TABLE public.t (x text);\nINSERT INTO public.t VALUES ('line one\n-- not a comment\nSET not a setting\n\n\nend');\n\\unrestrict abc123\n";
+        let out = super::baseline_text(dump);
+        assert!(
+            !out.contains("statement_timeout")
+                && !out.contains("set_config")
+                && !out.contains("restrict"),
+            "{out}"
+        );
+        assert!(out.contains("SET check_function_bodies = false;"));
+        assert!(
+            out.contains("('line one\n-- not a comment\nSET not a setting\n\n\nend')"),
+            "{out}"
+        );
+    }
 }
