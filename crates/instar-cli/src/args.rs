@@ -486,7 +486,7 @@ pub struct CopyArgs {
     #[arg(long, default_value_t = 10_000)]
     pub sample: u64,
     /// Rows per batch (one transaction with its checkpoint).
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 20_000)]
     pub batch: usize,
     /// Tables copied at once.
     #[arg(long, default_value_t = 1)]

@@ -72,8 +72,55 @@ async fn scratch_names(t: &TestDb) -> Vec<String> {
 
 on_every_engine!(
     tests_run_on_scratch_databases_and_report_junit,
-    a_scratch_database_left_by_a_killed_run_is_dropped_next_time
+    a_scratch_database_left_by_a_killed_run_is_dropped_next_time,
+    fixture_documents_are_read_back_through_the_lenses
 );
+
+async fn fixture_documents_are_read_back_through_the_lenses(b: Backend) {
+    let Some(t) = TestDb::new(b, "instar_test_docs").await else {
+        return;
+    };
+    crate::documents::project(&t, "[collections.users]\ntable = \"users\"\nkey = \"id\"\nbody = \"doc\"\nversion_column = \"schema_version\"\nversions = [\"1.0.0\", \"2.0.0\"]\n");
+    migration(
+        &t.migrations(),
+        "0001_users",
+        "CREATE TABLE users (id integer PRIMARY KEY, doc text NOT NULL, schema_version varchar(20));",
+        None,
+    );
+    file(
+        &t.dir.path().join("tests/documents.toml"),
+        r#"[[documents]]
+collection = "users"
+key = "1"
+version = "1.0.0"
+body = { name = "Ada Lovelace", mail = "ada@example.org" }
+
+[[expect]]
+collection = "users"
+key = "1"
+body = { first_name = "Ada", last_name = "Lovelace", email = "ada@example.org" }
+
+[[expect]]
+collection = "users"
+key = "1"
+version = "1.0.0"
+body = { name = "Ada Lovelace", mail = "ada@example.org" }
+
+[[expect]]
+collection = "users"
+key = "2"
+body = { first_name = "Nobody" }
+"#,
+    );
+    let (code, out, err) = run(&t, &["test"], None);
+    assert_eq!(code, 1, "{b:?}: {out}{err}");
+    assert!(out.contains("FAIL documents"), "{out}");
+    assert!(out.contains("users \"2\" at 2.0.0: expected {\"first_name\":\"Nobody\"}, got null"), "{b:?}: {out}");
+    let (_, j, _) = run(&t, &["--format", "json", "test"], None);
+    let j = crate::documents::json(&j);
+    let passed = j["test"]["tests"][0]["passed_assertions"].as_array().unwrap().len();
+    assert_eq!(passed, 2, "{b:?}: both versions of document 1 read as expected: {j}");
+}
 
 async fn tests_run_on_scratch_databases_and_report_junit(b: Backend) {
     let Some(t) = TestDb::new(b, "instar_test_cli").await else {

@@ -172,17 +172,26 @@ pub async fn copy_table(
     };
     let target = p.as_target();
     let mut walked = done;
+    // The source is read (and its values fitted) on a thread of its own,
+    // a few batches ahead, while this one writes to the target.
+    let (mut batches, reader) = if walked {
+        let (_, rx) = tokio::sync::mpsc::channel(1);
+        (rx, None)
+    } else {
+        let (rx, handle) = spawn_reader(from.settings.clone(), p.clone(), after.clone(), o);
+        (rx, Some(handle))
+    };
     while !walked && !o.cancel.is_cancelled() {
-        let mut batch = read_batch(from, p, after.as_deref(), o.batch).await?;
+        let Some(next) = batches.recv().await else {
+            break;
+        };
+        let mut batch = next?;
         let last_key: Vec<Cell> = match batch.last() {
             Some(last) => p.key.iter().map(|&i| last[i].clone()).collect(),
             None => after.clone().unwrap_or_default(),
         };
         let read = batch.len() as u64;
         walked = batch.len() < o.batch;
-        for row in &mut batch {
-            fit_row(p, row)?;
-        }
         if o.append || p.target_rows > 0 {
             let there = existing_keys(to, &target, &batch).await?;
             batch.retain(|r| !there.contains(&canonical_key(&target, r)));
@@ -205,6 +214,10 @@ pub async fn copy_table(
             rows,
             total,
         });
+    }
+    drop(batches);
+    if let Some(h) = reader {
+        let _ = h.join();
     }
     if let Sink::Pg(c) = sink {
         let _ = c.close().await;
@@ -312,6 +325,65 @@ async fn existing_keys(
         .iter()
         .map(|r| canonical_key(target, r))
         .collect())
+}
+
+/// Batches read after `after` on a thread of their own (with its own
+/// connection and runtime), fitted to the target's columns, two ahead.
+fn spawn_reader(
+    settings: crate::Settings,
+    p: TablePlan,
+    after: Option<Vec<Cell>>,
+    o: &CopyOptions,
+) -> (
+    tokio::sync::mpsc::Receiver<Result<Vec<Vec<Cell>>, Error>>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let (size, cancel) = (o.batch, o.cancel.clone());
+    let handle = std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(Error::Copy(format!("starting the reader: {e}"))));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let mut db = match Db::connect(&settings).await {
+                Ok(db) => db,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            if let Err(e) = db.utc_session().await {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            let mut after = after;
+            while !cancel.is_cancelled() {
+                let r = async {
+                    let mut rows = read_batch(&mut db, &p, after.as_deref(), size).await?;
+                    for row in &mut rows {
+                        fit_row(&p, row)?;
+                    }
+                    Ok(rows)
+                }
+                .await;
+                let (last, n) = match &r {
+                    Ok(rows) => (rows.last().map(|l| p.key.iter().map(|&i| l[i].clone()).collect()), rows.len()),
+                    Err(_) => (None, 0),
+                };
+                let failed = r.is_err();
+                if tx.send(r).await.is_err() || failed || n < size {
+                    break;
+                }
+                after = last;
+            }
+            let _ = db.close().await;
+        });
+    });
+    (rx, handle)
 }
 
 /// The row's key, for messages.

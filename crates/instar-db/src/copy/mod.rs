@@ -56,7 +56,7 @@ impl Default for CopyOptions {
     fn default() -> Self {
         CopyOptions {
             tables: None,
-            batch: 5_000,
+            batch: 20_000,
             append: false,
             verify: VerifyMode::Sample(10_000),
             parallel: 1,
