@@ -67,7 +67,6 @@ fn baseline_text(text: &str) -> String {
     out
 }
 
-
 /// `pg_restore --list` reads the archive's table of contents: a file that is
 /// not a custom-format dump, or one cut short in its header, is refused.
 /// (Damage further in is caught by the checksum recorded when it was taken.)

@@ -89,7 +89,9 @@ async fn fixture_documents_are_read_back_through_the_lenses(b: Backend) {
     );
     file(
         &t.dir.path().join("tests/documents.toml"),
-        r#"[[documents]]
+        r#"from = "0001"
+
+[[documents]]
 collection = "users"
 key = "1"
 version = "1.0.0"
@@ -115,11 +117,20 @@ body = { first_name = "Nobody" }
     let (code, out, err) = run(&t, &["test"], None);
     assert_eq!(code, 1, "{b:?}: {out}{err}");
     assert!(out.contains("FAIL documents"), "{out}");
-    assert!(out.contains("users \"2\" at 2.0.0: expected {\"first_name\":\"Nobody\"}, got null"), "{b:?}: {out}");
+    assert!(
+        out.contains("users \"2\" at 2.0.0: expected {\"first_name\":\"Nobody\"}, got null"),
+        "{b:?}: {out}"
+    );
     let (_, j, _) = run(&t, &["--format", "json", "test"], None);
     let j = crate::documents::json(&j);
-    let passed = j["test"]["tests"][0]["passed_assertions"].as_array().unwrap().len();
-    assert_eq!(passed, 2, "{b:?}: both versions of document 1 read as expected: {j}");
+    let passed = j["test"]["tests"][0]["passed_assertions"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        passed, 2,
+        "{b:?}: both versions of document 1 read as expected: {j}"
+    );
 }
 
 async fn tests_run_on_scratch_databases_and_report_junit(b: Backend) {

@@ -327,6 +327,9 @@ async fn existing_keys(
         .collect())
 }
 
+/// Where the reader thread sends the batches it read.
+type Batches = tokio::sync::mpsc::Receiver<Result<Vec<Vec<Cell>>, Error>>;
+
 /// Batches read after `after` on a thread of their own (with its own
 /// connection and runtime), fitted to the target's columns, two ahead.
 fn spawn_reader(
@@ -334,14 +337,14 @@ fn spawn_reader(
     p: TablePlan,
     after: Option<Vec<Cell>>,
     o: &CopyOptions,
-) -> (
-    tokio::sync::mpsc::Receiver<Result<Vec<Vec<Cell>>, Error>>,
-    std::thread::JoinHandle<()>,
-) {
+) -> (Batches, std::thread::JoinHandle<()>) {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     let (size, cancel) = (o.batch, o.cancel.clone());
     let handle = std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => {
                 let _ = tx.blocking_send(Err(Error::Copy(format!("starting the reader: {e}"))));
@@ -371,7 +374,11 @@ fn spawn_reader(
                 }
                 .await;
                 let (last, n) = match &r {
-                    Ok(rows) => (rows.last().map(|l| p.key.iter().map(|&i| l[i].clone()).collect()), rows.len()),
+                    Ok(rows) => (
+                        rows.last()
+                            .map(|l| p.key.iter().map(|&i| l[i].clone()).collect()),
+                        rows.len(),
+                    ),
                     Err(_) => (None, 0),
                 };
                 let failed = r.is_err();

@@ -127,7 +127,12 @@ fn int_range(p: &TablePlan, rows: &[Vec<Cell>]) -> Option<(i64, i64)> {
 
 /// The target's rows whose single integer key is in `lo..=hi`: one range
 /// read instead of a lookup per key.
-async fn rows_in_range(to: &mut Db, tp: &TablePlan, lo: i64, hi: i64) -> Result<Vec<Vec<Cell>>, Error> {
+async fn rows_in_range(
+    to: &mut Db,
+    tp: &TablePlan,
+    lo: i64,
+    hi: i64,
+) -> Result<Vec<Vec<Cell>>, Error> {
     let e = to.engine;
     let cols: Vec<String> = tp
         .columns
