@@ -620,6 +620,16 @@ mod tests {
     }
 
     #[test]
+    fn a_file_sent_whole_is_said_not_skipped() {
+        // Unbalanced parentheses: the splitter sends the file whole.
+        let found = rules(
+            "CREATE TABLE t (x int;\nDROP TABLE users;",
+            Dialect::Postgres,
+        );
+        assert_eq!(found, ["not-linted"], "said once, nothing read from it");
+    }
+
+    #[test]
     fn each_rule_fires_where_it_should_and_only_there() {
         use Dialect::*;
         assert_eq!(rules("DROP TABLE users;", Sqlite), ["drop-table"]);

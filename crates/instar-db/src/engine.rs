@@ -143,7 +143,8 @@ pub(crate) trait Engine: Sync {
     fn audit_sql(&self) -> AuditSql;
 
     /// A query (one bind: the table's name) of its columns in order:
-    /// `(name, declared type, position in the primary key or 0)`.
+    /// `(name, declared type, position in the primary key or 0)`; generated
+    /// columns are left out (the target computes them).
     fn columns_sql(&self) -> &'static str;
     /// The statement that puts the session in UTC, so that dates with a time
     /// zone travel as UTC text both ways (a copy's connections).

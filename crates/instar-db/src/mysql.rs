@@ -72,7 +72,7 @@ impl Engine for MySql {
     }
 
     fn columns_sql(&self) -> &'static str {
-        "SELECT CAST(c.column_name AS CHAR), CAST(c.column_type AS CHAR), CAST(COALESCE((SELECT k.ordinal_position FROM information_schema.key_column_usage k WHERE k.table_schema = c.table_schema AND k.table_name = c.table_name AND k.column_name = c.column_name AND k.constraint_name = 'PRIMARY'), 0) AS SIGNED) FROM information_schema.columns c WHERE c.table_schema = DATABASE() AND c.table_name = ? ORDER BY c.ordinal_position"
+        "SELECT CAST(c.column_name AS CHAR), CAST(c.column_type AS CHAR), CAST(COALESCE((SELECT k.ordinal_position FROM information_schema.key_column_usage k WHERE k.table_schema = c.table_schema AND k.table_name = c.table_name AND k.column_name = c.column_name AND k.constraint_name = 'PRIMARY'), 0) AS SIGNED) FROM information_schema.columns c WHERE c.table_schema = DATABASE() AND c.table_name = ? AND c.extra NOT LIKE '%GENERATED%' ORDER BY c.ordinal_position"
     }
 
     fn utc_session(&self) -> Option<&'static str> {
