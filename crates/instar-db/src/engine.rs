@@ -214,11 +214,16 @@ pub(crate) struct AuditSql {
     pub(crate) catalog: &'static str,
 }
 
-/// How an engine creates, lists and drops scratch databases.
+/// How an engine creates, lists and drops scratch databases, and the
+/// session lock that says a scratch database's owner is alive.
 pub(crate) struct ScratchSql {
     pub(crate) create: String,
     pub(crate) list: &'static str,
     pub(crate) drop: String,
+    /// Takes the owner's lock without waiting: one row, 1 when taken.
+    pub(crate) try_lock: String,
+    /// Releases it.
+    pub(crate) unlock: String,
 }
 
 /// The engine for a dialect.

@@ -108,6 +108,8 @@ impl Engine for MySql {
             create: format!("CREATE DATABASE {name}"),
             list: "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name LIKE 'instar\\_scratch\\_%'",
             drop: format!("DROP DATABASE IF EXISTS {name}"),
+            try_lock: format!("SELECT CAST(COALESCE(GET_LOCK('{name}', 0), 0) AS SIGNED)"),
+            unlock: format!("SELECT RELEASE_LOCK('{name}')"),
         })
     }
 

@@ -59,6 +59,8 @@ impl Engine for Postgres {
             list: "SELECT datname::text FROM pg_database WHERE datname LIKE 'instar\\_scratch\\_%'",
             // FORCE ends sessions a killed test left behind (PostgreSQL 13+).
             drop: format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            try_lock: format!("SELECT (CASE WHEN pg_try_advisory_lock(hashtext('{name}')) THEN 1 ELSE 0 END)::bigint"),
+            unlock: format!("SELECT pg_advisory_unlock(hashtext('{name}'))"),
         })
     }
 

@@ -1,28 +1,38 @@
-//! Scratch databases: created for one `instar test`, dropped after it, and
-//! found and dropped on a later run when a killed process left one behind.
+//! Scratch databases: created for one `instar test` (or a squash), dropped
+//! after it, and found and dropped on a later run when a killed process left
+//! one behind.
 //!
-//! A scratch database is named `instar_scratch_<project>_<host>_<pid>_<n>`:
-//! the project (a hash of what the caller names it by), the host (a hash of
-//! its name) and the process that made it, so a later run of the project
-//! drops only those whose process is gone on this host, never another
-//! runner's or another project's.
-//! On PostgreSQL and MySQL it is a database on the configured server
-//! (PostgreSQL copies `template0`); on SQLite it is a file in a folder of
-//! scratch files.
+//! A scratch database is named `instar_scratch_<project>_<host>_<pid>_<n>`
+//! (the project a hash of what the caller names it by; host and process for
+//! people reading the list). Its owner holds a lock for as long as it lives —
+//! a session lock on the server (PostgreSQL advisory lock, MySQL
+//! `GET_LOCK`), a file lock beside a SQLite file — which the server or the
+//! kernel releases when the owner dies, however it dies. A later run of the
+//! project drops only the scratch databases whose lock it can take: never
+//! one another runner is using, on this host or any other, in a container or
+//! not. PostgreSQL scratch databases copy `template0`.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use instar_core::Dialect;
 use sqlx::{AnyConnection, Connection};
 
-use crate::engine::engine;
+use crate::engine::{engine, ScratchSql};
 use crate::url::{redact, DbUrl};
 use crate::Error;
 
 const PREFIX: &str = "instar_scratch_";
 /// Kept scratch databases (`--keep`) are never dropped by a later run.
 const KEPT: &str = "instar_kept_";
+
+/// What keeps a scratch database's lock: the server session, or the file.
+#[derive(Debug)]
+enum Owner {
+    Session(AnyConnection, String),
+    File(File),
+}
 
 /// One scratch database. Drop it with [`Scratch::remove`]; a process that
 /// dies first leaves it to [`clean_leftovers`].
@@ -32,8 +42,8 @@ pub struct Scratch {
     pub url: String,
     /// Its name (the file name's stem on SQLite).
     pub name: String,
-    admin: Option<String>,
     file: Option<PathBuf>,
+    owner: Option<Owner>,
 }
 
 /// 8 hex digits of FNV-1a: stable across processes and builds.
@@ -53,33 +63,11 @@ fn host_tag() -> String {
     tag(name.trim())
 }
 
-/// Whether process `pid` of this host is alive.
-fn alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    let proc_dir = Path::new("/proc");
-    if proc_dir.join("self").exists() {
-        return proc_dir.join(pid.to_string()).exists();
-    }
-    // Without /proc, a name cannot be judged: keep it.
-    true
-}
-
-/// Whether scratch database `name` of `project` was left by a process that is gone.
-fn abandoned(name: &str, project: &str) -> bool {
-    let Some(rest) = name.strip_prefix(PREFIX) else {
-        return false;
-    };
-    let mut parts = rest.split('_');
-    let (Some(p), Some(host), Some(pid)) = (
-        parts.next(),
-        parts.next(),
-        parts.next().and_then(|p| p.parse().ok()),
-    ) else {
-        return false;
-    };
-    p == tag(project) && host == host_tag() && !alive(pid)
+/// Whether `name` is a (not kept) scratch database of `project`.
+fn of_project(name: &str, project: &str) -> bool {
+    name.strip_prefix(PREFIX)
+        .and_then(|rest| rest.split('_').next())
+        .is_some_and(|p| p == tag(project))
 }
 
 fn next_name(project: &str, keep: bool) -> String {
@@ -94,12 +82,11 @@ fn next_name(project: &str, keep: bool) -> String {
     )
 }
 
-/// The server's URL for administration: the configured one, or the
-/// engine's default database when the configured one does not exist yet.
+/// A connection to the server of `url` for administration: the configured
+/// database, or the engine's default one when it does not exist yet.
 async fn admin_conn(url: &str) -> Result<(AnyConnection, String), Error> {
     sqlx::any::install_default_drivers();
-    let first = AnyConnection::connect(url).await;
-    let e = match first {
+    let e = match AnyConnection::connect(url).await {
         Ok(c) => return Ok((c, url.to_string())),
         Err(e) => e,
     };
@@ -107,12 +94,11 @@ async fn admin_conn(url: &str) -> Result<(AnyConnection, String), Error> {
         url: redact(url),
         reason: "not a URL".into(),
     })?;
-    let fallback = if url.starts_with("postgres") {
+    u.set_path(if url.starts_with("postgres") {
         "/postgres"
     } else {
         "/"
-    };
-    u.set_path(fallback);
+    });
     let other = u.to_string();
     AnyConnection::connect(&other)
         .await
@@ -136,11 +122,36 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+fn io(what: String, e: std::io::Error) -> Error {
+    Error::Query {
+        context: what,
+        message: e.to_string(),
+        code: None,
+    }
+}
+
+/// The lock file beside a SQLite scratch file.
+fn owner_file(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".owner");
+    PathBuf::from(p)
+}
+
+/// Takes the owner's lock of `name` on `c` without waiting; `true` when taken.
+async fn try_lock(c: &mut AnyConnection, sql: &ScratchSql, name: &str) -> Result<bool, Error> {
+    let taken: i64 = sqlx::query_scalar(&sql.try_lock)
+        .fetch_one(&mut *c)
+        .await
+        .map_err(|e| Error::query(format!("locking scratch database {name}"), e))?;
+    Ok(taken == 1)
+}
+
 impl Scratch {
     /// A new, empty database of `project` (any text naming it) on the
-    /// server of `url` (or, for SQLite, a new file in `sqlite_dir`). The
-    /// database `url` names is not touched.
-    /// With `keep`, it is named `instar_kept_…` and no later run drops it.
+    /// server of `url` (or, for SQLite, a new file in `sqlite_dir`), locked
+    /// as this process's until [`Scratch::remove`]. The database `url` names
+    /// is not touched. With `keep`, it is named `instar_kept_…` and no later
+    /// run drops it.
     pub async fn create(
         url: &str,
         sqlite_dir: &Path,
@@ -150,72 +161,83 @@ impl Scratch {
         let parsed = DbUrl::parse(url)?;
         let name = next_name(project, keep);
         let Some(sql) = engine(parsed.dialect).scratch_sql(&name) else {
-            std::fs::create_dir_all(sqlite_dir).map_err(|e| Error::Query {
-                context: format!("creating {}", sqlite_dir.display()),
-                message: e.to_string(),
-                code: None,
-            })?;
+            std::fs::create_dir_all(sqlite_dir)
+                .map_err(|e| io(format!("creating {}", sqlite_dir.display()), e))?;
             let file = sqlite_dir.join(format!("{name}.db"));
+            let lock = File::create(owner_file(&file))
+                .map_err(|e| io(format!("creating the lock of {}", file.display()), e))?;
+            lock.lock()
+                .map_err(|e| io(format!("locking {}", file.display()), e))?;
             return Ok(Scratch {
                 url: format!("sqlite:{}", file.display()),
                 name,
-                admin: None,
                 file: Some(file),
+                owner: Some(Owner::File(lock)),
             });
         };
         let (mut c, admin) = admin_conn(url).await?;
+        // The lock first: a cleanup that lists the new database finds it held.
+        try_lock(&mut c, &sql, &name).await?;
         let created = crate::db::exec(&mut c, &sql.create).await;
-        let _ = c.close().await;
-        created.map_err(|e| Error::query(format!("creating scratch database {name}"), e))?;
+        if let Err(e) = created {
+            let _ = c.close().await;
+            return Err(Error::query(format!("creating scratch database {name}"), e));
+        }
         Ok(Scratch {
             url: with_database(&admin, &name),
             name,
-            admin: Some(admin),
             file: None,
+            owner: Some(Owner::Session(c, admin)),
         })
     }
 
-    /// Drops the database (removes the file).
-    pub async fn remove(self) -> Result<(), Error> {
-        if let Some(file) = &self.file {
-            remove_files(file);
-            return Ok(());
+    /// Drops the database (removes the file), then lets its lock go.
+    pub async fn remove(mut self) -> Result<(), Error> {
+        match self.owner.take() {
+            Some(Owner::File(lock)) => {
+                if let Some(file) = &self.file {
+                    remove_files(file);
+                }
+                drop(lock);
+                Ok(())
+            }
+            Some(Owner::Session(mut c, admin)) => {
+                let r = drop_database(&mut c, &admin, &self.name).await;
+                let _ = c.close().await;
+                r
+            }
+            None => Ok(()),
         }
-        let Some(admin) = &self.admin else {
-            return Ok(());
-        };
-        drop_database(admin, &self.name).await
     }
 }
 
 fn remove_files(file: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
+    for suffix in ["", "-wal", "-shm", "-journal", ".lock", ".owner"] {
         let mut p = file.as_os_str().to_owned();
         p.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(p));
     }
 }
 
-async fn drop_database(admin: &str, name: &str) -> Result<(), Error> {
+async fn drop_database(c: &mut AnyConnection, admin: &str, name: &str) -> Result<(), Error> {
     let parsed = DbUrl::parse(admin)?;
     let Some(sql) = engine(parsed.dialect).scratch_sql(name) else {
         return Ok(());
     };
-    let (mut c, _) = admin_conn(admin).await?;
-    let mut dropped = crate::db::exec(&mut c, &sql.drop).await;
+    let mut dropped = crate::db::exec(c, &sql.drop).await;
     if dropped.is_err() && sql.drop.ends_with(" WITH (FORCE)") {
         // PostgreSQL before 13 has no FORCE.
         let plain = sql.drop.trim_end_matches(" WITH (FORCE)");
-        dropped = crate::db::exec(&mut c, plain).await;
+        dropped = crate::db::exec(c, plain).await;
     }
-    let _ = c.close().await;
+    let _ = crate::db::exec(c, &sql.unlock).await;
     dropped
         .map(|_| ())
         .map_err(|e| Error::query(format!("dropping scratch database {name}"), e))
 }
 
 /// Drops the scratch databases (files) of `project` on the server of `url`
-/// (in `sqlite_dir`) that a process of this host left behind and is gone;
+/// (in `sqlite_dir`) whose owner's lock is free — their owner is gone —;
 /// returns their names.
 pub async fn clean_leftovers(
     url: &str,
@@ -237,26 +259,44 @@ pub async fn clean_leftovers(
             else {
                 continue;
             };
-            if abandoned(stem, project) {
+            if !of_project(stem, project) {
+                continue;
+            }
+            // A missing lock file: its owner never got as far as locking.
+            let free = match File::open(owner_file(&file)) {
+                Ok(f) => f.try_lock().is_ok(),
+                Err(_) => true,
+            };
+            if free {
                 remove_files(&file);
                 dropped.push(stem.to_string());
             }
         }
         return Ok(dropped);
     }
-    let Some(sql) = engine(parsed.dialect).scratch_sql("") else {
+    let Some(list) = engine(parsed.dialect).scratch_sql("") else {
         return Ok(dropped);
     };
     let (mut c, admin) = admin_conn(url).await?;
-    let names: Result<Vec<String>, sqlx::Error> =
-        sqlx::query_scalar(sql.list).fetch_all(&mut c).await;
-    let _ = c.close().await;
-    let names = names.map_err(|e| Error::query("listing scratch databases", e))?;
-    for name in names.into_iter().filter(|n| abandoned(n, project)) {
-        drop_database(&admin, &name).await?;
-        dropped.push(name);
+    let r = async {
+        let names: Vec<String> = sqlx::query_scalar(list.list)
+            .fetch_all(&mut c)
+            .await
+            .map_err(|e| Error::query("listing scratch databases", e))?;
+        for name in names.into_iter().filter(|n| of_project(n, project)) {
+            let Some(sql) = engine(parsed.dialect).scratch_sql(&name) else {
+                continue;
+            };
+            if try_lock(&mut c, &sql, &name).await? {
+                drop_database(&mut c, &admin, &name).await?;
+                dropped.push(name);
+            }
+        }
+        Ok(())
     }
-    Ok(dropped)
+    .await;
+    let _ = c.close().await;
+    r.map(|()| dropped)
 }
 
 #[cfg(test)]
@@ -264,23 +304,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_gone_process_of_this_host_abandons_a_name() {
-        let p = tag("project");
+    fn names_tell_their_project_and_kept_ones_are_nobodys() {
         let mine = next_name("project", false);
-        assert!(next_name("project", true).starts_with(KEPT));
-        assert!(!abandoned(&mine, "project"), "this process is alive");
-        let gone = format!("{PREFIX}{p}_{}_{}_0", host_tag(), u32::MAX - 7);
-        assert!(abandoned(&gone, "project"));
-        assert!(!abandoned(&gone, "another project"));
-        let elsewhere = format!("{PREFIX}{p}_0badc0de_{}_0", u32::MAX - 7);
-        assert!(
-            host_tag() == "0badc0de" || !abandoned(&elsewhere, "project"),
-            "another host's runner is never judged from here"
-        );
-        assert!(!abandoned("instar_t_1_2_3", "project"));
-        assert!(!abandoned(
-            &format!("{PREFIX}{p}_{}_notapid_0", host_tag()),
-            "project"
-        ));
+        assert!(of_project(&mine, "project"));
+        assert!(!of_project(&mine, "another project"));
+        let kept = next_name("project", true);
+        assert!(kept.starts_with(KEPT) && !of_project(&kept, "project"));
+        assert!(!of_project("instar_t_1_2_3", "project"));
+    }
+
+    #[test]
+    fn a_sqlite_scratch_file_is_dropped_only_when_its_owner_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let s = Scratch::create("sqlite:x.db", dir.path(), "p", false)
+                .await
+                .unwrap();
+            std::fs::write(dir.path().join(format!("{}.db", s.name)), b"").unwrap();
+            // Its owner (this process, through the open lock) is alive.
+            let cleaned = clean_leftovers("sqlite:x.db", dir.path(), "p")
+                .await
+                .unwrap();
+            assert!(cleaned.is_empty(), "{cleaned:?}");
+            // The owner gone (its lock released without a remove, as a kill does).
+            let name = s.name.clone();
+            drop(s);
+            let cleaned = clean_leftovers("sqlite:x.db", dir.path(), "p")
+                .await
+                .unwrap();
+            assert_eq!(cleaned, vec![name]);
+        });
     }
 }
