@@ -328,13 +328,7 @@ async fn a_collection_is_moved_to_a_version_on_its_way(b: Backend) {
     let Some(t) = TestDb::new(b, "copy_lens").await else {
         return;
     };
-    crate::documents::project(&t, "[collections.users]\ntable = \"users\"\nkey = \"id\"\nbody = \"doc\"\nversion_column = \"schema_version\"\nversions = [\"1.0.0\", \"2.0.0\"]\n");
-    migration(
-        &t.migrations(),
-        "0001_users",
-        "CREATE TABLE users (id integer PRIMARY KEY, doc text NOT NULL, schema_version varchar(20));",
-        None,
-    );
+    crate::documents::users_migrated_project(&t);
     let file = t.dir.path().join("source.db");
     let from = format!("sqlite:{}", file.display());
     let out = crate::instar_at(&t, &from).arg("up").output().unwrap();

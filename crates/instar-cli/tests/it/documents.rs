@@ -49,6 +49,17 @@ pub(crate) fn project(t: &TestDb, toml: &str) -> std::path::PathBuf {
     lens
 }
 
+/// The [`project`] with a migration creating its `users` table (text body).
+pub(crate) fn users_migrated_project(t: &TestDb) {
+    project(t, "[collections.users]\ntable = \"users\"\nkey = \"id\"\nbody = \"doc\"\nversion_column = \"schema_version\"\nversions = [\"1.0.0\", \"2.0.0\"]\n");
+    crate::harness::migration(
+        &t.migrations(),
+        "0001_users",
+        "CREATE TABLE users (id integer PRIMARY KEY, doc text NOT NULL, schema_version varchar(20));",
+        None,
+    );
+}
+
 /// A `users` table with the engine's JSON column type and a version
 /// column, declared as a collection 1.0.0 → 2.0.0 with [`LENS`].
 pub(crate) async fn users(b: Backend, test: &str) -> Option<TestDb> {

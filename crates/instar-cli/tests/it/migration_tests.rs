@@ -80,13 +80,7 @@ async fn fixture_documents_are_read_back_through_the_lenses(b: Backend) {
     let Some(t) = TestDb::new(b, "instar_test_docs").await else {
         return;
     };
-    crate::documents::project(&t, "[collections.users]\ntable = \"users\"\nkey = \"id\"\nbody = \"doc\"\nversion_column = \"schema_version\"\nversions = [\"1.0.0\", \"2.0.0\"]\n");
-    migration(
-        &t.migrations(),
-        "0001_users",
-        "CREATE TABLE users (id integer PRIMARY KEY, doc text NOT NULL, schema_version varchar(20));",
-        None,
-    );
+    crate::documents::users_migrated_project(&t);
     file(
         &t.dir.path().join("tests/documents.toml"),
         r#"from = "0001"

@@ -10,16 +10,26 @@ use super::{fit, Cell, Class, CopyOptions, Progress, TablePlan, TableReport};
 use crate::conn::{query, Bind, Row};
 use crate::{Db, Error};
 
-/// The `SELECT` of one batch after a key (binds: the key's values).
-pub(crate) fn select_sql(db: &Db, p: &TablePlan, after: bool, limit: usize) -> String {
+/// `SELECT <every column as the driver reads it> FROM <table>`, and the
+/// key's columns, quoted.
+pub(crate) fn select_from(db: &Db, p: &TablePlan) -> (String, Vec<String>) {
     let e = db.engine;
     let cols: Vec<String> = p
         .columns
         .iter()
         .map(|c| e.copy_select(&e.quote(&c.name), &c.source))
         .collect();
-    let key: Vec<String> = p.key.iter().map(|&i| e.quote(&p.columns[i].name)).collect();
-    let mut sql = format!("SELECT {} FROM {}", cols.join(", "), e.quote(&p.table));
+    let key = p.key.iter().map(|&i| e.quote(&p.columns[i].name)).collect();
+    (
+        format!("SELECT {} FROM {}", cols.join(", "), e.quote(&p.table)),
+        key,
+    )
+}
+
+/// The `SELECT` of one batch after a key (binds: the key's values).
+pub(crate) fn select_sql(db: &Db, p: &TablePlan, after: bool, limit: usize) -> String {
+    let e = db.engine;
+    let (mut sql, key) = select_from(db, p);
     if after {
         let binds: Vec<String> = p
             .key
@@ -288,16 +298,9 @@ pub(crate) async fn rows_by_keys(
                 format!("({})", ph.join(", "))
             })
             .collect();
-        let cols: Vec<String> = p
-            .columns
-            .iter()
-            .map(|c| e.copy_select(&e.quote(&c.name), &c.source))
-            .collect();
-        let key: Vec<String> = p.key.iter().map(|&i| e.quote(&p.columns[i].name)).collect();
+        let (select, key) = select_from(db, p);
         let sql = format!(
-            "SELECT {} FROM {} WHERE ({}) IN ({})",
-            cols.join(", "),
-            e.quote(&p.table),
+            "{select} WHERE ({}) IN ({})",
             key.join(", "),
             tuples.join(", ")
         );

@@ -3,7 +3,7 @@
 
 use serde_json::Value as J;
 
-use super::batch::{canonical_key, decode, key_text, read_batch, rows_by_keys};
+use super::batch::{canonical_key, decode, key_text, read_batch, rows_by_keys, select_from};
 use super::{canonical, fit, Cell, Class, TablePlan, VerifyMode};
 use crate::{Db, Error};
 
@@ -133,18 +133,9 @@ async fn rows_in_range(
     lo: i64,
     hi: i64,
 ) -> Result<Vec<Vec<Cell>>, Error> {
-    let e = to.engine;
-    let cols: Vec<String> = tp
-        .columns
-        .iter()
-        .map(|c| e.copy_select(&e.quote(&c.name), &c.source))
-        .collect();
-    let k = e.quote(&tp.columns[tp.key[0]].name);
-    let sql = format!(
-        "SELECT {} FROM {} WHERE {k} >= {lo} AND {k} <= {hi}",
-        cols.join(", "),
-        e.quote(&tp.table)
-    );
+    let (select, key) = select_from(to, tp);
+    let k = &key[0];
+    let sql = format!("{select} WHERE {k} >= {lo} AND {k} <= {hi}");
     let rows = crate::conn::query(&sql)
         .fetch_all(&mut to.conn)
         .await
