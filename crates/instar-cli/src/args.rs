@@ -473,7 +473,8 @@ pub struct CopyArgs {
     /// Only these tables (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub tables: Option<Vec<String>>,
-    /// Move a collection's documents to a version on the way: COLLECTION:VERSION (repeatable).
+    /// Then move a collection's documents to a version in the target (checkpointed, complements
+    /// kept): COLLECTION:VERSION (repeatable).
     #[arg(long, value_name = "COLLECTION:VERSION")]
     pub lens: Vec<String>,
     /// Copy into tables that hold rows already (rows whose key is there are kept as they are).

@@ -212,7 +212,7 @@ impl Scratch {
 }
 
 fn remove_files(file: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal", ".lock", ".owner"] {
+    for suffix in ["", "-wal", "-shm", "-journal", ".instar-lock", ".owner"] {
         let mut p = file.as_os_str().to_owned();
         p.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(p));

@@ -44,21 +44,40 @@ impl Service {
         self.with_settings(s)
     }
 
-    /// The tables a copy would move, checked (nothing written but the
-    /// target's migrations when `migrate` is set).
+    /// The tables a copy would move, checked, and whether the target is
+    /// migrated already (if not, its types are shown as the source's). Writes
+    /// nothing.
     pub async fn copy_plan(
         &self,
         from: &str,
         to: &str,
         o: &CopyOptions,
-    ) -> Result<Vec<TablePlan>, Error> {
+    ) -> Result<(Vec<TablePlan>, bool), Error> {
         let (source, target) = (self.at_url(from), self.at_url(to));
         let mut a = source.connect().await?;
         let mut b = target.connect().await?;
-        let r = copy::plan(&mut a, &mut b, o).await;
+        // A target not migrated yet has no tables to compare with: the
+        // source's own columns are shown (the migrations make the target's).
+        let migrated = b.history_exists().await;
+        let r = match &migrated {
+            Ok(true) => copy::plan(&mut a, &mut b, o).await.map_err(Error::from),
+            Ok(false) => match source.connect().await {
+                Ok(mut a2) => {
+                    let shown = CopyOptions {
+                        append: true,
+                        ..o.clone()
+                    };
+                    let r = copy::plan(&mut a, &mut a2, &shown).await;
+                    let _ = a2.close().await;
+                    r.map_err(Error::from)
+                }
+                Err(e) => Err(e),
+            },
+            Err(_) => Ok(Vec::new()),
+        };
         let _ = a.close().await;
         let _ = b.close().await;
-        Ok(r?)
+        Ok((r?, migrated?))
     }
 
     /// Copies the application's data from `from` to `to`; then moves each

@@ -118,7 +118,10 @@ pub async fn copy(s: &Service, a: CopyArgs, out: &Out) -> Result<i32> {
         cancel: cancel.clone(),
     };
     if a.dry_run {
-        let plans = s.copy_plan(&from, &a.to, &o).await?;
+        let (plans, migrated) = s.copy_plan(&from, &a.to, &o).await?;
+        if !migrated {
+            out.line("the target is not migrated yet: copy runs the migrations there first; the types shown are the source's");
+        }
         for p in &plans {
             let cols: Vec<String> = p
                 .columns
@@ -128,7 +131,7 @@ pub async fn copy(s: &Service, a: CopyArgs, out: &Out) -> Result<i32> {
             out.line(format!("{}: {}", p.table, cols.join(", ")));
         }
         out.line("dry run: nothing copied (the target's migrations may still be pending: copy runs them first)");
-        out.json(&serde_json::json!({ "copy": { "tables": plans } }));
+        out.json(&serde_json::json!({ "copy": { "tables": plans, "target_migrated": migrated } }));
         return Ok(0);
     }
     let bars = indicatif::MultiProgress::new();

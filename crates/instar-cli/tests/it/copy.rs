@@ -87,6 +87,17 @@ async fn a_sqlite_database_moves_to_every_engine_verified(b: Backend) {
     };
     migrations(&t);
     let from = source(&t, 1_500).await;
+    // A dry run writes nothing, even to a target not migrated yet.
+    let (code, out, err) = copy(&t, &from, &["--dry-run"]);
+    assert_eq!(code, 0, "{b:?}: {out}{err}");
+    assert!(
+        out.contains("not migrated yet") && out.contains("users: id"),
+        "{b:?}: {out}"
+    );
+    assert!(
+        !t.table_exists("users").await && !t.table_exists("instar_copy").await,
+        "{b:?}"
+    );
     let (code, out, err) = copy(
         &t,
         &from,

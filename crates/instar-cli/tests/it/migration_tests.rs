@@ -191,6 +191,13 @@ async fn tests_run_on_scratch_databases_and_report_junit(b: Backend) {
         !scratch_names(&t).await.contains(&used),
         "{b:?}: {used} dropped"
     );
+    if b == Backend::Sqlite {
+        // Every file a scratch database had (WAL, run lock, owner lock) goes with it.
+        let left: Vec<_> = std::fs::read_dir(t.dir.path().join(".instar/scratch"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
 
 async fn a_scratch_database_left_by_a_killed_run_is_dropped_next_time(b: Backend) {
