@@ -314,6 +314,37 @@ fn prune_age(older_than: &str) -> Result<std::time::Duration> {
     instar_core::duration::parse(older_than).map_err(|e| anyhow::anyhow!("--older-than: {e}"))
 }
 
+/// `backups [--prune --older-than AGE]` for any kind of backup: deletes
+/// those older than AGE with `--prune` (`older_than` set), else lists them,
+/// one `line` each.
+fn backups_or_prune<T: serde::Serialize, E: Into<anyhow::Error>>(
+    folder: &Path,
+    older_than: Option<&str>,
+    prune: impl FnOnce(std::time::Duration) -> Result<Vec<T>, E>,
+    list: impl FnOnce() -> Result<Vec<T>, E>,
+    line: impl Fn(&T) -> String,
+    out: &Out,
+) -> Result<i32> {
+    if let Some(older_than) = older_than {
+        let removed = prune(prune_age(older_than)?).map_err(Into::into)?;
+        out.line(format!(
+            "{} backup(s) older than {older_than} deleted",
+            removed.len()
+        ));
+        out.json(&removed);
+        return Ok(0);
+    }
+    let list = list().map_err(Into::into)?;
+    if list.is_empty() {
+        out.line(format!("no backups in {}", folder.display()));
+    }
+    for b in &list {
+        out.line(line(b));
+    }
+    out.json(&list);
+    Ok(0)
+}
+
 /// Flags → settings, through the service's one resolution.
 fn resolve(g: &Global, cwd: &Path) -> Result<Settings> {
     let overrides = Overrides {

@@ -61,8 +61,9 @@ fn shown(table: &str) -> String {
 }
 
 impl Db {
-    /// The tables, views and indexes the database has: `(kind, lower-cased name)`.
-    pub async fn catalog(&mut self) -> Result<BTreeSet<(String, String)>, Error> {
+    /// The tables, views and indexes the database has: `(kind, name)` as its
+    /// catalog writes them, kind `table`, `view` or `index`.
+    async fn catalog_rows(&mut self) -> Result<Vec<(String, String)>, Error> {
         let sql = self.engine.audit_sql().catalog;
         let rows = self.rows(sql, "reading the catalog").await?;
         Ok(rows
@@ -70,9 +71,28 @@ impl Db {
             .map(|r| {
                 (
                     r.first().map(text).unwrap_or_default(),
-                    r.get(1).map(text).unwrap_or_default().to_lowercase(),
+                    r.get(1).map(text).unwrap_or_default(),
                 )
             })
+            .collect())
+    }
+
+    /// The tables, views and indexes the database has: `(kind, lower-cased name)`.
+    pub async fn catalog(&mut self) -> Result<BTreeSet<(String, String)>, Error> {
+        let rows = self.catalog_rows().await?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, n)| (k, n.to_lowercase()))
+            .collect())
+    }
+
+    /// The names of the catalog's objects of `kind`, as it writes them.
+    pub(crate) async fn catalog_names(&mut self, kind: &str) -> Result<Vec<String>, Error> {
+        let rows = self.catalog_rows().await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, n)| n)
             .collect())
     }
 
@@ -99,11 +119,7 @@ impl Db {
                 return Ok((n, false));
             }
         }
-        let n: i64 = query(&format!("SELECT count(*) FROM {quoted}"))
-            .scalar(&mut self.conn)
-            .await
-            .map_err(|e| Error::query(format!("counting rows of {table}"), e))?;
-        Ok((n.max(0) as u64, true))
+        Ok((self.count_rows(table).await?, true))
     }
 
     /// The checks inside the database; returns the findings and what was checked.

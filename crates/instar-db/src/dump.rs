@@ -24,12 +24,10 @@ impl Db {
     /// The tables that are the application's, in the catalog's order.
     pub(crate) async fn application_tables(&mut self) -> Result<Vec<String>, Error> {
         let history = self.settings.history_table.clone();
-        let sql = self.engine.audit_sql().catalog;
-        let rows = self.rows(sql, "reading the catalog").await?;
-        Ok(rows
+        Ok(self
+            .catalog_names("table")
+            .await?
             .into_iter()
-            .filter(|r| r.first().and_then(|v| v.as_str()) == Some("table"))
-            .filter_map(|r| r.get(1).and_then(|v| v.as_str()).map(str::to_string))
             .filter(|t| !is_instar_table(t, &history))
             .collect())
     }

@@ -47,35 +47,23 @@ pub async fn backup(service: &Service, out: &Out) -> Result<i32> {
 }
 
 pub fn backups(service: &Service, prune: bool, older_than: &str, out: &Out) -> Result<i32> {
-    if prune {
-        let age = super::prune_age(older_than)?;
-        let removed = service.prune_backups(age)?;
-        out.line(format!(
-            "{} backup(s) older than {older_than} deleted",
-            removed.len()
-        ));
-        out.json(&removed);
-        return Ok(0);
-    }
-    let list = service.backups()?;
-    if list.is_empty() {
-        out.line(format!(
-            "no backups in {}",
-            service.settings().backup_dir.display()
-        ));
-    }
-    for b in &list {
-        out.line(format!(
-            "{}  {:<8} {:>12} bytes  {}  {}",
-            b.id,
-            b.method,
-            b.size_bytes,
-            b.reason,
-            b.path.display()
-        ));
-    }
-    out.json(&list);
-    Ok(0)
+    super::backups_or_prune(
+        &service.settings().backup_dir,
+        prune.then_some(older_than),
+        |age| service.prune_backups(age),
+        || service.backups(),
+        |b| {
+            format!(
+                "{}  {:<8} {:>12} bytes  {}  {}",
+                b.id,
+                b.method,
+                b.size_bytes,
+                b.reason,
+                b.path.display()
+            )
+        },
+        out,
+    )
 }
 
 pub async fn restore(service: &Service, id: &str, force: bool, out: &Out) -> Result<i32> {

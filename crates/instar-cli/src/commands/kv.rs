@@ -253,35 +253,23 @@ fn verify(s: &Service, out: &Out) -> Result<i32> {
 }
 
 fn backups(s: &Service, prune: bool, older_than: &str, out: &Out) -> Result<i32> {
-    if prune {
-        let age = super::prune_age(older_than)?;
-        let removed = s.kv_prune(age)?;
-        out.line(format!(
-            "{} backup(s) older than {older_than} deleted",
-            removed.len()
-        ));
-        out.json(&removed);
-        return Ok(0);
-    }
-    let list = s.kv_backups()?;
-    if list.is_empty() {
-        out.line(format!(
-            "no backups in {}",
-            s.settings().backup_dir.display()
-        ));
-    }
-    for b in &list {
-        out.line(format!(
-            "{}  {:>12} bytes  version {}  {}  {}",
-            b.id,
-            b.size_bytes,
-            b.version.as_deref().unwrap_or("none"),
-            b.reason,
-            b.path.display()
-        ));
-    }
-    out.json(&list);
-    Ok(0)
+    super::backups_or_prune(
+        &s.settings().backup_dir,
+        prune.then_some(older_than),
+        |age| s.kv_prune(age),
+        || s.kv_backups(),
+        |b| {
+            format!(
+                "{}  {:>12} bytes  version {}  {}  {}",
+                b.id,
+                b.size_bytes,
+                b.version.as_deref().unwrap_or("none"),
+                b.reason,
+                b.path.display()
+            )
+        },
+        out,
+    )
 }
 
 fn docs(s: &Service, action: &DocsCommand, out: &mut Out) -> Result<i32> {

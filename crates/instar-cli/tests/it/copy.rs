@@ -215,6 +215,17 @@ async fn a_target_with_rows_is_refused_unless_append(b: Backend) {
     let from = source(&t, 50).await;
     let (code, out, err) = run(&t, &["up"], None);
     assert_eq!(code, 0, "{out}{err}");
+    // An unfinished copy from another source is not resumed from this one.
+    exec(&t, "CREATE TABLE instar_copy (table_name VARCHAR(255) NOT NULL PRIMARY KEY, source TEXT NOT NULL, last_key TEXT, rows_copied BIGINT NOT NULL, done INTEGER NOT NULL); INSERT INTO instar_copy VALUES ('users', 'sqlite:elsewhere.db', '[3]', 3, 0)").await;
+    let (code, _, err) = copy(&t, &from, &[]);
+    assert_eq!(code, 2, "{b:?}: {err}");
+    assert!(
+        err.contains(
+            "table users of the target holds a copy from sqlite:elsewhere.db that has not finished"
+        ),
+        "{b:?}: {err}"
+    );
+    exec(&t, "DELETE FROM instar_copy").await;
     exec(
         &t,
         "INSERT INTO users (id, name) VALUES (7, 'already here')",

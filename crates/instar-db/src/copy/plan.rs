@@ -176,7 +176,8 @@ pub async fn plan(from: &mut Db, to: &mut Db, o: &CopyOptions) -> Result<Vec<Tab
     let mut not_empty = Vec::new();
     let source = crate::url::redact(&from.url.driver_url);
     for table in names {
-        if let Some(c) = to.copy_checkpoint(&table).await? {
+        let checkpoint = to.copy_checkpoint(&table).await?;
+        if let Some(c) = &checkpoint {
             if c.source != source {
                 return Err(Error::Copy(format!(
                     "table {table} of the target holds a copy from {} that has not finished; finish it (run that copy again), or empty the table and delete its row from {CHECKPOINTS}",
@@ -184,7 +185,7 @@ pub async fn plan(from: &mut Db, to: &mut Db, o: &CopyOptions) -> Result<Vec<Tab
                 )));
             }
         }
-        let p = table_plan(from, to, &table).await?;
+        let p = table_plan(from, to, &table, checkpoint.is_some()).await?;
         if p.target_rows > 0 && !p.resuming && !o.append {
             not_empty.push(format!("{table} ({} rows)", p.target_rows));
         }
@@ -199,7 +200,12 @@ pub async fn plan(from: &mut Db, to: &mut Db, o: &CopyOptions) -> Result<Vec<Tab
     Ok(plans)
 }
 
-async fn table_plan(from: &mut Db, to: &mut Db, table: &str) -> Result<TablePlan, Error> {
+async fn table_plan(
+    from: &mut Db,
+    to: &mut Db,
+    table: &str,
+    resuming: bool,
+) -> Result<TablePlan, Error> {
     if table.eq_ignore_ascii_case("instar_complements") && !to.table_exists(table).await? {
         // Documents' complements: Instar's table, created by a first write.
         crate::docs::create_complements(to).await?;
@@ -250,7 +256,6 @@ async fn table_plan(from: &mut Db, to: &mut Db, table: &str) -> Result<TablePlan
         )));
     }
     key.sort();
-    let resuming = to.copy_checkpoint(table).await?.is_some();
     Ok(TablePlan {
         table: table.to_string(),
         key: key.into_iter().map(|(_, i)| i).collect(),
@@ -258,18 +263,6 @@ async fn table_plan(from: &mut Db, to: &mut Db, table: &str) -> Result<TablePlan
         target_rows: to.count_rows(table).await?,
         resuming,
     })
-}
-
-impl Db {
-    async fn catalog_names(&mut self, kind: &str) -> Result<Vec<String>, Error> {
-        let sql = self.engine.audit_sql().catalog;
-        let rows = self.rows(sql, "reading the catalog").await?;
-        Ok(rows
-            .into_iter()
-            .filter(|r| r.first().and_then(|v| v.as_str()) == Some(kind))
-            .filter_map(|r| r.get(1).and_then(|v| v.as_str()).map(str::to_string))
-            .collect())
-    }
 }
 
 impl Db {
