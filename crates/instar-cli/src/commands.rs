@@ -428,6 +428,9 @@ fn write_plan(w: &mut impl std::io::Write, steps: &[PlannedStep]) -> std::io::Re
         for warning in &s.warnings {
             writeln!(w, "-- WARNING: {warning}")?;
         }
+        for note in &s.notes {
+            writeln!(w, "-- {note}")?;
+        }
         if s.resume_from > 0 {
             writeln!(
                 w,

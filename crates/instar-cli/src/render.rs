@@ -210,6 +210,12 @@ impl EventSink for Out {
                 self.finish_spinner();
                 println!("paused {version} at {rows_done} of {rows_total} rows (checkpoint saved)");
             }
+            Event::OpCompiled {
+                version,
+                op,
+                line,
+                summary,
+            } => println!("{version} op {op} (line {line}): {summary}"),
             Event::MigrationFinished {
                 version,
                 direction,

@@ -100,6 +100,18 @@ pub enum Event {
         /// Rows in the key range.
         rows_total: u64,
     },
+    /// What an op of an online migration will do, decided from the catalog
+    /// when it was compiled (`add_column`: added N, skipped M).
+    OpCompiled {
+        /// Version text.
+        version: String,
+        /// 1-based op number.
+        op: usize,
+        /// Its line in `migration.toml`.
+        line: usize,
+        /// What it does.
+        summary: String,
+    },
     /// A migration finished.
     MigrationFinished {
         /// Version text.

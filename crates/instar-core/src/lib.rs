@@ -28,6 +28,7 @@ pub mod layouts;
 pub mod lint;
 pub mod meta;
 pub mod objects;
+pub mod online;
 pub mod outside;
 pub mod plan;
 pub mod source;

@@ -19,7 +19,7 @@ pub struct Meta {
     pub depends_on: Option<Vec<String>>,
     /// `false` runs the script outside a transaction, statement by statement.
     pub transaction: Option<bool>,
-    /// The kind of migration: `schema` (default), `data` or `documents`.
+    /// The kind of migration: `schema` (default), `data`, `documents` or `online`.
     pub kind: Option<Kind>,
     /// For `kind = "data"`: the table walked in batches and how.
     pub data: Option<DataConfig>,
@@ -33,6 +33,9 @@ pub struct Meta {
     /// the baseline as applied; a new database runs the baseline instead.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub squashes: Vec<Squashed>,
+    /// For `kind = "online"`: the schema operations, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ops: Vec<crate::online::Op>,
 }
 
 /// A migration a squash replaced: its version, name and checksum when squashed.
@@ -59,6 +62,9 @@ pub enum Kind {
     /// Every document of a collection moved to one version through its lenses,
     /// in keyset batches with a checkpoint per batch.
     Documents,
+    /// Declarative schema operations (`[[ops]]`), compiled per engine when the
+    /// migration runs; served at two versions at once by `instar start`.
+    Online,
 }
 
 /// The `[documents]` table of a documents migration.

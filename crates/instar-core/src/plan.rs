@@ -466,6 +466,11 @@ pub fn resume_point(
     if done == 0 {
         return Ok(0);
     }
+    // An online migration's statements are compiled from its ops and kept by
+    // the engine crate, which resumes the same statements.
+    if m.meta.kind == Some(crate::meta::Kind::Online) {
+        return Ok(done);
+    }
     let script = match d.direction {
         Direction::Up => &m.up,
         Direction::Down => m.down.as_ref().ok_or("its down script is missing")?,

@@ -642,6 +642,11 @@ fn read_folder_chunk(
                 ),
             });
         }
+        if !has("up.sql") && has("migration.toml") {
+            // An online migration: its ops are its script.
+            out.push(online_migration(files, &f, layout)?);
+            continue;
+        }
         if !has("up.sql") {
             notes.push(format!(
                 "ignored {}: a folder without up.sql",
@@ -691,6 +696,65 @@ fn read_folder_chunk(
     Ok(out)
 }
 
+/// A folder with a `migration.toml` and no `up.sql`: an online migration,
+/// whose `[[ops]]` are its script (checksummed as written; the engine crate
+/// compiles them when the migration runs). It has a down when every op can be undone.
+fn online_migration(files: &dyn Files, f: &Found, layout: Layout) -> Result<Migration, Error> {
+    let p = f.path.join("migration.toml");
+    let script = read_script(files, &p)?;
+    let meta = meta::parse_meta(&p, &script.sql)?;
+    check_online(&meta, &script)?;
+    let down = meta
+        .ops
+        .iter()
+        .all(|o| o.irreversible().is_none())
+        .then(|| script.clone());
+    let version = parse_version(f, layout)?;
+    Ok(build(
+        version,
+        f.name.clone(),
+        layout,
+        script,
+        down,
+        meta,
+        true,
+    ))
+}
+
+/// Refuses a malformed online migration when it is read: `kind = "online"`,
+/// at least one op, each well formed (named with its line).
+fn check_online(meta: &Meta, toml: &Script) -> Result<(), Error> {
+    let bad = |reason: String| Error::BadMetadata {
+        path: toml.path.clone(),
+        message: reason,
+    };
+    if meta.kind != Some(meta::Kind::Online) {
+        return Err(bad(
+            "this folder has a migration.toml but no up.sql: add the up.sql, or make it an online migration (kind = \"online\" with [[ops]])".into(),
+        ));
+    }
+    if meta.ops.is_empty() {
+        return Err(bad(
+            "kind = \"online\" needs at least one [[ops]] entry (op = \"add_column\", …)".into(),
+        ));
+    }
+    if meta.data.is_some() || meta.documents.is_some() {
+        return Err(bad(
+            "an online migration takes [[ops]] only, not a [data] or [documents] table".into(),
+        ));
+    }
+    let lines = crate::online::op_lines(&toml.sql);
+    for (i, op) in meta.ops.iter().enumerate() {
+        if let Some(why) = op.malformed() {
+            let line = lines
+                .get(i)
+                .map_or(String::new(), |l| format!("line {l}: "));
+            return Err(bad(format!("{line}op {} ({}): {why}", i + 1, op.name())));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn duplicate(version: &Version, first: &Path, second: &Path) -> Error {
     Error::DuplicateVersion {
         version: version.to_string(),
@@ -710,6 +774,12 @@ fn check_data(meta: &Meta, up: &Script, down: Option<&Script>, folder: &Path) ->
         reason,
     };
     let toml = folder.join("migration.toml");
+    if meta.kind == Some(Kind::Online) || !meta.ops.is_empty() {
+        return Err(Error::BadMetadata {
+            path: toml,
+            message: "an online migration's SQL is compiled from its [[ops]] (kind = \"online\"): remove up.sql/down.sql, or write the SQL in an op = \"sql\" entry".into(),
+        });
+    }
     check_documents(meta, up, &toml)?;
     match (meta.kind, &meta.data) {
         (Some(Kind::Data), None) => {

@@ -161,6 +161,8 @@ pub(crate) trait Engine: Sync {
 
     /// The engine's JSON functions, for lenses pushed down to SQL.
     fn json(&self) -> &'static dyn crate::json_sql::JsonSql;
+    /// How online migrations' ops compile on this engine.
+    fn online(&self) -> &'static dyn crate::online::OnlineDdl;
 
     /// What a `SELECT` ends with to lock the rows it reads until the
     /// transaction ends (empty where the transaction locks the database).

@@ -37,6 +37,7 @@ mod lock;
 mod mysql;
 mod mysql_backup;
 mod mysql_json;
+mod online;
 mod postgres;
 mod postgres_backup;
 mod postgres_json;

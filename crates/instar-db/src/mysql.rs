@@ -121,6 +121,10 @@ impl Engine for MySql {
         &crate::mysql_json::MySqlJson
     }
 
+    fn online(&self) -> &'static dyn crate::online::OnlineDdl {
+        &crate::online::MySqlDdl
+    }
+
     // A MySQL "schema" is a database: Instar creates tables, not databases.
     fn schema_exists_sql(&self) -> Option<(&'static str, &'static str)> {
         Some((

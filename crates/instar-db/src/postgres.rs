@@ -72,6 +72,10 @@ impl Engine for Postgres {
         &crate::postgres_json::PostgresJson
     }
 
+    fn online(&self) -> &'static dyn crate::online::OnlineDdl {
+        &crate::online::PostgresDdl
+    }
+
     fn quote(&self, ident: &str) -> String {
         quote_with(ident, '"')
     }

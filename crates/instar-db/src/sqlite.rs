@@ -80,6 +80,10 @@ impl Engine for Sqlite {
     fn json(&self) -> &'static dyn crate::json_sql::JsonSql {
         &crate::sqlite_json::SqliteJson
     }
+
+    fn online(&self) -> &'static dyn crate::online::OnlineDdl {
+        &crate::online::SqliteDdl
+    }
     fn lock_rows(&self) -> &'static str {
         ""
     }

@@ -55,6 +55,7 @@ mod lens;
 mod lint;
 mod migration_tests;
 mod newcomer;
+mod online;
 mod schemas;
 mod secrets;
 mod serve;

@@ -149,6 +149,9 @@ pub struct PlannedStep {
     /// What will go wrong as the file is written (a statement the engine
     /// refuses inside a transaction, in a migration that runs in one).
     pub warnings: Vec<String>,
+    /// For an online migration: what each op will do (`op 1, line 4: …`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Reads history and computes the status of every migration (read-only, no lock).
@@ -186,8 +189,38 @@ pub async fn preview(
     check_scripts(db, source, &p)?;
     let mut out = Vec::with_capacity(p.steps.len());
     for (i, s) in p.steps.iter().enumerate() {
-        let mut d = detail(db, source, s);
         let m = &source.migrations[s.index];
+        let compiled;
+        let mut d = if crate::online::is_online(m) {
+            let resuming = s.resume_row.is_some();
+            let mut events: Vec<Event> = Vec::new();
+            match crate::online::prepared(db, m, s.direction, resuming, false, &mut events).await {
+                Ok(c) => {
+                    compiled = c;
+                    let mut d = detail(db, &compiled, s);
+                    d.notes = events
+                        .iter()
+                        .filter_map(|e| match e {
+                            Event::OpCompiled {
+                                op, line, summary, ..
+                            } => Some(format!("op {op} (line {line}): {summary}")),
+                            _ => None,
+                        })
+                        .collect();
+                    d
+                }
+                // A table an earlier step of this plan creates: compiled when its turn comes.
+                Err(e) if i > 0 => {
+                    let mut d = detail(db, m, s);
+                    d.statements.clear();
+                    d.warnings.push(format!("not compiled yet: {e} (an earlier step of this plan may create what its ops change; `up` compiles it when its turn comes)"));
+                    d
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            detail(db, m, s)
+        };
         if batched(m) && s.resume_row.is_none() {
             match crate::data::estimate(db, m, s, opts).await {
                 Ok(e) => d.estimate = Some(e),
@@ -241,8 +274,7 @@ pub struct Verified {
     pub result: String,
 }
 
-fn detail(db: &Db, source: &Source, s: &Step) -> PlannedStep {
-    let m = &source.migrations[s.index];
+fn detail(db: &Db, m: &Migration, s: &Step) -> PlannedStep {
     let script = script(m, s.direction);
     let (statements, sent_whole) = statements(&script.sql, db);
     let transaction = transactional(db, m, s.direction);
@@ -271,6 +303,7 @@ fn detail(db: &Db, source: &Source, s: &Step) -> PlannedStep {
         statements,
         sent_whole,
         estimate: None,
+        notes: Vec::new(),
     }
 }
 
@@ -309,6 +342,10 @@ fn statements<'a>(sql: &'a str, db: &Db) -> (Vec<Statement<'a>>, Option<String>)
 fn check_scripts(db: &Db, source: &Source, plan: &Plan) -> Result<(), Error> {
     for s in &plan.steps {
         let m = &source.migrations[s.index];
+        // An online migration's statements are Instar's, compiled when it runs.
+        if crate::online::is_online(m) {
+            continue;
+        }
         let sc = script(m, s.direction);
         // A data migration is one statement run per batch: refused before the
         // backup and the first batch, not after.
@@ -473,6 +510,8 @@ fn plan_items(source: &Source, plan: &Plan) -> Vec<PlanItem> {
                     "data".into()
                 } else if m.meta.kind == Some(instar_core::meta::Kind::Documents) {
                     "documents".into()
+                } else if m.meta.kind == Some(instar_core::meta::Kind::Online) {
+                    "online".into()
                 } else if m.is_repeatable() {
                     "repeatable".into()
                 } else {
@@ -607,7 +646,13 @@ async fn run_each(
             report.cancelled = true;
             return Ok(());
         }
-        let m = &source.migrations[step.index];
+        let compiled;
+        let mut m = &source.migrations[step.index];
+        if crate::online::is_online(m) {
+            let resuming = step.resume_row.is_some();
+            compiled = crate::online::prepared(db, m, step.direction, resuming, true, sink).await?;
+            m = &compiled;
+        }
         let r = if batched(m) {
             match crate::data::run(db, m, step, opts, sink).await {
                 Ok(crate::data::Outcome::Done) => Ok(true),
@@ -670,7 +715,19 @@ async fn run_single(
     control(&mut db.conn, db.engine.begin()).await?;
     let mut done = Vec::new();
     for step in &plan.steps {
-        let m = &source.migrations[step.index];
+        let compiled;
+        let mut m = &source.migrations[step.index];
+        if crate::online::is_online(m) {
+            compiled = crate::online::prepared(db, m, step.direction, false, true, sink).await?;
+            if !compiled.transaction {
+                control(&mut db.conn, "ROLLBACK").await?;
+                return Err(Error::Unsupported(format!(
+                    "online migration {} builds indexes or validates constraints concurrently, which cannot run inside one transaction; run it without --single-transaction, or set transaction = true in its migration.toml",
+                    step.version
+                )));
+            }
+            m = &compiled;
+        }
         if let Err(e) = run_in_transaction(db, m, step, true, every_statement, sink).await {
             control(&mut db.conn, "ROLLBACK").await?;
             sink.event(&Event::MigrationFailed {

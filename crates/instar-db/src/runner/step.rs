@@ -29,6 +29,8 @@ pub(crate) fn new_row(m: &Migration, event: EventKind, direction: Direction) -> 
         direction,
         kind: if m.is_repeatable() {
             "repeatable"
+        } else if crate::online::is_online(m) {
+            "online"
         } else {
             "schema"
         }

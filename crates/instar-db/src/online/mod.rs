@@ -1,0 +1,585 @@
+//! Online migrations (`kind = "online"`): their `[[ops]]` compiled, per engine,
+//! into the statements that do them cheaply, against the catalog read under
+//! the run lock.
+//!
+//! The compiled statements are kept (`instar_online`, one row per migration):
+//! a run that stopped half way resumes the very statements it started with,
+//! and `down` undoes exactly what `up` did (an `add_column` that skipped a
+//! table that already had the column never drops it there).
+
+mod catalog;
+mod mysql;
+mod postgres;
+mod sqlite;
+
+pub(crate) use catalog::{Catalog, Col, Table};
+pub(crate) use mysql::MySqlDdl;
+pub(crate) use postgres::PostgresDdl;
+pub(crate) use sqlite::SqliteDdl;
+
+use instar_core::event::{Event, EventSink};
+use instar_core::history::Direction;
+use instar_core::online::Op;
+use instar_core::{Migration, Script};
+
+use crate::conn::query;
+use crate::engine::Engine;
+use crate::{Db, Error};
+
+/// The table keeping each online migration's compiled statements.
+const COMPILED: &str = "instar_online";
+
+/// What one op compiles to.
+#[derive(Debug, Default)]
+pub(crate) struct OpSql {
+    /// Forward statements.
+    pub up: Vec<String>,
+    /// Statements undoing them (run in this order).
+    pub down: Vec<String>,
+    /// What it does, for the run's output.
+    pub summary: String,
+    /// A statement that cannot run inside a transaction (a concurrent index
+    /// build) or that is only cheap outside one (`NOT VALID` then `VALIDATE`).
+    pub own_transactions: bool,
+}
+
+/// What differs between engines in compiling ops.
+pub(crate) trait OnlineDdl: Sync {
+    /// Columns of one table (bind: its name): name, type, not null, default.
+    fn columns_sql(&self) -> &'static str;
+    /// Reads what else compiling needs about `t` (SQLite: its statements).
+    fn read_more<'a>(
+        &'a self,
+        _db: &'a mut Db,
+        _t: &'a mut Table,
+    ) -> crate::engine::DbFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Reads connection settings compiling depends on.
+    fn read_settings<'a>(
+        &'a self,
+        _db: &'a mut Db,
+        _cat: &'a mut Catalog,
+    ) -> crate::engine::DbFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    /// `ALTER TABLE … ADD COLUMN …` for one table.
+    fn add_column(&self, e: &dyn Engine, table: &str, col: &Col) -> String {
+        format!(
+            "ALTER TABLE {} ADD COLUMN {}",
+            e.quote(table),
+            column_sql(e, col)
+        )
+    }
+    /// Follows a change made by `ALTER TABLE` in what the engine keeps of
+    /// `t` beyond its columns (SQLite: its `CREATE TABLE` text, for a later rebuild).
+    fn track(&self, _e: &dyn Engine, _t: &mut Table, _change: Change<'_>) -> Result<(), String> {
+        Ok(())
+    }
+    /// Compiles an op whose statements differ per engine (types, constraints,
+    /// indexes); `cheap`: the forms that hold short locks, each statement in
+    /// its own transaction, may be used.
+    fn op(&self, e: &dyn Engine, op: &Op, cat: &mut Catalog, cheap: bool) -> Result<OpSql, String>;
+}
+
+/// A change `ALTER TABLE` made to a table's columns.
+pub(crate) enum Change<'a> {
+    Added(&'a Col),
+    Renamed(&'a str, &'a str),
+    Dropped(&'a str),
+}
+
+/// A column definition: name, type, `NOT NULL`, default.
+pub(crate) fn column_sql(e: &dyn Engine, c: &Col) -> String {
+    let mut s = format!("{} {}", e.quote(&c.name), c.ty);
+    if let Some(d) = &c.default {
+        s.push_str(&format!(" DEFAULT {d}"));
+    }
+    if c.not_null {
+        s.push_str(" NOT NULL");
+    }
+    s
+}
+
+/// A column list: plain names quoted, expressions (`lower(email)`) as written.
+pub(crate) fn column_list(e: &dyn Engine, cols: &[String]) -> String {
+    cols.iter()
+        .map(|c| {
+            if c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                e.quote(c)
+            } else {
+                c.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The whole compile of a migration's ops, laid out as scripts.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Compiled {
+    pub up: String,
+    pub down: Option<String>,
+    /// Whether it runs in one transaction (where the engine can).
+    pub transaction: bool,
+    /// Per op: (1-based number, line, summary).
+    pub summaries: Vec<(usize, usize, String)>,
+}
+
+/// Compiles `ops` (of `toml`, whose text gives each op's line) against `cat`.
+pub(crate) fn compile(
+    e: &dyn Engine,
+    ops: &[Op],
+    toml: &Script,
+    mut cat: Catalog,
+    one_transaction: bool,
+) -> Result<Compiled, Error> {
+    let lines = instar_core::online::op_lines(&toml.sql);
+    let ddl = e.online();
+    let mut ups: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut downs: Vec<Vec<String>> = Vec::new();
+    let mut summaries = Vec::new();
+    let mut own = false;
+    for (i, op) in ops.iter().enumerate() {
+        let line = lines.get(i).copied().unwrap_or(1);
+        let out = common(e, ddl, op, &mut cat)
+            .unwrap_or_else(|| ddl.op(e, op, &mut cat, !one_transaction))
+            .map_err(|why| {
+                Error::Core(instar_core::Error::BadMetadata {
+                    path: toml.path.clone(),
+                    message: format!("line {line}: op {} ({}): {why}", i + 1, op.name()),
+                })
+            })?;
+        own |= out.own_transactions;
+        summaries.push((i + 1, line, out.summary));
+        ups.push((line, out.up));
+        downs.push(out.down);
+    }
+    let reversible = ops.iter().all(|o| o.irreversible().is_none());
+    let down = reversible.then(|| {
+        downs
+            .into_iter()
+            .rev()
+            .flatten()
+            .map(|s| terminated(&s))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(Compiled {
+        up: layout(&ups),
+        down,
+        transaction: !own,
+        summaries,
+    })
+}
+
+/// Ops compiled alike on every engine; `None` for the others.
+fn common(
+    e: &dyn Engine,
+    ddl: &dyn OnlineDdl,
+    op: &Op,
+    cat: &mut Catalog,
+) -> Option<Result<OpSql, String>> {
+    let q = |s: &str| e.quote(s);
+    Some(match op {
+        Op::CreateTable {
+            table,
+            columns,
+            primary_key,
+        } => create_table(e, cat, table, columns, primary_key),
+        Op::DropTable { table } => cat.need(table).map(|_| ()).map(|()| {
+            cat.remove(table);
+            OpSql {
+                up: vec![format!("DROP TABLE {}", q(table))],
+                summary: format!("drop table {table}"),
+                ..OpSql::default()
+            }
+        }),
+        Op::RenameTable { table, to } => rename_table(e, cat, table, to),
+        Op::AddColumn { .. } => add_column(e, ddl, op, cat),
+        Op::DropColumn { table, column } => {
+            cat.need_column(table, column).map(|_| ()).and_then(|()| {
+                if let Some(t) = cat.table_mut(table) {
+                    t.columns.retain(|c| !c.name.eq_ignore_ascii_case(column));
+                    ddl.track(e, t, Change::Dropped(column))?;
+                }
+                Ok(OpSql {
+                    up: vec![format!(
+                        "ALTER TABLE {} DROP COLUMN {}",
+                        q(table),
+                        q(column)
+                    )],
+                    summary: format!("drop column {table}.{column}"),
+                    ..OpSql::default()
+                })
+            })
+        }
+        Op::RenameColumn { table, column, to } => rename_column(e, ddl, cat, table, column, to),
+        Op::Sql { up, down } => Ok(OpSql {
+            up: vec![up.clone()],
+            down: down.iter().cloned().collect(),
+            summary: "sql".into(),
+            own_transactions: false,
+        }),
+        _ => return None,
+    })
+}
+
+fn create_table(
+    e: &dyn Engine,
+    cat: &mut Catalog,
+    table: &str,
+    columns: &[instar_core::online::ColumnDef],
+    primary_key: &[String],
+) -> Result<OpSql, String> {
+    if cat.table(table).is_some() {
+        return Err(format!("table {table} already exists"));
+    }
+    let mut items: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let mut s = column_sql(
+                e,
+                &Col {
+                    name: c.name.clone(),
+                    ty: c.ty.clone(),
+                    not_null: c.not_null,
+                    default: c.default.clone(),
+                },
+            );
+            if c.primary_key {
+                s.push_str(" PRIMARY KEY");
+            }
+            if c.unique {
+                s.push_str(" UNIQUE");
+            }
+            s
+        })
+        .collect();
+    if !primary_key.is_empty() {
+        items.push(format!("PRIMARY KEY ({})", column_list(e, primary_key)));
+    }
+    let create = format!(
+        "CREATE TABLE {} ({}){}",
+        e.quote(table),
+        items.join(", "),
+        e.table_options()
+    );
+    cat.tables.push(Table {
+        name: table.to_string(),
+        columns: columns
+            .iter()
+            .map(|c| Col {
+                name: c.name.clone(),
+                ty: c.ty.clone(),
+                not_null: c.not_null || c.primary_key,
+                default: c.default.clone(),
+            })
+            .collect(),
+        create: Some(create.clone()),
+        extras: Vec::new(),
+        referenced_by: Vec::new(),
+    });
+    Ok(OpSql {
+        up: vec![create],
+        down: vec![format!("DROP TABLE {}", e.quote(table))],
+        summary: format!("create table {table} ({} columns)", columns.len()),
+        own_transactions: false,
+    })
+}
+
+fn rename_table(e: &dyn Engine, cat: &mut Catalog, table: &str, to: &str) -> Result<OpSql, String> {
+    cat.need(table)?;
+    if cat.table(to).is_some() {
+        return Err(format!("table {to} already exists"));
+    }
+    if let Some(t) = cat.table_mut(table) {
+        t.name = to.to_string();
+    }
+    let rename = |a: &str, b: &str| format!("ALTER TABLE {} RENAME TO {}", e.quote(a), e.quote(b));
+    Ok(OpSql {
+        up: vec![rename(table, to)],
+        down: vec![rename(to, table)],
+        summary: format!("rename table {table} to {to}"),
+        own_transactions: false,
+    })
+}
+
+fn rename_column(
+    e: &dyn Engine,
+    ddl: &dyn OnlineDdl,
+    cat: &mut Catalog,
+    table: &str,
+    column: &str,
+    to: &str,
+) -> Result<OpSql, String> {
+    cat.need_column(table, column)?;
+    if cat.need_column(table, to).is_ok() {
+        return Err(format!("table {table} already has a column {to}"));
+    }
+    if let Some(t) = cat.table_mut(table) {
+        if let Some(c) = t.column_mut(column) {
+            c.name = to.to_string();
+        }
+        ddl.track(e, t, Change::Renamed(column, to))?;
+    }
+    let q = |s: &str| e.quote(s);
+    let rename = |a: &str, b: &str| {
+        format!(
+            "ALTER TABLE {} RENAME COLUMN {} TO {}",
+            q(table),
+            q(a),
+            q(b)
+        )
+    };
+    Ok(OpSql {
+        up: vec![rename(column, to)],
+        down: vec![rename(to, column)],
+        summary: format!("rename column {table}.{column} to {to}"),
+        own_transactions: false,
+    })
+}
+
+/// `add_column` on each of its tables, skipping (when told) a table that has
+/// the column already or does not exist: the summary says which.
+fn add_column(
+    e: &dyn Engine,
+    ddl: &dyn OnlineDdl,
+    op: &Op,
+    cat: &mut Catalog,
+) -> Result<OpSql, String> {
+    let Op::AddColumn {
+        column,
+        ty,
+        default,
+        not_null,
+        if_not_exists,
+        skip_missing_table,
+        ..
+    } = op
+    else {
+        unreachable!("add_column only")
+    };
+    let col = Col {
+        name: column.clone(),
+        ty: ty.clone(),
+        not_null: *not_null,
+        default: default.clone(),
+    };
+    let (mut added, mut skipped) = (Vec::new(), Vec::new());
+    let mut out = OpSql::default();
+    for table in op.tables() {
+        match cat.table_mut(table) {
+            None if *skip_missing_table => skipped.push(format!("{table} (no such table)")),
+            None => {
+                return Err(format!(
+                    "table {table} does not exist; add skip_missing_table = true to skip such tables"
+                ))
+            }
+            Some(t) if t.column(column).is_some() && *if_not_exists => {
+                skipped.push(format!("{table} (has it)"))
+            }
+            Some(t) if t.column(column).is_some() => {
+                return Err(format!(
+                    "table {table} already has a column {column}; add if_not_exists = true to skip such tables"
+                ))
+            }
+            Some(t) => {
+                t.columns.push(col.clone());
+                ddl.track(e, t, Change::Added(&col))?;
+                out.up.push(ddl.add_column(e, table, &col));
+                out.down.push(format!(
+                    "ALTER TABLE {} DROP COLUMN {}",
+                    e.quote(table),
+                    e.quote(column)
+                ));
+                added.push(table.to_string());
+            }
+        }
+    }
+    // Undone in reverse.
+    out.down.reverse();
+    out.summary = format!(
+        "add column {column}: added {} ({}), skipped {}{}",
+        added.len(),
+        added.join(", "),
+        skipped.len(),
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", skipped.join(", "))
+        }
+    );
+    Ok(out)
+}
+
+/// `s` ending with exactly one `;`.
+fn terminated(s: &str) -> String {
+    let t = s.trim_end();
+    if t.ends_with(';') {
+        t.to_string()
+    } else {
+        format!("{t};")
+    }
+}
+
+/// The forward script: each op's statements start on the op's `[[ops]]` line
+/// where they can, so a failing statement is named by the line of its op.
+fn layout(ops: &[(usize, Vec<String>)]) -> String {
+    let mut out = String::new();
+    let mut line = 1;
+    for (at, stmts) in ops {
+        while line < *at {
+            out.push('\n');
+            line += 1;
+        }
+        let text = stmts
+            .iter()
+            .map(|s| terminated(s))
+            .collect::<Vec<_>>()
+            .join(" ");
+        line += text.matches('\n').count() + 1;
+        out.push_str(&text);
+        out.push('\n');
+    }
+    out
+}
+
+impl Db {
+    async fn compiled_table(&mut self) -> Result<String, Error> {
+        let t = self.sibling_table(COMPILED);
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {t} (version VARCHAR(255) NOT NULL PRIMARY KEY, up_sql {long} NOT NULL, down_sql {long})",
+            long = self.engine.column_type(crate::engine::Col::Long)
+        );
+        crate::db::run_sql(
+            &mut self.conn,
+            &sql,
+            "creating the table of compiled online migrations",
+        )
+        .await?;
+        Ok(t)
+    }
+
+    /// The kept compile of migration `version`: (up, down).
+    async fn kept_compile(
+        &mut self,
+        version: &str,
+    ) -> Result<Option<(String, Option<String>)>, Error> {
+        if !self.table_exists(COMPILED).await? {
+            return Ok(None);
+        }
+        let t = self.sibling_table(COMPILED);
+        let sql = format!(
+            "SELECT up_sql, down_sql FROM {t} WHERE version = {}",
+            self.engine.placeholder(1)
+        );
+        let row = query(&sql)
+            .bind(version)
+            .fetch_optional(&mut self.conn)
+            .await
+            .map_err(|e| Error::query("reading a compiled online migration", e))?;
+        row.map(|r| {
+            let v = r.json_values()?;
+            let text = |i: usize| v.get(i).and_then(|x| x.as_str()).map(str::to_string);
+            Ok((text(0).unwrap_or_default(), text(1)))
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| Error::query("reading a compiled online migration", e))
+    }
+
+    async fn keep_compile(&mut self, version: &str, c: &Compiled) -> Result<(), Error> {
+        let t = self.compiled_table().await?;
+        let p = |n| self.engine.placeholder(n);
+        let delete = format!("DELETE FROM {t} WHERE version = {}", p(1));
+        let insert = format!(
+            "INSERT INTO {t} (version, up_sql, down_sql) VALUES ({}, {}, {})",
+            p(1),
+            p(2),
+            p(3)
+        );
+        let context = "keeping a compiled online migration";
+        query(&delete)
+            .bind(version)
+            .execute(&mut self.conn)
+            .await
+            .map_err(|e| Error::query(context, e))?;
+        query(&insert)
+            .bind(version)
+            .bind(c.up.as_str())
+            .bind(c.down.clone())
+            .execute(&mut self.conn)
+            .await
+            .map_err(|e| Error::query(context, e))?;
+        Ok(())
+    }
+}
+
+/// Whether `m` is an online migration.
+pub(crate) fn is_online(m: &Migration) -> bool {
+    m.meta.kind == Some(instar_core::meta::Kind::Online)
+}
+
+/// Compiles online migration `m` against the live catalog.
+pub(crate) async fn compile_now(db: &mut Db, m: &Migration) -> Result<Compiled, Error> {
+    let cat = db.online_catalog(&m.meta.ops).await?;
+    let one_tx = db.engine.transactional_ddl() && m.meta.transaction == Some(true);
+    let mut c = compile(db.engine, &m.meta.ops, &m.up, cat, one_tx)?;
+    // SQLite has no cheap forms to use: one transaction always.
+    c.transaction = db.engine.transactional_ddl() && (c.transaction || one_tx);
+    Ok(c)
+}
+
+/// Online migration `m` with its scripts compiled for a run in direction `d`:
+/// a resumed run, and any `down`, use the statements kept when it was
+/// compiled before; a fresh `up` compiles against the catalog now and keeps
+/// the result. `keep = false` (a preview) writes nothing.
+pub(crate) async fn prepared(
+    db: &mut Db,
+    m: &Migration,
+    d: Direction,
+    resuming: bool,
+    keep: bool,
+    sink: &mut dyn EventSink,
+) -> Result<Migration, Error> {
+    let kept = db.kept_compile(m.version.as_str()).await?;
+    let (up, down, transaction) = match (d, kept) {
+        // Only a run statement by statement leaves something to resume.
+        (Direction::Up, Some((up, down))) if resuming => (up, down, false),
+        // Undoing statements are never the concurrent kind.
+        (Direction::Down, Some((up, down))) => (up, down, db.engine.transactional_ddl()),
+        (Direction::Down, None) => {
+            return Err(Error::Unsupported(format!(
+                "online migration {} has no compiled statements kept in {COMPILED} (it was recorded without being run by this Instar), so what to undo is unknown; undo it with a schema migration of its own",
+                m.version
+            )))
+        }
+        (Direction::Up, _) => {
+            let c = compile_now(db, m).await?;
+            if d == Direction::Up {
+                for (op, line, summary) in &c.summaries {
+                    sink.event(&Event::OpCompiled {
+                        version: m.version.to_string(),
+                        op: *op,
+                        line: *line,
+                        summary: summary.clone(),
+                    });
+                }
+                if keep {
+                    db.keep_compile(m.version.as_str(), &c).await?;
+                }
+            }
+            (c.up, c.down, c.transaction)
+        }
+    };
+    let mut out = m.clone();
+    out.up.sql = up;
+    out.transaction = transaction;
+    out.down = down.map(|sql| Script {
+        path: m.up.path.clone(),
+        sql,
+        original: None,
+    });
+    out.down_transaction = Some(transaction);
+    Ok(out)
+}
