@@ -372,6 +372,33 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Serve the next pending migration (an online one) at two versions at
+    /// once: expand the schema, backfill changed columns in batches, make the
+    /// version views. Run again after a kill: it goes on where it stopped.
+    Start {
+        /// Rows per backfill batch.
+        #[arg(long, default_value_t = 1000)]
+        batch: u64,
+        /// Backfill each table in N slices at once (PostgreSQL).
+        #[arg(long, default_value_t = 1)]
+        parallel: usize,
+        /// Stop the backfill at a checkpoint after this long (e.g. 10m); `start` again goes on.
+        #[arg(long)]
+        max_duration: Option<String>,
+        /// Print what start, complete and rollback would run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Finish the online migration in flight: drop what only the old version
+    /// used and record the migration as applied.
+    Complete {
+        /// Complete even though clients of the old version are connected.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove the new version of the online migration in flight; the old one
+    /// stays, with every write made through either.
+    Rollback,
     /// Print the history log.
     History,
     /// Check files and history; exit 1 on any problem.

@@ -16,6 +16,7 @@ mod admin;
 mod kv;
 mod lens;
 mod lint;
+mod online;
 mod ops;
 mod scaffold;
 mod status;
@@ -140,6 +141,14 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
             keep,
             junit,
         } => ops::test(s, filter, keep, junit.as_deref(), out).await,
+        Command::Start {
+            batch,
+            parallel,
+            max_duration,
+            dry_run,
+        } => online::start(s, batch, parallel, max_duration.as_deref(), dry_run, out).await,
+        Command::Complete { force } => online::complete(s, force, out).await,
+        Command::Rollback => online::rollback(s, out).await,
         Command::History => status::history(s, out).await,
         Command::Validate => status::validate(s, out).await,
         Command::Verify => status::verify(s, out).await,

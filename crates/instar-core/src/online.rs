@@ -321,6 +321,176 @@ pub fn made_up_name(table: &str, columns: &[String], suffix: &str) -> String {
     format!("{base}_{suffix}")
 }
 
+/// `s` ending with exactly one `;`.
+pub fn terminated(s: &str) -> String {
+    let t = s.trim_end();
+    if t.ends_with(';') {
+        t.to_string()
+    } else {
+        format!("{t};")
+    }
+}
+
+/// A script of each op's statements, each op's starting on the op's
+/// `[[ops]]` line where it can (so a statement is named by its op's line).
+pub fn layout(ops: &[(usize, Vec<String>)]) -> String {
+    let mut out = String::new();
+    let mut line = 1;
+    for (at, stmts) in ops {
+        while line < *at {
+            out.push('\n');
+            line += 1;
+        }
+        let text = stmts
+            .iter()
+            .map(|s| terminated(s))
+            .collect::<Vec<_>>()
+            .join(" ");
+        line += text.matches('\n').count() + 1;
+        out.push_str(&text);
+        out.push('\n');
+    }
+    out
+}
+
+/// The ops as engine-neutral SQL (PostgreSQL's non-blocking forms), for the
+/// tools that read a migration without a database: `lint`, `compat`, `audit`.
+/// What runs is compiled per engine against the catalog.
+pub fn sketch(ops: &[Op], toml: &str) -> String {
+    let lines = op_lines(toml);
+    let ops: Vec<(usize, Vec<String>)> = ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| (lines.get(i).copied().unwrap_or(1), sketch_op(op)))
+        .collect();
+    layout(&ops)
+}
+
+fn sketch_op(op: &Op) -> Vec<String> {
+    let alter = |t: &str| format!("ALTER TABLE {t}");
+    let name = |n: &Option<String>, t: &str, cols: &[String], suffix: &str| {
+        n.clone().unwrap_or_else(|| made_up_name(t, cols, suffix))
+    };
+    match op {
+        Op::CreateTable {
+            table,
+            columns,
+            primary_key,
+        } => {
+            let mut items: Vec<String> = columns
+                .iter()
+                .map(|c| {
+                    let mut s = format!("{} {}", c.name, c.ty);
+                    if let Some(d) = &c.default {
+                        s.push_str(&format!(" DEFAULT {d}"));
+                    }
+                    if c.not_null {
+                        s.push_str(" NOT NULL");
+                    }
+                    if c.primary_key {
+                        s.push_str(" PRIMARY KEY");
+                    }
+                    s
+                })
+                .collect();
+            if !primary_key.is_empty() {
+                items.push(format!("PRIMARY KEY ({})", primary_key.join(", ")));
+            }
+            vec![format!("CREATE TABLE {table} ({})", items.join(", "))]
+        }
+        Op::DropTable { table } => vec![format!("DROP TABLE {table}")],
+        Op::RenameTable { table, to } => vec![format!("{} RENAME TO {to}", alter(table))],
+        Op::AddColumn {
+            column,
+            ty,
+            default,
+            not_null,
+            ..
+        } => op
+            .tables()
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} ADD COLUMN {column} {ty}{}{}",
+                    alter(t),
+                    default
+                        .as_ref()
+                        .map(|d| format!(" DEFAULT {d}"))
+                        .unwrap_or_default(),
+                    if *not_null { " NOT NULL" } else { "" }
+                )
+            })
+            .collect(),
+        Op::DropColumn { table, column } => vec![format!("{} DROP COLUMN {column}", alter(table))],
+        Op::RenameColumn { table, column, to } => {
+            vec![format!("{} RENAME COLUMN {column} TO {to}", alter(table))]
+        }
+        Op::AlterColumn {
+            table, column, ty, ..
+        } => {
+            vec![format!("{} ALTER COLUMN {column} TYPE {ty}", alter(table))]
+        }
+        Op::SetNotNull { table, column, .. } => {
+            vec![format!(
+                "{} ALTER COLUMN {column} SET NOT NULL",
+                alter(table)
+            )]
+        }
+        Op::AddUnique {
+            table,
+            columns,
+            name: n,
+        } => vec![format!(
+            "{} ADD CONSTRAINT {} UNIQUE ({})",
+            alter(table),
+            name(n, table, columns, "key"),
+            columns.join(", ")
+        )],
+        Op::AddCheck {
+            table,
+            name: n,
+            check,
+        } => vec![format!(
+            "{} ADD CONSTRAINT {n} CHECK ({check}) NOT VALID",
+            alter(table)
+        )],
+        Op::AddForeignKey {
+            table,
+            columns,
+            references,
+            references_columns,
+            name: n,
+            ..
+        } => {
+            let to = if references_columns.is_empty() {
+                columns
+            } else {
+                references_columns
+            };
+            vec![format!(
+                "{} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {references} ({}) NOT VALID",
+                alter(table),
+                name(n, table, columns, "fkey"),
+                columns.join(", "),
+                to.join(", ")
+            )]
+        }
+        Op::CreateIndex {
+            table,
+            columns,
+            name: n,
+            unique,
+        } => vec![format!(
+            "CREATE {}INDEX CONCURRENTLY {} ON {table} ({})",
+            if *unique { "UNIQUE " } else { "" },
+            name(n, table, columns, "idx"),
+            columns.join(", ")
+        )],
+        Op::DropIndex { name: n, .. } => vec![format!("DROP INDEX CONCURRENTLY {n}")],
+        Op::Sql { up, .. } => vec![up.clone()],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +529,16 @@ to = "y"
         assert!(bad.unwrap_err().to_string().contains("new_name"));
         let bad = toml::from_str::<File>("[[ops]]\nop = \"add_colum\"\ntable = \"a\"\n");
         assert!(bad.unwrap_err().to_string().contains("add_colum"));
+    }
+
+    #[test]
+    fn sketch_lays_statements_on_their_op_lines() {
+        let toml = "kind = \"online\"\n\n[[ops]]\nop = \"rename_column\"\ntable = \"a\"\ncolumn = \"x\"\nto = \"y\"\n\n[[ops]]\nop = \"drop_table\"\ntable = \"b\"\n";
+        let f: File = toml::from_str(toml).unwrap();
+        let sql = sketch(&f.ops, toml);
+        let lines: Vec<&str> = sql.lines().collect();
+        assert_eq!(lines[2], "ALTER TABLE a RENAME COLUMN x TO y;");
+        assert_eq!(lines[8], "DROP TABLE b;");
     }
 
     #[test]

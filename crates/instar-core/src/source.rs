@@ -84,6 +84,16 @@ impl Migration {
     pub fn is_repeatable(&self) -> bool {
         self.version.is_repeatable()
     }
+
+    /// Its forward SQL as the tools that read without a database see it: the
+    /// script, or for an online migration its ops sketched as SQL.
+    pub fn readable_sql(&self) -> std::borrow::Cow<'_, str> {
+        if self.meta.kind == Some(crate::meta::Kind::Online) {
+            crate::online::sketch(&self.meta.ops, &self.up.sql).into()
+        } else {
+            self.up.sql.as_str().into()
+        }
+    }
 }
 
 /// The migrations of one folder, in run order.

@@ -37,7 +37,7 @@ mod lock;
 mod mysql;
 mod mysql_backup;
 mod mysql_json;
-mod online;
+pub mod online;
 mod postgres;
 mod postgres_backup;
 mod postgres_json;

@@ -109,7 +109,12 @@ impl Service {
         let mut declared = Declared::default();
         for m in &source.migrations {
             if state.applied_of(m.version.as_str()).is_some() {
-                declared.read(m.version.as_str(), &m.up.path, &m.up.sql, db.dialect());
+                declared.read(
+                    m.version.as_str(),
+                    &m.up.path,
+                    &m.readable_sql(),
+                    db.dialect(),
+                );
             }
         }
         let catalog = db.catalog().await?;

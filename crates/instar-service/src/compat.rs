@@ -109,7 +109,7 @@ impl Service {
             let findings = if m.meta.documents.is_some() {
                 Vec::new()
             } else {
-                lint::lint_script(&m.up.path, &m.up.sql, dialect, &mut schema)
+                lint::lint_script(&m.up.path, &m.readable_sql(), dialect, &mut schema)
             };
             let Some(v) = m.meta.schema_version.clone() else {
                 continue;
@@ -130,7 +130,7 @@ impl Service {
                     rule.push(format!("{}:{}: a {b} version ({v}) {} [{}]: releases of the previous version break; make it a MAJOR version, or expand and contract over two migrations", f.file.display(), f.line, f.message, f.rule));
                 }
             }
-            if b == "patch" && schema_changes(&m.up.sql) {
+            if b == "patch" && schema_changes(&m.readable_sql()) {
                 rule.push(format!("{}: a PATCH version ({v}) changes the schema; PATCH means no schema change: make it MINOR (additive) or MAJOR", m.up.path.display()));
             }
             let lens_readable = m.meta.documents.as_ref().map(|d| {

@@ -27,6 +27,7 @@ mod keyvalue;
 mod lint;
 mod migration_tests;
 mod migrator;
+mod online;
 mod run;
 mod service;
 pub mod settings;

@@ -81,7 +81,7 @@ impl Service {
             } else {
                 found.extend(lint::lint_script(
                     &m.up.path,
-                    &m.up.sql,
+                    &m.readable_sql(),
                     dialect,
                     &mut schema,
                 ));

@@ -142,7 +142,7 @@ impl Service {
         self.on(Db::connect(&settings).await?, f).await
     }
 
-    async fn on<T>(
+    pub(crate) async fn on<T>(
         &self,
         mut db: Db,
         f: impl AsyncFnOnce(&mut Db) -> Result<T, Error>,
@@ -191,6 +191,7 @@ impl Service {
                 state,
                 checkpoints: instar_db::data::checkpoints(db).await?,
                 skipped: instar_db::data::skipped_rows(db).await?,
+                in_flight: db.in_flight().await?,
             })
         })
         .await

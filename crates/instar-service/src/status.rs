@@ -27,6 +27,9 @@ pub struct StatusView {
     /// Other tools' histories found while Instar's records nothing applied
     /// (`instar adopt` records them).
     pub other_histories: Vec<instar_core::foreign::Reconciled>,
+    /// The online migration served at two versions (`instar start`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<instar_db::online::served::InFlight>,
 }
 
 impl StatusView {

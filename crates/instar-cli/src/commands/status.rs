@@ -33,6 +33,7 @@ pub async fn status(
         "skipped_rows": v.skipped.iter().map(|(v, n)| serde_json::json!({ "version": v, "rows": n })).collect::<Vec<_>>(),
         "requirement_met": unmet.is_none(),
         "other_histories": v.other_histories,
+        "in_flight": v.in_flight,
     }));
     let work_or_problems = v.pending() > 0
         || !v.state.dirty.is_empty()
@@ -76,6 +77,17 @@ fn print_status(v: &StatusView) {
             d.statements_total,
             d.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
             d.direction.as_str()
+        );
+    }
+    if let Some(f) = &v.in_flight {
+        let how = if f.new_schema.is_empty() {
+            String::new()
+        } else {
+            format!(" (views in {} and {})", f.old_schema, f.new_schema)
+        };
+        println!(
+            "in flight: online migration {} since {}, phase {}: versions {} and {} served{how}; `instar complete` or `instar rollback`",
+            f.version, f.started_at, f.phase, f.old_version, f.version
         );
     }
     for c in &v.checkpoints {

@@ -56,6 +56,7 @@ mod lint;
 mod migration_tests;
 mod newcomer;
 mod online;
+mod online_served;
 mod schemas;
 mod secrets;
 mod serve;

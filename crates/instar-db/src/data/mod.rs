@@ -16,11 +16,13 @@
 //! - [`checkpoint`]: the data tables, the checks before a run, start/resume/finish;
 //! - [`walk`]: one slice's batch loop, error policies, adaptive batch size.
 
+mod backfill;
 mod checkpoint;
 mod documents;
 mod keys;
 mod walk;
 
+pub use backfill::{backfill, forget_backfill, Backfill};
 pub use documents::{DocCollection, Move, Validator};
 
 use std::borrow::Cow;

@@ -21,6 +21,8 @@ pub(crate) struct Col {
 pub(crate) struct Table {
     pub name: String,
     pub columns: Vec<Col>,
+    /// Its primary key's columns, in key order (empty: none).
+    pub key: Vec<String>,
     /// SQLite: its `CREATE TABLE` statement, as rebuilt so far.
     pub create: Option<String>,
     /// SQLite: the `CREATE INDEX`/`CREATE TRIGGER` statements on it.
@@ -113,6 +115,7 @@ impl Db {
                 .await
                 .map_err(|e| Error::query(format!("reading the columns of {name}"), e))?;
             let mut columns = Vec::new();
+            let mut key: Vec<(i64, String)> = Vec::new();
             for r in rows {
                 let v = r
                     .json_values()
@@ -127,6 +130,9 @@ impl Db {
                     Some(x) => x.as_i64().unwrap_or(0) != 0 || x.as_str() == Some("1"),
                     None => false,
                 };
+                if let Some(n) = v.get(4).and_then(|x| x.as_i64()).filter(|n| *n > 0) {
+                    key.push((n, text(0).unwrap_or_default()));
+                }
                 columns.push(Col {
                     name: text(0).unwrap_or_default(),
                     ty: text(1).unwrap_or_default(),
@@ -137,9 +143,11 @@ impl Db {
             if columns.is_empty() {
                 continue;
             }
+            key.sort();
             let mut t = Table {
                 name,
                 columns,
+                key: key.into_iter().map(|(_, c)| c).collect(),
                 create: None,
                 extras: Vec::new(),
                 referenced_by: Vec::new(),

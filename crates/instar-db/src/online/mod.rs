@@ -8,8 +8,10 @@
 //! table that already had the column never drops it there).
 
 mod catalog;
+pub mod expand;
 mod mysql;
 mod postgres;
+pub mod served;
 mod sqlite;
 
 pub(crate) use catalog::{Catalog, Col, Table};
@@ -19,7 +21,7 @@ pub(crate) use sqlite::SqliteDdl;
 
 use instar_core::event::{Event, EventSink};
 use instar_core::history::Direction;
-use instar_core::online::Op;
+use instar_core::online::{layout, terminated, Op};
 use instar_core::{Migration, Script};
 
 use crate::conn::query;
@@ -45,7 +47,8 @@ pub(crate) struct OpSql {
 
 /// What differs between engines in compiling ops.
 pub(crate) trait OnlineDdl: Sync {
-    /// Columns of one table (bind: its name): name, type, not null, default.
+    /// Columns of one table (bind: its name): name, type, not null, default,
+    /// position in the primary key (0: not in it).
     fn columns_sql(&self) -> &'static str;
     /// Reads what else compiling needs about `t` (SQLite: its statements).
     fn read_more<'a>(
@@ -267,6 +270,15 @@ fn create_table(
     );
     cat.tables.push(Table {
         name: table.to_string(),
+        key: if primary_key.is_empty() {
+            columns
+                .iter()
+                .filter(|c| c.primary_key)
+                .map(|c| c.name.clone())
+                .collect()
+        } else {
+            primary_key.to_vec()
+        },
         columns: columns
             .iter()
             .map(|c| Col {
@@ -413,43 +425,11 @@ fn add_column(
     Ok(out)
 }
 
-/// `s` ending with exactly one `;`.
-fn terminated(s: &str) -> String {
-    let t = s.trim_end();
-    if t.ends_with(';') {
-        t.to_string()
-    } else {
-        format!("{t};")
-    }
-}
-
-/// The forward script: each op's statements start on the op's `[[ops]]` line
-/// where they can, so a failing statement is named by the line of its op.
-fn layout(ops: &[(usize, Vec<String>)]) -> String {
-    let mut out = String::new();
-    let mut line = 1;
-    for (at, stmts) in ops {
-        while line < *at {
-            out.push('\n');
-            line += 1;
-        }
-        let text = stmts
-            .iter()
-            .map(|s| terminated(s))
-            .collect::<Vec<_>>()
-            .join(" ");
-        line += text.matches('\n').count() + 1;
-        out.push_str(&text);
-        out.push('\n');
-    }
-    out
-}
-
 impl Db {
-    async fn compiled_table(&mut self) -> Result<String, Error> {
+    pub(crate) async fn compiled_table(&mut self) -> Result<String, Error> {
         let t = self.sibling_table(COMPILED);
         let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {t} (version VARCHAR(255) NOT NULL PRIMARY KEY, up_sql {long} NOT NULL, down_sql {long})",
+            "CREATE TABLE IF NOT EXISTS {t} (version VARCHAR(255) NOT NULL PRIMARY KEY, up_sql {long} NOT NULL, down_sql {long}, phase VARCHAR(32), expansion {long}, started_at VARCHAR(64))",
             long = self.engine.column_type(crate::engine::Col::Long)
         );
         crate::db::run_sql(

@@ -13,7 +13,7 @@ pub(crate) struct SqliteDdl;
 
 impl OnlineDdl for SqliteDdl {
     fn columns_sql(&self) -> &'static str {
-        "SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info(?) ORDER BY cid"
+        "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?) ORDER BY cid"
     }
 
     fn read_more<'a>(

@@ -26,8 +26,8 @@ pub(crate) mod step;
 mod stepwise;
 
 pub use admin::{baseline, repair, RepairOptions};
-pub(crate) use step::new_row;
 pub use step::operator;
+pub(crate) use step::{new_row, short as short_statement};
 use step::{record_failure, run_in_transaction};
 use stepwise::run_stepwise;
 
@@ -531,6 +531,12 @@ async fn run_locked(
     report: &mut Report,
 ) -> Result<(), Error> {
     db.ensure_history().await?;
+    if let Some(f) = db.in_flight().await? {
+        return Err(Error::Unsupported(format!(
+            "online migration {} is being served at two versions ({}); finish it with `instar complete`, or remove the new version with `instar rollback`, before running migrations",
+            f.version, f.phase
+        )));
+    }
     // Another run may have applied migrations while this one waited for the lock.
     let state = derive(&db.read_history().await?);
     let plan = plan::plan(&source.migrations, &state, popts)?;

@@ -124,7 +124,7 @@ fn user_from_passwd() -> Option<String> {
     }
 }
 
-pub(super) fn short(sql: &str) -> String {
+pub(crate) fn short(sql: &str) -> String {
     let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() > 200 {
         format!("{}…", one_line.chars().take(200).collect::<String>())

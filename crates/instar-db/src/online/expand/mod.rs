@@ -1,0 +1,250 @@
+//! Expand/contract: an online migration's ops compiled so that the schema
+//! before it (the *old* version) and after it (the *new* one) are served at
+//! once: what is added sits beside what is there, a changed column gets a
+//! shadow column kept in step by triggers and filled by a batched backfill,
+//! and each version reads and writes through its own projection. `complete`
+//! contracts to the new version alone; `rollback` removes it, losing no write
+//! made through either.
+
+pub(crate) mod postgres;
+
+use instar_core::online::Op;
+use serde::{Deserialize, Serialize};
+
+use super::Catalog;
+use crate::engine::Engine;
+
+/// One changed column's backfill: `UPDATE table SET set WHERE {batch}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Fill {
+    /// The table walked.
+    pub table: String,
+    /// Its primary key.
+    pub key: Vec<String>,
+    /// The `UPDATE … WHERE {batch}`.
+    pub statement: String,
+}
+
+/// A query returning rows that break a rule, with what the rule is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Probe {
+    /// What it checks.
+    pub what: String,
+    /// The query.
+    pub sql: String,
+    /// The op declares the change lossy: found rows are reported, not refused.
+    pub lossy: bool,
+}
+
+/// Everything `start`, `complete` and `rollback` run, compiled once at `start`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Expansion {
+    /// The version served as it was.
+    pub old_version: String,
+    /// The version the migration brings.
+    pub new_version: String,
+    /// Where each version's views live (PostgreSQL schemas); empty where the
+    /// engine serves versions otherwise.
+    pub old_schema: String,
+    /// The new version's.
+    pub new_schema: String,
+    /// Run first, in one transaction where the engine can.
+    pub expand: Vec<String>,
+    /// Run after it, each by itself (concurrent index builds).
+    pub expand_outside: Vec<String>,
+    /// The backfills of changed columns.
+    pub fills: Vec<Fill>,
+    /// The version views, made once the backfill is done.
+    pub views: Vec<String>,
+    /// What `complete` runs (one transaction where the engine can).
+    pub contract: Vec<String>,
+    /// What `rollback` runs.
+    pub rollback: Vec<String>,
+    /// Before `start`: rows whose changed value does not come back.
+    pub round_trips: Vec<Probe>,
+    /// Before `complete`: rows where the two versions disagree.
+    pub in_sync: Vec<Probe>,
+    /// SQLite: what a connection runs to see the new version (TEMP views and triggers).
+    pub connect_new: Vec<String>,
+}
+
+/// A table as each version sees it: (name the version uses, physical column).
+#[derive(Debug, Clone)]
+pub(crate) struct Shape {
+    pub table: String,
+    pub key: Vec<String>,
+    pub old: Vec<(String, String)>,
+    pub new: Vec<(String, String)>,
+}
+
+/// The name of the shadow column standing for `column` at the new version.
+pub(crate) fn shadow(column: &str) -> String {
+    format!("_instar_new_{column}")
+}
+
+/// `expr` with each identifier that `map` names replaced (not inside a
+/// string literal, not a function name).
+pub(crate) fn substitute(expr: &str, map: &dyn Fn(&str) -> Option<String>) -> String {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            let end = chars[i + 1..]
+                .iter()
+                .position(|x| *x == '\'')
+                .map_or(chars.len() - 1, |p| i + 1 + p);
+            out.extend(&chars[i..=end]);
+            i = end + 1;
+        } else if c == '"' || c == '`' {
+            let end = chars[i + 1..]
+                .iter()
+                .position(|x| *x == c)
+                .map_or(chars.len() - 1, |p| i + 1 + p);
+            let inner: String = chars[i + 1..end].iter().collect();
+            match map(&inner) {
+                Some(r) => out.push_str(&r),
+                None => out.extend(&chars[i..=end]),
+            }
+            i = end + 1;
+        } else if c.is_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let call = chars[i..].iter().find(|x| !x.is_whitespace()) == Some(&'(');
+            let qualified = start > 0 && chars[start - 1] == '.';
+            match map(&word).filter(|_| !call && !qualified) {
+                Some(r) => out.push_str(&r),
+                None => out.push_str(&word),
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The ops as the engine serves them at two versions, or why it cannot.
+pub(crate) fn expansion(
+    e: &dyn Engine,
+    dialect: instar_core::Dialect,
+    ops: &[Op],
+    cat: &Catalog,
+    old_version: &str,
+    new_version: &str,
+    base_schema: &str,
+) -> Result<Expansion, String> {
+    let shapes = shapes(ops, cat)?;
+    match dialect {
+        instar_core::Dialect::Postgres => {
+            postgres::expansion(e, ops, cat, &shapes, old_version, new_version, base_schema)
+        }
+        _ => Err("serving two versions at once is built for PostgreSQL so far; on this engine run this migration plainly with `instar up`".into()),
+    }
+}
+
+/// Each table the ops change, as each version sees it; refuses an op that
+/// cannot be served at two versions, and two ops on one column.
+fn shapes(ops: &[Op], cat: &Catalog) -> Result<Vec<Shape>, String> {
+    let mut shapes: Vec<Shape> = Vec::new();
+    let mut touched: Vec<(String, String)> = Vec::new();
+    for op in ops {
+        let (table, column) = match op {
+            Op::AddColumn { column, .. } => {
+                for t in op.tables() {
+                    if cat.table(t).is_none() {
+                        return Err(format!("table {t} does not exist"));
+                    }
+                }
+                (op.tables().join(","), column.clone())
+            }
+            Op::DropColumn { table, column }
+            | Op::RenameColumn { table, column, .. }
+            | Op::AlterColumn { table, column, .. } => {
+                cat.need_column(table, column)?;
+                (table.clone(), column.clone())
+            }
+            Op::CreateIndex { table, .. } => {
+                cat.need(table)?;
+                continue;
+            }
+            other => {
+                return Err(format!(
+                    "{} is not served at two versions yet (add_column, drop_column, rename_column, alter_column and create_index are); run this migration plainly with `instar up`",
+                    other.name()
+                ))
+            }
+        };
+        if touched
+            .iter()
+            .any(|(t, c)| *t == table && c.eq_ignore_ascii_case(&column))
+        {
+            return Err(format!(
+                "{table}.{column} is changed by two ops of this migration; served at two versions, each column changes once per migration (split it in two migrations)"
+            ));
+        }
+        touched.push((table, column));
+        for t in op.tables() {
+            if shapes.iter().any(|s| s.table.eq_ignore_ascii_case(t)) {
+                continue;
+            }
+            let info = cat.need(t)?;
+            let cols: Vec<(String, String)> = info
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.name.clone()))
+                .collect();
+            if info.key.is_empty() {
+                return Err(format!(
+                    "table {t} has no primary key, which the backfill walks and the version views keep"
+                ));
+            }
+            shapes.push(Shape {
+                table: info.name.clone(),
+                key: info.key.clone(),
+                old: cols.clone(),
+                new: cols,
+            });
+        }
+    }
+    Ok(shapes)
+}
+
+impl Shape {
+    /// The new version's name for physical column `p`… and back.
+    pub(crate) fn rename_new(&mut self, from: &str, to: &str) {
+        if let Some(x) = self
+            .new
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(from))
+        {
+            x.0 = to.to_string();
+        }
+    }
+}
+
+/// The shape of `table` (present: [`shapes`] made one per table an op names).
+pub(crate) fn shape_of<'a>(shapes: &'a mut [Shape], table: &str) -> &'a mut Shape {
+    shapes
+        .iter_mut()
+        .find(|s| s.table.eq_ignore_ascii_case(table))
+        .expect("a shape per table")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitutes_columns_not_functions_or_strings() {
+        let map = |w: &str| (w == "price" || w == "name").then(|| format!("NEW.\"{w}\""));
+        assert_eq!(
+            substitute("round(price * 100) || 'price' || \"name\" || lower(name) || t.price", &map),
+            "round(NEW.\"price\" * 100) || 'price' || NEW.\"name\" || lower(NEW.\"name\") || t.price"
+        );
+    }
+}

@@ -1,0 +1,333 @@
+//! Two versions on PostgreSQL: one schema of views per version
+//! (`instar_<version>`), each over the shared base tables. A client picks its
+//! version with `search_path` (`SET search_path = instar_0002, public`); the
+//! triggers that keep a changed column and its shadow in step tell the
+//! writer's version from it. Clients that set nothing write the base tables
+//! as the old version.
+
+use instar_core::online::{made_up_name, Op};
+
+use super::{shadow, shape_of, substitute, Expansion, Fill, Probe, Shape};
+use crate::engine::Engine;
+use crate::online::{column_sql, Catalog, Col};
+
+/// The schema of views serving `version`.
+pub(crate) fn schema_of(version: &str) -> String {
+    let v: String = version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("instar_{v}")
+}
+
+pub(super) fn expansion(
+    e: &dyn Engine,
+    ops: &[Op],
+    cat: &Catalog,
+    shapes: &[Shape],
+    old_version: &str,
+    new_version: &str,
+    base: &str,
+) -> Result<Expansion, String> {
+    let q = |s: &str| e.quote(s);
+    let bt = |t: &str| format!("{}.{}", q(base), q(t));
+    let (old_schema, new_schema) = (schema_of(old_version), schema_of(new_version));
+    let mut shapes = shapes.to_vec();
+    let mut x = Expansion {
+        old_version: old_version.into(),
+        new_version: new_version.into(),
+        old_schema: old_schema.clone(),
+        new_schema: new_schema.clone(),
+        expand: Vec::new(),
+        expand_outside: Vec::new(),
+        fills: Vec::new(),
+        views: Vec::new(),
+        contract: Vec::new(),
+        rollback: Vec::new(),
+        round_trips: Vec::new(),
+        in_sync: Vec::new(),
+        connect_new: Vec::new(),
+    };
+    // Contract and rollback drop the version views first: they hold the columns.
+    x.contract
+        .push(format!("DROP SCHEMA IF EXISTS {} CASCADE", q(&old_schema)));
+    x.contract
+        .push(format!("DROP SCHEMA IF EXISTS {} CASCADE", q(&new_schema)));
+    x.rollback
+        .push(format!("DROP SCHEMA IF EXISTS {} CASCADE", q(&new_schema)));
+    let mut physical = Vec::new();
+    for op in ops {
+        match op {
+            Op::AddColumn {
+                column,
+                ty,
+                default,
+                not_null,
+                ..
+            } => {
+                for t in op.tables() {
+                    let col = Col {
+                        name: column.clone(),
+                        ty: ty.clone(),
+                        not_null: *not_null,
+                        default: default.clone(),
+                    };
+                    x.expand.push(format!(
+                        "ALTER TABLE {} ADD COLUMN {}",
+                        bt(t),
+                        column_sql(e, &col)
+                    ));
+                    x.rollback.push(format!(
+                        "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+                        bt(t),
+                        q(column)
+                    ));
+                    shape_of(&mut shapes, t)
+                        .new
+                        .push((column.clone(), column.clone()));
+                }
+            }
+            Op::DropColumn { table, column } => {
+                let c = cat.need_column(table, column)?;
+                if c.not_null && c.default.is_none() {
+                    return Err(format!("{table}.{column} is NOT NULL without a default, so rows written at the new version (which does not have it) could not be stored; give it a default first, or drop it plainly with `instar up`"));
+                }
+                shape_of(&mut shapes, table)
+                    .new
+                    .retain(|(n, _)| !n.eq_ignore_ascii_case(column));
+                physical.push(format!(
+                    "ALTER TABLE {} DROP COLUMN {}",
+                    bt(table),
+                    q(column)
+                ));
+            }
+            Op::RenameColumn { table, column, to } => {
+                shape_of(&mut shapes, table).rename_new(column, to);
+                physical.push(format!(
+                    "ALTER TABLE {} RENAME COLUMN {} TO {}",
+                    bt(table),
+                    q(column),
+                    q(to)
+                ));
+            }
+            Op::AlterColumn {
+                table,
+                column,
+                ty,
+                up,
+                down,
+                lossy,
+                ..
+            } => {
+                let old = cat.need_column(table, column)?.clone();
+                let s = shadow(column);
+                let up = up
+                    .clone()
+                    .unwrap_or_else(|| format!("CAST({} AS {ty})", q(column)));
+                let down = down
+                    .clone()
+                    .unwrap_or_else(|| format!("CAST({} AS {})", q(column), old.ty));
+                let shape = shape_of(&mut shapes, table);
+                let key = shape.key.clone();
+                if let Some(n) = shape
+                    .new
+                    .iter_mut()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(column))
+                {
+                    n.1 = s.clone();
+                }
+                let cols: Vec<String> = cat
+                    .need(table)?
+                    .columns
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect();
+                let is_col = |w: &str| cols.iter().find(|c| c.eq_ignore_ascii_case(w)).cloned();
+                let up_new = substitute(&up, &|w| is_col(w).map(|c| format!("NEW.{}", q(&c))));
+                let down_new = substitute(&down, &|w| {
+                    is_col(w).map(|c| {
+                        if c.eq_ignore_ascii_case(column) {
+                            format!("NEW.{}", q(&s))
+                        } else {
+                            format!("NEW.{}", q(&c))
+                        }
+                    })
+                });
+                let f = format!(
+                    "{}.{}",
+                    q(base),
+                    q(&format!(
+                        "instar_{}_{}_{}",
+                        new_schema.trim_start_matches("instar_"),
+                        table,
+                        column
+                    ))
+                );
+                let trigger = q(&made_up_name(
+                    &format!("instar_{table}"),
+                    std::slice::from_ref(column),
+                    "sync",
+                ));
+                x.expand.push(format!(
+                    "ALTER TABLE {} ADD COLUMN {} {ty}",
+                    bt(table),
+                    q(&s)
+                ));
+                x.expand.push(format!(
+                    "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $instar$ BEGIN IF current_setting('search_path') LIKE '%{new_schema}%' THEN NEW.{c} := ({down_new}); ELSE NEW.{s2} := ({up_new}); END IF; RETURN NEW; END $instar$",
+                    c = q(column),
+                    s2 = q(&s)
+                ));
+                x.expand.push(format!("CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {f}()", bt(table)));
+                x.fills.push(Fill {
+                    table: table.clone(),
+                    key: key.clone(),
+                    statement: format!(
+                        "UPDATE {} SET {} = ({up}) WHERE {{batch}}",
+                        bt(table),
+                        q(&s)
+                    ),
+                });
+                let key_text = key
+                    .iter()
+                    .map(|k| format!("CAST({} AS text)", q(k)))
+                    .collect::<Vec<_>>()
+                    .join(" || ',' || ");
+                let back = substitute(&down, &|w| {
+                    w.eq_ignore_ascii_case(column).then(|| format!("({up})"))
+                });
+                x.round_trips.push(Probe {
+                    what: format!("{table}.{column}: down(up(x)) = x"),
+                    sql: format!(
+                        "SELECT {key_text}, CAST({c} AS text), CAST(({up}) AS text) FROM (SELECT * FROM {} LIMIT 10000) s WHERE ({back}) IS DISTINCT FROM {c} LIMIT 5",
+                        bt(table),
+                        c = q(column)
+                    ),
+                    lossy: *lossy,
+                });
+                x.in_sync.push(Probe {
+                    what: format!("{table}.{column} and its new-version value"),
+                    sql: format!(
+                        "SELECT {key_text}, CAST({c} AS text), CAST({s2} AS text) FROM {} WHERE {s2} IS DISTINCT FROM ({up}) LIMIT 5",
+                        bt(table),
+                        c = q(column),
+                        s2 = q(&s)
+                    ),
+                    lossy: *lossy,
+                });
+                let drops = [
+                    format!("DROP TRIGGER IF EXISTS {trigger} ON {}", bt(table)),
+                    format!("DROP FUNCTION IF EXISTS {f}()"),
+                ];
+                x.contract.extend(drops.iter().cloned());
+                x.rollback.extend(drops);
+                x.rollback.push(format!(
+                    "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+                    bt(table),
+                    q(&s)
+                ));
+                physical.push(format!(
+                    "ALTER TABLE {} DROP COLUMN {}",
+                    bt(table),
+                    q(column)
+                ));
+                physical.push(format!(
+                    "ALTER TABLE {} RENAME COLUMN {} TO {}",
+                    bt(table),
+                    q(&s),
+                    q(column)
+                ));
+                if old.not_null {
+                    physical.push(format!(
+                        "ALTER TABLE {} ALTER COLUMN {} SET NOT NULL",
+                        bt(table),
+                        q(column)
+                    ));
+                }
+            }
+            Op::CreateIndex {
+                table,
+                columns,
+                name,
+                unique,
+            } => {
+                let n = name
+                    .clone()
+                    .unwrap_or_else(|| made_up_name(table, columns, "idx"));
+                // Columns are named as the new version names them.
+                let shape = shapes.iter().find(|s| s.table.eq_ignore_ascii_case(table));
+                let cols: Vec<String> = columns
+                    .iter()
+                    .map(|c| {
+                        shape
+                            .and_then(|s| s.new.iter().find(|(v, _)| v.eq_ignore_ascii_case(c)))
+                            .map_or_else(|| c.clone(), |(_, p)| p.clone())
+                    })
+                    .collect();
+                x.expand_outside.push(format!(
+                    "CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})",
+                    if *unique { "UNIQUE " } else { "" },
+                    q(&n),
+                    bt(table),
+                    crate::online::column_list(e, &cols)
+                ));
+                x.rollback
+                    .push(format!("DROP INDEX IF EXISTS {}.{}", q(base), q(&n)));
+            }
+            other => return Err(format!("{} is not served at two versions", other.name())),
+        }
+    }
+    x.contract.extend(physical);
+    for (schema, new) in [(&old_schema, false), (&new_schema, true)] {
+        x.views
+            .push(format!("CREATE SCHEMA IF NOT EXISTS {}", q(schema)));
+        for s in &shapes {
+            let cols = if new { &s.new } else { &s.old };
+            x.views
+                .push(format!("DROP VIEW IF EXISTS {}.{}", q(schema), q(&s.table)));
+            x.views.push(view(e, schema, &bt(&s.table), &s.table, cols));
+        }
+    }
+    // After the contract, the new version's views stay (clients may keep its
+    // search_path), now over columns named as it names them.
+    x.contract
+        .push(format!("CREATE SCHEMA IF NOT EXISTS {}", q(&new_schema)));
+    for s in &shapes {
+        let same: Vec<(String, String)> =
+            s.new.iter().map(|(n, _)| (n.clone(), n.clone())).collect();
+        x.contract
+            .push(view(e, &new_schema, &bt(&s.table), &s.table, &same));
+    }
+    Ok(x)
+}
+
+fn view(
+    e: &dyn Engine,
+    schema: &str,
+    base_table: &str,
+    table: &str,
+    cols: &[(String, String)],
+) -> String {
+    let list = cols
+        .iter()
+        .map(|(name, p)| {
+            if name == p {
+                e.quote(p)
+            } else {
+                format!("{} AS {}", e.quote(p), e.quote(name))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CREATE VIEW {}.{} AS SELECT {list} FROM {base_table}",
+        e.quote(schema),
+        e.quote(table)
+    )
+}

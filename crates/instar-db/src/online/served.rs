@@ -1,0 +1,547 @@
+//! `start`, `complete`, `rollback`: one online migration served at two
+//! versions, under the run lock, its phase kept in `instar_online` so that
+//! each command resumes after a kill where the previous one stopped.
+//!
+//! Phases: `expanding` (the expand statements, one transaction where the
+//! engine can), `backfilling` (checkpointed batches), `expanded` (both
+//! versions served). `complete` contracts and records the migration as
+//! applied in one transaction; `rollback` removes the new version.
+
+use std::time::Instant;
+
+use instar_core::event::{Event, EventSink};
+use instar_core::history::{derive, Direction, EventKind};
+use instar_core::plan::{self, PlanOptions, Target};
+use instar_core::{Migration, Source};
+use serde::Serialize;
+
+use super::expand::{expansion, Expansion, Probe};
+use super::{compile_now, is_online, COMPILED};
+use crate::conn::{exec, query};
+use crate::db::control;
+use crate::runner::RunOptions;
+use crate::{Db, Error};
+
+/// The online migration in flight, as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InFlight {
+    /// Its version.
+    pub version: String,
+    /// `expanding`, `backfilling` or `expanded`.
+    pub phase: String,
+    /// The version before it, still served.
+    pub old_version: String,
+    /// Where each version's views are (PostgreSQL schemas; empty elsewhere).
+    pub old_schema: String,
+    /// The new version's.
+    pub new_schema: String,
+    /// When `start` began.
+    pub started_at: String,
+    /// SQLite: what a connection runs to read and write at the new version.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connect_new: Vec<String>,
+}
+
+/// What `start` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Started {
+    /// The migration, now in flight (or `None`: paused during the backfill).
+    pub in_flight: InFlight,
+    /// Whether every backfill finished (else a time budget or a cancel paused it).
+    pub expanded: bool,
+    /// Changes the ops declare lossy, with rows that do not come back.
+    pub lossy: Vec<String>,
+}
+
+impl Db {
+    async fn ensure_compiled_table(&mut self) -> Result<String, Error> {
+        self.compiled_table().await
+    }
+
+    /// The online migration being served at two versions, if any.
+    pub async fn in_flight(&mut self) -> Result<Option<InFlight>, Error> {
+        Ok(self.in_flight_full().await?.map(|(f, _)| f))
+    }
+
+    async fn in_flight_full(&mut self) -> Result<Option<(InFlight, Expansion)>, Error> {
+        if !self.table_exists(COMPILED).await? {
+            return Ok(None);
+        }
+        let t = self.sibling_table(COMPILED);
+        let sql = format!(
+            "SELECT version, phase, expansion, started_at FROM {t} WHERE phase IS NOT NULL"
+        );
+        let row = query(&sql)
+            .fetch_optional(&mut self.conn)
+            .await
+            .map_err(|e| Error::query("reading the online migration in flight", e))?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let v = crate::db::row_values(&r)?;
+        let text = |i: usize| {
+            v.get(i)
+                .and_then(|x| x.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let x: Expansion = serde_json::from_str(&text(2)).map_err(|e| {
+            Error::Unsupported(format!(
+                "the expansion kept in {COMPILED} cannot be read ({e}); was it edited by hand?"
+            ))
+        })?;
+        Ok(Some((
+            InFlight {
+                version: text(0),
+                phase: text(1),
+                old_version: x.old_version.clone(),
+                old_schema: x.old_schema.clone(),
+                new_schema: x.new_schema.clone(),
+                started_at: text(3),
+                connect_new: x.connect_new.clone(),
+            },
+            x,
+        )))
+    }
+
+    async fn keep_expansion(&mut self, version: &str, x: &Expansion) -> Result<(), Error> {
+        let t = self.sibling_table(COMPILED);
+        let p = |n| self.engine.placeholder(n);
+        let sql = format!(
+            "UPDATE {t} SET phase = 'expanding', expansion = {}, started_at = {} WHERE version = {}",
+            p(1),
+            p(2),
+            p(3)
+        );
+        let json = serde_json::to_string(x).expect("an expansion serialises");
+        query(&sql)
+            .bind(json.as_str())
+            .bind(instar_core::time::now_rfc3339().as_str())
+            .bind(version)
+            .execute(&mut self.conn)
+            .await
+            .map_err(|e| Error::query("keeping the expansion", e))?;
+        Ok(())
+    }
+
+    /// Runs `stmts` (then `after`), in one transaction where the engine can.
+    async fn run_all(&mut self, stmts: &[String], what: &str) -> Result<(), Error> {
+        self.run_each(stmts, what, true).await
+    }
+
+    /// Runs `stmts`, in one transaction when `one_tx` and the engine can.
+    async fn run_each(&mut self, stmts: &[String], what: &str, one_tx: bool) -> Result<(), Error> {
+        let tx = one_tx && self.engine.transactional_ddl();
+        if tx {
+            control(&mut self.conn, self.engine.begin()).await?;
+        }
+        for s in stmts {
+            if let Err(e) = exec(&mut self.conn, s).await {
+                if tx {
+                    let _ = exec(&mut self.conn, "ROLLBACK").await;
+                }
+                return Err(Error::Unsupported(format!(
+                    "{what} failed at `{}`: {}{}",
+                    crate::runner::short_statement(s),
+                    crate::error::db_message(&e),
+                    if tx {
+                        " (rolled back: nothing of this step stayed)"
+                    } else {
+                        " (what ran before it stays; run the command again to go on)"
+                    }
+                )));
+            }
+        }
+        if tx {
+            control(&mut self.conn, "COMMIT").await?;
+        }
+        Ok(())
+    }
+
+    /// Rows a probe finds, as text.
+    async fn probe(&mut self, p: &Probe) -> Result<Vec<Vec<String>>, Error> {
+        let rows = query(&p.sql)
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(|e| Error::query(format!("checking {}", p.what), e))?;
+        rows.iter()
+            .map(|r| {
+                let v = crate::db::row_values(r)?;
+                Ok(v.iter()
+                    .map(|x| match x {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Null => "NULL".into(),
+                        other => other.to_string(),
+                    })
+                    .collect())
+            })
+            .collect()
+    }
+}
+
+/// The next pending migration, which `start` serves: it must be online.
+fn next_pending<'s>(
+    db: &Db,
+    source: &'s Source,
+    state: &instar_core::history::State,
+) -> Result<(usize, &'s Migration), Error> {
+    let p = plan::plan(
+        &source.migrations,
+        state,
+        &PlanOptions {
+            target: Target::Up { to: None },
+            dialect: db.dialect(),
+            allow_out_of_order: false,
+            ignore_missing: false,
+        },
+    )?;
+    let Some(step) = p.steps.first() else {
+        return Err(Error::Unsupported(
+            "nothing is pending: every migration is applied".into(),
+        ));
+    };
+    let m = &source.migrations[step.index];
+    if !is_online(m) {
+        return Err(Error::Unsupported(format!(
+            "the next pending migration, {} ({}), is not an online migration; apply it with `instar up --to {}`, then `instar start`",
+            m.version, m.name, m.version
+        )));
+    }
+    Ok((step.index, m))
+}
+
+async fn current_schema(db: &mut Db) -> Result<String, Error> {
+    Ok(match db.dialect() {
+        instar_core::Dialect::Postgres => db
+            .texts("SELECT current_schema()::text WHERE $1 IS NOT NULL", "1")
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "public".into()),
+        _ => String::new(),
+    })
+}
+
+/// Expands the next pending migration (it must be online), or goes on with
+/// the one in flight: both versions served once it returns `expanded`.
+pub async fn start(
+    db: &mut Db,
+    source: &Source,
+    batch: u64,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+) -> Result<Started, Error> {
+    lock(db, opts, sink).await?;
+    let r = start_locked(db, source, batch, opts, sink).await;
+    unlock_after(db, r).await
+}
+
+async fn start_locked(
+    db: &mut Db,
+    source: &Source,
+    batch: u64,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+) -> Result<Started, Error> {
+    db.ensure_history().await?;
+    db.ensure_compiled_table().await?;
+    let mut lossy = Vec::new();
+    let (flight, x) = match db.in_flight_full().await? {
+        Some(f) => f,
+        None => {
+            let (m, x) = expansion_of_next(db, source).await?;
+            let compiled = compile_now(db, m).await?;
+            // Checked on real rows before anything changes.
+            for p in &x.round_trips {
+                let rows = db.probe(p).await?;
+                if rows.is_empty() {
+                    continue;
+                }
+                let examples = examples(&rows);
+                if !p.lossy {
+                    return Err(Error::Unsupported(format!(
+                        "{} does not hold for some rows, so going back down would change them ({examples}); fix the up/down expressions, or declare lossy = true on the op if that is meant",
+                        p.what
+                    )));
+                }
+                lossy.push(format!("{} ({examples})", p.what));
+            }
+            db.keep_compile(m.version.as_str(), &compiled).await?;
+            db.keep_expansion(m.version.as_str(), &x).await?;
+            let f = db.in_flight_full().await?.expect("just kept");
+            f
+        }
+    };
+    let version = flight.version.clone();
+    if flight.phase == "expanding" {
+        let mut stmts = x.expand.clone();
+        stmts.push(phase_sql(db, &version, "backfilling"));
+        db.run_all(&stmts, "expanding").await?;
+    }
+    if flight.phase == "expanding" || flight.phase == "backfilling" {
+        for s in &x.expand_outside {
+            db.run_each(std::slice::from_ref(s), "building an index", false)
+                .await?;
+        }
+        for f in &x.fills {
+            let name = format!("online:{version}:{}", f.table);
+            let b = crate::data::Backfill {
+                name: &name,
+                table: &f.table,
+                key: f.key.clone(),
+                statement: &f.statement,
+                batch_size: batch.max(1),
+            };
+            if !crate::data::backfill(db, &b, opts, sink).await? {
+                let in_flight = db.in_flight().await?.expect("in flight");
+                return Ok(Started {
+                    in_flight,
+                    expanded: false,
+                    lossy,
+                });
+            }
+        }
+        let mut stmts = x.views.clone();
+        stmts.push(phase_sql(db, &version, "expanded"));
+        db.run_all(&stmts, "making the version views").await?;
+    }
+    let in_flight = db.in_flight().await?.expect("in flight");
+    sink.event(&Event::OpCompiled {
+        version: version.clone(),
+        op: 0,
+        line: 0,
+        summary: format!(
+            "served at versions {} and {}",
+            in_flight.old_version, version
+        ),
+    });
+    Ok(Started {
+        in_flight,
+        expanded: true,
+        lossy,
+    })
+}
+
+/// The next pending migration (an online one) and its expansion.
+async fn expansion_of_next<'s>(
+    db: &mut Db,
+    source: &'s Source,
+) -> Result<(&'s Migration, Expansion), Error> {
+    let state = derive(&db.read_history().await?);
+    let (index, m) = next_pending(db, source, &state)?;
+    let old_version = index.checked_sub(1).map_or_else(
+        || "base".to_string(),
+        |i| source.migrations[i].version.to_string(),
+    );
+    let cat = db.online_catalog(&m.meta.ops).await?;
+    let base = current_schema(db).await?;
+    let x = expansion(
+        db.engine,
+        db.dialect(),
+        &m.meta.ops,
+        &cat,
+        &old_version,
+        m.version.as_str(),
+        &base,
+    )
+    .map_err(|why| {
+        Error::Unsupported(format!(
+            "online migration {} cannot be served at two versions: {why}",
+            m.version
+        ))
+    })?;
+    Ok((m, x))
+}
+
+/// What `start` would run for the next pending migration (or the one in
+/// flight), and after it `complete` and `rollback`; changes nothing.
+pub async fn preview(db: &mut Db, source: &Source) -> Result<Expansion, Error> {
+    if let Some((_, x)) = db.in_flight_full().await? {
+        return Ok(x);
+    }
+    Ok(expansion_of_next(db, source).await?.1)
+}
+
+fn phase_sql(db: &Db, version: &str, phase: &str) -> String {
+    format!(
+        "UPDATE {} SET phase = '{phase}' WHERE version = '{}'",
+        db.sibling_table(COMPILED),
+        version.replace('\'', "''")
+    )
+}
+
+fn examples(rows: &[Vec<String>]) -> String {
+    rows.iter()
+        .map(|r| {
+            format!(
+                "key {}: {} becomes {}",
+                r.first().map_or("", String::as_str),
+                r.get(1).map_or("", String::as_str),
+                r.get(2).map_or("", String::as_str)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Contracts the migration in flight to its new version and records it as
+/// applied; refused while clients of the old version are connected (where
+/// the engine can tell) unless `force`.
+pub async fn complete(
+    db: &mut Db,
+    source: &Source,
+    force: bool,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+) -> Result<InFlight, Error> {
+    lock(db, opts, sink).await?;
+    let r = complete_locked(db, source, force).await;
+    unlock_after(db, r).await
+}
+
+async fn complete_locked(db: &mut Db, source: &Source, force: bool) -> Result<InFlight, Error> {
+    let Some((f, x)) = db.in_flight_full().await? else {
+        return Err(Error::Unsupported(
+            "no online migration is in flight; `instar start` begins one".into(),
+        ));
+    };
+    if f.phase != "expanded" {
+        return Err(Error::Unsupported(format!(
+            "online migration {} is still {} (its start was interrupted); run `instar start` to finish it, or `instar rollback`",
+            f.version, f.phase
+        )));
+    }
+    if !force {
+        let clients = old_clients(db, &f).await?;
+        if !clients.is_empty() {
+            return Err(Error::Unsupported(format!(
+                "clients of version {} are still connected ({}); stop or upgrade them, then complete again (or --force)",
+                f.old_version,
+                clients.join(", ")
+            )));
+        }
+    }
+    for p in &x.in_sync {
+        let rows = db.probe(p).await?;
+        if !rows.is_empty() && !p.lossy {
+            return Err(Error::Unsupported(format!(
+                "{} disagree for some rows ({}); nothing was contracted. `instar start` again re-runs the backfill",
+                p.what,
+                examples(&rows)
+            )));
+        }
+    }
+    let m = source
+        .migrations
+        .iter()
+        .find(|m| m.version.as_str() == f.version)
+        .ok_or_else(|| Error::Unsupported(format!("online migration {} is in flight but its folder is gone; restore it, or `instar rollback`", f.version)))?;
+    let t0 = Instant::now();
+    let mut stmts = x.contract.clone();
+    stmts.push(format!(
+        "UPDATE {} SET phase = NULL, expansion = NULL WHERE version = '{}'",
+        db.sibling_table(COMPILED),
+        f.version.replace('\'', "''")
+    ));
+    let tx = db.engine.transactional_ddl();
+    if tx {
+        control(&mut db.conn, db.engine.begin()).await?;
+    }
+    let ran = async {
+        for s in &stmts {
+            exec(&mut db.conn, s).await.map_err(|e| {
+                Error::Unsupported(format!(
+                    "completing {} failed at `{}`: {}",
+                    f.version,
+                    crate::runner::short_statement(s),
+                    crate::error::db_message(&e)
+                ))
+            })?;
+        }
+        let mut row = crate::runner::new_row(m, EventKind::Apply, Direction::Up);
+        row.finished_at = Some(instar_core::time::now_rfc3339());
+        row.duration_ms = Some(t0.elapsed().as_millis() as i64);
+        row.statements_applied = stmts.len() as i64;
+        row.statements_total = stmts.len() as i64;
+        row.note = Some(format!("online: expanded at {}, completed", f.started_at));
+        let (h, conn) = db.parts();
+        h.insert(conn, &row).await?;
+        Ok::<(), Error>(())
+    }
+    .await;
+    match ran {
+        Ok(()) if tx => control(&mut db.conn, "COMMIT").await?,
+        Ok(()) => {}
+        Err(e) => {
+            if tx {
+                let _ = exec(&mut db.conn, "ROLLBACK").await;
+            }
+            return Err(e);
+        }
+    }
+    Ok(f)
+}
+
+/// Removes the new version of the migration in flight; the old one stays as
+/// it was, with every write made through either version.
+pub async fn rollback(
+    db: &mut Db,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+) -> Result<InFlight, Error> {
+    lock(db, opts, sink).await?;
+    let r = rollback_locked(db).await;
+    unlock_after(db, r).await
+}
+
+async fn rollback_locked(db: &mut Db) -> Result<InFlight, Error> {
+    let Some((f, x)) = db.in_flight_full().await? else {
+        return Err(Error::Unsupported(
+            "no online migration is in flight; nothing to roll back".into(),
+        ));
+    };
+    let mut stmts = x.rollback.clone();
+    stmts.push(format!(
+        "DELETE FROM {} WHERE version = '{}'",
+        db.sibling_table(COMPILED),
+        f.version.replace('\'', "''")
+    ));
+    db.run_all(&stmts, "rolling back").await?;
+    for fill in &x.fills {
+        crate::data::forget_backfill(db, &format!("online:{}:{}", f.version, fill.table)).await?;
+    }
+    Ok(f)
+}
+
+/// Sessions announcing the old version in their `application_name`.
+async fn old_clients(db: &mut Db, f: &InFlight) -> Result<Vec<String>, Error> {
+    let sql = match db.dialect() {
+        instar_core::Dialect::Postgres => "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name LIKE '%' || ? || '%'",
+        _ => return Ok(Vec::new()),
+    };
+    db.texts(&sql.replace('?', "$1"), &f.old_schema).await
+}
+
+/// Takes the run lock.
+async fn lock(db: &mut Db, opts: &RunOptions, sink: &mut dyn EventSink) -> Result<(), Error> {
+    let label = db
+        .url
+        .sqlite_path
+        .as_ref()
+        .map_or_else(|| db.dialect().to_string(), |p| p.display().to_string());
+    db.lock(opts.lock_timeout, || {
+        sink.event(&Event::LockWaiting {
+            lock: label.clone(),
+        })
+    })
+    .await?;
+    Ok(())
+}
+
+/// Releases the run lock after `r`.
+async fn unlock_after<T>(db: &mut Db, r: Result<T, Error>) -> Result<T, Error> {
+    let unlocked = db.unlock().await;
+    let r = r?;
+    unlocked?;
+    Ok(r)
+}

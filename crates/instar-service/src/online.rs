@@ -1,0 +1,63 @@
+//! Online migrations served at two versions at once: `start` expands,
+//! `complete` contracts, `rollback` removes the new version.
+
+use instar_core::event::EventSink;
+use instar_db::online::expand::Expansion;
+use instar_db::online::served::{self, InFlight, Started};
+use instar_db::Db;
+
+use crate::{Error, RunRequest, Service};
+
+impl Service {
+    /// Expands the next pending migration (an online one), or goes on with the
+    /// one in flight: its backfill walks `batch` rows at a time with `req`'s
+    /// `parallel` and `max_duration`. Both versions are served once it returns
+    /// `expanded`.
+    pub async fn online_start(
+        &self,
+        req: &RunRequest,
+        batch: u64,
+        sink: &mut dyn EventSink,
+    ) -> Result<Started, Error> {
+        let source = self.load()?;
+        let opts = self.run_options(req);
+        let db = self.connect().await?;
+        self.on(db, async |db: &mut Db| {
+            Ok(served::start(db, &source, batch, &opts, sink).await?)
+        })
+        .await
+    }
+
+    /// Contracts the migration in flight to its new version and records it
+    /// applied; refused while old-version clients are connected unless `force`.
+    pub async fn online_complete(
+        &self,
+        force: bool,
+        sink: &mut dyn EventSink,
+    ) -> Result<InFlight, Error> {
+        let source = self.load()?;
+        let opts = self.run_options(&RunRequest::up());
+        let db = self.connect().await?;
+        self.on(db, async |db: &mut Db| {
+            Ok(served::complete(db, &source, force, &opts, sink).await?)
+        })
+        .await
+    }
+
+    /// Removes the new version of the migration in flight.
+    pub async fn online_rollback(&self, sink: &mut dyn EventSink) -> Result<InFlight, Error> {
+        let opts = self.run_options(&RunRequest::up());
+        let db = self.connect().await?;
+        self.on(db, async |db: &mut Db| {
+            Ok(served::rollback(db, &opts, sink).await?)
+        })
+        .await
+    }
+
+    /// What `start` would run, then `complete` and `rollback`; changes nothing.
+    pub async fn online_preview(&self) -> Result<Expansion, Error> {
+        let source = self.load()?;
+        self.reading(async |db: &mut Db| Ok(served::preview(db, &source).await?))
+            .await
+    }
+}
