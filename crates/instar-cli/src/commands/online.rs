@@ -24,7 +24,7 @@ pub async fn start(
                 &x.expand,
             ),
             ("start: after it, each by itself", &x.expand_outside),
-            ("start: version views, once the backfill is done", &x.views),
+            ("start: version views (with the expansion)", &x.views),
             ("complete", &x.contract),
             ("rollback", &x.rollback),
         ];

@@ -3,7 +3,7 @@
 //! keeps writing through both versions; `start` killed at random moments of
 //! its backfill resumes and ends with every row in step.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,13 +68,19 @@ async fn out_of_step(t: &TestDb) -> i64 {
         .await
 }
 
-/// Writes through the old version (no search_path) until told to stop:
-/// inserts from `next` up, and updates of existing rows.
-fn old_writer(
-    t: &TestDb,
-    stop: Arc<AtomicBool>,
-    next: Arc<AtomicI64>,
-) -> std::thread::JoinHandle<u64> {
+/// What a writer did: rows inserted, and how many of its rows it updated
+/// (ids `first`, `first + 2`, … each set to a value of its own).
+#[derive(Debug, Default)]
+struct Wrote {
+    inserted: i64,
+    updated: i64,
+}
+
+/// Writes through one version until told to stop: the old one (no
+/// search_path) inserts ids from 100000 and sets odd ids to `id * 5` cents;
+/// the new one (`instar_0002`, once its views exist) inserts ids from 500000
+/// and sets even ids to `id * 0.07` units.
+fn writer(t: &TestDb, new: bool, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Wrote> {
     let url = t.url.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -83,35 +89,69 @@ fn old_writer(
     std::thread::spawn(move || {
         rt.block_on(async move {
             let mut c = sqlx::AnyConnection::connect(&url).await.expect("writer");
-            let mut n = 0u64;
-            for i in 0..100_000i64 {
+            let mut w = Wrote::default();
+            if new {
+                sqlx::raw_sql("SET search_path = instar_0002, public").execute(&mut c).await.unwrap();
+                // Bounded wait for the new version's views.
+                for _ in 0..2000 {
+                    if stop.load(Ordering::SeqCst) || sqlx::raw_sql("SELECT 1 FROM instar_0002.orders LIMIT 1").execute(&mut c).await.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            for i in 0..4000i64 {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let id = next.fetch_add(1, Ordering::SeqCst);
-                sqlx::raw_sql(&format!(
-                    "INSERT INTO orders (id, price_cents, note) VALUES ({id}, {}, 'w')",
-                    id % 997
-                ))
-                .execute(&mut c)
-                .await
-                .expect("old-version insert");
-                sqlx::raw_sql(&format!(
-                    "UPDATE orders SET price_cents = price_cents + 1 WHERE id = {}",
-                    1 + (i * 7919) % ROWS
-                ))
-                .execute(&mut c)
-                .await
-                .expect("old-version update");
-                n += 2;
+                let (insert, update) = if new {
+                    let id = 500_000 + i;
+                    (
+                        format!("INSERT INTO orders (id, price_cents, comment) VALUES ({id}, {}.{:02}, 'new')", (id % 991) / 100, (id % 991) % 100),
+                        format!("UPDATE orders SET price_cents = id * 0.07 WHERE id = {}", 2 + 2 * (i % (ROWS / 2))),
+                    )
+                } else {
+                    let id = 100_000 + i;
+                    (
+                        format!("INSERT INTO orders (id, price_cents, note) VALUES ({id}, {}, 'old')", id % 991),
+                        format!("UPDATE orders SET price_cents = id * 5 WHERE id = {}", 1 + 2 * (i % (ROWS / 2))),
+                    )
+                };
+                if new && sqlx::raw_sql(&insert).execute(&mut c).await.is_err() {
+                    // The views are not there yet (start has not expanded): nothing written.
+                    break;
+                }
+                if !new {
+                    sqlx::raw_sql(&insert).execute(&mut c).await.expect("old-version insert");
+                }
+                w.inserted += 1;
+                sqlx::raw_sql(&update).execute(&mut c).await.expect("update");
+                w.updated = (i + 1).min(ROWS / 2);
             }
             let _ = c.close().await;
-            n
+            w
         })
     })
 }
 
-on_every_engine!(two_versions_served_while_the_application_writes);
+/// Row by row: what each writer wrote is there, as each version sees it.
+async fn check_writes(t: &TestDb, old: &Wrote, new: &Wrote) {
+    let n = |sql: String| async move { t.count(&sql).await };
+    assert_eq!(n("SELECT count(*) FROM orders WHERE id >= 100000 AND id < 500000 AND note = 'old' AND price_cents = id % 991".into()).await, old.inserted, "old-version inserts");
+    assert_eq!(n("SELECT count(*) FROM orders WHERE id >= 500000 AND note = 'new' AND price_cents = id % 991".into()).await, new.inserted, "new-version inserts");
+    assert_eq!(n(format!("SELECT count(*) FROM orders WHERE id <= {ROWS} AND id % 2 = 1 AND price_cents = id * 5")).await, old.updated, "old-version updates");
+    assert_eq!(n(format!("SELECT count(*) FROM orders WHERE id <= {ROWS} AND id % 2 = 0 AND price_cents = id * 7")).await, new.updated, "new-version updates");
+    assert_eq!(
+        n(format!("SELECT count(*) FROM orders WHERE id <= {ROWS} AND price_cents NOT IN (id * 3, id * 5, id * 7)")).await,
+        0,
+        "no other value anywhere"
+    );
+}
+
+on_every_engine!(
+    two_versions_served_while_the_application_writes,
+    a_lossy_change_is_refused_and_complete_survives_kills
+);
 
 async fn two_versions_served_while_the_application_writes(b: Backend) {
     let Some(t) = TestDb::new(b, "online_served").await else {
@@ -162,24 +202,27 @@ async fn two_versions_served_while_the_application_writes(b: Backend) {
         "a dry run changes nothing"
     );
 
-    // start while the application writes through the old version.
+    // start while the application writes through the old version, and through
+    // the new one as soon as its views exist (during the backfill).
     let stop = Arc::new(AtomicBool::new(false));
-    let next = Arc::new(AtomicI64::new(100_000));
-    let writer = old_writer(&t, stop.clone(), next.clone());
-    let (code, out, err) = run(&t, &["start", "--batch", "200"], None);
+    let old_w = writer(&t, false, stop.clone());
+    let new_w = writer(&t, true, stop.clone());
+    let (code, out, err) = run(&t, &["start", "--batch", "20"], None);
     stop.store(true, Ordering::SeqCst);
-    let written = writer.join().unwrap();
+    let (old, new) = (old_w.join().unwrap(), new_w.join().unwrap());
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("served at two versions: 0001 and 0002"),
         "{out}"
     );
-    assert!(written > 0, "the application wrote during start");
+    eprintln!("during start: old version {old:?}, new version {new:?}");
+    assert!(old.inserted > 0, "the application wrote during start");
     assert_eq!(
         out_of_step(&t).await,
         0,
         "every row, old or written during start, is in step"
     );
+    check_writes(&t, &old, &new).await;
 
     let (_, status, _) = run(&t, &["status"], None);
     assert!(
@@ -218,11 +261,11 @@ async fn two_versions_served_while_the_application_writes(b: Backend) {
         500
     );
     let units: String =
-        sqlx::query_scalar("SELECT CAST(price_cents AS text) FROM orders WHERE id = 2")
+        sqlx::query_scalar("SELECT CAST(price_cents AS text) FROM orders WHERE id = 100000")
             .fetch_one(&mut newc)
             .await
             .unwrap();
-    assert_eq!(units, "0.06", "the new version reads units");
+    assert_eq!(units, "9.00", "the new version reads units");
     assert_eq!(out_of_step(&t).await, 0);
 
     // complete waits for clients announcing the old version.
@@ -309,4 +352,85 @@ async fn works_sql(t: &TestDb, sql: &str) -> bool {
     let ok = sqlx::raw_sql(sql).execute(&mut c).await.is_ok();
     let _ = c.close().await;
     ok
+}
+
+async fn a_lossy_change_is_refused_and_complete_survives_kills(b: Backend) {
+    if b != Backend::Postgres {
+        return; // Served at two versions on PostgreSQL only (the refusal elsewhere is tested above).
+    }
+    let Some(t) = TestDb::new(b, "online_lossy").await else {
+        return;
+    };
+    migration(
+        &t.migrations(),
+        "0001_orders",
+        "CREATE TABLE orders (id int PRIMARY KEY, price_cents int NOT NULL);\nINSERT INTO orders SELECT g, g * 7 FROM generate_series(1, 500) g;",
+        None,
+    );
+    let dir = t.migrations().join("0002_units");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lossy = |declared: bool| {
+        format!(
+            "kind = \"online\"\n\n[[ops]]\nop = \"alter_column\"\ntable = \"orders\"\ncolumn = \"price_cents\"\ntype = \"integer\"\nup = \"price_cents / 100\"\ndown = \"price_cents * 100\"\n{}",
+            if declared { "lossy = true\n" } else { "" }
+        )
+    };
+    file(&dir.join("migration.toml"), &lossy(false));
+    let (code, out, err) = run(&t, &["up", "--to", "0001"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    // Integer division loses the cents: refused with example rows, nothing changed.
+    let (code, out, err) = run(&t, &["start"], None);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("down(up(x)) = x does not hold") && err.contains("key 1: 7 becomes 0"),
+        "{err}"
+    );
+    assert!(err.contains("lossy = true"), "{err}");
+    assert!(!works_sql(&t, "SELECT \"_instar_new_price_cents\" FROM orders").await);
+
+    // Declared lossy: served, and said so.
+    file(&dir.join("migration.toml"), &lossy(true));
+    let (code, out, err) = run(&t, &["start"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("lossy (declared)"), "{out}");
+    // A second start while it is in flight changes nothing and says where it stands.
+    let (code, out, err) = run(&t, &["start"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("served at two versions"), "{out}");
+
+    // complete killed at random moments: either done or still served, never between.
+    let mut rng = Rng(0x51_7cc1_b727_220a ^ std::process::id() as u64);
+    let mut completed = false;
+    for trial in 0..(kill_trials() / 5).max(4) {
+        if completed {
+            break;
+        }
+        let at = rng.below(150);
+        let mut child = crate::instar_at(&t, &t.url)
+            .arg("complete")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(at));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let applied = t
+            .count("SELECT count(*) FROM instar_history WHERE version = '0002' AND event = 'apply'")
+            .await;
+        let shadow = works_sql(&t, "SELECT \"_instar_new_price_cents\" FROM orders").await;
+        assert!(
+            (applied == 1 && !shadow) || (applied == 0 && shadow),
+            "trial {trial} (killed at {at} ms, {status:?}): applied {applied}, shadow column there: {shadow}"
+        );
+        completed = applied == 1;
+    }
+    if !completed {
+        let (code, out, err) = run(&t, &["complete"], None);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    assert_eq!(
+        t.count("SELECT price_cents FROM orders WHERE id = 100")
+            .await,
+        7
+    );
+    assert_eq!(t.count("SELECT count(*) FROM orders").await, 500);
 }

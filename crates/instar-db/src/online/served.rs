@@ -274,7 +274,10 @@ async fn start_locked(
     };
     let version = flight.version.clone();
     if flight.phase == "expanding" {
+        // The version views come with the expansion: new-version clients may
+        // write during the backfill (which fills only rows nobody wrote since).
         let mut stmts = x.expand.clone();
+        stmts.extend(x.views.iter().cloned());
         stmts.push(phase_sql(db, &version, "backfilling"));
         db.run_all(&stmts, "expanding").await?;
     }
@@ -301,9 +304,11 @@ async fn start_locked(
                 });
             }
         }
-        let mut stmts = x.views.clone();
-        stmts.push(phase_sql(db, &version, "expanded"));
-        db.run_all(&stmts, "making the version views").await?;
+        db.run_all(
+            &[phase_sql(db, &version, "expanded")],
+            "recording the phase",
+        )
+        .await?;
     }
     let in_flight = db.in_flight().await?.expect("in flight");
     sink.event(&Event::OpCompiled {

@@ -54,7 +54,8 @@ pub struct Expansion {
     pub expand_outside: Vec<String>,
     /// The backfills of changed columns.
     pub fills: Vec<Fill>,
-    /// The version views, made once the backfill is done.
+    /// The version views, made with the expansion (rows the backfill has not
+    /// reached yet read `NULL` in a changed column at the new version).
     pub views: Vec<String>,
     /// What `complete` runs (one transaction where the engine can).
     pub contract: Vec<String>,

@@ -189,9 +189,9 @@ pub(super) fn expansion(
                     table: table.clone(),
                     key: key.clone(),
                     statement: format!(
-                        "UPDATE {} SET {} = ({up}) WHERE {{batch}}",
+                        "UPDATE {} SET {s2} = ({up}) WHERE {{batch}} AND {s2} IS NULL",
                         bt(table),
-                        q(&s)
+                        s2 = q(&s)
                     ),
                 });
                 let key_text = key
