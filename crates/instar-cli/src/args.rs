@@ -399,6 +399,14 @@ pub enum Command {
     /// Remove the new version of the online migration in flight; the old one
     /// stays, with every write made through either.
     Rollback,
+    /// Print the SQL a connection runs to read and write at a version while
+    /// an online migration is in flight (PostgreSQL: its search_path; SQLite:
+    /// TEMP views and triggers), for applications in any language.
+    ConnectSql {
+        /// The version the connection works at.
+        #[arg(long)]
+        at: String,
+    },
     /// Print the history log.
     History,
     /// Check files and history; exit 1 on any problem.

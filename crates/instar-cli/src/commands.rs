@@ -149,6 +149,7 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         } => online::start(s, batch, parallel, max_duration.as_deref(), dry_run, out).await,
         Command::Complete { force } => online::complete(s, force, out).await,
         Command::Rollback => online::rollback(s, out).await,
+        Command::ConnectSql { at } => online::connect_sql(s, &at, out).await,
         Command::History => status::history(s, out).await,
         Command::Validate => status::validate(s, out).await,
         Command::Verify => status::verify(s, out).await,

@@ -60,4 +60,12 @@ impl Service {
         self.reading(async |db: &mut Db| Ok(served::preview(db, &source).await?))
             .await
     }
+
+    /// What a connection runs to read and write at `version` (PostgreSQL: its
+    /// search_path; SQLite: TEMP views and triggers for the new version of the
+    /// migration in flight; nothing where the base tables have that shape).
+    pub async fn connect_sql(&self, version: &str) -> Result<Vec<String>, Error> {
+        self.reading(async |db: &mut Db| Ok(served::connect_sql(db, version).await?))
+            .await
+    }
 }

@@ -37,6 +37,15 @@ pub async fn start(
                 out.line(format!("{st};"));
             }
         }
+        if !x.connect_new.is_empty() {
+            out.line(format!(
+                "-- a connection at {} runs (instar connect-sql --at {})",
+                x.new_version, x.new_version
+            ));
+            for st in &x.connect_new {
+                out.line(format!("{st};"));
+            }
+        }
         for f in &x.fills {
             out.line(format!(
                 "-- start: backfill of {} in batches by ({})",
@@ -66,10 +75,15 @@ pub async fn start(
             "{} is served at two versions: {} and {}",
             f.version, f.old_version, f.version
         ));
-        if !f.new_schema.is_empty() && f.connect_new.is_empty() {
+        if !f.new_schema.is_empty() {
             out.line(format!(
                 "  clients of {} set search_path = {}, public (clients that set nothing, or {}, see {})",
                 f.version, f.new_schema, f.old_schema, f.old_version
+            ));
+        } else {
+            out.line(format!(
+                "  connections at {} first run what `instar connect-sql --at {}` prints (clients of {} change nothing)",
+                f.version, f.version, f.old_version
             ));
         }
         out.line("  `instar complete` when no client uses the old version; `instar rollback` to remove the new one");
@@ -100,5 +114,19 @@ pub async fn rollback(s: &Service, out: &mut Out) -> Result<i32> {
         f.version, f.old_version
     ));
     out.json(&serde_json::json!({ "rolled_back": f }));
+    Ok(0)
+}
+
+pub async fn connect_sql(s: &Service, at: &str, out: &mut Out) -> Result<i32> {
+    let stmts = s.connect_sql(at).await?;
+    if stmts.is_empty() {
+        out.line(format!(
+            "-- version {at} is the base tables' shape: nothing to run"
+        ));
+    }
+    for st in &stmts {
+        out.line(format!("{st};"));
+    }
+    out.json(&serde_json::json!({ "version": at, "statements": stmts }));
     Ok(0)
 }

@@ -7,6 +7,7 @@
 //! made through either.
 
 pub(crate) mod postgres;
+mod sqlite;
 
 use instar_core::online::Op;
 use serde::{Deserialize, Serialize};
@@ -144,7 +145,10 @@ pub(crate) fn expansion(
         instar_core::Dialect::Postgres => {
             postgres::expansion(e, ops, cat, &shapes, old_version, new_version, base_schema)
         }
-        _ => Err("serving two versions at once is built for PostgreSQL so far; on this engine run this migration plainly with `instar up`".into()),
+        instar_core::Dialect::Sqlite => {
+            sqlite::expansion(e, ops, cat, &shapes, old_version, new_version)
+        }
+        _ => Err("serving two versions at once is built for PostgreSQL and SQLite so far; on MySQL/MariaDB run this migration plainly with `instar up`".into()),
     }
 }
 
@@ -225,6 +229,140 @@ impl Shape {
         {
             x.0 = to.to_string();
         }
+    }
+}
+
+/// An `alter_column` op resolved against the catalog: its shadow column and
+/// both expressions (default: casts to the new type and back).
+#[derive(Debug, Clone)]
+pub(crate) struct Changed {
+    pub table: String,
+    pub column: String,
+    pub shadow: String,
+    pub ty: String,
+    pub up: String,
+    pub down: String,
+    pub lossy: bool,
+    pub key: Vec<String>,
+    /// The table's columns before the migration.
+    pub cols: Vec<String>,
+    pub was_not_null: bool,
+}
+
+impl Changed {
+    pub(crate) fn of(e: &dyn Engine, op: &Op, cat: &Catalog) -> Result<Changed, String> {
+        let Op::AlterColumn {
+            table,
+            column,
+            ty,
+            up,
+            down,
+            lossy,
+            ..
+        } = op
+        else {
+            unreachable!("alter_column only")
+        };
+        let t = cat.need(table)?;
+        let old = cat.need_column(table, column)?;
+        let q = |s: &str| e.quote(s);
+        Ok(Changed {
+            table: t.name.clone(),
+            column: old.name.clone(),
+            shadow: shadow(&old.name),
+            ty: ty.clone(),
+            up: up
+                .clone()
+                .unwrap_or_else(|| format!("CAST({} AS {ty})", q(column))),
+            down: down
+                .clone()
+                .unwrap_or_else(|| format!("CAST({} AS {})", q(column), old.ty)),
+            lossy: *lossy,
+            key: t.key.clone(),
+            cols: t.columns.iter().map(|c| c.name.clone()).collect(),
+            was_not_null: old.not_null,
+        })
+    }
+
+    fn col(&self, w: &str) -> Option<String> {
+        self.cols
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case(w))
+            .cloned()
+    }
+
+    /// `up` over the written row (`NEW."col"`).
+    pub(crate) fn up_of_new(&self, e: &dyn Engine) -> String {
+        substitute(&self.up, &|w| {
+            self.col(w).map(|c| format!("NEW.{}", e.quote(&c)))
+        })
+    }
+
+    /// `down` over a written row whose changed column holds the new value in
+    /// `new_value` (and every other column as `NEW."col"`, named by `name`).
+    pub(crate) fn down_of(
+        &self,
+        e: &dyn Engine,
+        new_value: &str,
+        name: &dyn Fn(&str) -> String,
+    ) -> String {
+        substitute(&self.down, &|w| {
+            self.col(w).map(|c| {
+                if c.eq_ignore_ascii_case(&self.column) {
+                    new_value.to_string()
+                } else {
+                    format!("NEW.{}", e.quote(&name(&c)))
+                }
+            })
+        })
+    }
+
+    /// The backfill of `base_table` (as the engine names it).
+    pub(crate) fn fill(&self, e: &dyn Engine, base_table: &str) -> Fill {
+        Fill {
+            table: self.table.clone(),
+            key: self.key.clone(),
+            statement: format!(
+                "UPDATE {base_table} SET {s} = ({}) WHERE {{batch}} AND {s} IS NULL",
+                self.up,
+                s = e.quote(&self.shadow)
+            ),
+        }
+    }
+
+    /// Before `start`: rows (of a sample) that do not come back down; before
+    /// `complete`: rows whose new-version value is not the old one translated.
+    pub(crate) fn probes(&self, e: &dyn Engine, base_table: &str) -> (Probe, Probe) {
+        let q = |s: &str| e.quote(s);
+        let key_text = self
+            .key
+            .iter()
+            .map(|k| format!("CAST({} AS {})", q(k), e.text_type()))
+            .collect::<Vec<_>>()
+            .join(" || ',' || ");
+        let text = e.text_type();
+        let c = q(&self.column);
+        let back = substitute(&self.down, &|w| {
+            w.eq_ignore_ascii_case(&self.column)
+                .then(|| format!("({})", self.up))
+        });
+        let (table, column, up, s) = (&self.table, &self.column, &self.up, q(&self.shadow));
+        (
+            Probe {
+                what: format!("{table}.{column}: down(up(x)) = x"),
+                sql: format!(
+                    "SELECT {key_text}, CAST({c} AS {text}), CAST(({up}) AS {text}) FROM (SELECT * FROM {base_table} LIMIT 10000) s WHERE ({back}) IS DISTINCT FROM {c} LIMIT 5"
+                ),
+                lossy: self.lossy,
+            },
+            Probe {
+                what: format!("{table}.{column} and its new-version value"),
+                sql: format!(
+                    "SELECT {key_text}, CAST({c} AS {text}), CAST({s} AS {text}) FROM {base_table} WHERE {s} IS DISTINCT FROM ({up}) LIMIT 5"
+                ),
+                lossy: self.lossy,
+            },
+        )
     }
 }
 

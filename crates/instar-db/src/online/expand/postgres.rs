@@ -7,7 +7,7 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{shadow, shape_of, substitute, Expansion, Fill, Probe, Shape};
+use super::{shape_of, Changed, Expansion, Shape};
 use crate::engine::Engine;
 use crate::online::{column_sql, Catalog, Col};
 
@@ -116,49 +116,18 @@ pub(super) fn expansion(
                     q(to)
                 ));
             }
-            Op::AlterColumn {
-                table,
-                column,
-                ty,
-                up,
-                down,
-                lossy,
-                ..
-            } => {
-                let old = cat.need_column(table, column)?.clone();
-                let s = shadow(column);
-                let up = up
-                    .clone()
-                    .unwrap_or_else(|| format!("CAST({} AS {ty})", q(column)));
-                let down = down
-                    .clone()
-                    .unwrap_or_else(|| format!("CAST({} AS {})", q(column), old.ty));
-                let shape = shape_of(&mut shapes, table);
-                let key = shape.key.clone();
-                if let Some(n) = shape
+            Op::AlterColumn { .. } => {
+                let ch = Changed::of(e, op, cat)?;
+                let (table, column, s) = (&ch.table, &ch.column, ch.shadow.clone());
+                if let Some(n) = shape_of(&mut shapes, table)
                     .new
                     .iter_mut()
                     .find(|(n, _)| n.eq_ignore_ascii_case(column))
                 {
                     n.1 = s.clone();
                 }
-                let cols: Vec<String> = cat
-                    .need(table)?
-                    .columns
-                    .iter()
-                    .map(|c| c.name.clone())
-                    .collect();
-                let is_col = |w: &str| cols.iter().find(|c| c.eq_ignore_ascii_case(w)).cloned();
-                let up_new = substitute(&up, &|w| is_col(w).map(|c| format!("NEW.{}", q(&c))));
-                let down_new = substitute(&down, &|w| {
-                    is_col(w).map(|c| {
-                        if c.eq_ignore_ascii_case(column) {
-                            format!("NEW.{}", q(&s))
-                        } else {
-                            format!("NEW.{}", q(&c))
-                        }
-                    })
-                });
+                let up_new = ch.up_of_new(e);
+                let down_new = ch.down_of(e, &format!("NEW.{}", q(&s)), &|c| c.to_string());
                 let f = format!(
                     "{}.{}",
                     q(base),
@@ -175,9 +144,10 @@ pub(super) fn expansion(
                     "sync",
                 ));
                 x.expand.push(format!(
-                    "ALTER TABLE {} ADD COLUMN {} {ty}",
+                    "ALTER TABLE {} ADD COLUMN {} {}",
                     bt(table),
-                    q(&s)
+                    q(&s),
+                    ch.ty
                 ));
                 x.expand.push(format!(
                     "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $instar$ BEGIN IF current_setting('search_path') LIKE '%{new_schema}%' THEN NEW.{c} := ({down_new}); ELSE NEW.{s2} := ({up_new}); END IF; RETURN NEW; END $instar$",
@@ -185,42 +155,10 @@ pub(super) fn expansion(
                     s2 = q(&s)
                 ));
                 x.expand.push(format!("CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {f}()", bt(table)));
-                x.fills.push(Fill {
-                    table: table.clone(),
-                    key: key.clone(),
-                    statement: format!(
-                        "UPDATE {} SET {s2} = ({up}) WHERE {{batch}} AND {s2} IS NULL",
-                        bt(table),
-                        s2 = q(&s)
-                    ),
-                });
-                let key_text = key
-                    .iter()
-                    .map(|k| format!("CAST({} AS text)", q(k)))
-                    .collect::<Vec<_>>()
-                    .join(" || ',' || ");
-                let back = substitute(&down, &|w| {
-                    w.eq_ignore_ascii_case(column).then(|| format!("({up})"))
-                });
-                x.round_trips.push(Probe {
-                    what: format!("{table}.{column}: down(up(x)) = x"),
-                    sql: format!(
-                        "SELECT {key_text}, CAST({c} AS text), CAST(({up}) AS text) FROM (SELECT * FROM {} LIMIT 10000) s WHERE ({back}) IS DISTINCT FROM {c} LIMIT 5",
-                        bt(table),
-                        c = q(column)
-                    ),
-                    lossy: *lossy,
-                });
-                x.in_sync.push(Probe {
-                    what: format!("{table}.{column} and its new-version value"),
-                    sql: format!(
-                        "SELECT {key_text}, CAST({c} AS text), CAST({s2} AS text) FROM {} WHERE {s2} IS DISTINCT FROM ({up}) LIMIT 5",
-                        bt(table),
-                        c = q(column),
-                        s2 = q(&s)
-                    ),
-                    lossy: *lossy,
-                });
+                x.fills.push(ch.fill(e, &bt(table)));
+                let (round_trip, in_sync) = ch.probes(e, &bt(table));
+                x.round_trips.push(round_trip);
+                x.in_sync.push(in_sync);
                 let drops = [
                     format!("DROP TRIGGER IF EXISTS {trigger} ON {}", bt(table)),
                     format!("DROP FUNCTION IF EXISTS {f}()"),
@@ -243,7 +181,7 @@ pub(super) fn expansion(
                     q(&s),
                     q(column)
                 ));
-                if old.not_null {
+                if ch.was_not_null {
                     physical.push(format!(
                         "ALTER TABLE {} ALTER COLUMN {} SET NOT NULL",
                         bt(table),

@@ -1,0 +1,345 @@
+//! Two versions on SQLite. Views there are read-only and `INSTEAD OF`
+//! triggers exist only on views, so the old version keeps the base tables
+//! (its clients change nothing), and a connection opens the new version by
+//! running [`Expansion::connect_new`]: TEMP views named like the tables
+//! (they hide them on that connection only) with TEMP `INSTEAD OF` triggers
+//! that write the base table in both shapes. Base-table triggers fill a
+//! changed column's shadow for rows the old version writes.
+
+use instar_core::online::{made_up_name, Op};
+
+use super::{shape_of, Changed, Expansion, Shape};
+use crate::engine::Engine;
+use crate::online::{column_sql, Catalog, Col};
+
+pub(super) fn expansion(
+    e: &dyn Engine,
+    ops: &[Op],
+    cat: &Catalog,
+    shapes: &[Shape],
+    old_version: &str,
+    new_version: &str,
+) -> Result<Expansion, String> {
+    let q = |s: &str| e.quote(s);
+    let mut shapes = shapes.to_vec();
+    let mut x = Expansion {
+        old_version: old_version.into(),
+        new_version: new_version.into(),
+        old_schema: String::new(),
+        new_schema: String::new(),
+        expand: Vec::new(),
+        expand_outside: Vec::new(),
+        fills: Vec::new(),
+        views: Vec::new(),
+        contract: Vec::new(),
+        rollback: Vec::new(),
+        round_trips: Vec::new(),
+        in_sync: Vec::new(),
+        connect_new: Vec::new(),
+    };
+    let mut changed: Vec<Changed> = Vec::new();
+    let mut physical = Vec::new();
+    for op in ops {
+        match op {
+            Op::AddColumn {
+                column,
+                ty,
+                default,
+                not_null,
+                ..
+            } => {
+                for t in op.tables() {
+                    let col = Col {
+                        name: column.clone(),
+                        ty: ty.clone(),
+                        not_null: *not_null,
+                        default: default.clone(),
+                    };
+                    x.expand.push(format!(
+                        "ALTER TABLE {} ADD COLUMN {}",
+                        q(t),
+                        column_sql(e, &col)
+                    ));
+                    x.rollback
+                        .push(format!("ALTER TABLE {} DROP COLUMN {}", q(t), q(column)));
+                    shape_of(&mut shapes, t)
+                        .new
+                        .push((column.clone(), column.clone()));
+                }
+            }
+            Op::DropColumn { table, column } => {
+                let c = cat.need_column(table, column)?;
+                if c.not_null && c.default.is_none() {
+                    return Err(format!("{table}.{column} is NOT NULL without a default, so rows written at the new version (which does not have it) could not be stored; give it a default first, or drop it plainly with `instar up`"));
+                }
+                refuse_key(cat, table, column)?;
+                shape_of(&mut shapes, table)
+                    .new
+                    .retain(|(n, _)| !n.eq_ignore_ascii_case(column));
+                physical.push(format!(
+                    "ALTER TABLE {} DROP COLUMN {}",
+                    q(table),
+                    q(column)
+                ));
+            }
+            Op::RenameColumn { table, column, to } => {
+                shape_of(&mut shapes, table).rename_new(column, to);
+                physical.push(format!(
+                    "ALTER TABLE {} RENAME COLUMN {} TO {}",
+                    q(table),
+                    q(column),
+                    q(to)
+                ));
+            }
+            Op::AlterColumn { .. } => {
+                let ch = Changed::of(e, op, cat)?;
+                refuse_key(cat, &ch.table, &ch.column)?;
+                if let Some(ix) = cat.need(&ch.table)?.extras.iter().find(|s| {
+                    super::substitute(s, &|w| w.eq_ignore_ascii_case(&ch.column).then(String::new))
+                        != **s
+                }) {
+                    return Err(format!("{}.{} is used by `{ix}`, which would keep its old column alive at complete; drop it in a migration before this one", ch.table, ch.column));
+                }
+                let (t, s) = (ch.table.clone(), ch.shadow.clone());
+                if let Some(n) = shape_of(&mut shapes, &t)
+                    .new
+                    .iter_mut()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(&ch.column))
+                {
+                    n.1 = s.clone();
+                }
+                let key_match = ch
+                    .key
+                    .iter()
+                    .map(|k| format!("{k2} = NEW.{k2}", k2 = q(k)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                let set = format!(
+                    "UPDATE {} SET {} = ({}) WHERE {key_match}",
+                    q(&t),
+                    q(&s),
+                    ch.up_of_new(e)
+                );
+                let name = |what: &str| {
+                    q(&made_up_name(
+                        &format!("instar_{t}"),
+                        std::slice::from_ref(&ch.column),
+                        what,
+                    ))
+                };
+                x.expand.push(format!(
+                    "ALTER TABLE {} ADD COLUMN {} {}",
+                    q(&t),
+                    q(&s),
+                    ch.ty
+                ));
+                x.expand.push(format!(
+                    "CREATE TRIGGER {} AFTER INSERT ON {} WHEN NEW.{s2} IS NULL BEGIN {set}; END",
+                    name("ins"),
+                    q(&t),
+                    s2 = q(&s)
+                ));
+                x.expand.push(format!("CREATE TRIGGER {} AFTER UPDATE OF {} ON {} WHEN NEW.{s2} IS OLD.{s2} BEGIN {set}; END", name("upd"), q(&ch.column), q(&t), s2 = q(&s)));
+                x.fills.push(ch.fill(e, &q(&t)));
+                let (round_trip, in_sync) = ch.probes(e, &q(&t));
+                x.round_trips.push(round_trip);
+                x.in_sync.push(in_sync);
+                let drops = [
+                    format!("DROP TRIGGER IF EXISTS {}", name("ins")),
+                    format!("DROP TRIGGER IF EXISTS {}", name("upd")),
+                ];
+                x.contract.extend(drops.iter().cloned());
+                x.rollback.extend(drops);
+                x.rollback
+                    .push(format!("ALTER TABLE {} DROP COLUMN {}", q(&t), q(&s)));
+                physical.push(format!(
+                    "ALTER TABLE {} DROP COLUMN {}",
+                    q(&t),
+                    q(&ch.column)
+                ));
+                physical.push(format!(
+                    "ALTER TABLE {} RENAME COLUMN {} TO {}",
+                    q(&t),
+                    q(&s),
+                    q(&ch.column)
+                ));
+                changed.push(ch);
+            }
+            Op::CreateIndex {
+                table,
+                columns,
+                name,
+                unique,
+            } => {
+                let n = name
+                    .clone()
+                    .unwrap_or_else(|| made_up_name(table, columns, "idx"));
+                let shape = shapes.iter().find(|s| s.table.eq_ignore_ascii_case(table));
+                let cols: Vec<String> = columns
+                    .iter()
+                    .map(|c| {
+                        shape
+                            .and_then(|s| s.new.iter().find(|(v, _)| v.eq_ignore_ascii_case(c)))
+                            .map_or_else(|| c.clone(), |(_, p)| p.clone())
+                    })
+                    .collect();
+                x.expand.push(format!(
+                    "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
+                    if *unique { "UNIQUE " } else { "" },
+                    q(&n),
+                    q(table),
+                    crate::online::column_list(e, &cols)
+                ));
+                x.rollback.push(format!("DROP INDEX IF EXISTS {}", q(&n)));
+            }
+            other => return Err(format!("{} is not served at two versions", other.name())),
+        }
+    }
+    // A TEMP trigger cannot name main.t, and `t` in it is its own TEMP view:
+    // it writes through a pass-through view of main's, whose triggers (in
+    // main) reach the table. Dropped first by complete and rollback.
+    let mut passes = Vec::new();
+    for s in &shapes {
+        passes.push(format!(
+            "DROP VIEW IF EXISTS {}",
+            q(&pass_through(&s.table))
+        ));
+        x.expand.extend(pass(e, s));
+        x.connect_new.extend(connect(e, s, &changed));
+    }
+    x.contract.splice(0..0, passes.iter().cloned());
+    x.rollback.splice(0..0, passes);
+    x.contract.extend(physical);
+    Ok(x)
+}
+
+/// The view of main through which the new version's TEMP triggers write `table`.
+fn pass_through(table: &str) -> String {
+    format!("_instar_w_{table}")
+}
+
+/// Every physical column of `s` while both versions are served.
+fn physical(s: &Shape) -> Vec<String> {
+    let mut cols: Vec<String> = s.old.iter().map(|(_, p)| p.clone()).collect();
+    for (_, p) in &s.new {
+        if !cols.iter().any(|c| c.eq_ignore_ascii_case(p)) {
+            cols.push(p.clone());
+        }
+    }
+    cols
+}
+
+/// The pass-through view of `s` and its triggers (in main: `t` there is the table).
+fn pass(e: &dyn Engine, s: &Shape) -> Vec<String> {
+    let q = |n: &str| e.quote(n);
+    let (t, v) = (q(&s.table), q(&pass_through(&s.table)));
+    let cols = physical(s);
+    let list = cols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
+    let news = cols
+        .iter()
+        .map(|c| format!("NEW.{}", q(c)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sets = cols
+        .iter()
+        .map(|c| format!("{} = NEW.{}", q(c), q(c)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let by_key = s
+        .key
+        .iter()
+        .map(|k| format!("{} = OLD.{}", q(k), q(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let trigger = |what: &str| q(&format!("{}_{what}", pass_through(&s.table)));
+    vec![
+        format!("CREATE VIEW {v} AS SELECT {list} FROM {t}"),
+        format!("CREATE TRIGGER {} INSTEAD OF INSERT ON {v} BEGIN INSERT INTO {t} ({list}) VALUES ({news}); END", trigger("insert")),
+        format!("CREATE TRIGGER {} INSTEAD OF UPDATE ON {v} BEGIN UPDATE {t} SET {sets} WHERE {by_key}; END", trigger("update")),
+        format!("CREATE TRIGGER {} INSTEAD OF DELETE ON {v} BEGIN DELETE FROM {t} WHERE {by_key}; END", trigger("delete")),
+    ]
+}
+
+/// A key column stays as it is: rows are matched by it.
+fn refuse_key(cat: &Catalog, table: &str, column: &str) -> Result<(), String> {
+    if cat
+        .need(table)?
+        .key
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(column))
+    {
+        return Err(format!("{table}.{column} is part of the primary key, which both versions match rows by; change it plainly with `instar up`"));
+    }
+    Ok(())
+}
+
+/// What a connection runs to see table `s` at the new version.
+fn connect(e: &dyn Engine, s: &Shape, changed: &[Changed]) -> Vec<String> {
+    let q = |n: &str| e.quote(n);
+    let t = &s.table;
+    // The new version's name for an old column (the changed one keeps its name).
+    let new_name = |old: &str| {
+        s.new
+            .iter()
+            .find(|(_, p)| p.eq_ignore_ascii_case(old))
+            .map_or_else(|| old.to_string(), |(n, _)| n.clone())
+    };
+    let mine: Vec<&Changed> = changed
+        .iter()
+        .filter(|c| c.table.eq_ignore_ascii_case(t))
+        .collect();
+    // Each physical column written, and its value from the new version's row.
+    let mut writes: Vec<(String, String)> = s
+        .new
+        .iter()
+        .map(|(n, p)| (p.clone(), format!("NEW.{}", q(n))))
+        .collect();
+    for ch in &mine {
+        let down = ch.down_of(e, &format!("NEW.{}", q(&ch.column)), &new_name);
+        writes.push((ch.column.clone(), down));
+    }
+    let list = s
+        .new
+        .iter()
+        .map(|(n, p)| {
+            if n == p {
+                q(p)
+            } else {
+                format!("{} AS {}", q(p), q(n))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let by_key = s
+        .key
+        .iter()
+        .map(|k| format!("{} = OLD.{}", q(k), q(&new_name(k))))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let trigger = |what: &str| q(&format!("instar_{t}_{what}"));
+    vec![
+        format!("DROP VIEW IF EXISTS temp.{}", q(t)),
+        format!("CREATE TEMP VIEW {} AS SELECT {list} FROM main.{}", q(t), q(t)),
+        format!(
+            "CREATE TEMP TRIGGER {} INSTEAD OF INSERT ON {} BEGIN INSERT INTO {} ({}) VALUES ({}); END",
+            trigger("insert"),
+            q(t),
+            q(&pass_through(t)),
+            writes.iter().map(|(p, _)| q(p)).collect::<Vec<_>>().join(", "),
+            writes.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>().join(", ")
+        ),
+        format!(
+            "CREATE TEMP TRIGGER {} INSTEAD OF UPDATE ON {} BEGIN UPDATE {} SET {} WHERE {by_key}; END",
+            trigger("update"),
+            q(t),
+            q(&pass_through(t)),
+            writes.iter().map(|(p, v)| format!("{} = {v}", q(p))).collect::<Vec<_>>().join(", ")
+        ),
+        format!(
+            "CREATE TEMP TRIGGER {} INSTEAD OF DELETE ON {} BEGIN DELETE FROM {} WHERE {by_key}; END",
+            trigger("delete"),
+            q(t),
+            q(&pass_through(t))
+        ),
+    ]
+}
