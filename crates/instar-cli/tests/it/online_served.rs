@@ -449,16 +449,20 @@ async fn works_sql(t: &TestDb, sql: &str) -> bool {
 }
 
 async fn a_lossy_change_is_refused_and_complete_survives_kills(b: Backend) {
-    if b != Backend::Postgres {
-        return; // Served at two versions on PostgreSQL only (the refusal elsewhere is tested above).
+    if b == Backend::MySql {
+        return; // Not served at two versions there (the refusal is tested above).
     }
     let Some(t) = TestDb::new(b, "online_lossy").await else {
         return;
     };
+    let rows = match b {
+        Backend::Postgres => "SELECT g, g * 7 FROM generate_series(1, 500) g",
+        _ => "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 500) SELECT g, g * 7 FROM s",
+    };
     migration(
         &t.migrations(),
         "0001_orders",
-        "CREATE TABLE orders (id int PRIMARY KEY, price_cents int NOT NULL);\nINSERT INTO orders SELECT g, g * 7 FROM generate_series(1, 500) g;",
+        &format!("CREATE TABLE orders (id int PRIMARY KEY, price_cents int NOT NULL);\nINSERT INTO orders {rows};"),
         None,
     );
     let dir = t.migrations().join("0002_units");
