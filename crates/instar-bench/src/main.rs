@@ -13,7 +13,10 @@
 //! - `instar-bench docs [--rows N] [--runs R]`: an eager documents migration on
 //!   SQLite, pushed down and in process, next to one hand-written `UPDATE`;
 //! - `instar-bench copy [--rows N] [--runs R] [--postgres URL]`: `instar copy`
-//!   from SQLite into PostgreSQL next to `sqlite3 -csv | psql \copy`.
+//!   from SQLite into PostgreSQL next to `sqlite3 -csv | psql \copy`;
+//! - `instar-bench online [--rows N] [--runs R] [--postgres URL]`: an online
+//!   migration's start next to one `UPDATE`, writes through the sync triggers,
+//!   reads through a version view, and the expand/contract transactions.
 //!
 //! Key-value stores have their own: `cargo bench -p instar-rocksdb --bench kv`
 //! (it builds RocksDB in release without the rest of Instar).
@@ -24,6 +27,7 @@ mod copy;
 mod data;
 mod docs;
 mod lens;
+mod online;
 mod serve;
 mod wasm;
 
@@ -38,6 +42,7 @@ pub(crate) struct Args {
     data: bool,
     docs: bool,
     copy: bool,
+    online: bool,
     serve: bool,
     seconds: u64,
     clients: usize,
@@ -54,6 +59,7 @@ fn args() -> Args {
         data: false,
         docs: false,
         copy: false,
+        online: false,
         serve: false,
         seconds: 30,
         clients: 200,
@@ -72,6 +78,10 @@ fn args() -> Args {
         argv.remove(0);
     } else if argv.first().map(String::as_str) == Some("copy") {
         a.copy = true;
+        a.runs = 3;
+        argv.remove(0);
+    } else if argv.first().map(String::as_str) == Some("online") {
+        a.online = true;
         a.runs = 3;
         argv.remove(0);
     } else if argv.first().map(String::as_str) == Some("serve") {
@@ -435,6 +445,10 @@ fn main() {
     }
     if a.copy {
         copy::bench(&a, &instar);
+        return;
+    }
+    if a.online {
+        online::bench(&a, &instar);
         return;
     }
     if a.serve {

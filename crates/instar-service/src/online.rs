@@ -3,7 +3,7 @@
 
 use instar_core::event::EventSink;
 use instar_db::online::expand::Expansion;
-use instar_db::online::served::{self, InFlight, Started};
+use instar_db::online::served::{self, Completed, InFlight, Started};
 use instar_db::Db;
 
 use crate::{Error, RunRequest, Service};
@@ -34,7 +34,7 @@ impl Service {
         &self,
         force: bool,
         sink: &mut dyn EventSink,
-    ) -> Result<InFlight, Error> {
+    ) -> Result<Completed, Error> {
         let source = self.load()?;
         let opts = self.run_options(&RunRequest::up());
         let db = self.connect().await?;

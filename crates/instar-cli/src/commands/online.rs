@@ -72,8 +72,8 @@ pub async fn start(
     }
     if r.expanded {
         out.line(format!(
-            "{} is served at two versions: {} and {}",
-            f.version, f.old_version, f.version
+            "{} is served at two versions: {} and {} (expand: {} ms)",
+            f.version, f.old_version, f.version, r.expand_ms
         ));
         if !f.new_schema.is_empty() {
             out.line(format!(
@@ -98,12 +98,13 @@ pub async fn start(
 }
 
 pub async fn complete(s: &Service, force: bool, out: &mut Out) -> Result<i32> {
-    let f = s.online_complete(force, out).await?;
+    let c = s.online_complete(force, out).await?;
+    let f = &c.completed;
     out.line(format!(
-        "completed {}: only version {} is served now; the migration is recorded as applied",
-        f.version, f.version
+        "completed {}: only version {} is served now; the migration is recorded as applied (contract: {} ms)",
+        f.version, f.version, c.contract_ms
     ));
-    out.json(&serde_json::json!({ "completed": f }));
+    out.json(&serde_json::json!({ "complete": c }));
     Ok(0)
 }
 

@@ -18,13 +18,14 @@ const ROWS: i64 = 3000;
 fn project(t: &TestDb) {
     let rows = match t.backend {
         Backend::Postgres => format!("SELECT g, g * 3, 'n' || g FROM generate_series(1, {ROWS}) g"),
-        _ => format!("WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {ROWS}) SELECT g, g * 3, 'n' || g FROM s"),
+        Backend::MySql => format!("SELECT seq, seq * 3, CONCAT('n', seq) FROM seq_1_to_{ROWS}"),
+        Backend::Sqlite => format!("WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {ROWS}) SELECT g, g * 3, 'n' || g FROM s"),
     };
     migration(
         &t.migrations(),
         "0001_orders",
         &format!(
-            "CREATE TABLE orders (id int PRIMARY KEY, price_cents int NOT NULL, note text);\n\
+            "CREATE TABLE orders (id int PRIMARY KEY, price_cents int NOT NULL, note varchar(100));\n\
              INSERT INTO orders {rows};\n\
              CREATE TABLE users (id int PRIMARY KEY, name text);\n\
              INSERT INTO users VALUES (1, 'Ada');"
@@ -33,9 +34,14 @@ fn project(t: &TestDb) {
     );
     let dir = t.migrations().join("0002_prices");
     std::fs::create_dir_all(&dir).unwrap();
+    let int = if t.backend == Backend::MySql {
+        "SIGNED"
+    } else {
+        "integer"
+    };
     file(
         &dir.join("migration.toml"),
-        r#"kind = "online"
+        &r#"kind = "online"
 description = "prices in units, note renamed, users get an email"
 
 [[ops]]
@@ -44,7 +50,7 @@ table = "orders"
 column = "price_cents"
 type = "numeric(12,2)"
 up = "price_cents / 100.0"
-down = "CAST(round(price_cents * 100) AS integer)"
+down = "CAST(round(price_cents * 100) AS INT_TYPE)"
 
 [[ops]]
 op = "rename_column"
@@ -62,13 +68,18 @@ type = "text"
 op = "create_index"
 table = "orders"
 columns = ["comment"]
-"#,
+"#
+        .replace("INT_TYPE", int),
     );
 }
 
 /// Rows whose new-version price is not the old one translated.
 async fn out_of_step(t: &TestDb) -> i64 {
-    t.count("SELECT count(*) FROM orders WHERE \"_instar_new_price_cents\" IS DISTINCT FROM price_cents / 100.0")
+    t.count(if t.backend == Backend::MySql {
+        "SELECT count(*) FROM orders WHERE NOT (_instar_new_price_cents <=> price_cents / 100.0)"
+    } else {
+        "SELECT count(*) FROM orders WHERE \"_instar_new_price_cents\" IS DISTINCT FROM price_cents / 100.0"
+    })
         .await
 }
 
@@ -217,40 +228,28 @@ async fn two_versions_served_while_the_application_writes(b: Backend) {
     let Some(t) = TestDb::new(b, "online_served").await else {
         return;
     };
-    if b == Backend::MySql {
-        // Documented: served at two versions on PostgreSQL and SQLite; on
-        // MySQL refused before anything changes, with the plain way.
-        migration(
-            &t.migrations(),
-            "0001_t",
-            "CREATE TABLE orders (id int PRIMARY KEY, note text);",
-            None,
-        );
-        let dir = t.migrations().join("0002_r");
-        std::fs::create_dir_all(&dir).unwrap();
-        file(&dir.join("migration.toml"), "kind = \"online\"\n\n[[ops]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"note\"\nto = \"comment\"\n");
-        let (code, out, err) = run(&t, &["up", "--to", "0001"], None);
-        assert_eq!(code, 0, "{out}{err}");
-        let (code, out, err) = run(&t, &["start"], None);
-        assert_ne!(code, 0, "{b:?}: {out}{err}");
-        assert!(
-            err.contains("run this migration plainly with `instar up`"),
-            "{b:?}: {err}"
-        );
-        assert!(
-            works_sql(&t, "SELECT note FROM orders").await,
-            "nothing changed"
-        );
-        return;
-    }
     let pg = b == Backend::Postgres;
+    let my = b == Backend::MySql;
+    // MariaDB: each version's views live in a database of their own.
+    let dbname = t.url.rsplit('/').next().unwrap_or_default().to_string();
+    let views = |v: &str| format!("{dbname}_instar_{v}");
+    let text = if my { "CHAR" } else { "text" };
     project(&t);
     let (code, out, err) = run(&t, &["up", "--to", "0001"], None);
     assert_eq!(code, 0, "{out}{err}");
 
     let (code, plan, err) = run(&t, &["start", "--dry-run"], None);
     assert_eq!(code, 0, "{plan}{err}");
-    let words: &[&str] = if pg {
+    let my_words = [
+        format!("`{}`.`orders`", views("0002")),
+        "CREATE OR REPLACE TRIGGER".into(),
+        "@instar_version".into(),
+        "backfill of orders".into(),
+    ];
+    let my_words: Vec<&str> = my_words.iter().map(String::as_str).collect();
+    let words: &[&str] = if my {
+        &my_words
+    } else if pg {
         &[
             "CREATE FUNCTION",
             "search_path",
@@ -286,7 +285,7 @@ async fn two_versions_served_while_the_application_writes(b: Backend) {
     );
     eprintln!("{b:?} during start: old version {old:?}, new version {new:?}");
     assert!(old.inserted > 0, "the application wrote during start");
-    if pg {
+    if !matches!(b, Backend::Sqlite) {
         // SQLite's one writer at a time leaves the new version a narrow window: printed above.
         assert!(
             new.inserted > 0,
@@ -333,27 +332,34 @@ async fn two_versions_served_while_the_application_writes(b: Backend) {
             .await,
         500
     );
-    let units: String =
-        sqlx::query_scalar("SELECT CAST(price_cents AS text) FROM orders WHERE id = 100000")
-            .fetch_one(&mut newc)
-            .await
-            .unwrap();
+    let units: String = sqlx::query_scalar(&format!(
+        "SELECT CAST(price_cents AS {text}) FROM orders WHERE id = 100000"
+    ))
+    .fetch_one(&mut newc)
+    .await
+    .unwrap();
     assert!(
         units == "9.00" || units == "9",
         "{b:?}: the new version reads units: {units}"
     );
     assert_eq!(out_of_step(&t).await, 0);
 
-    if pg {
-        // complete waits for clients announcing the old version.
+    if pg || my {
+        // complete waits for clients of the old version it can see: on
+        // PostgreSQL announced in application_name, on MariaDB using its views.
         let mut oldc = sqlx::AnyConnection::connect(&t.url).await.unwrap();
-        sqlx::raw_sql("SET application_name = 'shop@instar_0001'")
-            .execute(&mut oldc)
-            .await
-            .unwrap();
+        let (set, seen) = if pg {
+            (
+                "SET application_name = 'shop@instar_0001'".to_string(),
+                "shop@instar_0001".to_string(),
+            )
+        } else {
+            (format!("USE `{}`", views("0001")), "root@".to_string())
+        };
+        sqlx::raw_sql(&set).execute(&mut oldc).await.unwrap();
         let (code, out, err) = run(&t, &["complete"], None);
         assert_ne!(code, 0, "{out}{err}");
-        assert!(err.contains("shop@instar_0001"), "{err}");
+        assert!(err.contains(&seen), "{err}");
         let _ = oldc.close().await;
     }
     let _ = newc.close().await;
@@ -373,6 +379,9 @@ async fn two_versions_served_while_the_application_writes(b: Backend) {
     assert!(!works_sql(&t, "SELECT email FROM users").await);
     if pg {
         assert!(!works_sql(&t, "SELECT 1 FROM instar_0002.orders").await);
+    }
+    if my {
+        assert!(!works_sql(&t, &format!("SELECT 1 FROM `{}`.orders", views("0002"))).await);
     }
 
     // Killed at random moments of start: start again goes on; rows stay in step.
@@ -405,11 +414,12 @@ async fn two_versions_served_while_the_application_writes(b: Backend) {
     );
     let units: String = {
         let mut c = t.raw().await;
-        let v =
-            sqlx::query_scalar("SELECT CAST(price_cents AS text) FROM orders WHERE id = 900001")
-                .fetch_one(&mut c)
-                .await
-                .unwrap();
+        let v = sqlx::query_scalar(&format!(
+            "SELECT CAST(price_cents AS {text}) FROM orders WHERE id = 900001"
+        ))
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
         let _ = c.close().await;
         v
     };
@@ -425,10 +435,26 @@ async fn two_versions_served_while_the_application_writes(b: Backend) {
             "the old version's views are gone"
         );
     }
+    if my {
+        assert!(works_sql(&t, &format!("SELECT email FROM `{}`.users", views("0002"))).await);
+        assert!(!works_sql(&t, &format!("SELECT 1 FROM `{}`.orders", views("0001"))).await);
+    }
     let (code, out, err) = run(&t, &["validate"], None);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = run(&t, &["status"], None);
     assert!(code == 0 && !out.contains("in flight"), "{out}{err}");
+    drop_views_databases(&t).await;
+}
+
+/// MariaDB: the databases of views live beside the test's database; dropped with it.
+async fn drop_views_databases(t: &TestDb) {
+    if t.backend != Backend::MySql {
+        return;
+    }
+    let dbname = t.url.rsplit('/').next().unwrap_or_default().to_string();
+    for v in ["0001", "0002"] {
+        assert!(works_sql(t, &format!("DROP DATABASE IF EXISTS `{dbname}_instar_{v}`")).await);
+    }
 }
 
 /// Whether orders has the shadow column (asked of the catalog: SQLite reads an
@@ -436,7 +462,8 @@ async fn two_versions_served_while_the_application_writes(b: Backend) {
 async fn has_shadow(t: &TestDb) -> bool {
     let sql = match t.backend {
         Backend::Sqlite => "SELECT count(*) FROM pragma_table_info('orders') WHERE name = '_instar_new_price_cents'",
-        _ => "SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = '_instar_new_price_cents' AND table_schema = current_schema()",
+        Backend::MySql => "SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = '_instar_new_price_cents' AND table_schema = DATABASE()",
+        Backend::Postgres => "SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = '_instar_new_price_cents' AND table_schema = current_schema()",
     };
     t.count(sql).await > 0
 }
@@ -449,15 +476,13 @@ async fn works_sql(t: &TestDb, sql: &str) -> bool {
 }
 
 async fn a_lossy_change_is_refused_and_complete_survives_kills(b: Backend) {
-    if b == Backend::MySql {
-        return; // Not served at two versions there (the refusal is tested above).
-    }
     let Some(t) = TestDb::new(b, "online_lossy").await else {
         return;
     };
     let rows = match b {
         Backend::Postgres => "SELECT g, g * 7 FROM generate_series(1, 500) g",
-        _ => "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 500) SELECT g, g * 7 FROM s",
+        Backend::MySql => "SELECT seq, seq * 7 FROM seq_1_to_500",
+        Backend::Sqlite => "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 500) SELECT g, g * 7 FROM s",
     };
     migration(
         &t.migrations(),
@@ -467,9 +492,10 @@ async fn a_lossy_change_is_refused_and_complete_survives_kills(b: Backend) {
     );
     let dir = t.migrations().join("0002_units");
     std::fs::create_dir_all(&dir).unwrap();
+    let div = if b == Backend::MySql { "DIV" } else { "/" };
     let lossy = |declared: bool| {
         format!(
-            "kind = \"online\"\n\n[[ops]]\nop = \"alter_column\"\ntable = \"orders\"\ncolumn = \"price_cents\"\ntype = \"integer\"\nup = \"price_cents / 100\"\ndown = \"price_cents * 100\"\n{}",
+            "kind = \"online\"\n\n[[ops]]\nop = \"alter_column\"\ntable = \"orders\"\ncolumn = \"price_cents\"\ntype = \"integer\"\nup = \"price_cents {div} 100\"\ndown = \"price_cents * 100\"\n{}",
             if declared { "lossy = true\n" } else { "" }
         )
     };
@@ -531,4 +557,5 @@ async fn a_lossy_change_is_refused_and_complete_survives_kills(b: Backend) {
         7
     );
     assert_eq!(t.count("SELECT count(*) FROM orders").await, 500);
+    drop_views_databases(&t).await;
 }

@@ -527,6 +527,12 @@ pub(crate) async fn prepared(
         // Only a run statement by statement leaves something to resume.
         (Direction::Up, Some((up, down))) if resuming => (up, down, false),
         // Undoing statements are never the concurrent kind.
+        (Direction::Down, Some((_, None))) => {
+            return Err(Error::Unsupported(format!(
+                "online migration {} kept no statements that undo it (it was served at two versions and completed on an engine whose plain run cannot express its ops); undo it with a migration of its own",
+                m.version
+            )))
+        }
         (Direction::Down, Some((up, down))) => (up, down, db.engine.transactional_ddl()),
         (Direction::Down, None) => {
             return Err(Error::Unsupported(format!(

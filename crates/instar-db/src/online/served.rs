@@ -51,6 +51,18 @@ pub struct Started {
     pub expanded: bool,
     /// Changes the ops declare lossy, with rows that do not come back.
     pub lossy: Vec<String>,
+    /// How long the expand transaction took (it holds the locks its DDL
+    /// takes, PostgreSQL's `ACCESS EXCLUSIVE` on altered tables), in ms.
+    pub expand_ms: u64,
+}
+
+/// What `complete` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Completed {
+    /// The migration, now applied.
+    pub completed: InFlight,
+    /// How long the contract transaction took (it holds the locks its DDL takes), in ms.
+    pub contract_ms: u64,
 }
 
 impl Db {
@@ -218,7 +230,23 @@ async fn current_schema(db: &mut Db) -> Result<String, Error> {
             .into_iter()
             .next()
             .unwrap_or_else(|| "public".into()),
-        _ => String::new(),
+        instar_core::Dialect::MySql => {
+            let v = db
+                .texts("SELECT VERSION() FROM DUAL WHERE ? IS NOT NULL", "1")
+                .await?;
+            if !v.iter().any(|v| v.to_ascii_lowercase().contains("mariadb")) {
+                return Err(Error::Unsupported(format!(
+                    "serving two versions on MySQL needs MariaDB (this server is {}: its triggers and views would need statements MySQL lacks, CREATE OR REPLACE TRIGGER and anonymous blocks); run this migration plainly with `instar up`",
+                    v.first().map_or("unknown", String::as_str)
+                )));
+            }
+            db.texts("SELECT DATABASE() FROM DUAL WHERE ? IS NOT NULL", "1")
+                .await?
+                .into_iter()
+                .next()
+                .unwrap_or_default()
+        }
+        instar_core::Dialect::Sqlite => String::new(),
     })
 }
 
@@ -250,7 +278,18 @@ async fn start_locked(
         Some(f) => f,
         None => {
             let (m, x) = expansion_of_next(db, source).await?;
-            let compiled = compile_now(db, m).await?;
+            // Kept for a later `down`; where the plain run cannot express an op
+            // (MySQL casts by itself), the migration stays without one.
+            let compiled = match compile_now(db, m).await {
+                Ok(c) => c,
+                Err(_) if db.dialect() == instar_core::Dialect::MySql => super::Compiled {
+                    up: String::new(),
+                    down: None,
+                    transaction: false,
+                    summaries: Vec::new(),
+                },
+                Err(e) => return Err(e),
+            };
             // Checked on real rows before anything changes.
             for p in &x.round_trips {
                 let rows = db.probe(p).await?;
@@ -272,14 +311,29 @@ async fn start_locked(
             f
         }
     };
+    if flight.phase == "completing" || flight.phase == "rolling_back" {
+        return Err(Error::Unsupported(format!(
+            "online migration {} is {} (that stopped half way); run `instar {}` again to finish it",
+            flight.version,
+            flight.phase.replace('_', " "),
+            if flight.phase == "completing" {
+                "complete"
+            } else {
+                "rollback"
+            }
+        )));
+    }
     let version = flight.version.clone();
+    let mut expand_ms = 0;
     if flight.phase == "expanding" {
         // The version views come with the expansion: new-version clients may
         // write during the backfill (which fills only rows nobody wrote since).
         let mut stmts = x.expand.clone();
         stmts.extend(x.views.iter().cloned());
         stmts.push(phase_sql(db, &version, "backfilling"));
+        let t0 = Instant::now();
         db.run_all(&stmts, "expanding").await?;
+        expand_ms = t0.elapsed().as_millis() as u64;
     }
     if flight.phase == "expanding" || flight.phase == "backfilling" {
         for s in &x.expand_outside {
@@ -301,6 +355,7 @@ async fn start_locked(
                     in_flight,
                     expanded: false,
                     lossy,
+                    expand_ms,
                 });
             }
         }
@@ -324,6 +379,7 @@ async fn start_locked(
         in_flight,
         expanded: true,
         lossy,
+        expand_ms,
     })
 }
 
@@ -398,25 +454,34 @@ pub async fn complete(
     force: bool,
     opts: &RunOptions,
     sink: &mut dyn EventSink,
-) -> Result<InFlight, Error> {
+) -> Result<Completed, Error> {
     lock(db, opts, sink).await?;
     let r = complete_locked(db, source, force).await;
     unlock_after(db, r).await
 }
 
-async fn complete_locked(db: &mut Db, source: &Source, force: bool) -> Result<InFlight, Error> {
+async fn complete_locked(db: &mut Db, source: &Source, force: bool) -> Result<Completed, Error> {
     let Some((f, x)) = db.in_flight_full().await? else {
         return Err(Error::Unsupported(
             "no online migration is in flight; `instar start` begins one".into(),
         ));
     };
-    if f.phase != "expanded" {
+    if f.phase == "rolling_back" {
+        return Err(Error::Unsupported(format!(
+            "online migration {} was being rolled back when that stopped; run `instar rollback` again to finish it",
+            f.version
+        )));
+    }
+    // A complete that stopped half way (where DDL commits by itself) goes on:
+    // its statements are idempotent, and the checks ran before it began.
+    let resuming = f.phase == "completing";
+    if f.phase != "expanded" && !resuming {
         return Err(Error::Unsupported(format!(
             "online migration {} is still {} (its start was interrupted); run `instar start` to finish it, or `instar rollback`",
             f.version, f.phase
         )));
     }
-    if !force {
+    if !force && !resuming {
         let clients = old_clients(db, &f).await?;
         if !clients.is_empty() {
             return Err(Error::Unsupported(format!(
@@ -426,7 +491,7 @@ async fn complete_locked(db: &mut Db, source: &Source, force: bool) -> Result<In
             )));
         }
     }
-    for p in &x.in_sync {
+    for p in x.in_sync.iter().filter(|_| !resuming) {
         let rows = db.probe(p).await?;
         if !rows.is_empty() && !p.lossy {
             return Err(Error::Unsupported(format!(
@@ -449,6 +514,13 @@ async fn complete_locked(db: &mut Db, source: &Source, force: bool) -> Result<In
         f.version.replace('\'', "''")
     ));
     let tx = db.engine.transactional_ddl();
+    if !tx && !resuming {
+        db.run_all(
+            &[phase_sql(db, &f.version, "completing")],
+            "recording the phase",
+        )
+        .await?;
+    }
     if tx {
         control(&mut db.conn, db.engine.begin()).await?;
     }
@@ -484,7 +556,10 @@ async fn complete_locked(db: &mut Db, source: &Source, force: bool) -> Result<In
             return Err(e);
         }
     }
-    Ok(f)
+    Ok(Completed {
+        completed: f,
+        contract_ms: t0.elapsed().as_millis() as u64,
+    })
 }
 
 /// Removes the new version of the migration in flight; the old one stays as
@@ -505,6 +580,19 @@ async fn rollback_locked(db: &mut Db) -> Result<InFlight, Error> {
             "no online migration is in flight; nothing to roll back".into(),
         ));
     };
+    if f.phase == "completing" {
+        return Err(Error::Unsupported(format!(
+            "online migration {} was being completed when that stopped; run `instar complete` again to finish it",
+            f.version
+        )));
+    }
+    if !db.engine.transactional_ddl() {
+        db.run_all(
+            &[phase_sql(db, &f.version, "rolling_back")],
+            "recording the phase",
+        )
+        .await?;
+    }
     let mut stmts = x.rollback.clone();
     stmts.push(format!(
         "DELETE FROM {} WHERE version = '{}'",
@@ -518,13 +606,21 @@ async fn rollback_locked(db: &mut Db) -> Result<InFlight, Error> {
     Ok(f)
 }
 
-/// Sessions announcing the old version in their `application_name`.
+/// Clients of the old version the engine can see: PostgreSQL sessions whose
+/// `application_name` names its schema, MariaDB sessions using its database of views.
 async fn old_clients(db: &mut Db, f: &InFlight) -> Result<Vec<String>, Error> {
     let sql = match db.dialect() {
         instar_core::Dialect::Postgres => "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name LIKE '%' || ? || '%'",
-        _ => return Ok(Vec::new()),
+        // Sessions using the old version's database of views.
+        instar_core::Dialect::MySql => "SELECT CONCAT(user, '@', host) FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
+        instar_core::Dialect::Sqlite => return Ok(Vec::new()),
     };
-    db.texts(&sql.replace('?', "$1"), &f.old_schema).await
+    let sql = if db.dialect() == instar_core::Dialect::Postgres {
+        sql.replace('?', "$1")
+    } else {
+        sql.to_string()
+    };
+    db.texts(&sql, &f.old_schema).await
 }
 
 /// Takes the run lock.
@@ -556,6 +652,9 @@ async fn unlock_after<T>(db: &mut Db, r: Result<T, Error>) -> Result<T, Error> {
 /// TEMP views and triggers (nothing for the version the base tables have).
 pub async fn connect_sql(db: &mut Db, version: &str) -> Result<Vec<String>, Error> {
     let pg = db.dialect() == instar_core::Dialect::Postgres;
+    if db.dialect() == instar_core::Dialect::MySql {
+        return mysql_connect_sql(db, version).await;
+    }
     let search_path = |v: &str| {
         vec![format!(
             "SET search_path = {}, public",
@@ -606,4 +705,22 @@ pub async fn connect_sql(db: &mut Db, version: &str) -> Result<Vec<String>, Erro
     } else {
         Vec::new()
     })
+}
+
+/// MariaDB: the version's database of views and the session variable the
+/// triggers read (the base tables' database and no variable: the old version).
+async fn mysql_connect_sql(db: &mut Db, version: &str) -> Result<Vec<String>, Error> {
+    let Some(f) = db.in_flight().await? else {
+        return Ok(Vec::new());
+    };
+    if version == f.version {
+        Ok(f.connect_new)
+    } else if version == f.old_version {
+        Ok(Vec::new())
+    } else {
+        Err(Error::Unsupported(format!(
+            "version {version} is not served now: {} (in flight) and {} are",
+            f.version, f.old_version
+        )))
+    }
 }

@@ -6,6 +6,7 @@
 //! contracts to the new version alone; `rollback` removes it, losing no write
 //! made through either.
 
+mod mysql;
 pub(crate) mod postgres;
 mod sqlite;
 
@@ -148,7 +149,9 @@ pub(crate) fn expansion(
         instar_core::Dialect::Sqlite => {
             sqlite::expansion(e, ops, cat, &shapes, old_version, new_version)
         }
-        _ => Err("serving two versions at once is built for PostgreSQL and SQLite so far; on MySQL/MariaDB run this migration plainly with `instar up`".into()),
+        instar_core::Dialect::MySql => {
+            mysql::expansion(e, ops, cat, &shapes, old_version, new_version, base_schema)
+        }
     }
 }
 
@@ -333,6 +336,14 @@ impl Changed {
     /// Before `start`: rows (of a sample) that do not come back down; before
     /// `complete`: rows whose new-version value is not the old one translated.
     pub(crate) fn probes(&self, e: &dyn Engine, base_table: &str) -> (Probe, Probe) {
+        // MariaDB has no IS DISTINCT FROM; NOT (a <=> b) says the same.
+        let distinct = |a: &str, b: &str| {
+            if e.quote("x").starts_with('`') {
+                format!("NOT ({a} <=> {b})")
+            } else {
+                format!("{a} IS DISTINCT FROM {b}")
+            }
+        };
         let q = |s: &str| e.quote(s);
         let key_text = self
             .key
@@ -351,14 +362,16 @@ impl Changed {
             Probe {
                 what: format!("{table}.{column}: down(up(x)) = x"),
                 sql: format!(
-                    "SELECT {key_text}, CAST({c} AS {text}), CAST(({up}) AS {text}) FROM (SELECT * FROM {base_table} LIMIT 10000) s WHERE ({back}) IS DISTINCT FROM {c} LIMIT 5"
+                    "SELECT {key_text}, CAST({c} AS {text}), CAST(({up}) AS {text}) FROM (SELECT * FROM {base_table} LIMIT 10000) s WHERE {} LIMIT 5",
+                    distinct(&format!("({back})"), &c)
                 ),
                 lossy: self.lossy,
             },
             Probe {
                 what: format!("{table}.{column} and its new-version value"),
                 sql: format!(
-                    "SELECT {key_text}, CAST({c} AS {text}), CAST({s} AS {text}) FROM {base_table} WHERE {s} IS DISTINCT FROM ({up}) LIMIT 5"
+                    "SELECT {key_text}, CAST({c} AS {text}), CAST({s} AS {text}) FROM {base_table} WHERE {} LIMIT 5",
+                    distinct(&s, &format!("({up})"))
                 ),
                 lossy: self.lossy,
             },

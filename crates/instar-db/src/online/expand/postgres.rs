@@ -138,11 +138,13 @@ pub(super) fn expansion(
                         column
                     ))
                 );
-                let trigger = q(&made_up_name(
-                    &format!("instar_{table}"),
-                    std::slice::from_ref(column),
-                    "sync",
-                ));
+                let trigger = |what: &str| {
+                    q(&made_up_name(
+                        &format!("instar_{table}"),
+                        std::slice::from_ref(column),
+                        what,
+                    ))
+                };
                 x.expand.push(format!(
                     "ALTER TABLE {} ADD COLUMN {} {}",
                     bt(table),
@@ -154,15 +156,23 @@ pub(super) fn expansion(
                     c = q(column),
                     s2 = q(&s)
                 ));
-                x.expand.push(format!("CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {f}()", bt(table)));
+                // Updates fire only for the column their version writes (the
+                // WHEN runs without calling the function): the backfill, which
+                // sets the shadow from an old-version session, fires nothing.
+                let is_new = format!("current_setting('search_path') LIKE '%{new_schema}%'");
+                x.expand.push(format!(
+                    "CREATE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {f}()",
+                    trigger("ins"),
+                    bt(table)
+                ));
+                x.expand.push(format!("CREATE TRIGGER {} BEFORE UPDATE OF {} ON {} FOR EACH ROW WHEN (NOT {is_new}) EXECUTE FUNCTION {f}()", trigger("upd_old"), q(column), bt(table)));
+                x.expand.push(format!("CREATE TRIGGER {} BEFORE UPDATE OF {} ON {} FOR EACH ROW WHEN ({is_new}) EXECUTE FUNCTION {f}()", trigger("upd_new"), q(&s), bt(table)));
                 x.fills.push(ch.fill(e, &bt(table)));
                 let (round_trip, in_sync) = ch.probes(e, &bt(table));
                 x.round_trips.push(round_trip);
                 x.in_sync.push(in_sync);
-                let drops = [
-                    format!("DROP TRIGGER IF EXISTS {trigger} ON {}", bt(table)),
-                    format!("DROP FUNCTION IF EXISTS {f}()"),
-                ];
+                // The function goes with its triggers.
+                let drops = [format!("DROP FUNCTION IF EXISTS {f}() CASCADE")];
                 x.contract.extend(drops.iter().cloned());
                 x.rollback.extend(drops);
                 x.rollback.push(format!(

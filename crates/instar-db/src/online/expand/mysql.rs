@@ -1,0 +1,267 @@
+//! Two versions on MariaDB. Views cannot carry triggers there, so the base
+//! tables' triggers tell the writer's version from a session variable the
+//! client sets (`SET @instar_version = '0002'`); the new version's views live
+//! in a database of their own (`<db>_instar_<version>`), which its clients
+//! use as their default database. DDL commits by itself, so every statement
+//! of `start`, `complete` and `rollback` is idempotent: a command killed half
+//! way is run again from its beginning.
+
+use instar_core::online::{made_up_name, Op};
+
+use super::{shape_of, Changed, Expansion, Shape};
+use crate::engine::Engine;
+use crate::online::{column_sql, Catalog, Col};
+
+/// The database of views serving `version` of database `db`.
+pub(crate) fn views_db(db: &str, version: &str) -> String {
+    let v = super::postgres::schema_of(version);
+    let mut name = format!("{db}_{v}");
+    if name.len() > 64 {
+        name = format!("{}_{v}", &db[..64 - v.len() - 1]);
+    }
+    name
+}
+
+/// Runs `then` only while `table` has `column` (MariaDB's anonymous block):
+/// a contract step run a second time does nothing.
+fn while_column(table: &str, column: &str, then: &str) -> String {
+    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    format!(
+        "BEGIN NOT ATOMIC IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = {} AND column_name = {}) THEN {then}; END IF; END",
+        lit(table),
+        lit(column)
+    )
+}
+
+pub(super) fn expansion(
+    e: &dyn Engine,
+    ops: &[Op],
+    cat: &Catalog,
+    shapes: &[Shape],
+    old_version: &str,
+    new_version: &str,
+    base: &str,
+) -> Result<Expansion, String> {
+    let q = |s: &str| e.quote(s);
+    let bt = |t: &str| format!("{}.{}", q(base), q(t));
+    let (old_db, new_db) = (views_db(base, old_version), views_db(base, new_version));
+    let mut shapes = shapes.to_vec();
+    let mut x = Expansion {
+        old_version: old_version.into(),
+        new_version: new_version.into(),
+        old_schema: old_db.clone(),
+        new_schema: new_db.clone(),
+        expand: Vec::new(),
+        expand_outside: Vec::new(),
+        fills: Vec::new(),
+        views: Vec::new(),
+        contract: vec![
+            format!("DROP DATABASE IF EXISTS {}", q(&old_db)),
+            format!("DROP DATABASE IF EXISTS {}", q(&new_db)),
+        ],
+        rollback: vec![format!("DROP DATABASE IF EXISTS {}", q(&new_db))],
+        round_trips: Vec::new(),
+        in_sync: Vec::new(),
+        connect_new: Vec::new(),
+    };
+    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let is_new = format!("@instar_version <=> {}", lit(new_version));
+    let mut physical = Vec::new();
+    for op in ops {
+        match op {
+            Op::AddColumn {
+                column,
+                ty,
+                default,
+                not_null,
+                ..
+            } => {
+                for t in op.tables() {
+                    let col = Col {
+                        name: column.clone(),
+                        ty: ty.clone(),
+                        not_null: *not_null,
+                        default: default.clone(),
+                    };
+                    x.expand.push(format!(
+                        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}",
+                        bt(t),
+                        column_sql(e, &col)
+                    ));
+                    x.rollback.push(format!(
+                        "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+                        bt(t),
+                        q(column)
+                    ));
+                    shape_of(&mut shapes, t)
+                        .new
+                        .push((column.clone(), column.clone()));
+                }
+            }
+            Op::DropColumn { table, column } => {
+                let c = cat.need_column(table, column)?;
+                if c.not_null && c.default.is_none() {
+                    return Err(format!("{table}.{column} is NOT NULL without a default, so rows written at the new version (which does not have it) could not be stored; give it a default first, or drop it plainly with `instar up`"));
+                }
+                shape_of(&mut shapes, table)
+                    .new
+                    .retain(|(n, _)| !n.eq_ignore_ascii_case(column));
+                physical.push(format!(
+                    "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+                    bt(table),
+                    q(column)
+                ));
+            }
+            Op::RenameColumn { table, column, to } => {
+                shape_of(&mut shapes, table).rename_new(column, to);
+                physical.push(while_column(
+                    table,
+                    column,
+                    &format!(
+                        "ALTER TABLE {} RENAME COLUMN {} TO {}",
+                        bt(table),
+                        q(column),
+                        q(to)
+                    ),
+                ));
+            }
+            Op::AlterColumn { .. } => {
+                let ch = Changed::of(e, op, cat)?;
+                let (t, s) = (ch.table.clone(), ch.shadow.clone());
+                if let Some(n) = shape_of(&mut shapes, &t)
+                    .new
+                    .iter_mut()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(&ch.column))
+                {
+                    n.1 = s.clone();
+                }
+                let (c, s2) = (q(&ch.column), q(&s));
+                let up_new = ch.up_of_new(e);
+                let down_new = ch.down_of(e, &format!("NEW.{s2}"), &|c| c.to_string());
+                let name = |what: &str| {
+                    q(&made_up_name(
+                        &format!("instar_{t}"),
+                        std::slice::from_ref(&ch.column),
+                        what,
+                    ))
+                };
+                x.expand.push(format!(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {s2} {}",
+                    bt(&t),
+                    ch.ty
+                ));
+                x.expand.push(format!(
+                    "CREATE OR REPLACE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW BEGIN IF {is_new} THEN SET NEW.{c} = ({down_new}); ELSE SET NEW.{s2} = ({up_new}); END IF; END",
+                    name("ins"),
+                    bt(&t)
+                ));
+                // An update changes the other column only when its version's
+                // column changed: the backfill (which sets the shadow from an
+                // old-version session) leaves the old column alone.
+                x.expand.push(format!(
+                    "CREATE OR REPLACE TRIGGER {} BEFORE UPDATE ON {} FOR EACH ROW BEGIN IF {is_new} THEN IF NOT (NEW.{s2} <=> OLD.{s2}) THEN SET NEW.{c} = ({down_new}); END IF; ELSEIF NOT (NEW.{c} <=> OLD.{c}) THEN SET NEW.{s2} = ({up_new}); END IF; END",
+                    name("upd"),
+                    bt(&t)
+                ));
+                x.fills.push(ch.fill(e, &bt(&t)));
+                let (round_trip, in_sync) = ch.probes(e, &bt(&t));
+                x.round_trips.push(round_trip);
+                x.in_sync.push(in_sync);
+                let drops = [
+                    format!("DROP TRIGGER IF EXISTS {}.{}", q(base), name("ins")),
+                    format!("DROP TRIGGER IF EXISTS {}.{}", q(base), name("upd")),
+                ];
+                x.contract.extend(drops.iter().cloned());
+                x.rollback.extend(drops);
+                x.rollback
+                    .push(format!("ALTER TABLE {} DROP COLUMN IF EXISTS {s2}", bt(&t)));
+                let null = if ch.was_not_null { " NOT NULL" } else { "" };
+                physical.push(while_column(
+                    &t,
+                    &s,
+                    &format!(
+                        "ALTER TABLE {} DROP COLUMN {c}, CHANGE COLUMN {s2} {c} {}{null}",
+                        bt(&t),
+                        ch.ty
+                    ),
+                ));
+            }
+            Op::CreateIndex {
+                table,
+                columns,
+                name,
+                unique,
+            } => {
+                let n = name
+                    .clone()
+                    .unwrap_or_else(|| made_up_name(table, columns, "idx"));
+                let shape = shapes.iter().find(|s| s.table.eq_ignore_ascii_case(table));
+                let cols: Vec<String> = columns
+                    .iter()
+                    .map(|c| {
+                        shape
+                            .and_then(|s| s.new.iter().find(|(v, _)| v.eq_ignore_ascii_case(c)))
+                            .map_or_else(|| c.clone(), |(_, p)| p.clone())
+                    })
+                    .collect();
+                x.expand_outside.push(format!(
+                    "CREATE {}INDEX IF NOT EXISTS {} ON {} ({}) ALGORITHM=INPLACE LOCK=NONE",
+                    if *unique { "UNIQUE " } else { "" },
+                    q(&n),
+                    bt(table),
+                    crate::online::column_list(e, &cols)
+                ));
+                x.rollback
+                    .push(format!("DROP INDEX IF EXISTS {} ON {}", q(&n), bt(table)));
+            }
+            other => return Err(format!("{} is not served at two versions", other.name())),
+        }
+    }
+    x.contract.extend(physical);
+    for (db, new) in [(&old_db, false), (&new_db, true)] {
+        x.views
+            .push(format!("CREATE DATABASE IF NOT EXISTS {}", q(db)));
+        for s in &shapes {
+            let cols = if new { &s.new } else { &s.old };
+            x.views.push(view(e, db, &bt(&s.table), &s.table, cols));
+        }
+    }
+    x.contract
+        .push(format!("CREATE DATABASE IF NOT EXISTS {}", q(&new_db)));
+    for s in &shapes {
+        let same: Vec<(String, String)> =
+            s.new.iter().map(|(n, _)| (n.clone(), n.clone())).collect();
+        x.contract
+            .push(view(e, &new_db, &bt(&s.table), &s.table, &same));
+    }
+    x.connect_new = vec![
+        format!("USE {}", q(&new_db)),
+        format!("SET @instar_version = {}", lit(new_version)),
+    ];
+    Ok(x)
+}
+
+fn view(
+    e: &dyn Engine,
+    db: &str,
+    base_table: &str,
+    table: &str,
+    cols: &[(String, String)],
+) -> String {
+    let list = cols
+        .iter()
+        .map(|(name, p)| {
+            if name == p {
+                e.quote(p)
+            } else {
+                format!("{} AS {}", e.quote(p), e.quote(name))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CREATE OR REPLACE VIEW {}.{} AS SELECT {list} FROM {base_table}",
+        e.quote(db),
+        e.quote(table)
+    )
+}
