@@ -178,7 +178,7 @@ pub struct Db {
     pub(crate) url: DbUrl,
     pub(crate) engine: &'static dyn Engine,
     pub(crate) table: String,
-    table_name: String,
+    pub(crate) table_name: String,
     schema: Option<String>,
     /// The engine's lock file, where its lock is one (SQLite).
     pub(crate) lock_file: Option<File>,

@@ -221,7 +221,8 @@ async fn check_writes(t: &TestDb, old: &Wrote, new: &Wrote) {
 
 on_every_engine!(
     two_versions_served_while_the_application_writes,
-    a_lossy_change_is_refused_and_complete_survives_kills
+    a_lossy_change_is_refused_and_complete_survives_kills,
+    new_version_writes_keep_defaults_and_untouched_values
 );
 
 async fn two_versions_served_while_the_application_writes(b: Backend) {
@@ -429,16 +430,31 @@ async fn two_versions_served_while_the_application_writes(b: Backend) {
             && works_sql(&t, "SELECT email FROM users").await
     );
     if pg {
-        assert!(works_sql(&t, "SELECT email FROM instar_0002.users").await);
-        assert!(
-            !works_sql(&t, "SELECT 1 FROM instar_0001.orders").await,
-            "the old version's views are gone"
-        );
+        for v in ["instar_0001", "instar_0002"] {
+            assert!(
+                !works_sql(&t, &format!("SELECT 1 FROM {v}.orders")).await,
+                "{v}'s views are gone"
+            );
+        }
+        // A client still at search_path = instar_0002, public finds the base tables in its shape.
+        let mut c = sqlx::AnyConnection::connect(&t.url).await.unwrap();
+        sqlx::raw_sql("SET search_path = instar_0002, public")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let r = sqlx::raw_sql("SELECT comment, CAST(price_cents AS text) FROM orders LIMIT 1")
+            .execute(&mut c)
+            .await;
+        assert!(r.is_ok(), "{r:?}");
+        let _ = c.close().await;
     }
     if my {
-        assert!(works_sql(&t, &format!("SELECT email FROM `{}`.users", views("0002"))).await);
-        assert!(!works_sql(&t, &format!("SELECT 1 FROM `{}`.orders", views("0001"))).await);
+        for v in ["0001", "0002"] {
+            assert!(!works_sql(&t, &format!("SELECT 1 FROM `{}`.orders", views(v))).await);
+        }
     }
+    let (code, out, err) = run(&t, &["connect-sql", "--at", "0002"], None);
+    assert!(code == 0 && out.contains("nothing to run"), "{out}{err}");
     let (code, out, err) = run(&t, &["validate"], None);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = run(&t, &["status"], None);
@@ -557,5 +573,103 @@ async fn a_lossy_change_is_refused_and_complete_survives_kills(b: Backend) {
         7
     );
     assert_eq!(t.count("SELECT count(*) FROM orders").await, 500);
+    drop_views_databases(&t).await;
+}
+
+/// Review findings kept fixed: an insert at the new version that leaves
+/// columns out gets their defaults (the changed one's translated by `up`);
+/// an update of another column leaves the changed one as it was; a column an
+/// index uses is not changed at two versions (completing would drop the index).
+async fn new_version_writes_keep_defaults_and_untouched_values(b: Backend) {
+    let Some(t) = TestDb::new(b, "online_defaults").await else {
+        return;
+    };
+    let int = if b == Backend::MySql {
+        "SIGNED"
+    } else {
+        "integer"
+    };
+    migration(
+        &t.migrations(),
+        "0001_items",
+        "CREATE TABLE items (id int PRIMARY KEY, price_cents int NOT NULL DEFAULT 250, note varchar(50), tag varchar(10));\nCREATE INDEX items_tag ON items (tag);\nINSERT INTO items (id, price_cents, note, tag) VALUES (1, 333, 'a', 't');",
+        None,
+    );
+    let dir = t.migrations().join("0002_units");
+    std::fs::create_dir_all(&dir).unwrap();
+    file(
+        &dir.join("migration.toml"),
+        &format!("kind = \"online\"\n\n[[ops]]\nop = \"alter_column\"\ntable = \"items\"\ncolumn = \"price_cents\"\ntype = \"numeric(12,2)\"\nup = \"price_cents / 100.0\"\ndown = \"CAST(round(price_cents * 100) AS {int})\"\n\n[[ops]]\nop = \"add_column\"\ntable = \"items\"\ncolumn = \"flag\"\ntype = \"int\"\ndefault = \"7\"\n"),
+    );
+    let dir3 = t.migrations().join("0003_tag");
+    std::fs::create_dir_all(&dir3).unwrap();
+    file(
+        &dir3.join("migration.toml"),
+        "kind = \"online\"\n\n[[ops]]\nop = \"alter_column\"\ntable = \"items\"\ncolumn = \"tag\"\ntype = \"varchar(20)\"\n",
+    );
+    let (code, out, err) = run(&t, &["up", "--to", "0001"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&t, &["start"], None);
+    assert_eq!(code, 0, "{b:?}: {out}{err}");
+
+    let mut c = sqlx::AnyConnection::connect(&t.url).await.unwrap();
+    let (_, connect, _) = run(&t, &["connect-sql", "--at", "0002"], None);
+    for line in connect
+        .lines()
+        .filter(|l| !l.starts_with("--") && !l.trim().is_empty())
+    {
+        sqlx::raw_sql(line)
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{b:?}: {line}: {e}"));
+    }
+    for sql in [
+        "INSERT INTO items (id, note) VALUES (2, 'defaults')",
+        "UPDATE items SET note = 'only the note' WHERE id = 1",
+    ] {
+        sqlx::raw_sql(sql)
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{b:?}: {sql}: {e}"));
+    }
+    let _ = c.close().await;
+    assert_eq!(
+        t.count("SELECT price_cents FROM items WHERE id = 2").await,
+        250,
+        "{b:?}: the default, in both columns"
+    );
+    assert_eq!(
+        t.count("SELECT flag FROM items WHERE id = 2").await,
+        7,
+        "{b:?}: an added column's default"
+    );
+    assert_eq!(
+        t.count("SELECT price_cents FROM items WHERE id = 1 AND note = 'only the note'")
+            .await,
+        333,
+        "{b:?}: untouched by an update of another column"
+    );
+    let (code, out, err) = run(&t, &["complete"], None);
+    assert_eq!(code, 0, "{b:?}: {out}{err}");
+    let mut c = t.raw().await;
+    let text = if b == Backend::MySql { "CHAR" } else { "text" };
+    let v: String = sqlx::query_scalar(&format!(
+        "SELECT CAST(price_cents AS {text}) FROM items WHERE id = 1"
+    ))
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    let _ = c.close().await;
+    assert!(v == "3.33", "{b:?}: {v}");
+
+    // An indexed column: refused before anything changes, naming the index.
+    let (code, out, err) = run(&t, &["start"], None);
+    assert_ne!(code, 0, "{b:?}: {out}{err}");
+    assert!(
+        err.contains("items.tag is used by") && err.contains("items_tag"),
+        "{b:?}: {err}"
+    );
+    let (_, status, _) = run(&t, &["status"], None);
+    assert!(!status.contains("in flight"), "{status}");
     drop_views_databases(&t).await;
 }

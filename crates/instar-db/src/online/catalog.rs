@@ -51,6 +51,8 @@ pub(crate) struct Catalog {
     pub tables: Vec<Table>,
     /// SQLite: `PRAGMA foreign_keys` is on for the run's connection.
     pub foreign_keys_on: bool,
+    /// MariaDB, serving two versions: every base table of the database.
+    pub all_tables: Vec<String>,
 }
 
 impl Catalog {

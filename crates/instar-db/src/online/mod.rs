@@ -104,11 +104,12 @@ pub(crate) fn column_sql(e: &dyn Engine, c: &Col) -> String {
     s
 }
 
-/// A column list: plain names quoted, expressions (`lower(email)`) as written.
+/// A column list: names quoted (whatever characters they hold), expressions
+/// (`lower(email)`: anything with a parenthesis) as written.
 pub(crate) fn column_list(e: &dyn Engine, cols: &[String]) -> String {
     cols.iter()
         .map(|c| {
-            if c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+            if !c.contains('(') {
                 e.quote(c)
             } else {
                 c.clone()
@@ -506,7 +507,9 @@ pub(crate) async fn compile_now(db: &mut Db, m: &Migration) -> Result<Compiled, 
     let one_tx = db.engine.transactional_ddl() && m.meta.transaction == Some(true);
     let mut c = compile(db.engine, &m.meta.ops, &m.up, cat, one_tx)?;
     // SQLite has no cheap forms to use: one transaction always.
-    c.transaction = db.engine.transactional_ddl() && (c.transaction || one_tx);
+    c.transaction = db.engine.transactional_ddl()
+        && m.meta.transaction != Some(false)
+        && (c.transaction || one_tx);
     Ok(c)
 }
 
@@ -558,6 +561,7 @@ pub(crate) async fn prepared(
             (c.up, c.down, c.transaction)
         }
     };
+    check_compiled(db, m, &up, transaction)?;
     let mut out = m.clone();
     out.up.sql = up;
     out.transaction = transaction;
@@ -568,4 +572,32 @@ pub(crate) async fn prepared(
     });
     out.down_transaction = Some(transaction);
     Ok(out)
+}
+
+/// Refuses compiled statements that would break the run: an `sql` op's
+/// unterminated string or comment (it would swallow what follows), or its own
+/// transaction control inside Instar's one transaction.
+fn check_compiled(db: &Db, m: &Migration, sql: &str, transaction: bool) -> Result<(), Error> {
+    use instar_core::split::{split, Split};
+    match split(sql, db.dialect()) {
+        Split::Unterminated { what, line } => Err(instar_core::Error::Unterminated {
+            path: m.up.path.clone(),
+            line,
+            what,
+        }
+        .into()),
+        Split::Statements(stmts) if transaction => {
+            match stmts.iter().find(|s| crate::engine::is_transaction_control(&s.sql)) {
+                Some(s) => Err(Error::Unsupported(format!(
+                    "{}:{}: an sql op's `{}` controls the transaction itself, but migration {} runs in one transaction of Instar's; remove it, or set transaction = false in its migration.toml",
+                    m.up.path.display(),
+                    s.line,
+                    s.sql.split_whitespace().next().unwrap_or(""),
+                    m.version
+                ))),
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
 }

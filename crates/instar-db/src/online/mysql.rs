@@ -40,6 +40,33 @@ impl OnlineDdl for MySqlDdl {
         "SELECT CAST(c.column_name AS CHAR), CAST(c.column_type AS CHAR), CASE WHEN c.is_nullable = 'NO' THEN 1 ELSE 0 END, CAST(c.column_default AS CHAR), CAST(COALESCE((SELECT k.ordinal_position FROM information_schema.key_column_usage k WHERE k.table_schema = c.table_schema AND k.table_name = c.table_name AND k.column_name = c.column_name AND k.constraint_name = 'PRIMARY'), 0) AS SIGNED) FROM information_schema.columns c WHERE c.table_schema = DATABASE() AND c.table_name = ? ORDER BY c.ordinal_position"
     }
 
+    /// Indexes on the table and foreign keys to it, as text naming their
+    /// columns: what a column change must not drop unseen.
+    fn read_more<'a>(
+        &'a self,
+        db: &'a mut crate::Db,
+        t: &'a mut super::Table,
+    ) -> crate::engine::DbFuture<'a, ()> {
+        Box::pin(async move {
+            let name = t.name.clone();
+            let mut extras = db
+                .texts(
+                    "SELECT CAST(CONCAT('INDEX ', index_name, ' (', GROUP_CONCAT(column_name ORDER BY seq_in_index), ')') AS CHAR) FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = ? GROUP BY index_name",
+                    &name,
+                )
+                .await?;
+            extras.extend(
+                db.texts(
+                    "SELECT CAST(CONCAT('FOREIGN KEY ', table_name, ' (', column_name, ') REFERENCES ', referenced_table_name, ' (', referenced_column_name, ')') AS CHAR) FROM information_schema.key_column_usage WHERE table_schema = DATABASE() AND referenced_table_name = ?",
+                    &name,
+                )
+                .await?,
+            );
+            t.extras = extras;
+            Ok(())
+        })
+    }
+
     fn add_column(&self, e: &dyn Engine, table: &str, col: &Col) -> String {
         format!(
             "ALTER TABLE {} ADD COLUMN {}{}",

@@ -17,6 +17,25 @@ impl OnlineDdl for PostgresDdl {
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull::int, pg_get_expr(d.adbin, d.adrelid), COALESCE((SELECT k.n FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(att, n) WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.att = a.attnum), 0)::int FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
     }
 
+    /// Indexes and constraints on the table, and foreign keys pointing at it,
+    /// as SQL: what a column change must not drop unseen.
+    fn read_more<'a>(
+        &'a self,
+        db: &'a mut crate::Db,
+        t: &'a mut super::Table,
+    ) -> crate::engine::DbFuture<'a, ()> {
+        Box::pin(async move {
+            let name = t.name.clone();
+            t.extras = db
+                .texts(
+                    "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = to_regclass(quote_ident($1)) UNION ALL SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE c.contype <> 'p' AND (c.conrelid = to_regclass(quote_ident($1)) OR c.confrelid = to_regclass(quote_ident($1)))",
+                    &name,
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
     fn op(&self, e: &dyn Engine, op: &Op, cat: &mut Catalog, cheap: bool) -> Result<OpSql, String> {
         let q = |s: &str| e.quote(s);
         let alter = |t: &str| format!("ALTER TABLE {}", q(t));

@@ -305,6 +305,11 @@ async fn start_locked(
                 }
                 lossy.push(format!("{} ({examples})", p.what));
             }
+            // A rollback killed after its record went may have left checkpoints.
+            for (i, fill) in x.fills.iter().enumerate() {
+                crate::data::forget_backfill(db, &fill_name(m.version.as_str(), i, &fill.table))
+                    .await?;
+            }
             db.keep_compile(m.version.as_str(), &compiled).await?;
             db.keep_expansion(m.version.as_str(), &x).await?;
             let f = db.in_flight_full().await?.expect("just kept");
@@ -340,8 +345,8 @@ async fn start_locked(
             db.run_each(std::slice::from_ref(s), "building an index", false)
                 .await?;
         }
-        for f in &x.fills {
-            let name = format!("online:{version}:{}", f.table);
+        for (i, f) in x.fills.iter().enumerate() {
+            let name = fill_name(&version, i, &f.table);
             let b = crate::data::Backfill {
                 name: &name,
                 table: &f.table,
@@ -394,8 +399,20 @@ async fn expansion_of_next<'s>(
         || "base".to_string(),
         |i| source.migrations[i].version.to_string(),
     );
-    let cat = db.online_catalog(&m.meta.ops).await?;
+    let mut cat = db.online_catalog(&m.meta.ops).await?;
     let base = current_schema(db).await?;
+    if db.dialect() == instar_core::Dialect::MySql {
+        let own = db.table_name.clone();
+        cat.all_tables = db
+            .texts(
+                "SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' AND ? IS NOT NULL ORDER BY table_name",
+                "1",
+            )
+            .await?
+            .into_iter()
+            .filter(|t| !t.starts_with("instar_") && *t != own)
+            .collect();
+    }
     let x = expansion(
         db.engine,
         db.dialect(),
@@ -421,6 +438,11 @@ pub async fn preview(db: &mut Db, source: &Source) -> Result<Expansion, Error> {
         return Ok(x);
     }
     Ok(expansion_of_next(db, source).await?.1)
+}
+
+/// The checkpoints' name of backfill `i` of an expansion.
+fn fill_name(version: &str, i: usize, table: &str) -> String {
+    format!("online:{version}:{i}:{table}")
 }
 
 fn phase_sql(db: &Db, version: &str, phase: &str) -> String {
@@ -507,12 +529,18 @@ async fn complete_locked(db: &mut Db, source: &Source, force: bool) -> Result<Co
         .find(|m| m.version.as_str() == f.version)
         .ok_or_else(|| Error::Unsupported(format!("online migration {} is in flight but its folder is gone; restore it, or `instar rollback`", f.version)))?;
     let t0 = Instant::now();
-    let mut stmts = x.contract.clone();
-    stmts.push(format!(
+    let stmts = x.contract.clone();
+    // Cleared last: a complete killed after its history row (where DDL commits
+    // by itself) is still in flight, and the next one finds the row written.
+    let clear = format!(
         "UPDATE {} SET phase = NULL, expansion = NULL WHERE version = '{}'",
         db.sibling_table(COMPILED),
         f.version.replace('\'', "''")
-    ));
+    );
+    let recorded = resuming && {
+        let state = derive(&db.read_history().await?);
+        state.applied_of(&f.version).is_some()
+    };
     let tx = db.engine.transactional_ddl();
     if !tx && !resuming {
         db.run_all(
@@ -535,14 +563,19 @@ async fn complete_locked(db: &mut Db, source: &Source, force: bool) -> Result<Co
                 ))
             })?;
         }
-        let mut row = crate::runner::new_row(m, EventKind::Apply, Direction::Up);
-        row.finished_at = Some(instar_core::time::now_rfc3339());
-        row.duration_ms = Some(t0.elapsed().as_millis() as i64);
-        row.statements_applied = stmts.len() as i64;
-        row.statements_total = stmts.len() as i64;
-        row.note = Some(format!("online: expanded at {}, completed", f.started_at));
-        let (h, conn) = db.parts();
-        h.insert(conn, &row).await?;
+        if !recorded {
+            let mut row = crate::runner::new_row(m, EventKind::Apply, Direction::Up);
+            row.finished_at = Some(instar_core::time::now_rfc3339());
+            row.duration_ms = Some(t0.elapsed().as_millis() as i64);
+            row.statements_applied = stmts.len() as i64;
+            row.statements_total = stmts.len() as i64;
+            row.note = Some(format!("online: expanded at {}, completed", f.started_at));
+            let (h, conn) = db.parts();
+            h.insert(conn, &row).await?;
+        }
+        exec(&mut db.conn, &clear)
+            .await
+            .map_err(|e| Error::query("recording the online migration complete", e))?;
         Ok::<(), Error>(())
     }
     .await;
@@ -593,15 +626,22 @@ async fn rollback_locked(db: &mut Db) -> Result<InFlight, Error> {
         )
         .await?;
     }
-    let mut stmts = x.rollback.clone();
+    // Where DDL is transactional, an expansion still `expanding` never
+    // committed: there is nothing to undo, only the record.
+    let applied_nothing = f.phase == "expanding" && db.engine.transactional_ddl();
+    let mut stmts = if applied_nothing {
+        Vec::new()
+    } else {
+        x.rollback.clone()
+    };
     stmts.push(format!(
         "DELETE FROM {} WHERE version = '{}'",
         db.sibling_table(COMPILED),
         f.version.replace('\'', "''")
     ));
     db.run_all(&stmts, "rolling back").await?;
-    for fill in &x.fills {
-        crate::data::forget_backfill(db, &format!("online:{}:{}", f.version, fill.table)).await?;
+    for (i, fill) in x.fills.iter().enumerate() {
+        crate::data::forget_backfill(db, &fill_name(&f.version, i, &fill.table)).await?;
     }
     Ok(f)
 }

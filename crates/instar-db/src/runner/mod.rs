@@ -724,7 +724,15 @@ async fn run_single(
         let compiled;
         let mut m = &source.migrations[step.index];
         if crate::online::is_online(m) {
-            compiled = crate::online::prepared(db, m, step.direction, false, true, sink).await?;
+            compiled = match crate::online::prepared(db, m, step.direction, false, true, sink).await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    // The one transaction is open: end it before the lock is released.
+                    let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
+                    return Err(e);
+                }
+            };
             if !compiled.transaction {
                 control(&mut db.conn, "ROLLBACK").await?;
                 return Err(Error::Unsupported(format!(

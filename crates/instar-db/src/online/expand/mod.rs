@@ -162,18 +162,46 @@ fn shapes(ops: &[Op], cat: &Catalog) -> Result<Vec<Shape>, String> {
     let mut touched: Vec<(String, String)> = Vec::new();
     for op in ops {
         let (table, column) = match op {
-            Op::AddColumn { column, .. } => {
+            Op::AddColumn {
+                column,
+                not_null,
+                default,
+                ..
+            } => {
                 for t in op.tables() {
                     if cat.table(t).is_none() {
                         return Err(format!("table {t} does not exist"));
                     }
                 }
+                if *not_null && default.is_none() {
+                    return Err(format!(
+                        "column {column} is NOT NULL without a default, so the old version's inserts (which do not know it) would fail; give it a default"
+                    ));
+                }
                 (op.tables().join(","), column.clone())
             }
-            Op::DropColumn { table, column }
-            | Op::RenameColumn { table, column, .. }
-            | Op::AlterColumn { table, column, .. } => {
+            Op::DropColumn { table, column } | Op::RenameColumn { table, column, .. } => {
                 cat.need_column(table, column)?;
+                refuse_key(cat, table, column)?;
+                (table.clone(), column.clone())
+            }
+            Op::AlterColumn { table, column, .. } => {
+                let c = cat.need_column(table, column)?;
+                refuse_key(cat, table, column)?;
+                // Complete drops the old column: what hangs on it would go with it.
+                if let Some(d) = cat.need(table)?.extras.iter().find(|d| mentions(d, column)) {
+                    return Err(format!(
+                        "{table}.{column} is used by `{d}`, which completing would drop with the old column; drop it in a migration before this one (and make it again after), or change the column plainly with `instar up`"
+                    ));
+                }
+                if c.default.as_deref().is_some_and(|d| {
+                    let d = d.to_ascii_lowercase();
+                    d.contains("nextval") || d.contains("auto_increment")
+                }) {
+                    return Err(format!(
+                        "{table}.{column} takes its values from a sequence, which completing would drop; change it plainly with `instar up`"
+                    ));
+                }
                 (table.clone(), column.clone())
             }
             Op::CreateIndex { table, .. } => {
@@ -222,6 +250,44 @@ fn shapes(ops: &[Op], cat: &Catalog) -> Result<Vec<Shape>, String> {
     Ok(shapes)
 }
 
+/// A key column stays as it is: both versions match rows by it.
+fn refuse_key(cat: &Catalog, table: &str, column: &str) -> Result<(), String> {
+    if cat
+        .need(table)?
+        .key
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(column))
+    {
+        return Err(format!(
+            "{table}.{column} is part of the primary key, which both versions match rows by; change it plainly with `instar up`"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether SQL text `d` names identifier `column` (as a word, not in a string).
+pub(crate) fn mentions(d: &str, column: &str) -> bool {
+    substitute(d, &|w| {
+        w.eq_ignore_ascii_case(column).then(|| "\u{0}".to_string())
+    }) != d
+}
+
+/// Undo statements in reverse op order: `marks[i]` is where op i's begin in
+/// `rollback` (what precedes the first mark stays first).
+pub(crate) fn reverse_ops(rollback: &mut Vec<String>, marks: &[usize]) {
+    let Some(&first) = marks.first() else {
+        return;
+    };
+    let mut chunks: Vec<Vec<String>> = Vec::new();
+    let mut ends: Vec<usize> = marks[1..].to_vec();
+    ends.push(rollback.len());
+    for (start, end) in marks.iter().zip(ends) {
+        chunks.push(rollback[*start..end].to_vec());
+    }
+    rollback.truncate(first);
+    rollback.extend(chunks.into_iter().rev().flatten());
+}
+
 impl Shape {
     /// The new version's name for physical column `p`… and back.
     pub(crate) fn rename_new(&mut self, from: &str, to: &str) {
@@ -250,6 +316,8 @@ pub(crate) struct Changed {
     /// The table's columns before the migration.
     pub cols: Vec<String>,
     pub was_not_null: bool,
+    /// The old column's default, as SQL.
+    pub default: Option<String>,
 }
 
 impl Changed {
@@ -284,7 +352,35 @@ impl Changed {
             key: t.key.clone(),
             cols: t.columns.iter().map(|c| c.name.clone()).collect(),
             was_not_null: old.not_null,
+            default: old.default.clone(),
         })
+    }
+
+    /// The table's columns `up` reads (the changed one among them, usually).
+    pub(crate) fn up_cols(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for c in &self.cols {
+            if mentions(&self.up, c) && !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+        if !out.iter().any(|c| c.eq_ignore_ascii_case(&self.column)) {
+            out.push(self.column.clone());
+        }
+        out
+    }
+
+    /// The shadow column's default: the old column's, translated by `up`.
+    pub(crate) fn shadow_default(&self) -> String {
+        match &self.default {
+            Some(d) => format!(
+                " DEFAULT ({})",
+                substitute(&self.up, &|w| w
+                    .eq_ignore_ascii_case(&self.column)
+                    .then(|| format!("({d})")))
+            ),
+            None => String::new(),
+        }
     }
 
     fn col(&self, w: &str) -> Option<String> {
@@ -367,13 +463,18 @@ impl Changed {
                 ),
                 lossy: self.lossy,
             },
+            // A lossy change's values may differ by design, but never be missing.
             Probe {
                 what: format!("{table}.{column} and its new-version value"),
                 sql: format!(
                     "SELECT {key_text}, CAST({c} AS {text}), CAST({s} AS {text}) FROM {base_table} WHERE {} LIMIT 5",
-                    distinct(&s, &format!("({up})"))
+                    if self.lossy {
+                        format!("{s} IS NULL AND ({up}) IS NOT NULL")
+                    } else {
+                        distinct(&s, &format!("({up})"))
+                    }
                 ),
-                lossy: self.lossy,
+                lossy: false,
             },
         )
     }

@@ -8,7 +8,7 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{shape_of, Changed, Expansion, Shape};
+use super::{reverse_ops, shape_of, Changed, Expansion, Shape};
 use crate::engine::Engine;
 use crate::online::{column_sql, Catalog, Col};
 
@@ -67,7 +67,9 @@ pub(super) fn expansion(
     let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let is_new = format!("@instar_version <=> {}", lit(new_version));
     let mut physical = Vec::new();
+    let mut marks = Vec::new();
     for op in ops {
+        marks.push(x.rollback.len());
         match op {
             Op::AddColumn {
                 column,
@@ -138,6 +140,12 @@ pub(super) fn expansion(
                 let (c, s2) = (q(&ch.column), q(&s));
                 let up_new = ch.up_of_new(e);
                 let down_new = ch.down_of(e, &format!("NEW.{s2}"), &|c| c.to_string());
+                let old_changed = ch
+                    .up_cols()
+                    .iter()
+                    .map(|x| format!("NOT (NEW.{c2} <=> OLD.{c2})", c2 = q(x)))
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
                 let name = |what: &str| {
                     q(&made_up_name(
                         &format!("instar_{t}"),
@@ -145,11 +153,21 @@ pub(super) fn expansion(
                         what,
                     ))
                 };
+                // Added without a default (which would fill every existing row
+                // with it, and the backfill fills only empty ones), given one after.
                 x.expand.push(format!(
                     "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {s2} {}",
                     bt(&t),
                     ch.ty
                 ));
+                if !ch.shadow_default().is_empty() {
+                    x.expand.push(format!(
+                        "ALTER TABLE {} MODIFY COLUMN {s2} {}{}",
+                        bt(&t),
+                        ch.ty,
+                        ch.shadow_default()
+                    ));
+                }
                 x.expand.push(format!(
                     "CREATE OR REPLACE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW BEGIN IF {is_new} THEN SET NEW.{c} = ({down_new}); ELSE SET NEW.{s2} = ({up_new}); END IF; END",
                     name("ins"),
@@ -159,7 +177,7 @@ pub(super) fn expansion(
                 // column changed: the backfill (which sets the shadow from an
                 // old-version session) leaves the old column alone.
                 x.expand.push(format!(
-                    "CREATE OR REPLACE TRIGGER {} BEFORE UPDATE ON {} FOR EACH ROW BEGIN IF {is_new} THEN IF NOT (NEW.{s2} <=> OLD.{s2}) THEN SET NEW.{c} = ({down_new}); END IF; ELSEIF NOT (NEW.{c} <=> OLD.{c}) THEN SET NEW.{s2} = ({up_new}); END IF; END",
+                    "CREATE OR REPLACE TRIGGER {} BEFORE UPDATE ON {} FOR EACH ROW BEGIN IF {is_new} THEN IF NOT (NEW.{s2} <=> OLD.{s2}) THEN SET NEW.{c} = ({down_new}); END IF; ELSEIF {old_changed} THEN SET NEW.{s2} = ({up_new}); END IF; END",
                     name("upd"),
                     bt(&t)
                 ));
@@ -218,6 +236,20 @@ pub(super) fn expansion(
         }
     }
     x.contract.extend(physical);
+    reverse_ops(&mut x.rollback, &marks);
+    // `USE <views database>` hides the base database: every table gets a view
+    // there, the changed ones in each version's shape.
+    let others: Vec<Shape> = cat
+        .all_tables
+        .iter()
+        .filter(|t| !shapes.iter().any(|s| s.table.eq_ignore_ascii_case(t)))
+        .map(|t| Shape {
+            table: t.clone(),
+            key: Vec::new(),
+            old: Vec::new(),
+            new: Vec::new(),
+        })
+        .collect();
     for (db, new) in [(&old_db, false), (&new_db, true)] {
         x.views
             .push(format!("CREATE DATABASE IF NOT EXISTS {}", q(db)));
@@ -225,14 +257,14 @@ pub(super) fn expansion(
             let cols = if new { &s.new } else { &s.old };
             x.views.push(view(e, db, &bt(&s.table), &s.table, cols));
         }
-    }
-    x.contract
-        .push(format!("CREATE DATABASE IF NOT EXISTS {}", q(&new_db)));
-    for s in &shapes {
-        let same: Vec<(String, String)> =
-            s.new.iter().map(|(n, _)| (n.clone(), n.clone())).collect();
-        x.contract
-            .push(view(e, &new_db, &bt(&s.table), &s.table, &same));
+        for s in &others {
+            x.views.push(format!(
+                "CREATE OR REPLACE VIEW {}.{} AS SELECT * FROM {}",
+                q(db),
+                q(&s.table),
+                bt(&s.table)
+            ));
+        }
     }
     x.connect_new = vec![
         format!("USE {}", q(&new_db)),

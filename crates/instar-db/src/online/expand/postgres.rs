@@ -7,7 +7,7 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{shape_of, Changed, Expansion, Shape};
+use super::{reverse_ops, shape_of, Changed, Expansion, Shape};
 use crate::engine::Engine;
 use crate::online::{column_sql, Catalog, Col};
 
@@ -62,7 +62,9 @@ pub(super) fn expansion(
     x.rollback
         .push(format!("DROP SCHEMA IF EXISTS {} CASCADE", q(&new_schema)));
     let mut physical = Vec::new();
+    let mut marks = Vec::new();
     for op in ops {
+        marks.push(x.rollback.len());
         match op {
             Op::AddColumn {
                 column,
@@ -145,12 +147,22 @@ pub(super) fn expansion(
                         what,
                     ))
                 };
+                // Added without a default (which would fill every existing row
+                // with it, and the backfill fills only empty ones), given one after.
                 x.expand.push(format!(
                     "ALTER TABLE {} ADD COLUMN {} {}",
                     bt(table),
                     q(&s),
                     ch.ty
                 ));
+                if !ch.shadow_default().is_empty() {
+                    x.expand.push(format!(
+                        "ALTER TABLE {} ALTER COLUMN {} SET{}",
+                        bt(table),
+                        q(&s),
+                        ch.shadow_default()
+                    ));
+                }
                 x.expand.push(format!(
                     "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $instar$ BEGIN IF current_setting('search_path') LIKE '%{new_schema}%' THEN NEW.{c} := ({down_new}); ELSE NEW.{s2} := ({up_new}); END IF; RETURN NEW; END $instar$",
                     c = q(column),
@@ -165,7 +177,7 @@ pub(super) fn expansion(
                     trigger("ins"),
                     bt(table)
                 ));
-                x.expand.push(format!("CREATE TRIGGER {} BEFORE UPDATE OF {} ON {} FOR EACH ROW WHEN (NOT {is_new}) EXECUTE FUNCTION {f}()", trigger("upd_old"), q(column), bt(table)));
+                x.expand.push(format!("CREATE TRIGGER {} BEFORE UPDATE OF {} ON {} FOR EACH ROW WHEN (NOT {is_new}) EXECUTE FUNCTION {f}()", trigger("upd_old"), ch.up_cols().iter().map(|c| q(c)).collect::<Vec<_>>().join(", "), bt(table)));
                 x.expand.push(format!("CREATE TRIGGER {} BEFORE UPDATE OF {} ON {} FOR EACH ROW WHEN ({is_new}) EXECUTE FUNCTION {f}()", trigger("upd_new"), q(&s), bt(table)));
                 x.fills.push(ch.fill(e, &bt(table)));
                 let (round_trip, in_sync) = ch.probes(e, &bt(table));
@@ -242,16 +254,10 @@ pub(super) fn expansion(
             x.views.push(view(e, schema, &bt(&s.table), &s.table, cols));
         }
     }
-    // After the contract, the new version's views stay (clients may keep its
-    // search_path), now over columns named as it names them.
-    x.contract
-        .push(format!("CREATE SCHEMA IF NOT EXISTS {}", q(&new_schema)));
-    for s in &shapes {
-        let same: Vec<(String, String)> =
-            s.new.iter().map(|(n, _)| (n.clone(), n.clone())).collect();
-        x.contract
-            .push(view(e, &new_schema, &bt(&s.table), &s.table, &same));
-    }
+    // The views go at complete: a client keeping `search_path = instar_<new>,
+    // public` then finds the base tables, which have the new version's shape
+    // (views kept would block the next migration's DDL on their columns).
+    reverse_ops(&mut x.rollback, &marks);
     Ok(x)
 }
 

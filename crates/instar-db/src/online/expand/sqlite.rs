@@ -8,7 +8,7 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{shape_of, Changed, Expansion, Shape};
+use super::{reverse_ops, shape_of, Changed, Expansion, Shape};
 use crate::engine::Engine;
 use crate::online::{column_sql, Catalog, Col};
 
@@ -39,7 +39,9 @@ pub(super) fn expansion(
     };
     let mut changed: Vec<Changed> = Vec::new();
     let mut physical = Vec::new();
+    let mut marks = Vec::new();
     for op in ops {
+        marks.push(x.rollback.len());
         match op {
             Op::AddColumn {
                 column,
@@ -72,7 +74,6 @@ pub(super) fn expansion(
                 if c.not_null && c.default.is_none() {
                     return Err(format!("{table}.{column} is NOT NULL without a default, so rows written at the new version (which does not have it) could not be stored; give it a default first, or drop it plainly with `instar up`"));
                 }
-                refuse_key(cat, table, column)?;
                 shape_of(&mut shapes, table)
                     .new
                     .retain(|(n, _)| !n.eq_ignore_ascii_case(column));
@@ -93,13 +94,6 @@ pub(super) fn expansion(
             }
             Op::AlterColumn { .. } => {
                 let ch = Changed::of(e, op, cat)?;
-                refuse_key(cat, &ch.table, &ch.column)?;
-                if let Some(ix) = cat.need(&ch.table)?.extras.iter().find(|s| {
-                    super::substitute(s, &|w| w.eq_ignore_ascii_case(&ch.column).then(String::new))
-                        != **s
-                }) {
-                    return Err(format!("{}.{} is used by `{ix}`, which would keep its old column alive at complete; drop it in a migration before this one", ch.table, ch.column));
-                }
                 let (t, s) = (ch.table.clone(), ch.shadow.clone());
                 if let Some(n) = shape_of(&mut shapes, &t)
                     .new
@@ -127,6 +121,8 @@ pub(super) fn expansion(
                         what,
                     ))
                 };
+                // No default here (SQLite adds only constant ones): the new
+                // version's insert trigger applies it, translated.
                 x.expand.push(format!(
                     "ALTER TABLE {} ADD COLUMN {} {}",
                     q(&t),
@@ -139,7 +135,21 @@ pub(super) fn expansion(
                     q(&t),
                     s2 = q(&s)
                 ));
-                x.expand.push(format!("CREATE TRIGGER {} AFTER UPDATE OF {} ON {} WHEN NEW.{s2} IS OLD.{s2} BEGIN {set}; END", name("upd"), q(&ch.column), q(&t), s2 = q(&s)));
+                // An old-version write of a column `up` reads; not the new version's own
+                // writes (they change the shadow), nor a rewrite of the same values.
+                let cols = ch.up_cols();
+                let changed_cols = cols
+                    .iter()
+                    .map(|c| format!("NEW.{c2} IS NOT OLD.{c2}", c2 = q(c)))
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                x.expand.push(format!(
+                    "CREATE TRIGGER {} AFTER UPDATE OF {} ON {} WHEN NEW.{s2} IS OLD.{s2} AND ({changed_cols}) BEGIN {set}; END",
+                    name("upd"),
+                    cols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", "),
+                    q(&t),
+                    s2 = q(&s)
+                ));
                 x.fills.push(ch.fill(e, &q(&t)));
                 let (round_trip, in_sync) = ch.probes(e, &q(&t));
                 x.round_trips.push(round_trip);
@@ -205,8 +215,11 @@ pub(super) fn expansion(
             q(&pass_through(&s.table))
         ));
         x.expand.extend(pass(e, s));
-        x.connect_new.extend(connect(e, s, &changed));
+        x.connect_new.extend(connect(e, s, &changed, &|p| {
+            default_of(cat, ops, &changed, &s.table, p)
+        }));
     }
+    reverse_ops(&mut x.rollback, &marks);
     x.contract.splice(0..0, passes.iter().cloned());
     x.rollback.splice(0..0, passes);
     x.contract.extend(physical);
@@ -260,21 +273,46 @@ fn pass(e: &dyn Engine, s: &Shape) -> Vec<String> {
     ]
 }
 
-/// A key column stays as it is: rows are matched by it.
-fn refuse_key(cat: &Catalog, table: &str, column: &str) -> Result<(), String> {
-    if cat
-        .need(table)?
-        .key
+/// The default of physical column `p` of `table` while both versions are
+/// served: the catalog's, an added column's, or a shadow's (translated).
+fn default_of(
+    cat: &Catalog,
+    ops: &[Op],
+    changed: &[Changed],
+    table: &str,
+    p: &str,
+) -> Option<String> {
+    if let Some(ch) = changed
         .iter()
-        .any(|k| k.eq_ignore_ascii_case(column))
+        .find(|c| c.table.eq_ignore_ascii_case(table) && c.shadow.eq_ignore_ascii_case(p))
     {
-        return Err(format!("{table}.{column} is part of the primary key, which both versions match rows by; change it plainly with `instar up`"));
+        let d = ch.shadow_default();
+        return (!d.is_empty()).then(|| d.trim_start_matches(" DEFAULT ").to_string());
     }
-    Ok(())
+    if let Some(c) = cat.table(table).and_then(|t| t.column(p)) {
+        return c.default.clone();
+    }
+    ops.iter().find_map(|op| match op {
+        Op::AddColumn {
+            column, default, ..
+        } if column.eq_ignore_ascii_case(p)
+            && op.tables().iter().any(|t| t.eq_ignore_ascii_case(table)) =>
+        {
+            default.clone()
+        }
+        _ => None,
+    })
 }
 
-/// What a connection runs to see table `s` at the new version.
-fn connect(e: &dyn Engine, s: &Shape, changed: &[Changed]) -> Vec<String> {
+/// What a connection runs to see table `s` at the new version. An insert
+/// that leaves a column out gets its default; an update writes a changed
+/// column's old twin only when the new value changed.
+fn connect(
+    e: &dyn Engine,
+    s: &Shape,
+    changed: &[Changed],
+    default_of: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
     let q = |n: &str| e.quote(n);
     let t = &s.table;
     // The new version's name for an old column (the changed one keeps its name).
@@ -294,10 +332,27 @@ fn connect(e: &dyn Engine, s: &Shape, changed: &[Changed]) -> Vec<String> {
         .iter()
         .map(|(n, p)| (p.clone(), format!("NEW.{}", q(n))))
         .collect();
+    let mut updates = writes.clone();
     for ch in &mine {
-        let down = ch.down_of(e, &format!("NEW.{}", q(&ch.column)), &new_name);
+        let new_value = format!("NEW.{}", q(&ch.column));
+        let down = ch.down_of(e, &new_value, &new_name);
+        updates.push((
+            ch.column.clone(),
+            format!(
+                "CASE WHEN {new_value} IS NOT OLD.{} THEN ({down}) ELSE {} END",
+                q(&ch.column),
+                q(&ch.column)
+            ),
+        ));
         writes.push((ch.column.clone(), down));
     }
+    let inserts: Vec<(String, String)> = writes
+        .iter()
+        .map(|(p, v)| match default_of(p) {
+            Some(d) => (p.clone(), format!("COALESCE({v}, {d})")),
+            None => (p.clone(), v.clone()),
+        })
+        .collect();
     let list = s
         .new
         .iter()
@@ -325,15 +380,15 @@ fn connect(e: &dyn Engine, s: &Shape, changed: &[Changed]) -> Vec<String> {
             trigger("insert"),
             q(t),
             q(&pass_through(t)),
-            writes.iter().map(|(p, _)| q(p)).collect::<Vec<_>>().join(", "),
-            writes.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>().join(", ")
+            inserts.iter().map(|(p, _)| q(p)).collect::<Vec<_>>().join(", "),
+            inserts.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>().join(", ")
         ),
         format!(
             "CREATE TEMP TRIGGER {} INSTEAD OF UPDATE ON {} BEGIN UPDATE {} SET {} WHERE {by_key}; END",
             trigger("update"),
             q(t),
             q(&pass_through(t)),
-            writes.iter().map(|(p, v)| format!("{} = {v}", q(p))).collect::<Vec<_>>().join(", ")
+            updates.iter().map(|(p, v)| format!("{} = {v}", q(p))).collect::<Vec<_>>().join(", ")
         ),
         format!(
             "CREATE TEMP TRIGGER {} INSTEAD OF DELETE ON {} BEGIN DELETE FROM {} WHERE {by_key}; END",
