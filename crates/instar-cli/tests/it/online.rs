@@ -134,6 +134,12 @@ async fn ops_run_plainly_and_down_undoes_exactly_what_up_did(b: Backend) {
         1,
         "a dry run changes nothing"
     );
+    // lint reads the ops (as SQL), naming each finding by its op's line.
+    let (_, out, err) = run(&t, &["lint", "--offline"], None);
+    assert!(
+        format!("{out}{err}").contains("0002_online/migration.toml:13: warning[rename]"),
+        "{out}{err}"
+    );
 
     let (code, out, err) = run(&t, &["up"], None);
     assert_eq!(code, 0, "{b:?}: {out}{err}");
