@@ -21,7 +21,7 @@ pub(crate) use sqlite::SqliteDdl;
 
 use instar_core::event::{Event, EventSink};
 use instar_core::history::Direction;
-use instar_core::online::{layout, terminated, Op};
+use instar_core::online::{layout, made_up_name, terminated, Op};
 use instar_core::{Migration, Script};
 
 use crate::conn::query;
@@ -117,6 +117,67 @@ pub(crate) fn column_list(e: &dyn Engine, cols: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// An `add_foreign_key` op resolved: its name and its `FOREIGN KEY …
+/// REFERENCES …` clause (both tables must exist).
+pub(crate) fn foreign_key(
+    e: &dyn Engine,
+    op: &Op,
+    cat: &Catalog,
+) -> Result<(String, String), String> {
+    let Op::AddForeignKey {
+        table,
+        columns,
+        references,
+        references_columns,
+        name,
+        on_delete,
+    } = op
+    else {
+        unreachable!("add_foreign_key only")
+    };
+    cat.need(table)?;
+    cat.need(references)?;
+    let n = name
+        .clone()
+        .unwrap_or_else(|| made_up_name(table, columns, "fkey"));
+    let to = if references_columns.is_empty() {
+        columns
+    } else {
+        references_columns
+    };
+    let action = on_delete
+        .as_ref()
+        .map(|a| format!(" ON DELETE {}", a.to_uppercase()))
+        .unwrap_or_default();
+    let def = format!(
+        "FOREIGN KEY ({}) REFERENCES {} ({}){action}",
+        column_list(e, columns),
+        e.quote(references),
+        column_list(e, to)
+    );
+    Ok((n, def))
+}
+
+/// An index op (`create_index`, `add_unique`) resolved on `table` (which must
+/// exist): its name (`name`, else made up with `suffix`), `UNIQUE ` or
+/// nothing, and its summary.
+pub(crate) fn index_of(
+    cat: &Catalog,
+    table: &str,
+    columns: &[String],
+    name: &Option<String>,
+    unique: bool,
+    suffix: &str,
+) -> Result<(String, &'static str, String), String> {
+    cat.need(table)?;
+    let n = name
+        .clone()
+        .unwrap_or_else(|| made_up_name(table, columns, suffix));
+    let what = if suffix == "key" { "unique" } else { "index" };
+    let summary = format!("{what} {n} on {table} ({})", columns.join(", "));
+    Ok((n, if unique { "UNIQUE " } else { "" }, summary))
 }
 
 /// The whole compile of a migration's ops, laid out as scripts.

@@ -4,9 +4,9 @@
 //! `ALGORITHM=INSTANT` (metadata only) where the column allows it, indexes
 //! built `ALGORITHM=INPLACE, LOCK=NONE` (writes go on during the build).
 
-use instar_core::online::{made_up_name, Op};
+use instar_core::online::Op;
 
-use super::{column_list, column_sql, Catalog, Col, OnlineDdl, OpSql};
+use super::{column_list, column_sql, foreign_key, index_of, Catalog, Col, OnlineDdl, OpSql};
 use crate::engine::Engine;
 
 pub(crate) struct MySqlDdl;
@@ -165,10 +165,7 @@ impl OnlineDdl for MySqlDdl {
                 columns,
                 name,
             } => {
-                cat.need(table)?;
-                let n = name
-                    .clone()
-                    .unwrap_or_else(|| made_up_name(table, columns, "key"));
+                let (n, _, summary) = index_of(cat, table, columns, name, true, "key")?;
                 OpSql {
                     up: vec![format!(
                         "{} ADD CONSTRAINT {} UNIQUE ({}), ALGORITHM=INPLACE, LOCK=NONE",
@@ -177,7 +174,7 @@ impl OnlineDdl for MySqlDdl {
                         column_list(e, columns)
                     )],
                     down: vec![format!("{} DROP INDEX {}", alter(table), q(&n))],
-                    summary: format!("unique {n} on {table} ({})", columns.join(", ")),
+                    summary,
                     own_transactions: false,
                 }
             }
@@ -195,36 +192,11 @@ impl OnlineDdl for MySqlDdl {
                 }
             }
             Op::AddForeignKey {
-                table,
-                columns,
-                references,
-                references_columns,
-                name,
-                on_delete,
+                table, references, ..
             } => {
-                cat.need(table)?;
-                cat.need(references)?;
-                let n = name
-                    .clone()
-                    .unwrap_or_else(|| made_up_name(table, columns, "fkey"));
-                let to = if references_columns.is_empty() {
-                    columns
-                } else {
-                    references_columns
-                };
-                let action = on_delete
-                    .as_ref()
-                    .map(|a| format!(" ON DELETE {}", a.to_uppercase()))
-                    .unwrap_or_default();
+                let (n, def) = foreign_key(e, op, cat)?;
                 OpSql {
-                    up: vec![format!(
-                        "{} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}){action}",
-                        alter(table),
-                        q(&n),
-                        column_list(e, columns),
-                        q(references),
-                        column_list(e, to)
-                    )],
+                    up: vec![format!("{} ADD CONSTRAINT {} {def}", alter(table), q(&n))],
                     down: vec![format!("{} DROP FOREIGN KEY {}", alter(table), q(&n))],
                     summary: format!("foreign key {n}: {table} → {references}"),
                     own_transactions: false,
@@ -236,20 +208,16 @@ impl OnlineDdl for MySqlDdl {
                 name,
                 unique,
             } => {
-                cat.need(table)?;
-                let n = name
-                    .clone()
-                    .unwrap_or_else(|| made_up_name(table, columns, "idx"));
+                let (n, u, summary) = index_of(cat, table, columns, name, *unique, "idx")?;
                 OpSql {
                     up: vec![format!(
-                        "CREATE {}INDEX {} ON {} ({}) ALGORITHM=INPLACE LOCK=NONE",
-                        if *unique { "UNIQUE " } else { "" },
+                        "CREATE {u}INDEX {} ON {} ({}) ALGORITHM=INPLACE LOCK=NONE",
                         q(&n),
                         q(table),
                         column_list(e, columns)
                     )],
                     down: vec![format!("DROP INDEX {} ON {}", q(&n), q(table))],
-                    summary: format!("index {n} on {table} ({})", columns.join(", ")),
+                    summary,
                     own_transactions: false,
                 }
             }

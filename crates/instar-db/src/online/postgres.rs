@@ -7,7 +7,7 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{column_list, Catalog, OnlineDdl, OpSql};
+use super::{column_list, foreign_key, index_of, Catalog, OnlineDdl, OpSql};
 use crate::engine::Engine;
 
 pub(crate) struct PostgresDdl;
@@ -128,10 +128,7 @@ impl OnlineDdl for PostgresDdl {
                 columns,
                 name,
             } => {
-                cat.need(table)?;
-                let n = name
-                    .clone()
-                    .unwrap_or_else(|| made_up_name(table, columns, "key"));
+                let (n, _, summary) = index_of(cat, table, columns, name, true, "key")?;
                 let cols = column_list(e, columns);
                 let up = if cheap {
                     vec![
@@ -156,7 +153,7 @@ impl OnlineDdl for PostgresDdl {
                 OpSql {
                     up,
                     down: vec![drop_constraint(table, &n)],
-                    summary: format!("unique {n} on {table} ({})", columns.join(", ")),
+                    summary,
                     own_transactions: cheap,
                 }
             }
@@ -170,33 +167,9 @@ impl OnlineDdl for PostgresDdl {
                 }
             }
             Op::AddForeignKey {
-                table,
-                columns,
-                references,
-                references_columns,
-                name,
-                on_delete,
+                table, references, ..
             } => {
-                cat.need(table)?;
-                cat.need(references)?;
-                let n = name
-                    .clone()
-                    .unwrap_or_else(|| made_up_name(table, columns, "fkey"));
-                let to = if references_columns.is_empty() {
-                    columns
-                } else {
-                    references_columns
-                };
-                let action = on_delete
-                    .as_ref()
-                    .map(|a| format!(" ON DELETE {}", a.to_uppercase()))
-                    .unwrap_or_default();
-                let def = format!(
-                    "FOREIGN KEY ({}) REFERENCES {} ({}){action}",
-                    column_list(e, columns),
-                    q(references),
-                    column_list(e, to)
-                );
+                let (n, def) = foreign_key(e, op, cat)?;
                 OpSql {
                     up: validated(table, &n, def),
                     down: vec![drop_constraint(table, &n)],
@@ -210,12 +183,8 @@ impl OnlineDdl for PostgresDdl {
                 name,
                 unique,
             } => {
-                cat.need(table)?;
-                let n = name
-                    .clone()
-                    .unwrap_or_else(|| made_up_name(table, columns, "idx"));
+                let (n, u, summary) = index_of(cat, table, columns, name, *unique, "idx")?;
                 let how = if cheap { " CONCURRENTLY" } else { "" };
-                let u = if *unique { "UNIQUE " } else { "" };
                 OpSql {
                     up: vec![format!(
                         "CREATE {u}INDEX{how} {} ON {} ({})",
@@ -224,7 +193,7 @@ impl OnlineDdl for PostgresDdl {
                         column_list(e, columns)
                     )],
                     down: vec![format!("DROP INDEX {}", q(&n))],
-                    summary: format!("index {n} on {table} ({})", columns.join(", ")),
+                    summary,
                     own_transactions: cheap,
                 }
             }

@@ -4,9 +4,11 @@
 //! rows copied, the old one dropped, the new one renamed, its indexes and
 //! triggers made again), inside the migration's one transaction.
 
-use instar_core::online::{made_up_name, Op};
+use instar_core::online::Op;
 
-use super::{column_list, column_sql, Catalog, Change, OnlineDdl, OpSql, Table};
+use super::{
+    column_list, column_sql, foreign_key, index_of, Catalog, Change, OnlineDdl, OpSql, Table,
+};
 use crate::engine::Engine;
 
 pub(crate) struct SqliteDdl;
@@ -178,34 +180,10 @@ impl OnlineDdl for SqliteDdl {
                 )?
             }
             Op::AddForeignKey {
-                table,
-                columns,
-                references,
-                references_columns,
-                name,
-                on_delete,
+                table, references, ..
             } => {
-                cat.need(table)?;
-                cat.need(references)?;
-                let n = name
-                    .clone()
-                    .unwrap_or_else(|| made_up_name(table, columns, "fkey"));
-                let to = if references_columns.is_empty() {
-                    columns
-                } else {
-                    references_columns
-                };
-                let action = on_delete
-                    .as_ref()
-                    .map(|a| format!(" ON DELETE {}", a.to_uppercase()))
-                    .unwrap_or_default();
-                let item = format!(
-                    "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}){action}",
-                    q(&n),
-                    column_list(e, columns),
-                    q(references),
-                    column_list(e, to)
-                );
+                let (n, def) = foreign_key(e, op, cat)?;
+                let item = format!("CONSTRAINT {} {def}", q(&n));
                 constraint(
                     e,
                     cat,
@@ -220,18 +198,8 @@ impl OnlineDdl for SqliteDdl {
                 columns,
                 name,
             } => {
-                let n = name
-                    .clone()
-                    .unwrap_or_else(|| made_up_name(table, columns, "key"));
-                index(
-                    e,
-                    cat,
-                    table,
-                    columns,
-                    &n,
-                    true,
-                    format!("unique {n} on {table} ({})", columns.join(", ")),
-                )?
+                let (n, _, summary) = index_of(cat, table, columns, name, true, "key")?;
+                index(e, cat, table, columns, &n, true, summary)?
             }
             Op::CreateIndex {
                 table,
@@ -239,18 +207,8 @@ impl OnlineDdl for SqliteDdl {
                 name,
                 unique,
             } => {
-                let n = name
-                    .clone()
-                    .unwrap_or_else(|| made_up_name(table, columns, "idx"));
-                index(
-                    e,
-                    cat,
-                    table,
-                    columns,
-                    &n,
-                    *unique,
-                    format!("index {n} on {table} ({})", columns.join(", ")),
-                )?
+                let (n, _, summary) = index_of(cat, table, columns, name, *unique, "idx")?;
+                index(e, cat, table, columns, &n, *unique, summary)?
             }
             Op::DropIndex { name, table } => {
                 if let Some(t) = cat.table_mut(table) {

@@ -480,6 +480,118 @@ impl Changed {
     }
 }
 
+/// How an engine writes the statements every engine serves alike: its name
+/// for a base table, and the guards (`IF NOT EXISTS` / `IF EXISTS`) it has
+/// and needs for adding a column, undoing it, and dropping one at complete.
+pub(crate) struct Flavor<'a> {
+    pub e: &'a dyn Engine,
+    pub table: &'a dyn Fn(&str) -> String,
+    pub add_if: &'static str,
+    pub undo_if: &'static str,
+    pub drop_if: &'static str,
+}
+
+impl Flavor<'_> {
+    /// `add_column` on each of its tables: the column beside the old ones,
+    /// seen by the new version only; rollback drops it.
+    pub(crate) fn add_columns(&self, op: &Op, shapes: &mut [Shape], x: &mut Expansion) {
+        let Op::AddColumn {
+            column,
+            ty,
+            default,
+            not_null,
+            ..
+        } = op
+        else {
+            unreachable!("add_column only")
+        };
+        for t in op.tables() {
+            let col = crate::online::Col {
+                name: column.clone(),
+                ty: ty.clone(),
+                not_null: *not_null,
+                default: default.clone(),
+            };
+            x.expand.push(format!(
+                "ALTER TABLE {} ADD COLUMN{} {}",
+                (self.table)(t),
+                self.add_if,
+                crate::online::column_sql(self.e, &col)
+            ));
+            x.rollback.push(format!(
+                "ALTER TABLE {} DROP COLUMN{} {}",
+                (self.table)(t),
+                self.undo_if,
+                self.e.quote(column)
+            ));
+            shape_of(shapes, t)
+                .new
+                .push((column.clone(), column.clone()));
+        }
+    }
+
+    /// `drop_column`: hidden from the new version, dropped at complete (the
+    /// returned statement). A `NOT NULL` column without a default is refused:
+    /// rows written at the new version could not be stored.
+    pub(crate) fn drop_column(
+        &self,
+        cat: &Catalog,
+        table: &str,
+        column: &str,
+        shapes: &mut [Shape],
+    ) -> Result<String, String> {
+        let c = cat.need_column(table, column)?;
+        if c.not_null && c.default.is_none() {
+            return Err(format!("{table}.{column} is NOT NULL without a default, so rows written at the new version (which does not have it) could not be stored; give it a default first, or drop it plainly with `instar up`"));
+        }
+        shape_of(shapes, table)
+            .new
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(column));
+        Ok(format!(
+            "ALTER TABLE {} DROP COLUMN{} {}",
+            (self.table)(table),
+            self.drop_if,
+            self.e.quote(column)
+        ))
+    }
+}
+
+/// A `create_index` op while two versions are served: its name, `UNIQUE ` or
+/// nothing, and its columns as the table has them (named as the new version
+/// names them in the op).
+pub(crate) fn served_index(
+    e: &dyn Engine,
+    op: &Op,
+    shapes: &[Shape],
+) -> (String, &'static str, String) {
+    let Op::CreateIndex {
+        table,
+        columns,
+        name,
+        unique,
+    } = op
+    else {
+        unreachable!("create_index only")
+    };
+    let n = name
+        .clone()
+        .unwrap_or_else(|| instar_core::online::made_up_name(table, columns, "idx"));
+    let shape = shapes.iter().find(|s| s.table.eq_ignore_ascii_case(table));
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            shape
+                .and_then(|s| s.new.iter().find(|(v, _)| v.eq_ignore_ascii_case(c)))
+                .map_or_else(|| c.clone(), |(_, p)| p.clone())
+        })
+        .collect();
+    (
+        n,
+        if *unique { "UNIQUE " } else { "" },
+        crate::online::column_list(e, &cols),
+    )
+}
+
 /// The shape of `table` (present: [`shapes`] made one per table an op names).
 pub(crate) fn shape_of<'a>(shapes: &'a mut [Shape], table: &str) -> &'a mut Shape {
     shapes

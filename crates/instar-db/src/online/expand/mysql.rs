@@ -8,9 +8,9 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{reverse_ops, shape_of, Changed, Expansion, Shape};
+use super::{reverse_ops, served_index, shape_of, Changed, Expansion, Flavor, Shape};
 use crate::engine::Engine;
-use crate::online::{column_sql, Catalog, Col};
+use crate::online::Catalog;
 
 /// The database of views serving `version` of database `db`.
 pub(crate) fn views_db(db: &str, version: &str) -> String {
@@ -68,51 +68,19 @@ pub(super) fn expansion(
     let is_new = format!("@instar_version <=> {}", lit(new_version));
     let mut physical = Vec::new();
     let mut marks = Vec::new();
+    let flavor = Flavor {
+        e,
+        table: &bt,
+        add_if: " IF NOT EXISTS",
+        undo_if: " IF EXISTS",
+        drop_if: " IF EXISTS",
+    };
     for op in ops {
         marks.push(x.rollback.len());
         match op {
-            Op::AddColumn {
-                column,
-                ty,
-                default,
-                not_null,
-                ..
-            } => {
-                for t in op.tables() {
-                    let col = Col {
-                        name: column.clone(),
-                        ty: ty.clone(),
-                        not_null: *not_null,
-                        default: default.clone(),
-                    };
-                    x.expand.push(format!(
-                        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}",
-                        bt(t),
-                        column_sql(e, &col)
-                    ));
-                    x.rollback.push(format!(
-                        "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
-                        bt(t),
-                        q(column)
-                    ));
-                    shape_of(&mut shapes, t)
-                        .new
-                        .push((column.clone(), column.clone()));
-                }
-            }
+            Op::AddColumn { .. } => flavor.add_columns(op, &mut shapes, &mut x),
             Op::DropColumn { table, column } => {
-                let c = cat.need_column(table, column)?;
-                if c.not_null && c.default.is_none() {
-                    return Err(format!("{table}.{column} is NOT NULL without a default, so rows written at the new version (which does not have it) could not be stored; give it a default first, or drop it plainly with `instar up`"));
-                }
-                shape_of(&mut shapes, table)
-                    .new
-                    .retain(|(n, _)| !n.eq_ignore_ascii_case(column));
-                physical.push(format!(
-                    "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
-                    bt(table),
-                    q(column)
-                ));
+                physical.push(flavor.drop_column(cat, table, column, &mut shapes)?);
             }
             Op::RenameColumn { table, column, to } => {
                 shape_of(&mut shapes, table).rename_new(column, to);
@@ -204,30 +172,12 @@ pub(super) fn expansion(
                     ),
                 ));
             }
-            Op::CreateIndex {
-                table,
-                columns,
-                name,
-                unique,
-            } => {
-                let n = name
-                    .clone()
-                    .unwrap_or_else(|| made_up_name(table, columns, "idx"));
-                let shape = shapes.iter().find(|s| s.table.eq_ignore_ascii_case(table));
-                let cols: Vec<String> = columns
-                    .iter()
-                    .map(|c| {
-                        shape
-                            .and_then(|s| s.new.iter().find(|(v, _)| v.eq_ignore_ascii_case(c)))
-                            .map_or_else(|| c.clone(), |(_, p)| p.clone())
-                    })
-                    .collect();
+            Op::CreateIndex { table, .. } => {
+                let (n, u, cols) = served_index(e, op, &shapes);
                 x.expand_outside.push(format!(
-                    "CREATE {}INDEX IF NOT EXISTS {} ON {} ({}) ALGORITHM=INPLACE LOCK=NONE",
-                    if *unique { "UNIQUE " } else { "" },
+                    "CREATE {u}INDEX IF NOT EXISTS {} ON {} ({cols}) ALGORITHM=INPLACE LOCK=NONE",
                     q(&n),
-                    bt(table),
-                    crate::online::column_list(e, &cols)
+                    bt(table)
                 ));
                 x.rollback
                     .push(format!("DROP INDEX IF EXISTS {} ON {}", q(&n), bt(table)));
