@@ -155,10 +155,26 @@ impl Db {
                 referenced_by: Vec::new(),
             };
             ddl.read_more(self, &mut t).await?;
+            if !ddl.extras_sql().is_empty() {
+                t.extras = self.texts_all(ddl.extras_sql(), &t.name).await?;
+            }
             cat.tables.push(t);
         }
         ddl.read_settings(self, &mut cat).await?;
         Ok(cat)
+    }
+
+    /// The first column of every row of each query in `sqls` (one bind each: `bind`).
+    pub(crate) async fn texts_all(
+        &mut self,
+        sqls: &[&str],
+        bind: &str,
+    ) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        for sql in sqls {
+            out.extend(self.texts(sql, bind).await?);
+        }
+        Ok(out)
     }
 
     /// Rows of `sql` (one bind: `bind`) as text, first column.

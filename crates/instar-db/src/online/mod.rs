@@ -58,6 +58,11 @@ pub(crate) trait OnlineDdl: Sync {
     ) -> crate::engine::DbFuture<'a, ()> {
         Box::pin(async { Ok(()) })
     }
+    /// Queries (one bind: the table's name) of the indexes, constraints and
+    /// foreign keys that involve a table, as text naming their columns.
+    fn extras_sql(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Reads connection settings compiling depends on.
     fn read_settings<'a>(
         &'a self,

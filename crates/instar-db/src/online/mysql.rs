@@ -42,29 +42,11 @@ impl OnlineDdl for MySqlDdl {
 
     /// Indexes on the table and foreign keys to it, as text naming their
     /// columns: what a column change must not drop unseen.
-    fn read_more<'a>(
-        &'a self,
-        db: &'a mut crate::Db,
-        t: &'a mut super::Table,
-    ) -> crate::engine::DbFuture<'a, ()> {
-        Box::pin(async move {
-            let name = t.name.clone();
-            let mut extras = db
-                .texts(
-                    "SELECT CAST(CONCAT('INDEX ', index_name, ' (', GROUP_CONCAT(column_name ORDER BY seq_in_index), ')') AS CHAR) FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = ? GROUP BY index_name",
-                    &name,
-                )
-                .await?;
-            extras.extend(
-                db.texts(
-                    "SELECT CAST(CONCAT('FOREIGN KEY ', table_name, ' (', column_name, ') REFERENCES ', referenced_table_name, ' (', referenced_column_name, ')') AS CHAR) FROM information_schema.key_column_usage WHERE table_schema = DATABASE() AND referenced_table_name = ?",
-                    &name,
-                )
-                .await?,
-            );
-            t.extras = extras;
-            Ok(())
-        })
+    fn extras_sql(&self) -> &'static [&'static str] {
+        &[
+            "SELECT CAST(CONCAT('INDEX ', index_name, ' (', GROUP_CONCAT(column_name ORDER BY seq_in_index), ')') AS CHAR) FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = ? GROUP BY index_name",
+            "SELECT CAST(CONCAT('FOREIGN KEY ', table_name, ' (', column_name, ') REFERENCES ', referenced_table_name, ' (', referenced_column_name, ')') AS CHAR) FROM information_schema.key_column_usage WHERE table_schema = DATABASE() AND referenced_table_name = ?",
+        ]
     }
 
     fn add_column(&self, e: &dyn Engine, table: &str, col: &Col) -> String {

@@ -19,21 +19,8 @@ impl OnlineDdl for PostgresDdl {
 
     /// Indexes and constraints on the table, and foreign keys pointing at it,
     /// as SQL: what a column change must not drop unseen.
-    fn read_more<'a>(
-        &'a self,
-        db: &'a mut crate::Db,
-        t: &'a mut super::Table,
-    ) -> crate::engine::DbFuture<'a, ()> {
-        Box::pin(async move {
-            let name = t.name.clone();
-            t.extras = db
-                .texts(
-                    "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = to_regclass(quote_ident($1)) UNION ALL SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE c.contype <> 'p' AND (c.conrelid = to_regclass(quote_ident($1)) OR c.confrelid = to_regclass(quote_ident($1)))",
-                    &name,
-                )
-                .await?;
-            Ok(())
-        })
+    fn extras_sql(&self) -> &'static [&'static str] {
+        &["SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = to_regclass(quote_ident($1)) UNION ALL SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE c.contype <> 'p' AND (c.conrelid = to_regclass(quote_ident($1)) OR c.confrelid = to_regclass(quote_ident($1)))"]
     }
 
     fn op(&self, e: &dyn Engine, op: &Op, cat: &mut Catalog, cheap: bool) -> Result<OpSql, String> {

@@ -483,17 +483,7 @@ pub async fn complete(
 }
 
 async fn complete_locked(db: &mut Db, source: &Source, force: bool) -> Result<Completed, Error> {
-    let Some((f, x)) = db.in_flight_full().await? else {
-        return Err(Error::Unsupported(
-            "no online migration is in flight; `instar start` begins one".into(),
-        ));
-    };
-    if f.phase == "rolling_back" {
-        return Err(Error::Unsupported(format!(
-            "online migration {} was being rolled back when that stopped; run `instar rollback` again to finish it",
-            f.version
-        )));
-    }
+    let (f, x) = in_flight_for(db, "rolling_back", "rollback").await?;
     // A complete that stopped half way (where DDL commits by itself) goes on:
     // its statements are idempotent, and the checks ran before it began.
     let resuming = f.phase == "completing";
@@ -608,17 +598,7 @@ pub async fn rollback(
 }
 
 async fn rollback_locked(db: &mut Db) -> Result<InFlight, Error> {
-    let Some((f, x)) = db.in_flight_full().await? else {
-        return Err(Error::Unsupported(
-            "no online migration is in flight; nothing to roll back".into(),
-        ));
-    };
-    if f.phase == "completing" {
-        return Err(Error::Unsupported(format!(
-            "online migration {} was being completed when that stopped; run `instar complete` again to finish it",
-            f.version
-        )));
-    }
+    let (f, x) = in_flight_for(db, "completing", "complete").await?;
     if !db.engine.transactional_ddl() {
         db.run_all(
             &[phase_sql(db, &f.version, "rolling_back")],
@@ -661,6 +641,27 @@ async fn old_clients(db: &mut Db, f: &InFlight) -> Result<Vec<String>, Error> {
         sql.to_string()
     };
     db.texts(&sql, &f.old_schema).await
+}
+
+/// The migration in flight, unless none is, or the other command (`other`,
+/// whose interrupted phase is `phase`) stopped half way and must finish first.
+async fn in_flight_for(
+    db: &mut Db,
+    phase: &str,
+    other: &str,
+) -> Result<(InFlight, Expansion), Error> {
+    let Some((f, x)) = db.in_flight_full().await? else {
+        return Err(Error::Unsupported(
+            "no online migration is in flight; `instar start` begins one".into(),
+        ));
+    };
+    if f.phase == phase {
+        return Err(Error::Unsupported(format!(
+            "online migration {} was in `instar {other}` when that stopped; run `instar {other}` again to finish it",
+            f.version
+        )));
+    }
+    Ok((f, x))
 }
 
 /// Takes the run lock.

@@ -530,6 +530,25 @@ impl Flavor<'_> {
         }
     }
 
+    /// `rename_column`: the new version's name for the column; the physical
+    /// rename at complete (the returned statement).
+    pub(crate) fn rename_column(
+        &self,
+        table: &str,
+        column: &str,
+        to: &str,
+        shapes: &mut [Shape],
+    ) -> String {
+        shape_of(shapes, table).rename_new(column, to);
+        let q = |s: &str| self.e.quote(s);
+        format!(
+            "ALTER TABLE {} RENAME COLUMN {} TO {}",
+            (self.table)(table),
+            q(column),
+            q(to)
+        )
+    }
+
     /// `drop_column`: hidden from the new version, dropped at complete (the
     /// returned statement). A `NOT NULL` column without a default is refused:
     /// rows written at the new version could not be stored.
@@ -554,6 +573,34 @@ impl Flavor<'_> {
             self.e.quote(column)
         ))
     }
+}
+
+/// `create` (`CREATE VIEW`, `CREATE OR REPLACE VIEW`) a view `schema.table`
+/// over `base_table` with columns `(name the version uses, physical column)`.
+pub(crate) fn view(
+    e: &dyn Engine,
+    create: &str,
+    schema: &str,
+    base_table: &str,
+    table: &str,
+    cols: &[(String, String)],
+) -> String {
+    let list = cols
+        .iter()
+        .map(|(name, p)| {
+            if name == p {
+                e.quote(p)
+            } else {
+                format!("{} AS {}", e.quote(p), e.quote(name))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{create} {}.{} AS SELECT {list} FROM {base_table}",
+        e.quote(schema),
+        e.quote(table)
+    )
 }
 
 /// A `create_index` op while two versions are served: its name, `UNIQUE ` or

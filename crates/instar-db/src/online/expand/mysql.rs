@@ -8,7 +8,7 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{reverse_ops, served_index, shape_of, Changed, Expansion, Flavor, Shape};
+use super::{reverse_ops, served_index, shape_of, view, Changed, Expansion, Flavor, Shape};
 use crate::engine::Engine;
 use crate::online::Catalog;
 
@@ -83,17 +83,8 @@ pub(super) fn expansion(
                 physical.push(flavor.drop_column(cat, table, column, &mut shapes)?);
             }
             Op::RenameColumn { table, column, to } => {
-                shape_of(&mut shapes, table).rename_new(column, to);
-                physical.push(while_column(
-                    table,
-                    column,
-                    &format!(
-                        "ALTER TABLE {} RENAME COLUMN {} TO {}",
-                        bt(table),
-                        q(column),
-                        q(to)
-                    ),
-                ));
+                let rename = flavor.rename_column(table, column, to, &mut shapes);
+                physical.push(while_column(table, column, &rename));
             }
             Op::AlterColumn { .. } => {
                 let ch = Changed::of(e, op, cat)?;
@@ -205,7 +196,14 @@ pub(super) fn expansion(
             .push(format!("CREATE DATABASE IF NOT EXISTS {}", q(db)));
         for s in &shapes {
             let cols = if new { &s.new } else { &s.old };
-            x.views.push(view(e, db, &bt(&s.table), &s.table, cols));
+            x.views.push(view(
+                e,
+                "CREATE OR REPLACE VIEW",
+                db,
+                &bt(&s.table),
+                &s.table,
+                cols,
+            ));
         }
         for s in &others {
             x.views.push(format!(
@@ -221,29 +219,4 @@ pub(super) fn expansion(
         format!("SET @instar_version = {}", lit(new_version)),
     ];
     Ok(x)
-}
-
-fn view(
-    e: &dyn Engine,
-    db: &str,
-    base_table: &str,
-    table: &str,
-    cols: &[(String, String)],
-) -> String {
-    let list = cols
-        .iter()
-        .map(|(name, p)| {
-            if name == p {
-                e.quote(p)
-            } else {
-                format!("{} AS {}", e.quote(p), e.quote(name))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "CREATE OR REPLACE VIEW {}.{} AS SELECT {list} FROM {base_table}",
-        e.quote(db),
-        e.quote(table)
-    )
 }

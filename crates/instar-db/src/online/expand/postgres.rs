@@ -7,7 +7,7 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{reverse_ops, served_index, shape_of, Changed, Expansion, Flavor, Shape};
+use super::{reverse_ops, served_index, shape_of, view, Changed, Expansion, Flavor, Shape};
 use crate::engine::Engine;
 use crate::online::Catalog;
 
@@ -78,13 +78,7 @@ pub(super) fn expansion(
                 physical.push(flavor.drop_column(cat, table, column, &mut shapes)?);
             }
             Op::RenameColumn { table, column, to } => {
-                shape_of(&mut shapes, table).rename_new(column, to);
-                physical.push(format!(
-                    "ALTER TABLE {} RENAME COLUMN {} TO {}",
-                    bt(table),
-                    q(column),
-                    q(to)
-                ));
+                physical.push(flavor.rename_column(table, column, to, &mut shapes));
             }
             Op::AlterColumn { .. } => {
                 let ch = Changed::of(e, op, cat)?;
@@ -200,7 +194,14 @@ pub(super) fn expansion(
             let cols = if new { &s.new } else { &s.old };
             x.views
                 .push(format!("DROP VIEW IF EXISTS {}.{}", q(schema), q(&s.table)));
-            x.views.push(view(e, schema, &bt(&s.table), &s.table, cols));
+            x.views.push(view(
+                e,
+                "CREATE VIEW",
+                schema,
+                &bt(&s.table),
+                &s.table,
+                cols,
+            ));
         }
     }
     // The views go at complete: a client keeping `search_path = instar_<new>,
@@ -208,29 +209,4 @@ pub(super) fn expansion(
     // (views kept would block the next migration's DDL on their columns).
     reverse_ops(&mut x.rollback, &marks);
     Ok(x)
-}
-
-fn view(
-    e: &dyn Engine,
-    schema: &str,
-    base_table: &str,
-    table: &str,
-    cols: &[(String, String)],
-) -> String {
-    let list = cols
-        .iter()
-        .map(|(name, p)| {
-            if name == p {
-                e.quote(p)
-            } else {
-                format!("{} AS {}", e.quote(p), e.quote(name))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "CREATE VIEW {}.{} AS SELECT {list} FROM {base_table}",
-        e.quote(schema),
-        e.quote(table)
-    )
 }

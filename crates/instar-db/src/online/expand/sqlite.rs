@@ -56,13 +56,7 @@ pub(super) fn expansion(
                 physical.push(flavor.drop_column(cat, table, column, &mut shapes)?);
             }
             Op::RenameColumn { table, column, to } => {
-                shape_of(&mut shapes, table).rename_new(column, to);
-                physical.push(format!(
-                    "ALTER TABLE {} RENAME COLUMN {} TO {}",
-                    q(table),
-                    q(column),
-                    q(to)
-                ));
+                physical.push(flavor.rename_column(table, column, to, &mut shapes));
             }
             Op::AlterColumn { .. } => {
                 let ch = Changed::of(e, op, cat)?;
