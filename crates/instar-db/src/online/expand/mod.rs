@@ -71,6 +71,32 @@ pub struct Expansion {
     pub connect_new: Vec<String>,
 }
 
+impl Expansion {
+    /// An expansion with nothing to run yet.
+    pub(crate) fn new(
+        old_version: &str,
+        new_version: &str,
+        old_schema: String,
+        new_schema: String,
+    ) -> Expansion {
+        Expansion {
+            old_version: old_version.into(),
+            new_version: new_version.into(),
+            old_schema,
+            new_schema,
+            expand: Vec::new(),
+            expand_outside: Vec::new(),
+            fills: Vec::new(),
+            views: Vec::new(),
+            contract: Vec::new(),
+            rollback: Vec::new(),
+            round_trips: Vec::new(),
+            in_sync: Vec::new(),
+            connect_new: Vec::new(),
+        }
+    }
+}
+
 /// A table as each version sees it: (name the version uses, physical column).
 #[derive(Debug, Clone)]
 pub(crate) struct Shape {

@@ -46,24 +46,12 @@ pub(super) fn expansion(
     let bt = |t: &str| format!("{}.{}", q(base), q(t));
     let (old_db, new_db) = (views_db(base, old_version), views_db(base, new_version));
     let mut shapes = shapes.to_vec();
-    let mut x = Expansion {
-        old_version: old_version.into(),
-        new_version: new_version.into(),
-        old_schema: old_db.clone(),
-        new_schema: new_db.clone(),
-        expand: Vec::new(),
-        expand_outside: Vec::new(),
-        fills: Vec::new(),
-        views: Vec::new(),
-        contract: vec![
-            format!("DROP DATABASE IF EXISTS {}", q(&old_db)),
-            format!("DROP DATABASE IF EXISTS {}", q(&new_db)),
-        ],
-        rollback: vec![format!("DROP DATABASE IF EXISTS {}", q(&new_db))],
-        round_trips: Vec::new(),
-        in_sync: Vec::new(),
-        connect_new: Vec::new(),
-    };
+    let mut x = Expansion::new(old_version, new_version, old_db.clone(), new_db.clone());
+    x.contract = vec![
+        format!("DROP DATABASE IF EXISTS {}", q(&old_db)),
+        format!("DROP DATABASE IF EXISTS {}", q(&new_db)),
+    ];
+    x.rollback = vec![format!("DROP DATABASE IF EXISTS {}", q(&new_db))];
     let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let is_new = format!("@instar_version <=> {}", lit(new_version));
     let mut physical = Vec::new();

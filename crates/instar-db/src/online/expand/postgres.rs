@@ -39,21 +39,12 @@ pub(super) fn expansion(
     let bt = |t: &str| format!("{}.{}", q(base), q(t));
     let (old_schema, new_schema) = (schema_of(old_version), schema_of(new_version));
     let mut shapes = shapes.to_vec();
-    let mut x = Expansion {
-        old_version: old_version.into(),
-        new_version: new_version.into(),
-        old_schema: old_schema.clone(),
-        new_schema: new_schema.clone(),
-        expand: Vec::new(),
-        expand_outside: Vec::new(),
-        fills: Vec::new(),
-        views: Vec::new(),
-        contract: Vec::new(),
-        rollback: Vec::new(),
-        round_trips: Vec::new(),
-        in_sync: Vec::new(),
-        connect_new: Vec::new(),
-    };
+    let mut x = Expansion::new(
+        old_version,
+        new_version,
+        old_schema.clone(),
+        new_schema.clone(),
+    );
     // Contract and rollback drop the version views first: they hold the columns.
     x.contract
         .push(format!("DROP SCHEMA IF EXISTS {} CASCADE", q(&old_schema)));

@@ -22,21 +22,7 @@ pub(super) fn expansion(
 ) -> Result<Expansion, String> {
     let q = |s: &str| e.quote(s);
     let mut shapes = shapes.to_vec();
-    let mut x = Expansion {
-        old_version: old_version.into(),
-        new_version: new_version.into(),
-        old_schema: String::new(),
-        new_schema: String::new(),
-        expand: Vec::new(),
-        expand_outside: Vec::new(),
-        fills: Vec::new(),
-        views: Vec::new(),
-        contract: Vec::new(),
-        rollback: Vec::new(),
-        round_trips: Vec::new(),
-        in_sync: Vec::new(),
-        connect_new: Vec::new(),
-    };
+    let mut x = Expansion::new(old_version, new_version, String::new(), String::new());
     let mut changed: Vec<Changed> = Vec::new();
     let mut physical = Vec::new();
     let mut marks = Vec::new();
