@@ -610,7 +610,7 @@ async fn new_version_writes_keep_defaults_and_untouched_values(b: Backend) {
     std::fs::create_dir_all(&dir).unwrap();
     file(
         &dir.join("migration.toml"),
-        &format!("kind = \"online\"\n\n[[ops]]\nop = \"alter_column\"\ntable = \"items\"\ncolumn = \"price_cents\"\ntype = \"numeric(12,2)\"\nup = \"price_cents / 100.0\"\ndown = \"CAST(round(price_cents * 100) AS {int})\"\n\n[[ops]]\nop = \"add_column\"\ntable = \"items\"\ncolumn = \"flag\"\ntype = \"int\"\ndefault = \"7\"\n"),
+        &format!("kind = \"online\"\n\n[[ops]]\nop = \"alter_column\"\ntable = \"items\"\ncolumn = \"price_cents\"\ntype = \"numeric(12,2)\"\nup = \"price_cents / 100.0\"\ndown = \"CAST(round(price_cents * 100) AS {int})\"\n\n[[ops]]\nop = \"add_column\"\ntables = [\"items\", \"ghosts\"]\nskip_missing_table = true\ncolumn = \"flag\"\ntype = \"int\"\ndefault = \"7\"\n"),
     );
     let dir3 = t.migrations().join("0003_tag");
     std::fs::create_dir_all(&dir3).unwrap();

@@ -194,11 +194,7 @@ fn shapes(ops: &[Op], cat: &Catalog) -> Result<Vec<Shape>, String> {
                 default,
                 ..
             } => {
-                for t in op.tables() {
-                    if cat.table(t).is_none() {
-                        return Err(format!("table {t} does not exist"));
-                    }
-                }
+                added_to(op, cat)?;
                 if *not_null && default.is_none() {
                     return Err(format!(
                         "column {column} is NOT NULL without a default, so the old version's inserts (which do not know it) would fail; give it a default"
@@ -250,7 +246,11 @@ fn shapes(ops: &[Op], cat: &Catalog) -> Result<Vec<Shape>, String> {
             ));
         }
         touched.push((table, column));
-        for t in op.tables() {
+        let tables = match op {
+            Op::AddColumn { .. } => added_to(op, cat)?,
+            _ => op.tables(),
+        };
+        for t in tables {
             if shapes.iter().any(|s| s.table.eq_ignore_ascii_case(t)) {
                 continue;
             }
@@ -274,6 +274,40 @@ fn shapes(ops: &[Op], cat: &Catalog) -> Result<Vec<Shape>, String> {
         }
     }
     Ok(shapes)
+}
+
+/// The tables an `add_column` adds to: each it names, less those it may skip
+/// (`skip_missing_table`: not there; `if_not_exists`: has the column).
+pub(crate) fn added_to<'o>(op: &'o Op, cat: &Catalog) -> Result<Vec<&'o str>, String> {
+    let Op::AddColumn {
+        column,
+        if_not_exists,
+        skip_missing_table,
+        ..
+    } = op
+    else {
+        return Ok(op.tables());
+    };
+    let mut out = Vec::new();
+    for t in op.tables() {
+        match cat.table(t) {
+            None if *skip_missing_table => {}
+            None => {
+                return Err(format!(
+                    "table {t} does not exist; add skip_missing_table = true to skip such tables"
+                ))
+            }
+            Some(info) if info.column(column).is_some() => {
+                if !*if_not_exists {
+                    return Err(format!(
+                        "table {t} already has a column {column}; add if_not_exists = true to skip such tables"
+                    ));
+                }
+            }
+            Some(_) => out.push(t),
+        }
+    }
+    Ok(out)
 }
 
 /// A key column stays as it is: both versions match rows by it.
@@ -520,7 +554,13 @@ pub(crate) struct Flavor<'a> {
 impl Flavor<'_> {
     /// `add_column` on each of its tables: the column beside the old ones,
     /// seen by the new version only; rollback drops it.
-    pub(crate) fn add_columns(&self, op: &Op, shapes: &mut [Shape], x: &mut Expansion) {
+    pub(crate) fn add_columns(
+        &self,
+        op: &Op,
+        cat: &Catalog,
+        shapes: &mut [Shape],
+        x: &mut Expansion,
+    ) -> Result<(), String> {
         let Op::AddColumn {
             column,
             ty,
@@ -531,7 +571,7 @@ impl Flavor<'_> {
         else {
             unreachable!("add_column only")
         };
-        for t in op.tables() {
+        for t in added_to(op, cat)? {
             let col = crate::online::Col {
                 name: column.clone(),
                 ty: ty.clone(),
@@ -554,6 +594,7 @@ impl Flavor<'_> {
                 .new
                 .push((column.clone(), column.clone()));
         }
+        Ok(())
     }
 
     /// `rename_column`: the new version's name for the column; the physical

@@ -64,7 +64,7 @@ pub(super) fn expansion(
     for op in ops {
         marks.push(x.rollback.len());
         match op {
-            Op::AddColumn { .. } => flavor.add_columns(op, &mut shapes, &mut x),
+            Op::AddColumn { .. } => flavor.add_columns(op, cat, &mut shapes, &mut x)?,
             Op::DropColumn { table, column } => {
                 physical.push(flavor.drop_column(cat, table, column, &mut shapes)?);
             }
