@@ -56,6 +56,10 @@ pub enum Op {
         /// A table that does not exist is skipped, not an error.
         #[serde(default)]
         skip_missing_table: bool,
+        /// The column's value computed from the row's other columns (an SQL
+        /// expression): existing rows are filled with it, and while two
+        /// versions are served, so is every row the old version writes.
+        up: Option<String>,
     },
     /// Drops a column (its values are lost: irreversible).
     DropColumn {
@@ -63,6 +67,9 @@ pub enum Op {
         table: String,
         /// The column.
         column: String,
+        /// While two versions are served: the column's value for rows the
+        /// new version writes, computed from the new version's columns.
+        down: Option<String>,
     },
     /// Renames a column.
     RenameColumn {
@@ -211,7 +218,7 @@ impl Op {
     pub fn irreversible(&self) -> Option<String> {
         match self {
             Op::DropTable { table } => Some(format!("drop_table {table} loses its rows")),
-            Op::DropColumn { table, column } => {
+            Op::DropColumn { table, column, .. } => {
                 Some(format!("drop_column {table}.{column} loses its values"))
             }
             Op::AlterColumn {
@@ -421,7 +428,9 @@ fn sketch_op(op: &Op) -> Vec<String> {
                 )
             })
             .collect(),
-        Op::DropColumn { table, column } => vec![format!("{} DROP COLUMN {column}", alter(table))],
+        Op::DropColumn { table, column, .. } => {
+            vec![format!("{} DROP COLUMN {column}", alter(table))]
+        }
         Op::RenameColumn { table, column, to } => {
             vec![format!("{} RENAME COLUMN {column} TO {to}", alter(table))]
         }
@@ -550,6 +559,7 @@ to = "y"
         let drop = Op::DropColumn {
             table: "t".into(),
             column: "c".into(),
+            down: None,
         };
         assert!(drop.irreversible().unwrap().contains("t.c"));
         let both = Op::AddColumn {
@@ -561,6 +571,7 @@ to = "y"
             not_null: false,
             if_not_exists: false,
             skip_missing_table: false,
+            up: None,
         };
         assert!(both.malformed().unwrap().contains("not both"));
         assert_eq!(

@@ -170,6 +170,11 @@ impl Connect {
 
 /// Runs what `connect-sql --at 0002` prints on `c`; whether the new version is there.
 async fn at_new_version(c: &mut sqlx::AnyConnection, at: &Connect) -> bool {
+    at_new_version_as(c, at, "SELECT comment FROM orders LIMIT 1").await
+}
+
+/// [`at_new_version`], checked by `probe` (a query only the new version answers).
+async fn at_new_version_as(c: &mut sqlx::AnyConnection, at: &Connect, probe: &str) -> bool {
     let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("instar"))
         .current_dir(&at.dir)
         .args(["--database", &at.url, "--migrations"])
@@ -199,10 +204,7 @@ async fn at_new_version(c: &mut sqlx::AnyConnection, at: &Connect) -> bool {
         }
     }
     // The new version's shape is readable.
-    sqlx::raw_sql("SELECT comment FROM orders LIMIT 1")
-        .execute(&mut *c)
-        .await
-        .is_ok()
+    sqlx::raw_sql(probe).execute(&mut *c).await.is_ok()
 }
 
 /// Row by row: what each writer wrote is there, as each version sees it.
@@ -222,7 +224,8 @@ async fn check_writes(t: &TestDb, old: &Wrote, new: &Wrote) {
 on_every_engine!(
     two_versions_served_while_the_application_writes,
     a_lossy_change_is_refused_and_complete_survives_kills,
-    new_version_writes_keep_defaults_and_untouched_values
+    new_version_writes_keep_defaults_and_untouched_values,
+    a_column_split_while_both_releases_write
 );
 
 async fn two_versions_served_while_the_application_writes(b: Backend) {
@@ -682,5 +685,115 @@ async fn new_version_writes_keep_defaults_and_untouched_values(b: Backend) {
     );
     let (_, status, _) = run(&t, &["status"], None);
     assert!(!status.contains("in flight"), "{status}");
+    // An op with no two-version form: refused at plan time, naming the plain way.
+    file(
+        &dir3.join("migration.toml"),
+        "kind = \"online\"\n\n[[ops]]\nop = \"add_check\"\ntable = \"items\"\nname = \"items_tag_short\"\ncheck = \"tag <> ''\"\n",
+    );
+    let (code, out, err) = run(&t, &["start", "--dry-run"], None);
+    assert_ne!(code, 0, "{b:?}: {out}{err}");
+    assert!(
+        err.contains("add_check is not served at two versions yet")
+            && err.contains("plainly with `instar up`"),
+        "{b:?}: {err}"
+    );
+    let (code, out, err) = run(&t, &["up"], None);
+    assert_eq!(code, 0, "{b:?}: the plain way works: {out}{err}");
+    drop_views_databases(&t).await;
+}
+
+/// The README's rollout: `users.name` split into `first_name` and
+/// `last_name`, `mail` renamed `email`, while a release of each version writes.
+async fn a_column_split_while_both_releases_write(b: Backend) {
+    let Some(t) = TestDb::new(b, "online_split").await else {
+        return;
+    };
+    let (first, last, whole) = match b {
+        Backend::Postgres => (
+            "split_part(name, ' ', 1)",
+            "split_part(name, ' ', 2)",
+            "first_name || ' ' || last_name",
+        ),
+        Backend::MySql => (
+            "SUBSTRING_INDEX(name, ' ', 1)",
+            "SUBSTRING_INDEX(name, ' ', -1)",
+            "CONCAT(first_name, ' ', last_name)",
+        ),
+        Backend::Sqlite => (
+            "substr(name, 1, instr(name, ' ') - 1)",
+            "substr(name, instr(name, ' ') + 1)",
+            "first_name || ' ' || last_name",
+        ),
+    };
+    migration(
+        &t.migrations(),
+        "0001_users",
+        "CREATE TABLE users (id int PRIMARY KEY, name varchar(100) NOT NULL, mail varchar(100));\nINSERT INTO users VALUES (1, 'Ada Lovelace', 'ada@x'), (2, 'Grace Hopper', 'grace@x');",
+        None,
+    );
+    let dir = t.migrations().join("0002_split");
+    std::fs::create_dir_all(&dir).unwrap();
+    file(
+        &dir.join("migration.toml"),
+        &format!(
+            "kind = \"online\"\n\n[[ops]]\nop = \"add_column\"\ntable = \"users\"\ncolumn = \"first_name\"\ntype = \"varchar(50)\"\nup = \"{first}\"\n\n[[ops]]\nop = \"add_column\"\ntable = \"users\"\ncolumn = \"last_name\"\ntype = \"varchar(50)\"\nup = \"{last}\"\n\n[[ops]]\nop = \"drop_column\"\ntable = \"users\"\ncolumn = \"name\"\ndown = \"{whole}\"\n\n[[ops]]\nop = \"rename_column\"\ntable = \"users\"\ncolumn = \"mail\"\nto = \"email\"\n"
+        ),
+    );
+    let (code, out, err) = run(&t, &["up", "--to", "0001"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&t, &["start"], None);
+    assert_eq!(code, 0, "{b:?}: {out}{err}");
+    let n = |sql: &'static str| async { t.count(sql).await };
+    assert_eq!(
+        n("SELECT count(*) FROM users WHERE first_name = 'Ada' AND last_name = 'Lovelace'").await,
+        1,
+        "{b:?}: backfilled"
+    );
+
+    // Release 1 writes the base table as it always did.
+    assert!(
+        works_sql(
+            &t,
+            "INSERT INTO users (id, name, mail) VALUES (3, 'Alan Turing', 'alan@x')"
+        )
+        .await
+    );
+    assert!(works_sql(&t, "UPDATE users SET name = 'Ada King' WHERE id = 1").await);
+    // Release 2 works at 0002.
+    let mut c = sqlx::AnyConnection::connect(&t.url).await.unwrap();
+    assert!(
+        at_new_version_as(&mut c, &Connect::of(&t), "SELECT email FROM users LIMIT 1").await,
+        "{b:?}"
+    );
+    for sql in [
+        "INSERT INTO users (id, first_name, last_name, email) VALUES (4, 'Barbara', 'Liskov', 'barbara@x')",
+        "UPDATE users SET last_name = 'Murray' WHERE id = 2",
+    ] {
+        sqlx::raw_sql(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{b:?}: {sql}: {e}"));
+    }
+    let _ = c.close().await;
+    // Each release sees the other's writes in its own shape.
+    assert_eq!(n("SELECT count(*) FROM users WHERE id = 3 AND first_name = 'Alan' AND last_name = 'Turing'").await, 1, "{b:?}");
+    assert_eq!(
+        n("SELECT count(*) FROM users WHERE id = 1 AND first_name = 'Ada' AND last_name = 'King'")
+            .await,
+        1,
+        "{b:?}"
+    );
+    assert_eq!(n("SELECT count(*) FROM users WHERE id = 4 AND name = 'Barbara Liskov' AND mail = 'barbara@x'").await, 1, "{b:?}");
+    assert_eq!(
+        n("SELECT count(*) FROM users WHERE id = 2 AND name = 'Grace Murray'").await,
+        1,
+        "{b:?}"
+    );
+
+    let (code, out, err) = run(&t, &["complete"], None);
+    assert_eq!(code, 0, "{b:?}: {out}{err}");
+    assert_eq!(n("SELECT count(*) FROM users WHERE first_name IS NOT NULL AND last_name IS NOT NULL AND email IS NOT NULL").await, 4, "{b:?}");
+    assert!(
+        !works_sql(&t, "SELECT mail FROM users").await
+            && !works_sql(&t, "SELECT name FROM users").await,
+        "{b:?}"
+    );
     drop_views_databases(&t).await;
 }

@@ -267,7 +267,7 @@ fn common(
         }),
         Op::RenameTable { table, to } => rename_table(e, cat, table, to),
         Op::AddColumn { .. } => add_column(e, ddl, op, cat),
-        Op::DropColumn { table, column } => {
+        Op::DropColumn { table, column, .. } => {
             cat.need_column(table, column).map(|_| ()).and_then(|()| {
                 if let Some(t) = cat.table_mut(table) {
                     t.columns.retain(|c| !c.name.eq_ignore_ascii_case(column));
@@ -434,6 +434,7 @@ fn add_column(
         not_null,
         if_not_exists,
         skip_missing_table,
+        up,
         ..
     } = op
     else {
@@ -467,6 +468,14 @@ fn add_column(
                 t.columns.push(col.clone());
                 ddl.track(e, t, Change::Added(&col))?;
                 out.up.push(ddl.add_column(e, table, &col));
+                if let Some(u) = up {
+                    // Existing rows get the value computed from their other columns.
+                    out.up.push(format!(
+                        "UPDATE {} SET {} = ({u})",
+                        e.quote(table),
+                        e.quote(column)
+                    ));
+                }
                 out.down.push(format!(
                     "ALTER TABLE {} DROP COLUMN {}",
                     e.quote(table),

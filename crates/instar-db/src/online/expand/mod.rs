@@ -202,7 +202,7 @@ fn shapes(ops: &[Op], cat: &Catalog) -> Result<Vec<Shape>, String> {
                 }
                 (op.tables().join(","), column.clone())
             }
-            Op::DropColumn { table, column } | Op::RenameColumn { table, column, .. } => {
+            Op::DropColumn { table, column, .. } | Op::RenameColumn { table, column, .. } => {
                 cat.need_column(table, column)?;
                 refuse_key(cat, table, column)?;
                 (table.clone(), column.clone())
@@ -549,6 +549,8 @@ pub(crate) struct Flavor<'a> {
     pub add_if: &'static str,
     pub undo_if: &'static str,
     pub drop_if: &'static str,
+    /// Whether a column's default can be set after it is added (not SQLite).
+    pub set_default: bool,
 }
 
 impl Flavor<'_> {
@@ -566,24 +568,37 @@ impl Flavor<'_> {
             ty,
             default,
             not_null,
+            up,
             ..
         } = op
         else {
             unreachable!("add_column only")
         };
         for t in added_to(op, cat)? {
+            // A computed column is added empty (a default would fill every
+            // existing row, and the backfill fills only empty ones), its default set after.
+            let later = up.is_some() && default.is_some();
             let col = crate::online::Col {
                 name: column.clone(),
                 ty: ty.clone(),
                 not_null: *not_null,
-                default: default.clone(),
+                default: if later { None } else { default.clone() },
             };
+
             x.expand.push(format!(
                 "ALTER TABLE {} ADD COLUMN{} {}",
                 (self.table)(t),
                 self.add_if,
                 crate::online::column_sql(self.e, &col)
             ));
+            if later && self.set_default {
+                x.expand.push(format!(
+                    "ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}",
+                    (self.table)(t),
+                    self.e.quote(column),
+                    default.as_deref().unwrap_or("NULL")
+                ));
+            }
             x.rollback.push(format!(
                 "ALTER TABLE {} DROP COLUMN{} {}",
                 (self.table)(t),
@@ -624,11 +639,12 @@ impl Flavor<'_> {
         cat: &Catalog,
         table: &str,
         column: &str,
+        down: &Option<String>,
         shapes: &mut [Shape],
     ) -> Result<String, String> {
         let c = cat.need_column(table, column)?;
-        if c.not_null && c.default.is_none() {
-            return Err(format!("{table}.{column} is NOT NULL without a default, so rows written at the new version (which does not have it) could not be stored; give it a default first, or drop it plainly with `instar up`"));
+        if c.not_null && c.default.is_none() && down.is_none() {
+            return Err(format!("{table}.{column} is NOT NULL without a default, so rows written at the new version (which does not have it) could not be stored; give it a default first, say how the new version's rows compute it (`down`), or drop it plainly with `instar up`"));
         }
         shape_of(shapes, table)
             .new
@@ -639,6 +655,133 @@ impl Flavor<'_> {
             self.drop_if,
             self.e.quote(column)
         ))
+    }
+}
+
+/// A column one version computes from the row while the other writes it: an
+/// added column's `up` (for the old version's writes and the rows already
+/// there), a dropped column's `down` (for the new version's writes).
+#[derive(Debug, Clone)]
+pub(crate) struct Derived {
+    pub table: String,
+    pub key: Vec<String>,
+    /// The physical column computed.
+    pub column: String,
+    /// The expression over the written base row (`NEW."physical"`).
+    pub value: String,
+    /// The expression over the new version's row (`NEW."name"`, SQLite's TEMP triggers).
+    pub value_new: String,
+    /// The expression over the table's own columns (the backfill).
+    pub plain: String,
+    /// Physical columns whose change recomputes it.
+    pub watched: Vec<String>,
+    /// Computed for the new version's writes; else for the old version's.
+    pub for_new: bool,
+}
+
+/// Every column the ops derive, once the shapes are final.
+pub(crate) fn derived(
+    e: &dyn Engine,
+    ops: &[Op],
+    cat: &Catalog,
+    shapes: &[Shape],
+) -> Result<Vec<Derived>, String> {
+    let q = |s: &str| e.quote(s);
+    let mut out = Vec::new();
+    for op in ops {
+        match op {
+            Op::AddColumn {
+                column,
+                up: Some(up),
+                ..
+            } => {
+                for t in added_to(op, cat)? {
+                    let info = cat.need(t)?;
+                    let cols: Vec<String> = info.columns.iter().map(|c| c.name.clone()).collect();
+                    let find = |w: &str| cols.iter().find(|c| c.eq_ignore_ascii_case(w)).cloned();
+                    out.push(Derived {
+                        table: info.name.clone(),
+                        key: info.key.clone(),
+                        column: column.clone(),
+                        value: substitute(up, &|w| find(w).map(|c| format!("NEW.{}", q(&c)))),
+                        value_new: String::new(),
+                        plain: up.clone(),
+                        watched: cols.iter().filter(|c| mentions(up, c)).cloned().collect(),
+                        for_new: false,
+                    });
+                }
+            }
+            Op::DropColumn {
+                table,
+                column,
+                down: Some(down),
+            } => {
+                let s = shapes
+                    .iter()
+                    .find(|s| s.table.eq_ignore_ascii_case(table))
+                    .ok_or_else(|| format!("table {table} does not exist"))?;
+                let find = |w: &str| {
+                    s.new
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(w))
+                        .cloned()
+                };
+                out.push(Derived {
+                    table: s.table.clone(),
+                    key: s.key.clone(),
+                    column: column.clone(),
+                    value: substitute(down, &|w| find(w).map(|(_, p)| format!("NEW.{}", q(&p)))),
+                    value_new: substitute(down, &|w| {
+                        find(w).map(|(n, _)| format!("NEW.{}", q(&n)))
+                    }),
+                    plain: down.clone(),
+                    watched: s
+                        .new
+                        .iter()
+                        .filter(|(n, _)| mentions(down, n))
+                        .map(|(_, p)| p.clone())
+                        .collect(),
+                    for_new: true,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+impl Derived {
+    /// The backfill of an added column computed from the row, and the check
+    /// before `complete` that no row was left without it.
+    pub(crate) fn fill(&self, e: &dyn Engine, base_table: &str, x: &mut Expansion) {
+        if self.for_new {
+            return;
+        }
+        let c = e.quote(&self.column);
+        x.fills.push(Fill {
+            table: self.table.clone(),
+            key: self.key.clone(),
+            statement: format!(
+                "UPDATE {base_table} SET {c} = ({}) WHERE {{batch}} AND {c} IS NULL",
+                self.plain
+            ),
+        });
+        let key_text = self
+            .key
+            .iter()
+            .map(|k| format!("CAST({} AS {})", e.quote(k), e.text_type()))
+            .collect::<Vec<_>>()
+            .join(" || ',' || ");
+        x.in_sync.push(Probe {
+            what: format!("{}.{} (computed by `up`) ", self.table, self.column),
+            sql: format!(
+                "SELECT {key_text}, 'NULL', CAST(({}) AS {}) FROM {base_table} WHERE {c} IS NULL AND ({}) IS NOT NULL LIMIT 5",
+                self.plain,
+                e.text_type(),
+                self.plain
+            ),
+            lossy: false,
+        });
     }
 }
 

@@ -8,7 +8,9 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{reverse_ops, served_index, shape_of, view, Changed, Expansion, Flavor, Shape};
+use super::{
+    derived, reverse_ops, served_index, shape_of, view, Changed, Expansion, Flavor, Shape,
+};
 use crate::engine::Engine;
 use crate::online::Catalog;
 
@@ -62,13 +64,18 @@ pub(super) fn expansion(
         add_if: " IF NOT EXISTS",
         undo_if: " IF EXISTS",
         drop_if: " IF EXISTS",
+        set_default: true,
     };
     for op in ops {
         marks.push(x.rollback.len());
         match op {
             Op::AddColumn { .. } => flavor.add_columns(op, cat, &mut shapes, &mut x)?,
-            Op::DropColumn { table, column } => {
-                physical.push(flavor.drop_column(cat, table, column, &mut shapes)?);
+            Op::DropColumn {
+                table,
+                column,
+                down,
+            } => {
+                physical.push(flavor.drop_column(cat, table, column, down, &mut shapes)?);
             }
             Op::RenameColumn { table, column, to } => {
                 let rename = flavor.rename_column(table, column, to, &mut shapes);
@@ -164,8 +171,50 @@ pub(super) fn expansion(
             other => return Err(format!("{} is not served at two versions", other.name())),
         }
     }
+    // Columns computed from the row by one version while the other writes them.
+    let mut drops = Vec::new();
+    for d in derived(e, ops, cat, &shapes)? {
+        let when = if d.for_new {
+            is_new.clone()
+        } else {
+            format!("NOT ({is_new})")
+        };
+        let name = |what: &str| {
+            q(&made_up_name(
+                &format!("instar_{}", d.table),
+                std::slice::from_ref(&d.column),
+                what,
+            ))
+        };
+        let set = format!("SET NEW.{} = ({})", q(&d.column), d.value);
+        x.expand.push(format!(
+            "CREATE OR REPLACE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW BEGIN IF {when} THEN {set}; END IF; END",
+            name("d_ins"),
+            bt(&d.table)
+        ));
+        let changed = d
+            .watched
+            .iter()
+            .map(|c| format!("NOT (NEW.{c2} <=> OLD.{c2})", c2 = q(c)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        if !changed.is_empty() {
+            x.expand.push(format!(
+                "CREATE OR REPLACE TRIGGER {} BEFORE UPDATE ON {} FOR EACH ROW BEGIN IF {when} AND ({changed}) THEN {set}; END IF; END",
+                name("d_upd"),
+                bt(&d.table)
+            ));
+        }
+        d.fill(e, &bt(&d.table), &mut x);
+        for what in ["d_ins", "d_upd"] {
+            drops.push(format!("DROP TRIGGER IF EXISTS {}.{}", q(base), name(what)));
+        }
+    }
+    x.contract.extend(drops.iter().cloned());
     x.contract.extend(physical);
     reverse_ops(&mut x.rollback, &marks);
+    // Before the columns they read go (after the new version's views).
+    x.rollback.splice(1..1, drops);
     // `USE <views database>` hides the base database: every table gets a view
     // there, the changed ones in each version's shape.
     let others: Vec<Shape> = cat

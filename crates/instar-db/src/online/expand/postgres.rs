@@ -7,7 +7,9 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{reverse_ops, served_index, shape_of, view, Changed, Expansion, Flavor, Shape};
+use super::{
+    derived, reverse_ops, served_index, shape_of, view, Changed, Expansion, Flavor, Shape,
+};
 use crate::engine::Engine;
 use crate::online::Catalog;
 
@@ -60,13 +62,18 @@ pub(super) fn expansion(
         add_if: "",
         undo_if: " IF EXISTS",
         drop_if: "",
+        set_default: true,
     };
     for op in ops {
         marks.push(x.rollback.len());
         match op {
             Op::AddColumn { .. } => flavor.add_columns(op, cat, &mut shapes, &mut x)?,
-            Op::DropColumn { table, column } => {
-                physical.push(flavor.drop_column(cat, table, column, &mut shapes)?);
+            Op::DropColumn {
+                table,
+                column,
+                down,
+            } => {
+                physical.push(flavor.drop_column(cat, table, column, down, &mut shapes)?);
             }
             Op::RenameColumn { table, column, to } => {
                 physical.push(flavor.rename_column(table, column, to, &mut shapes));
@@ -177,6 +184,50 @@ pub(super) fn expansion(
             other => return Err(format!("{} is not served at two versions", other.name())),
         }
     }
+    // Columns computed from the row by one version while the other writes them.
+    let is_new = format!("current_setting('search_path') LIKE '%{new_schema}%'");
+    let mut drops = Vec::new();
+    for d in derived(e, ops, cat, &shapes)? {
+        let f = format!(
+            "{}.{}",
+            q(base),
+            q(&format!(
+                "instar_{}_{}_{}_d",
+                new_schema.trim_start_matches("instar_"),
+                d.table,
+                d.column
+            ))
+        );
+        let when = if d.for_new {
+            is_new.clone()
+        } else {
+            format!("NOT {is_new}")
+        };
+        let name = |what: &str| {
+            q(&made_up_name(
+                &format!("instar_{}", d.table),
+                std::slice::from_ref(&d.column),
+                what,
+            ))
+        };
+        x.expand.push(format!(
+            "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $instar$ BEGIN NEW.{} := ({}); RETURN NEW; END $instar$",
+            q(&d.column),
+            d.value
+        ));
+        x.expand.push(format!("CREATE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION {f}()", name("d_ins"), bt(&d.table)));
+        if !d.watched.is_empty() {
+            x.expand.push(format!(
+                "CREATE TRIGGER {} BEFORE UPDATE OF {} ON {} FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION {f}()",
+                name("d_upd"),
+                d.watched.iter().map(|c| q(c)).collect::<Vec<_>>().join(", "),
+                bt(&d.table)
+            ));
+        }
+        d.fill(e, &bt(&d.table), &mut x);
+        drops.push(format!("DROP FUNCTION IF EXISTS {f}() CASCADE"));
+    }
+    x.contract.extend(drops.iter().cloned());
     x.contract.extend(physical);
     for (schema, new) in [(&old_schema, false), (&new_schema, true)] {
         x.views
@@ -199,5 +250,7 @@ pub(super) fn expansion(
     // public` then finds the base tables, which have the new version's shape
     // (views kept would block the next migration's DDL on their columns).
     reverse_ops(&mut x.rollback, &marks);
+    // Before the columns they read go (after the new version's views).
+    x.rollback.splice(1..1, drops);
     Ok(x)
 }

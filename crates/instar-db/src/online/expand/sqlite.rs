@@ -8,7 +8,7 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{reverse_ops, served_index, shape_of, Changed, Expansion, Flavor, Shape};
+use super::{derived, reverse_ops, served_index, shape_of, Changed, Expansion, Flavor, Shape};
 use crate::engine::Engine;
 use crate::online::Catalog;
 
@@ -33,13 +33,18 @@ pub(super) fn expansion(
         add_if: "",
         undo_if: "",
         drop_if: "",
+        set_default: false,
     };
     for op in ops {
         marks.push(x.rollback.len());
         match op {
             Op::AddColumn { .. } => flavor.add_columns(op, cat, &mut shapes, &mut x)?,
-            Op::DropColumn { table, column } => {
-                physical.push(flavor.drop_column(cat, table, column, &mut shapes)?);
+            Op::DropColumn {
+                table,
+                column,
+                down,
+            } => {
+                physical.push(flavor.drop_column(cat, table, column, down, &mut shapes)?);
             }
             Op::RenameColumn { table, column, to } => {
                 physical.push(flavor.rename_column(table, column, to, &mut shapes));
@@ -142,6 +147,7 @@ pub(super) fn expansion(
     // A TEMP trigger cannot name main.t, and `t` in it is its own TEMP view:
     // it writes through a pass-through view of main's, whose triggers (in
     // main) reach the table. Dropped first by complete and rollback.
+    let derived = derived(e, ops, cat, &shapes)?;
     let mut passes = Vec::new();
     for s in &shapes {
         passes.push(format!(
@@ -149,11 +155,64 @@ pub(super) fn expansion(
             q(&pass_through(&s.table))
         ));
         x.expand.extend(pass(e, s));
-        x.connect_new.extend(connect(e, s, &changed, &|p| {
-            default_of(cat, ops, &changed, &s.table, p)
-        }));
+        x.connect_new
+            .extend(connect(e, s, &changed, &derived, &|p| {
+                default_of(cat, ops, &changed, &s.table, p)
+            }));
+    }
+    // Columns computed from the row: an added one's `up` by base-table
+    // triggers (old-version writes); a dropped one's `down` by the new
+    // version's TEMP triggers (see `connect`).
+    let mut drops = Vec::new();
+    for d in derived.iter().filter(|d| !d.for_new) {
+        let key_match = d
+            .key
+            .iter()
+            .map(|k| format!("{k2} = NEW.{k2}", k2 = q(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let set = format!(
+            "UPDATE {} SET {} = ({}) WHERE {key_match}",
+            q(&d.table),
+            q(&d.column),
+            d.value
+        );
+        let name = |what: &str| {
+            q(&made_up_name(
+                &format!("instar_{}", d.table),
+                std::slice::from_ref(&d.column),
+                what,
+            ))
+        };
+        let c = q(&d.column);
+        x.expand.push(format!(
+            "CREATE TRIGGER {} AFTER INSERT ON {} WHEN NEW.{c} IS NULL BEGIN {set}; END",
+            name("d_ins"),
+            q(&d.table)
+        ));
+        if !d.watched.is_empty() {
+            let changed = d
+                .watched
+                .iter()
+                .map(|w| format!("NEW.{w2} IS NOT OLD.{w2}", w2 = q(w)))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            x.expand.push(format!(
+                "CREATE TRIGGER {} AFTER UPDATE OF {} ON {} WHEN NEW.{c} IS OLD.{c} AND ({changed}) BEGIN {set}; END",
+                name("d_upd"),
+                d.watched.iter().map(|w| q(w)).collect::<Vec<_>>().join(", "),
+                q(&d.table)
+            ));
+        }
+        d.fill(e, &q(&d.table), &mut x);
+        for what in ["d_ins", "d_upd"] {
+            drops.push(format!("DROP TRIGGER IF EXISTS {}", name(what)));
+        }
     }
     reverse_ops(&mut x.rollback, &marks);
+    x.rollback.splice(0..0, drops.iter().cloned());
+    let physical_at = x.contract.len();
+    x.contract.splice(physical_at..physical_at, drops);
     x.contract.splice(0..0, passes.iter().cloned());
     x.rollback.splice(0..0, passes);
     x.contract.extend(physical);
@@ -245,6 +304,7 @@ fn connect(
     e: &dyn Engine,
     s: &Shape,
     changed: &[Changed],
+    derived: &[super::Derived],
     default_of: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<String> {
     let q = |n: &str| e.quote(n);
@@ -279,6 +339,14 @@ fn connect(
             ),
         ));
         writes.push((ch.column.clone(), down));
+    }
+    // A dropped column the new version's rows compute (`down`).
+    for d in derived
+        .iter()
+        .filter(|d| d.for_new && d.table.eq_ignore_ascii_case(t))
+    {
+        writes.push((d.column.clone(), d.value_new.clone()));
+        updates.push((d.column.clone(), d.value_new.clone()));
     }
     let inserts: Vec<(String, String)> = writes
         .iter()
