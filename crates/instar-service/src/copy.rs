@@ -170,9 +170,8 @@ impl Service {
         let mut moved = Vec::new();
         if tables.iter().all(|t| t.verified(o.append)) && !o.cancel.is_cancelled() {
             let mut b = target.connect().await?;
-            for t in &tables {
-                copy::clear_checkpoint(&mut b, &t.table).await?;
-            }
+            let names: Vec<String> = tables.iter().map(|t| t.table.clone()).collect();
+            copy::clear_checkpoints(&mut b, &names).await?;
             b.close().await?;
             for (docs, version) in moves {
                 let mo = crate::MoveOptions {

@@ -311,6 +311,12 @@ async fn two_versions_served_while_the_application_writes(b: Backend) {
     let (code, out, err) = run(&t, &["up"], None);
     assert_ne!(code, 0, "{out}{err}");
     assert!(err.contains("being served at two versions"), "{err}");
+    let (code, out, err) = run(&t, &["plan"], None);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("being served at two versions"),
+        "plan too: {err}"
+    );
 
     // The new version reads and writes its own shape; the old one sees the translation.
     let mut newc = sqlx::AnyConnection::connect(&t.url).await.unwrap();

@@ -239,19 +239,22 @@ pub async fn copy_table(
     Ok(report)
 }
 
-/// Deletes `table`'s checkpoint: the copy is finished and verified, so a
-/// later copy into the same target finds rows and needs `--append`.
-pub async fn clear_checkpoint(to: &mut Db, table: &str) -> Result<(), Error> {
+/// Forgets the checkpoints of `tables` (a copy verified whole), in one
+/// statement: a kill leaves all of them or none.
+pub async fn clear_checkpoints(to: &mut Db, tables: &[String]) -> Result<(), Error> {
+    if tables.is_empty() {
+        return Ok(());
+    }
     let t = to.sibling_table(super::CHECKPOINTS);
-    let sql = format!(
-        "DELETE FROM {t} WHERE table_name = {}",
-        to.engine.placeholder(1)
-    );
+    let marks: Vec<String> = (1..=tables.len())
+        .map(|n| to.engine.placeholder(n))
+        .collect();
+    let sql = format!("DELETE FROM {t} WHERE table_name IN ({})", marks.join(", "));
     query(&sql)
-        .bind(table.to_string())
+        .bind_texts(tables.to_vec())
         .execute(&mut to.conn)
         .await
-        .map_err(|e| Error::query("clearing the copy's checkpoint", e))?;
+        .map_err(|e| Error::query("clearing the copy's checkpoints", e))?;
     Ok(())
 }
 

@@ -17,7 +17,7 @@ mod verify;
 
 use serde::Serialize;
 
-pub use batch::{clear_checkpoint, copy_table};
+pub use batch::{clear_checkpoints, copy_table};
 pub use plan::{plan, prepare, Column, TablePlan};
 pub use value::{canonical, fit, Cell, Class};
 pub use verify::verify_table;

@@ -185,6 +185,7 @@ pub async fn preview(
     let p = plan::plan(&source.migrations, &state, &plan_options(db, target, opts))?;
     if !p.steps.is_empty() {
         refuse_unadopted(db, source, &state, opts).await?;
+        refuse_in_flight(db).await?;
     }
     check_scripts(db, source, &p)?;
     let mut out = Vec::with_capacity(p.steps.len());
@@ -471,6 +472,18 @@ pub async fn run_into(
     Ok(())
 }
 
+/// Refuses to plan or run migrations while an online migration is served at
+/// two versions: its tables are half way between them.
+async fn refuse_in_flight(db: &mut Db) -> Result<(), Error> {
+    match db.in_flight().await? {
+        Some(f) => Err(Error::Unsupported(format!(
+            "online migration {} is being served at two versions ({}); finish it with `instar complete`, or remove the new version with `instar rollback`, before running migrations",
+            f.version, f.phase
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Whether a migration walks a table in checkpointed batches (data, documents).
 fn batched(m: &Migration) -> bool {
     use instar_core::meta::Kind;
@@ -531,12 +544,7 @@ async fn run_locked(
     report: &mut Report,
 ) -> Result<(), Error> {
     db.ensure_history().await?;
-    if let Some(f) = db.in_flight().await? {
-        return Err(Error::Unsupported(format!(
-            "online migration {} is being served at two versions ({}); finish it with `instar complete`, or remove the new version with `instar rollback`, before running migrations",
-            f.version, f.phase
-        )));
-    }
+    refuse_in_flight(db).await?;
     // Another run may have applied migrations while this one waited for the lock.
     let state = derive(&db.read_history().await?);
     let plan = plan::plan(&source.migrations, &state, popts)?;
