@@ -8,11 +8,14 @@
 //! table that already had the column never drops it there).
 
 mod catalog;
+mod connect;
 pub mod expand;
 mod mysql;
 mod postgres;
 pub mod served;
 mod sqlite;
+mod sqlite_text;
+mod state;
 
 pub(crate) use catalog::{Catalog, Col, Table};
 pub(crate) use mysql::MySqlDdl;
@@ -24,7 +27,6 @@ use instar_core::history::Direction;
 use instar_core::online::{layout, made_up_name, terminated, Op};
 use instar_core::{Migration, Script};
 
-use crate::conn::query;
 use crate::engine::Engine;
 use crate::{Db, Error};
 
@@ -499,76 +501,6 @@ fn add_column(
         }
     );
     Ok(out)
-}
-
-impl Db {
-    pub(crate) async fn compiled_table(&mut self) -> Result<String, Error> {
-        let t = self.sibling_table(COMPILED);
-        let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {t} (version VARCHAR(255) NOT NULL PRIMARY KEY, up_sql {long} NOT NULL, down_sql {long}, phase VARCHAR(32), expansion {long}, started_at VARCHAR(64))",
-            long = self.engine.column_type(crate::engine::Col::Long)
-        );
-        crate::db::run_sql(
-            &mut self.conn,
-            &sql,
-            "creating the table of compiled online migrations",
-        )
-        .await?;
-        Ok(t)
-    }
-
-    /// The kept compile of migration `version`: (up, down).
-    async fn kept_compile(
-        &mut self,
-        version: &str,
-    ) -> Result<Option<(String, Option<String>)>, Error> {
-        if !self.table_exists(COMPILED).await? {
-            return Ok(None);
-        }
-        let t = self.sibling_table(COMPILED);
-        let sql = format!(
-            "SELECT up_sql, down_sql FROM {t} WHERE version = {}",
-            self.engine.placeholder(1)
-        );
-        let row = query(&sql)
-            .bind(version)
-            .fetch_optional(&mut self.conn)
-            .await
-            .map_err(|e| Error::query("reading a compiled online migration", e))?;
-        row.map(|r| {
-            let v = r.json_values()?;
-            let text = |i: usize| v.get(i).and_then(|x| x.as_str()).map(str::to_string);
-            Ok((text(0).unwrap_or_default(), text(1)))
-        })
-        .transpose()
-        .map_err(|e: sqlx::Error| Error::query("reading a compiled online migration", e))
-    }
-
-    async fn keep_compile(&mut self, version: &str, c: &Compiled) -> Result<(), Error> {
-        let t = self.compiled_table().await?;
-        let p = |n| self.engine.placeholder(n);
-        let delete = format!("DELETE FROM {t} WHERE version = {}", p(1));
-        let insert = format!(
-            "INSERT INTO {t} (version, up_sql, down_sql) VALUES ({}, {}, {})",
-            p(1),
-            p(2),
-            p(3)
-        );
-        let context = "keeping a compiled online migration";
-        query(&delete)
-            .bind(version)
-            .execute(&mut self.conn)
-            .await
-            .map_err(|e| Error::query(context, e))?;
-        query(&insert)
-            .bind(version)
-            .bind(c.up.as_str())
-            .bind(c.down.clone())
-            .execute(&mut self.conn)
-            .await
-            .map_err(|e| Error::query(context, e))?;
-        Ok(())
-    }
 }
 
 /// Whether `m` is an online migration.

@@ -15,9 +15,10 @@ use instar_core::plan::{self, PlanOptions, Target};
 use instar_core::{Migration, Source};
 use serde::Serialize;
 
-use super::expand::{expansion, Expansion, Probe};
+pub use super::connect::connect_sql;
+use super::expand::{expansion, Expansion};
 use super::{compile_now, is_online, COMPILED};
-use crate::conn::{exec, query};
+use crate::conn::exec;
 use crate::db::control;
 use crate::runner::RunOptions;
 use crate::{Db, Error};
@@ -63,132 +64,6 @@ pub struct Completed {
     pub completed: InFlight,
     /// How long the contract transaction took (it holds the locks its DDL takes), in ms.
     pub contract_ms: u64,
-}
-
-impl Db {
-    async fn ensure_compiled_table(&mut self) -> Result<String, Error> {
-        self.compiled_table().await
-    }
-
-    /// The online migration being served at two versions, if any.
-    pub async fn in_flight(&mut self) -> Result<Option<InFlight>, Error> {
-        Ok(self.in_flight_full().await?.map(|(f, _)| f))
-    }
-
-    async fn in_flight_full(&mut self) -> Result<Option<(InFlight, Expansion)>, Error> {
-        if !self.table_exists(COMPILED).await? {
-            return Ok(None);
-        }
-        let t = self.sibling_table(COMPILED);
-        let sql = format!(
-            "SELECT version, phase, expansion, started_at FROM {t} WHERE phase IS NOT NULL"
-        );
-        let row = query(&sql)
-            .fetch_optional(&mut self.conn)
-            .await
-            .map_err(|e| Error::query("reading the online migration in flight", e))?;
-        let Some(r) = row else {
-            return Ok(None);
-        };
-        let v = crate::db::row_values(&r)?;
-        let text = |i: usize| {
-            v.get(i)
-                .and_then(|x| x.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        let x: Expansion = serde_json::from_str(&text(2)).map_err(|e| {
-            Error::Unsupported(format!(
-                "the expansion kept in {COMPILED} cannot be read ({e}); was it edited by hand?"
-            ))
-        })?;
-        Ok(Some((
-            InFlight {
-                version: text(0),
-                phase: text(1),
-                old_version: x.old_version.clone(),
-                old_schema: x.old_schema.clone(),
-                new_schema: x.new_schema.clone(),
-                started_at: text(3),
-                connect_new: x.connect_new.clone(),
-            },
-            x,
-        )))
-    }
-
-    async fn keep_expansion(&mut self, version: &str, x: &Expansion) -> Result<(), Error> {
-        let t = self.sibling_table(COMPILED);
-        let p = |n| self.engine.placeholder(n);
-        let sql = format!(
-            "UPDATE {t} SET phase = 'expanding', expansion = {}, started_at = {} WHERE version = {}",
-            p(1),
-            p(2),
-            p(3)
-        );
-        let json = serde_json::to_string(x).expect("an expansion serialises");
-        query(&sql)
-            .bind(json.as_str())
-            .bind(instar_core::time::now_rfc3339().as_str())
-            .bind(version)
-            .execute(&mut self.conn)
-            .await
-            .map_err(|e| Error::query("keeping the expansion", e))?;
-        Ok(())
-    }
-
-    /// Runs `stmts` (then `after`), in one transaction where the engine can.
-    async fn run_all(&mut self, stmts: &[String], what: &str) -> Result<(), Error> {
-        self.run_each(stmts, what, true).await
-    }
-
-    /// Runs `stmts`, in one transaction when `one_tx` and the engine can.
-    async fn run_each(&mut self, stmts: &[String], what: &str, one_tx: bool) -> Result<(), Error> {
-        let tx = one_tx && self.engine.transactional_ddl();
-        if tx {
-            control(&mut self.conn, self.engine.begin()).await?;
-        }
-        for s in stmts {
-            if let Err(e) = exec(&mut self.conn, s).await {
-                if tx {
-                    let _ = exec(&mut self.conn, "ROLLBACK").await;
-                }
-                return Err(Error::Unsupported(format!(
-                    "{what} failed at `{}`: {}{}",
-                    crate::runner::short_statement(s),
-                    crate::error::db_message(&e),
-                    if tx {
-                        " (rolled back: nothing of this step stayed)"
-                    } else {
-                        " (what ran before it stays; run the command again to go on)"
-                    }
-                )));
-            }
-        }
-        if tx {
-            control(&mut self.conn, "COMMIT").await?;
-        }
-        Ok(())
-    }
-
-    /// Rows a probe finds, as text.
-    async fn probe(&mut self, p: &Probe) -> Result<Vec<Vec<String>>, Error> {
-        let rows = query(&p.sql)
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(|e| Error::query(format!("checking {}", p.what), e))?;
-        rows.iter()
-            .map(|r| {
-                let v = crate::db::row_values(r)?;
-                Ok(v.iter()
-                    .map(|x| match x {
-                        serde_json::Value::String(s) => s.clone(),
-                        serde_json::Value::Null => "NULL".into(),
-                        other => other.to_string(),
-                    })
-                    .collect())
-            })
-            .collect()
-    }
 }
 
 /// The next pending migration, which `start` serves: it must be online.
@@ -686,82 +561,4 @@ async fn unlock_after<T>(db: &mut Db, r: Result<T, Error>) -> Result<T, Error> {
     let r = r?;
     unlocked?;
     Ok(r)
-}
-
-/// What a connection runs to read and write at `version`: on PostgreSQL its
-/// `search_path`; on SQLite, for the new version of the migration in flight,
-/// TEMP views and triggers (nothing for the version the base tables have).
-pub async fn connect_sql(db: &mut Db, version: &str) -> Result<Vec<String>, Error> {
-    let pg = db.dialect() == instar_core::Dialect::Postgres;
-    if db.dialect() == instar_core::Dialect::MySql {
-        return mysql_connect_sql(db, version).await;
-    }
-    let search_path = |v: &str| {
-        vec![format!(
-            "SET search_path = {}, public",
-            db.engine.quote(&super::expand::postgres::schema_of(v))
-        )]
-    };
-    if let Some(f) = db.in_flight().await? {
-        return if version == f.version {
-            Ok(if pg {
-                search_path(version)
-            } else {
-                f.connect_new
-            })
-        } else if version == f.old_version {
-            Ok(if pg { search_path(version) } else { Vec::new() })
-        } else {
-            Err(Error::Unsupported(format!(
-                "version {version} is not served now: {} (in flight) and {} are",
-                f.version, f.old_version
-            )))
-        };
-    }
-    let state = derive(&db.read_history().await?);
-    let last = state
-        .applied
-        .iter()
-        .max_by(|a, b| a.1.applied_at.cmp(&b.1.applied_at))
-        .map(|(k, _)| k.clone());
-    let same = |a: &str, b: &str| a.trim_start_matches('0') == b.trim_start_matches('0');
-    if !last.as_deref().is_some_and(|l| same(l, version)) {
-        return Err(Error::Unsupported(format!(
-            "version {version} is not served now: the database is at {}",
-            last.as_deref().unwrap_or("no version")
-        )));
-    }
-    // The views of a completed online migration stay for its clients.
-    let schema = super::expand::postgres::schema_of(version);
-    let kept = pg
-        && !db
-            .texts(
-                "SELECT nspname::text FROM pg_namespace WHERE nspname = $1",
-                &schema,
-            )
-            .await?
-            .is_empty();
-    Ok(if kept {
-        search_path(version)
-    } else {
-        Vec::new()
-    })
-}
-
-/// MariaDB: the version's database of views and the session variable the
-/// triggers read (the base tables' database and no variable: the old version).
-async fn mysql_connect_sql(db: &mut Db, version: &str) -> Result<Vec<String>, Error> {
-    let Some(f) = db.in_flight().await? else {
-        return Ok(Vec::new());
-    };
-    if version == f.version {
-        Ok(f.connect_new)
-    } else if version == f.old_version {
-        Ok(Vec::new())
-    } else {
-        Err(Error::Unsupported(format!(
-            "version {version} is not served now: {} (in flight) and {} are",
-            f.version, f.old_version
-        )))
-    }
 }
