@@ -10,6 +10,7 @@ mod columns;
 mod mysql;
 pub(crate) mod postgres;
 mod sqlite;
+mod walk;
 
 pub(crate) use columns::{derived, Changed, Derived};
 

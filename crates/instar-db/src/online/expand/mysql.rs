@@ -8,9 +8,8 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{
-    derived, reverse_ops, served_index, shape_of, view, Changed, Expansion, Flavor, Shape,
-};
+use super::walk::{walk, Served};
+use super::{derived, view, Expansion, Flavor, Shape};
 use crate::engine::Engine;
 use crate::online::Catalog;
 
@@ -56,8 +55,6 @@ pub(super) fn expansion(
     x.rollback = vec![format!("DROP DATABASE IF EXISTS {}", q(&new_db))];
     let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let is_new = format!("@instar_version <=> {}", lit(new_version));
-    let mut physical = Vec::new();
-    let mut marks = Vec::new();
     let flavor = Flavor {
         e,
         table: &bt,
@@ -66,32 +63,11 @@ pub(super) fn expansion(
         drop_if: " IF EXISTS",
         set_default: true,
     };
-    for op in ops {
-        marks.push(x.rollback.len());
-        match op {
-            Op::AddColumn { .. } => flavor.add_columns(op, cat, &mut shapes, &mut x)?,
-            Op::DropColumn {
-                table,
-                column,
-                down,
-            } => {
-                physical.push(flavor.drop_column(cat, table, column, down, &mut shapes)?);
-            }
-            Op::RenameColumn { table, column, to } => {
-                let rename = flavor.rename_column(table, column, to, &mut shapes);
-                physical.push(while_column(table, column, &rename));
-            }
-            Op::AlterColumn { .. } => {
-                let ch = Changed::of(e, op, cat)?;
-                let (t, s) = (ch.table.clone(), ch.shadow.clone());
-                if let Some(n) = shape_of(&mut shapes, &t)
-                    .new
-                    .iter_mut()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(&ch.column))
-                {
-                    n.1 = s.clone();
-                }
-                let (c, s2) = (q(&ch.column), q(&s));
+    let mut engine = |served: Served<'_>, x: &mut Expansion, physical: &mut Vec<String>| {
+        match served {
+            Served::Alter(ch) => {
+                let (t, s) = (&ch.table, &ch.shadow);
+                let (c, s2) = (q(&ch.column), q(s));
                 let up_new = ch.up_of_new(e);
                 let down_new = ch.down_of(e, &format!("NEW.{s2}"), &|c| c.to_string());
                 let old_changed = ch
@@ -111,13 +87,13 @@ pub(super) fn expansion(
                 // with it, and the backfill fills only empty ones), given one after.
                 x.expand.push(format!(
                     "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {s2} {}",
-                    bt(&t),
+                    bt(t),
                     ch.ty
                 ));
                 if !ch.shadow_default().is_empty() {
                     x.expand.push(format!(
                         "ALTER TABLE {} MODIFY COLUMN {s2} {}{}",
-                        bt(&t),
+                        bt(t),
                         ch.ty,
                         ch.shadow_default()
                     ));
@@ -125,7 +101,7 @@ pub(super) fn expansion(
                 x.expand.push(format!(
                     "CREATE OR REPLACE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW BEGIN IF {is_new} THEN SET NEW.{c} = ({down_new}); ELSE SET NEW.{s2} = ({up_new}); END IF; END",
                     name("ins"),
-                    bt(&t)
+                    bt(t)
                 ));
                 // An update changes the other column only when its version's
                 // column changed: the backfill (which sets the shadow from an
@@ -133,44 +109,43 @@ pub(super) fn expansion(
                 x.expand.push(format!(
                     "CREATE OR REPLACE TRIGGER {} BEFORE UPDATE ON {} FOR EACH ROW BEGIN IF {is_new} THEN IF NOT (NEW.{s2} <=> OLD.{s2}) THEN SET NEW.{c} = ({down_new}); END IF; ELSEIF {old_changed} THEN SET NEW.{s2} = ({up_new}); END IF; END",
                     name("upd"),
-                    bt(&t)
+                    bt(t)
                 ));
-                x.fills.push(ch.fill(e, &bt(&t)));
-                let (round_trip, in_sync) = ch.probes(e, &bt(&t));
-                x.round_trips.push(round_trip);
-                x.in_sync.push(in_sync);
-                let drops = [
-                    format!("DROP TRIGGER IF EXISTS {}.{}", q(base), name("ins")),
-                    format!("DROP TRIGGER IF EXISTS {}.{}", q(base), name("upd")),
-                ];
-                x.contract.extend(drops.iter().cloned());
-                x.rollback.extend(drops);
-                x.rollback
-                    .push(format!("ALTER TABLE {} DROP COLUMN IF EXISTS {s2}", bt(&t)));
+                for what in ["ins", "upd"] {
+                    let drop = format!("DROP TRIGGER IF EXISTS {}.{}", q(base), name(what));
+                    x.contract.push(drop.clone());
+                    x.rollback.push(drop);
+                }
                 let null = if ch.was_not_null { " NOT NULL" } else { "" };
                 physical.push(while_column(
-                    &t,
-                    &s,
+                    t,
+                    s,
                     &format!(
                         "ALTER TABLE {} DROP COLUMN {c}, CHANGE COLUMN {s2} {c} {}{null}",
-                        bt(&t),
+                        bt(t),
                         ch.ty
                     ),
                 ));
             }
-            Op::CreateIndex { table, .. } => {
-                let (n, u, cols) = served_index(e, op, &shapes);
-                x.expand_outside.push(format!(
-                    "CREATE {u}INDEX IF NOT EXISTS {} ON {} ({cols}) ALGORITHM=INPLACE LOCK=NONE",
-                    q(&n),
+            Served::Index {
+                table,
+                name,
+                unique,
+                cols,
+            } => {
+                x.expand_outside.push(format!("CREATE {unique}INDEX IF NOT EXISTS {} ON {} ({cols}) ALGORITHM=INPLACE LOCK=NONE", q(&name), bt(table)));
+                x.rollback.push(format!(
+                    "DROP INDEX IF EXISTS {} ON {}",
+                    q(&name),
                     bt(table)
                 ));
-                x.rollback
-                    .push(format!("DROP INDEX IF EXISTS {} ON {}", q(&n), bt(table)));
             }
-            other => return Err(format!("{} is not served at two versions", other.name())),
         }
-    }
+        Ok(())
+    };
+    // A contract step run a second time must do nothing.
+    let rename = |table: &str, column: &str, stmt: String| while_column(table, column, &stmt);
+    let physical = walk(ops, cat, &flavor, &mut shapes, &mut x, &rename, &mut engine)?.physical;
     // Columns computed from the row by one version while the other writes them.
     let mut drops = Vec::new();
     for d in derived(e, ops, cat, &shapes)? {
@@ -212,7 +187,6 @@ pub(super) fn expansion(
     }
     x.contract.extend(drops.iter().cloned());
     x.contract.extend(physical);
-    reverse_ops(&mut x.rollback, &marks);
     // Before the columns they read go (after the new version's views).
     x.rollback.splice(1..1, drops);
     // `USE <views database>` hides the base database: every table gets a view

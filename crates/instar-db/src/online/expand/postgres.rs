@@ -7,9 +7,8 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{
-    derived, reverse_ops, served_index, shape_of, view, Changed, Expansion, Flavor, Shape,
-};
+use super::walk::{walk, Served};
+use super::{derived, view, Expansion, Flavor, Shape};
 use crate::engine::Engine;
 use crate::online::Catalog;
 
@@ -54,8 +53,6 @@ pub(super) fn expansion(
         .push(format!("DROP SCHEMA IF EXISTS {} CASCADE", q(&new_schema)));
     x.rollback
         .push(format!("DROP SCHEMA IF EXISTS {} CASCADE", q(&new_schema)));
-    let mut physical = Vec::new();
-    let mut marks = Vec::new();
     let flavor = Flavor {
         e,
         table: &bt,
@@ -64,42 +61,25 @@ pub(super) fn expansion(
         drop_if: "",
         set_default: true,
     };
-    for op in ops {
-        marks.push(x.rollback.len());
-        match op {
-            Op::AddColumn { .. } => flavor.add_columns(op, cat, &mut shapes, &mut x)?,
-            Op::DropColumn {
-                table,
-                column,
-                down,
-            } => {
-                physical.push(flavor.drop_column(cat, table, column, down, &mut shapes)?);
-            }
-            Op::RenameColumn { table, column, to } => {
-                physical.push(flavor.rename_column(table, column, to, &mut shapes));
-            }
-            Op::AlterColumn { .. } => {
-                let ch = Changed::of(e, op, cat)?;
-                let (table, column, s) = (&ch.table, &ch.column, ch.shadow.clone());
-                if let Some(n) = shape_of(&mut shapes, table)
-                    .new
-                    .iter_mut()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(column))
-                {
-                    n.1 = s.clone();
-                }
+    // Updates fire only for the column their version writes (the WHEN runs
+    // without calling the function): the backfill, which sets the shadow from
+    // an old-version session, fires nothing.
+    let is_new = format!("current_setting('search_path') LIKE '%{new_schema}%'");
+    let function = |table: &str, column: &str, suffix: &str| {
+        let v = new_schema.trim_start_matches("instar_");
+        format!(
+            "{}.{}",
+            q(base),
+            q(&format!("instar_{v}_{table}_{column}{suffix}"))
+        )
+    };
+    let mut engine = |served: Served<'_>, x: &mut Expansion, physical: &mut Vec<String>| {
+        match served {
+            Served::Alter(ch) => {
+                let (table, column, s) = (&ch.table, &ch.column, &ch.shadow);
                 let up_new = ch.up_of_new(e);
-                let down_new = ch.down_of(e, &format!("NEW.{}", q(&s)), &|c| c.to_string());
-                let f = format!(
-                    "{}.{}",
-                    q(base),
-                    q(&format!(
-                        "instar_{}_{}_{}",
-                        new_schema.trim_start_matches("instar_"),
-                        table,
-                        column
-                    ))
-                );
+                let down_new = ch.down_of(e, &format!("NEW.{}", q(s)), &|c| c.to_string());
+                let f = function(table, column, "");
                 let trigger = |what: &str| {
                     q(&made_up_name(
                         &format!("instar_{table}"),
@@ -112,46 +92,33 @@ pub(super) fn expansion(
                 x.expand.push(format!(
                     "ALTER TABLE {} ADD COLUMN {} {}",
                     bt(table),
-                    q(&s),
+                    q(s),
                     ch.ty
                 ));
                 if !ch.shadow_default().is_empty() {
                     x.expand.push(format!(
                         "ALTER TABLE {} ALTER COLUMN {} SET{}",
                         bt(table),
-                        q(&s),
+                        q(s),
                         ch.shadow_default()
                     ));
                 }
                 x.expand.push(format!(
-                    "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $instar$ BEGIN IF current_setting('search_path') LIKE '%{new_schema}%' THEN NEW.{c} := ({down_new}); ELSE NEW.{s2} := ({up_new}); END IF; RETURN NEW; END $instar$",
+                    "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $instar$ BEGIN IF {is_new} THEN NEW.{c} := ({down_new}); ELSE NEW.{s2} := ({up_new}); END IF; RETURN NEW; END $instar$",
                     c = q(column),
-                    s2 = q(&s)
+                    s2 = q(s)
                 ));
-                // Updates fire only for the column their version writes (the
-                // WHEN runs without calling the function): the backfill, which
-                // sets the shadow from an old-version session, fires nothing.
-                let is_new = format!("current_setting('search_path') LIKE '%{new_schema}%'");
                 x.expand.push(format!(
                     "CREATE TRIGGER {} BEFORE INSERT ON {} FOR EACH ROW EXECUTE FUNCTION {f}()",
                     trigger("ins"),
                     bt(table)
                 ));
                 x.expand.push(format!("CREATE TRIGGER {} BEFORE UPDATE OF {} ON {} FOR EACH ROW WHEN (NOT {is_new}) EXECUTE FUNCTION {f}()", trigger("upd_old"), ch.up_cols().iter().map(|c| q(c)).collect::<Vec<_>>().join(", "), bt(table)));
-                x.expand.push(format!("CREATE TRIGGER {} BEFORE UPDATE OF {} ON {} FOR EACH ROW WHEN ({is_new}) EXECUTE FUNCTION {f}()", trigger("upd_new"), q(&s), bt(table)));
-                x.fills.push(ch.fill(e, &bt(table)));
-                let (round_trip, in_sync) = ch.probes(e, &bt(table));
-                x.round_trips.push(round_trip);
-                x.in_sync.push(in_sync);
+                x.expand.push(format!("CREATE TRIGGER {} BEFORE UPDATE OF {} ON {} FOR EACH ROW WHEN ({is_new}) EXECUTE FUNCTION {f}()", trigger("upd_new"), q(s), bt(table)));
                 // The function goes with its triggers.
-                let drops = [format!("DROP FUNCTION IF EXISTS {f}() CASCADE")];
-                x.contract.extend(drops.iter().cloned());
-                x.rollback.extend(drops);
-                x.rollback.push(format!(
-                    "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
-                    bt(table),
-                    q(&s)
-                ));
+                let drop = format!("DROP FUNCTION IF EXISTS {f}() CASCADE");
+                x.contract.push(drop.clone());
+                x.rollback.push(drop);
                 physical.push(format!(
                     "ALTER TABLE {} DROP COLUMN {}",
                     bt(table),
@@ -160,7 +127,7 @@ pub(super) fn expansion(
                 physical.push(format!(
                     "ALTER TABLE {} RENAME COLUMN {} TO {}",
                     bt(table),
-                    q(&s),
+                    q(s),
                     q(column)
                 ));
                 if ch.was_not_null {
@@ -171,33 +138,37 @@ pub(super) fn expansion(
                     ));
                 }
             }
-            Op::CreateIndex { table, .. } => {
-                let (n, u, cols) = served_index(e, op, &shapes);
+            Served::Index {
+                table,
+                name,
+                unique,
+                cols,
+            } => {
                 x.expand_outside.push(format!(
-                    "CREATE {u}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({cols})",
-                    q(&n),
+                    "CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({cols})",
+                    q(&name),
                     bt(table)
                 ));
                 x.rollback
-                    .push(format!("DROP INDEX IF EXISTS {}.{}", q(base), q(&n)));
+                    .push(format!("DROP INDEX IF EXISTS {}.{}", q(base), q(&name)));
             }
-            other => return Err(format!("{} is not served at two versions", other.name())),
         }
-    }
+        Ok(())
+    };
+    let physical = walk(
+        ops,
+        cat,
+        &flavor,
+        &mut shapes,
+        &mut x,
+        &|_, _, s| s,
+        &mut engine,
+    )?
+    .physical;
     // Columns computed from the row by one version while the other writes them.
-    let is_new = format!("current_setting('search_path') LIKE '%{new_schema}%'");
     let mut drops = Vec::new();
     for d in derived(e, ops, cat, &shapes)? {
-        let f = format!(
-            "{}.{}",
-            q(base),
-            q(&format!(
-                "instar_{}_{}_{}_d",
-                new_schema.trim_start_matches("instar_"),
-                d.table,
-                d.column
-            ))
-        );
+        let f = function(&d.table, &d.column, "_d");
         let when = if d.for_new {
             is_new.clone()
         } else {
@@ -249,7 +220,6 @@ pub(super) fn expansion(
     // The views go at complete: a client keeping `search_path = instar_<new>,
     // public` then finds the base tables, which have the new version's shape
     // (views kept would block the next migration's DDL on their columns).
-    reverse_ops(&mut x.rollback, &marks);
     // Before the columns they read go (after the new version's views).
     x.rollback.splice(1..1, drops);
     Ok(x)

@@ -8,7 +8,8 @@
 
 use instar_core::online::{made_up_name, Op};
 
-use super::{derived, reverse_ops, served_index, shape_of, Changed, Expansion, Flavor, Shape};
+use super::walk::{walk, Served};
+use super::{derived, Changed, Expansion, Flavor, Shape};
 use crate::engine::Engine;
 use crate::online::Catalog;
 
@@ -23,9 +24,6 @@ pub(super) fn expansion(
     let q = |s: &str| e.quote(s);
     let mut shapes = shapes.to_vec();
     let mut x = Expansion::new(old_version, new_version, String::new(), String::new());
-    let mut changed: Vec<Changed> = Vec::new();
-    let mut physical = Vec::new();
-    let mut marks = Vec::new();
     let quoted = |t: &str| e.quote(t);
     let flavor = Flavor {
         e,
@@ -35,115 +33,70 @@ pub(super) fn expansion(
         drop_if: "",
         set_default: false,
     };
-    for op in ops {
-        marks.push(x.rollback.len());
-        match op {
-            Op::AddColumn { .. } => flavor.add_columns(op, cat, &mut shapes, &mut x)?,
-            Op::DropColumn {
-                table,
-                column,
-                down,
-            } => {
-                physical.push(flavor.drop_column(cat, table, column, down, &mut shapes)?);
-            }
-            Op::RenameColumn { table, column, to } => {
-                physical.push(flavor.rename_column(table, column, to, &mut shapes));
-            }
-            Op::AlterColumn { .. } => {
-                let ch = Changed::of(e, op, cat)?;
-                let (t, s) = (ch.table.clone(), ch.shadow.clone());
-                if let Some(n) = shape_of(&mut shapes, &t)
-                    .new
-                    .iter_mut()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(&ch.column))
-                {
-                    n.1 = s.clone();
-                }
-                let key_match = ch
-                    .key
-                    .iter()
-                    .map(|k| format!("{k2} = NEW.{k2}", k2 = q(k)))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                let set = format!(
-                    "UPDATE {} SET {} = ({}) WHERE {key_match}",
-                    q(&t),
-                    q(&s),
-                    ch.up_of_new(e)
-                );
-                let name = |what: &str| {
-                    q(&made_up_name(
-                        &format!("instar_{t}"),
-                        std::slice::from_ref(&ch.column),
-                        what,
-                    ))
-                };
+    let mut engine = |served: Served<'_>, x: &mut Expansion, physical: &mut Vec<String>| {
+        match served {
+            Served::Alter(ch) => {
+                let (t, s) = (&ch.table, &ch.shadow);
                 // No default here (SQLite adds only constant ones): the new
                 // version's insert trigger applies it, translated.
                 x.expand.push(format!(
                     "ALTER TABLE {} ADD COLUMN {} {}",
-                    q(&t),
-                    q(&s),
+                    q(t),
+                    q(s),
                     ch.ty
                 ));
-                x.expand.push(format!(
-                    "CREATE TRIGGER {} AFTER INSERT ON {} WHEN NEW.{s2} IS NULL BEGIN {set}; END",
-                    name("ins"),
-                    q(&t),
-                    s2 = q(&s)
-                ));
-                // An old-version write of a column `up` reads; not the new version's own
-                // writes (they change the shadow), nor a rewrite of the same values.
-                let cols = ch.up_cols();
-                let changed_cols = cols
-                    .iter()
-                    .map(|c| format!("NEW.{c2} IS NOT OLD.{c2}", c2 = q(c)))
-                    .collect::<Vec<_>>()
-                    .join(" OR ");
-                x.expand.push(format!(
-                    "CREATE TRIGGER {} AFTER UPDATE OF {} ON {} WHEN NEW.{s2} IS OLD.{s2} AND ({changed_cols}) BEGIN {set}; END",
-                    name("upd"),
-                    cols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", "),
-                    q(&t),
-                    s2 = q(&s)
-                ));
-                x.fills.push(ch.fill(e, &q(&t)));
-                let (round_trip, in_sync) = ch.probes(e, &q(&t));
-                x.round_trips.push(round_trip);
-                x.in_sync.push(in_sync);
-                let drops = [
-                    format!("DROP TRIGGER IF EXISTS {}", name("ins")),
-                    format!("DROP TRIGGER IF EXISTS {}", name("upd")),
-                ];
-                x.contract.extend(drops.iter().cloned());
-                x.rollback.extend(drops);
-                x.rollback
-                    .push(format!("ALTER TABLE {} DROP COLUMN {}", q(&t), q(&s)));
+                let (make, drop) = refill(
+                    e,
+                    t,
+                    &ch.key,
+                    s,
+                    &ch.up_of_new(e),
+                    &ch.up_cols(),
+                    &ch.column,
+                    "",
+                );
+                x.expand.extend(make);
+                x.contract.extend(drop.iter().cloned());
+                x.rollback.extend(drop);
                 physical.push(format!(
                     "ALTER TABLE {} DROP COLUMN {}",
-                    q(&t),
+                    q(t),
                     q(&ch.column)
                 ));
                 physical.push(format!(
                     "ALTER TABLE {} RENAME COLUMN {} TO {}",
-                    q(&t),
-                    q(&s),
+                    q(t),
+                    q(s),
                     q(&ch.column)
                 ));
-                changed.push(ch);
             }
-            Op::CreateIndex { table, .. } => {
-                let (n, u, cols) = served_index(e, op, &shapes);
+            Served::Index {
+                table,
+                name,
+                unique,
+                cols,
+            } => {
                 x.expand.push(format!(
-                    "CREATE {u}INDEX IF NOT EXISTS {} ON {} ({cols})",
-                    q(&n),
+                    "CREATE {unique}INDEX IF NOT EXISTS {} ON {} ({cols})",
+                    q(&name),
                     q(table)
                 ));
-                x.rollback.push(format!("DROP INDEX IF EXISTS {}", q(&n)));
+                x.rollback
+                    .push(format!("DROP INDEX IF EXISTS {}", q(&name)));
             }
-            other => return Err(format!("{} is not served at two versions", other.name())),
         }
-    }
+        Ok(())
+    };
+    let walked = walk(
+        ops,
+        cat,
+        &flavor,
+        &mut shapes,
+        &mut x,
+        &|_, _, s| s,
+        &mut engine,
+    )?;
+    let (physical, changed) = (walked.physical, walked.changed);
     // A TEMP trigger cannot name main.t, and `t` in it is its own TEMP view:
     // it writes through a pass-through view of main's, whose triggers (in
     // main) reach the table. Dropped first by complete and rollback.
@@ -165,58 +118,78 @@ pub(super) fn expansion(
     // version's TEMP triggers (see `connect`).
     let mut drops = Vec::new();
     for d in derived.iter().filter(|d| !d.for_new) {
-        let key_match = d
-            .key
-            .iter()
-            .map(|k| format!("{k2} = NEW.{k2}", k2 = q(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let set = format!(
-            "UPDATE {} SET {} = ({}) WHERE {key_match}",
-            q(&d.table),
-            q(&d.column),
-            d.value
+        let (make, drop) = refill(
+            e, &d.table, &d.key, &d.column, &d.value, &d.watched, &d.column, "d_",
         );
-        let name = |what: &str| {
-            q(&made_up_name(
-                &format!("instar_{}", d.table),
-                std::slice::from_ref(&d.column),
-                what,
-            ))
-        };
-        let c = q(&d.column);
-        x.expand.push(format!(
-            "CREATE TRIGGER {} AFTER INSERT ON {} WHEN NEW.{c} IS NULL BEGIN {set}; END",
-            name("d_ins"),
-            q(&d.table)
-        ));
-        if !d.watched.is_empty() {
-            let changed = d
-                .watched
-                .iter()
-                .map(|w| format!("NEW.{w2} IS NOT OLD.{w2}", w2 = q(w)))
-                .collect::<Vec<_>>()
-                .join(" OR ");
-            x.expand.push(format!(
-                "CREATE TRIGGER {} AFTER UPDATE OF {} ON {} WHEN NEW.{c} IS OLD.{c} AND ({changed}) BEGIN {set}; END",
-                name("d_upd"),
-                d.watched.iter().map(|w| q(w)).collect::<Vec<_>>().join(", "),
-                q(&d.table)
-            ));
-        }
+        x.expand.extend(make);
         d.fill(e, &q(&d.table), &mut x);
-        for what in ["d_ins", "d_upd"] {
-            drops.push(format!("DROP TRIGGER IF EXISTS {}", name(what)));
-        }
+        drops.extend(drop);
     }
-    reverse_ops(&mut x.rollback, &marks);
     x.rollback.splice(0..0, drops.iter().cloned());
-    let physical_at = x.contract.len();
-    x.contract.splice(physical_at..physical_at, drops);
+    x.contract.extend(drops);
     x.contract.splice(0..0, passes.iter().cloned());
     x.rollback.splice(0..0, passes);
     x.contract.extend(physical);
     Ok(x)
+}
+
+/// Base-table triggers that compute `target` from the row (`value`, over
+/// `NEW."col"`) for rows the old version writes: an insert that leaves it
+/// empty, an update of a column in `watched` that leaves it as it was.
+/// Returns them and the statements dropping them; `column` and `prefix` name them.
+#[allow(clippy::too_many_arguments)]
+fn refill(
+    e: &dyn Engine,
+    table: &str,
+    key: &[String],
+    target: &str,
+    value: &str,
+    watched: &[String],
+    column: &str,
+    prefix: &str,
+) -> (Vec<String>, Vec<String>) {
+    let q = |s: &str| e.quote(s);
+    let by_key = key
+        .iter()
+        .map(|k| format!("{k2} = NEW.{k2}", k2 = q(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let set = format!(
+        "UPDATE {} SET {} = ({value}) WHERE {by_key}",
+        q(table),
+        q(target)
+    );
+    let name = |what: &str| {
+        q(&made_up_name(
+            &format!("instar_{table}"),
+            &[column.to_string()],
+            &format!("{prefix}{what}"),
+        ))
+    };
+    let c = q(target);
+    let mut make = vec![format!(
+        "CREATE TRIGGER {} AFTER INSERT ON {} WHEN NEW.{c} IS NULL BEGIN {set}; END",
+        name("ins"),
+        q(table)
+    )];
+    if !watched.is_empty() {
+        let changed = watched
+            .iter()
+            .map(|w| format!("NEW.{w2} IS NOT OLD.{w2}", w2 = q(w)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        make.push(format!(
+            "CREATE TRIGGER {} AFTER UPDATE OF {} ON {} WHEN NEW.{c} IS OLD.{c} AND ({changed}) BEGIN {set}; END",
+            name("upd"),
+            watched.iter().map(|w| q(w)).collect::<Vec<_>>().join(", "),
+            q(table)
+        ));
+    }
+    let drop = ["ins", "upd"]
+        .iter()
+        .map(|w| format!("DROP TRIGGER IF EXISTS {}", name(w)))
+        .collect();
+    (make, drop)
 }
 
 /// The view of main through which the new version's TEMP triggers write `table`.
