@@ -224,7 +224,7 @@ fn ms(d: Duration) -> String {
 /// One table row: the median time of `runs`, and the median of the ratios
 /// run k / limit run k (the two were run one after the other, alternated, so
 /// each ratio compares runs made under the same machine load).
-fn row(name: &str, runs: &[Duration], limit: &[Duration]) {
+pub(crate) fn row(name: &str, runs: &[Duration], limit: &[Duration]) {
     println!(
         "| {name:<58} | {:>9} | {:>6.2}x |",
         ms(median(runs.to_vec())),

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{header, median, paired_median, pg_url, psql, run, Args};
+use crate::{header, median, paired_median, pg_url, psql, row, run, Args};
 
 const SCHEMA: &str =
     "CREATE TABLE orders (id integer PRIMARY KEY, price_cents integer NOT NULL, note text)";
@@ -249,33 +249,23 @@ fn report(engine: &str, rows: u64, t: &Times) {
         per_s(median(t.limit.clone())),
         median(t.limit.clone()).as_secs_f64() * 1000.0
     );
-    let ms = |v: &[Duration]| median(v.to_vec()).as_secs_f64() * 1000.0;
-    println!(
-        "| {WRITES} single-row UPDATEs, sync triggers on | {:.0} | {:.2}x |",
-        ms(&t.upd_trig),
-        paired_median(&t.upd_trig, &t.upd_plain)
+    let pairs = [
+        ("single-row UPDATEs", &t.upd_trig, &t.upd_plain),
+        ("single-row INSERTs", &t.ins_trig, &t.ins_plain),
+    ];
+    for (what, on, off) in pairs {
+        row(&format!("{WRITES} {what}, sync triggers on"), on, off);
+        row(&format!("{WRITES} {what}, no triggers"), off, off);
+    }
+    row(
+        "5 full reads through the new version's view",
+        &t.read_view,
+        &t.read_table,
     );
-    println!(
-        "| {WRITES} single-row UPDATEs, no triggers | {:.0} | 1.00x |",
-        ms(&t.upd_plain)
-    );
-    println!(
-        "| {WRITES} single-row INSERTs, sync triggers on | {:.0} | {:.2}x |",
-        ms(&t.ins_trig),
-        paired_median(&t.ins_trig, &t.ins_plain)
-    );
-    println!(
-        "| {WRITES} single-row INSERTs, no triggers | {:.0} | 1.00x |",
-        ms(&t.ins_plain)
-    );
-    println!(
-        "| 5 full reads through the new version's view | {:.0} | {:.2}x |",
-        ms(&t.read_view),
-        paired_median(&t.read_view, &t.read_table)
-    );
-    println!(
-        "| 5 full reads of the same column in the table | {:.0} | 1.00x |",
-        ms(&t.read_table)
+    row(
+        "5 full reads of the same column in the table",
+        &t.read_table,
+        &t.read_table,
     );
     let mid = |v: &[u64]| {
         let mut v = v.to_vec();
@@ -426,23 +416,8 @@ pub(crate) fn reshape(a: &Args, instar: &Path) {
         "online migration on PostgreSQL, {} rows: Instar next to Reshape",
         a.rows
     ));
-    let ms = |v: &[Duration]| median(v.to_vec()).as_secs_f64() * 1000.0;
-    println!(
-        "| instar start (type change + rename) | {:.0} | {:.2}x |",
-        ms(&i_start),
-        paired_median(&i_start, &r_start)
-    );
-    println!(
-        "| reshape migration start (the same) | {:.0} | 1.00x |",
-        ms(&r_start)
-    );
-    println!(
-        "| instar complete | {:.0} | {:.2}x |",
-        ms(&i_complete),
-        paired_median(&i_complete, &r_complete)
-    );
-    println!(
-        "| reshape migration complete | {:.0} | 1.00x |",
-        ms(&r_complete)
-    );
+    row("instar start (type change + rename)", &i_start, &r_start);
+    row("reshape migration start (the same)", &r_start, &r_start);
+    row("instar complete", &i_complete, &r_complete);
+    row("reshape migration complete", &r_complete, &r_complete);
 }

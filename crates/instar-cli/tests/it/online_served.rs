@@ -396,7 +396,7 @@ async fn two_versions_served_while_the_application_writes(b: Backend) {
 
     // Killed at random moments of start: start again goes on; rows stay in step.
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ std::process::id() as u64);
-    let trials = (kill_trials() / 10).max(3);
+    let trials = (kill_trials() / 4).max(3);
     for trial in 0..trials {
         let at = 20 + rng.below(600);
         let mut child = crate::instar_at(&t, &t.url)

@@ -511,6 +511,11 @@ pub(crate) fn is_online(m: &Migration) -> bool {
 /// Compiles online migration `m` against the live catalog.
 pub(crate) async fn compile_now(db: &mut Db, m: &Migration) -> Result<Compiled, Error> {
     let cat = db.online_catalog(&m.meta.ops).await?;
+    compile_with(db, m, cat)
+}
+
+/// Compiles online migration `m` against `cat` (read under the run lock).
+pub(crate) fn compile_with(db: &Db, m: &Migration, cat: Catalog) -> Result<Compiled, Error> {
     let one_tx = db.engine.transactional_ddl() && m.meta.transaction == Some(true);
     let mut c = compile(db.engine, &m.meta.ops, &m.up, cat, one_tx)?;
     // SQLite has no cheap forms to use: one transaction always.

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 pub use super::connect::connect_sql;
 use super::expand::{expansion, Expansion};
-use super::{compile_now, is_online, COMPILED};
+use super::{compile_with, is_online, Catalog, COMPILED};
 use crate::conn::exec;
 use crate::db::control;
 use crate::runner::RunOptions;
@@ -152,10 +152,10 @@ async fn start_locked(
     let (flight, x) = match db.in_flight_full().await? {
         Some(f) => f,
         None => {
-            let (m, x) = expansion_of_next(db, source).await?;
+            let (m, x, cat) = expansion_of_next(db, source).await?;
             // Kept for a later `down`; where the plain run cannot express an op
             // (MySQL casts by itself), the migration stays without one.
-            let compiled = match compile_now(db, m).await {
+            let compiled = match compile_with(db, m, cat) {
                 Ok(c) => c,
                 Err(_) if db.dialect() == instar_core::Dialect::MySql => super::Compiled {
                     up: String::new(),
@@ -263,11 +263,12 @@ async fn start_locked(
     })
 }
 
-/// The next pending migration (an online one) and its expansion.
+/// The next pending migration (an online one), its expansion, and the
+/// catalog it was made against.
 async fn expansion_of_next<'s>(
     db: &mut Db,
     source: &'s Source,
-) -> Result<(&'s Migration, Expansion), Error> {
+) -> Result<(&'s Migration, Expansion, Catalog), Error> {
     let state = derive(&db.read_history().await?);
     let (index, m) = next_pending(db, source, &state)?;
     let old_version = index.checked_sub(1).map_or_else(
@@ -303,7 +304,7 @@ async fn expansion_of_next<'s>(
             m.version
         ))
     })?;
-    Ok((m, x))
+    Ok((m, x, cat))
 }
 
 /// What `start` would run for the next pending migration (or the one in
