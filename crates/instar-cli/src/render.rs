@@ -216,6 +216,18 @@ impl EventSink for Out {
                 line,
                 summary,
             } => println!("{version} op {op} (line {line}): {summary}"),
+            Event::LockRetry {
+                what,
+                attempt,
+                of,
+                backoff_ms,
+                holders,
+            } => {
+                self.finish_spinner();
+                eprintln!(
+                    "{what}: lock not granted within the lock timeout (attempt {attempt} of {of}); held by {holders}; trying again in {backoff_ms} ms"
+                );
+            }
             Event::MigrationFinished {
                 version,
                 direction,

@@ -112,6 +112,20 @@ pub enum Event {
         /// What it does.
         summary: String,
     },
+    /// A DDL statement of Instar's gave up waiting for a table lock (the
+    /// short lock timeout of online work) and will be tried again.
+    LockRetry {
+        /// What was running (`expanding`, a migration's version …).
+        what: String,
+        /// 1-based attempt that failed.
+        attempt: u32,
+        /// Attempts allowed.
+        of: u32,
+        /// Milliseconds before the next attempt.
+        backoff_ms: u64,
+        /// The sessions holding locks on the tables, as far as the engine tells.
+        holders: String,
+    },
     /// A migration finished.
     MigrationFinished {
         /// Version text.

@@ -32,6 +32,13 @@ pub struct Settings {
     /// set this to false: they then read an empty in-memory database instead
     /// (nothing applied), and never create a file.
     pub create_missing: bool,
+    /// How long one of Instar's online DDL statements waits for a table lock
+    /// before it gives up and is tried again (PostgreSQL `lock_timeout`, MySQL
+    /// `lock_wait_timeout`, SQLite `busy_timeout`), so that it never queues
+    /// behind a long transaction with the application queued behind it.
+    pub ddl_lock_timeout: Duration,
+    /// How many times such a statement is tried before the step fails.
+    pub ddl_lock_attempts: u32,
 }
 
 impl Settings {
@@ -44,6 +51,8 @@ impl Settings {
             history_schema: None,
             connect_timeout: Duration::from_secs(10),
             create_missing: true,
+            ddl_lock_timeout: Duration::from_secs(2),
+            ddl_lock_attempts: 10,
         }
     }
 }

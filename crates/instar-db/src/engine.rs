@@ -163,6 +163,8 @@ pub(crate) trait Engine: Sync {
     fn json(&self) -> &'static dyn crate::json_sql::JsonSql;
     /// How online migrations' ops compile on this engine.
     fn online(&self) -> &'static dyn crate::online::OnlineDdl;
+    /// How DDL waits for table locks on this engine ([`crate::ddl_lock`]).
+    fn lock_waits(&self) -> &'static dyn crate::ddl_lock::LockWaits;
 
     /// What a `SELECT` ends with to lock the rows it reads until the
     /// transaction ends (empty where the transaction locks the database).

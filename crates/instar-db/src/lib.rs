@@ -28,6 +28,7 @@ mod conn;
 pub mod copy;
 pub mod data;
 mod db;
+mod ddl_lock;
 pub mod docs;
 mod dump;
 mod engine;

@@ -124,6 +124,9 @@ impl Engine for MySql {
     fn online(&self) -> &'static dyn crate::online::OnlineDdl {
         &crate::online::MySqlDdl
     }
+    fn lock_waits(&self) -> &'static dyn crate::ddl_lock::LockWaits {
+        &MySql
+    }
 
     // A MySQL "schema" is a database: Instar creates tables, not databases.
     fn schema_exists_sql(&self) -> Option<(&'static str, &'static str)> {
@@ -331,4 +334,32 @@ fn strip_definer(ddl: &str) -> String {
         return ddl.to_string();
     }
     format!("{}{}", &ddl[..start], &ddl[view..])
+}
+
+impl crate::ddl_lock::LockWaits for MySql {
+    fn set_sql(&self, t: std::time::Duration) -> String {
+        // Whole seconds, at least one: the variable's unit.
+        format!(
+            "SET SESSION lock_wait_timeout = {}",
+            t.as_secs_f64().ceil().max(1.0) as u64
+        )
+    }
+    fn reset_sql(&self) -> String {
+        "SET SESSION lock_wait_timeout = DEFAULT".into()
+    }
+    fn is_lock_wait(&self, code: &str, message: &str) -> bool {
+        // ER_LOCK_WAIT_TIMEOUT 1205, reported by its SQLSTATE HY000 (shared
+        // with many errors) and its message.
+        code == "1205" || (code == "HY000" && message.starts_with("Lock wait timeout exceeded"))
+    }
+    fn holders_sql(&self) -> Option<&'static str> {
+        Some(
+            "SELECT CONCAT('connection ', p.ID, ' (user ', p.USER, ', ', LOWER(p.COMMAND), \
+             COALESCE(CONCAT(' for ', TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), 's in its transaction'), ''), \
+             '; last query: ', COALESCE(LEFT(COALESCE(t.trx_query, p.INFO), 100), 'none running'), ')') \
+             FROM information_schema.PROCESSLIST p LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID \
+             WHERE p.ID <> CONNECTION_ID() AND p.DB = DATABASE() AND (t.trx_id IS NOT NULL OR p.COMMAND <> 'Sleep') \
+             ORDER BY t.trx_started LIMIT 5",
+        )
+    }
 }

@@ -75,6 +75,9 @@ impl Engine for Postgres {
     fn online(&self) -> &'static dyn crate::online::OnlineDdl {
         &crate::online::PostgresDdl
     }
+    fn lock_waits(&self) -> &'static dyn crate::ddl_lock::LockWaits {
+        &Postgres
+    }
 
     fn quote(&self, ident: &str) -> String {
         quote_with(ident, '"')
@@ -234,4 +237,27 @@ async fn release(conn: &mut crate::conn::Conn, name: &str) -> Result<(), Error> 
         .await
         .map_err(|e| Error::query("releasing the advisory lock", e))?;
     Ok(())
+}
+
+impl crate::ddl_lock::LockWaits for Postgres {
+    fn set_sql(&self, t: std::time::Duration) -> String {
+        format!("SET lock_timeout = '{}ms'", t.as_millis().max(1))
+    }
+    fn reset_sql(&self) -> String {
+        "RESET lock_timeout".into()
+    }
+    fn is_lock_wait(&self, code: &str, _message: &str) -> bool {
+        code == "55P03"
+    }
+    fn holders_sql(&self) -> Option<&'static str> {
+        Some(
+            "SELECT format('pid %s (application_name %L, %s%s, holds %s; last query: %s)', a.pid, a.application_name, a.state, \
+             COALESCE(' for ' || floor(EXTRACT(EPOCH FROM now() - a.xact_start))::bigint || 's in its transaction', ''), \
+             string_agg(DISTINCT c.relname || ' ' || l.mode, ', '), left(regexp_replace(a.query, '\\s+', ' ', 'g'), 100)) \
+             FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.granted AND l.pid <> pg_backend_pid() AND a.datname = current_database() \
+             AND c.relkind IN ('r', 'p', 'v', 'm') AND c.relnamespace <> 'pg_catalog'::regnamespace \
+             GROUP BY a.pid, a.application_name, a.state, a.xact_start, a.query ORDER BY a.xact_start LIMIT 5",
+        )
+    }
 }

@@ -84,6 +84,9 @@ impl Engine for Sqlite {
     fn online(&self) -> &'static dyn crate::online::OnlineDdl {
         &crate::online::SqliteDdl
     }
+    fn lock_waits(&self) -> &'static dyn crate::ddl_lock::LockWaits {
+        &Sqlite
+    }
     fn lock_rows(&self) -> &'static str {
         ""
     }
@@ -255,5 +258,27 @@ pub(crate) fn try_lock(file: &File) -> Result<bool, Error> {
         Err(std::fs::TryLockError::Error(e)) => {
             Err(Error::Lock(format!("cannot lock the lock file: {e}")))
         }
+    }
+}
+
+impl crate::ddl_lock::LockWaits for Sqlite {
+    fn set_sql(&self, t: std::time::Duration) -> String {
+        format!("PRAGMA busy_timeout = {}", t.as_millis().max(1))
+    }
+    fn reset_sql(&self) -> String {
+        format!(
+            "PRAGMA busy_timeout = {}",
+            crate::sqlite_conn::BUSY_TIMEOUT.as_millis()
+        )
+    }
+    fn is_lock_wait(&self, code: &str, _message: &str) -> bool {
+        // SQLITE_BUSY and its extended codes (recovery, snapshot, timeout).
+        matches!(code, "5" | "261" | "517" | "773")
+    }
+    fn holders_sql(&self) -> Option<&'static str> {
+        None
+    }
+    fn unknown_holder(&self) -> &'static str {
+        "another connection to this file (SQLite does not say which)"
     }
 }

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::conn::{Bind, Done};
 
 /// How long a statement waits for another connection's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An open SQLite database.
 pub(crate) struct Lite {

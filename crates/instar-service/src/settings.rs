@@ -348,6 +348,9 @@ pub struct FileConfig {
     /// `[test]`.
     #[serde(default)]
     pub test: TestConfig,
+    /// `[online]`.
+    #[serde(default)]
+    pub online: OnlineConfig,
     /// The file it was read from, and its text (for line numbers).
     #[serde(skip)]
     pub source: Option<(PathBuf, String)>,
@@ -424,6 +427,17 @@ pub struct RunConfig {
     pub backup_dir: Option<PathBuf>,
     /// Restore the automatic backup after a failed non-transactional run (default false).
     pub restore_on_failure: Option<bool>,
+}
+
+/// `[online]` of `instar.toml`: how online DDL waits for table locks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnlineConfig {
+    /// How long one DDL statement waits for a table lock before it is tried
+    /// again (default `2s`).
+    pub lock_timeout: Option<String>,
+    /// Attempts before the step fails (default 10).
+    pub lock_attempts: Option<u32>,
 }
 
 /// `[test]` of `instar.toml`.
@@ -598,6 +612,22 @@ pub fn resolve(
         (None, Some(t)) => parse_duration("instar.toml [run] lock_timeout", t)?,
         (None, None) => Duration::from_secs(60),
     };
+    if let Some(t) = &cfg.online.lock_timeout {
+        s.db.ddl_lock_timeout = parse_duration("instar.toml [online] lock_timeout", t)?;
+        if s.db.ddl_lock_timeout.is_zero() {
+            return Err(Error::Config(
+                "instar.toml: [online] lock_timeout is 0, which some engines read as \"wait for ever\"; give one of at least 1ms (default 2s)".into(),
+            ));
+        }
+    }
+    if let Some(n) = cfg.online.lock_attempts {
+        if n == 0 {
+            return Err(Error::Config(
+                "instar.toml: [online] lock_attempts is 0; give at least 1 (default 10)".into(),
+            ));
+        }
+        s.db.ddl_lock_attempts = n;
+    }
     s.backup = cfg.run.backup.unwrap_or(true);
     if let Some(d) = cfg.run.backup_dir {
         s.backup_dir = root.join(d);

@@ -56,6 +56,8 @@ mod lint;
 mod migration_tests;
 mod newcomer;
 mod online;
+mod online_cascade;
+mod online_locks;
 mod online_served;
 mod schemas;
 mod secrets;

@@ -29,6 +29,9 @@ pub(crate) struct Table {
     pub extras: Vec<String>,
     /// SQLite: tables whose foreign keys reference it.
     pub referenced_by: Vec<String>,
+    /// MariaDB: its columns that a foreign key's action writes without
+    /// firing triggers (column, the foreign key as text).
+    pub cascaded: Vec<(String, String)>,
 }
 
 impl Table {
@@ -153,10 +156,18 @@ impl Db {
                 create: None,
                 extras: Vec::new(),
                 referenced_by: Vec::new(),
+                cascaded: Vec::new(),
             };
             ddl.read_more(self, &mut t).await?;
             if !ddl.extras_sql().is_empty() {
                 t.extras = self.texts_all(ddl.extras_sql(), &t.name).await?;
+            }
+            if let Some(sql) = ddl.cascades_sql() {
+                for text in self.texts(sql, &t.name).await? {
+                    if let Some((col, fk)) = text.split_once('\t') {
+                        t.cascaded.push((col.to_string(), fk.to_string()));
+                    }
+                }
             }
             cat.tables.push(t);
         }

@@ -65,6 +65,12 @@ pub(crate) trait OnlineDdl: Sync {
     fn extras_sql(&self) -> &'static [&'static str] {
         &[]
     }
+    /// A query (one bind: the table's name) of the table's columns that a
+    /// foreign key's action writes without firing triggers, as
+    /// `column<TAB>the foreign key`; `None` where actions fire triggers.
+    fn cascades_sql(&self) -> Option<&'static str> {
+        None
+    }
     /// Reads connection settings compiling depends on.
     fn read_settings<'a>(
         &'a self,
@@ -360,6 +366,7 @@ fn create_table(
         create: Some(create.clone()),
         extras: Vec::new(),
         referenced_by: Vec::new(),
+        cascaded: Vec::new(),
     });
     Ok(OpSql {
         up: vec![create],

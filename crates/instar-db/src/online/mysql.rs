@@ -49,6 +49,17 @@ impl OnlineDdl for MySqlDdl {
         ]
     }
 
+    fn cascades_sql(&self) -> Option<&'static str> {
+        // InnoDB runs foreign key actions below the SQL layer: no trigger fires.
+        Some(
+            "SELECT CAST(CONCAT(k.column_name, CHAR(9), 'foreign key ', k.constraint_name, ' (', k.column_name, ' REFERENCES ', k.referenced_table_name, ' (', k.referenced_column_name, ') ON UPDATE ', r.update_rule, ' ON DELETE ', r.delete_rule, ')') AS CHAR) \
+             FROM information_schema.key_column_usage k JOIN information_schema.referential_constraints r \
+             ON r.constraint_schema = k.constraint_schema AND r.constraint_name = k.constraint_name AND r.table_name = k.table_name \
+             WHERE k.table_schema = DATABASE() AND k.table_name = ? AND k.referenced_table_name IS NOT NULL \
+             AND (r.update_rule IN ('CASCADE', 'SET NULL', 'SET DEFAULT') OR r.delete_rule IN ('SET NULL', 'SET DEFAULT'))",
+        )
+    }
+
     fn add_column(&self, e: &dyn Engine, table: &str, col: &Col) -> String {
         format!(
             "ALTER TABLE {} ADD COLUMN {}{}",

@@ -20,6 +20,7 @@ use super::expand::{expansion, Expansion};
 use super::{compile_with, is_online, Catalog, COMPILED};
 use crate::conn::exec;
 use crate::db::control;
+use crate::ddl_lock::ShortLocks;
 use crate::runner::RunOptions;
 use crate::{Db, Error};
 
@@ -212,12 +213,12 @@ async fn start_locked(
         stmts.extend(x.views.iter().cloned());
         stmts.push(phase_sql(db, &version, "backfilling"));
         let t0 = Instant::now();
-        db.run_all(&stmts, "expanding").await?;
+        db.run_all(&stmts, "expanding", sink).await?;
         expand_ms = t0.elapsed().as_millis() as u64;
     }
     if flight.phase == "expanding" || flight.phase == "backfilling" {
         for s in &x.expand_outside {
-            db.run_each(std::slice::from_ref(s), "building an index", false)
+            db.run_patient(std::slice::from_ref(s), "building an index")
                 .await?;
         }
         for (i, f) in x.fills.iter().enumerate() {
@@ -242,6 +243,7 @@ async fn start_locked(
         db.run_all(
             &[phase_sql(db, &version, "expanded")],
             "recording the phase",
+            sink,
         )
         .await?;
     }
@@ -354,11 +356,16 @@ pub async fn complete(
     sink: &mut dyn EventSink,
 ) -> Result<Completed, Error> {
     lock(db, opts, sink).await?;
-    let r = complete_locked(db, source, force).await;
+    let r = complete_locked(db, source, force, sink).await;
     unlock_after(db, r).await
 }
 
-async fn complete_locked(db: &mut Db, source: &Source, force: bool) -> Result<Completed, Error> {
+async fn complete_locked(
+    db: &mut Db,
+    source: &Source,
+    force: bool,
+    sink: &mut dyn EventSink,
+) -> Result<Completed, Error> {
     let (f, x) = in_flight_for(db, "rolling_back", "rollback").await?;
     // A complete that stopped half way (where DDL commits by itself) goes on:
     // its statements are idempotent, and the checks ran before it began.
@@ -395,66 +402,36 @@ async fn complete_locked(db: &mut Db, source: &Source, force: bool) -> Result<Co
         .find(|m| m.version.as_str() == f.version)
         .ok_or_else(|| Error::Unsupported(format!("online migration {} is in flight but its folder is gone; restore it, or `instar rollback`", f.version)))?;
     let t0 = Instant::now();
-    let stmts = x.contract.clone();
-    // Cleared last: a complete killed after its history row (where DDL commits
-    // by itself) is still in flight, and the next one finds the row written.
-    let clear = format!(
-        "UPDATE {} SET phase = NULL, expansion = NULL WHERE version = '{}'",
-        db.sibling_table(COMPILED),
-        f.version.replace('\'', "''")
-    );
-    let recorded = resuming && {
-        let state = derive(&db.read_history().await?);
-        state.applied_of(&f.version).is_some()
-    };
     let tx = db.engine.transactional_ddl();
     if !tx && !resuming {
         db.run_all(
             &[phase_sql(db, &f.version, "completing")],
             "recording the phase",
+            sink,
         )
         .await?;
     }
-    if tx {
-        control(&mut db.conn, db.engine.begin()).await?;
-    }
-    let ran = async {
-        for s in &stmts {
-            exec(&mut db.conn, s).await.map_err(|e| {
-                Error::Unsupported(format!(
-                    "completing {} failed at `{}`: {}",
-                    f.version,
-                    crate::runner::short_statement(s),
-                    crate::error::db_message(&e)
-                ))
-            })?;
-        }
-        if !recorded {
-            let mut row = crate::runner::new_row(m, EventKind::Apply, Direction::Up);
-            row.finished_at = Some(instar_core::time::now_rfc3339());
-            row.duration_ms = Some(t0.elapsed().as_millis() as i64);
-            row.statements_applied = stmts.len() as i64;
-            row.statements_total = stmts.len() as i64;
-            row.note = Some(format!("online: expanded at {}, completed", f.started_at));
-            let (h, conn) = db.parts();
-            h.insert(conn, &row).await?;
-        }
-        exec(&mut db.conn, &clear)
-            .await
-            .map_err(|e| Error::query("recording the online migration complete", e))?;
-        Ok::<(), Error>(())
-    }
-    .await;
-    match ran {
-        Ok(()) if tx => control(&mut db.conn, "COMMIT").await?,
-        Ok(()) => {}
-        Err(e) => {
-            if tx {
-                let _ = exec(&mut db.conn, "ROLLBACK").await;
+    let locks = ShortLocks::of(db);
+    locks.set(db.engine, &mut db.conn).await?;
+    let mut attempt = 0;
+    let r = loop {
+        match contract(db, m, &f, &x.contract, resuming || attempt > 0, t0).await {
+            Err(e) if ShortLocks::is_wait_error(db.engine, &e) => {
+                attempt += 1;
+                let what = format!("completing {}", f.version);
+                if let Err(why) = locks
+                    .after_wait(db.engine, &mut db.conn, &what, attempt, sink)
+                    .await
+                {
+                    break Err(Error::Unsupported(format!("{what} failed: {why}")));
+                }
             }
-            return Err(e);
+            r => break r,
         }
-    }
+    };
+    let reset = ShortLocks::reset(db.engine, &mut db.conn).await;
+    r?;
+    reset?;
     Ok(Completed {
         completed: f,
         contract_ms: t0.elapsed().as_millis() as u64,
@@ -469,16 +446,17 @@ pub async fn rollback(
     sink: &mut dyn EventSink,
 ) -> Result<InFlight, Error> {
     lock(db, opts, sink).await?;
-    let r = rollback_locked(db).await;
+    let r = rollback_locked(db, sink).await;
     unlock_after(db, r).await
 }
 
-async fn rollback_locked(db: &mut Db) -> Result<InFlight, Error> {
+async fn rollback_locked(db: &mut Db, sink: &mut dyn EventSink) -> Result<InFlight, Error> {
     let (f, x) = in_flight_for(db, "completing", "complete").await?;
     if !db.engine.transactional_ddl() {
         db.run_all(
             &[phase_sql(db, &f.version, "rolling_back")],
             "recording the phase",
+            sink,
         )
         .await?;
     }
@@ -495,7 +473,7 @@ async fn rollback_locked(db: &mut Db) -> Result<InFlight, Error> {
         db.sibling_table(COMPILED),
         f.version.replace('\'', "''")
     ));
-    db.run_all(&stmts, "rolling back").await?;
+    db.run_all(&stmts, "rolling back", sink).await?;
     for (i, fill) in x.fills.iter().enumerate() {
         crate::data::forget_backfill(db, &fill_name(&f.version, i, &fill.table)).await?;
     }
@@ -562,4 +540,71 @@ async fn unlock_after<T>(db: &mut Db, r: Result<T, Error>) -> Result<T, Error> {
     let r = r?;
     unlocked?;
     Ok(r)
+}
+
+/// One attempt at the contract: its statements, the history row (unless an
+/// earlier attempt that stopped half way wrote it) and the cleared record,
+/// in one transaction where DDL is transactional.
+async fn contract(
+    db: &mut Db,
+    m: &instar_core::Migration,
+    f: &InFlight,
+    stmts: &[String],
+    again: bool,
+    t0: Instant,
+) -> Result<(), Error> {
+    // Cleared last: a complete killed after its history row (where DDL commits
+    // by itself) is still in flight, and the next one finds the row written.
+    let clear = format!(
+        "UPDATE {} SET phase = NULL, expansion = NULL WHERE version = '{}'",
+        db.sibling_table(COMPILED),
+        f.version.replace('\'', "''")
+    );
+    let recorded = again && {
+        let state = derive(&db.read_history().await?);
+        state.applied_of(&f.version).is_some()
+    };
+    let tx = db.engine.transactional_ddl();
+    if tx {
+        control(&mut db.conn, db.engine.begin()).await?;
+    }
+    let ran = async {
+        for s in stmts {
+            exec(&mut db.conn, s).await.map_err(|e| {
+                Error::query(
+                    format!(
+                        "completing {} failed at `{}`",
+                        f.version,
+                        crate::runner::short_statement(s)
+                    ),
+                    e,
+                )
+            })?;
+        }
+        if !recorded {
+            let mut row = crate::runner::new_row(m, EventKind::Apply, Direction::Up);
+            row.finished_at = Some(instar_core::time::now_rfc3339());
+            row.duration_ms = Some(t0.elapsed().as_millis() as i64);
+            row.statements_applied = stmts.len() as i64;
+            row.statements_total = stmts.len() as i64;
+            row.note = Some(format!("online: expanded at {}, completed", f.started_at));
+            let (h, conn) = db.parts();
+            h.insert(conn, &row).await?;
+        }
+        exec(&mut db.conn, &clear)
+            .await
+            .map_err(|e| Error::query("recording the online migration complete", e))?;
+        Ok::<(), Error>(())
+    }
+    .await;
+    match ran {
+        Ok(()) if tx => control(&mut db.conn, "COMMIT").await,
+        Ok(()) => Ok(()),
+        Err(e) => {
+            if tx {
+                let _ = exec(&mut db.conn, "ROLLBACK").await;
+            }
+            Err(e)
+        }
+    }
 }

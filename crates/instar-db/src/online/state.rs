@@ -5,8 +5,9 @@ use super::expand::{Expansion, Probe};
 use super::served::InFlight;
 use super::{Compiled, COMPILED};
 use crate::conn::{exec, query};
-use crate::db::control;
+use crate::ddl_lock::ShortLocks;
 use crate::{Db, Error};
+use instar_core::event::EventSink;
 
 impl Db {
     pub(crate) async fn ensure_compiled_table(&mut self) -> Result<String, Error> {
@@ -83,41 +84,89 @@ impl Db {
         Ok(())
     }
 
-    /// Runs `stmts` (then `after`), in one transaction where the engine can.
-    pub(crate) async fn run_all(&mut self, stmts: &[String], what: &str) -> Result<(), Error> {
-        self.run_each(stmts, what, true).await
-    }
-
-    /// Runs `stmts`, in one transaction when `one_tx` and the engine can.
-    pub(crate) async fn run_each(
+    /// Runs `stmts` in one transaction where the engine can, each lock wait
+    /// short: a statement that times out waiting for a lock is tried again
+    /// (the whole transaction where there is one, else from that statement).
+    pub(crate) async fn run_all(
         &mut self,
         stmts: &[String],
         what: &str,
-        one_tx: bool,
+        sink: &mut dyn EventSink,
     ) -> Result<(), Error> {
-        let tx = one_tx && self.engine.transactional_ddl();
-        if tx {
-            control(&mut self.conn, self.engine.begin()).await?;
+        let locks = ShortLocks::of(self);
+        locks.set(self.engine, &mut self.conn).await?;
+        let r = self.run_retrying(stmts, what, locks, sink).await;
+        let reset = ShortLocks::reset(self.engine, &mut self.conn).await;
+        r.and(reset)
+    }
+
+    async fn run_retrying(
+        &mut self,
+        stmts: &[String],
+        what: &str,
+        locks: ShortLocks,
+        sink: &mut dyn EventSink,
+    ) -> Result<(), Error> {
+        let tx = self.engine.transactional_ddl();
+        let mut from = 0;
+        let mut attempt = 0;
+        loop {
+            let Err((i, e)) = self.run_from(&stmts[from..], tx).await else {
+                return Ok(());
+            };
+            let at = from + i;
+            let why = if ShortLocks::is_wait(self.engine, &e) {
+                attempt += 1;
+                if !tx {
+                    // What ran before it took effect (and is idempotent here).
+                    from = at;
+                }
+                match locks
+                    .after_wait(self.engine, &mut self.conn, what, attempt, sink)
+                    .await
+                {
+                    Ok(()) => continue,
+                    Err(why) => why,
+                }
+            } else {
+                crate::error::db_message(&e)
+            };
+            return Err(step_failed(what, &stmts[at], &why, tx));
         }
-        for s in stmts {
+    }
+
+    /// Runs `stmts` in a transaction when `tx`; the failing statement's index
+    /// and error (the transaction rolled back).
+    async fn run_from(&mut self, stmts: &[String], tx: bool) -> Result<(), (usize, sqlx::Error)> {
+        if tx {
+            exec(&mut self.conn, self.engine.begin())
+                .await
+                .map_err(|e| (0, e))?;
+        }
+        for (i, s) in stmts.iter().enumerate() {
             if let Err(e) = exec(&mut self.conn, s).await {
                 if tx {
                     let _ = exec(&mut self.conn, "ROLLBACK").await;
                 }
-                return Err(Error::Unsupported(format!(
-                    "{what} failed at `{}`: {}{}",
-                    crate::runner::short_statement(s),
-                    crate::error::db_message(&e),
-                    if tx {
-                        " (rolled back: nothing of this step stayed)"
-                    } else {
-                        " (what ran before it stays; run the command again to go on)"
-                    }
-                )));
+                return Err((i, e));
             }
         }
         if tx {
-            control(&mut self.conn, "COMMIT").await?;
+            exec(&mut self.conn, "COMMIT")
+                .await
+                .map_err(|e| (stmts.len().saturating_sub(1), e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `stmts` one by one outside a transaction, waiting for locks as
+    /// long as the engine does: for statements whose lock blocks no reader or
+    /// writer (`CREATE INDEX CONCURRENTLY`).
+    pub(crate) async fn run_patient(&mut self, stmts: &[String], what: &str) -> Result<(), Error> {
+        for s in stmts {
+            if let Err(e) = exec(&mut self.conn, s).await {
+                return Err(step_failed(what, s, &crate::error::db_message(&e), false));
+            }
         }
         Ok(())
     }
@@ -211,4 +260,17 @@ impl Db {
             .map_err(|e| Error::query(context, e))?;
         Ok(())
     }
+}
+
+/// The error of a step of `start`, `complete` or `rollback`.
+fn step_failed(what: &str, stmt: &str, why: &str, tx: bool) -> Error {
+    Error::Unsupported(format!(
+        "{what} failed at `{}`: {why}{}",
+        crate::runner::short_statement(stmt),
+        if tx {
+            " (rolled back: nothing of this step stayed)"
+        } else {
+            " (what ran before it stays; run the command again to go on)"
+        }
+    ))
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::backup::{self, BackupInfo};
 use crate::db::control;
+use crate::ddl_lock::ShortLocks;
 use crate::engine::is_transaction_control;
 use crate::error::{db_message, Aftermath};
 use crate::{CancelToken, Db, Error};
@@ -660,14 +661,10 @@ async fn run_each(
             report.cancelled = true;
             return Ok(());
         }
-        let compiled;
-        let mut m = &source.migrations[step.index];
-        if crate::online::is_online(m) {
-            let resuming = step.resume_row.is_some();
-            compiled = crate::online::prepared(db, m, step.direction, resuming, true, sink).await?;
-            m = &compiled;
-        }
-        let r = if batched(m) {
+        let m = &source.migrations[step.index];
+        let r = if crate::online::is_online(m) {
+            run_online(db, m, step, opts, sink).await
+        } else if batched(m) {
             match crate::data::run(db, m, step, opts, sink).await {
                 Ok(crate::data::Outcome::Done) => Ok(true),
                 Ok(crate::data::Outcome::Paused) => {
@@ -682,7 +679,7 @@ async fn run_each(
                 .await
                 .map(|()| true)
         } else {
-            run_stepwise(db, m, step, &opts.cancel, sink).await
+            run_stepwise(db, m, step, &opts.cancel, None, sink).await
         };
         match r {
             Ok(true) => report.migrations.push(step.version.clone()),
@@ -716,6 +713,55 @@ async fn run_each(
         }
     }
     Ok(())
+}
+
+/// Compiles an online migration against the live catalog and runs it, with
+/// short lock waits: a transaction that timed out waiting for a lock is
+/// rolled back and tried again (compiled again: nothing of it stayed); run
+/// statement by statement, the statement that timed out is sent again.
+async fn run_online(
+    db: &mut Db,
+    m: &Migration,
+    step: &Step,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+) -> Result<bool, Error> {
+    let locks = ShortLocks::of(db);
+    locks.set(db.engine, &mut db.conn).await?;
+    let resuming = step.resume_row.is_some();
+    let mut attempt = 0;
+    let r = loop {
+        let r = match crate::online::prepared(db, m, step.direction, resuming, true, sink).await {
+            Ok(c) if !transactional(db, &c, step.direction) => {
+                break run_stepwise(db, &c, step, &opts.cancel, Some(locks), sink).await;
+            }
+            Ok(c) => run_in_transaction(db, &c, step, false, opts.every_statement, sink).await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Err(mut e) if ShortLocks::is_wait_error(db.engine, &e) => {
+                attempt += 1;
+                let what = format!("migration {}", step.version);
+                if let Err(why) = locks
+                    .after_wait(db.engine, &mut db.conn, &what, attempt, sink)
+                    .await
+                {
+                    match &mut e {
+                        Error::StatementFailed { message, .. } | Error::Query { message, .. } => {
+                            *message = format!("{message}: {why}");
+                        }
+                        _ => {}
+                    }
+                    break Err(e);
+                }
+            }
+            r => break r.map(|()| true),
+        }
+    };
+    let reset = ShortLocks::reset(db.engine, &mut db.conn).await;
+    let done = r?;
+    reset?;
+    Ok(done)
 }
 
 async fn run_single(

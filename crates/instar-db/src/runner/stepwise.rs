@@ -22,6 +22,7 @@ use super::step::{
 };
 use crate::conn::exec;
 use crate::db::{control, History};
+use crate::ddl_lock::ShortLocks;
 use crate::engine::Engine;
 use crate::error::{db_message, Aftermath};
 use crate::{CancelToken, Db, Error};
@@ -34,6 +35,7 @@ pub(super) async fn run_stepwise(
     m: &Migration,
     step: &Step,
     cancel: &CancelToken,
+    locks: Option<ShortLocks>,
     sink: &mut dyn EventSink,
 ) -> Result<bool, Error> {
     let (t0, up, stmts) = start_step(db, m, step, sink);
@@ -63,6 +65,7 @@ pub(super) async fn run_stepwise(
         row_id,
         m,
         step,
+        locks,
     };
     let mut rows = 0u64;
     for (i, s) in stmts.iter().enumerate().skip(step.resume_from) {
@@ -76,7 +79,7 @@ pub(super) async fn run_stepwise(
             continue;
         }
         sink.event(&statement_event(step, i, s));
-        rows += w.statement(conn, i, s, uncertain).await?;
+        rows += w.statement(conn, i, s, uncertain, sink).await?;
     }
     if up {
         let dirty = Aftermath::Dirty {
@@ -105,6 +108,8 @@ struct Stepwise<'a> {
     row_id: i64,
     m: &'a Migration,
     step: &'a Step,
+    /// Short lock waits, retried (online migrations).
+    locks: Option<ShortLocks>,
 }
 
 impl Stepwise<'_> {
@@ -133,6 +138,44 @@ impl Stepwise<'_> {
         Ok(Some(present == wanted))
     }
 
+    /// Runs one statement; with short lock waits, a statement that timed out
+    /// waiting for a lock had no effect and is sent again (in a new
+    /// transaction where it has one). The error, and why retries stopped.
+    async fn exec_retrying(
+        &self,
+        conn: &mut crate::conn::Conn,
+        s: &Statement<'_>,
+        own_commit: bool,
+        sink: &mut dyn EventSink,
+    ) -> Result<u64, (sqlx::Error, Option<String>)> {
+        let mut attempt = 0;
+        loop {
+            let e = match exec(conn, &s.sql).await {
+                Ok(n) => return Ok(n),
+                Err(e) => e,
+            };
+            let Some(locks) = self.locks.filter(|_| ShortLocks::is_wait(self.engine, &e)) else {
+                return Err((e, None));
+            };
+            attempt += 1;
+            if !own_commit {
+                let _ = exec(conn, "ROLLBACK").await;
+            }
+            let what = format!("migration {} line {}", self.m.version, s.line);
+            if let Err(why) = locks
+                .after_wait(self.engine, conn, &what, attempt, sink)
+                .await
+            {
+                return Err((e, Some(why)));
+            }
+            if !own_commit {
+                control(conn, self.engine.begin())
+                    .await
+                    .map_err(|x| (e, Some(x.to_string())))?;
+            }
+        }
+    }
+
     /// Runs statement `i` and records it: in one transaction with its progress
     /// where it can, otherwise marked in flight first. Returns the rows it affected.
     async fn statement(
@@ -141,6 +184,7 @@ impl Stepwise<'_> {
         i: usize,
         s: &Statement<'_>,
         uncertain: bool,
+        sink: &mut dyn EventSink,
     ) -> Result<u64, Error> {
         let h = self.history;
         let own_commit = self.engine.commits_by_itself(&s.sql);
@@ -149,7 +193,7 @@ impl Stepwise<'_> {
         } else {
             control(conn, self.engine.begin()).await?;
         }
-        let result = exec(conn, &s.sql).await;
+        let result = self.exec_retrying(conn, s, own_commit, sink).await;
         match result {
             Ok(r) => {
                 h.progress(conn, self.row_id, i + 1, None, None).await?;
@@ -158,11 +202,14 @@ impl Stepwise<'_> {
                 }
                 Ok(r)
             }
-            Err(e) => {
+            Err((e, gave_up)) => {
                 if !own_commit {
                     let _ = exec(conn, "ROLLBACK").await;
                 }
                 let mut message = db_message(&e);
+                if let Some(why) = gave_up {
+                    message.push_str(&format!(": {why}"));
+                }
                 if uncertain {
                     message.push_str(&format!(
                         " (this statement was in flight when an earlier run stopped and may have taken effect then; if it did, `instar repair --statement-done {}` counts it as done)",

@@ -241,6 +241,7 @@ fn shapes(ops: &[Op], cat: &Catalog) -> Result<Vec<Shape>, String> {
                 ))
             }
         };
+        refuse_cascaded(op, cat)?;
         if touched
             .iter()
             .any(|(t, c)| *t == table && c.eq_ignore_ascii_case(&column))
@@ -312,6 +313,46 @@ pub(crate) fn added_to<'o>(op: &'o Op, cat: &Catalog) -> Result<Vec<&'o str>, St
         }
     }
     Ok(out)
+}
+
+/// Refuses an op whose values the sync triggers compute from a column that a
+/// foreign key's action writes without firing them (MariaDB): the computed
+/// column would keep a stale value for every row the action changes.
+fn refuse_cascaded(op: &Op, cat: &Catalog) -> Result<(), String> {
+    let (table, column, exprs): (&str, &str, Vec<&str>) = match op {
+        Op::AddColumn { column, up, .. } => match (op.tables().first(), up) {
+            (Some(t), Some(up)) => (t, column, vec![up.as_str()]),
+            _ => return Ok(()),
+        },
+        Op::DropColumn {
+            table,
+            column,
+            down: Some(down),
+        } => (table, column, vec![down.as_str()]),
+        Op::AlterColumn {
+            table,
+            column,
+            up,
+            down,
+            ..
+        } => {
+            let mut e = vec![column.as_str()];
+            e.extend(up.iter().chain(down).map(String::as_str));
+            (table, column, e)
+        }
+        _ => return Ok(()),
+    };
+    for t in op.tables() {
+        let Some(info) = cat.table(t) else { continue };
+        for (col, fk) in &info.cascaded {
+            if exprs.iter().any(|e| mentions(e, col)) {
+                return Err(format!(
+                    "{table}.{column} is computed from {t}.{col}, which {fk} changes without firing triggers (MariaDB runs foreign key actions below them), so rows it changes would keep a stale value; change it plainly with `instar up`, or make the foreign key ON UPDATE/ON DELETE RESTRICT for the migration"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A key column stays as it is: both versions match rows by it.
