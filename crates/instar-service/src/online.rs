@@ -21,6 +21,7 @@ impl Service {
     ) -> Result<Started, Error> {
         let source = self.load()?;
         let opts = self.run_options(req);
+        self.refuse_pooled("start").await?;
         let db = self.connect().await?;
         self.on(db, async |db: &mut Db| {
             Ok(served::start(db, &source, batch, &opts, sink).await?)
@@ -37,6 +38,7 @@ impl Service {
     ) -> Result<Completed, Error> {
         let source = self.load()?;
         let opts = self.run_options(&RunRequest::up());
+        self.refuse_pooled("complete").await?;
         let db = self.connect().await?;
         self.on(db, async |db: &mut Db| {
             Ok(served::complete(db, &source, force, &opts, sink).await?)
@@ -47,6 +49,7 @@ impl Service {
     /// Removes the new version of the migration in flight.
     pub async fn online_rollback(&self, sink: &mut dyn EventSink) -> Result<InFlight, Error> {
         let opts = self.run_options(&RunRequest::up());
+        self.refuse_pooled("rollback").await?;
         let db = self.connect().await?;
         self.on(db, async |db: &mut Db| {
             Ok(served::rollback(db, &opts, sink).await?)
@@ -67,5 +70,23 @@ impl Service {
     pub async fn connect_sql(&self, version: &str) -> Result<Vec<String>, Error> {
         self.reading(async |db: &mut Db| Ok(served::connect_sql(db, version).await?))
             .await
+    }
+
+    /// Whether connections to the database keep their session between
+    /// transactions: `Some(what was seen)` behind a transaction pooler, where
+    /// a version chosen with a session setting would be lost.
+    pub async fn session_dropped(&self) -> Result<Option<String>, Error> {
+        Ok(served::session_dropped(&self.settings().db.url).await?)
+    }
+
+    /// Refuses `command` through a pooler that does not keep sessions:
+    /// Instar's run lock and the version it serves need one.
+    async fn refuse_pooled(&self, command: &str) -> Result<(), Error> {
+        match self.session_dropped().await? {
+            None => Ok(()),
+            Some(seen) => Err(Error::Db(instar_db::Error::Unsupported(format!(
+                "`instar {command}` needs a connection that keeps its session (its run lock and the versions it serves are per session), but {seen}. Point instar at the database server itself, or at a pool in session mode"
+            )))),
+        }
     }
 }

@@ -119,6 +119,12 @@ pub async fn rollback(s: &Service, out: &mut Out) -> Result<i32> {
 }
 
 pub async fn connect_sql(s: &Service, at: &str, out: &mut Out) -> Result<i32> {
+    let pooled = s.session_dropped().await?;
+    if let Some(seen) = &pooled {
+        eprintln!(
+            "warning: connections to this database do not keep their session: {seen}. A client that selects its version with these statements would lose it at its next transaction. Behind a transaction pooler, give each version its own database role and run these once per role instead (PostgreSQL: `ALTER ROLE app_v{at} SET search_path = ...`; pools are per role, and a role's settings hold in every session), or use a pool in session mode"
+        );
+    }
     let stmts = s.connect_sql(at).await?;
     if stmts.is_empty() {
         out.line(format!(
@@ -128,6 +134,6 @@ pub async fn connect_sql(s: &Service, at: &str, out: &mut Out) -> Result<i32> {
     for st in &stmts {
         out.line(format!("{st};"));
     }
-    out.json(&serde_json::json!({ "version": at, "statements": stmts }));
+    out.json(&serde_json::json!({ "version": at, "statements": stmts, "session_dropped": pooled }));
     Ok(0)
 }

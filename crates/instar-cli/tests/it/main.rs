@@ -58,6 +58,7 @@ mod newcomer;
 mod online;
 mod online_cascade;
 mod online_locks;
+mod online_pooler;
 mod online_served;
 mod schemas;
 mod secrets;

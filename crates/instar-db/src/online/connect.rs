@@ -82,3 +82,69 @@ async fn mysql_connect_sql(db: &mut Db, version: &str) -> Result<Vec<String>, Er
         )))
     }
 }
+
+/// Whether connections made with `url` keep their session between
+/// transactions. Behind a transaction pooler (PgBouncer or Odyssey in
+/// transaction mode, ProxySQL multiplexing) each transaction may run in
+/// another server session: a version chosen with a session setting
+/// (`SET search_path`, `SET @instar_version`) is silently lost, and so is
+/// Instar's own run lock. `Some(what was seen)` when the session was not kept.
+///
+/// Two connections, queries in the simple protocol only (a pooler in
+/// transaction mode breaks named prepared statements): the first sets a
+/// marker and reads its server session; while the second holds a
+/// transaction open (a pooler hands it the server session just released),
+/// the first reads again.
+pub async fn session_dropped(url: &str) -> Result<Option<String>, Error> {
+    use sqlx::Connection;
+    let u = crate::url::DbUrl::parse(url)?;
+    let Some((set, read)) = crate::engine::engine(u.dialect).online().session_probe() else {
+        return Ok(None);
+    };
+    sqlx::any::install_default_drivers();
+    let connect = || async {
+        sqlx::AnyConnection::connect(&u.driver_url)
+            .await
+            .map_err(|e| Error::Connect {
+                url: crate::url::redact(url),
+                message: crate::error::db_message(&e),
+            })
+    };
+    let mut a = connect().await?;
+    let mut b = connect().await?;
+    let probe = async {
+        let read_one =
+            async |c: &mut sqlx::AnyConnection| -> Result<(String, String), sqlx::Error> {
+                use sqlx::Row;
+                let row = sqlx::raw_sql(read).fetch_one(&mut *c).await?;
+                let text = |i: usize| -> Result<String, sqlx::Error> {
+                    Ok(row.try_get::<Option<String>, _>(i)?.unwrap_or_default())
+                };
+                Ok((text(0)?, text(1)?))
+            };
+        sqlx::raw_sql(set).execute(&mut a).await?;
+        let (first, pid1) = read_one(&mut a).await?;
+        sqlx::raw_sql("BEGIN").execute(&mut b).await?;
+        sqlx::raw_sql("SELECT 1").execute(&mut b).await?;
+        let (second, pid2) = read_one(&mut a).await?;
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut b).await;
+        Ok::<_, sqlx::Error>((first, pid1, second, pid2))
+    }
+    .await;
+    let _ = a.close().await;
+    let _ = b.close().await;
+    let (first, pid1, second, pid2) =
+        probe.map_err(|e| Error::query("checking whether connections keep their session", e))?;
+    let kept = |v: &str| v == PROBE_MARK;
+    Ok(if !kept(&first) || !kept(&second) || pid1 != pid2 {
+        Some(format!(
+            "two statements of one connection ran in server sessions {pid1} and {pid2}, and a session setting made before them was {} (a transaction pooler, such as PgBouncer with pool_mode = transaction?)",
+            if kept(&first) && kept(&second) { "kept only because both sessions had it" } else { "gone" }
+        ))
+    } else {
+        None
+    })
+}
+
+/// The value [`session_dropped`] sets and looks for.
+pub(crate) const PROBE_MARK: &str = "instar-session-probe";

@@ -65,6 +65,12 @@ pub(crate) trait OnlineDdl: Sync {
     fn extras_sql(&self) -> &'static [&'static str] {
         &[]
     }
+    /// A statement setting a session variable to [`connect::PROBE_MARK`],
+    /// and a query of (that variable, the server session's id): whether a
+    /// connection keeps its session ([`connect::session_dropped`]).
+    fn session_probe(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
     /// A query (one bind: the table's name) of the table's columns that a
     /// foreign key's action writes without firing triggers, as
     /// `column<TAB>the foreign key`; `None` where actions fire triggers.

@@ -36,6 +36,13 @@ fn instant(c: &Col) -> bool {
 }
 
 impl OnlineDdl for MySqlDdl {
+    fn session_probe(&self) -> Option<(&'static str, &'static str)> {
+        Some((
+            "SET @instar_session_probe = 'instar-session-probe'",
+            "SELECT CAST(@instar_session_probe AS CHAR), CAST(CONNECTION_ID() AS CHAR)",
+        ))
+    }
+
     fn columns_sql(&self) -> &'static str {
         "SELECT CAST(c.column_name AS CHAR), CAST(c.column_type AS CHAR), CASE WHEN c.is_nullable = 'NO' THEN 1 ELSE 0 END, CAST(c.column_default AS CHAR), CAST(COALESCE((SELECT k.ordinal_position FROM information_schema.key_column_usage k WHERE k.table_schema = c.table_schema AND k.table_name = c.table_name AND k.column_name = c.column_name AND k.constraint_name = 'PRIMARY'), 0) AS SIGNED) FROM information_schema.columns c WHERE c.table_schema = DATABASE() AND c.table_name = ? ORDER BY c.ordinal_position"
     }

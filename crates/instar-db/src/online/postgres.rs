@@ -13,6 +13,13 @@ use crate::engine::Engine;
 pub(crate) struct PostgresDdl;
 
 impl OnlineDdl for PostgresDdl {
+    fn session_probe(&self) -> Option<(&'static str, &'static str)> {
+        Some((
+            "SET instar.session_probe = 'instar-session-probe'",
+            "SELECT current_setting('instar.session_probe', true), pg_backend_pid()::text",
+        ))
+    }
+
     fn columns_sql(&self) -> &'static str {
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull::int, pg_get_expr(d.adbin, d.adrelid), COALESCE((SELECT k.n FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(att, n) WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.att = a.attnum), 0)::int FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
     }

@@ -15,7 +15,7 @@ use instar_core::plan::{self, PlanOptions, Target};
 use instar_core::{Migration, Source};
 use serde::Serialize;
 
-pub use super::connect::connect_sql;
+pub use super::connect::{connect_sql, session_dropped};
 use super::expand::{expansion, Expansion};
 use super::{compile_with, is_online, Catalog, COMPILED};
 use crate::conn::exec;
