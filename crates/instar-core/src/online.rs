@@ -81,14 +81,17 @@ pub enum Op {
         to: String,
     },
     /// Changes a column's type; `up` computes the new value from the row
-    /// (default: the column itself), `down` the old one from the new.
+    /// (default: the column itself), `down` the old one from the new. With
+    /// `lens`, the column holds JSON documents of that collection, and `up`
+    /// and `down` are the collection's lenses between `from_version` and
+    /// `to_version`, as the engine's JSON functions.
     AlterColumn {
         /// The table.
         table: String,
         /// The column.
         column: String,
-        /// The new SQL type.
-        #[serde(rename = "type")]
+        /// The new SQL type (with `lens`, default: the column's type).
+        #[serde(rename = "type", default)]
         ty: String,
         /// The old type, needed to go back down.
         from_type: Option<String>,
@@ -99,6 +102,13 @@ pub enum Op {
         /// The change cannot be undone exactly (declared on purpose).
         #[serde(default)]
         lossy: bool,
+        /// The collection (`[collections.<name>]` of `instar.toml`) whose
+        /// documents the column holds.
+        lens: Option<String>,
+        /// The documents' version before (with `lens`).
+        from_version: Option<String>,
+        /// The documents' version after (with `lens`).
+        to_version: Option<String>,
     },
     /// Makes a column `NOT NULL`; `up` fills the rows where it is `NULL`.
     SetNotNull {
@@ -217,6 +227,8 @@ impl Op {
     /// Why the op cannot be undone by `instar down`, if it cannot.
     pub fn irreversible(&self) -> Option<String> {
         match self {
+            // A lens goes both ways; its down is the lens read backwards.
+            Op::AlterColumn { lens: Some(_), .. } => None,
             Op::DropTable { table } => Some(format!("drop_table {table} loses its rows")),
             Op::DropColumn { table, column, .. } => {
                 Some(format!("drop_column {table}.{column} loses its values"))
@@ -298,6 +310,25 @@ impl Op {
                 Some("add_foreign_key's columns and references_columns differ in number".into())
             }
             Op::Sql { up, .. } if empty(up) => Some("an sql op needs `up`".into()),
+            Op::AlterColumn {
+                lens: Some(_),
+                from_version,
+                to_version,
+                up,
+                down,
+                ..
+            } => {
+                if from_version.is_none() || to_version.is_none() {
+                    Some("alter_column with `lens` needs `from_version` and `to_version` (the documents' versions before and after)".into())
+                } else if up.is_some() || down.is_some() {
+                    Some("alter_column takes `lens` or `up`/`down` expressions, not both".into())
+                } else {
+                    None
+                }
+            }
+            Op::AlterColumn { ty, .. } if empty(ty) => {
+                Some("alter_column needs `type` (or `lens`, which keeps the column's type)".into())
+            }
             _ => self
                 .tables()
                 .iter()
@@ -434,6 +465,13 @@ fn sketch_op(op: &Op) -> Vec<String> {
         Op::RenameColumn { table, column, to } => {
             vec![format!("{} RENAME COLUMN {column} TO {to}", alter(table))]
         }
+        // Rewrites every document of the column.
+        Op::AlterColumn {
+            table,
+            column,
+            lens: Some(_),
+            ..
+        } => vec![format!("UPDATE {table} SET {column} = {column}")],
         Op::AlterColumn {
             table, column, ty, ..
         } => {

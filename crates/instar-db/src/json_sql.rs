@@ -29,6 +29,9 @@ pub(crate) trait JsonSql: Sync {
     fn wrap(&self, v: &str) -> String;
     /// `doc` without the fields `remove` and with `set` (name, JSON value) set.
     fn edit(&self, doc: &str, remove: &[&str], set: &[(&str, String)]) -> String;
+    /// The condition that SQL values `a` and `b` hold the same JSON value
+    /// (whatever the spacing and the order of object keys), or are both NULL.
+    fn same(&self, a: &str, b: &str) -> String;
 }
 
 /// A field name every engine's JSON path syntax carries as it is.

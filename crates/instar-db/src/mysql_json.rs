@@ -47,6 +47,10 @@ impl JsonSql for MySqlJson {
     fn wrap(&self, v: &str) -> String {
         format!("(CASE WHEN JSON_TYPE({v}) = 'NULL' THEN JSON_ARRAY() ELSE JSON_ARRAY({v}) END)")
     }
+    fn same(&self, a: &str, b: &str) -> String {
+        // MariaDB keeps JSON as text; JSON_EQUALS compares the values.
+        format!("(({a}) <=> ({b}) OR COALESCE(JSON_EQUALS({a}, {b}), 0) = 1)")
+    }
     fn edit(&self, doc: &str, remove: &[&str], set: &[(&str, String)]) -> String {
         let mut e = doc.to_string();
         if !remove.is_empty() {

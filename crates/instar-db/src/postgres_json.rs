@@ -49,6 +49,10 @@ impl JsonSql for PostgresJson {
     fn wrap(&self, v: &str) -> String {
         format!("(CASE WHEN jsonb_typeof({v}) = 'null' THEN CAST('[]' AS jsonb) ELSE jsonb_build_array({v}) END)")
     }
+    fn same(&self, a: &str, b: &str) -> String {
+        // jsonb compares values, not text.
+        format!("CAST(({a}) AS jsonb) IS NOT DISTINCT FROM CAST(({b}) AS jsonb)")
+    }
     fn edit(&self, doc: &str, remove: &[&str], set: &[(&str, String)]) -> String {
         let mut e = doc.to_string();
         if !remove.is_empty() {

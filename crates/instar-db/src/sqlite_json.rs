@@ -47,6 +47,16 @@ impl JsonSql for SqliteJson {
     fn wrap(&self, v: &str) -> String {
         format!("(CASE WHEN json_type({v}) = 'null' THEN json_array() ELSE json_array({v}) END)")
     }
+    fn same(&self, a: &str, b: &str) -> String {
+        // SQLite keeps JSON as text and compares it as text: compare each
+        // document's leaves by path instead (object keys in any order).
+        let canon = |d: &str| {
+            format!(
+                "(SELECT group_concat(k, ',') FROM (SELECT fullkey || ':' || type || '=' || COALESCE(quote(atom), '') AS k FROM json_tree({d}) ORDER BY fullkey))"
+            )
+        };
+        format!("(({a}) IS ({b}) OR {} IS {})", canon(a), canon(b))
+    }
     fn edit(&self, doc: &str, remove: &[&str], set: &[(&str, String)]) -> String {
         let mut e = doc.to_string();
         if !remove.is_empty() {

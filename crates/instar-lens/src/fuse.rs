@@ -104,12 +104,23 @@ impl State {
 /// The fused form of `ops` run one after another (the ops of each lens of a
 /// forward path, in order), or why there is none.
 pub fn fuse<'a>(ops: impl IntoIterator<Item = &'a Op>) -> Result<Fused, NotFused> {
+    fuse_with(ops, false)
+}
+
+/// [`fuse`], where a `remove` drops its field whatever it holds: for an
+/// edit with no complement to keep it in (a column of documents changed
+/// online, whose round trip is checked on the rows themselves).
+pub fn fuse_forgetting<'a>(ops: impl IntoIterator<Item = &'a Op>) -> Result<Fused, NotFused> {
+    fuse_with(ops, true)
+}
+
+fn fuse_with<'a>(ops: impl IntoIterator<Item = &'a Op>, forget: bool) -> Result<Fused, NotFused> {
     let mut st = State {
         fields: Default::default(),
         absent: Vec::new(),
     };
     for op in ops {
-        step(&mut st, op)?;
+        step(&mut st, op, forget)?;
     }
     let mut present: Vec<String> = Vec::new();
     for s in st.fields.values().flatten() {
@@ -141,7 +152,7 @@ pub fn fuse<'a>(ops: impl IntoIterator<Item = &'a Op>) -> Result<Fused, NotFused
     })
 }
 
-fn step(st: &mut State, op: &Op) -> Result<(), NotFused> {
+fn step(st: &mut State, op: &Op, forget: bool) -> Result<(), NotFused> {
     match op {
         Op::Rename {
             source,
@@ -174,6 +185,9 @@ fn step(st: &mut State, op: &Op) -> Result<(), NotFused> {
         // Exact only when the value is the field's default (an added field
         // removed again): anything else is kept in a complement.
         Op::Remove(f) => match st.get(&f.name) {
+            _ if forget => {
+                st.fields.insert(f.name.clone(), None);
+            }
             Some(Source::Const(v)) if v == f.default_value() => {
                 st.fields.insert(f.name.clone(), None);
             }

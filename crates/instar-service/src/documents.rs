@@ -217,19 +217,32 @@ impl Service {
         source: &Source,
     ) -> Result<BTreeMap<String, DocCollection>, Error> {
         let mut out = BTreeMap::new();
-        for m in &source.migrations {
-            let Some(d) = &m.meta.documents else { continue };
-            if out.contains_key(&d.collection) {
+        // Documents migrations name one; an online migration's
+        // `alter_column … lens` ops name theirs.
+        let named = source.migrations.iter().flat_map(|m| {
+            let lenses = m.meta.ops.iter().filter_map(|op| match op {
+                instar_core::online::Op::AlterColumn { lens: Some(c), .. } => Some(c),
+                _ => None,
+            });
+            m.meta
+                .documents
+                .iter()
+                .map(|d| &d.collection)
+                .chain(lenses)
+                .map(move |c| (m, c))
+        });
+        for (m, collection) in named {
+            if out.contains_key(collection) {
                 continue;
             }
-            let docs = self.documents(&d.collection).map_err(|e| {
+            let docs = self.documents(collection).map_err(|e| {
                 Error::Config(format!(
                     "migration {} ({}): {e}",
                     m.version,
                     m.up.path.display()
                 ))
             })?;
-            out.insert(d.collection.clone(), docs.for_runner());
+            out.insert(collection.clone(), docs.for_runner());
         }
         Ok(out)
     }

@@ -20,7 +20,8 @@ impl Service {
         sink: &mut dyn EventSink,
     ) -> Result<Started, Error> {
         let source = self.load()?;
-        let opts = self.run_options(req);
+        let mut opts = self.run_options(req);
+        opts.collections = self.doc_collections(&source)?;
         self.refuse_pooled("start").await?;
         let db = self.connect().await?;
         self.on(db, async |db: &mut Db| {
@@ -60,7 +61,8 @@ impl Service {
     /// What `start` would run, then `complete` and `rollback`; changes nothing.
     pub async fn online_preview(&self) -> Result<Expansion, Error> {
         let source = self.load()?;
-        self.reading(async |db: &mut Db| Ok(served::preview(db, &source).await?))
+        let collections = self.doc_collections(&source)?;
+        self.reading(async |db: &mut Db| Ok(served::preview(db, &source, &collections).await?))
             .await
     }
 

@@ -57,6 +57,7 @@ mod migration_tests;
 mod newcomer;
 mod online;
 mod online_cascade;
+mod online_lens;
 mod online_locks;
 mod online_pooler;
 mod online_served;

@@ -152,14 +152,14 @@ fn writer(t: &TestDb, new: bool, stop: Arc<AtomicBool>) -> std::thread::JoinHand
 /// How a test connection gets to the new version: what `instar connect-sql
 /// --at 0002` prints, run on it.
 #[derive(Clone)]
-struct Connect {
+pub(crate) struct Connect {
     dir: std::path::PathBuf,
     url: String,
     migrations: std::path::PathBuf,
 }
 
 impl Connect {
-    fn of(t: &TestDb) -> Connect {
+    pub(crate) fn of(t: &TestDb) -> Connect {
         Connect {
             dir: t.dir.path().to_path_buf(),
             url: t.url.clone(),
@@ -174,7 +174,11 @@ async fn at_new_version(c: &mut sqlx::AnyConnection, at: &Connect) -> bool {
 }
 
 /// [`at_new_version`], checked by `probe` (a query only the new version answers).
-async fn at_new_version_as(c: &mut sqlx::AnyConnection, at: &Connect, probe: &str) -> bool {
+pub(crate) async fn at_new_version_as(
+    c: &mut sqlx::AnyConnection,
+    at: &Connect,
+    probe: &str,
+) -> bool {
     let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("instar"))
         .current_dir(&at.dir)
         .args(["--database", &at.url, "--migrations"])

@@ -117,8 +117,15 @@ pub async fn session_dropped(url: &str) -> Result<Option<String>, Error> {
             async |c: &mut sqlx::AnyConnection| -> Result<(String, String), sqlx::Error> {
                 use sqlx::Row;
                 let row = sqlx::raw_sql(read).fetch_one(&mut *c).await?;
+                // MySQL reports a user variable's type as a blob.
                 let text = |i: usize| -> Result<String, sqlx::Error> {
-                    Ok(row.try_get::<Option<String>, _>(i)?.unwrap_or_default())
+                    match row.try_get::<Option<String>, _>(i) {
+                        Ok(v) => Ok(v.unwrap_or_default()),
+                        Err(_) => Ok(row
+                            .try_get::<Option<Vec<u8>>, _>(i)?
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                            .unwrap_or_default()),
+                    }
                 };
                 Ok((text(0)?, text(1)?))
             };

@@ -10,6 +10,7 @@
 mod catalog;
 mod connect;
 pub mod expand;
+pub mod lens;
 mod mysql;
 mod postgres;
 pub mod served;
@@ -522,15 +523,41 @@ pub(crate) fn is_online(m: &Migration) -> bool {
 }
 
 /// Compiles online migration `m` against the live catalog.
-pub(crate) async fn compile_now(db: &mut Db, m: &Migration) -> Result<Compiled, Error> {
+pub(crate) async fn compile_now(
+    db: &mut Db,
+    m: &Migration,
+    collections: &lens::Collections,
+) -> Result<Compiled, Error> {
     let cat = db.online_catalog(&m.meta.ops).await?;
-    compile_with(db, m, cat)
+    compile_with(db, m, cat, collections)
+}
+
+/// `m`'s ops, each `alter_column … lens` given its expressions ([`lens`]).
+pub(crate) fn ops_of(
+    db: &Db,
+    m: &Migration,
+    cat: &Catalog,
+    collections: &lens::Collections,
+) -> Result<Vec<Op>, Error> {
+    lens::resolve(db.engine, &m.meta.ops, cat, collections).map_err(|why| {
+        Error::Unsupported(format!(
+            "online migration {} ({}): {why}",
+            m.version,
+            m.up.path.display()
+        ))
+    })
 }
 
 /// Compiles online migration `m` against `cat` (read under the run lock).
-pub(crate) fn compile_with(db: &Db, m: &Migration, cat: Catalog) -> Result<Compiled, Error> {
+pub(crate) fn compile_with(
+    db: &Db,
+    m: &Migration,
+    cat: Catalog,
+    collections: &lens::Collections,
+) -> Result<Compiled, Error> {
     let one_tx = db.engine.transactional_ddl() && m.meta.transaction == Some(true);
-    let mut c = compile(db.engine, &m.meta.ops, &m.up, cat, one_tx)?;
+    let ops = ops_of(db, m, &cat, collections)?;
+    let mut c = compile(db.engine, &ops, &m.up, cat, one_tx)?;
     // SQLite has no cheap forms to use: one transaction always.
     c.transaction = db.engine.transactional_ddl()
         && m.meta.transaction != Some(false)
@@ -548,6 +575,7 @@ pub(crate) async fn prepared(
     d: Direction,
     resuming: bool,
     keep: bool,
+    collections: &lens::Collections,
     sink: &mut dyn EventSink,
 ) -> Result<Migration, Error> {
     let kept = db.kept_compile(m.version.as_str()).await?;
@@ -569,7 +597,7 @@ pub(crate) async fn prepared(
             )))
         }
         (Direction::Up, _) => {
-            let c = compile_now(db, m).await?;
+            let c = compile_now(db, m, collections).await?;
             if d == Direction::Up {
                 for (op, line, summary) in &c.summaries {
                     sink.event(&Event::OpCompiled {

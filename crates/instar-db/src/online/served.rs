@@ -17,6 +17,7 @@ use serde::Serialize;
 
 pub use super::connect::{connect_sql, session_dropped};
 use super::expand::{expansion, Expansion};
+use super::lens::Collections;
 use super::{compile_with, is_online, Catalog, COMPILED};
 use crate::conn::exec;
 use crate::db::control;
@@ -153,10 +154,10 @@ async fn start_locked(
     let (flight, x) = match db.in_flight_full().await? {
         Some(f) => f,
         None => {
-            let (m, x, cat) = expansion_of_next(db, source).await?;
+            let (m, x, cat) = expansion_of_next(db, source, &opts.collections).await?;
             // Kept for a later `down`; where the plain run cannot express an op
             // (MySQL casts by itself), the migration stays without one.
-            let compiled = match compile_with(db, m, cat) {
+            let compiled = match compile_with(db, m, cat, &opts.collections) {
                 Ok(c) => c,
                 Err(_) if db.dialect() == instar_core::Dialect::MySql => super::Compiled {
                     up: String::new(),
@@ -270,6 +271,7 @@ async fn start_locked(
 async fn expansion_of_next<'s>(
     db: &mut Db,
     source: &'s Source,
+    collections: &Collections,
 ) -> Result<(&'s Migration, Expansion, Catalog), Error> {
     let state = derive(&db.read_history().await?);
     let (index, m) = next_pending(db, source, &state)?;
@@ -291,10 +293,11 @@ async fn expansion_of_next<'s>(
             .filter(|t| !t.starts_with("instar_") && *t != own)
             .collect();
     }
+    let ops = super::ops_of(db, m, &cat, collections)?;
     let x = expansion(
         db.engine,
         db.dialect(),
-        &m.meta.ops,
+        &ops,
         &cat,
         &old_version,
         m.version.as_str(),
@@ -311,11 +314,15 @@ async fn expansion_of_next<'s>(
 
 /// What `start` would run for the next pending migration (or the one in
 /// flight), and after it `complete` and `rollback`; changes nothing.
-pub async fn preview(db: &mut Db, source: &Source) -> Result<Expansion, Error> {
+pub async fn preview(
+    db: &mut Db,
+    source: &Source,
+    collections: &Collections,
+) -> Result<Expansion, Error> {
     if let Some((_, x)) = db.in_flight_full().await? {
         return Ok(x);
     }
-    Ok(expansion_of_next(db, source).await?.1)
+    Ok(expansion_of_next(db, source, collections).await?.1)
 }
 
 /// The checkpoints' name of backfill `i` of an expansion.

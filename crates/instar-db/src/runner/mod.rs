@@ -196,7 +196,17 @@ pub async fn preview(
         let mut d = if crate::online::is_online(m) {
             let resuming = s.resume_row.is_some();
             let mut events: Vec<Event> = Vec::new();
-            match crate::online::prepared(db, m, s.direction, resuming, false, &mut events).await {
+            match crate::online::prepared(
+                db,
+                m,
+                s.direction,
+                resuming,
+                false,
+                &opts.collections,
+                &mut events,
+            )
+            .await
+            {
                 Ok(c) => {
                     compiled = c;
                     let mut d = detail(db, &compiled, s);
@@ -577,7 +587,7 @@ async fn run_locked(
         }
     }
     let outcome = if opts.single_transaction {
-        run_single(db, source, &plan, opts.every_statement, sink, report).await
+        run_single(db, source, &plan, opts, sink, report).await
     } else {
         run_each(db, source, &plan, opts, sink, report).await
     };
@@ -731,7 +741,17 @@ async fn run_online(
     let resuming = step.resume_row.is_some();
     let mut attempt = 0;
     let r = loop {
-        let r = match crate::online::prepared(db, m, step.direction, resuming, true, sink).await {
+        let r = match crate::online::prepared(
+            db,
+            m,
+            step.direction,
+            resuming,
+            true,
+            &opts.collections,
+            sink,
+        )
+        .await
+        {
             Ok(c) if !transactional(db, &c, step.direction) => {
                 break run_stepwise(db, &c, step, &opts.cancel, Some(locks), sink).await;
             }
@@ -768,7 +788,7 @@ async fn run_single(
     db: &mut Db,
     source: &Source,
     plan: &Plan,
-    every_statement: bool,
+    opts: &RunOptions,
     sink: &mut dyn EventSink,
     report: &mut Report,
 ) -> Result<(), Error> {
@@ -778,7 +798,16 @@ async fn run_single(
         let compiled;
         let mut m = &source.migrations[step.index];
         if crate::online::is_online(m) {
-            compiled = match crate::online::prepared(db, m, step.direction, false, true, sink).await
+            compiled = match crate::online::prepared(
+                db,
+                m,
+                step.direction,
+                false,
+                true,
+                &opts.collections,
+                sink,
+            )
+            .await
             {
                 Ok(c) => c,
                 Err(e) => {
@@ -796,7 +825,7 @@ async fn run_single(
             }
             m = &compiled;
         }
-        if let Err(e) = run_in_transaction(db, m, step, true, every_statement, sink).await {
+        if let Err(e) = run_in_transaction(db, m, step, true, opts.every_statement, sink).await {
             control(&mut db.conn, "ROLLBACK").await?;
             sink.event(&Event::MigrationFailed {
                 version: step.version.clone(),

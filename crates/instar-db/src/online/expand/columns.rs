@@ -25,6 +25,8 @@ pub(crate) struct Changed {
     pub was_not_null: bool,
     /// The old column's default, as SQL.
     pub default: Option<String>,
+    /// It holds JSON documents (a `lens` op): compared as JSON values.
+    pub json: bool,
 }
 
 impl Changed {
@@ -36,6 +38,7 @@ impl Changed {
             up,
             down,
             lossy,
+            lens,
             ..
         } = op
         else {
@@ -60,6 +63,7 @@ impl Changed {
             cols: t.columns.iter().map(|c| c.name.clone()).collect(),
             was_not_null: old.not_null,
             default: old.default.clone(),
+            json: lens.is_some(),
         })
     }
 
@@ -141,7 +145,9 @@ impl Changed {
     pub(crate) fn probes(&self, e: &dyn Engine, base_table: &str) -> (Probe, Probe) {
         // MariaDB has no IS DISTINCT FROM; NOT (a <=> b) says the same.
         let distinct = |a: &str, b: &str| {
-            if e.quote("x").starts_with('`') {
+            if self.json {
+                format!("NOT ({})", e.json().same(a, b))
+            } else if e.quote("x").starts_with('`') {
                 format!("NOT ({a} <=> {b})")
             } else {
                 format!("{a} IS DISTINCT FROM {b}")
@@ -170,6 +176,8 @@ impl Changed {
                 ),
                 lossy: self.lossy,
             },
+            // A row agrees with its last writer: written through the old
+            // version, new = up(old); through the new one, old = down(new).
             // A lossy change's values may differ by design, but never be missing.
             Probe {
                 what: format!("{table}.{column} and its new-version value"),
@@ -178,7 +186,14 @@ impl Changed {
                     if self.lossy {
                         format!("{s} IS NULL AND ({up}) IS NOT NULL")
                     } else {
-                        distinct(&s, &format!("({up})"))
+                        let down_of_new = substitute(&self.down, &|w| {
+                            w.eq_ignore_ascii_case(&self.column).then(|| s.clone())
+                        });
+                        format!(
+                            "{} AND {}",
+                            distinct(&s, &format!("({up})")),
+                            distinct(&c, &format!("({down_of_new})"))
+                        )
                     }
                 ),
                 lossy: false,
