@@ -407,6 +407,13 @@ pub enum Command {
         #[arg(long)]
         at: String,
     },
+    /// Break the run lock's lease that a dead run left (once it has
+    /// expired), writing an `unlock` row to the history.
+    Unlock {
+        /// Break it even though it has not expired (only for a run known to be dead).
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the history log.
     History,
     /// Check files and history; exit 1 on any problem.

@@ -150,6 +150,7 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         Command::Complete { force } => online::complete(s, force, out).await,
         Command::Rollback => online::rollback(s, out).await,
         Command::ConnectSql { at } => online::connect_sql(s, &at, out).await,
+        Command::Unlock { force } => admin::unlock(s, force, out).await,
         Command::History => status::history(s, out).await,
         Command::Validate => status::validate(s, out).await,
         Command::Verify => status::verify(s, out).await,

@@ -28,6 +28,8 @@ pub enum EventKind {
     Repair,
     /// An edited applied migration's new checksum was accepted by `instar repair`.
     Realign,
+    /// A stale run lock was broken by `instar unlock` (an audit row: no migration's state changes).
+    Unlock,
 }
 
 impl EventKind {
@@ -41,6 +43,7 @@ impl EventKind {
             EventKind::Baseline => "baseline",
             EventKind::Repair => "repair",
             EventKind::Realign => "realign",
+            EventKind::Unlock => "unlock",
         }
     }
 
@@ -54,6 +57,7 @@ impl EventKind {
             "baseline" => EventKind::Baseline,
             "repair" => EventKind::Repair,
             "realign" => EventKind::Realign,
+            "unlock" => EventKind::Unlock,
             _ => return None,
         })
     }
@@ -293,6 +297,8 @@ pub fn derive(rows: &[HistoryRow]) -> State {
             EventKind::Repair => {
                 state.dirty.remove(&version_key(&r.version));
             }
+            // An audit row: no migration's state changes.
+            EventKind::Unlock => {}
             EventKind::Realign => {
                 if let Some(a) = state.applied.get_mut(&version_key(&r.version)) {
                     a.checksum = r.checksum.clone();

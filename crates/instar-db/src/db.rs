@@ -39,6 +39,10 @@ pub struct Settings {
     pub ddl_lock_timeout: Duration,
     /// How many times such a statement is tried before the step fails.
     pub ddl_lock_attempts: u32,
+    /// How runs keep each other out ([`crate::lease`]).
+    pub lock: crate::lease::LockStrategy,
+    /// How long a lease lasts without a heartbeat.
+    pub lease: Duration,
 }
 
 impl Settings {
@@ -53,6 +57,8 @@ impl Settings {
             create_missing: true,
             ddl_lock_timeout: Duration::from_secs(2),
             ddl_lock_attempts: 10,
+            lock: crate::lease::LockStrategy::Auto,
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -64,6 +70,10 @@ pub(crate) struct History<'a> {
     pub(crate) table: &'a str,
     /// Stamped on every row that does not carry a run id of its own.
     pub(crate) run_id: &'a str,
+    /// The lease every write of the holder renews first (the lease strategy).
+    pub(crate) fence: Option<&'a crate::lease::Fence>,
+    /// Runs without a lock (`lock = "none"`): said on every row written.
+    pub(crate) unlocked: bool,
 }
 
 impl History<'_> {
@@ -106,7 +116,13 @@ impl History<'_> {
             row.failed_statement.clone().into(),
             row.operator.clone().into(),
             row.tool_version.clone().into(),
-            row.note.clone().into(),
+            row.note
+                .clone()
+                .or_else(|| {
+                    self.unlocked
+                        .then(|| "run without a lock ([run] lock = \"none\")".to_string())
+                })
+                .into(),
             row.run_id
                 .clone()
                 .unwrap_or_else(|| self.run_id.to_string())
@@ -117,8 +133,28 @@ impl History<'_> {
 
     /// Appends `row` (its `id` is ignored) and returns the new row's id.
     pub(crate) async fn insert(&self, conn: &mut Conn, row: &HistoryRow) -> Result<i64, Error> {
-        let sql = self.insert_sql(true);
-        let q = query(&sql).binds(self.binds(row));
+        let mut sql = self.insert_sql(true);
+        if let Some(f) = self.fence {
+            f.check(conn).await?;
+            // A NOT NULL column (`event` on PostgreSQL, `name` where every
+            // mark is `?`) is NULL unless the lease is still this run's: the
+            // insert fails rather than write for a lost lease.
+            let p = self.engine.placeholder(3);
+            sql = sql.replacen(
+                &format!(", {p}, "),
+                &format!(", CASE WHEN {} THEN {p} ELSE NULL END, ", f.condition()),
+                1,
+            );
+        }
+        let r = self.insert_row(conn, &sql, row).await;
+        match (r, self.fence) {
+            (Err(e), Some(f)) => Err(f.check(conn).await.err().unwrap_or(e)),
+            (r, _) => r,
+        }
+    }
+
+    async fn insert_row(&self, conn: &mut Conn, sql: &str, row: &HistoryRow) -> Result<i64, Error> {
+        let q = query(sql).binds(self.binds(row));
         let ctx = "writing to the history table";
         if self.engine.returning_id() {
             q.scalar::<i64>(conn)
@@ -164,11 +200,19 @@ impl History<'_> {
         error: Option<&str>,
         failed: Option<&str>,
     ) -> Result<(), Error> {
+        if let Some(f) = self.fence {
+            f.check(conn).await?;
+        }
+        // Guarded like `insert`: no row changes for a lease that is lost.
+        let guard = self
+            .fence
+            .map(|f| format!(" AND {}", f.condition()))
+            .unwrap_or_default();
         let sql = crate::engine::marks(
             self.engine,
-            &format!("UPDATE {} SET statements_applied = ?, in_flight = ?, error = ?, failed_statement = ? WHERE id = ?", self.table),
+            &format!("UPDATE {} SET statements_applied = ?, in_flight = ?, error = ?, failed_statement = ? WHERE id = ?{guard}", self.table),
         );
-        query(&sql)
+        let r = query(&sql)
             .bind(applied as i64)
             .bind(in_flight.map(|i| i as i64))
             .bind(error.map(str::to_string))
@@ -177,7 +221,12 @@ impl History<'_> {
             .execute(conn)
             .await
             .map_err(|e| Error::query("recording progress in the history table", e))?;
-        Ok(())
+        // No row changed: the lease is lost, or (MySQL counts changed rows)
+        // the values were already these.
+        match self.fence {
+            Some(f) if r.rows_affected == 0 => f.check(conn).await,
+            _ => Ok(()),
+        }
     }
 }
 
@@ -193,6 +242,10 @@ pub struct Db {
     pub(crate) lock_file: Option<File>,
     pub(crate) lock_name: String,
     locked: bool,
+    /// The lease this run holds (the lease strategy).
+    pub(crate) lease: Option<crate::lease::Held>,
+    /// The strategy in force: `Auto` resolved when connecting.
+    pub(crate) strategy: crate::lease::LockStrategy,
     init_sql: Vec<String>,
     pub(crate) settings: Settings,
     run_id: String,
@@ -226,12 +279,15 @@ impl Db {
             lock_file: None,
             lock_name: lock_name.chars().take(64).collect(),
             locked: false,
+            lease: None,
+            strategy: settings.lock,
             init_sql: settings.init_sql.clone(),
             settings: settings.clone(),
             run_id: new_run_id(),
         };
         db.run_init_sql().await?;
         db.check_schema().await?;
+        db.strategy = db.resolve_strategy().await?;
         Ok(db)
     }
 
@@ -333,6 +389,8 @@ impl Db {
                 engine: self.engine,
                 table: &self.table,
                 run_id: &self.run_id,
+                fence: self.lease.as_ref().map(|l| l.fence()),
+                unlocked: self.strategy == crate::lease::LockStrategy::None,
             },
             &mut self.conn,
         )
@@ -497,11 +555,29 @@ impl Db {
         timeout: Duration,
         mut waiting: impl FnMut() + Send,
     ) -> Result<Duration, Error> {
+        use crate::lease::LockStrategy;
         let e = self.engine;
-        let label = e.lock_label(self);
         let mut wait = crate::lock::Wait::new(timeout);
-        while !e.try_lock(self).await? {
-            wait.again(&label, &mut waiting).await?;
+        match self.strategy {
+            LockStrategy::None => {}
+            LockStrategy::Lease => {
+                self.ensure_lease_table().await?;
+                let label = format!(
+                    "{} (a lease in {})",
+                    self.lock_name,
+                    crate::lease::LEASE_TABLE
+                );
+                while !self.try_lease().await? {
+                    wait.again(&label, &mut waiting).await?;
+                }
+                self.lease = Some(self.hold_lease());
+            }
+            LockStrategy::Advisory | LockStrategy::Auto => {
+                let label = e.lock_label(self);
+                while !e.try_lock(self).await? {
+                    wait.again(&label, &mut waiting).await?;
+                }
+            }
         }
         self.locked = true;
         Ok(wait.elapsed())
@@ -513,8 +589,18 @@ impl Db {
             return Ok(());
         }
         self.locked = false;
-        let e = self.engine;
-        e.release_lock(self).await
+        match self.strategy {
+            crate::lease::LockStrategy::None => Ok(()),
+            crate::lease::LockStrategy::Lease => {
+                // The heartbeat stops first: the row goes after it.
+                self.lease = None;
+                self.release_lease().await
+            }
+            _ => {
+                let e = self.engine;
+                e.release_lock(self).await
+            }
+        }
     }
 
     /// Runs a query that must return one true value (a boolean, or a non-zero number).

@@ -163,6 +163,8 @@ pub(crate) trait Engine: Sync {
     fn json(&self) -> &'static dyn crate::json_sql::JsonSql;
     /// How online migrations' ops compile on this engine.
     fn online(&self) -> &'static dyn crate::online::OnlineDdl;
+    /// The database clock now, in milliseconds since the Unix epoch (leases).
+    fn now_ms_sql(&self) -> &'static str;
     /// How DDL waits for table locks on this engine ([`crate::ddl_lock`]).
     fn lock_waits(&self) -> &'static dyn crate::ddl_lock::LockWaits;
 

@@ -34,6 +34,7 @@ mod dump;
 mod engine;
 mod error;
 mod json_sql;
+pub mod lease;
 mod lock;
 mod mysql;
 mod mysql_backup;

@@ -124,6 +124,9 @@ impl Engine for MySql {
     fn online(&self) -> &'static dyn crate::online::OnlineDdl {
         &crate::online::MySqlDdl
     }
+    fn now_ms_sql(&self) -> &'static str {
+        "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"
+    }
     fn lock_waits(&self) -> &'static dyn crate::ddl_lock::LockWaits {
         &MySql
     }

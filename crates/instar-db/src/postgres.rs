@@ -75,6 +75,9 @@ impl Engine for Postgres {
     fn online(&self) -> &'static dyn crate::online::OnlineDdl {
         &crate::online::PostgresDdl
     }
+    fn now_ms_sql(&self) -> &'static str {
+        "CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS bigint)"
+    }
     fn lock_waits(&self) -> &'static dyn crate::ddl_lock::LockWaits {
         &Postgres
     }

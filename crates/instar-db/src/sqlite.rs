@@ -84,6 +84,9 @@ impl Engine for Sqlite {
     fn online(&self) -> &'static dyn crate::online::OnlineDdl {
         &crate::online::SqliteDdl
     }
+    fn now_ms_sql(&self) -> &'static str {
+        "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+    }
     fn lock_waits(&self) -> &'static dyn crate::ddl_lock::LockWaits {
         &Sqlite
     }

@@ -34,6 +34,7 @@ pub mod settings;
 mod source;
 mod squash;
 mod status;
+mod unlock;
 
 pub use audit::{AuditOptions, AuditReport};
 pub use compat::{CompatCheck, CompatMatrix, CompatRow};
@@ -50,7 +51,8 @@ pub use service::Service;
 pub use settings::{Overrides, Settings};
 pub use source::{EmbeddedMigrations, FolderSource, MemorySource, MigrationSource};
 pub use squash::SquashReport;
-pub use status::StatusView;
+pub use status::{LockView, StatusView};
+pub use unlock::Unlocked;
 
 /// The crates the service is built on, for callers that need their types.
 pub use instar_core as core;

@@ -124,7 +124,7 @@ impl Service {
     }
 
     /// Runs `f` on a new connection and closes it, whatever `f` returned.
-    async fn with_db<T>(
+    pub(crate) async fn with_db<T>(
         &self,
         f: impl AsyncFnOnce(&mut Db) -> Result<T, Error>,
     ) -> Result<T, Error> {
@@ -192,6 +192,10 @@ impl Service {
                 checkpoints: instar_db::data::checkpoints(db).await?,
                 skipped: instar_db::data::skipped_rows(db).await?,
                 in_flight: db.in_flight().await?,
+                lock: crate::status::LockView {
+                    strategy: db.lock_strategy(),
+                    lease: db.lease_holder_now().await?,
+                },
             })
         })
         .await

@@ -421,6 +421,10 @@ pub struct MigrationsConfig {
 pub struct RunConfig {
     /// E.g. `30s`.
     pub lock_timeout: Option<String>,
+    /// How runs keep each other out: `auto`, `advisory`, `lease` or `none`.
+    pub lock: Option<String>,
+    /// How long a lease lasts without its heartbeat (default `30s`).
+    pub lease: Option<String>,
     /// Automatic backups (default true).
     pub backup: Option<bool>,
     /// Where backups go, relative to the file.
@@ -627,6 +631,18 @@ pub fn resolve(
             ));
         }
         s.db.ddl_lock_attempts = n;
+    }
+    if let Some(l) = &cfg.run.lock {
+        s.db.lock = instar_db::lease::LockStrategy::parse(l)
+            .map_err(|e| Error::Config(format!("instar.toml [run] {e}")))?;
+    }
+    if let Some(t) = &cfg.run.lease {
+        s.db.lease = parse_duration("instar.toml [run] lease", t)?;
+        if s.db.lease < Duration::from_millis(300) {
+            return Err(Error::Config(
+                "instar.toml: [run] lease is under 300ms: its heartbeat (a third of it) could not keep it; give at least 1s (default 30s)".into(),
+            ));
+        }
     }
     s.backup = cfg.run.backup.unwrap_or(true);
     if let Some(d) = cfg.run.backup_dir {

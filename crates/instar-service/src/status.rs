@@ -30,6 +30,18 @@ pub struct StatusView {
     /// The online migration served at two versions (`instar start`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<instar_db::online::served::InFlight>,
+    /// The run lock: its strategy, and who holds its lease if it is one.
+    pub lock: LockView,
+}
+
+/// The run lock as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockView {
+    /// `advisory`, `lease` or `none`.
+    pub strategy: instar_db::lease::LockStrategy,
+    /// The lease's holder (the lease strategy), if one is held or left over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<instar_db::lease::LeaseHolder>,
 }
 
 impl StatusView {

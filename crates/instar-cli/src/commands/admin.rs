@@ -20,6 +20,24 @@ pub async fn baseline(
     Ok(0)
 }
 
+pub async fn unlock(service: &Service, force: bool, out: &Out) -> Result<i32> {
+    let u = service.unlock(force).await?;
+    match &u {
+        instar_service::Unlocked::Nothing { strategy } => out.line(format!(
+            "no lease to break (lock strategy {}; an advisory lock ends with its session)",
+            strategy.as_str()
+        )),
+        instar_service::Unlocked::Broken { holder } => out.line(format!(
+            "broke the run lock's lease held by {holder}; recorded in the history"
+        )),
+        instar_service::Unlocked::Changed => {
+            out.line("the lease changed hands meanwhile: left alone (`instar status` shows it)")
+        }
+    }
+    out.json(&u);
+    Ok(0)
+}
+
 pub async fn repair(service: &Service, opts: &RepairOptions, out: &Out) -> Result<i32> {
     let done = service.repair(opts).await?;
     if done.is_empty() {

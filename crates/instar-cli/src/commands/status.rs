@@ -34,6 +34,7 @@ pub async fn status(
         "requirement_met": unmet.is_none(),
         "other_histories": v.other_histories,
         "in_flight": v.in_flight,
+        "lock": v.lock,
     }));
     let work_or_problems = v.pending() > 0
         || !v.state.dirty.is_empty()
@@ -44,6 +45,21 @@ pub async fn status(
     } else {
         0
     })
+}
+
+fn print_lock(l: &instar_service::LockView) {
+    use instar_db::lease::LockStrategy;
+    match (&l.strategy, &l.lease) {
+        (LockStrategy::None, _) => println!(
+            "lock: NONE ([run] lock = \"none\"): runs do not keep each other out; the platform must run one deploy at a time"
+        ),
+        (_, Some(h)) if h.expired() => println!(
+            "lock: lease of {h}: its run is gone; the next run takes it over, or `instar unlock` breaks it now"
+        ),
+        (_, Some(h)) => println!("lock: lease held by {h}"),
+        (LockStrategy::Lease, None) => println!("lock: lease, free"),
+        _ => {}
+    }
 }
 
 fn print_status(v: &StatusView) {
@@ -79,6 +95,7 @@ fn print_status(v: &StatusView) {
             d.direction.as_str()
         );
     }
+    print_lock(&v.lock);
     if let Some(f) = &v.in_flight {
         let how = if f.new_schema.is_empty() {
             String::new()

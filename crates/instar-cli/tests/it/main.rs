@@ -51,6 +51,7 @@ mod faults;
 mod hostile;
 mod kills;
 mod kv;
+mod lease;
 mod lens;
 mod lint;
 mod migration_tests;

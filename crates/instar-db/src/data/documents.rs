@@ -254,6 +254,10 @@ impl<'a> Mover<'a> {
         dry: bool,
     ) -> Result<(u64, u64), Error> {
         control(&mut db.conn, db.engine.begin()).await?;
+        if let Err(e) = db.fence().await {
+            let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
+            return Err(e);
+        }
         match self.batch_in(db, job, last, end, cp, dry).await {
             Ok(done) => {
                 let finish = if dry { "ROLLBACK" } else { "COMMIT" };

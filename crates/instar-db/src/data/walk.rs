@@ -261,6 +261,10 @@ async fn run_batch(
         .replace(BATCH_PLACEHOLDER, &s.range(last.is_some(), &mut k));
     let advance = advance_sql(db, job.names);
     control(&mut db.conn, begin).await?;
+    if let Err(e) = db.fence().await {
+        let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
+        return Err(e);
+    }
     let mut q = crate::conn::query(&stmt);
     if let Some(l) = last {
         q = bind_key(q, l)?;
