@@ -201,7 +201,12 @@ impl Db {
             table(self),
             self.engine.table_options()
         );
-        crate::db::run_sql(&mut self.conn, &sql, "creating the lease table").await
+        // Two first runners at once: PostgreSQL's `IF NOT EXISTS` is not
+        // atomic (the loser hits a unique key of its catalog), but the table is there.
+        match crate::db::run_sql(&mut self.conn, &sql, "creating the lease table").await {
+            Err(_) if self.table_exists(LEASE_TABLE).await? => Ok(()),
+            r => r,
+        }
     }
 
     /// One try at the lease: `true` when this run holds it now (a free one
