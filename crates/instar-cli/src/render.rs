@@ -216,6 +216,17 @@ impl EventSink for Out {
                 line,
                 summary,
             } => println!("{version} op {op} (line {line}): {summary}"),
+            Event::Retry {
+                what,
+                code,
+                attempt,
+                backoff_ms,
+            } => {
+                self.finish_spinner();
+                eprintln!(
+                    "{what}: rolled back by the database ({code}: a serialization failure or a deadlock), attempt {attempt}; running it again in {backoff_ms} ms"
+                );
+            }
             Event::LockRetry {
                 what,
                 attempt,

@@ -112,6 +112,18 @@ pub enum Event {
         /// What it does.
         summary: String,
     },
+    /// One of Instar's own transactions (a data migration's batch) was rolled
+    /// back by a serialization failure or a deadlock and runs again.
+    Retry {
+        /// What is retried (`batch after key 1200 of 0004`).
+        what: String,
+        /// The engine's error code.
+        code: String,
+        /// 1-based attempt that failed.
+        attempt: u32,
+        /// Milliseconds before the next attempt.
+        backoff_ms: u64,
+    },
     /// A DDL statement of Instar's gave up waiting for a table lock (the
     /// short lock timeout of online work) and will be tried again.
     LockRetry {

@@ -246,6 +246,8 @@ pub struct Db {
     pub(crate) lease: Option<crate::lease::Held>,
     /// The strategy in force: `Auto` resolved when connecting.
     pub(crate) strategy: crate::lease::LockStrategy,
+    /// The server's family ([`crate::profile`]).
+    pub(crate) profile: crate::profile::Profile,
     init_sql: Vec<String>,
     pub(crate) settings: Settings,
     run_id: String,
@@ -262,6 +264,7 @@ impl Db {
             url.sqlite_path = None;
         }
         let conn = open(&url, settings.connect_timeout).await?;
+        let url_dialect = url.dialect;
         let engine = engine(url.dialect);
         let table = qualified(
             engine,
@@ -281,12 +284,14 @@ impl Db {
             locked: false,
             lease: None,
             strategy: settings.lock,
+            profile: crate::profile::Profile::detect(url_dialect, ""),
             init_sql: settings.init_sql.clone(),
             settings: settings.clone(),
             run_id: new_run_id(),
         };
         db.run_init_sql().await?;
         db.check_schema().await?;
+        db.profile = db.read_profile().await?;
         db.strategy = db.resolve_strategy().await?;
         Ok(db)
     }

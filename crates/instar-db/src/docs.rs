@@ -124,11 +124,26 @@ impl Sql {
     }
 
     fn select(&self, db: &Db) -> String {
+        self.select_with(db, None)
+    }
+
+    /// [`Sql::select`], with a fourth column: the document's complements
+    /// (of `collection`), read by the same statement as the row — one
+    /// snapshot, so a move committing meanwhile is seen whole or not at all.
+    fn select_with(&self, db: &Db, complements_of: Option<&str>) -> String {
         let text = |c: &str| db.engine.as_text(c);
         let version = self.version.as_deref().map_or("NULL".to_string(), text);
+        let complement = complements_of.map_or(String::new(), |c| {
+            format!(
+                ", (SELECT c.complement FROM {} c WHERE c.collection = '{}' AND c.doc_key = {} ORDER BY c.id DESC LIMIT 1) AS instar_complement",
+                self.complements,
+                c.replace('\'', "''"),
+                text(&format!("{}.{}", self.table, self.key))
+            )
+        });
         // Aliased: PostgreSQL would read `ORDER BY id` as the text output column.
         format!(
-            "SELECT {} AS instar_key, {} AS instar_body, {version} AS instar_version FROM {}",
+            "SELECT {} AS instar_key, {} AS instar_body, {version} AS instar_version{complement} FROM {}",
             text(&self.key),
             text(&self.body),
             self.table
@@ -170,7 +185,10 @@ fn stored(r: &Row, collection: &str) -> Result<Stored, Error> {
         key,
         body,
         version,
-        complements: None,
+        complements: match text_at(r, 3) {
+            Ok(Some(c)) => serde_json::from_str(&c).ok(),
+            _ => None,
+        },
         raw,
     })
 }
@@ -270,7 +288,7 @@ impl Docs {
         let sql = &self.sql;
         let q = format!(
             "{} WHERE {} = {}",
-            sql.select(db),
+            self.select_full(db),
             sql.key,
             sql.key_param(db, 1)
         );
@@ -282,9 +300,15 @@ impl Docs {
         let Some(row) = row else {
             return Ok(None);
         };
-        let mut doc = stored(&row, &self.t.collection)?;
-        doc.complements = self.complements(db, &doc.key).await?;
-        Ok(Some(doc))
+        stored(&row, &self.t.collection).map(Some)
+    }
+
+    /// The SELECT of documents with their complements, where there are any.
+    fn select_full(&self, db: &Db) -> String {
+        self.sql.select_with(
+            db,
+            self.complements_table.then_some(self.t.collection.as_str()),
+        )
     }
 
     /// The complements kept for the document under (canonical) `key`. Reads only.
@@ -323,8 +347,8 @@ impl Docs {
         Ok(n.max(0) as u64)
     }
 
-    /// Up to `limit` documents with keys after `after` (in key order), without
-    /// their complements (a scan reads forward, where none is needed). Reads only.
+    /// Up to `limit` documents with keys after `after` (in key order), each
+    /// with its complements read by the same statement. Reads only.
     pub async fn scan(
         &self,
         db: &mut Db,
@@ -339,7 +363,7 @@ impl Docs {
         };
         let q = format!(
             "{}{filter} ORDER BY {} LIMIT {limit}",
-            sql.select(db),
+            self.select_full(db),
             sql.key
         );
         let mut qy = query(&q);

@@ -182,12 +182,7 @@ fn renew_sql(e: &dyn Engine, table: &str) -> String {
 
 /// Whether `e` is the engine saying another transaction got there first.
 fn conflict(e: &sqlx::Error) -> bool {
-    crate::error::db_code(e).is_some_and(|c| {
-        matches!(
-            c.as_str(),
-            "40001" | "40P01" | "1213" | "1205" | "5" | "517"
-        )
-    })
+    crate::retry::retryable(e)
 }
 
 fn unique_violation(e: &sqlx::Error) -> bool {
@@ -381,6 +376,10 @@ impl Db {
         }
         if s != LockStrategy::Auto {
             return Ok(s);
+        }
+        let traits = self.profile.traits();
+        if !traits.tested_here {
+            return Ok(traits.lock);
         }
         Ok(
             if d == instar_core::Dialect::MySql && self.galera().await? {

@@ -43,6 +43,8 @@ pub mod online;
 mod postgres;
 mod postgres_backup;
 mod postgres_json;
+pub mod profile;
+mod retry;
 pub mod runner;
 pub mod scratch;
 mod sqlite;

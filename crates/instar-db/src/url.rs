@@ -15,6 +15,8 @@ pub struct DbUrl {
     pub driver_url: String,
     /// For SQLite, the database file (`None` for `:memory:`).
     pub sqlite_path: Option<PathBuf>,
+    /// The server profile the URL names (`?instar_profile=…`, removed from `driver_url`).
+    pub profile: Option<crate::profile::Profile>,
 }
 
 impl DbUrl {
@@ -26,20 +28,24 @@ impl DbUrl {
             reason: reason.into(),
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let (driver_url, profile) = crate::profile::split_url(url).map_err(|e| bad(&e))?;
             return Ok(DbUrl {
                 dialect: Dialect::Postgres,
-                driver_url: url.to_string(),
+                driver_url,
                 sqlite_path: None,
+                profile,
             });
         }
         if let Some(rest) = url
             .strip_prefix("mysql://")
             .or_else(|| url.strip_prefix("mariadb://"))
         {
+            let (rest, profile) = crate::profile::split_url(rest).map_err(|e| bad(&e))?;
             return Ok(DbUrl {
                 dialect: Dialect::MySql,
                 driver_url: format!("mysql://{rest}"),
                 sqlite_path: None,
+                profile,
             });
         }
         let rest = if let Some(r) = url.strip_prefix("sqlite://") {
@@ -68,6 +74,7 @@ impl DbUrl {
                 dialect: Dialect::Sqlite,
                 driver_url: "sqlite::memory:".into(),
                 sqlite_path: None,
+                profile: None,
             });
         }
         let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
@@ -78,6 +85,7 @@ impl DbUrl {
             dialect: Dialect::Sqlite,
             driver_url: format!("sqlite://{path}?{}", params.join("&")),
             sqlite_path: Some(PathBuf::from(path)),
+            profile: None,
         })
     }
 }

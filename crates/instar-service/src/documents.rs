@@ -542,8 +542,10 @@ impl Documents {
                     .graph
                     .path(&from, &at)
                     .is_ok_and(|p| p.iter().any(|st| !st.forward));
+                // Read with the row, in one statement: a move committing
+                // meanwhile cannot split a document from its complements.
                 let comps = if back {
-                    Documents::complements(d.complements(&mut db, &s.key).await?.as_ref())
+                    Documents::complements(s.complements.as_ref())
                 } else {
                     Complements::new()
                 };

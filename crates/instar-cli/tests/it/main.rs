@@ -63,6 +63,8 @@ mod online_lens;
 mod online_locks;
 mod online_pooler;
 mod online_served;
+mod profiles;
+mod retries;
 mod schemas;
 mod secrets;
 mod serve;

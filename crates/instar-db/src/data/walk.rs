@@ -208,13 +208,14 @@ pub(super) async fn walk_slice(
             .await?
             .unwrap_or_else(|| upper.clone());
         let started = Instant::now();
-        let (rows, errors) = match run_batch(db, job, last.as_deref(), &end, &cp).await {
-            Ok(r) => r,
-            Err(e) => {
-                shared.stop.store(true, Ordering::SeqCst);
-                return Err(e);
-            }
-        };
+        let (rows, errors) =
+            match run_batch_retrying(db, job, last.as_deref(), &end, &cp, shared).await {
+                Ok(r) => r,
+                Err(e) => {
+                    shared.stop.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+            };
         let took = started.elapsed();
         cp.rows_done += rows as i64;
         cp.errors += errors as i64;
@@ -241,6 +242,69 @@ fn adapt(size: u64, took: Duration, target: Duration) -> u64 {
     next.clamp(1, 1_000_000)
 }
 
+/// [`run_batch`], run again when the engine rolled it back for a
+/// serialization failure or a deadlock (each retry an event).
+async fn run_batch_retrying(
+    db: &mut Db,
+    job: &Job<'_>,
+    last: Option<&[Value]>,
+    end: &[Value],
+    cp: &Checkpoint,
+    shared: &Shared<'_>,
+) -> Result<(u64, u64), Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match run_batch(db, job, last, end, cp, attempt < crate::retry::ATTEMPTS).await {
+            Err(Batch::Retry(code)) if attempt >= crate::retry::ATTEMPTS => {
+                return Err(Error::DataHalted {
+                    version: job.step.version.clone(),
+                    reason: format!(
+                        "the batch after key {} was rolled back by the database {attempt} times ({code}: serialization failures or deadlocks); its rows are as before it and the checkpoint did not move. Run `instar up` again to resume",
+                        last.map_or("start".into(), key_json)
+                    ),
+                });
+            }
+            Err(Batch::Retry(code)) => {
+                let pause = crate::retry::backoff(attempt);
+                shared.event(&Event::Retry {
+                    what: format!(
+                        "batch after key {} of {}",
+                        last.map_or("start".into(), key_json),
+                        job.step.version
+                    ),
+                    code,
+                    attempt,
+                    backoff_ms: pause.as_millis() as u64,
+                });
+                tokio::time::sleep(pause).await;
+            }
+            Err(Batch::Failed(e)) => return Err(e),
+            Ok(r) => return Ok(r),
+        }
+    }
+}
+
+/// Why a batch did not commit.
+enum Batch {
+    /// The engine rolled it back and asks to run it again (its error code).
+    Retry(String),
+    /// It failed.
+    Failed(Error),
+}
+
+impl From<Error> for Batch {
+    fn from(e: Error) -> Batch {
+        match e.db_code() {
+            // A commit the engine refused (Galera's certification) says so by its code.
+            Some(c) if crate::retry::retryable_code(c) && matches!(e, Error::Query { .. }) => {
+                Batch::Retry(c.to_string())
+            }
+            _ => Batch::Failed(e),
+        }
+    }
+}
+
 /// One batch and its checkpoint in one transaction. With `on_error = "skip"`,
 /// a failing batch is retried row by row and rows that still fail are recorded.
 async fn run_batch(
@@ -249,9 +313,15 @@ async fn run_batch(
     last: Option<&[Value]>,
     end: &[Value],
     cp: &Checkpoint,
-) -> Result<(u64, u64), Error> {
+    may_retry: bool,
+) -> Result<(u64, u64), Batch> {
+    let retry = |r: Result<(u64, u64), Error>| match r {
+        Ok(v) => Ok(v),
+        Err(e) if may_retry => Err(Batch::from(e)),
+        Err(e) => Err(Batch::Failed(e)),
+    };
     if let Some(mover) = job.docs {
-        return mover.batch(db, job, last, end, cp, false).await;
+        return retry(mover.batch(db, job, last, end, cp, false).await);
     }
     let (s, step) = (job.shape, job.step);
     let begin = db.engine.begin();
@@ -263,7 +333,7 @@ async fn run_batch(
     control(&mut db.conn, begin).await?;
     if let Err(e) = db.fence().await {
         let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
-        return Err(e);
+        return Err(Batch::Failed(e));
     }
     let mut q = crate::conn::query(&stmt);
     if let Some(l) = last {
@@ -277,18 +347,18 @@ async fn run_batch(
         Err(e) => Err(e),
     };
     match attempt {
-        Ok(rows) => {
-            control(&mut db.conn, "COMMIT").await?;
-            Ok((rows, 0))
-        }
+        Ok(rows) => retry(control(&mut db.conn, "COMMIT").await.map(|()| (rows, 0))),
         Err(e) => {
             let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
+            if may_retry && crate::retry::retryable(&e) {
+                return Err(Batch::Retry(crate::error::db_code(&e).unwrap_or_default()));
+            }
             if job.cfg.on_error == OnError::Stop {
                 let message = db_message(&e);
                 job.record_failure(db, last, end, &message).await?;
-                return Err(job.failed(last, end, message, cp));
+                return Err(Batch::Failed(job.failed(last, end, message, cp)));
             }
-            row_by_row(db, job, last, end, &advance, cp).await
+            Ok(row_by_row(db, job, last, end, &advance, cp).await?)
         }
     }
 }

@@ -395,7 +395,11 @@ fn check_scripts(db: &Db, source: &Source, plan: &Plan) -> Result<(), Error> {
 /// Whether migration `m` runs in a transaction in direction `d`: a down
 /// script may opt out by itself (`-- instar:no-transaction` on its first line).
 fn transactional(db: &Db, m: &Migration, d: Direction) -> bool {
-    wants_transaction(m, d) && db.engine.transactional_ddl()
+    // CockroachDB and YugabyteDB speak PostgreSQL but commit DDL by itself:
+    // statement by statement there, each recorded as it takes effect.
+    wants_transaction(m, d)
+        && db.engine.transactional_ddl()
+        && db.profile.traits().transactional_ddl
 }
 
 /// Whether migration `m` asks for a transaction in direction `d`.

@@ -1,0 +1,42 @@
+//! Retries where the engine asks for them: a serialization failure or a
+//! deadlock (PostgreSQL 40001/40P01, MySQL 1213 — also Galera's
+//! certification conflict —, a lock wait timeout, TiDB's write conflict,
+//! SQLite busy) rolled the transaction back, and running it again is the
+//! documented answer. Only Instar's own transactions are retried (a data
+//! migration's batch with its checkpoint, the lease's bookkeeping), never a
+//! user's DDL.
+
+use std::time::Duration;
+
+/// Attempts of one transaction before its error stands.
+pub(crate) const ATTEMPTS: u32 = 6;
+
+/// Whether the engine says "run the transaction again".
+pub(crate) fn retryable(e: &sqlx::Error) -> bool {
+    crate::error::db_code(e).is_some_and(|c| retryable_code(&c))
+}
+
+/// Whether error code `c` says "run the transaction again".
+pub(crate) fn retryable_code(c: &str) -> bool {
+    matches!(
+        c,
+        "40001" | "40P01" | "1213" | "1205" | "9007" | "8002" | "8022" | "5" | "261" | "517"
+    )
+}
+
+/// The wait before attempt `attempt + 1`: 50 ms doubling, at most 2 s.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50u64 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_two_seconds() {
+        assert_eq!(backoff(1), Duration::from_millis(50));
+        assert_eq!(backoff(3), Duration::from_millis(200));
+        assert_eq!(backoff(10), Duration::from_secs(2));
+    }
+}
