@@ -4,6 +4,8 @@
 #   scripts/galera.sh start [DIR]   start it (data in DIR, default /tmp/instar-galera),
 #                                   wait until every node is synced, print its URLs
 #   scripts/galera.sh stop [DIR]    stop every node by its pid file
+#   scripts/galera.sh stop-node DIR N / start-node DIR N
+#                                   one node leaves, or rejoins and catches up
 #
 # From Debian's packages (mariadb-server brings galera-4, and rsync for the state
 # transfer). The nodes run as `mysql` on data directories it owns: the rsync state
@@ -105,6 +107,23 @@ case "$cmd" in
       echo "mysql://root@127.0.0.1:${sql_ports[$i]}/mysql"
     done
     ;;
+  stop-node) # one node leaves (SIGTERM, as a host shutting down would)
+    i="${3:?node number}"
+    pidfile="$dir/node$i/mysqld.pid"
+    pid=$(cat "$pidfile")
+    kill "$pid"
+    for _ in $(seq 1 120); do
+      kill -0 "$pid" 2>/dev/null || exit 0
+      sleep 0.5
+    done
+    echo "node$i did not stop" >&2
+    exit 1
+    ;;
+  start-node) # it rejoins, and catches up (incremental transfer) before this returns
+    i="${3:?node number}"
+    start_node "$i"
+    wait_synced "$i"
+    ;;
   stop)
     for i in 2 1 0; do
       pidfile="$dir/node$i/mysqld.pid"
@@ -119,7 +138,7 @@ case "$cmd" in
     done
     ;;
   *)
-    echo "usage: $0 start|stop [DIR]" >&2
+    echo "usage: $0 start|stop [DIR], $0 stop-node|start-node DIR N" >&2
     exit 2
     ;;
 esac

@@ -18,11 +18,16 @@
 //!   migration's start next to one `UPDATE`, writes through the sync triggers,
 //!   reads through a version view, and the expand/contract transactions.
 //!
+//! - `instar-bench cluster [--migrations N] [--runs R] [--postgres URL] [--mysql URL] [--galera URL]`:
+//!   the lease's cost next to the advisory lock, and N migrations on a Galera node
+//!   next to one MariaDB server, each next to one `mariadb` client run.
+//!
 //! Key-value stores have their own: `cargo bench -p instar-rocksdb --bench kv`
 //! (it builds RocksDB in release without the rest of Instar).
 //!
 //! The `instar` binary is looked up next to this one, or in `INSTAR_BIN`.
 
+mod cluster;
 mod copy;
 mod data;
 mod docs;
@@ -39,6 +44,9 @@ pub(crate) struct Args {
     migrations: usize,
     pub(crate) runs: usize,
     pub(crate) postgres: Option<String>,
+    pub(crate) mysql: Option<String>,
+    pub(crate) galera: Option<String>,
+    cluster: bool,
     data: bool,
     docs: bool,
     copy: bool,
@@ -56,6 +64,9 @@ fn args() -> Args {
         migrations: 500,
         runs: 5,
         postgres: std::env::var("INSTAR_TEST_POSTGRES_URL").ok(),
+        mysql: std::env::var("INSTAR_TEST_MYSQL_URL").ok(),
+        galera: None,
+        cluster: false,
         data: false,
         docs: false,
         copy: false,
@@ -84,6 +95,11 @@ fn args() -> Args {
         a.online = true;
         a.runs = 3;
         argv.remove(0);
+    } else if argv.first().map(String::as_str) == Some("cluster") {
+        a.cluster = true;
+        a.migrations = 100;
+        a.runs = 3;
+        argv.remove(0);
     } else if argv.first().map(String::as_str) == Some("serve") {
         a.serve = true;
         argv.remove(0);
@@ -95,6 +111,8 @@ fn args() -> Args {
             "--migrations" => a.migrations = value.parse().expect("--migrations N"),
             "--runs" => a.runs = value.parse().expect("--runs R"),
             "--postgres" => a.postgres = Some(value),
+            "--mysql" => a.mysql = Some(value),
+            "--galera" => a.galera = Some(value),
             "--rows" => a.rows = value.parse().expect("--rows N"),
             "--seconds" => a.seconds = value.parse().expect("--seconds S"),
             "--clients" => a.clients = value.parse().expect("--clients C"),
@@ -126,7 +144,7 @@ fn instar_bin() -> PathBuf {
     p
 }
 
-fn migration_sql(i: usize) -> String {
+pub(crate) fn migration_sql(i: usize) -> String {
     format!("CREATE TABLE t{i} (id INTEGER PRIMARY KEY, name VARCHAR(40));\nINSERT INTO t{i} VALUES (1, 'row {i}');\n")
 }
 
@@ -449,6 +467,10 @@ fn main() {
     }
     if a.online {
         online::bench(&a, &instar);
+        return;
+    }
+    if a.cluster {
+        cluster::bench(&a, &instar);
         return;
     }
     if a.serve {

@@ -441,8 +441,14 @@ impl Db {
     /// Creates the history table if it does not exist, and upgrades one written
     /// by an older Instar in place (adding the columns it lacks; rows are kept).
     pub async fn ensure_history(&mut self) -> Result<(), Error> {
-        for ddl in crate::engine::history_ddl(self.engine, &self.table, self.schema.as_deref()) {
-            run_sql(&mut self.conn, &ddl, "creating the history table").await?;
+        // Looked for first: on a Galera cluster even `CREATE TABLE IF NOT
+        // EXISTS` of a table that is there runs in total order on every node
+        // and aborts the transactions using that table (another runner's).
+        if !self.history_exists().await? {
+            for ddl in crate::engine::history_ddl(self.engine, &self.table, self.schema.as_deref())
+            {
+                run_sql(&mut self.conn, &ddl, "creating the history table").await?;
+            }
         }
         for (column, kind) in crate::engine::HISTORY_ADDED {
             let probe = format!("SELECT {column} FROM {} WHERE 1 = 0", self.table);

@@ -191,6 +191,11 @@ fn unique_violation(e: &sqlx::Error) -> bool {
 
 impl Db {
     pub(crate) async fn ensure_lease_table(&mut self) -> Result<(), Error> {
+        // Looked for first: on Galera, DDL runs in total order on every node
+        // and would abort the holder's transactions on this table.
+        if self.table_exists(LEASE_TABLE).await? {
+            return Ok(());
+        }
         let sql = format!(
             "CREATE TABLE IF NOT EXISTS {} (name VARCHAR(255) NOT NULL PRIMARY KEY, holder VARCHAR(255) NOT NULL, host VARCHAR(255) NOT NULL, pid BIGINT NOT NULL, acquired_ms BIGINT NOT NULL, renewed_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL, beats BIGINT NOT NULL DEFAULT 0){}",
             table(self),

@@ -2,7 +2,9 @@
 //! `INSTAR_TEST_GALERA_URLS`, comma-separated): `GET_LOCK` is local to a
 //! node, so `auto` takes the lease there; runners on different nodes apply
 //! each migration exactly once; a holder killed on one node is taken over
-//! from another once its lease expires.
+//! from another once its lease expires; a node leaving during a data
+//! migration (another one, or the runner's own) loses no batch and doubles
+//! none, and rejoins with the same schema and rows.
 
 use std::process::Child;
 use std::time::Duration;
@@ -10,6 +12,9 @@ use std::time::Duration;
 use sqlx::{AnyConnection, Connection};
 
 use crate::harness::{file, migration, Backend, TestDb};
+
+/// One test at a time on the cluster: one of them stops a node.
+static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The cluster's node URLs, or `None` with a skip line (a failure under CI=true).
 fn nodes(test: &str) -> Option<Vec<String>> {
@@ -117,6 +122,7 @@ async fn applied_once(url: &str, versions: std::ops::Range<usize>) {
 async fn get_lock_is_local_to_a_node_so_auto_takes_a_lease() {
     let test = "galera_get_lock";
     let Some(nodes) = nodes(test) else { return };
+    let _cluster = CLUSTER.lock().await;
     let mut a = AnyConnection::connect(&nodes[0]).await.unwrap();
     let mut b = AnyConnection::connect(&nodes[1]).await.unwrap();
     use sqlx::Row;
@@ -152,6 +158,7 @@ async fn get_lock_is_local_to_a_node_so_auto_takes_a_lease() {
 async fn runners_on_different_nodes_apply_each_migration_once() {
     let test = "galera_runners";
     let Some(nodes) = nodes(test) else { return };
+    let _cluster = CLUSTER.lock().await;
     let urls = fresh(&nodes, "runners").await;
     let t = project(test, "3s").await;
     let _ = Backend::MySql;
@@ -179,6 +186,7 @@ async fn runners_on_different_nodes_apply_each_migration_once() {
 async fn a_holder_killed_on_one_node_is_taken_over_from_another() {
     let test = "galera_killed";
     let Some(nodes) = nodes(test) else { return };
+    let _cluster = CLUSTER.lock().await;
     let urls = fresh(&nodes, "killed").await;
     let t = project(test, "2s").await;
     migrations(&t, 1, 3, 0.5);
@@ -194,4 +202,101 @@ async fn a_holder_killed_on_one_node_is_taken_over_from_another() {
         String::from_utf8_lossy(&out.stderr)
     );
     applied_once(&urls[2], 1..4).await;
+}
+
+/// `scripts/galera.sh ACTION DIR N`: a node leaves or rejoins.
+fn node(action: &str, n: usize) {
+    let dir = std::env::var("INSTAR_TEST_GALERA_DIR").expect("INSTAR_TEST_GALERA_DIR");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/galera.sh");
+    let st = std::process::Command::new("bash")
+        .arg(script)
+        .args([action, &dir, &n.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "galera.sh {action} {n}");
+}
+
+fn data_migration(t: &TestDb, rows: usize) {
+    migration(
+        &t.migrations(),
+        "0001_t",
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, a int, b int);\nINSERT INTO t SELECT seq, seq, 0 FROM seq_1_to_{rows};"
+        ),
+        None,
+    );
+    migration(
+        &t.migrations(),
+        "0002_double",
+        "UPDATE t SET b = a * 2 + b WHERE {batch}",
+        None,
+    );
+    file(
+        &t.migrations().join("0002_double/migration.toml"),
+        "kind = \"data\"\n[data]\ntable = \"t\"\nkey = \"id\"\nbatch_size = 500\npause = \"30ms\"\n",
+    );
+}
+
+/// Every row doubled exactly once (`b = a * 2 + b` doubles twice if a batch ran twice).
+async fn doubled_once(url: &str, rows: usize) {
+    assert_eq!(
+        count(url, "SELECT count(*) FROM t WHERE b = a * 2").await,
+        rows as i64,
+        "every row once"
+    );
+    applied_once(url, 1..3).await;
+}
+
+#[tokio::test]
+async fn a_node_leaving_during_a_data_migration_loses_and_doubles_nothing() {
+    let test = "galera_node_leaves";
+    let Some(nodes) = nodes(test) else { return };
+    if std::env::var("INSTAR_TEST_GALERA_DIR").is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: INSTAR_TEST_GALERA_DIR is not set, and CI=true"
+        );
+        eprintln!("SKIPPED {test}: INSTAR_TEST_GALERA_DIR is not set (the cluster's folder, to stop a node)");
+        return;
+    }
+    let _cluster = CLUSTER.lock().await;
+    let rows = 20_000;
+
+    // Another node leaves: the run goes on on its own node, and the node
+    // rejoins with the same rows.
+    let urls = fresh(&nodes, "leaves_other").await;
+    let t = project(test, "5s").await;
+    data_migration(&t, rows);
+    let runner = instar(&t, &urls[0], &["up"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    node("stop-node", 2);
+    let out = runner.wait_with_output().unwrap();
+    node("start-node", 2);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    doubled_once(&urls[0], rows).await;
+    doubled_once(&urls[2], rows).await;
+
+    // The runner's own node leaves: the run fails, saying so; `up` on
+    // another node resumes from the checkpoint.
+    let urls = fresh(&nodes, "leaves_own").await;
+    let t = project(test, "2s").await;
+    data_migration(&t, rows);
+    let runner = instar(&t, &urls[1], &["up"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    node("stop-node", 1);
+    let out = runner.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let resumed = crate::instar_at(&t, &urls[0]).arg("up").output().unwrap();
+    node("start-node", 1);
+    assert!(
+        resumed.status.success(),
+        "first run: {err}\nresumed: {}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    doubled_once(&urls[0], rows).await;
+    doubled_once(&urls[1], rows).await;
 }
