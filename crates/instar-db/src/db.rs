@@ -758,6 +758,14 @@ pub(crate) fn row_values(r: &Row) -> Result<Vec<serde_json::Value>, Error> {
         .map_err(|e| Error::query("reading the history table", e))
 }
 
+/// Column `i` of `row_values` as text (empty when it is NULL or not text).
+pub(crate) fn text_of(v: &[serde_json::Value], i: usize) -> String {
+    v.get(i)
+        .and_then(|x| x.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// One history row from its values (`id`, then the columns in `HISTORY_COLUMNS`
 /// order). A value of the wrong type, or a NULL where one is required, is an
 /// error naming the table, the column and the row's version.

@@ -330,12 +330,7 @@ impl Db {
             .map_err(|e| Error::query("reading the run lock's lease", e))?;
         let Some(r) = row else { return Ok(None) };
         let v = crate::db::row_values(&r)?;
-        let text = |i: usize| {
-            v.get(i)
-                .and_then(|x| x.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
+        let text = |i: usize| crate::db::text_of(&v, i);
         let int = |i: usize| {
             v.get(i)
                 .and_then(|x| {
@@ -437,31 +432,15 @@ impl Db {
             return Ok(false);
         }
         self.ensure_history().await?;
-        let now = instar_core::time::now_rfc3339();
-        let row = instar_core::history::HistoryRow {
-            id: 0,
-            version: String::new(),
-            name: "unlock".into(),
-            event: instar_core::history::EventKind::Unlock,
-            direction: instar_core::history::Direction::Up,
-            kind: "lock".into(),
-            checksum: None,
-            schema_version: None,
-            started_at: now.clone(),
-            finished_at: Some(now),
-            duration_ms: None,
-            statements_applied: 0,
-            statements_total: 0,
-            statement_hashes: None,
-            rows_affected: None,
-            error: None,
-            failed_statement: None,
-            operator: crate::runner::operator(),
-            run_id: None,
-            in_flight: None,
-            tool_version: env!("CARGO_PKG_VERSION").into(),
-            note: Some(format!("broke the run lock's lease held by {holder}")),
-        };
+        let mut row = crate::runner::step::blank_row(
+            String::new(),
+            "unlock".into(),
+            instar_core::history::EventKind::Unlock,
+            instar_core::history::Direction::Up,
+            "lock",
+        );
+        row.finished_at = Some(row.started_at.clone());
+        row.note = Some(format!("broke the run lock's lease held by {holder}"));
         let (h, conn) = self.parts();
         h.insert(conn, &row).await?;
         Ok(true)

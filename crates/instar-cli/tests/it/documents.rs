@@ -25,6 +25,17 @@ pub(crate) fn run(t: &TestDb, args: &[&str], stdin: Option<&str>) -> (i32, Strin
     )
 }
 
+/// `instar ARGS` pointed at `url` (another server, or the same with other
+/// parameters): its exit code, stdout and stderr.
+pub(crate) fn run_at(t: &TestDb, url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = crate::instar_at(t, url).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `run`, which must succeed: its stdout.
 pub(crate) fn ok(t: &TestDb, args: &[&str], stdin: Option<&str>) -> String {
     let (code, out, err) = run(t, args, stdin);

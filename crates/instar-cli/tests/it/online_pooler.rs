@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::documents::run;
+use crate::documents::{run, run_at};
 use crate::harness::{file, migration, Backend, TestDb};
 
 /// PgBouncer in front of the test's PostgreSQL server, on a free loopback port.
@@ -95,15 +95,6 @@ impl Pooler {
         u.set_port(Some(self.port)).unwrap();
         u.to_string()
     }
-}
-
-fn run_at(t: &TestDb, url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = crate::instar_at(t, url).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]

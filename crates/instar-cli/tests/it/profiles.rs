@@ -10,12 +10,7 @@ fn with_param(url: &str, profile: &str) -> String {
 }
 
 fn status(t: &TestDb, url: &str) -> (i32, String, String) {
-    let out = crate::instar_at(t, url).arg("status").output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::documents::run_at(t, url, &["status"])
 }
 
 #[tokio::test]

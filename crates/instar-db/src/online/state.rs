@@ -35,12 +35,7 @@ impl Db {
             return Ok(None);
         };
         let v = crate::db::row_values(&r)?;
-        let text = |i: usize| {
-            v.get(i)
-                .and_then(|x| x.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
+        let text = |i: usize| crate::db::text_of(&v, i);
         let x: Expansion = serde_json::from_str(&text(2)).map_err(|e| {
             Error::Unsupported(format!(
                 "the expansion kept in {COMPILED} cannot be read ({e}); was it edited by hand?"

@@ -21,22 +21,42 @@ use crate::db::control;
 
 /// A fresh history row for `m`, stamped now.
 pub(crate) fn new_row(m: &Migration, event: EventKind, direction: Direction) -> HistoryRow {
-    HistoryRow {
-        id: 0,
-        version: m.version.to_string(),
-        name: m.name.clone(),
+    let kind = if m.is_repeatable() {
+        "repeatable"
+    } else if crate::online::is_online(m) {
+        "online"
+    } else {
+        "schema"
+    };
+    let mut row = blank_row(
+        m.version.to_string(),
+        m.name.clone(),
         event,
         direction,
-        kind: if m.is_repeatable() {
-            "repeatable"
-        } else if crate::online::is_online(m) {
-            "online"
-        } else {
-            "schema"
-        }
-        .into(),
-        checksum: Some(m.checksum.clone()),
-        schema_version: m.meta.schema_version.as_ref().map(|v| v.to_string()),
+        kind,
+    );
+    row.checksum = Some(m.checksum.clone());
+    row.schema_version = m.meta.schema_version.as_ref().map(|v| v.to_string());
+    row
+}
+
+/// A history row stamped now, with nothing run yet.
+pub(crate) fn blank_row(
+    version: String,
+    name: String,
+    event: EventKind,
+    direction: Direction,
+    kind: &str,
+) -> HistoryRow {
+    HistoryRow {
+        id: 0,
+        version,
+        name,
+        event,
+        direction,
+        kind: kind.into(),
+        checksum: None,
+        schema_version: None,
         started_at: time::now_rfc3339(),
         finished_at: None,
         duration_ms: None,
