@@ -148,7 +148,8 @@ impl History<'_> {
         }
         let r = self.insert_row(conn, &sql, row).await;
         match (r, self.fence) {
-            (Err(e), Some(f)) => Err(f.check(conn).await.err().unwrap_or(e)),
+            // The guard's NULL: the lease is no longer this run's.
+            (Err(e), Some(f)) if not_null_violation(&e) => Err(f.lost()),
             (r, _) => r,
         }
     }
@@ -244,6 +245,9 @@ pub struct Db {
     locked: bool,
     /// The lease this run holds (the lease strategy).
     pub(crate) lease: Option<crate::lease::Held>,
+    /// A worker connection of the lease's holder (`--parallel`): its writes
+    /// are fenced by the holder's lease too.
+    pub(crate) worker_fence: Option<crate::lease::Fence>,
     /// The strategy in force: `Auto` resolved when connecting.
     pub(crate) strategy: crate::lease::LockStrategy,
     /// The server's family ([`crate::profile`]).
@@ -283,6 +287,7 @@ impl Db {
             lock_name: lock_name.chars().take(64).collect(),
             locked: false,
             lease: None,
+            worker_fence: None,
             strategy: settings.lock,
             profile: crate::profile::Profile::detect(url_dialect, ""),
             init_sql: settings.init_sql.clone(),
@@ -335,7 +340,12 @@ impl Db {
     pub fn open_another(&self) -> impl std::future::Future<Output = Result<Db, Error>> {
         // The settings are copied first: the future holds no reference to `self`.
         let settings = self.settings.clone();
-        async move { Db::connect(&settings).await }
+        let fence = self.current_fence().cloned();
+        async move {
+            let mut db = Db::connect(&settings).await?;
+            db.worker_fence = fence;
+            Ok(db)
+        }
     }
 
     /// The id stamped on every history row this connection writes (a fresh one per connection).
@@ -394,7 +404,11 @@ impl Db {
                 engine: self.engine,
                 table: &self.table,
                 run_id: &self.run_id,
-                fence: self.lease.as_ref().map(|l| l.fence()),
+                fence: self
+                    .lease
+                    .as_ref()
+                    .map(|l| l.fence())
+                    .or(self.worker_fence.as_ref()),
                 unlocked: self.strategy == crate::lease::LockStrategy::None,
             },
             &mut self.conn,
@@ -603,8 +617,10 @@ impl Db {
         match self.strategy {
             crate::lease::LockStrategy::None => Ok(()),
             crate::lease::LockStrategy::Lease => {
-                // The heartbeat stops first: the row goes after it.
+                // The heartbeat stops first: the row goes after it, outside
+                // any transaction an error path left open.
                 self.lease = None;
+                let _ = crate::conn::exec(&mut self.conn, "ROLLBACK").await;
                 self.release_lease().await
             }
             _ => {
@@ -756,6 +772,11 @@ fn open_sqlite(url: &DbUrl) -> Result<Lite, Error> {
 pub(crate) fn row_values(r: &Row) -> Result<Vec<serde_json::Value>, Error> {
     r.json_values()
         .map_err(|e| Error::query("reading the history table", e))
+}
+
+/// Whether `e` is a NOT NULL violation (PostgreSQL 23502, MySQL 1048, SQLite 1299).
+fn not_null_violation(e: &Error) -> bool {
+    matches!(e.db_code(), Some("23502" | "1048" | "1299"))
 }
 
 /// Column `i` of `row_values` as text (empty when it is NULL or not text).

@@ -100,7 +100,8 @@ impl std::fmt::Display for LeaseHolder {
 /// The lease this run holds: what its history writes check, and its heartbeat.
 pub(crate) struct Held {
     fence: Fence,
-    heartbeat: tokio::task::JoinHandle<()>,
+    /// Tells the heartbeat's thread to stop.
+    stop: Arc<AtomicBool>,
 }
 
 impl Held {
@@ -111,7 +112,61 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.heartbeat.abort();
+        // It ends within a beat; after the row is gone, a last renewal finds
+        // nothing to renew and ends it too.
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Renews a lease every third of its length until stopped or lost, on a
+/// connection of its own (opened again after an error, with `init_sql`).
+struct Heartbeat {
+    url: String,
+    init_sql: Vec<String>,
+    every: Duration,
+    fence: Fence,
+    stop: Arc<AtomicBool>,
+}
+
+impl Heartbeat {
+    fn run(self) {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            // Without a heartbeat the lease runs out; every write checks it.
+            return;
+        };
+        rt.block_on(async move {
+            let mut conn: Option<Conn> = None;
+            let mut next = std::time::Instant::now() + self.every;
+            while !self.stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(self.every.min(Duration::from_millis(50))).await;
+                if std::time::Instant::now() < next {
+                    continue;
+                }
+                next = std::time::Instant::now() + self.every;
+                if conn.is_none() {
+                    conn = self.connect().await;
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                if self.fence.check(c).await.is_err() {
+                    if self.fence.lost.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    conn = None;
+                }
+            }
+        });
+    }
+
+    async fn connect(&self) -> Option<Conn> {
+        use sqlx::Connection;
+        let mut c = sqlx::AnyConnection::connect(&self.url).await.ok()?;
+        for s in &self.init_sql {
+            sqlx::raw_sql(s).execute(&mut c).await.ok()?;
+        }
+        Some(Conn::Any(c))
     }
 }
 
@@ -275,24 +330,21 @@ impl Db {
                 e.now_ms_sql()
             ),
         };
-        let url = self.url.driver_url.clone();
-        let beat = fence.clone();
-        let every = (self.settings.lease / 3).max(Duration::from_millis(50));
-        let heartbeat = tokio::spawn(async move {
-            use sqlx::Connection;
-            let Ok(c) = sqlx::AnyConnection::connect(&url).await else {
-                // Without a heartbeat the lease runs out; every write checks it.
-                return;
-            };
-            let mut conn = Conn::Any(c);
-            loop {
-                tokio::time::sleep(every).await;
-                if beat.check(&mut conn).await.is_err() && beat.lost.load(Ordering::SeqCst) {
-                    return;
-                }
-            }
-        });
-        Held { fence, heartbeat }
+        let stop = Arc::new(AtomicBool::new(false));
+        let beat = Heartbeat {
+            url: self.url.driver_url.clone(),
+            init_sql: self.settings.init_sql.clone(),
+            every: (self.settings.lease / 3).max(Duration::from_millis(50)),
+            fence: fence.clone(),
+            stop: stop.clone(),
+        };
+        // A thread and a runtime of its own: a run that blocks its runtime
+        // (a backup tool, a long statement on a single-threaded runtime)
+        // does not starve the heartbeat.
+        let _ = std::thread::Builder::new()
+            .name("instar-lease".into())
+            .spawn(move || beat.run());
+        Held { fence, stop }
     }
 
     /// Gives the lease back (only this run's).
@@ -414,10 +466,19 @@ impl Db {
     /// Renews this run's lease in the open transaction, or fails when it is
     /// no longer this run's (nothing to do under another strategy).
     pub(crate) async fn fence(&mut self) -> Result<(), Error> {
-        match &self.lease {
-            Some(l) => l.fence().check(&mut self.conn).await,
+        match self.current_fence().cloned() {
+            Some(f) => f.check(&mut self.conn).await,
             None => Ok(()),
         }
+    }
+
+    /// The lease this connection's writes are fenced by: its own, or its
+    /// holder's (a worker connection).
+    pub(crate) fn current_fence(&self) -> Option<&Fence> {
+        self.lease
+            .as_ref()
+            .map(|l| l.fence())
+            .or(self.worker_fence.as_ref())
     }
 
     /// The lock strategy in force.

@@ -185,7 +185,10 @@ impl Engine for MySql {
     }
     // GET_LOCK names are server-wide: the name holds the database's.
     fn lock_name(&self, url: &crate::url::DbUrl, _history_table: &str) -> String {
-        let db = url.driver_url.rsplit('/').next().unwrap_or("");
+        // The database's name only: two runners whose URLs differ in their
+        // parameters must take the same lock.
+        let path = url.driver_url.split('?').next().unwrap_or("");
+        let db = path.rsplit('/').next().unwrap_or("");
         format!("instar:{db}").chars().take(64).collect()
     }
     fn try_lock<'a>(&self, db: &'a mut Db) -> DbFuture<'a, bool> {
@@ -364,5 +367,22 @@ impl crate::ddl_lock::LockWaits for MySql {
              WHERE p.ID <> CONNECTION_ID() AND p.DB = DATABASE() AND (t.trx_id IS NOT NULL OR p.COMMAND <> 'Sleep') \
              ORDER BY t.trx_started LIMIT 5",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::Engine;
+
+    #[test]
+    fn the_lock_is_named_by_the_database_not_the_url_parameters() {
+        let name = |u: &str| {
+            super::MySql.lock_name(&crate::url::DbUrl::parse(u).unwrap(), "instar_history")
+        };
+        assert_eq!(name("mysql://root@127.0.0.1:3306/app"), "instar:app");
+        assert_eq!(
+            name("mysql://root@127.0.0.1:3307/app?ssl-mode=DISABLED"),
+            "instar:app"
+        );
     }
 }

@@ -333,7 +333,12 @@ async fn run_batch(
     control(&mut db.conn, begin).await?;
     if let Err(e) = db.fence().await {
         let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
-        return Err(Batch::Failed(e));
+        // A lost lease fails; the fence's own serialization failure retries.
+        return Err(if may_retry {
+            Batch::from(e)
+        } else {
+            Batch::Failed(e)
+        });
     }
     let mut q = crate::conn::query(&stmt);
     if let Some(l) = last {
@@ -358,7 +363,10 @@ async fn run_batch(
                 job.record_failure(db, last, end, &message).await?;
                 return Err(Batch::Failed(job.failed(last, end, message, cp)));
             }
-            Ok(row_by_row(db, job, last, end, &advance, cp).await?)
+            // Rows commit one by one there: never retried as a batch.
+            row_by_row(db, job, last, end, &advance, cp)
+                .await
+                .map_err(Batch::Failed)
         }
     }
 }
@@ -425,6 +433,10 @@ async fn row_by_row(
     let begin = db.engine.begin();
     for key in &keys {
         control(&mut db.conn, begin).await?;
+        if let Err(e) = db.fence().await {
+            let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
+            return Err(e);
+        }
         match bind_key(crate::conn::query(&one), key)?
             .execute(&mut db.conn)
             .await
@@ -447,6 +459,7 @@ async fn row_by_row(
             }
         }
     }
+    db.fence().await?;
     // The rows above committed one by one; the checkpoint moves past the batch now.
     // A crash in between redoes this batch's rows, which the statement must tolerate
     // (the row-by-row path is only taken for a batch that already failed once).
