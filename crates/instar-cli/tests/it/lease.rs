@@ -288,3 +288,85 @@ async fn history(t: &TestDb) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A holder paused past its lease in the middle of a `--parallel` data
+/// migration: its worker connections are fenced by its lease too, so every
+/// row is changed exactly once (`b = a * 2 + b` would double twice).
+#[tokio::test]
+async fn a_paused_parallel_data_migration_changes_each_row_once() {
+    for b in servers("lease_parallel") {
+        let Some(t) = TestDb::new(b, "lease_parallel").await else {
+            continue;
+        };
+        config(&t, "lease", "1s");
+        let rows = 20_000;
+        let fill = match b {
+            Backend::Postgres => {
+                format!("INSERT INTO t SELECT g, g, 0 FROM generate_series(1, {rows}) g;")
+            }
+            _ => format!("INSERT INTO t SELECT seq, seq, 0 FROM seq_1_to_{rows};"),
+        };
+        migration(
+            &t.migrations(),
+            "0001_t",
+            &format!("CREATE TABLE t (id int PRIMARY KEY, a int, b int);\n{fill}"),
+            None,
+        );
+        migration(
+            &t.migrations(),
+            "0002_double",
+            "UPDATE t SET b = a * 2 + b WHERE {batch}",
+            None,
+        );
+        file(
+            &t.migrations().join("0002_double/migration.toml"),
+            "kind = \"data\"\n[data]\ntable = \"t\"\nkey = \"id\"\nbatch_size = 200\npause = \"20ms\"\n",
+        );
+        let (code, out, err) = run(&t, &["up", "--to", "0001"], None);
+        assert_eq!(code, 0, "{out}{err}");
+        let mut a = crate::instar_at(&t, &t.url)
+            .args(["up", "--parallel", "2"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        signal(&a, "-STOP");
+        std::thread::sleep(Duration::from_millis(1500));
+        let other = crate::instar_at(&t, &t.url)
+            .args(["up", "--parallel", "2"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        signal(&a, "-CONT");
+        let other = other.wait_with_output().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while a.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "{b:?}: the paused run never ended"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let finish = run(&t, &["up"], None);
+        assert_eq!(
+            finish.0,
+            0,
+            "{b:?}: {}\n{}{}",
+            String::from_utf8_lossy(&other.stderr),
+            finish.1,
+            finish.2
+        );
+        assert_eq!(
+            t.count("SELECT count(*) FROM t WHERE b = a * 2").await,
+            rows,
+            "{b:?}: every row changed exactly once"
+        );
+        assert_eq!(
+            t.count(
+                "SELECT count(*) FROM instar_history WHERE version = '0002' AND event = 'apply'"
+            )
+            .await,
+            1,
+            "{b:?}"
+        );
+    }
+}
