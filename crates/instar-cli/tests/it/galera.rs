@@ -161,7 +161,6 @@ async fn runners_on_different_nodes_apply_each_migration_once() {
     let _cluster = CLUSTER.lock().await;
     let urls = fresh(&nodes, "runners").await;
     let t = project(test, "3s").await;
-    let _ = Backend::MySql;
     for round in 0..3usize {
         migrations(&t, 1 + round * 3, 3, 0.1);
         let runners: Vec<Child> = (0..3)
@@ -216,27 +215,6 @@ fn node(action: &str, n: usize) {
     assert!(st.success(), "galera.sh {action} {n}");
 }
 
-fn data_migration(t: &TestDb, rows: usize) {
-    migration(
-        &t.migrations(),
-        "0001_t",
-        &format!(
-            "CREATE TABLE t (id int PRIMARY KEY, a int, b int);\nINSERT INTO t SELECT seq, seq, 0 FROM seq_1_to_{rows};"
-        ),
-        None,
-    );
-    migration(
-        &t.migrations(),
-        "0002_double",
-        "UPDATE t SET b = a * 2 + b WHERE {batch}",
-        None,
-    );
-    file(
-        &t.migrations().join("0002_double/migration.toml"),
-        "kind = \"data\"\n[data]\ntable = \"t\"\nkey = \"id\"\nbatch_size = 500\npause = \"30ms\"\n",
-    );
-}
-
 /// Every row doubled exactly once (`b = a * 2 + b` doubles twice if a batch ran twice).
 async fn doubled_once(url: &str, rows: usize) {
     assert_eq!(
@@ -266,7 +244,7 @@ async fn a_node_leaving_during_a_data_migration_loses_and_doubles_nothing() {
     // rejoins with the same rows.
     let urls = fresh(&nodes, "leaves_other").await;
     let t = project(test, "5s").await;
-    data_migration(&t, rows);
+    crate::lease::doubling_migration(&t, Backend::MySql, rows, 500);
     let runner = instar(&t, &urls[0], &["up"]);
     std::thread::sleep(Duration::from_millis(1500));
     node("stop-node", 2);
@@ -284,7 +262,7 @@ async fn a_node_leaving_during_a_data_migration_loses_and_doubles_nothing() {
     // another node resumes from the checkpoint.
     let urls = fresh(&nodes, "leaves_own").await;
     let t = project(test, "2s").await;
-    data_migration(&t, rows);
+    crate::lease::doubling_migration(&t, Backend::MySql, rows, 500);
     let runner = instar(&t, &urls[1], &["up"]);
     std::thread::sleep(Duration::from_millis(1500));
     node("stop-node", 1);

@@ -300,28 +300,7 @@ async fn a_paused_parallel_data_migration_changes_each_row_once() {
         };
         config(&t, "lease", "1s");
         let rows = 20_000;
-        let fill = match b {
-            Backend::Postgres => {
-                format!("INSERT INTO t SELECT g, g, 0 FROM generate_series(1, {rows}) g;")
-            }
-            _ => format!("INSERT INTO t SELECT seq, seq, 0 FROM seq_1_to_{rows};"),
-        };
-        migration(
-            &t.migrations(),
-            "0001_t",
-            &format!("CREATE TABLE t (id int PRIMARY KEY, a int, b int);\n{fill}"),
-            None,
-        );
-        migration(
-            &t.migrations(),
-            "0002_double",
-            "UPDATE t SET b = a * 2 + b WHERE {batch}",
-            None,
-        );
-        file(
-            &t.migrations().join("0002_double/migration.toml"),
-            "kind = \"data\"\n[data]\ntable = \"t\"\nkey = \"id\"\nbatch_size = 200\npause = \"20ms\"\n",
-        );
+        doubling_migration(&t, b, rows, 200);
         let (code, out, err) = run(&t, &["up", "--to", "0001"], None);
         assert_eq!(code, 0, "{out}{err}");
         let mut a = crate::instar_at(&t, &t.url)
@@ -357,7 +336,7 @@ async fn a_paused_parallel_data_migration_changes_each_row_once() {
         );
         assert_eq!(
             t.count("SELECT count(*) FROM t WHERE b = a * 2").await,
-            rows,
+            rows as i64,
             "{b:?}: every row changed exactly once"
         );
         assert_eq!(
@@ -369,4 +348,31 @@ async fn a_paused_parallel_data_migration_changes_each_row_once() {
             "{b:?}"
         );
     }
+}
+
+/// Migration 0001 makes `t` with `rows` rows (`b = 0`); data migration 0002
+/// sets `b = a * 2 + b` in batches of `batch`: a row changed twice shows it.
+pub(crate) fn doubling_migration(t: &TestDb, b: Backend, rows: usize, batch: usize) {
+    let fill = match b {
+        Backend::Postgres => {
+            format!("INSERT INTO t SELECT g, g, 0 FROM generate_series(1, {rows}) g;")
+        }
+        _ => format!("INSERT INTO t SELECT seq, seq, 0 FROM seq_1_to_{rows};"),
+    };
+    migration(
+        &t.migrations(),
+        "0001_t",
+        &format!("CREATE TABLE t (id int PRIMARY KEY, a int, b int);\n{fill}"),
+        None,
+    );
+    migration(
+        &t.migrations(),
+        "0002_double",
+        "UPDATE t SET b = a * 2 + b WHERE {batch}",
+        None,
+    );
+    file(
+        &t.migrations().join("0002_double/migration.toml"),
+        &format!("kind = \"data\"\n[data]\ntable = \"t\"\nkey = \"id\"\nbatch_size = {batch}\npause = \"20ms\"\n"),
+    );
 }
