@@ -252,10 +252,7 @@ impl KvStore for RocksStore {
         let _one = self.writes.lock().unwrap_or_else(|p| p.into_inner());
         let foreign = self.foreign.load(std::sync::atomic::Ordering::SeqCst);
         let skipped = conflicts(&batch, foreign, |k| self.get(k))?;
-        if !batch.by_instar {
-            self.foreign
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
+        let by_instar = batch.by_instar;
         let mut wb = WriteBatch::default();
         for w in applicable(batch, &skipped) {
             match w.value {
@@ -266,6 +263,14 @@ impl KvStore for RocksStore {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.with_db(|db| db.write_opt(wb, &wo))?;
+        // Counted once its writes are visible: a walk that sees the count
+        // (`Batch::read_at`) and then reads records sees those writes too.
+        // Counted before, a walk could see the new count, read the old value,
+        // and overwrite the application's write (found by `concurrent_writer`).
+        if !by_instar {
+            self.foreign
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         Ok(skipped)
     }
 
