@@ -19,6 +19,7 @@ mod lint;
 mod online;
 mod ops;
 mod scaffold;
+mod spanner;
 mod status;
 
 pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
@@ -63,6 +64,9 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
     let s = &service;
     if s.is_kv() && !matches!(cli.command, Command::New { .. }) {
         return kv::run(s, cli.command, out);
+    }
+    if s.is_spanner() && !matches!(cli.command, Command::New { .. }) {
+        return spanner::run(s, cli.command, out);
     }
     if out.verbose && !matches!(cli.command, Command::New { .. } | Command::Backups { .. }) {
         // What the folder holds that is not a migration (read once more, only with -v).

@@ -13,6 +13,9 @@ pub enum Error {
     /// A key-value store or its records (see [`instar_kv::Error`]).
     #[error(transparent)]
     Kv(instar_kv::Error),
+    /// A Cloud Spanner database (see [`instar_spanner::Error`]).
+    #[error(transparent)]
+    Spanner(instar_spanner::Error),
 }
 
 impl From<instar_core::Error> for Error {
@@ -26,7 +29,7 @@ impl Error {
     pub fn as_db(&self) -> Option<&instar_db::Error> {
         match self {
             Error::Db(e) => Some(e),
-            Error::Config(_) | Error::Kv(_) => None,
+            Error::Config(_) | Error::Kv(_) | Error::Spanner(_) => None,
         }
     }
 }

@@ -19,6 +19,7 @@
 #![allow(clippy::result_large_err)]
 
 mod audit;
+mod cloud_spanner;
 mod compat;
 mod copy;
 mod documents;
@@ -37,6 +38,7 @@ mod status;
 mod unlock;
 
 pub use audit::{AuditOptions, AuditReport};
+pub use cloud_spanner::SpannerRunOptions;
 pub use compat::{CompatCheck, CompatMatrix, CompatRow};
 pub use copy::CopyReport;
 pub use documents::{Documents, MoveOptions, MoveReport};
@@ -58,3 +60,4 @@ pub use unlock::Unlocked;
 pub use instar_core as core;
 pub use instar_db as db;
 pub use instar_kv as kv;
+pub use instar_spanner as spanner;

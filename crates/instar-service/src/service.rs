@@ -21,7 +21,7 @@ use crate::{Error, Settings};
 #[derive(Clone)]
 pub struct Service {
     settings: Arc<Settings>,
-    source: Arc<dyn MigrationSource>,
+    pub(crate) source: Arc<dyn MigrationSource>,
     /// The WebAssembly host, started the first time a lens has a `wasm` stage.
     wasm: Arc<std::sync::OnceLock<Result<Arc<instar_wasm::Host>, String>>>,
 }

@@ -68,5 +68,6 @@ mod retries;
 mod schemas;
 mod secrets;
 mod serve;
+mod spanner;
 mod squash;
 mod wasm;
