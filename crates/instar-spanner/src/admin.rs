@@ -11,6 +11,11 @@ use crate::Error;
 /// Creates the URL's instance (on the emulator: `emulator-config`) unless it
 /// exists, then its database unless it exists.
 pub fn create_database(url: &SpannerUrl) -> Result<(), Error> {
+    create(url, "GOOGLE_STANDARD_SQL")
+}
+
+/// As [`create_database`], of the given dialect (`GOOGLE_STANDARD_SQL` or `POSTGRESQL`).
+pub fn create(url: &SpannerUrl, dialect: &str) -> Result<(), Error> {
     let client = Client::new(url);
     let (project, instance_id) = url
         .instance()
@@ -38,7 +43,14 @@ pub fn create_database(url: &SpannerUrl) -> Result<(), Error> {
     let made = client.call(
         "POST",
         &format!("{}/databases", url.instance()),
-        Some(json!({ "createStatement": format!("CREATE DATABASE `{}`", url.database_id()) })),
+        Some(json!({
+            "createStatement": if dialect == "POSTGRESQL" {
+                format!("CREATE DATABASE \"{}\"", url.database_id())
+            } else {
+                format!("CREATE DATABASE `{}`", url.database_id())
+            },
+            "databaseDialect": dialect,
+        })),
     );
     match made {
         Ok(v) => wait(&client, &v),

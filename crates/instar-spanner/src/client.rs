@@ -161,11 +161,23 @@ impl Client {
 
     /// A new session on the database.
     pub fn session(&self) -> Result<Session, Error> {
-        let v = self.call(
+        let v = match self.call(
             "POST",
             &format!("{}/sessions", self.url.database),
             Some(json!({})),
-        )?;
+        ) {
+            // The emulator answers INTERNAL ("failed to marshal error
+            // message") where Spanner says NOT_FOUND: ask for the database.
+            Err(e @ Error::Api { .. }) if self.call("GET", &self.url.database, None).is_err() => {
+                return Err(Error::Url(format!(
+                    "the Spanner database {} does not exist ({e}): create it first (gcloud spanner databases create {} --instance {})",
+                    self.url.database,
+                    self.url.database_id(),
+                    self.url.instance().rsplit('/').next().unwrap_or("")
+                )))
+            }
+            other => other?,
+        };
         let name = v["name"]
             .as_str()
             .ok_or_else(|| Error::Api {
@@ -275,6 +287,22 @@ impl Session {
     fn post(&self, verb: &str, body: Value) -> Result<Value, Error> {
         self.client
             .call("POST", &format!("{}:{verb}", self.name), Some(body))
+    }
+
+    /// Refuses a database of the PostgreSQL dialect: Instar's own tables and
+    /// statements on Spanner are GoogleSQL.
+    pub fn check_dialect(&self) -> Result<(), Error> {
+        let rows = self.query(
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'pg_catalog'",
+            &[],
+        )?;
+        if rows.first().and_then(|r| r.first()).and_then(Value::as_str) != Some("0") {
+            return Err(Error::Url(format!(
+                "{} is a PostgreSQL-dialect Spanner database: Instar runs GoogleSQL-dialect databases only (its history, lease and checkpoint tables and its statements are GoogleSQL)",
+                self.client.url.database
+            )));
+        }
+        Ok(())
     }
 
     /// Rows of a read-only query at a strong timestamp (values as Spanner's

@@ -55,6 +55,7 @@ pub fn existing(session: &Session) -> Result<Vec<String>, Error> {
 /// Creates the tables that are missing (one schema change). Another runner
 /// creating them at the same moment is not an error.
 pub fn ensure(client: &Client, session: &Session) -> Result<(), Error> {
+    session.check_dialect()?;
     let have = existing(session)?;
     let missing: Vec<String> = [
         (HISTORY, HISTORY_DDL),
@@ -108,6 +109,7 @@ const COLUMNS: &str = "id, version, name, event, direction, kind, checksum, sche
 
 /// The history, in order, with the operation each row waits on (by row id).
 pub fn read(session: &Session) -> Result<(Vec<HistoryRow>, BTreeMap<i64, String>), Error> {
+    session.check_dialect()?;
     if !existing(session)?.iter().any(|t| t == HISTORY) {
         return Ok((Vec::new(), BTreeMap::new()));
     }

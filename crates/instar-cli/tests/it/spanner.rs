@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use instar_spanner::client::{Client, Param};
+use instar_spanner::client::Client;
 use instar_spanner::SpannerUrl;
 use serde_json::Value;
 
@@ -68,9 +68,13 @@ impl Sp {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_at(&self.url, args)
+    }
+
+    fn cmd_at(&self, url: &str, args: &[&str]) -> Command {
         let mut c = Command::new(assert_cmd::cargo::cargo_bin("instar"));
         c.current_dir(self.dir.path())
-            .args(["--database", &self.url, "--migrations"])
+            .args(["--database", url, "--migrations"])
             .arg(self.migrations())
             .args(args)
             .env_remove("DATABASE_URL")
@@ -617,5 +621,40 @@ fn scripts_spanner_cannot_run_are_refused_with_their_line() {
         "{}",
         text(&o.stderr)
     );
-    let _ = Param::Int(0);
+}
+
+#[test]
+fn a_postgresql_dialect_database_or_a_missing_one_is_refused() {
+    let Some(sp) = spanner("a_postgresql_dialect_database_or_a_missing_one_is_refused") else {
+        return;
+    };
+    migration(
+        &sp.migrations(),
+        "0001_t",
+        "CREATE TABLE t (id bigint PRIMARY KEY);\n",
+        None,
+    );
+    let pg = SpannerUrl::parse(&format!("{}pg", sp.url)).unwrap();
+    instar_spanner::admin::create(&pg, "POSTGRESQL").unwrap();
+    let o = sp
+        .cmd_at(&format!("{}pg", sp.url), &["up"])
+        .output()
+        .unwrap();
+    let _ = instar_spanner::admin::drop_database(&pg);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("PostgreSQL-dialect"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = sp
+        .cmd_at(&format!("{}nope", sp.url), &["status"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("does not exist ("),
+        "{}",
+        text(&o.stderr)
+    );
 }
