@@ -113,6 +113,14 @@ pub struct RunArgs {
     /// Data migrations: walk the key range in N slices at once (PostgreSQL, MySQL).
     #[arg(long, default_value_t = 1)]
     pub parallel: usize,
+    /// Data migrations: split the key range into N slices (at least --parallel) that
+    /// workers in other processes (`instar up --worker`) claim and walk too.
+    #[arg(long)]
+    pub slices: Option<usize>,
+    /// Join the data migration another `instar up` is walking: claim and walk its free
+    /// slices (--parallel at once), then leave; that run records the migration.
+    #[arg(long, conflicts_with_all = ["dry_run", "single_transaction", "slices"])]
+    pub worker: bool,
     /// Run even though another tool's history table (diesel, sqlx, Flyway …) has
     /// rows and Instar's has none (default: refused; `instar adopt` records them).
     #[arg(long)]

@@ -395,6 +395,7 @@ fn request(target: Target, args: &RunArgs) -> Result<RunRequest> {
             })
             .transpose()?,
         parallel: args.parallel.max(1),
+        slices: args.slices,
         ignore_other_history: args.ignore_other_history,
         ..RunRequest::new(target)
     })
@@ -508,6 +509,9 @@ async fn execute(service: &Service, target: Target, args: &RunArgs, out: &mut Ou
     if args.dry_run {
         return plan(service, req, out).await;
     }
+    if args.worker {
+        return worker(service, &req, out).await;
+    }
     let handle = service.start(req);
     let mut events = handle.subscribe();
     let cancel = handle.cancel_token();
@@ -537,6 +541,55 @@ async fn execute(service: &Service, target: Target, args: &RunArgs, out: &mut Ou
         out.line("nothing to do: the database is up to date");
     }
     out.json(&serde_json::json!({ "result": report }));
+    Ok(0)
+}
+
+/// Renders a worker's events as they come (a worker has no run of its own).
+struct WorkerSink<'o> {
+    out: &'o mut Out,
+    run_id: String,
+    seq: u64,
+}
+
+impl instar_core::event::EventSink for WorkerSink<'_> {
+    fn event(&mut self, event: &instar_core::event::Event) {
+        self.seq += 1;
+        self.out.stamped(&instar_core::event::Stamped {
+            run_id: self.run_id.clone(),
+            seq: self.seq,
+            at: instar_core::time::now_rfc3339(),
+            event: event.clone(),
+        });
+    }
+}
+
+/// `instar up --worker`: joins the data migration another run is walking.
+async fn worker(service: &Service, req: &RunRequest, out: &mut Out) -> Result<i32> {
+    if !matches!(req.target, Target::Up { to: None }) {
+        bail!("--worker joins the data migration in progress: it takes no --to");
+    }
+    let cancel = instar_db::CancelToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: stopping at the next batch checkpoint…");
+            stop.cancel();
+        }
+    });
+    let mut sink = WorkerSink {
+        out,
+        run_id: instar_db::new_run_id(),
+        seq: 0,
+    };
+    let joined = service.join(req, cancel, &mut sink).await?;
+    match (&joined.version, &joined.reason) {
+        (Some(v), _) => out.line(format!(
+            "worker done: walked what it could claim of {v}; the run that started it records it applied"
+        )),
+        (None, Some(why)) => out.line(format!("nothing to join: {why}")),
+        (None, None) => {}
+    }
+    out.json(&serde_json::json!({ "result": joined }));
     Ok(0)
 }
 

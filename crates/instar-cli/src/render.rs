@@ -202,6 +202,21 @@ impl EventSink for Out {
                     );
                 }
             }
+            Event::SlicesWaiting {
+                version,
+                rows_done,
+                rows_total,
+                held_by,
+            } => match &self.spinner {
+                Some(b) => {
+                    b.set_position(*rows_done);
+                    b.set_message(format!("waiting for {} slice(s) other workers hold", held_by.len()));
+                }
+                None => println!(
+                    "{version}: {rows_done} of {rows_total} rows; waiting for slices other workers hold ({})",
+                    held_by.join(", ")
+                ),
+            },
             Event::DataPaused {
                 version,
                 rows_done,

@@ -91,6 +91,17 @@ pub enum Event {
         /// The last key done, as JSON.
         last_key: String,
     },
+    /// The run's owner waits for slices other processes (workers) are walking.
+    SlicesWaiting {
+        /// Version text.
+        version: String,
+        /// Rows done so far, by every process.
+        rows_done: u64,
+        /// Rows in the key range.
+        rows_total: u64,
+        /// `slice N: holder` of each slice held elsewhere.
+        held_by: Vec<String>,
+    },
     /// A data migration stopped at a checkpoint because the time budget was spent.
     DataPaused {
         /// Version text.

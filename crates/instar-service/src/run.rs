@@ -32,6 +32,9 @@ pub struct RunRequest {
     pub max_duration: Option<Duration>,
     /// Data migrations: walk the key range in this many slices at once.
     pub parallel: usize,
+    /// Data migrations: split a new run's key range into this many slices (at
+    /// least `parallel`) for workers in other processes to claim.
+    pub slices: Option<usize>,
     /// Run even though another tool's history has rows and Instar's has none.
     pub ignore_other_history: bool,
     /// Report every statement as it is sent, not only each migration's first.
@@ -55,6 +58,7 @@ impl RunRequest {
             restore_on_failure: None,
             max_duration: None,
             parallel: 1,
+            slices: None,
             ignore_other_history: false,
             every_statement: false,
         }

@@ -273,6 +273,8 @@ impl Service {
             restore_on_failure: req.restore_on_failure.unwrap_or(s.restore_on_failure),
             max_duration: req.max_duration,
             parallel: req.parallel.max(1),
+            slices: req.slices,
+            worker: false,
             cancel: CancelToken::new(),
             ignore_other_history: req.ignore_other_history,
             every_statement: req.every_statement,
@@ -290,6 +292,29 @@ impl Service {
             Ok(runner::preview(db, &source, req.target.clone(), &opts).await?)
         })
         .await
+    }
+
+    /// Joins the data migration another process's run is walking (`instar up
+    /// --worker`): waits up to the lock timeout for one, walks the slices it
+    /// can claim (`req.parallel` at once), and leaves; the run's owner records
+    /// the migration. Refused when the files disagree with the history or the
+    /// run's script.
+    pub async fn join(
+        &self,
+        req: &RunRequest,
+        cancel: CancelToken,
+        sink: &mut dyn EventSink,
+    ) -> Result<runner::Joined, Error> {
+        let source = self.load()?;
+        let mut opts = self.run_options(req);
+        opts.cancel = cancel;
+        opts.collections = self.doc_collections(&source)?;
+        let mut db = self.connect().await?;
+        let r = runner::join(&mut db, &source, &opts, sink).await;
+        let closed = db.close().await;
+        let joined = r?;
+        closed?;
+        Ok(joined)
     }
 
     /// Runs `req` here, reporting events to `sink`; its history rows carry `run_id`.

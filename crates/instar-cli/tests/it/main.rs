@@ -71,3 +71,4 @@ mod serve;
 mod spanner;
 mod squash;
 mod wasm;
+mod workers;

@@ -254,7 +254,7 @@ impl<'a> Mover<'a> {
         dry: bool,
     ) -> Result<(u64, u64), Error> {
         control(&mut db.conn, db.engine.begin()).await?;
-        if let Err(e) = db.fence().await {
+        if let Err(e) = job.fence(db, cp.slice).await {
             let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
             return Err(e);
         }

@@ -18,8 +18,10 @@
 
 mod backfill;
 mod checkpoint;
+pub mod claims;
 mod documents;
 mod keys;
+mod lanes;
 mod walk;
 
 pub use backfill::{backfill, forget_backfill, Backfill};
@@ -39,7 +41,7 @@ pub use checkpoint::{
     checkpoints, estimated_rows, key_is_declared_unique, skipped_rows, Checkpoint, LARGE_TABLE,
 };
 use keys::{bind_key, fetch_key, Shape};
-use walk::{walk_slice, Job, Shared, SliceEnd};
+use walk::{Job, Shared};
 
 use crate::db::control;
 use crate::error::db_message;
@@ -52,6 +54,8 @@ pub(crate) enum Outcome {
     Done,
     /// The time budget was spent; the run stopped at a checkpoint.
     Paused,
+    /// A worker walked what it could claim; the run's owner records the migration.
+    Joined,
 }
 
 /// What a dry run of a data migration found: the first batch, run and rolled back.
@@ -250,6 +254,7 @@ pub async fn estimate(
                 names: &names,
                 row_id: 0,
                 docs: Some(mv),
+                claims: None,
             };
             let cp = Checkpoint::default();
             mv.batch(db, &job, None, &end, &cp, true)
@@ -329,9 +334,23 @@ async fn walk_all(
         None => statement_of(m, step.direction),
     };
     let shape = shape(db, step, cfg, statement).await?;
+    let role = if opts.worker {
+        claims::Role::Worker
+    } else {
+        claims::Role::Owner
+    };
     let (row_id, cps) = match step.resume_row {
         Some(row_id) => (row_id, checkpoint::resume(db, m, step, &n).await?),
-        None => checkpoint::begin(db, m, step, cfg, &shape, &n, (parallel, record)).await?,
+        None if role == claims::Role::Worker => {
+            return Err(Error::DataHalted {
+                version: step.version.clone(),
+                reason: "no run of it is in progress to join".into(),
+            })
+        }
+        None => {
+            let slices = opts.slices.unwrap_or(parallel).max(parallel).max(1);
+            checkpoint::begin(db, m, step, cfg, &shape, &n, (slices, record)).await?
+        }
     };
     let t0 = Instant::now();
     let shared = Shared::new(sink, &step.version, &cps, opts);
@@ -340,6 +359,8 @@ async fn walk_all(
         rows_total: shared.rows_total as u64,
         rows_done: shared.rows_done() as u64,
     });
+    let claims = claims::Claims::new(db, role);
+    claims.ensure(db).await?;
     let job = Job {
         m,
         step,
@@ -348,44 +369,34 @@ async fn walk_all(
         names: &n,
         row_id,
         docs: mover.as_ref(),
+        claims: Some(&claims),
     };
     let slices = cps.len();
-    let mut others = Vec::with_capacity(slices.saturating_sub(1));
-    for _ in 1..slices {
-        others.push(db.open_another().await?);
-    }
-    let results = {
-        let mut conns: Vec<&mut Db> = std::iter::once(&mut *db).chain(others.iter_mut()).collect();
-        let futures = conns
-            .iter_mut()
-            .zip(cps)
-            .map(|(d, cp)| walk_slice(d, &job, cp, &shared));
-        futures_util::future::join_all(futures).await
+    let cps = match lanes::walk(db, &job, &shared, parallel.clamp(1, slices.max(1)), &n).await? {
+        lanes::End::Done(cps) => cps,
+        lanes::End::OthersHold => return Ok(Outcome::Joined),
+        lanes::End::Stopped => {
+            shared.event(&Event::DataPaused {
+                version: step.version.clone(),
+                rows_done: shared.rows_done() as u64,
+                rows_total: shared.rows_total as u64,
+            });
+            return Ok(Outcome::Paused);
+        }
     };
-    for o in others {
-        o.close().await?;
-    }
-    let mut ends = Vec::with_capacity(slices);
-    for r in results {
-        ends.push(r?);
-    }
-    if ends.iter().any(|(end, _)| *end == SliceEnd::Stopped) {
-        shared.event(&Event::DataPaused {
-            version: step.version.clone(),
-            rows_done: shared.rows_done() as u64,
-            rows_total: shared.rows_total as u64,
-        });
-        return Ok(Outcome::Paused);
+    if role == claims::Role::Worker {
+        // The run's owner records it (or the next `instar up`, if the owner died).
+        return Ok(Outcome::Joined);
     }
     let totals = checkpoint::Totals {
         table: shape.table.clone(),
         rows_total: shared.rows_total,
-        rows_done: shared.rows_done(),
-        batches: shared.batches(),
-        errors: ends.iter().map(|(_, c)| c.errors).sum(),
-        elapsed_ms: ends
+        rows_done: cps.iter().map(|c| c.rows_done).sum(),
+        batches: cps.iter().map(|c| c.batches).sum(),
+        errors: cps.iter().map(|c| c.errors).sum(),
+        elapsed_ms: cps
             .iter()
-            .map(|(_, c)| c.elapsed_ms)
+            .map(|c| c.elapsed_ms)
             .max()
             .unwrap_or(0)
             .max(t0.elapsed().as_millis() as i64),
@@ -393,6 +404,9 @@ async fn walk_all(
         exact_count: cfg.exact_count,
     };
     checkpoint::finish(db, m, step, &n, row_id, &totals, record).await?;
+    claims
+        .clear(db, &step.version, step.direction.as_str())
+        .await?;
     shared.event(&Event::MigrationFinished {
         version: step.version.clone(),
         direction: step.direction,
@@ -530,6 +544,7 @@ pub async fn move_documents(
     unlocked?;
     Ok(match end {
         Outcome::Done => MoveEnd::Done,
-        Outcome::Paused => MoveEnd::Paused,
+        // A move is never a worker's.
+        Outcome::Paused | Outcome::Joined => MoveEnd::Paused,
     })
 }

@@ -70,8 +70,14 @@ impl<'s> Shared<'s> {
         self.rows_done.load(Ordering::SeqCst)
     }
 
-    pub(super) fn batches(&self) -> i64 {
-        self.batches.load(Ordering::SeqCst)
+    /// Progress read from the checkpoints (other processes' slices too).
+    pub(super) fn observe(&self, rows_done: i64) {
+        self.rows_done.fetch_max(rows_done, Ordering::SeqCst);
+    }
+
+    /// Whether the run should stop waiting for other workers.
+    pub(super) fn should_stop(&self) -> bool {
+        self.stopping() || self.out_of_time()
     }
 
     fn out_of_time(&self) -> bool {
@@ -125,9 +131,24 @@ pub(super) struct Job<'a> {
     pub(super) row_id: i64,
     /// A documents migration's mover (`None`: the statement of a data migration).
     pub(super) docs: Option<&'a super::documents::Mover<'a>>,
+    /// This process's claims on the run's slices (none for a dry run).
+    pub(super) claims: Option<&'a super::claims::Claims>,
 }
 
 impl Job<'_> {
+    /// In a batch's open transaction: renews the run lock's lease (if any) and
+    /// this process's claim on the slice, failing when either is lost.
+    pub(super) async fn fence(&self, db: &mut Db, slice: i64) -> Result<(), Error> {
+        db.fence().await?;
+        match self.claims {
+            Some(c) => {
+                c.fence(db, &self.step.version, self.step.direction.as_str(), slice)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Records on the run's `start` row (a standalone move has none) that the
     /// batch after `last` up to `end` failed with `message`.
     pub(super) async fn record_failure(
@@ -331,7 +352,7 @@ async fn run_batch(
         .replace(BATCH_PLACEHOLDER, &s.range(last.is_some(), &mut k));
     let advance = advance_sql(db, job.names);
     control(&mut db.conn, begin).await?;
-    if let Err(e) = db.fence().await {
+    if let Err(e) = job.fence(db, cp.slice).await {
         let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
         // A lost lease fails; the fence's own serialization failure retries.
         return Err(if may_retry {
@@ -433,7 +454,7 @@ async fn row_by_row(
     let begin = db.engine.begin();
     for key in &keys {
         control(&mut db.conn, begin).await?;
-        if let Err(e) = db.fence().await {
+        if let Err(e) = job.fence(db, cp.slice).await {
             let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
             return Err(e);
         }
@@ -459,7 +480,7 @@ async fn row_by_row(
             }
         }
     }
-    db.fence().await?;
+    job.fence(db, cp.slice).await?;
     // The rows above committed one by one; the checkpoint moves past the batch now.
     // A crash in between redoes this batch's rows, which the statement must tolerate
     // (the row-by-row path is only taken for a batch that already failed once).

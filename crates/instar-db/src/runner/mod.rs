@@ -23,10 +23,12 @@ use crate::{CancelToken, Db, Error};
 
 mod admin;
 mod batch;
+mod join;
 pub(crate) mod step;
 mod stepwise;
 
 pub use admin::{baseline, repair, RepairOptions};
+pub use join::{join, Joined};
 pub use step::operator;
 pub(crate) use step::{new_row, short as short_statement};
 use step::{record_failure, run_in_transaction};
@@ -56,6 +58,13 @@ pub struct RunOptions {
     pub max_duration: Option<Duration>,
     /// Data migrations: walk the key range in this many slices at once (PostgreSQL, MySQL).
     pub parallel: usize,
+    /// Data migrations: split a new run's key range into this many slices
+    /// (at least `parallel`), so that workers in other processes can claim
+    /// the slices this one is not walking.
+    pub slices: Option<usize>,
+    /// Join the data migration another process's run is walking
+    /// (`instar up --worker`): claim and walk slices, record nothing else.
+    pub worker: bool,
     /// Stops the run at its next safe point when cancelled.
     pub cancel: CancelToken,
     /// Run even though another tool's history table has rows and Instar's has none.
@@ -78,6 +87,8 @@ impl Default for RunOptions {
             restore_on_failure: false,
             max_duration: None,
             parallel: 1,
+            slices: None,
+            worker: false,
             cancel: CancelToken::default(),
             ignore_other_history: false,
             every_statement: false,
@@ -681,7 +692,7 @@ async fn run_each(
         } else if batched(m) {
             match crate::data::run(db, m, step, opts, sink).await {
                 Ok(crate::data::Outcome::Done) => Ok(true),
-                Ok(crate::data::Outcome::Paused) => {
+                Ok(crate::data::Outcome::Paused | crate::data::Outcome::Joined) => {
                     report.paused = Some(step.version.clone());
                     report.cancelled = opts.cancel.is_cancelled();
                     return Ok(());
