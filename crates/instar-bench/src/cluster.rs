@@ -3,7 +3,9 @@
 //!   advisory lock and with the lease, on PostgreSQL and MariaDB, alternated;
 //! - N small migrations (`CREATE TABLE` + one row) applied by `instar up`
 //!   on one node of a Galera cluster (`scripts/galera.sh start`) next to one
-//!   MariaDB server, each next to the same SQL through one `mariadb` client run.
+//!   MariaDB server, each next to the same SQL through one `mariadb` client run;
+//! - a data migration over `--rows` rows walked by 1, 2 and 3 processes
+//!   (`up --slices 6`, `up --worker`) next to one `UPDATE` (see `workers.rs`).
 
 use std::path::Path;
 use std::process::Command;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::{header, migration_sql, row, run, Args};
 
 /// A fresh database `name` on the server of `base` (`mysql://` or `postgres://`); its URL.
-fn fresh(base: &str, name: &str) -> String {
+pub(crate) fn fresh(base: &str, name: &str) -> String {
     let mut u = url::Url::parse(base).expect("URL");
     if base.starts_with("postgres") {
         crate::psql(base, &format!("DROP DATABASE IF EXISTS {name}"));
@@ -149,5 +151,8 @@ pub(crate) fn bench(a: &Args, instar: &Path) {
     match &a.galera {
         Some(g) => many(a, instar, g, "Galera node (3 nodes)"),
         None => println!("Galera skipped: --galera URL (scripts/galera.sh start prints them)"),
+    }
+    if let Some(pg) = &a.postgres {
+        crate::workers::bench(a, instar, pg);
     }
 }

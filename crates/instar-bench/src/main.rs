@@ -35,6 +35,7 @@ mod lens;
 mod online;
 mod serve;
 mod wasm;
+mod workers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

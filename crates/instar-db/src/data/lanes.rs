@@ -128,6 +128,9 @@ async fn passes(
         if stopped {
             return Ok(End::Stopped);
         }
+        // A slice another process claimed between the read and the claim is
+        // looked at again after a pause, not in a busy loop.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -155,7 +158,9 @@ async fn lane(
         let Some(c) = next else {
             return Ok(SliceEnd::Done);
         };
-        if shared.should_stop() {
+        // Not the time budget: a slice walks at least one batch per run, so a
+        // tiny budget still makes progress.
+        if shared.stopping() {
             return Ok(SliceEnd::Stopped);
         }
         let slice = c.slice;

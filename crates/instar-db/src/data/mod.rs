@@ -339,6 +339,8 @@ async fn walk_all(
     } else {
         claims::Role::Owner
     };
+    let claims = claims::Claims::new(db, role);
+    claims.ensure(db).await?;
     let (row_id, cps) = match step.resume_row {
         Some(row_id) => (row_id, checkpoint::resume(db, m, step, &n).await?),
         None if role == claims::Role::Worker => {
@@ -348,6 +350,10 @@ async fn walk_all(
             })
         }
         None => {
+            // Claims an earlier run left (one started over by `repair`) go.
+            claims
+                .clear(db, &step.version, step.direction.as_str())
+                .await?;
             let slices = opts.slices.unwrap_or(parallel).max(parallel).max(1);
             checkpoint::begin(db, m, step, cfg, &shape, &n, (slices, record)).await?
         }
@@ -359,8 +365,6 @@ async fn walk_all(
         rows_total: shared.rows_total as u64,
         rows_done: shared.rows_done() as u64,
     });
-    let claims = claims::Claims::new(db, role);
-    claims.ensure(db).await?;
     let job = Job {
         m,
         step,

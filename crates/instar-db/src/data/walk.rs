@@ -85,7 +85,7 @@ impl<'s> Shared<'s> {
     }
 
     /// Whether slices should stop at their next checkpoint.
-    fn stopping(&self) -> bool {
+    pub(super) fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst) || self.cancel.is_cancelled()
     }
 
