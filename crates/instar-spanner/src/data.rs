@@ -241,16 +241,7 @@ pub(crate) fn run(ctx: &mut Ctx, m: &Migration, direction: Direction) -> Result<
             m.name
         ))
     })?;
-    let script = match direction {
-        Direction::Up => &m.up,
-        Direction::Down => m.down.as_ref().ok_or_else(|| {
-            Error::Run(format!(
-                "{} {} has no down script",
-                m.version.as_str(),
-                m.name
-            ))
-        })?,
-    };
+    let script = crate::run::script_of(m, direction)?;
     let key = match &cfg.key {
         KeyColumns::One(k) => k.clone(),
         KeyColumns::Many(_) => {

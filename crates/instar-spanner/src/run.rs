@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use instar_core::checksum::statement_hash;
 use instar_core::history::{derive, Direction, EventKind, HistoryRow, State};
 use instar_core::plan::{plan, PlanOptions, Step, Target};
-use instar_core::source::Migration;
+use instar_core::source::{Migration, Script};
 use instar_db::lease::LockStrategy;
 use serde::Serialize;
 
@@ -293,6 +293,20 @@ pub(crate) fn row(ctx: &Ctx, m: &Migration, event: EventKind, direction: Directi
     r
 }
 
+/// The script a direction runs.
+pub(crate) fn script_of(m: &Migration, direction: Direction) -> Result<&Script, Error> {
+    match direction {
+        Direction::Up => Ok(&m.up),
+        Direction::Down => m.down.as_ref().ok_or_else(|| {
+            Error::Run(format!(
+                "{} {} has no down script",
+                m.version.as_str(),
+                m.name
+            ))
+        }),
+    }
+}
+
 /// Records the migration finished (`apply` or `revert`), fenced.
 pub(crate) fn finish(
     ctx: &Ctx,
@@ -321,16 +335,7 @@ fn apply_script(
     resumed_op: Option<String>,
 ) -> Result<usize, Error> {
     let t0 = Instant::now();
-    let script = match step.direction {
-        Direction::Up => &m.up,
-        Direction::Down => m.down.as_ref().ok_or_else(|| {
-            Error::Run(format!(
-                "{} {} has no down script",
-                m.version.as_str(),
-                m.name
-            ))
-        })?,
-    };
+    let script = script_of(m, step.direction)?;
     let stmts = statements(&script.sql, &script.path)?;
     let groups = groups(&stmts, &script.path)?;
     let mut r = row(ctx, m, EventKind::Start, step.direction);

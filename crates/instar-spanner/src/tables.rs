@@ -168,30 +168,7 @@ pub fn new_row(
     direction: Direction,
     kind: &str,
 ) -> HistoryRow {
-    HistoryRow {
-        id: 0,
-        version: version.into(),
-        name: name.into(),
-        event,
-        direction,
-        kind: kind.into(),
-        checksum: None,
-        schema_version: None,
-        started_at: instar_core::time::now_rfc3339(),
-        finished_at: None,
-        duration_ms: None,
-        statements_applied: 0,
-        statements_total: 0,
-        statement_hashes: None,
-        rows_affected: None,
-        error: None,
-        failed_statement: None,
-        operator: instar_db::runner::operator(),
-        run_id: None,
-        in_flight: None,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        note: None,
-    }
+    instar_db::runner::blank_row(version.into(), name.into(), event, direction, kind)
 }
 
 /// Appends a row (its id is the next one); returns the id.

@@ -12,7 +12,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::keys::{bind_key, fetch_key, key_json, Shape};
-use crate::db::control;
 use crate::engine::{marks, table_ddl, Col};
 use crate::error::db_message;
 use crate::{Db, Error};
@@ -472,7 +471,7 @@ pub(super) async fn begin(
     cfg: &DataConfig,
     s: &Shape<'_>,
     n: &Names,
-    (slices, record): (usize, super::Record),
+    (slices, record, sink): (usize, super::Record, &mut dyn instar_core::event::EventSink),
 ) -> Result<(i64, Vec<Checkpoint>), Error> {
     let (upper, total) = preflight(db, m, step, cfg, s).await?;
     let ranges = match &upper {
@@ -507,38 +506,39 @@ pub(super) async fn begin(
     // The start row, the removal of a run's stale checkpoints (after `instar
     // repair`) and every slice's checkpoint commit together: a crash between
     // them would leave key ranges no resume ever walks.
-    control(&mut db.conn, db.engine.begin()).await?;
-    let written = async {
-        let row_id = match record {
-            super::Record::History => {
-                let (h, conn) = db.parts();
-                h.insert(conn, &row).await?
+    let what = format!("the start of data migration {}", step.version);
+    let mut attempt = 0;
+    let row_id = loop {
+        attempt += 1;
+        crate::db::control(&mut db.conn, db.engine.begin()).await?;
+        let written = async {
+            let row_id = match record {
+                super::Record::History => {
+                    let (h, conn) = db.parts();
+                    h.insert(conn, &row).await?
+                }
+                super::Record::CheckpointsOnly => 0,
+            };
+            let stale = delete_sql(db, n);
+            crate::conn::query(&stale)
+                .bind(step.version.clone())
+                .bind(step.direction.as_str())
+                .execute(&mut db.conn)
+                .await
+                .map_err(|e| Error::query("clearing a stale checkpoint", e))?;
+            for cp in &cps {
+                insert(db, n, cp).await?;
             }
-            super::Record::CheckpointsOnly => 0,
-        };
-        let stale = delete_sql(db, n);
-        crate::conn::query(&stale)
-            .bind(step.version.clone())
-            .bind(step.direction.as_str())
-            .execute(&mut db.conn)
-            .await
-            .map_err(|e| Error::query("clearing a stale checkpoint", e))?;
-        for cp in &cps {
-            insert(db, n, cp).await?;
+            Ok::<i64, Error>(row_id)
         }
-        Ok::<i64, Error>(row_id)
-    }
-    .await;
-    match written {
-        Ok(row_id) => {
-            control(&mut db.conn, "COMMIT").await?;
-            Ok((row_id, cps))
+        .await;
+        let r = crate::retry::end(db, written).await;
+        match crate::retry::again(&r, attempt, &what, sink) {
+            Some(pause) => tokio::time::sleep(pause).await,
+            None => break r?,
         }
-        Err(e) => {
-            let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
-            Err(e)
-        }
-    }
+    };
+    Ok((row_id, cps))
 }
 
 async fn insert(db: &mut Db, n: &Names, cp: &Checkpoint) -> Result<(), Error> {
@@ -610,7 +610,7 @@ pub(super) async fn finish(
     n: &Names,
     row_id: i64,
     t: &Totals,
-    record: super::Record,
+    (record, sink): (super::Record, &mut dyn instar_core::event::EventSink),
 ) -> Result<(), Error> {
     if step.direction == Direction::Up {
         for check in &m.meta.checks.after {
@@ -675,27 +675,30 @@ pub(super) async fn finish(
             String::new()
         }
     ));
-    control(&mut db.conn, db.engine.begin()).await?;
     let del = delete_sql(db, n);
-    let r = async {
-        let (h, conn) = db.parts();
-        if record == super::Record::History {
-            h.insert(conn, &row).await?;
+    let what = format!("recording data migration {} done", step.version);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        crate::db::control(&mut db.conn, db.engine.begin()).await?;
+        let written = async {
+            let (h, conn) = db.parts();
+            if record == super::Record::History {
+                h.insert(conn, &row).await?;
+            }
+            crate::conn::query(&del)
+                .bind(step.version.clone())
+                .bind(step.direction.as_str())
+                .execute(conn)
+                .await
+                .map_err(|e| Error::query("removing the checkpoint", e))?;
+            Ok::<(), Error>(())
         }
-        crate::conn::query(&del)
-            .bind(step.version.clone())
-            .bind(step.direction.as_str())
-            .execute(conn)
-            .await
-            .map_err(|e| Error::query("removing the checkpoint", e))?;
-        Ok::<(), Error>(())
-    }
-    .await;
-    match r {
-        Ok(()) => control(&mut db.conn, "COMMIT").await,
-        Err(e) => {
-            let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
-            Err(e)
+        .await;
+        let r = crate::retry::end(db, written).await;
+        match crate::retry::again(&r, attempt, &what, sink) {
+            Some(pause) => tokio::time::sleep(pause).await,
+            None => return r,
         }
     }
 }

@@ -340,7 +340,6 @@ async fn walk_all(
         claims::Role::Owner
     };
     let claims = claims::Claims::new(db, role);
-    claims.ensure(db).await?;
     let (row_id, cps) = match step.resume_row {
         Some(row_id) => (row_id, checkpoint::resume(db, m, step, &n).await?),
         None if role == claims::Role::Worker => {
@@ -350,14 +349,20 @@ async fn walk_all(
             })
         }
         None => {
-            // Claims an earlier run left (one started over by `repair`) go.
+            let slices = opts.slices.unwrap_or(parallel).max(parallel).max(1);
+            let begun =
+                checkpoint::begin(db, m, step, cfg, &shape, &n, (slices, record, &mut *sink))
+                    .await?;
+            // Past every check: Instar's claims table now, and no claim an
+            // earlier run left (one started over by `repair`).
+            claims.ensure(db).await?;
             claims
                 .clear(db, &step.version, step.direction.as_str())
                 .await?;
-            let slices = opts.slices.unwrap_or(parallel).max(parallel).max(1);
-            checkpoint::begin(db, m, step, cfg, &shape, &n, (slices, record)).await?
+            begun
         }
     };
+    claims.ensure(db).await?;
     let t0 = Instant::now();
     let shared = Shared::new(sink, &step.version, &cps, opts);
     shared.event(&Event::DataStarted {
@@ -407,7 +412,16 @@ async fn walk_all(
         slices,
         exact_count: cfg.exact_count,
     };
-    checkpoint::finish(db, m, step, &n, row_id, &totals, record).await?;
+    checkpoint::finish(
+        db,
+        m,
+        step,
+        &n,
+        row_id,
+        &totals,
+        (record, &mut Forward(&shared)),
+    )
+    .await?;
     claims
         .clear(db, &step.version, step.direction.as_str())
         .await?;
@@ -418,6 +432,15 @@ async fn walk_all(
         rows_affected: totals.rows_done as u64,
     });
     Ok(Outcome::Done)
+}
+
+/// The run's events, from Instar's own transactions too (their retries).
+struct Forward<'a, 's>(&'a Shared<'s>);
+
+impl EventSink for Forward<'_, '_> {
+    fn event(&mut self, e: &Event) {
+        self.0.event(e);
+    }
 }
 
 /// How a standalone move of documents ([`move_documents`]) ended.

@@ -29,7 +29,7 @@ mod stepwise;
 
 pub use admin::{baseline, repair, RepairOptions};
 pub use join::{join, Joined};
-pub use step::operator;
+pub use step::{blank_row, operator};
 pub(crate) use step::{new_row, short as short_statement};
 use step::{record_failure, run_in_transaction};
 use stepwise::run_stepwise;

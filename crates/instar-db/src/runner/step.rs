@@ -40,8 +40,8 @@ pub(crate) fn new_row(m: &Migration, event: EventKind, direction: Direction) -> 
     row
 }
 
-/// A history row stamped now, with nothing run yet.
-pub(crate) fn blank_row(
+/// A history row stamped now, with nothing run yet (by this process).
+pub fn blank_row(
     version: String,
     name: String,
     event: EventKind,
