@@ -149,6 +149,39 @@ pub enum CompatCommand {
     },
 }
 
+/// What `instar fleet` does.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Run `up` on every tenant not done in this release: the canary first, then
+    /// the waves; stop after a wave with more than --max-failures failures.
+    Up {
+        /// Tenants at once (default: [fleet] parallel, else 1).
+        #[arg(long)]
+        parallel: Option<usize>,
+        /// Failures a wave may have before the rollout stops (default: [fleet]
+        /// max_failures, else 0: the first failure stops it after its wave).
+        #[arg(long)]
+        max_failures: Option<usize>,
+        /// Go on past failed tenants, whatever their number.
+        #[arg(long)]
+        continue_on_error: bool,
+    },
+    /// Counts per state and schema version, the failed tenants and the slowest,
+    /// from the fleet's state file (no tenant is read).
+    Status {
+        /// One tenant's record, and its database's own status.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Read every tenant: pending migrations, refusals (newer, edited, dirty) and
+    /// schema drift from the fleet's majority (exit 1 on any finding).
+    Check {
+        /// Tenants read at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+    },
+}
+
 /// What `instar docs` does.
 #[derive(Debug, Subcommand)]
 pub enum DocsCommand {
@@ -335,6 +368,12 @@ pub enum Command {
     Compat {
         #[command(subcommand)]
         action: Option<CompatCommand>,
+    },
+    /// Many tenant databases ([fleet] of instar.toml): roll the migrations out in
+    /// waves (`up`), see where every tenant stands (`status`), find drift (`check`).
+    Fleet {
+        #[command(subcommand)]
+        action: FleetCommand,
     },
     /// Run the migration tests of tests/*.toml, each on a scratch database
     /// made for it and dropped after (the configured one is never touched):

@@ -13,6 +13,7 @@ use crate::args::{Cli, Command, Global, RunArgs};
 use crate::render::Out;
 
 mod admin;
+mod fleet;
 mod kv;
 mod lens;
 mod lint;
@@ -137,6 +138,7 @@ pub async fn run(cli: Cli, out: &mut Out) -> Result<i32> {
         } => admin::adopt(s, from, dry_run, no_checksums, out).await,
         Command::Lint { offline, rules } => lint::lint(s, offline, rules, out).await,
         Command::Compat { action } => lint::compat(s, action, out).await,
+        Command::Fleet { action } => fleet::run(s, action, out).await,
         Command::Audit { sample, exact } => ops::audit(s, sample, exact, out).await,
         Command::Squash { to, dry_run } => ops::squash(s, &to, dry_run, out).await,
         Command::Copy { args } => ops::copy(s, args, out).await,

@@ -33,6 +33,7 @@ pub mod docs;
 mod dump;
 mod engine;
 mod error;
+mod fingerprint;
 mod json_sql;
 pub mod lease;
 mod lock;

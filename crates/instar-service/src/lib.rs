@@ -24,6 +24,7 @@ mod compat;
 mod copy;
 mod documents;
 mod error;
+pub mod fleet;
 mod keyvalue;
 mod lint;
 mod migration_tests;

@@ -49,6 +49,8 @@ pub struct Settings {
     pub tests: PathBuf,
     /// Where scratch SQLite files of `instar test` go (`.instar/scratch`).
     pub scratch_dir: PathBuf,
+    /// `[fleet]`: the tenant databases `instar fleet` rolls migrations out to.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 /// A collection of JSON documents in a table, and the lenses between its versions.
@@ -300,6 +302,7 @@ impl Settings {
             wasm_cache: user_cache().map(|d| d.join("instar").join("wasm")),
             tests: root.join("tests"),
             scratch_dir: root.join(".instar").join("scratch"),
+            fleet: None,
         }
     }
 }
@@ -351,6 +354,8 @@ pub struct FileConfig {
     /// `[online]`.
     #[serde(default)]
     pub online: OnlineConfig,
+    /// `[fleet]`.
+    pub fleet: Option<crate::fleet::FleetFile>,
     /// The file it was read from, and its text (for line numbers).
     #[serde(skip)]
     pub source: Option<(PathBuf, String)>,
@@ -577,6 +582,10 @@ pub fn resolve(
         .unwrap_or_else(|| format!("sqlite:{}", root.join("instar.db").display()));
     let mut s = Settings::new(url, &root);
     s.compat = compat(&cfg)?;
+    s.fleet = match cfg.fleet {
+        Some(f) => Some(f.resolve(&root)?),
+        None => None,
+    };
     s.db.init_sql = cfg.database.init_sql.clone();
     s.db.init_sql.extend(overrides.init_sql.iter().cloned());
     if let Some(t) = cfg.database.history_table {

@@ -48,6 +48,7 @@ mod documents;
 mod documents_eager;
 mod doors;
 mod faults;
+mod fleet;
 mod galera;
 mod hostile;
 mod kills;

@@ -1,0 +1,267 @@
+//! `instar fleet up|status|check`: the service's fleet operations, rendered.
+
+use std::io::IsTerminal as _;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use instar_service::fleet::{FleetEvent, FleetOptions, State, TargetState};
+use instar_service::Service;
+
+use crate::args::FleetCommand;
+use crate::render::Out;
+
+pub async fn run(s: &Service, action: FleetCommand, out: &mut Out) -> Result<i32> {
+    match action {
+        FleetCommand::Up {
+            parallel,
+            max_failures,
+            continue_on_error,
+        } => {
+            up(
+                s,
+                FleetOptions {
+                    parallel,
+                    max_failures,
+                    continue_on_error,
+                    request: None,
+                },
+                out,
+            )
+            .await
+        }
+        FleetCommand::Status { target } => status(s, target.as_deref(), out).await,
+        FleetCommand::Check { parallel } => check(s, parallel, out).await,
+    }
+}
+
+async fn up(s: &Service, opts: FleetOptions, out: &mut Out) -> Result<i32> {
+    let human = out.human() && !out.quiet;
+    let json = !out.human();
+    let mut bar: Option<ProgressBar> = None;
+    let mut on_event = |e: FleetEvent| {
+        if json {
+            println!("{}", serde_json::to_string(&e).unwrap_or_default());
+            return;
+        }
+        if !human {
+            return;
+        }
+        match &e {
+            FleetEvent::Planned { waves, skipped } => {
+                let total: usize = waves.iter().map(Vec::len).sum();
+                if *skipped > 0 {
+                    println!("{skipped} tenant(s) already done in this release: skipped");
+                }
+                println!(
+                    "rolling out to {total} tenant(s): {}",
+                    waves
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, w)| !w.is_empty())
+                        .map(|(i, w)| if i == 0 {
+                            format!("canary {}", w.len())
+                        } else {
+                            format!("wave {i} {}", w.len())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                if std::io::stderr().is_terminal() {
+                    let b = ProgressBar::new(total as u64);
+                    b.set_style(
+                        ProgressStyle::with_template("  {bar:30} {pos}/{len} tenants  {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    bar = Some(b);
+                }
+            }
+            FleetEvent::WaveStarted { wave, targets } => {
+                let name = if *wave == 0 {
+                    "canary".to_string()
+                } else {
+                    format!("wave {wave}")
+                };
+                match &bar {
+                    Some(b) => b.set_message(format!("{name} ({targets})")),
+                    None => println!("{name}: {targets} tenant(s)"),
+                }
+            }
+            FleetEvent::TargetFinished {
+                target,
+                error,
+                applied,
+                duration_ms,
+                ..
+            } => {
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+                let line = match error {
+                    Some(e) => format!("  FAILED {target}: {e}"),
+                    None => format!("  done {target}: {applied} migration(s), {duration_ms} ms"),
+                };
+                match (&bar, error) {
+                    (Some(b), Some(_)) => b.println(line),
+                    (None, _) => println!("{line}"),
+                    _ => {}
+                }
+            }
+            FleetEvent::Stopped { wave, failures } => {
+                if let Some(b) = &bar {
+                    b.finish_and_clear();
+                }
+                println!("rollout stopped after wave {wave}: {failures} failure(s), more than allowed (--max-failures; --continue-on-error goes on)");
+            }
+        }
+    };
+    let r = s.fleet_up(&opts, &mut on_event).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    out.line(format!(
+        "fleet: {} tenant(s): {} done now, {} already done, {} failed, {} not run",
+        r.targets,
+        r.done,
+        r.skipped,
+        r.failed.len(),
+        r.not_run
+    ));
+    if !r.failed.is_empty() || r.not_run > 0 {
+        out.line("`instar fleet status` lists the failed tenants; fix them and run `instar fleet up` again: it runs exactly the tenants not done");
+    }
+    out.json(&serde_json::json!({ "result": r }));
+    Ok(if r.failed.is_empty() && r.not_run == 0 {
+        0
+    } else {
+        2
+    })
+}
+
+async fn status(s: &Service, target: Option<&str>, out: &Out) -> Result<i32> {
+    let cfg = s.fleet_config()?;
+    let rows: Vec<TargetState> = match State::read(&cfg.state)? {
+        Some(st) => st.all()?,
+        None => Vec::new(),
+    };
+    if let Some(t) = target {
+        let Some(row) = rows.iter().find(|r| r.target == t) else {
+            anyhow::bail!(
+                "{t} has no record in the fleet's state ({}): it was never rolled out to",
+                cfg.state.display()
+            );
+        };
+        out.line(format!(
+            "{}: {} (release {}, attempt {}, wave {})",
+            row.target, row.state, row.release, row.attempts, row.wave
+        ));
+        if let Some(e) = &row.error {
+            out.line(format!("  error: {e}"));
+        }
+        out.line(format!(
+            "  started {}, took {} ms, {} migration(s) applied, last {}",
+            row.started_at.as_deref().unwrap_or("-"),
+            row.duration_ms.unwrap_or(0),
+            row.applied,
+            row.version.as_deref().unwrap_or("-")
+        ));
+        out.json(row);
+        return Ok(0);
+    }
+    let release = instar_service::fleet::release(s)?;
+    let mut by_state = std::collections::BTreeMap::<String, usize>::new();
+    let mut by_version = std::collections::BTreeMap::<String, usize>::new();
+    for r in &rows {
+        let st = if r.release == release {
+            r.state.clone()
+        } else {
+            format!("{} (older release)", r.state)
+        };
+        *by_state.entry(st).or_default() += 1;
+        *by_version
+            .entry(r.version.clone().unwrap_or_else(|| "-".into()))
+            .or_default() += 1;
+    }
+    let failed: Vec<&TargetState> = rows.iter().filter(|r| r.state == "failed").collect();
+    let mut slowest: Vec<&TargetState> = rows.iter().filter(|r| r.duration_ms.is_some()).collect();
+    slowest.sort_by_key(|r| std::cmp::Reverse(r.duration_ms));
+    slowest.truncate(5);
+    out.line(format!(
+        "fleet: {} tenant(s) recorded, release {release}",
+        rows.len()
+    ));
+    out.line(format!(
+        "  by state: {}",
+        by_state
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    out.line(format!(
+        "  by last migration: {}",
+        by_version
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    for f in failed.iter().take(20) {
+        out.line(format!(
+            "  failed {}: {}",
+            f.target,
+            f.error.as_deref().unwrap_or("")
+        ));
+    }
+    if failed.len() > 20 {
+        out.line(format!(
+            "  … and {} more failed (--format json lists them all)",
+            failed.len() - 20
+        ));
+    }
+    for r in &slowest {
+        out.line(format!(
+            "  slow {}: {} ms",
+            r.target,
+            r.duration_ms.unwrap_or(0)
+        ));
+    }
+    out.json(&serde_json::json!({ "release": release, "by_state": by_state, "by_version": by_version, "failed": failed, "slowest": slowest }));
+    Ok(0)
+}
+
+async fn check(s: &Service, parallel: usize, out: &Out) -> Result<i32> {
+    let c = s.fleet_check(parallel).await?;
+    for t in &c.targets {
+        if let Some(e) = &t.error {
+            out.line(format!("{}: cannot be read: {e}", t.target));
+            continue;
+        }
+        let mut what = Vec::new();
+        if t.pending > 0 {
+            what.push(format!("{} pending", t.pending));
+        }
+        what.extend(t.problems.iter().cloned());
+        if !t.drift.is_empty() {
+            what.push(format!(
+                "schema differs from most tenants: {}",
+                t.drift.join("; ")
+            ));
+        }
+        if what.is_empty() {
+            out.line(format!(
+                "{}: ok ({})",
+                t.target,
+                t.version.as_deref().unwrap_or("no schema version")
+            ));
+        } else {
+            out.line(format!("{}: {}", t.target, what.join("; ")));
+        }
+    }
+    out.line(format!(
+        "{} of {} tenant(s) have the majority's schema",
+        c.majority,
+        c.targets.len()
+    ));
+    out.json(&c);
+    Ok(i32::from(c.findings()))
+}
