@@ -20,7 +20,12 @@
 //!
 //! - `instar-bench cluster [--migrations N] [--runs R] [--postgres URL] [--mysql URL] [--galera URL]`:
 //!   the lease's cost next to the advisory lock, and N migrations on a Galera node
-//!   next to one MariaDB server, each next to one `mariadb` client run.
+//!   next to one MariaDB server, each next to one `mariadb` client run; with
+//!   `--postgres`, one data migration walked by 1, 2 and 3 worker processes.
+//! - `instar-bench fleet [--tenants N] [--migrations M] [--runs R] [--postgres URL]`:
+//!   `instar fleet up` over N SQLite tenants (and 200 PostgreSQL schemas) at
+//!   `--parallel` 1, 2, 4, 8, next to a shell loop of `instar up` and the floor
+//!   (one `sqlite3`/`psql` per tenant); `fleet status` over 10,000 tenants.
 //!
 //! Key-value stores have their own: `cargo bench -p instar-rocksdb --bench kv`
 //! (it builds RocksDB in release without the rest of Instar).
@@ -31,6 +36,7 @@ mod cluster;
 mod copy;
 mod data;
 mod docs;
+mod fleet;
 mod lens;
 mod online;
 mod serve;
@@ -48,6 +54,8 @@ pub(crate) struct Args {
     pub(crate) mysql: Option<String>,
     pub(crate) galera: Option<String>,
     cluster: bool,
+    fleet: bool,
+    pub(crate) tenants: usize,
     data: bool,
     docs: bool,
     copy: bool,
@@ -68,6 +76,8 @@ fn args() -> Args {
         mysql: std::env::var("INSTAR_TEST_MYSQL_URL").ok(),
         galera: None,
         cluster: false,
+        fleet: false,
+        tenants: 1_000,
         data: false,
         docs: false,
         copy: false,
@@ -101,6 +111,11 @@ fn args() -> Args {
         a.migrations = 100;
         a.runs = 3;
         argv.remove(0);
+    } else if argv.first().map(String::as_str) == Some("fleet") {
+        a.fleet = true;
+        a.migrations = 10;
+        a.runs = 1;
+        argv.remove(0);
     } else if argv.first().map(String::as_str) == Some("serve") {
         a.serve = true;
         argv.remove(0);
@@ -118,6 +133,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = value.parse().expect("--seconds S"),
             "--clients" => a.clients = value.parse().expect("--clients C"),
             "--sse" => a.sse = value.parse().expect("--sse K"),
+            "--tenants" => a.tenants = value.parse().expect("--tenants N"),
             "--batches" => {
                 a.batches = value
                     .split(',')
@@ -472,6 +488,10 @@ fn main() {
     }
     if a.cluster {
         cluster::bench(&a, &instar);
+        return;
+    }
+    if a.fleet {
+        fleet::bench(&a, &instar);
         return;
     }
     if a.serve {
