@@ -169,7 +169,7 @@ pub enum FleetCommand {
     /// Counts per state and schema version, the failed tenants and the slowest,
     /// from the fleet's state file (no tenant is read).
     Status {
-        /// One tenant's record, and its database's own status.
+        /// One tenant's record: state, attempts, wave, error, timings, run id.
         #[arg(long)]
         target: Option<String>,
     },

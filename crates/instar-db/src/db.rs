@@ -275,7 +275,12 @@ impl Db {
             settings.history_schema.as_deref(),
             &settings.history_table,
         );
-        let lock_name = engine.lock_name(&url, &settings.history_table);
+        // A schema per tenant is a project per schema: its own run lock.
+        let locked_table = match &settings.history_schema {
+            Some(schema) => format!("{schema}.{}", settings.history_table),
+            None => settings.history_table.clone(),
+        };
+        let lock_name = engine.lock_name(&url, &locked_table);
         let mut db = Db {
             conn,
             url,

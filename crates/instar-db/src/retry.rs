@@ -40,7 +40,14 @@ pub(crate) async fn end<T>(
     r: Result<T, crate::Error>,
 ) -> Result<T, crate::Error> {
     match r {
-        Ok(t) => crate::db::control(&mut db.conn, "COMMIT").await.map(|()| t),
+        Ok(t) => match crate::db::control(&mut db.conn, "COMMIT").await {
+            Ok(()) => Ok(t),
+            Err(e) => {
+                // SQLite keeps a transaction whose COMMIT was busy open.
+                let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
+                Err(e)
+            }
+        },
         Err(e) => {
             let _ = crate::conn::exec(&mut db.conn, "ROLLBACK").await;
             Err(e)

@@ -36,6 +36,7 @@ pub mod settings;
 mod source;
 mod squash;
 mod status;
+mod tenants;
 mod unlock;
 
 pub use audit::{AuditOptions, AuditReport};
@@ -55,6 +56,7 @@ pub use settings::{Overrides, Settings};
 pub use source::{EmbeddedMigrations, FolderSource, MemorySource, MigrationSource};
 pub use squash::SquashReport;
 pub use status::{LockView, StatusView};
+pub use tenants::Tenants;
 pub use unlock::Unlocked;
 
 /// The crates the service is built on, for callers that need their types.

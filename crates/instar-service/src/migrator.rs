@@ -89,6 +89,27 @@ impl Migrator {
         Service::with_source(settings, SharedSource(self.source.clone()))
     }
 
+    /// Runs on `url`, in PostgreSQL schema `schema` if given (its
+    /// `search_path`, and the history table in it).
+    pub(crate) async fn run_in(
+        &self,
+        url: &str,
+        schema: Option<&str>,
+        sink: &mut dyn EventSink,
+    ) -> Result<Report, Error> {
+        let mut service = self.service(url);
+        if let Some(s) = schema {
+            let mut settings = service.settings().clone();
+            settings.use_schema(s);
+            service = service.with_settings(settings);
+        }
+        let id = instar_db::new_run_id();
+        service
+            .run(&self.request, &id, CancelToken::new(), sink)
+            .await
+            .map_err(|f| f.error)
+    }
+
     /// Connects to `url`, applies every pending migration, and closes the connection.
     pub async fn run(&self, url: &str) -> Result<Report, Error> {
         self.run_with_events(url, &mut NullSink).await
@@ -100,11 +121,7 @@ impl Migrator {
         url: &str,
         sink: &mut dyn EventSink,
     ) -> Result<Report, Error> {
-        let id = instar_db::new_run_id();
-        self.service(url)
-            .run(&self.request, &id, CancelToken::new(), sink)
-            .await
-            .map_err(|f| f.error)
+        self.run_in(url, None, sink).await
     }
 
     /// The status of every migration, without changing anything.

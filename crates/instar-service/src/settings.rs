@@ -53,6 +53,18 @@ pub struct Settings {
     pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
+impl Settings {
+    /// Works in PostgreSQL schema `schema` (schema per tenant): every
+    /// connection sets it as the `search_path`, and the history table lives in it.
+    pub fn use_schema(&mut self, schema: &str) {
+        let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+        self.db
+            .init_sql
+            .push(format!("SET search_path TO {quoted}"));
+        self.db.history_schema = Some(schema.to_string());
+    }
+}
+
 /// A collection of JSON documents in a table, and the lenses between its versions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Collection {

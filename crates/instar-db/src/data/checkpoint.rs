@@ -187,6 +187,30 @@ fn decode(r: Vec<Value>) -> Result<Checkpoint, Error> {
     })
 }
 
+/// Whether the run of `step` still has checkpoints (its owner has not recorded it).
+pub(super) async fn in_progress(db: &mut Db, step: &Step, n: &Names) -> Result<bool, Error> {
+    let sql = marks(
+        db.engine,
+        &format!(
+            "SELECT count(*) FROM {} WHERE version = ? AND direction = ?",
+            n.checkpoints
+        ),
+    );
+    let rows = read_rows(
+        db,
+        "instar_checkpoints",
+        &sql,
+        &[&step.version, step.direction.as_str()],
+    )
+    .await?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        > 0)
+}
+
 /// The checkpoints of a run being resumed; refuses when the script changed since it began.
 pub(super) async fn resume(
     db: &mut Db,

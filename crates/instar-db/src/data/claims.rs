@@ -118,12 +118,14 @@ impl Claims {
             Err(e) if unique_or_conflict(&e) => {}
             Err(e) => return Err(Error::query("claiming a slice", e)),
         }
-        // An expired claim, this process's own, or (for the run's owner, which
-        // holds the run lock) one an earlier owner left when it died.
+        // An expired claim, this process's own, one marked done on a slice
+        // that is not (a claim an earlier run of the same migration left), or
+        // (for the run's owner, which holds the run lock) one an earlier owner
+        // left when it died. Only unfinished slices are ever claimed.
         let owner_takes = i64::from(self.role == Role::Owner);
         let take = marks(
             db.engine,
-            &format!("UPDATE {} SET holder = ?, expires_ms = {now} + ?, beats = beats + 1 WHERE version = ? AND direction = ? AND slice = ? AND done = 0 AND (expires_ms < {now} OR holder = ? OR (? = 1 AND holder LIKE 'owner:%'))", self.table),
+            &format!("UPDATE {} SET holder = ?, expires_ms = {now} + ?, beats = beats + 1, done = 0 WHERE version = ? AND direction = ? AND slice = ? AND (done = 1 OR expires_ms < {now} OR holder = ? OR (? = 1 AND holder LIKE 'owner:%'))", self.table),
         );
         let r = query(&take)
             .bind(self.holder.as_str())

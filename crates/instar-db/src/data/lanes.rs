@@ -65,6 +65,10 @@ async fn passes(
     let (v, d) = (job.step.version.as_str(), job.step.direction.as_str());
     let mut last_said = Instant::now() - Duration::from_secs(60);
     loop {
+        if claims.role() == Role::Worker && !checkpoint::in_progress(db, job.step, names).await? {
+            // The owner recorded the migration while this worker was between slices.
+            return Ok(End::OthersHold);
+        }
         let cps = checkpoint::resume(db, job.m, job.step, names).await?;
         shared.observe(cps.iter().map(|c| c.rows_done).sum());
         let states = claims.states(db, v, d).await?;
@@ -166,6 +170,9 @@ async fn lane(
         let slice = c.slice;
         if !claims.claim(db, v, d, slice).await? {
             continue;
+        }
+        if claims.role() == Role::Worker && !checkpoint::in_progress(db, job.step, names).await? {
+            return Ok(SliceEnd::Done);
         }
         let fresh = checkpoint::resume(db, job.m, job.step, names)
             .await?

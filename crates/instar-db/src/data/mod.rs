@@ -353,15 +353,11 @@ async fn walk_all(
             let begun =
                 checkpoint::begin(db, m, step, cfg, &shape, &n, (slices, record, &mut *sink))
                     .await?;
-            // Past every check: Instar's claims table now, and no claim an
-            // earlier run left (one started over by `repair`).
-            claims.ensure(db).await?;
-            claims
-                .clear(db, &step.version, step.direction.as_str())
-                .await?;
             begun
         }
     };
+    // Past every check: Instar's claims table now (claims an earlier run of
+    // the same migration left are claimed again: see `Claims::claim`).
     claims.ensure(db).await?;
     let t0 = Instant::now();
     let shared = Shared::new(sink, &step.version, &cps, opts);

@@ -480,14 +480,22 @@ async fn row_by_row(
             }
         }
     }
-    job.fence(db, cp.slice).await?;
-    // The rows above committed one by one; the checkpoint moves past the batch now.
-    // A crash in between redoes this batch's rows, which the statement must tolerate
-    // (the row-by-row path is only taken for a batch that already failed once).
-    save(advance, step, cp, end, rows, errors)
-        .execute(&mut db.conn)
-        .await
-        .map_err(|e| Error::query("writing the checkpoint", e))?;
+    // The rows above committed one by one; the checkpoint moves past the batch now,
+    // fenced in its own transaction (a process that lost its lease or claim meanwhile
+    // must not move a checkpoint another walks on from). A crash in between redoes
+    // this batch's rows, which the statement must tolerate (the row-by-row path is
+    // only taken for a batch that already failed once).
+    control(&mut db.conn, begin).await?;
+    let saved = async {
+        job.fence(db, cp.slice).await?;
+        save(advance, step, cp, end, rows, errors)
+            .execute(&mut db.conn)
+            .await
+            .map_err(|e| Error::query("writing the checkpoint", e))?;
+        Ok::<(), Error>(())
+    }
+    .await;
+    crate::retry::end(db, saved).await?;
     Ok((rows, errors))
 }
 

@@ -156,6 +156,31 @@ pub(crate) fn waves(
     Ok(out)
 }
 
+/// A schema target whose schema does not exist: the error that says so (a
+/// run would create the schema and migrate a stray copy).
+async fn missing_schema(service: &Service, t: &Target) -> Option<Error> {
+    let schema = t.schema.as_deref()?;
+    let mut db = match service.connect().await {
+        Ok(db) => db,
+        Err(e) => return Some(e),
+    };
+    let lit = schema.replace('\'', "''");
+    let rows = db
+        .rows(
+            &format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{lit}'"),
+            "looking for the tenant's schema",
+        )
+        .await;
+    let _ = db.close().await;
+    match rows {
+        Err(e) => Some(e.into()),
+        Ok(r) if r.first().and_then(|r| r.first()).and_then(serde_json::Value::as_i64) == Some(1) => None,
+        Ok(_) => Some(Error::Config(format!(
+            "schema {schema} does not exist on the server: create it (or fix the name the fleet lists); nothing was run"
+        ))),
+    }
+}
+
 impl Service {
     /// `[fleet]`, or an error saying it is missing.
     pub fn fleet_config(&self) -> Result<&FleetConfig, Error> {
@@ -253,14 +278,18 @@ impl Service {
                 let run_id = instar_db::new_run_id();
                 let t0 = Instant::now();
                 let mut sink = instar_core::event::NullSink;
-                let r = service
-                    .run(
-                        &req,
-                        &run_id,
-                        instar_db::CancelToken::new(),
-                        &mut sink as &mut dyn EventSink,
-                    )
-                    .await;
+                let r = match missing_schema(&service, t).await {
+                    Some(error) => Err(crate::RunFailure {
+                        error,
+                        report: Default::default(),
+                    }),
+                    None => {
+                        let cancel = instar_db::CancelToken::new();
+                        service
+                            .run(&req, &run_id, cancel, &mut sink as &mut dyn EventSink)
+                            .await
+                    }
+                };
                 (t, run_id, t0.elapsed(), r)
             }
         }))
@@ -276,18 +305,35 @@ impl Service {
                 targets: group.len(),
             });
         }
-        while let Some((t, _run_id, took, r)) = runs.next().await {
+        // A state-file error does not drop the runs in flight: they finish,
+        // and the error is returned after the wave.
+        let mut state_error = None;
+        while let Some((t, run_id, took, r)) = runs.next().await {
             let (applied, error, version) = match &r {
+                Ok(rep) if rep.paused.is_some() || rep.cancelled => (
+                    rep.migrations.len(),
+                    Some("stopped at a checkpoint before its end (a data migration's time budget, or cancelled): not done".to_string()),
+                    rep.migrations.last().cloned(),
+                ),
                 Ok(rep) => (rep.migrations.len(), None, rep.migrations.last().cloned()),
-                Err(f) => (f.report.migrations.len(), Some(f.error.to_string()), None),
+                Err(f) => (
+                    f.report.migrations.len(),
+                    Some(f.error.to_string()),
+                    f.report.migrations.last().cloned(),
+                ),
             };
-            state.finish(
+            let took_ms = took.as_millis() as i64;
+            let recorded = state.finish(
                 &t.name,
                 error.as_deref(),
-                took.as_millis() as i64,
+                took_ms,
                 applied as i64,
                 version.as_deref(),
-            )?;
+                &run_id,
+            );
+            if let Err(e) = recorded {
+                state_error.get_or_insert(e);
+            }
             match &error {
                 Some(e) => {
                     failures += 1;
@@ -303,6 +349,9 @@ impl Service {
                 error,
             });
         }
-        Ok(failures)
+        match state_error {
+            Some(e) => Err(e),
+            None => Ok(failures),
+        }
     }
 }

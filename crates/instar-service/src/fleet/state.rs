@@ -96,6 +96,7 @@ impl State {
             .open(&lock_path)
             .map_err(|e| err(&lock_path.display().to_string(), e))?;
         match file.try_lock() {
+            Err(std::fs::TryLockError::Error(e)) => Err(err(&lock_path.display().to_string(), e)),
             Ok(()) => {
                 let _ = std::fs::write(
                     &lock_path,
@@ -103,7 +104,7 @@ impl State {
                 );
                 Ok(Rollout { _file: file })
             }
-            Err(_) => {
+            Err(std::fs::TryLockError::WouldBlock) => {
                 let who = std::fs::read_to_string(&lock_path).unwrap_or_default();
                 Err(Error::Config(format!(
                     "another `instar fleet up` is rolling this fleet out (pid and operator: {}); wait for it to end — its targets are not run twice",
@@ -181,11 +182,12 @@ impl State {
         duration_ms: i64,
         applied: i64,
         version: Option<&str>,
+        run_id: &str,
     ) -> Result<(), Error> {
         self.conn
             .execute(
-                "UPDATE fleet_targets SET state = ?2, error = ?3, duration_ms = ?4, applied = ?5, version = COALESCE(?6, version) WHERE target = ?1",
-                params![target, if error.is_some() { "failed" } else { "done" }, error, duration_ms, applied, version],
+                "UPDATE fleet_targets SET state = ?2, error = ?3, duration_ms = ?4, applied = ?5, version = COALESCE(?6, version), run_id = ?7 WHERE target = ?1",
+                params![target, if error.is_some() { "failed" } else { "done" }, error, duration_ms, applied, version, run_id],
             )
             .map_err(|e| err("writing", e))?;
         Ok(())

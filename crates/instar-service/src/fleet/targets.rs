@@ -209,9 +209,7 @@ impl Service {
         let mut s = self.settings().clone();
         s.db.url = t.url.clone();
         if let Some(schema) = &t.schema {
-            let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
-            s.db.init_sql.push(format!("SET search_path TO {quoted}"));
-            s.db.history_schema = Some(schema.clone());
+            s.use_schema(schema);
         }
         s.backup_dir = s.backup_dir.join(t.name.replace(['/', ':', '\\'], "_"));
         s

@@ -10,3 +10,4 @@ mod harness;
 
 mod runs;
 mod sources;
+mod tenants;
