@@ -288,3 +288,13 @@ impl EventSink for Out {
         }
     }
 }
+
+/// A run's event in a command that renders its own: printed as a JSON line
+/// in JSON mode; `true` when the caller has nothing more to show (JSON mode,
+/// or `--quiet`).
+pub fn json_event_or_quiet(json: bool, human: bool, e: &impl Serialize) -> bool {
+    if json {
+        println!("{}", serde_json::to_string(e).unwrap_or_default());
+    }
+    json || !human
+}

@@ -39,11 +39,7 @@ async fn up(s: &Service, opts: FleetOptions, out: &mut Out) -> Result<i32> {
     let json = !out.human();
     let mut bar: Option<ProgressBar> = None;
     let mut on_event = |e: FleetEvent| {
-        if json {
-            println!("{}", serde_json::to_string(&e).unwrap_or_default());
-            return;
-        }
-        if !human {
+        if crate::render::json_event_or_quiet(json, human, &e) {
             return;
         }
         match &e {

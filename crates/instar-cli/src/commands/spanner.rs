@@ -217,11 +217,7 @@ fn execute(s: &Service, target: Target, run: &RunArgs, out: &mut Out) -> Result<
     let json = !out.human();
     let mut bar: Option<ProgressBar> = None;
     let mut on_event = |e: Event| {
-        if json {
-            println!("{}", serde_json::to_string(&e).unwrap_or_default());
-            return;
-        }
-        if !human {
+        if crate::render::json_event_or_quiet(json, human, &e) {
             return;
         }
         match &e {

@@ -187,22 +187,33 @@ fn decode(r: Vec<Value>) -> Result<Checkpoint, Error> {
     })
 }
 
-/// Whether the run of `step` still has checkpoints (its owner has not recorded it).
-pub(super) async fn in_progress(db: &mut Db, step: &Step, n: &Names) -> Result<bool, Error> {
+/// The rows of `select` over the checkpoints of `step`'s run.
+async fn run_rows(
+    db: &mut Db,
+    step: &Step,
+    n: &Names,
+    select: &str,
+    order: &str,
+) -> Result<Vec<Vec<Value>>, Error> {
     let sql = marks(
         db.engine,
         &format!(
-            "SELECT count(*) FROM {} WHERE version = ? AND direction = ?",
+            "SELECT {select} FROM {} WHERE version = ? AND direction = ?{order}",
             n.checkpoints
         ),
     );
-    let rows = read_rows(
+    read_rows(
         db,
         "instar_checkpoints",
         &sql,
         &[&step.version, step.direction.as_str()],
     )
-    .await?;
+    .await
+}
+
+/// Whether the run of `step` still has checkpoints (its owner has not recorded it).
+pub(super) async fn in_progress(db: &mut Db, step: &Step, n: &Names) -> Result<bool, Error> {
+    let rows = run_rows(db, step, n, "count(*)", "").await?;
     Ok(rows
         .first()
         .and_then(|r| r.first())
@@ -218,20 +229,7 @@ pub(super) async fn resume(
     step: &Step,
     n: &Names,
 ) -> Result<Vec<Checkpoint>, Error> {
-    let sql = marks(
-        db.engine,
-        &format!(
-            "SELECT {SELECT} FROM {} WHERE version = ? AND direction = ? ORDER BY slice",
-            n.checkpoints
-        ),
-    );
-    let rows = read_rows(
-        db,
-        "instar_checkpoints",
-        &sql,
-        &[&step.version, step.direction.as_str()],
-    )
-    .await?;
+    let rows = run_rows(db, step, n, SELECT, " ORDER BY slice").await?;
     let cps: Vec<Checkpoint> = rows.into_iter().map(decode).collect::<Result<_, _>>()?;
     if cps.is_empty() {
         return Err(Error::DataHalted {
