@@ -516,6 +516,22 @@ pub async fn put_document(
     Ok(Json(json!({"stored": key, "at": docs.current()})))
 }
 
+/// `GET /fleet`: the fleet's state; `?target=T` one tenant's record (404 when none).
+pub async fn fleet(
+    State(app): State<Arc<App>>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Answer {
+    match q.get("target") {
+        Some(t) => match app.service.fleet_target(t).map_err(ApiError::service)? {
+            Some(row) => to_json(&row),
+            None => Err(ApiError::not_found(format!(
+                "{t} has no record in the fleet's state"
+            ))),
+        },
+        None => to_json(&app.service.fleet_status().map_err(ApiError::service)?),
+    }
+}
+
 /// `GET /metrics`.
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     (

@@ -76,6 +76,7 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/backups", Access::Write, "Takes a backup now."),
     r("GET", "/collections/{collection}/documents/{key}", Access::Read, "A document read at `?at=V` (default: the current version)."),
     r("PUT", "/collections/{collection}/documents/{key}", Access::Write, "Stores a document written at `?at=V`."),
+    r("GET", "/fleet", Access::Read, "The fleet's state ([fleet] of instar.toml): tenants per state and last migration, the failed ones with their errors, the slowest; `?target=T` one tenant's record."),
     r("GET", "/metrics", Access::Read, "Prometheus metrics."),
 ];
 
@@ -104,6 +105,7 @@ fn handler(route: &Route) -> MethodRouter<Arc<App>> {
         ("POST", "/backups") => post(api::take_backup),
         ("GET", "/collections/{collection}/documents/{key}") => get(api::get_document),
         ("PUT", "/collections/{collection}/documents/{key}") => put(api::put_document),
+        ("GET", "/fleet") => get(api::fleet),
         ("GET", "/metrics") => get(api::metrics),
         (m, p) => unreachable!("route {m} {p} is in the table without a handler"),
     }

@@ -4,7 +4,7 @@ use std::io::IsTerminal as _;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use instar_service::fleet::{FleetEvent, FleetOptions, State, TargetState};
+use instar_service::fleet::{FleetEvent, FleetOptions};
 use instar_service::Service;
 
 use crate::args::FleetCommand;
@@ -134,16 +134,11 @@ async fn up(s: &Service, opts: FleetOptions, out: &mut Out) -> Result<i32> {
 }
 
 async fn status(s: &Service, target: Option<&str>, out: &Out) -> Result<i32> {
-    let cfg = s.fleet_config()?;
-    let rows: Vec<TargetState> = match State::read(&cfg.state)? {
-        Some(st) => st.all()?,
-        None => Vec::new(),
-    };
     if let Some(t) = target {
-        let Some(row) = rows.iter().find(|r| r.target == t) else {
+        let Some(row) = s.fleet_target(t)? else {
             anyhow::bail!(
                 "{t} has no record in the fleet's state ({}): it was never rolled out to",
-                cfg.state.display()
+                s.fleet_config()?.state.display()
             );
         };
         out.line(format!(
@@ -154,74 +149,50 @@ async fn status(s: &Service, target: Option<&str>, out: &Out) -> Result<i32> {
             out.line(format!("  error: {e}"));
         }
         out.line(format!(
-            "  started {}, took {} ms, {} migration(s) applied, last {}",
+            "  started {}, took {} ms, {} migration(s) applied, last {}, run {}",
             row.started_at.as_deref().unwrap_or("-"),
             row.duration_ms.unwrap_or(0),
             row.applied,
-            row.version.as_deref().unwrap_or("-")
+            row.version.as_deref().unwrap_or("-"),
+            row.run_id.as_deref().unwrap_or("-")
         ));
-        out.json(row);
+        out.json(&row);
         return Ok(0);
     }
-    let release = instar_service::fleet::release(s)?;
-    let mut by_state = std::collections::BTreeMap::<String, usize>::new();
-    let mut by_version = std::collections::BTreeMap::<String, usize>::new();
-    for r in &rows {
-        let st = if r.release == release {
-            r.state.clone()
-        } else {
-            format!("{} (older release)", r.state)
-        };
-        *by_state.entry(st).or_default() += 1;
-        *by_version
-            .entry(r.version.clone().unwrap_or_else(|| "-".into()))
-            .or_default() += 1;
-    }
-    let failed: Vec<&TargetState> = rows.iter().filter(|r| r.state == "failed").collect();
-    let mut slowest: Vec<&TargetState> = rows.iter().filter(|r| r.duration_ms.is_some()).collect();
-    slowest.sort_by_key(|r| std::cmp::Reverse(r.duration_ms));
-    slowest.truncate(5);
-    out.line(format!(
-        "fleet: {} tenant(s) recorded, release {release}",
-        rows.len()
-    ));
-    out.line(format!(
-        "  by state: {}",
-        by_state
-            .iter()
+    let f = s.fleet_status()?;
+    let list = |m: &std::collections::BTreeMap<String, usize>| {
+        m.iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect::<Vec<_>>()
             .join(", ")
-    ));
+    };
     out.line(format!(
-        "  by last migration: {}",
-        by_version
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "fleet: {} tenant(s) recorded, release {}",
+        f.recorded, f.release
     ));
-    for f in failed.iter().take(20) {
+    out.line(format!("  by state: {}", list(&f.by_state)));
+    out.line(format!("  by last migration: {}", list(&f.by_version)));
+    for r in f.failed.iter().take(20) {
         out.line(format!(
             "  failed {}: {}",
-            f.target,
-            f.error.as_deref().unwrap_or("")
+            r.target,
+            r.error.as_deref().unwrap_or("")
         ));
     }
-    if failed.len() > 20 {
+    if f.failed.len() > 20 {
         out.line(format!(
             "  … and {} more failed (--format json lists them all)",
-            failed.len() - 20
+            f.failed.len() - 20
         ));
     }
-    for r in &slowest {
+    for r in &f.slowest {
         out.line(format!(
             "  slow {}: {} ms",
             r.target,
             r.duration_ms.unwrap_or(0)
         ));
     }
-    out.json(&serde_json::json!({ "release": release, "by_state": by_state, "by_version": by_version, "failed": failed, "slowest": slowest }));
+    out.json(&f);
     Ok(0)
 }
 

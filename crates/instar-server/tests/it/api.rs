@@ -334,3 +334,34 @@ async fn backups_validate_and_rollback() {
     let r = call(addr, "POST", "/migrations/rollback/0002", &[AUTH], "").await;
     assert_eq!(r.status, 409, "{}", r.body);
 }
+
+#[tokio::test]
+async fn the_fleet_is_read_over_http() {
+    let p = small_project();
+    std::fs::create_dir_all(p.dir.path().join("tenants")).unwrap();
+    for t in ["a", "b"] {
+        std::fs::write(p.dir.path().join(format!("tenants/{t}.db")), b"").unwrap();
+    }
+    let mut s = p.service().settings().clone();
+    let fleet = instar_service::fleet::FleetFile {
+        glob: Some("tenants/*.db".into()),
+        ..Default::default()
+    };
+    s.fleet = Some(fleet.resolve(p.dir.path()).unwrap());
+    let service = instar_service::Service::new(s);
+    let r = service
+        .fleet_up(&Default::default(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(r.done, 2);
+    let (addr, _) = start(service, with_token()).await;
+    let all = call(addr, "GET", "/fleet", &[AUTH], "").await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    let v = all.json();
+    assert_eq!(v["by_state"]["done"], 2, "{v}");
+    assert_eq!(v["recorded"], 2, "{v}");
+    let one = call(addr, "GET", "/fleet?target=tenants/a.db", &[AUTH], "").await;
+    assert_eq!(one.json()["state"], "done", "{}", one.body);
+    let none = call(addr, "GET", "/fleet?target=nope", &[AUTH], "").await;
+    assert_eq!(none.status, 404, "{}", none.body);
+}

@@ -10,6 +10,7 @@
 mod check;
 pub mod config;
 pub mod state;
+mod summary;
 mod targets;
 
 use std::time::Instant;
@@ -22,6 +23,7 @@ use sha2::Digest as _;
 pub use check::{FleetCheck, TargetCheck};
 pub use config::{Amount, FleetConfig, FleetFile};
 pub use state::{State, TargetState};
+pub use summary::FleetStatus;
 pub use targets::Target;
 
 use crate::{Error, RunRequest, Service};
