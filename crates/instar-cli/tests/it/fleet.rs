@@ -222,7 +222,12 @@ fn a_killed_rollout_resumes_exactly_the_rest() {
         );
     }
     let mut seed = u64::from(std::process::id()) | 1;
-    for _ in 0..4 {
+    let kills: u64 = std::env::var("INSTAR_KILL_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+        .clamp(4, 20);
+    for _ in 0..kills {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;

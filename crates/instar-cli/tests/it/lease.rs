@@ -334,20 +334,23 @@ async fn a_paused_parallel_data_migration_changes_each_row_once() {
             finish.1,
             finish.2
         );
-        assert_eq!(
-            t.count("SELECT count(*) FROM t WHERE b = a * 2").await,
-            rows as i64,
-            "{b:?}: every row changed exactly once"
-        );
-        assert_eq!(
-            t.count(
-                "SELECT count(*) FROM instar_history WHERE version = '0002' AND event = 'apply'"
-            )
-            .await,
-            1,
-            "{b:?}"
-        );
+        doubled_once(&t, b, rows).await;
     }
+}
+
+/// After [`doubling_migration`]: every row changed exactly once, and 0002 applied once.
+pub(crate) async fn doubled_once(t: &TestDb, b: Backend, rows: usize) {
+    assert_eq!(
+        t.count("SELECT count(*) FROM t WHERE b = a * 2").await,
+        rows as i64,
+        "{b:?}: every row changed exactly once"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM instar_history WHERE version = '0002' AND event = 'apply'")
+            .await,
+        1,
+        "{b:?}: 0002 applied once"
+    );
 }
 
 /// Migration 0001 makes `t` with `rows` rows (`b = 0`); data migration 0002
