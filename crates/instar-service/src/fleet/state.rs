@@ -192,17 +192,4 @@ impl State {
             .map_err(|e| err("writing", e))?;
         Ok(())
     }
-
-    /// Writes many rows at once (for benchmarks and imports): one transaction.
-    pub fn put_all(&mut self, rows: &[TargetState]) -> Result<(), Error> {
-        let tx = self.conn.transaction().map_err(|e| err("writing", e))?;
-        for r in rows {
-            tx.execute(
-                "INSERT OR REPLACE INTO fleet_targets (target, state, release, attempts, error, wave, started_at, duration_ms, run_id, applied, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![r.target, r.state, r.release, r.attempts, r.error, r.wave, r.started_at, r.duration_ms, r.run_id, r.applied, r.version],
-            )
-            .map_err(|e| err("writing", e))?;
-        }
-        tx.commit().map_err(|e| err("writing", e))
-    }
 }
