@@ -192,9 +192,10 @@ pub struct PlanItem {
 }
 
 /// An event as delivered to subscribers: the run it belongs to, its place in
-/// that run's stream (from 1, without gaps), and when it happened.
+/// that run's stream (from 1, without gaps), and when it happened. `E` is a
+/// run's [`Event`], or another stream's (a fleet rollout's).
 #[derive(Debug, Clone, Serialize)]
-pub struct Stamped {
+pub struct Stamped<E = Event> {
     /// The run's id.
     pub run_id: String,
     /// 1 for the run's first event, then +1 per event.
@@ -203,7 +204,7 @@ pub struct Stamped {
     pub at: String,
     /// What happened.
     #[serde(flatten)]
-    pub event: Event,
+    pub event: E,
 }
 
 /// Receives the events of a run. Sinks are `Send` so that a run can move

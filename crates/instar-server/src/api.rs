@@ -16,9 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::Stream;
 use instar_core::plan::{Standing, Target};
-use instar_service::RunRequest;
+use instar_service::{RunEvents, RunRequest};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::runs::Runs;
@@ -71,13 +71,18 @@ impl ApiError {
         }
     }
 
+    /// 409: another process holds a lock this needs.
+    pub fn busy(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "locked", message)
+    }
+
     /// 500.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
     /// An error of the service: 422 for what the project or database refuses.
-    fn service(e: instar_service::Error) -> ApiError {
+    pub(crate) fn service(e: instar_service::Error) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", e.to_string())
     }
 }
@@ -92,10 +97,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Answer = Result<Json<Value>, ApiError>;
+pub(crate) type Answer = Result<Json<Value>, ApiError>;
 
 /// A JSON body of type `T`: 400 naming the field that is wrong, 413 over the limit.
-fn body<T: DeserializeOwned>(raw: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(crate) fn body<T: DeserializeOwned>(raw: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let raw = raw.map_err(|r| {
         let status = r.status();
         ApiError::new(
@@ -125,7 +130,7 @@ fn body<T: DeserializeOwned>(raw: Result<Bytes, BytesRejection>) -> Result<T, Ap
     })
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Answer {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Answer {
     serde_json::to_value(v)
         .map(Json)
         .map_err(|e| ApiError::internal(e.to_string()))
@@ -422,6 +427,19 @@ pub async fn events(
         .runs
         .get(&id)
         .ok_or_else(|| ApiError::not_found(format!("no run {id} on this server")))?;
+    sse(run.events(), &q, &headers)
+}
+
+/// A run's (or a rollout's) events as Server-Sent Events, from after the
+/// `Last-Event-ID` header or `?after=N`.
+pub(crate) fn sse<E>(
+    events: &RunEvents<E>,
+    q: &EventsQuery,
+    headers: &HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<E>>, ApiError>
+where
+    E: Serialize + Clone + Send + Sync + 'static,
+{
     let header = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -432,7 +450,7 @@ pub async fn events(
         })
         .transpose()?;
     let after = header.or(q.after).unwrap_or(0);
-    let stream = futures_util::stream::unfold(run.events().subscribe(), move |mut s| async move {
+    let stream = futures_util::stream::unfold(events.subscribe(), move |mut s| async move {
         loop {
             let e = s.next().await?;
             if e.seq <= after {
@@ -514,22 +532,6 @@ pub async fn put_document(
         .await
         .map_err(ApiError::service)?;
     Ok(Json(json!({"stored": key, "at": docs.current()})))
-}
-
-/// `GET /fleet`: the fleet's state; `?target=T` one tenant's record (404 when none).
-pub async fn fleet(
-    State(app): State<Arc<App>>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
-) -> Answer {
-    match q.get("target") {
-        Some(t) => match app.service.fleet_target(t).map_err(ApiError::service)? {
-            Some(row) => to_json(&row),
-            None => Err(ApiError::not_found(format!(
-                "{t} has no record in the fleet's state"
-            ))),
-        },
-        None => to_json(&app.service.fleet_status().map_err(ApiError::service)?),
-    }
 }
 
 /// `GET /metrics`.

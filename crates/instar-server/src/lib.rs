@@ -8,12 +8,15 @@
 //!   one, reads when the server is told so.
 //! - [`runs`]: runs started over HTTP, by id: their events (replayable by
 //!   sequence number), progress, cancel and outcome; one at a time.
+//! - [`fleet`]: the fleet's state and rollouts started over HTTP, with
+//!   every tenant's progress.
 //! - [`api`]: the handlers; errors are `{"error": {"code", "message"}}`.
 //! - [`metrics`]: Prometheus counters and a run-duration histogram.
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod auth;
+pub mod fleet;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -102,6 +105,8 @@ pub struct App {
     pub config: Config,
     /// Runs started over HTTP.
     pub runs: runs::Runs,
+    /// Fleet rollouts started over HTTP.
+    pub fleet_runs: fleet::FleetRuns,
     /// Counters for `/metrics`.
     pub metrics: metrics::Metrics,
 }
@@ -113,6 +118,7 @@ impl App {
             service,
             config,
             runs: runs::Runs::default(),
+            fleet_runs: fleet::FleetRuns::default(),
             metrics: metrics::Metrics::default(),
         })
     }

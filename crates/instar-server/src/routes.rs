@@ -13,7 +13,7 @@ use axum::routing::{self, MethodRouter};
 use axum::Router;
 
 use crate::api::{self, ApiError};
-use crate::{auth, App};
+use crate::{auth, fleet, App};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,11 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/collections/{collection}/documents/{key}", Access::Read, "A document read at `?at=V` (default: the current version)."),
     r("PUT", "/collections/{collection}/documents/{key}", Access::Write, "Stores a document written at `?at=V`."),
     r("GET", "/fleet", Access::Read, "The fleet's state ([fleet] of instar.toml): tenants per state and last migration, the failed ones with their errors, the slowest; `?target=T` one tenant's record."),
+    r("GET", "/fleet/targets", Access::Read, "Every target the fleet lists (its list resolved now) with its state in this release: pending, queued, running, done, failed."),
+    r("POST", "/fleet/runs", Access::Write, "Starts `fleet up` (`parallel`, `max_failures`, `continue_on_error`): 202 with the rollout's id; 409 while a rollout holds the fleet's lock (here or an `instar fleet up` elsewhere)."),
+    r("GET", "/fleet/runs/{run_id}", Access::Read, "A rollout's state and every tenant's: wave, state, the migration it is at, rows, error."),
+    r("POST", "/fleet/runs/{run_id}/cancel", Access::Write, "Stops a rollout: no tenant starts after it; the running ones stop at their next safe point."),
+    r("GET", "/fleet/runs/{run_id}/events", Access::Read, "A rollout's events as Server-Sent Events (planned, wave_started, target_started, migration, target_finished, stopped, cancelled); `Last-Event-ID` or `?after=N` replays."),
     r("GET", "/metrics", Access::Read, "Prometheus metrics."),
 ];
 
@@ -105,7 +110,12 @@ fn handler(route: &Route) -> MethodRouter<Arc<App>> {
         ("POST", "/backups") => post(api::take_backup),
         ("GET", "/collections/{collection}/documents/{key}") => get(api::get_document),
         ("PUT", "/collections/{collection}/documents/{key}") => put(api::put_document),
-        ("GET", "/fleet") => get(api::fleet),
+        ("GET", "/fleet") => get(fleet::fleet),
+        ("GET", "/fleet/targets") => get(fleet::targets),
+        ("POST", "/fleet/runs") => post(fleet::start),
+        ("GET", "/fleet/runs/{run_id}") => get(fleet::progress),
+        ("POST", "/fleet/runs/{run_id}/cancel") => post(fleet::cancel),
+        ("GET", "/fleet/runs/{run_id}/events") => get(fleet::events),
         ("GET", "/metrics") => get(api::metrics),
         (m, p) => unreachable!("route {m} {p} is in the table without a handler"),
     }

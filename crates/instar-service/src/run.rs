@@ -81,22 +81,23 @@ pub struct RunFailure {
 /// oldest are dropped (a late subscriber then starts later in the stream).
 const BACKLOG: usize = 10_000;
 
-/// The events of one run: numbered, timestamped, kept, and broadcast.
-pub(crate) struct Hub {
+/// The events of one run (a migration run's [`Event`]s, or a fleet
+/// rollout's): numbered, timestamped, kept, and broadcast.
+pub(crate) struct Hub<E = Event> {
     run_id: String,
-    inner: Mutex<HubState>,
+    inner: Mutex<HubState<E>>,
     /// `None` marks the end of the run's stream.
-    live: broadcast::Sender<Option<Stamped>>,
+    live: broadcast::Sender<Option<Stamped<E>>>,
 }
 
-struct HubState {
+struct HubState<E> {
     seq: u64,
-    backlog: VecDeque<Stamped>,
+    backlog: VecDeque<Stamped<E>>,
     closed: bool,
 }
 
-impl Hub {
-    pub(crate) fn new(run_id: String) -> Arc<Hub> {
+impl<E: Clone + Send + Sync + 'static> Hub<E> {
+    pub(crate) fn new(run_id: String) -> Arc<Hub<E>> {
         let (live, _) = broadcast::channel(4096);
         Arc::new(Hub {
             run_id,
@@ -109,7 +110,7 @@ impl Hub {
         })
     }
 
-    fn publish(&self, event: &Event) {
+    pub(crate) fn publish(&self, event: &E) {
         let Ok(mut st) = self.inner.lock() else {
             return;
         };
@@ -137,7 +138,7 @@ impl Hub {
         }
     }
 
-    pub(crate) fn subscribe(&self) -> EventStream {
+    pub(crate) fn subscribe(&self) -> EventStream<E> {
         // Holding the lock while subscribing: no event is both in the copy and
         // received live, and none falls between the two.
         let Ok(st) = self.inner.lock() else {
@@ -155,19 +156,21 @@ impl Hub {
     }
 
     /// A guard that closes the stream when it is dropped.
-    pub(crate) fn closer(self: &Arc<Self>) -> Closer {
+    pub(crate) fn closer(self: &Arc<Self>) -> Closer<E> {
         Closer(Arc::clone(self))
     }
+}
 
+impl Hub<Event> {
     pub(crate) fn sink(self: &Arc<Self>) -> HubSink {
         HubSink(Arc::clone(self))
     }
 }
 
 /// Closes the hub's stream when dropped (the run ended, or its task unwound).
-pub(crate) struct Closer(Arc<Hub>);
+pub(crate) struct Closer<E: Clone + Send + Sync + 'static = Event>(Arc<Hub<E>>);
 
-impl Drop for Closer {
+impl<E: Clone + Send + Sync + 'static> Drop for Closer<E> {
     fn drop(&mut self) {
         self.0.close();
     }
@@ -183,17 +186,17 @@ impl EventSink for HubSink {
 }
 
 /// One subscriber's view of a run's events, in order, from the first kept one.
-pub struct EventStream {
-    backlog: VecDeque<Stamped>,
-    live: Option<broadcast::Receiver<Option<Stamped>>>,
+pub struct EventStream<E = Event> {
+    backlog: VecDeque<Stamped<E>>,
+    live: Option<broadcast::Receiver<Option<Stamped<E>>>>,
     last: u64,
 }
 
-impl EventStream {
+impl<E: Clone> EventStream<E> {
     /// The next event, or `None` once the run has finished and every event was seen.
     /// A subscriber too slow for the live channel skips what it missed (the
     /// sequence numbers show the gap).
-    pub async fn next(&mut self) -> Option<Stamped> {
+    pub async fn next(&mut self) -> Option<Stamped<E>> {
         if let Some(e) = self.backlog.pop_front() {
             self.last = e.seq;
             return Some(e);
@@ -222,17 +225,22 @@ impl EventStream {
 }
 
 /// Subscribes to one run's events, from its first kept one.
-#[derive(Clone)]
-pub struct RunEvents(Arc<Hub>);
+pub struct RunEvents<E = Event>(pub(crate) Arc<Hub<E>>);
 
-impl RunEvents {
+impl<E> Clone for RunEvents<E> {
+    fn clone(&self) -> Self {
+        RunEvents(Arc::clone(&self.0))
+    }
+}
+
+impl<E: Clone + Send + Sync + 'static> RunEvents<E> {
     /// A stream of the run's events from its first kept one.
-    pub fn subscribe(&self) -> EventStream {
+    pub fn subscribe(&self) -> EventStream<E> {
         self.0.subscribe()
     }
 
     /// The events kept so far (no waiting).
-    pub fn so_far(&self) -> Vec<Stamped> {
+    pub fn so_far(&self) -> Vec<Stamped<E>> {
         self.0
             .inner
             .lock()
@@ -241,7 +249,7 @@ impl RunEvents {
     }
 }
 
-impl std::fmt::Debug for RunEvents {
+impl<E> std::fmt::Debug for RunEvents<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("RunEvents").field(&self.0.run_id).finish()
     }

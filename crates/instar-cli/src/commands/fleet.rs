@@ -4,6 +4,7 @@ use std::io::IsTerminal as _;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
+use instar_core::event::Stamped;
 use instar_service::fleet::{FleetEvent, FleetOptions};
 use instar_service::Service;
 
@@ -23,7 +24,7 @@ pub async fn run(s: &Service, action: FleetCommand, out: &mut Out) -> Result<i32
                     parallel,
                     max_failures,
                     continue_on_error,
-                    request: None,
+                    ..FleetOptions::default()
                 },
                 out,
             )
@@ -34,93 +35,46 @@ pub async fn run(s: &Service, action: FleetCommand, out: &mut Out) -> Result<i32
     }
 }
 
+/// The rollout runs as a task; its events are rendered as they arrive
+/// (JSON lines with `--format json`); Ctrl-C cancels it: no tenant starts
+/// after it, the running ones stop at their next safe point.
 async fn up(s: &Service, opts: FleetOptions, out: &mut Out) -> Result<i32> {
-    let human = out.human() && !out.quiet;
-    let json = !out.human();
-    let mut bar: Option<ProgressBar> = None;
-    let mut on_event = |e: FleetEvent| {
-        if crate::render::json_event_or_quiet(json, human, &e) {
-            return;
-        }
-        match &e {
-            FleetEvent::Planned { waves, skipped } => {
-                let total: usize = waves.iter().map(Vec::len).sum();
-                if *skipped > 0 {
-                    println!("{skipped} tenant(s) already done in this release: skipped");
-                }
-                println!(
-                    "rolling out to {total} tenant(s): {}",
-                    waves
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, w)| !w.is_empty())
-                        .map(|(i, w)| if i == 0 {
-                            format!("canary {}", w.len())
-                        } else {
-                            format!("wave {i} {}", w.len())
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                if std::io::stderr().is_terminal() {
-                    let b = ProgressBar::new(total as u64);
-                    b.set_style(
-                        ProgressStyle::with_template("  {bar:30} {pos}/{len} tenants  {msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                    );
-                    bar = Some(b);
-                }
-            }
-            FleetEvent::WaveStarted { wave, targets } => {
-                let name = if *wave == 0 {
-                    "canary".to_string()
-                } else {
-                    format!("wave {wave}")
-                };
-                match &bar {
-                    Some(b) => b.set_message(format!("{name} ({targets})")),
-                    None => println!("{name}: {targets} tenant(s)"),
-                }
-            }
-            FleetEvent::TargetFinished {
-                target,
-                error,
-                applied,
-                duration_ms,
-                ..
-            } => {
-                if let Some(b) = &bar {
-                    b.inc(1);
-                }
-                let line = match error {
-                    Some(e) => format!("  FAILED {target}: {e}"),
-                    None => format!("  done {target}: {applied} migration(s), {duration_ms} ms"),
-                };
-                match (&bar, error) {
-                    (Some(b), Some(_)) => b.println(line),
-                    (None, _) => println!("{line}"),
-                    _ => {}
-                }
-            }
-            FleetEvent::Stopped { wave, failures } => {
-                if let Some(b) = &bar {
-                    b.finish_and_clear();
-                }
-                println!("rollout stopped after wave {wave}: {failures} failure(s), more than allowed (--max-failures; --continue-on-error goes on)");
-            }
-        }
+    let handle = s.start_fleet(opts)?;
+    let mut events = handle.events().subscribe();
+    let cancel = handle.cancel_token();
+    let mut view = RolloutView {
+        human: out.human() && !out.quiet,
+        json: !out.human(),
+        bar: None,
     };
-    let r = s.fleet_up(&opts, &mut on_event).await?;
-    if let Some(b) = bar {
+    let mut interrupted = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            e = events.next() => match e {
+                Some(e) => view.show(&e),
+                None => break,
+            },
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                eprintln!("interrupted: no tenant starts from now; the running ones stop at their next safe point…");
+                cancel.cancel();
+            }
+        }
+    }
+    if let Some(b) = view.bar.take() {
         b.finish_and_clear();
     }
+    let r = handle.wait().await?;
     out.line(format!(
-        "fleet: {} tenant(s): {} done now, {} already done, {} failed, {} not run",
+        "fleet: {} tenant(s): {} done now, {} already done, {} failed, {} not run{}",
         r.targets,
         r.done,
         r.skipped,
         r.failed.len(),
-        r.not_run
+        r.not_run,
+        if r.cancelled { " (cancelled)" } else { "" }
     ));
     if !r.failed.is_empty() || r.not_run > 0 {
         out.line("`instar fleet status` lists the failed tenants; fix them and run `instar fleet up` again: it runs exactly the tenants not done");
@@ -133,31 +87,100 @@ async fn up(s: &Service, opts: FleetOptions, out: &mut Out) -> Result<i32> {
     })
 }
 
+/// How a rollout's events are shown: lines, a bar on a terminal.
+struct RolloutView {
+    human: bool,
+    json: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl RolloutView {
+    fn show(&mut self, stamped: &Stamped<FleetEvent>) {
+        if crate::render::json_event_or_quiet(self.json, self.human, stamped) {
+            return;
+        }
+        match &stamped.event {
+            FleetEvent::Planned { waves, skipped } => self.planned(waves, *skipped),
+            FleetEvent::WaveStarted { wave, targets } => {
+                let name = if *wave == 0 {
+                    "canary".to_string()
+                } else {
+                    format!("wave {wave}")
+                };
+                match &self.bar {
+                    Some(b) => b.set_message(format!("{name} ({targets})")),
+                    None => println!("{name}: {targets} tenant(s)"),
+                }
+            }
+            FleetEvent::TargetFinished {
+                target,
+                error,
+                applied,
+                duration_ms,
+                ..
+            } => {
+                if let Some(b) = &self.bar {
+                    b.inc(1);
+                }
+                let line = match error {
+                    Some(e) => format!("  FAILED {target}: {e}"),
+                    None => format!("  done {target}: {applied} migration(s), {duration_ms} ms"),
+                };
+                match (&self.bar, error) {
+                    (Some(b), Some(_)) => b.println(line),
+                    (None, _) => println!("{line}"),
+                    _ => {}
+                }
+            }
+            FleetEvent::Stopped { wave, failures } => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
+                println!("rollout stopped after wave {wave}: {failures} failure(s), more than allowed (--max-failures; --continue-on-error goes on)");
+            }
+            FleetEvent::Cancelled => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
+                println!("rollout cancelled: the tenants not started are not run; `instar fleet up` runs them");
+            }
+            FleetEvent::TargetStarted { .. } | FleetEvent::Migration { .. } => {}
+        }
+    }
+
+    fn planned(&mut self, waves: &[Vec<String>], skipped: usize) {
+        let total: usize = waves.iter().map(Vec::len).sum();
+        if skipped > 0 {
+            println!("{skipped} tenant(s) already done in this release: skipped");
+        }
+        println!(
+            "rolling out to {total} tenant(s): {}",
+            waves
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| !w.is_empty())
+                .map(|(i, w)| if i == 0 {
+                    format!("canary {}", w.len())
+                } else {
+                    format!("wave {i} {}", w.len())
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if std::io::stderr().is_terminal() {
+            let b = ProgressBar::new(total as u64);
+            b.set_style(
+                ProgressStyle::with_template("  {bar:30} {pos}/{len} tenants  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            self.bar = Some(b);
+        }
+    }
+}
+
 async fn status(s: &Service, target: Option<&str>, out: &Out) -> Result<i32> {
     if let Some(t) = target {
-        let Some(row) = s.fleet_target(t)? else {
-            anyhow::bail!(
-                "{t} has no record in the fleet's state ({}): it was never rolled out to",
-                s.fleet_config()?.state.display()
-            );
-        };
-        out.line(format!(
-            "{}: {} (release {}, attempt {}, wave {})",
-            row.target, row.state, row.release, row.attempts, row.wave
-        ));
-        if let Some(e) = &row.error {
-            out.line(format!("  error: {e}"));
-        }
-        out.line(format!(
-            "  started {}, took {} ms, {} migration(s) applied, last {}, run {}",
-            row.started_at.as_deref().unwrap_or("-"),
-            row.duration_ms.unwrap_or(0),
-            row.applied,
-            row.version.as_deref().unwrap_or("-"),
-            row.run_id.as_deref().unwrap_or("-")
-        ));
-        out.json(&row);
-        return Ok(0);
+        return status_of(s, t, out).await;
     }
     let f = s.fleet_status()?;
     let list = |m: &std::collections::BTreeMap<String, usize>| {
@@ -193,6 +216,62 @@ async fn status(s: &Service, target: Option<&str>, out: &Out) -> Result<i32> {
         ));
     }
     out.json(&f);
+    Ok(0)
+}
+
+/// One tenant: its record in the state file, and its database read now.
+async fn status_of(s: &Service, t: &str, out: &Out) -> Result<i32> {
+    let row = s.fleet_target(t)?;
+    let now = s.fleet_target_now(t).await;
+    if row.is_none() && matches!(now, Ok(None)) {
+        anyhow::bail!(
+            "{t} is neither a target of the fleet nor recorded in its state ({})",
+            s.fleet_config()?.state.display()
+        );
+    }
+    match &row {
+        Some(row) => {
+            out.line(format!(
+                "{}: {} (release {}, attempt {}, wave {})",
+                row.target, row.state, row.release, row.attempts, row.wave
+            ));
+            if let Some(e) = &row.error {
+                out.line(format!("  error: {e}"));
+            }
+            out.line(format!(
+                "  started {}, took {} ms, {} migration(s) applied, last {}, run {}",
+                row.started_at.as_deref().unwrap_or("-"),
+                row.duration_ms.unwrap_or(0),
+                row.applied,
+                row.version.as_deref().unwrap_or("-"),
+                row.run_id.as_deref().unwrap_or("-")
+            ));
+        }
+        None => out.line(format!("{t}: no record: never rolled out to")),
+    }
+    let now = match now {
+        Ok(Some(n)) => {
+            let mut line = format!(
+                "  now: schema version {}, {} pending",
+                n.version.as_deref().unwrap_or("-"),
+                n.pending
+            );
+            if !n.problems.is_empty() {
+                line.push_str(&format!("; {}", n.problems.join("; ")));
+            }
+            out.line(line);
+            serde_json::json!(n)
+        }
+        Ok(None) => {
+            out.line("  now: not in the fleet's list any more");
+            serde_json::Value::Null
+        }
+        Err(e) => {
+            out.line(format!("  now: cannot be read: {e}"));
+            serde_json::json!({ "error": e.to_string() })
+        }
+    };
+    out.json(&serde_json::json!({ "record": row, "now": now }));
     Ok(0)
 }
 

@@ -120,6 +120,25 @@ fn a_canary_waves_a_failing_tenant_and_a_resume() {
     );
     let (_, out, _) = run(d, &["fleet", "status", "--target", "tenants/t04.db"]);
     assert!(out.contains("failed") && out.contains("error:"), "{out}");
+    // Its database read now: rolled back to before the failed migration.
+    assert!(out.contains("now: schema version -, 2 pending"), "{out}");
+    let (_, out, _) = run(
+        d,
+        &[
+            "--format",
+            "json",
+            "fleet",
+            "status",
+            "--target",
+            "tenants/t05.db",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["record"].is_null(), "its wave never began: {out}");
+    assert_eq!(v["now"]["pending"], 2, "{out}");
+    let (code, _, err) = run(d, &["fleet", "status", "--target", "tenants/nope.db"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("neither a target of the fleet"), "{err}");
     // The fix, then the resume: exactly the tenants not done.
     exec(d, 4, "DROP TABLE notes;");
     let (code, out, err) = run(d, &["--format", "json", "fleet", "up"]);

@@ -125,6 +125,20 @@ impl Driver {
         panic!("the console never showed {what}");
     }
 
+    /// Types the token into its field and clicks `button`.
+    async fn click_with_token(&self, button: &str) {
+        let token = self.element("#token").await.expect("token field");
+        self.cmd(
+            "POST",
+            &format!("/element/{token}/value"),
+            json!({"text": "s3cret-token"}),
+        )
+        .await;
+        let b = self.element(button).await.expect("the button");
+        self.cmd("POST", &format!("/element/{b}/click"), json!({}))
+            .await;
+    }
+
     async fn screenshot(&self, dir: &Path, name: &str) -> PathBuf {
         let v = self.cmd("GET", "/screenshot", Value::Null).await;
         let png = base64(v.as_str().expect("a screenshot"));
@@ -212,16 +226,7 @@ async fn the_console_runs_pending_migrations_and_shows_their_progress() {
     d.screenshot(&shots, "1-pending").await;
 
     // 2. Run them with the token; the data migration's progress moves.
-    let token = d.element("#token").await.expect("token field");
-    d.cmd(
-        "POST",
-        &format!("/element/{token}/value"),
-        json!({"text": "s3cret-token"}),
-    )
-    .await;
-    let run = d.element("#run").await.expect("run button");
-    d.cmd("POST", &format!("/element/{run}/click"), json!({}))
-        .await;
+    d.click_with_token("#run").await;
     let first = d
         .until(
             "rows of the data migration",
@@ -259,10 +264,115 @@ async fn the_console_runs_pending_migrations_and_shows_their_progress() {
         .await
         .json();
     assert_eq!(pending["pending"].as_array().unwrap().len(), 0);
-    // Keep the screenshots for a look after the run, when asked to.
+    keep_screenshots(&shots);
+}
+
+/// Keeps the screenshots for a look after the run, when asked to.
+fn keep_screenshots(shots: &Path) {
     if let Ok(keep) = std::env::var("INSTAR_KEEP_SCREENSHOTS") {
-        for f in std::fs::read_dir(&shots).unwrap().flatten() {
+        for f in std::fs::read_dir(shots).unwrap().flatten() {
             let _ = std::fs::copy(f.path(), Path::new(&keep).join(f.file_name()));
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_rolls_out_to_the_fleet_and_shows_every_tenant() {
+    if !browser_present() {
+        return;
+    }
+    // Twelve tenant files; each tenant's data migration takes a moment.
+    let p = Project::new(&[
+        (
+            "0001_t",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 1000) INSERT INTO t SELECT i, 0 FROM c;",
+            "",
+        ),
+        (
+            "0002_fill",
+            "UPDATE t SET v = id * 2 WHERE {batch}",
+            "kind = \"data\"\n[data]\ntable = \"t\"\nkey = \"id\"\nbatch_size = 200\npause = \"30ms\"\n",
+        ),
+    ]);
+    let tenants = p.dir.path().join("tenants");
+    std::fs::create_dir_all(&tenants).unwrap();
+    for i in 1..=12 {
+        std::fs::write(tenants.join(format!("t{i:02}.db")), b"").unwrap();
+    }
+    // One tenant has a table `t` of its own: its first migration fails.
+    rusqlite::Connection::open(tenants.join("t07.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (other TEXT);")
+        .unwrap();
+    let mut settings = p.service().settings().clone();
+    let fleet = instar_service::fleet::FleetFile {
+        glob: Some("tenants/*.db".into()),
+        parallel: Some(2),
+        ..Default::default()
+    };
+    settings.fleet = Some(fleet.resolve(p.dir.path()).unwrap());
+    let (addr, _) = start(instar_service::Service::new(settings), with_token()).await;
+    let shots = p.dir.path().join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let d = Driver::start(&p.dir.path().join("profile")).await;
+    d.cmd("POST", "/url", json!({"url": format!("http://{addr}/")}))
+        .await;
+
+    // 1. The grid: a cell per tenant, all pending.
+    d.until(
+        "twelve pending tenants",
+        "return document.querySelectorAll('#fleet-grid .cell[data-state=\"pending\"]').length === 12",
+    )
+    .await;
+    d.screenshot(&shots, "fleet-1-pending").await;
+
+    // 2. Roll out with the token: tenants run, then end done or failed.
+    d.click_with_token("#fleet-run").await;
+    d.until(
+        "a running tenant",
+        "return document.querySelectorAll('#fleet-grid .cell[data-state=\"running\"]').length > 0",
+    )
+    .await;
+    d.screenshot(&shots, "fleet-2-running").await;
+    let outcome = d
+        .until(
+            "the rollout's outcome",
+            "const e = document.querySelector('#fleet-outcome'); return e && e.textContent",
+        )
+        .await;
+    assert!(
+        outcome.as_str().unwrap().contains("11 done now"),
+        "{outcome}"
+    );
+    let cells = d
+        .js("return [...document.querySelectorAll('#fleet-grid .cell')].map(c => c.dataset.state + ' ' + c.title)")
+        .await;
+    let cells: Vec<&str> = cells
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cells.iter().filter(|c| c.starts_with("done ")).count(),
+        11,
+        "{cells:?}"
+    );
+    let failed: Vec<&&str> = cells.iter().filter(|c| c.starts_with("failed ")).collect();
+    assert_eq!(failed.len(), 1, "{cells:?}");
+    assert!(
+        failed[0].contains("tenants/t07.db") && failed[0].contains("0001"),
+        "{failed:?}"
+    );
+    d.screenshot(&shots, "fleet-3-done").await;
+    // The page's view is the state file's.
+    let grid = call(addr, "GET", "/fleet/targets", &[], "").await.json();
+    let done = grid["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "done")
+        .count();
+    assert_eq!(done, 11, "{grid}");
+    keep_screenshots(&shots);
 }

@@ -5,6 +5,7 @@
 mod api;
 mod browser;
 mod client;
+mod fleet;
 
 use std::sync::Arc;
 

@@ -47,9 +47,20 @@ impl FleetCheck {
     }
 }
 
+/// One target's database as it is now.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetNow {
+    /// Migrations `up` would apply.
+    pub pending: usize,
+    /// What `up` would refuse.
+    pub problems: Vec<String>,
+    /// The schema version.
+    pub version: Option<String>,
+}
+
 type Objects = BTreeMap<String, String>;
 
-async fn read(service: Service) -> Result<(usize, Vec<String>, Option<String>, Objects), Error> {
+async fn standing(service: &Service) -> Result<TargetNow, Error> {
     let st = service.status().await?;
     let pending = st
         .status
@@ -57,11 +68,19 @@ async fn read(service: Service) -> Result<(usize, Vec<String>, Option<String>, O
         .iter()
         .filter(|m| m.standing == instar_core::plan::Standing::Pending)
         .count();
-    let problems = st.status.problems.iter().map(ToString::to_string).collect();
+    Ok(TargetNow {
+        pending,
+        problems: st.status.problems.iter().map(ToString::to_string).collect(),
+        version: st.status.schema_version,
+    })
+}
+
+async fn read(service: Service) -> Result<(usize, Vec<String>, Option<String>, Objects), Error> {
+    let now = standing(&service).await?;
     let mut db = service.connect().await?;
     let objects = db.schema_objects().await;
     let _ = db.close().await;
-    Ok((pending, problems, st.status.schema_version, objects?))
+    Ok((now.pending, now.problems, now.version, objects?))
 }
 
 fn drift(mine: &Objects, majority: &Objects) -> Vec<String> {
@@ -80,6 +99,17 @@ fn drift(mine: &Objects, majority: &Objects) -> Vec<String> {
 }
 
 impl Service {
+    /// The target `name` of the fleet read now (`None`: the fleet does not
+    /// list it).
+    pub async fn fleet_target_now(&self, name: &str) -> Result<Option<TargetNow>, Error> {
+        let targets = self.fleet_targets().await?;
+        let Some(t) = targets.into_iter().find(|t| t.name == name) else {
+            return Ok(None);
+        };
+        let service = self.with_settings(self.target_settings(&t));
+        standing(&service).await.map(Some)
+    }
+
     /// Reads every target (`parallel` at once) and compares their schemas.
     pub async fn fleet_check(&self, parallel: usize) -> Result<FleetCheck, Error> {
         let targets: Vec<Target> = self.fleet_targets().await?;

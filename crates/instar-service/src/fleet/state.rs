@@ -17,7 +17,7 @@ use crate::Error;
 pub struct TargetState {
     /// The target's name.
     pub target: String,
-    /// `pending`, `running`, `done` or `failed`.
+    /// `queued` (its wave began), `running`, `done` or `failed`.
     pub state: String,
     /// The release (fingerprint of the migration set) it was run for.
     pub release: String,
@@ -39,13 +39,16 @@ pub struct TargetState {
     pub version: Option<String>,
 }
 
+/// How the error of a rollout refused for another one's lock begins.
+pub const BUSY: &str = "another `instar fleet up` is rolling this fleet out";
+
 fn err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Config(format!("the fleet's state file: {what}: {e}"))
 }
 
-/// The state file, open.
+/// The state file, open (shared by a wave's concurrent runs).
 pub struct State {
-    conn: Connection,
+    conn: std::sync::Mutex<Connection>,
     path: PathBuf,
 }
 
@@ -72,7 +75,7 @@ impl State {
         )
         .map_err(|e| err("creating its table", e))?;
         Ok(State {
-            conn,
+            conn: std::sync::Mutex::new(conn),
             path: path.to_path_buf(),
         })
     }
@@ -107,17 +110,23 @@ impl State {
             Err(std::fs::TryLockError::WouldBlock) => {
                 let who = std::fs::read_to_string(&lock_path).unwrap_or_default();
                 Err(Error::Config(format!(
-                    "another `instar fleet up` is rolling this fleet out (pid and operator: {}); wait for it to end — its targets are not run twice",
+                    "{BUSY} (pid and operator: {}); wait for it to end — its targets are not run twice",
                     who.trim()
                 )))
             }
         }
     }
 
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, Error> {
+        self.conn
+            .lock()
+            .map_err(|_| err("its connection", "poisoned by a panic"))
+    }
+
     /// Every target's row.
     pub fn all(&self) -> Result<Vec<TargetState>, Error> {
-        let mut st = self
-            .conn
+        let conn = self.conn()?;
+        let mut st = conn
             .prepare("SELECT target, state, release, attempts, error, wave, started_at, duration_ms, run_id, applied, version FROM fleet_targets ORDER BY target")
             .map_err(|e| err("reading", e))?;
         let rows = st
@@ -146,10 +155,12 @@ impl State {
         Ok(self.all()?.into_iter().find(|t| t.target == target))
     }
 
-    /// Records that `target` starts now (a new release resets its attempts).
-    pub fn start(&self, target: &str, release: &str, wave: i64, run_id: &str) -> Result<(), Error> {
-        let prior: Option<String> = self
-            .conn
+    /// Records that `target`'s wave began (`queued`; a new release resets its
+    /// attempts). A rollout killed now runs it again: its `up` resumes or
+    /// finds nothing to do.
+    pub fn queue(&self, target: &str, release: &str, wave: i64) -> Result<(), Error> {
+        let conn = self.conn()?;
+        let prior: Option<String> = conn
             .query_row(
                 "SELECT release FROM fleet_targets WHERE target = ?1",
                 [target],
@@ -158,17 +169,27 @@ impl State {
             .optional()
             .map_err(|e| err("reading", e))?;
         let attempts_sql = if prior.as_deref() == Some(release) {
-            "attempts + 1"
+            "attempts"
         } else {
-            "1"
+            "0"
         };
-        self.conn
+        conn.execute(
+            &format!(
+                "INSERT INTO fleet_targets (target, state, release, attempts, wave) VALUES (?1, 'queued', ?2, 0, ?3)
+                 ON CONFLICT (target) DO UPDATE SET state = 'queued', release = ?2, attempts = {attempts_sql}, error = NULL, wave = ?3, duration_ms = NULL"
+            ),
+            params![target, release, wave],
+        )
+        .map_err(|e| err("writing", e))?;
+        Ok(())
+    }
+
+    /// Records that `target`'s run `run_id` starts now (one more attempt).
+    pub fn begin(&self, target: &str, run_id: &str) -> Result<(), Error> {
+        self.conn()?
             .execute(
-                &format!(
-                    "INSERT INTO fleet_targets (target, state, release, attempts, wave, started_at, run_id) VALUES (?1, 'running', ?2, 1, ?3, ?4, ?5)
-                     ON CONFLICT (target) DO UPDATE SET state = 'running', release = ?2, attempts = {attempts_sql}, error = NULL, wave = ?3, started_at = ?4, run_id = ?5, duration_ms = NULL"
-                ),
-                params![target, release, wave, instar_core::time::now_rfc3339(), run_id],
+                "UPDATE fleet_targets SET state = 'running', attempts = attempts + 1, started_at = ?2, run_id = ?3 WHERE target = ?1",
+                params![target, instar_core::time::now_rfc3339(), run_id],
             )
             .map_err(|e| err("writing", e))?;
         Ok(())
@@ -184,7 +205,7 @@ impl State {
         version: Option<&str>,
         run_id: &str,
     ) -> Result<(), Error> {
-        self.conn
+        self.conn()?
             .execute(
                 "UPDATE fleet_targets SET state = ?2, error = ?3, duration_ms = ?4, applied = ?5, version = COALESCE(?6, version), run_id = ?7 WHERE target = ?1",
                 params![target, if error.is_some() { "failed" } else { "done" }, error, duration_ms, applied, version, run_id],

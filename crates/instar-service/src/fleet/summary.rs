@@ -1,5 +1,6 @@
 //! Where the fleet stands, from its state file alone (no tenant is read):
-//! what `instar fleet status` prints and `GET /fleet` answers.
+//! what `instar fleet status` prints and `GET /fleet` answers, and every
+//! target's standing (`GET /fleet/targets`, the console's grid).
 
 use std::collections::BTreeMap;
 
@@ -25,7 +26,63 @@ pub struct FleetStatus {
     pub slowest: Vec<TargetState>,
 }
 
+/// One target of the fleet as its last rollout left it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GridCell {
+    /// The target.
+    pub target: String,
+    /// `pending` (never run in this release), `queued`, `running`, `done`, `failed`.
+    pub state: String,
+    /// The schema version its last run left.
+    pub version: Option<String>,
+    /// Why its last run in this release failed.
+    pub error: Option<String>,
+}
+
+/// Every target of the fleet, in the fleet's order.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetGrid {
+    /// The release the files make.
+    pub release: String,
+    /// The targets.
+    pub targets: Vec<GridCell>,
+}
+
 impl Service {
+    /// Every target the fleet lists now (its list resolved: a command or
+    /// query runs) with its recorded state in this release.
+    pub async fn fleet_grid(&self) -> Result<FleetGrid, Error> {
+        let cfg = self.fleet_config()?;
+        let targets = self.fleet_targets().await?;
+        let release = super::release(self)?;
+        let mut rows: BTreeMap<String, TargetState> = match State::read(&cfg.state)? {
+            Some(st) => st
+                .all()?
+                .into_iter()
+                .map(|r| (r.target.clone(), r))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        let targets = targets
+            .into_iter()
+            .map(|t| match rows.remove(&t.name) {
+                Some(r) if r.release == release => GridCell {
+                    target: t.name,
+                    state: r.state,
+                    version: r.version,
+                    error: r.error,
+                },
+                other => GridCell {
+                    target: t.name,
+                    state: "pending".into(),
+                    version: other.and_then(|r| r.version),
+                    error: None,
+                },
+            })
+            .collect();
+        Ok(FleetGrid { release, targets })
+    }
+
     /// The fleet's state file, summed up.
     pub fn fleet_status(&self) -> Result<FleetStatus, Error> {
         let cfg = self.fleet_config()?;

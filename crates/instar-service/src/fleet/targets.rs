@@ -123,12 +123,19 @@ fn matches(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
-fn command(cfg: &FleetConfig, cmd: &str) -> Result<Vec<String>, Error> {
-    let out = std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .current_dir(&cfg.root)
-        .output()
-        .map_err(|e| bad("command", format!("{cmd:?} could not run: {e}")))?;
+/// Runs the list command on the blocking pool (a server's runtime goes on
+/// answering while it runs).
+async fn command(cfg: &FleetConfig, cmd: &str) -> Result<Vec<String>, Error> {
+    let (root, sh) = (cfg.root.clone(), cmd.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .args(["-c", &sh])
+            .current_dir(root)
+            .output()
+    })
+    .await
+    .map_err(|e| bad("command", format!("{cmd:?} could not run: {e}")))?
+    .map_err(|e| bad("command", format!("{cmd:?} could not run: {e}")))?;
     if !out.status.success() {
         return Err(bad(
             "command",
@@ -173,7 +180,7 @@ impl Service {
             }
         }
         if let Some(c) = &cfg.command {
-            for line in command(cfg, c)? {
+            for line in command(cfg, c).await? {
                 push(entry(cfg, "command", &line)?, "command")?;
             }
         }

@@ -1,0 +1,403 @@
+//! `fleet up`: the rollout itself — waves of plain `up` runs, `parallel` at
+//! once, each recorded in the state file before it starts and when it ends,
+//! each forwarding its migrations' progress as fleet events. Started from
+//! the CLI ([`Service::fleet_up`]) or as a task with a handle
+//! ([`Service::start_fleet`], what the HTTP API uses).
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures_util::StreamExt as _;
+use instar_core::event::{Event, EventSink};
+use instar_db::CancelToken;
+
+use super::state::Rollout;
+use super::{release, waves, FleetConfig, FleetEvent, FleetOptions, FleetReport, State, Target};
+use crate::run::Hub;
+use crate::{Error, RunEvents, RunFailure, RunRequest, Service};
+
+/// The rollout's event callback, shared by a wave's concurrent runs.
+type Emit<'f> = Mutex<&'f mut (dyn FnMut(FleetEvent) + Send)>;
+
+fn emit(on: &Emit<'_>, e: FleetEvent) {
+    if let Ok(mut f) = on.lock() {
+        f(e);
+    }
+}
+
+/// One target's run events, forwarded as [`FleetEvent::Migration`].
+struct TargetSink<'a, 'f> {
+    target: &'a str,
+    on: &'a Emit<'f>,
+}
+
+impl EventSink for TargetSink<'_, '_> {
+    fn event(&mut self, e: &Event) {
+        let (version, state, rows_done, rows_total) = match e {
+            Event::MigrationStarted { version, .. } => (version, "started", None, None),
+            Event::BatchFinished {
+                version,
+                rows_done,
+                rows_total,
+                ..
+            } => (version, "batch", Some(*rows_done), Some(*rows_total)),
+            Event::MigrationFinished { version, .. } => (version, "finished", None, None),
+            Event::MigrationFailed { version, .. } => (version, "failed", None, None),
+            _ => return,
+        };
+        emit(
+            self.on,
+            FleetEvent::Migration {
+                target: self.target.to_string(),
+                version: version.clone(),
+                state,
+                rows_done,
+                rows_total,
+            },
+        );
+    }
+}
+
+/// What every wave of one rollout shares.
+struct Roll<'a, 'f> {
+    state: &'a State,
+    release: &'a str,
+    parallel: usize,
+    req: &'a RunRequest,
+    cancel: &'a CancelToken,
+    on: &'a Emit<'f>,
+}
+
+/// How one target's turn ended: not started (cancelled), or run.
+struct Turn<'t> {
+    target: &'t Target,
+    run_id: String,
+    took: std::time::Duration,
+    result: Result<instar_db::runner::Report, RunFailure>,
+}
+
+/// A fleet rollout started as a task: its id, its events (kept, so a late
+/// subscriber misses nothing), a cancel token, and its report.
+pub struct FleetHandle {
+    id: String,
+    hub: Arc<Hub<FleetEvent>>,
+    cancel: CancelToken,
+    task: tokio::task::JoinHandle<Result<FleetReport, Error>>,
+}
+
+impl FleetHandle {
+    /// The rollout's id (in its events).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its events, from the first one, for any number of subscribers.
+    pub fn events(&self) -> RunEvents<FleetEvent> {
+        RunEvents(Arc::clone(&self.hub))
+    }
+
+    /// A clone of its cancel token.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// Waits for the rollout to end.
+    pub async fn wait(self) -> Result<FleetReport, Error> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Config(format!(
+                "the fleet rollout's task ended abnormally: {e}"
+            ))),
+        }
+    }
+}
+
+/// A schema target whose schema does not exist: the error that says so (a
+/// run would create the schema and migrate a stray copy).
+async fn missing_schema(service: &Service, t: &Target) -> Option<Error> {
+    let schema = t.schema.as_deref()?;
+    let mut db = match service.connect().await {
+        Ok(db) => db,
+        Err(e) => return Some(e),
+    };
+    let lit = schema.replace('\'', "''");
+    let rows = db
+        .rows(
+            &format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{lit}'"),
+            "looking for the tenant's schema",
+        )
+        .await;
+    let _ = db.close().await;
+    match rows {
+        Err(e) => Some(e.into()),
+        Ok(r) if r.first().and_then(|r| r.first()).and_then(serde_json::Value::as_i64) == Some(1) => None,
+        Ok(_) => Some(Error::Config(format!(
+            "schema {schema} does not exist on the server: create it (or fix the name the fleet lists); nothing was run"
+        ))),
+    }
+}
+
+impl Service {
+    /// `[fleet]`, or an error saying it is missing.
+    pub fn fleet_config(&self) -> Result<&FleetConfig, Error> {
+        self.settings().fleet.as_ref().ok_or_else(|| {
+            Error::Config("no [fleet] in instar.toml: declare the fleet's targets there (see the README's \"Fleets\")".into())
+        })
+    }
+
+    /// The state file, open, with the rollout lock taken (or the error
+    /// naming the rollout that holds it).
+    fn fleet_lock(&self) -> Result<(State, Rollout), Error> {
+        let state = State::open(&self.fleet_config()?.state)?;
+        let lock = state.lock()?;
+        Ok((state, lock))
+    }
+
+    /// Rolls the migrations out over the fleet (see the module's docs).
+    pub async fn fleet_up(
+        &self,
+        opts: &FleetOptions,
+        on_event: &mut (dyn FnMut(FleetEvent) + Send),
+    ) -> Result<FleetReport, Error> {
+        let (state, lock) = self.fleet_lock()?;
+        self.roll_out(&state, lock, opts, on_event).await
+    }
+
+    /// Starts a rollout as a task on the current runtime. The rollout lock
+    /// is taken before it returns: a second rollout (this process's or
+    /// another's) is refused here, with the error naming the holder.
+    pub fn start_fleet(&self, opts: FleetOptions) -> Result<FleetHandle, Error> {
+        let (state, lock) = self.fleet_lock()?;
+        let id = instar_db::new_run_id();
+        let hub: Arc<Hub<FleetEvent>> = Hub::new(id.clone());
+        let cancel = opts.cancel.clone();
+        let (service, task_hub) = (self.clone(), Arc::clone(&hub));
+        let task = tokio::spawn(async move {
+            // Subscribers' streams end when the rollout does, even if it panics.
+            let _closing = task_hub.closer();
+            let mut on = |e: FleetEvent| task_hub.publish(&e);
+            service.roll_out(&state, lock, &opts, &mut on).await
+        });
+        Ok(FleetHandle {
+            id,
+            hub,
+            cancel,
+            task,
+        })
+    }
+
+    async fn roll_out(
+        &self,
+        state: &State,
+        _lock: Rollout,
+        opts: &FleetOptions,
+        on_event: &mut (dyn FnMut(FleetEvent) + Send),
+    ) -> Result<FleetReport, Error> {
+        let cfg = self.fleet_config()?.clone();
+        let targets = self.fleet_targets().await?;
+        if targets.is_empty() {
+            return Err(Error::Config(
+                "the fleet is empty: [fleet] targets, glob, command and query gave no target"
+                    .into(),
+            ));
+        }
+        let release = release(self)?;
+        let known = state.all()?;
+        let done_before = |t: &Target| {
+            known
+                .iter()
+                .any(|k| k.target == t.name && k.release == release && k.state == "done")
+        };
+        let todo: Vec<Target> = targets
+            .iter()
+            .filter(|t| !done_before(t))
+            .cloned()
+            .collect();
+        let plan = waves(&cfg, &targets, &todo)?;
+        let mut report = FleetReport {
+            targets: targets.len(),
+            skipped: targets.len() - todo.len(),
+            ..FleetReport::default()
+        };
+        let on = Mutex::new(on_event);
+        emit(
+            &on,
+            FleetEvent::Planned {
+                waves: plan
+                    .iter()
+                    .map(|w| w.iter().map(|t| t.name.clone()).collect())
+                    .collect(),
+                skipped: report.skipped,
+            },
+        );
+        let max_failures = opts.max_failures.unwrap_or(cfg.max_failures);
+        let req = opts.request.clone().unwrap_or_else(RunRequest::up);
+        let roll = Roll {
+            state,
+            release: &release,
+            parallel: opts.parallel.unwrap_or(cfg.parallel).max(1),
+            req: &req,
+            cancel: &opts.cancel,
+            on: &on,
+        };
+        for (wave, group) in plan.iter().enumerate() {
+            if opts.cancel.is_cancelled()
+                && !report.cancelled
+                && report.stopped_after_wave.is_none()
+            {
+                report.cancelled = true;
+                emit(&on, FleetEvent::Cancelled);
+            }
+            if report.stopped_after_wave.is_some() || report.cancelled {
+                report.not_run += group.len();
+                continue;
+            }
+            let failures = self.fleet_wave(&roll, wave, group, &mut report).await?;
+            if opts.cancel.is_cancelled() && !report.cancelled {
+                report.cancelled = true;
+                emit(&on, FleetEvent::Cancelled);
+            } else if failures > max_failures && !opts.continue_on_error {
+                report.stopped_after_wave = Some(wave);
+                emit(&on, FleetEvent::Stopped { wave, failures });
+            }
+        }
+        Ok(report)
+    }
+
+    /// One target's turn: recorded as started, run, timed. `None` when the
+    /// rollout was cancelled before it started.
+    async fn fleet_turn<'t>(
+        &self,
+        roll: &Roll<'_, '_>,
+        wave: usize,
+        t: &'t Target,
+    ) -> Option<Turn<'t>> {
+        if roll.cancel.is_cancelled() {
+            return None;
+        }
+        let service = self.with_settings(self.target_settings(t));
+        let run_id = instar_db::new_run_id();
+        let t0 = Instant::now();
+        let fail = |error| {
+            Err(RunFailure {
+                error,
+                report: Default::default(),
+            })
+        };
+        let result = if let Err(e) = roll.state.begin(&t.name, &run_id) {
+            fail(e)
+        } else {
+            emit(
+                roll.on,
+                FleetEvent::TargetStarted {
+                    target: t.name.clone(),
+                    wave,
+                },
+            );
+            match missing_schema(&service, t).await {
+                Some(error) => fail(error),
+                None => {
+                    let mut sink = TargetSink {
+                        target: &t.name,
+                        on: roll.on,
+                    };
+                    service
+                        .run(roll.req, &run_id, roll.cancel.clone(), &mut sink)
+                        .await
+                }
+            }
+        };
+        Some(Turn {
+            target: t,
+            run_id,
+            took: t0.elapsed(),
+            result,
+        })
+    }
+
+    async fn fleet_wave(
+        &self,
+        roll: &Roll<'_, '_>,
+        wave: usize,
+        group: &[Target],
+        report: &mut FleetReport,
+    ) -> Result<usize, Error> {
+        // The wave's targets are `queued` until each starts: a rollout killed
+        // now runs them again (each `up` resumes or finds nothing to do).
+        for t in group {
+            roll.state.queue(&t.name, roll.release, wave as i64)?;
+        }
+        if !group.is_empty() {
+            emit(
+                roll.on,
+                FleetEvent::WaveStarted {
+                    wave,
+                    targets: group.len(),
+                },
+            );
+        }
+        // Made up front (futures do nothing until polled): a closure inside the
+        // stream would make the rollout's task not `Send` (its lifetimes).
+        let turns: Vec<_> = group
+            .iter()
+            .map(|t| self.fleet_turn(roll, wave, t))
+            .collect();
+        let mut turns = futures_util::stream::iter(turns).buffer_unordered(roll.parallel);
+        let mut failures = 0;
+        // A state-file error does not drop the runs in flight: they finish,
+        // and the error is returned after the wave.
+        let mut state_error = None;
+        while let Some(turn) = turns.next().await {
+            let Some(turn) = turn else {
+                report.not_run += 1;
+                continue;
+            };
+            let (applied, error, version) = match &turn.result {
+                Ok(rep) if rep.paused.is_some() || rep.cancelled => (
+                    rep.migrations.len(),
+                    Some("stopped at a checkpoint before its end (a data migration's time budget, or cancelled): not done".to_string()),
+                    rep.migrations.last().cloned(),
+                ),
+                Ok(rep) => (rep.migrations.len(), None, rep.migrations.last().cloned()),
+                Err(f) => (
+                    f.report.migrations.len(),
+                    Some(f.error.to_string()),
+                    f.report.migrations.last().cloned(),
+                ),
+            };
+            let name = &turn.target.name;
+            let recorded = roll.state.finish(
+                name,
+                error.as_deref(),
+                turn.took.as_millis() as i64,
+                applied as i64,
+                version.as_deref(),
+                &turn.run_id,
+            );
+            if let Err(e) = recorded {
+                state_error.get_or_insert(e);
+            }
+            match &error {
+                Some(e) => {
+                    failures += 1;
+                    report.failed.push((name.clone(), e.clone()));
+                }
+                None => report.done += 1,
+            }
+            emit(
+                roll.on,
+                FleetEvent::TargetFinished {
+                    target: name.clone(),
+                    wave,
+                    applied,
+                    duration_ms: turn.took.as_millis() as u64,
+                    error,
+                },
+            );
+        }
+        match state_error {
+            Some(e) => Err(e),
+            None => Ok(failures),
+        }
+    }
+}
