@@ -16,60 +16,38 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::Stream;
-use instar_core::event::Stamped;
 use instar_db::CancelToken;
-use instar_service::fleet::{FleetEvent, FleetOptions, FleetReport};
+use instar_service::fleet::{FleetEvent, FleetOptions, FleetWatch};
 use instar_service::RunEvents;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::{body, sse, to_json, Answer, ApiError, EventsQuery};
 use crate::App;
-
-/// How a rollout ended, or that it has not.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "snake_case", tag = "state")]
-pub enum Outcome {
-    /// Under way.
-    Running,
-    /// Ended (possibly stopped after a wave, or cancelled: see the report).
-    Finished {
-        /// What it did.
-        report: FleetReport,
-    },
-    /// Stopped by an error (the fleet's list, its state file).
-    Failed {
-        /// The error.
-        error: String,
-    },
-}
 
 /// One rollout started over HTTP.
 pub struct FleetRun {
     id: String,
     started_at: String,
     events: RunEvents<FleetEvent>,
+    watch: FleetWatch,
     cancel: CancelToken,
-    outcome: Mutex<Outcome>,
 }
 
 impl FleetRun {
     fn running(&self) -> bool {
-        self.outcome
-            .lock()
-            .map(|o| matches!(*o, Outcome::Running))
-            .unwrap_or(false)
+        self.watch.end().is_none()
     }
 
-    /// Its state, and every tenant's from its events.
+    /// Its state, and every tenant's (folded from its events as they came).
     fn view(&self) -> Value {
-        let outcome = self
-            .outcome
-            .lock()
-            .map(|o| o.clone())
-            .unwrap_or(Outcome::Running);
+        let outcome = match self.watch.end() {
+            None => json!({"state": "running"}),
+            Some(Ok(report)) => json!({"state": "finished", "report": report}),
+            Some(Err(error)) => json!({"state": "failed", "error": error}),
+        };
+        let (counts, targets) = self.watch.progress();
         let events = self.events.so_far();
-        let (counts, targets) = tenants(&events);
         json!({
             "run_id": self.id,
             "started_at": self.started_at,
@@ -79,88 +57,6 @@ impl FleetRun {
             "targets": targets,
         })
     }
-}
-
-/// Per tenant of the rollout: its wave, state (`pending` until its wave,
-/// `queued`, `running`, `done`, `failed`), the migration it is at, its error.
-fn tenants(events: &[Stamped<FleetEvent>]) -> (BTreeMap<&'static str, usize>, Vec<Value>) {
-    let mut order: Vec<String> = Vec::new();
-    let mut by: HashMap<String, Value> = HashMap::new();
-    for e in events {
-        match &e.event {
-            FleetEvent::Planned { waves, .. } => {
-                for (w, names) in waves.iter().enumerate() {
-                    for n in names {
-                        order.push(n.clone());
-                        by.insert(
-                            n.clone(),
-                            json!({"target": n, "wave": w, "state": "pending"}),
-                        );
-                    }
-                }
-            }
-            FleetEvent::WaveStarted { wave, .. } => {
-                for v in by.values_mut() {
-                    if v["wave"] == *wave && v["state"] == "pending" {
-                        v["state"] = json!("queued");
-                    }
-                }
-            }
-            FleetEvent::TargetStarted { target, .. } => {
-                if let Some(v) = by.get_mut(target) {
-                    v["state"] = json!("running");
-                }
-            }
-            FleetEvent::Migration {
-                target,
-                version,
-                rows_done,
-                rows_total,
-                ..
-            } => {
-                if let Some(v) = by.get_mut(target) {
-                    v["migration"] = json!(version);
-                    if let (Some(d), Some(t)) = (rows_done, rows_total) {
-                        v["rows_done"] = json!(d);
-                        v["rows_total"] = json!(t);
-                    }
-                }
-            }
-            FleetEvent::TargetFinished {
-                target,
-                applied,
-                duration_ms,
-                error,
-                ..
-            } => {
-                if let Some(v) = by.get_mut(target) {
-                    v["state"] = json!(if error.is_some() { "failed" } else { "done" });
-                    v["applied"] = json!(applied);
-                    v["duration_ms"] = json!(duration_ms);
-                    if let Some(e) = error {
-                        v["error"] = json!(e);
-                    }
-                }
-            }
-            FleetEvent::Stopped { .. } | FleetEvent::Cancelled => {}
-        }
-    }
-    let mut counts = BTreeMap::new();
-    let targets: Vec<Value> = order
-        .iter()
-        .filter_map(|n| by.remove(n))
-        .inspect(|v| {
-            let state = match v["state"].as_str() {
-                Some("queued") => "queued",
-                Some("running") => "running",
-                Some("done") => "done",
-                Some("failed") => "failed",
-                _ => "pending",
-            };
-            *counts.entry(state).or_insert(0) += 1;
-        })
-        .collect();
-    (counts, targets)
 }
 
 /// The rollouts this server started.
@@ -178,12 +74,14 @@ impl FleetRuns {
             .ok_or_else(|| ApiError::not_found(format!("no fleet rollout {id} on this server")))
     }
 
-    /// The rollouts under way.
-    pub fn running(&self) -> usize {
+    /// A rollout under way, if any.
+    fn running_one(&self) -> Option<Arc<FleetRun>> {
         self.all
             .lock()
-            .map(|all| all.values().filter(|r| r.running()).count())
-            .unwrap_or(0)
+            .ok()?
+            .values()
+            .find(|r| r.running())
+            .cloned()
     }
 }
 
@@ -231,12 +129,7 @@ pub async fn start(
             "field `parallel`: must be at least 1",
         ));
     }
-    let mut all = app
-        .fleet_runs
-        .all
-        .lock()
-        .map_err(|_| ApiError::internal("the rollout registry is poisoned"))?;
-    if let Some(r) = all.values().find(|r| r.running()) {
+    if let Some(r) = app.fleet_runs.running_one() {
         return Err(ApiError::conflict(
             format!(
                 "fleet rollout {} is in progress; follow it at /fleet/runs/{}/events",
@@ -251,6 +144,7 @@ pub async fn start(
         continue_on_error: b.continue_on_error,
         ..FleetOptions::default()
     };
+    // The rollout lock decides between two requests that both got here.
     let handle = app.service.start_fleet(opts).map_err(|e| {
         if e.to_string()
             .starts_with(instar_service::fleet::state::BUSY)
@@ -264,22 +158,14 @@ pub async fn start(
         id: handle.id().to_string(),
         started_at: instar_core::time::now_rfc3339(),
         events: handle.events(),
+        watch: handle.watch(),
         cancel: handle.cancel_token(),
-        outcome: Mutex::new(Outcome::Running),
     });
-    all.insert(run.id.clone(), run.clone());
-    let watched = run.clone();
-    tokio::spawn(async move {
-        let outcome = match handle.wait().await {
-            Ok(report) => Outcome::Finished { report },
-            Err(e) => Outcome::Failed {
-                error: e.to_string(),
-            },
-        };
-        if let Ok(mut o) = watched.outcome.lock() {
-            *o = outcome;
-        }
-    });
+    app.fleet_runs
+        .all
+        .lock()
+        .map_err(|_| ApiError::internal("the rollout registry is poisoned"))?
+        .insert(run.id.clone(), run.clone());
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({

@@ -67,8 +67,13 @@ async fn up(s: &Service, opts: FleetOptions, out: &mut Out) -> Result<i32> {
         b.finish_and_clear();
     }
     let r = handle.wait().await?;
+    let stopped = if r.stopped.is_empty() {
+        String::new()
+    } else {
+        format!(", {} stopped before their end", r.stopped.len())
+    };
     out.line(format!(
-        "fleet: {} tenant(s): {} done now, {} already done, {} failed, {} not run{}",
+        "fleet: {} tenant(s): {} done now, {} already done, {} failed{stopped}, {} not run{}",
         r.targets,
         r.done,
         r.skipped,
@@ -76,15 +81,19 @@ async fn up(s: &Service, opts: FleetOptions, out: &mut Out) -> Result<i32> {
         r.not_run,
         if r.cancelled { " (cancelled)" } else { "" }
     ));
-    if !r.failed.is_empty() || r.not_run > 0 {
+    if !r.failed.is_empty() {
         out.line("`instar fleet status` lists the failed tenants; fix them and run `instar fleet up` again: it runs exactly the tenants not done");
+    } else if r.not_run > 0 || !r.stopped.is_empty() {
+        out.line("run `instar fleet up` again: it runs exactly the tenants not done");
     }
     out.json(&serde_json::json!({ "result": r }));
-    Ok(if r.failed.is_empty() && r.not_run == 0 {
-        0
-    } else {
-        2
-    })
+    Ok(
+        if r.failed.is_empty() && r.not_run == 0 && r.stopped.is_empty() {
+            0
+        } else {
+            2
+        },
+    )
 }
 
 /// How a rollout's events are shown: lines, a bar on a terminal.
@@ -114,6 +123,7 @@ impl RolloutView {
             }
             FleetEvent::TargetFinished {
                 target,
+                outcome,
                 error,
                 applied,
                 duration_ms,
@@ -122,9 +132,11 @@ impl RolloutView {
                 if let Some(b) = &self.bar {
                     b.inc(1);
                 }
-                let line = match error {
-                    Some(e) => format!("  FAILED {target}: {e}"),
-                    None => format!("  done {target}: {applied} migration(s), {duration_ms} ms"),
+                let e = error.as_deref().unwrap_or("");
+                let line = match *outcome {
+                    "failed" => format!("  FAILED {target}: {e}"),
+                    "stopped" => format!("  stopped {target}: {e}"),
+                    _ => format!("  done {target}: {applied} migration(s), {duration_ms} ms"),
                 };
                 match (&self.bar, error) {
                     (Some(b), Some(_)) => b.println(line),
@@ -229,7 +241,7 @@ async fn status_of(s: &Service, t: &str, out: &Out) -> Result<i32> {
             s.fleet_config()?.state.display()
         );
     }
-    match &row {
+    let mut json = match &row {
         Some(row) => {
             out.line(format!(
                 "{}: {} (release {}, attempt {}, wave {})",
@@ -246,10 +258,14 @@ async fn status_of(s: &Service, t: &str, out: &Out) -> Result<i32> {
                 row.version.as_deref().unwrap_or("-"),
                 row.run_id.as_deref().unwrap_or("-")
             ));
+            serde_json::json!(row)
         }
-        None => out.line(format!("{t}: no record: never rolled out to")),
-    }
-    let now = match now {
+        None => {
+            out.line(format!("{t}: no record: never rolled out to"));
+            serde_json::json!({ "target": t, "state": serde_json::Value::Null })
+        }
+    };
+    json["now"] = match now {
         Ok(Some(n)) => {
             let mut line = format!(
                 "  now: schema version {}, {} pending",
@@ -271,7 +287,7 @@ async fn status_of(s: &Service, t: &str, out: &Out) -> Result<i32> {
             serde_json::json!({ "error": e.to_string() })
         }
     };
-    out.json(&serde_json::json!({ "record": row, "now": now }));
+    out.json(&json);
     Ok(0)
 }
 

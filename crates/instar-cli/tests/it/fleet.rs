@@ -134,7 +134,7 @@ fn a_canary_waves_a_failing_tenant_and_a_resume() {
         ],
     );
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert!(v["record"].is_null(), "its wave never began: {out}");
+    assert!(v["state"].is_null(), "its wave never began: {out}");
     assert_eq!(v["now"]["pending"], 2, "{out}");
     let (code, _, err) = run(d, &["fleet", "status", "--target", "tenants/nope.db"]);
     assert_eq!(code, 2);

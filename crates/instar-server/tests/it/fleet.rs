@@ -211,11 +211,15 @@ async fn a_rollout_started_over_http_shows_every_tenant_and_resumes() {
 async fn a_second_rollout_is_refused_and_a_cancelled_one_starts_nobody() {
     let p = project();
     tenants(&p, &["t1", "t2"]);
-    // The list command takes a while: the rollout is under way meanwhile.
+    // The list command waits (bounded) for a file the test writes once it
+    // has cancelled: the rollout is under way meanwhile, whatever the timing.
     let service = fleet_service(
         &p,
         FleetFile {
-            command: Some("sleep 1; ls tenants/*.db".into()),
+            command: Some(
+                "for i in $(seq 1 600); do [ -f go ] && break; sleep 0.05; done; ls tenants/*.db"
+                    .into(),
+            ),
             ..Default::default()
         },
     );
@@ -233,7 +237,7 @@ async fn a_second_rollout_is_refused_and_a_cancelled_one_starts_nobody() {
         "{}",
         second.body
     );
-    // Cancelled before its list is read: it ends with every tenant not run.
+    // Cancelled while its list command runs: it ends at once, nobody run.
     let c = call(
         addr,
         "POST",
@@ -244,6 +248,7 @@ async fn a_second_rollout_is_refused_and_a_cancelled_one_starts_nobody() {
     .await;
     assert_eq!(c.status, 202, "{}", c.body);
     let events = all_events(addr, &run).await;
+    std::fs::write(p.dir.path().join("go"), b"").unwrap();
     assert!(
         events.iter().any(|(_, e)| e["event"] == "cancelled"),
         "{events:?}"
@@ -255,7 +260,7 @@ async fn a_second_rollout_is_refused_and_a_cancelled_one_starts_nobody() {
     let view = call(addr, "GET", &format!("/fleet/runs/{run}"), &[AUTH], "")
         .await
         .json();
-    assert_eq!(view["outcome"]["report"]["not_run"], 2, "{view}");
+    assert_eq!(view["outcome"]["report"]["done"], 0, "{view}");
     assert_eq!(view["outcome"]["report"]["cancelled"], true, "{view}");
     for t in ["t1", "t2"] {
         let c = rusqlite::Connection::open(p.dir.path().join(format!("tenants/{t}.db"))).unwrap();
@@ -298,4 +303,112 @@ async fn without_a_fleet_the_endpoints_say_so() {
     }
     let none = call(addr, "GET", "/fleet/runs/nope", &[AUTH], "").await;
     assert_eq!(none.status, 404, "{}", none.body);
+}
+
+#[tokio::test]
+async fn a_rollout_cancelled_mid_wave_stops_the_running_tenant_and_starts_no_other() {
+    // Each tenant's data migration takes a while (40 batches, 20 ms apart).
+    let p = Project::new(&[
+        (
+            "0001_t",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 2000) INSERT INTO t SELECT i, 0 FROM c;",
+            "",
+        ),
+        (
+            "0002_fill",
+            "UPDATE t SET v = id * 2 WHERE {batch}",
+            "kind = \"data\"\n[data]\ntable = \"t\"\nkey = \"id\"\nbatch_size = 50\npause = \"20ms\"\n",
+        ),
+    ]);
+    tenants(&p, &["t1", "t2", "t3"]);
+    let service = fleet_service(
+        &p,
+        FleetFile {
+            glob: Some("tenants/*.db".into()),
+            parallel: Some(1),
+            ..Default::default()
+        },
+    );
+    let (addr, _) = start(service, with_token()).await;
+    let r = call(addr, "POST", "/fleet/runs", &[AUTH], "{}").await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let run = r.json()["run_id"].as_str().unwrap().to_string();
+    // Cancel once the first tenant's data migration has committed a batch.
+    let mut s = Events::open(addr, &format!("/fleet/runs/{run}/events"), &[AUTH]).await;
+    let mut seen = Vec::new();
+    for _ in 0..10_000 {
+        let (_, e) = s.next().await.expect("a batch before the end");
+        let batch = e["event"] == "migration" && e["state"] == "batch";
+        seen.push(e);
+        if batch {
+            break;
+        }
+    }
+    let c = call(
+        addr,
+        "POST",
+        &format!("/fleet/runs/{run}/cancel"),
+        &[AUTH],
+        "",
+    )
+    .await;
+    assert_eq!(c.status, 202, "{}", c.body);
+    while let Some((_, e)) = s.next().await {
+        seen.push(e);
+    }
+    let view = call(addr, "GET", &format!("/fleet/runs/{run}"), &[AUTH], "")
+        .await
+        .json();
+    let report = &view["outcome"]["report"];
+    assert_eq!(report["cancelled"], true, "{view}");
+    assert_eq!(report["done"], 0, "{view}");
+    assert_eq!(
+        report["failed"].as_array().unwrap().len(),
+        0,
+        "not failures: {view}"
+    );
+    assert_eq!(report["stopped"][0][0], "tenants/t1.db", "{view}");
+    assert_eq!(report["not_run"], 2, "{view}");
+    assert_eq!(view["counts"]["stopped"], 1, "{view}");
+    assert_eq!(view["counts"]["pending"], 2, "{view}");
+    let started = seen
+        .iter()
+        .filter(|e| e["event"] == "target_started")
+        .count();
+    assert_eq!(started, 1, "{seen:?}");
+    // In the state file: t1 stopped (not done), the others untouched.
+    let grid = call(addr, "GET", "/fleet/targets", &[AUTH], "")
+        .await
+        .json();
+    let states: Vec<&str> = grid["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["stopped", "pending", "pending"], "{grid}");
+    // t1 stopped at a checkpoint: every batch it committed is whole.
+    let c = rusqlite::Connection::open(p.dir.path().join("tenants/t1.db")).unwrap();
+    let (changed, total): (i64, i64) = c
+        .query_row("SELECT sum(v = id * 2), count(*) FROM t", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(total, 2000);
+    assert!(
+        changed > 0 && changed < 2000 && changed % 50 == 0,
+        "{changed}"
+    );
+    // The next rollout finishes every tenant, t1 from its checkpoint.
+    let r = call(addr, "POST", "/fleet/runs", &[AUTH], "").await;
+    let run = r.json()["run_id"].as_str().unwrap().to_string();
+    all_events(addr, &run).await;
+    let view = call(addr, "GET", &format!("/fleet/runs/{run}"), &[AUTH], "")
+        .await
+        .json();
+    assert_eq!(view["outcome"]["report"]["done"], 3, "{view}");
+    let changed: i64 = c
+        .query_row("SELECT sum(v = id * 2) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(changed, 2000);
 }

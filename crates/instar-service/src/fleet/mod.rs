@@ -9,6 +9,7 @@
 
 mod check;
 pub mod config;
+mod progress;
 mod rollout;
 pub mod state;
 mod summary;
@@ -20,6 +21,7 @@ use sha2::Digest as _;
 
 pub use check::{FleetCheck, TargetCheck, TargetNow};
 pub use config::{Amount, FleetConfig, FleetFile};
+pub use progress::{FleetEnd, FleetProgress, FleetWatch, TenantProgress};
 pub use rollout::FleetHandle;
 pub use state::{State, TargetState};
 pub use summary::{FleetGrid, FleetStatus, GridCell};
@@ -90,6 +92,9 @@ pub enum FleetEvent {
         target: String,
         /// Its wave.
         wave: usize,
+        /// `done`, `failed`, or `stopped` (cancelled, or a data migration's
+        /// time budget spent: not done, not a failure).
+        outcome: &'static str,
         /// Migrations applied.
         applied: usize,
         /// How long it took.
@@ -119,6 +124,9 @@ pub struct FleetReport {
     pub done: usize,
     /// Run now and failed: `(target, error)`.
     pub failed: Vec<(String, String)>,
+    /// Run now and stopped before their end (cancelled, or a data
+    /// migration's time budget spent): `(target, why)`.
+    pub stopped: Vec<(String, String)>,
     /// Not run: the rollout stopped before their wave.
     pub not_run: usize,
     /// The wave after which the rollout stopped.

@@ -11,8 +11,10 @@ use futures_util::StreamExt as _;
 use instar_core::event::{Event, EventSink};
 use instar_db::CancelToken;
 
-use super::state::Rollout;
-use super::{release, waves, FleetConfig, FleetEvent, FleetOptions, FleetReport, State, Target};
+use super::state::Ended;
+use super::{
+    release, waves, FleetConfig, FleetEvent, FleetOptions, FleetReport, FleetWatch, State, Target,
+};
 use crate::run::Hub;
 use crate::{Error, RunEvents, RunFailure, RunRequest, Service};
 
@@ -20,9 +22,8 @@ use crate::{Error, RunEvents, RunFailure, RunRequest, Service};
 type Emit<'f> = Mutex<&'f mut (dyn FnMut(FleetEvent) + Send)>;
 
 fn emit(on: &Emit<'_>, e: FleetEvent) {
-    if let Ok(mut f) = on.lock() {
-        f(e);
-    }
+    // A callback that panicked once still gets the events after it.
+    (on.lock().unwrap_or_else(|p| p.into_inner()))(e);
 }
 
 /// One target's run events, forwarded as [`FleetEvent::Migration`].
@@ -81,6 +82,7 @@ struct Turn<'t> {
 pub struct FleetHandle {
     id: String,
     hub: Arc<Hub<FleetEvent>>,
+    watch: FleetWatch,
     cancel: CancelToken,
     task: tokio::task::JoinHandle<Result<FleetReport, Error>>,
 }
@@ -96,6 +98,12 @@ impl FleetHandle {
         RunEvents(Arc::clone(&self.hub))
     }
 
+    /// Every tenant's progress and, once it ended, the outcome (set before
+    /// the event stream closes).
+    pub fn watch(&self) -> FleetWatch {
+        self.watch.clone()
+    }
+
     /// A clone of its cancel token.
     pub fn cancel_token(&self) -> CancelToken {
         self.cancel.clone()
@@ -109,6 +117,13 @@ impl FleetHandle {
                 "the fleet rollout's task ended abnormally: {e}"
             ))),
         }
+    }
+}
+
+/// Resolves once `cancel` is cancelled (checked every 50 ms).
+async fn cancelled(cancel: &CancelToken) {
+    while !cancel.is_cancelled() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
@@ -145,42 +160,46 @@ impl Service {
         })
     }
 
-    /// The state file, open, with the rollout lock taken (or the error
-    /// naming the rollout that holds it).
-    fn fleet_lock(&self) -> Result<(State, Rollout), Error> {
-        let state = State::open(&self.fleet_config()?.state)?;
-        let lock = state.lock()?;
-        Ok((state, lock))
-    }
-
     /// Rolls the migrations out over the fleet (see the module's docs).
     pub async fn fleet_up(
         &self,
         opts: &FleetOptions,
         on_event: &mut (dyn FnMut(FleetEvent) + Send),
     ) -> Result<FleetReport, Error> {
-        let (state, lock) = self.fleet_lock()?;
-        self.roll_out(&state, lock, opts, on_event).await
+        let state = State::open(&self.fleet_config()?.state)?;
+        let _lock = state.lock()?;
+        self.roll_out(&state, opts, on_event).await
     }
 
     /// Starts a rollout as a task on the current runtime. The rollout lock
     /// is taken before it returns: a second rollout (this process's or
     /// another's) is refused here, with the error naming the holder.
     pub fn start_fleet(&self, opts: FleetOptions) -> Result<FleetHandle, Error> {
-        let (state, lock) = self.fleet_lock()?;
+        let state = State::open(&self.fleet_config()?.state)?;
+        let lock = state.lock()?;
         let id = instar_db::new_run_id();
         let hub: Arc<Hub<FleetEvent>> = Hub::new(id.clone());
+        let watch = FleetWatch::default();
         let cancel = opts.cancel.clone();
-        let (service, task_hub) = (self.clone(), Arc::clone(&hub));
+        let (service, task_hub, task_watch) = (self.clone(), Arc::clone(&hub), watch.clone());
         let task = tokio::spawn(async move {
             // Subscribers' streams end when the rollout does, even if it panics.
-            let _closing = task_hub.closer();
-            let mut on = |e: FleetEvent| task_hub.publish(&e);
-            service.roll_out(&state, lock, &opts, &mut on).await
+            let closing = task_hub.closer();
+            let mut on = |e: FleetEvent| {
+                task_watch.apply(&e);
+                task_hub.publish(&e);
+            };
+            let r = service.roll_out(&state, &opts, &mut on).await;
+            // The outcome is there before the lock is free and the stream ends.
+            task_watch.ended(r.as_ref().map(Clone::clone).map_err(ToString::to_string));
+            drop(lock);
+            drop(closing);
+            r
         });
         Ok(FleetHandle {
             id,
             hub,
+            watch,
             cancel,
             task,
         })
@@ -189,12 +208,18 @@ impl Service {
     async fn roll_out(
         &self,
         state: &State,
-        _lock: Rollout,
         opts: &FleetOptions,
         on_event: &mut (dyn FnMut(FleetEvent) + Send),
     ) -> Result<FleetReport, Error> {
         let cfg = self.fleet_config()?.clone();
-        let targets = self.fleet_targets().await?;
+        // A list command or query that hangs does not outlast a cancel.
+        let targets = tokio::select! {
+            t = self.fleet_targets() => t?,
+            () = cancelled(&opts.cancel) => {
+                on_event(FleetEvent::Cancelled);
+                return Ok(FleetReport { cancelled: true, ..FleetReport::default() });
+            }
+        };
         if targets.is_empty() {
             return Err(Error::Config(
                 "the fleet is empty: [fleet] targets, glob, command and query gave no target"
@@ -284,7 +309,10 @@ impl Service {
                 report: Default::default(),
             })
         };
-        let result = if let Err(e) = roll.state.begin(&t.name, &run_id) {
+        let result = if let Err(e) = roll
+            .state
+            .begin(&t.name, roll.release, wave as i64, &run_id)
+        {
             fail(e)
         } else {
             emit(
@@ -322,11 +350,9 @@ impl Service {
         group: &[Target],
         report: &mut FleetReport,
     ) -> Result<usize, Error> {
-        // The wave's targets are `queued` until each starts: a rollout killed
-        // now runs them again (each `up` resumes or finds nothing to do).
-        for t in group {
-            roll.state.queue(&t.name, roll.release, wave as i64)?;
-        }
+        // A target is `running` in the state file from its turn's start: a
+        // rollout killed then runs it again (its `up` resumes or finds nothing
+        // to do); one whose turn never came keeps its row as it was.
         if !group.is_empty() {
             emit(
                 roll.on,
@@ -352,14 +378,20 @@ impl Service {
                 report.not_run += 1;
                 continue;
             };
-            let (applied, error, version) = match &turn.result {
+            let (outcome, applied, error, version) = match &turn.result {
                 Ok(rep) if rep.paused.is_some() || rep.cancelled => (
+                    "stopped",
                     rep.migrations.len(),
-                    Some("stopped at a checkpoint before its end (a data migration's time budget, or cancelled): not done".to_string()),
+                    Some(if rep.cancelled {
+                        "cancelled before its end: not done (`fleet up` runs it again)"
+                    } else {
+                        "a data migration's --max-duration budget was spent at a checkpoint: not done (`fleet up` runs it again)"
+                    }.to_string()),
                     rep.migrations.last().cloned(),
                 ),
-                Ok(rep) => (rep.migrations.len(), None, rep.migrations.last().cloned()),
+                Ok(rep) => ("done", rep.migrations.len(), None, rep.migrations.last().cloned()),
                 Err(f) => (
+                    "failed",
                     f.report.migrations.len(),
                     Some(f.error.to_string()),
                     f.report.migrations.last().cloned(),
@@ -368,27 +400,33 @@ impl Service {
             let name = &turn.target.name;
             let recorded = roll.state.finish(
                 name,
-                error.as_deref(),
-                turn.took.as_millis() as i64,
-                applied as i64,
-                version.as_deref(),
-                &turn.run_id,
+                &Ended {
+                    outcome,
+                    error: error.as_deref(),
+                    duration_ms: turn.took.as_millis() as i64,
+                    applied: applied as i64,
+                    version: version.as_deref(),
+                    run_id: &turn.run_id,
+                },
             );
             if let Err(e) = recorded {
                 state_error.get_or_insert(e);
             }
-            match &error {
-                Some(e) => {
+            let entry = (name.clone(), error.clone().unwrap_or_default());
+            match outcome {
+                "failed" => {
                     failures += 1;
-                    report.failed.push((name.clone(), e.clone()));
+                    report.failed.push(entry);
                 }
-                None => report.done += 1,
+                "stopped" => report.stopped.push(entry),
+                _ => report.done += 1,
             }
             emit(
                 roll.on,
                 FleetEvent::TargetFinished {
                     target: name.clone(),
                     wave,
+                    outcome,
                     applied,
                     duration_ms: turn.took.as_millis() as u64,
                     error,

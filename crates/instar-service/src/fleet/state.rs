@@ -17,7 +17,8 @@ use crate::Error;
 pub struct TargetState {
     /// The target's name.
     pub target: String,
-    /// `queued` (its wave began), `running`, `done` or `failed`.
+    /// `running`, `done`, `failed`, or `stopped` (cancelled or out of time
+    /// before its end: not done).
     pub state: String,
     /// The release (fingerprint of the migration set) it was run for.
     pub release: String,
@@ -46,6 +47,23 @@ fn err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Config(format!("the fleet's state file: {what}: {e}"))
 }
 
+/// How one target's run ended, as recorded.
+#[derive(Debug, Clone)]
+pub struct Ended<'a> {
+    /// `done`, `failed` or `stopped`.
+    pub outcome: &'a str,
+    /// Why it failed or stopped.
+    pub error: Option<&'a str>,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// Migrations it applied.
+    pub applied: i64,
+    /// The last one it applied.
+    pub version: Option<&'a str>,
+    /// Its run id.
+    pub run_id: &'a str,
+}
+
 /// The state file, open (shared by a wave's concurrent runs).
 pub struct State {
     conn: std::sync::Mutex<Connection>,
@@ -58,11 +76,23 @@ pub struct Rollout {
 }
 
 impl State {
-    /// Opens (creating) the state file.
+    /// Opens (creating) the state file, to write it.
     pub fn open(path: &Path) -> Result<State, Error> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| err(&dir.display().to_string(), e))?;
         }
+        let state = Self::connect(path)?;
+        if let Ok(conn) = state.conn.lock() {
+            // WAL with NORMAL syncs: a killed process loses nothing it
+            // committed; a power cut may lose the last marks, and then a tenant
+            // is run again and finds nothing to do (its own history is the
+            // truth). Best effort: a file another process holds keeps its mode.
+            let _ = conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+        }
+        Ok(state)
+    }
+
+    fn connect(path: &Path) -> Result<State, Error> {
         let conn = Connection::open(path).map_err(|e| err(&path.display().to_string(), e))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| err("busy timeout", e))?;
@@ -80,12 +110,12 @@ impl State {
         })
     }
 
-    /// Opens it read-only, if it exists.
+    /// Opens it to read, if it exists (its journal mode left as it is).
     pub fn read(path: &Path) -> Result<Option<State>, Error> {
         if !path.exists() {
             return Ok(None);
         }
-        Self::open(path).map(Some)
+        Self::connect(path).map(Some)
     }
 
     /// Takes the rollout lock, or says who holds it.
@@ -155,10 +185,10 @@ impl State {
         Ok(self.all()?.into_iter().find(|t| t.target == target))
     }
 
-    /// Records that `target`'s wave began (`queued`; a new release resets its
-    /// attempts). A rollout killed now runs it again: its `up` resumes or
-    /// finds nothing to do.
-    pub fn queue(&self, target: &str, release: &str, wave: i64) -> Result<(), Error> {
+    /// Records that `target`'s run `run_id` starts now, in `wave` (one more
+    /// attempt; a new release starts counting again). A target whose turn
+    /// never came keeps its row as it was.
+    pub fn begin(&self, target: &str, release: &str, wave: i64, run_id: &str) -> Result<(), Error> {
         let conn = self.conn()?;
         let prior: Option<String> = conn
             .query_row(
@@ -169,46 +199,27 @@ impl State {
             .optional()
             .map_err(|e| err("reading", e))?;
         let attempts_sql = if prior.as_deref() == Some(release) {
-            "attempts"
+            "attempts + 1"
         } else {
-            "0"
+            "1"
         };
         conn.execute(
             &format!(
-                "INSERT INTO fleet_targets (target, state, release, attempts, wave) VALUES (?1, 'queued', ?2, 0, ?3)
-                 ON CONFLICT (target) DO UPDATE SET state = 'queued', release = ?2, attempts = {attempts_sql}, error = NULL, wave = ?3, duration_ms = NULL"
+                "INSERT INTO fleet_targets (target, state, release, attempts, wave, started_at, run_id) VALUES (?1, 'running', ?2, 1, ?3, ?4, ?5)
+                 ON CONFLICT (target) DO UPDATE SET state = 'running', release = ?2, attempts = {attempts_sql}, error = NULL, wave = ?3, started_at = ?4, run_id = ?5, duration_ms = NULL"
             ),
-            params![target, release, wave],
+            params![target, release, wave, instar_core::time::now_rfc3339(), run_id],
         )
         .map_err(|e| err("writing", e))?;
         Ok(())
     }
 
-    /// Records that `target`'s run `run_id` starts now (one more attempt).
-    pub fn begin(&self, target: &str, run_id: &str) -> Result<(), Error> {
-        self.conn()?
-            .execute(
-                "UPDATE fleet_targets SET state = 'running', attempts = attempts + 1, started_at = ?2, run_id = ?3 WHERE target = ?1",
-                params![target, instar_core::time::now_rfc3339(), run_id],
-            )
-            .map_err(|e| err("writing", e))?;
-        Ok(())
-    }
-
     /// Records how `target`'s run ended.
-    pub fn finish(
-        &self,
-        target: &str,
-        error: Option<&str>,
-        duration_ms: i64,
-        applied: i64,
-        version: Option<&str>,
-        run_id: &str,
-    ) -> Result<(), Error> {
+    pub fn finish(&self, target: &str, end: &Ended<'_>) -> Result<(), Error> {
         self.conn()?
             .execute(
                 "UPDATE fleet_targets SET state = ?2, error = ?3, duration_ms = ?4, applied = ?5, version = COALESCE(?6, version), run_id = ?7 WHERE target = ?1",
-                params![target, if error.is_some() { "failed" } else { "done" }, error, duration_ms, applied, version, run_id],
+                params![target, end.outcome, end.error, end.duration_ms, end.applied, end.version, end.run_id],
             )
             .map_err(|e| err("writing", e))?;
         Ok(())
