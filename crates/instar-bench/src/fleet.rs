@@ -35,7 +35,14 @@ fn sqlite_tenants(dir: &Path, n: usize) {
     for i in 0..n {
         std::fs::write(t.join(format!("t{i:05}.db")), b"").expect("touch");
     }
-    let _ = std::fs::remove_file(dir.join(".instar/fleet.db"));
+    forget_state(dir);
+}
+
+/// Removes the fleet's state file (and its WAL beside it).
+fn forget_state(dir: &Path) {
+    for f in ["fleet.db", "fleet.db-wal", "fleet.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(".instar").join(f));
+    }
 }
 
 fn fleet_up(instar: &Path, dir: &Path, parallel: usize) -> Duration {
@@ -134,7 +141,7 @@ fn postgres(a: &Args, instar: &Path, base: &str) {
             ));
         }
         crate::psql(&url, &sql);
-        let _ = std::fs::remove_file(d.join(".instar/fleet.db"));
+        forget_state(d);
     };
     let (mut floor, mut by) = (Vec::new(), vec![Vec::new(); 4]);
     for _ in 0..a.runs.max(1) {

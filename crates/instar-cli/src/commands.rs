@@ -515,25 +515,13 @@ async fn execute(service: &Service, target: Target, args: &RunArgs, out: &mut Ou
         return worker(service, &req, out).await;
     }
     let handle = service.start(req);
-    let mut events = handle.subscribe();
-    let cancel = handle.cancel_token();
-    let mut interrupted = false;
-    // One signal listener for the whole run (not one per event).
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        tokio::select! {
-            e = events.next() => match e {
-                Some(e) => out.stamped(&e),
-                None => break,
-            },
-            _ = &mut ctrl_c, if !interrupted => {
-                interrupted = true;
-                eprintln!("interrupted: stopping at the next safe point (a statement boundary or a batch checkpoint)…");
-                cancel.cancel();
-            }
-        }
-    }
+    follow(
+        handle.subscribe(),
+        &handle.cancel_token(),
+        "stopping at the next safe point (a statement boundary or a batch checkpoint)",
+        |e| out.stamped(e),
+    )
+    .await;
     let report = handle.wait().await.map_err(|f| f.error)?;
     if report.cancelled {
         out.line("cancelled: stopped at a safe point; run `instar up` again to continue");
@@ -544,6 +532,33 @@ async fn execute(service: &Service, target: Target, args: &RunArgs, out: &mut Ou
     }
     out.json(&serde_json::json!({ "result": report }));
     Ok(0)
+}
+
+/// Shows a run's (or a rollout's) events until its stream ends; the first
+/// Ctrl-C cancels it (`what` says what happens then), a second one is ignored.
+pub(crate) async fn follow<E: Clone>(
+    mut events: instar_service::EventStream<E>,
+    cancel: &instar_db::CancelToken,
+    what: &str,
+    mut show: impl FnMut(&instar_core::event::Stamped<E>),
+) {
+    let mut interrupted = false;
+    // One signal listener for the whole run (not one per event).
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            e = events.next() => match e {
+                Some(e) => show(&e),
+                None => break,
+            },
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                eprintln!("interrupted: {what}…");
+                cancel.cancel();
+            }
+        }
+    }
 }
 
 /// Renders a worker's events as they come (a worker has no run of its own).

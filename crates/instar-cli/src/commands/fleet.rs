@@ -40,29 +40,18 @@ pub async fn run(s: &Service, action: FleetCommand, out: &mut Out) -> Result<i32
 /// after it, the running ones stop at their next safe point.
 async fn up(s: &Service, opts: FleetOptions, out: &mut Out) -> Result<i32> {
     let handle = s.start_fleet(opts)?;
-    let mut events = handle.events().subscribe();
-    let cancel = handle.cancel_token();
     let mut view = RolloutView {
         human: out.human() && !out.quiet,
         json: !out.human(),
         bar: None,
     };
-    let mut interrupted = false;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        tokio::select! {
-            e = events.next() => match e {
-                Some(e) => view.show(&e),
-                None => break,
-            },
-            _ = &mut ctrl_c, if !interrupted => {
-                interrupted = true;
-                eprintln!("interrupted: no tenant starts from now; the running ones stop at their next safe point…");
-                cancel.cancel();
-            }
-        }
-    }
+    crate::commands::follow(
+        handle.events().subscribe(),
+        &handle.cancel_token(),
+        "no tenant starts from now; the running ones stop at their next safe point",
+        |e| view.show(e),
+    )
+    .await;
     if let Some(b) = view.bar.take() {
         b.finish_and_clear();
     }

@@ -125,6 +125,16 @@ impl Driver {
         panic!("the console never showed {what}");
     }
 
+    /// A browser on the console at `addr`, and the folder for screenshots.
+    async fn console(p: &Project, addr: SocketAddr) -> (Driver, PathBuf) {
+        let shots = p.dir.path().join("screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        let d = Driver::start(&p.dir.path().join("profile")).await;
+        d.cmd("POST", "/url", json!({"url": format!("http://{addr}/")}))
+            .await;
+        (d, shots)
+    }
+
     /// Types the token into its field and clicks `button`.
     async fn click_with_token(&self, button: &str) {
         let token = self.element("#token").await.expect("token field");
@@ -204,11 +214,7 @@ async fn the_console_runs_pending_migrations_and_shows_their_progress() {
         ("0003_done", "CREATE TABLE done (x INTEGER);", ""),
     ]);
     let (addr, _) = start(p.service(), with_token()).await;
-    let shots = p.dir.path().join("screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let d = Driver::start(&p.dir.path().join("profile")).await;
-    d.cmd("POST", "/url", json!({"url": format!("http://{addr}/")}))
-        .await;
+    let (d, shots) = Driver::console(&p, addr).await;
 
     // 1. The pending migrations, with their SQL.
     d.until(
@@ -312,11 +318,7 @@ async fn the_console_rolls_out_to_the_fleet_and_shows_every_tenant() {
     };
     settings.fleet = Some(fleet.resolve(p.dir.path()).unwrap());
     let (addr, _) = start(instar_service::Service::new(settings), with_token()).await;
-    let shots = p.dir.path().join("screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let d = Driver::start(&p.dir.path().join("profile")).await;
-    d.cmd("POST", "/url", json!({"url": format!("http://{addr}/")}))
-        .await;
+    let (d, shots) = Driver::console(&p, addr).await;
 
     // 1. The grid: a cell per tenant, all pending.
     d.until(

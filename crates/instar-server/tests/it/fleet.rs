@@ -38,6 +38,26 @@ fn fleet_service(p: &Project, fleet: FleetFile) -> Service {
     Service::new(s)
 }
 
+/// Cancels the rollout `run`.
+async fn cancel(addr: std::net::SocketAddr, run: &str) {
+    let c = call(
+        addr,
+        "POST",
+        &format!("/fleet/runs/{run}/cancel"),
+        &[AUTH],
+        "",
+    )
+    .await;
+    assert_eq!(c.status, 202, "{}", c.body);
+}
+
+/// `GET /fleet/runs/{run}`.
+async fn run_view(addr: std::net::SocketAddr, run: &str) -> serde_json::Value {
+    let r = call(addr, "GET", &format!("/fleet/runs/{run}"), &[AUTH], "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
 /// Every event of a rollout's stream, to its end.
 async fn all_events(addr: std::net::SocketAddr, run: &str) -> Vec<(u64, serde_json::Value)> {
     let mut s = Events::open(addr, &format!("/fleet/runs/{run}/events"), &[AUTH]).await;
@@ -137,9 +157,7 @@ async fn a_rollout_started_over_http_shows_every_tenant_and_resumes() {
     }
     assert!(events.iter().all(|(_, e)| e["run_id"] == run.as_str()));
 
-    let view = call(addr, "GET", &format!("/fleet/runs/{run}"), &[AUTH], "")
-        .await
-        .json();
+    let view = run_view(addr, &run).await;
     assert_eq!(view["outcome"]["state"], "finished", "{view}");
     assert_eq!(view["outcome"]["report"]["done"], 5, "{view}");
     assert_eq!(view["counts"]["done"], 5, "{view}");
@@ -192,9 +210,7 @@ async fn a_rollout_started_over_http_shows_every_tenant_and_resumes() {
         .map(|(_, e)| e["target"].as_str().unwrap())
         .collect();
     assert_eq!(started, ["tenants/bad3.db"]);
-    let view = call(addr, "GET", &format!("/fleet/runs/{run2}"), &[AUTH], "")
-        .await
-        .json();
+    let view = run_view(addr, &run2).await;
     assert_eq!(view["outcome"]["report"]["skipped"], 5, "{view}");
     assert_eq!(view["outcome"]["report"]["done"], 1, "{view}");
     // Replay from a sequence number: what came after it, nothing else.
@@ -238,15 +254,7 @@ async fn a_second_rollout_is_refused_and_a_cancelled_one_starts_nobody() {
         second.body
     );
     // Cancelled while its list command runs: it ends at once, nobody run.
-    let c = call(
-        addr,
-        "POST",
-        &format!("/fleet/runs/{run}/cancel"),
-        &[AUTH],
-        "",
-    )
-    .await;
-    assert_eq!(c.status, 202, "{}", c.body);
+    cancel(addr, &run).await;
     let events = all_events(addr, &run).await;
     std::fs::write(p.dir.path().join("go"), b"").unwrap();
     assert!(
@@ -257,9 +265,7 @@ async fn a_second_rollout_is_refused_and_a_cancelled_one_starts_nobody() {
         !events.iter().any(|(_, e)| e["event"] == "target_started"),
         "{events:?}"
     );
-    let view = call(addr, "GET", &format!("/fleet/runs/{run}"), &[AUTH], "")
-        .await
-        .json();
+    let view = run_view(addr, &run).await;
     assert_eq!(view["outcome"]["report"]["done"], 0, "{view}");
     assert_eq!(view["outcome"]["report"]["cancelled"], true, "{view}");
     for t in ["t1", "t2"] {
@@ -286,9 +292,7 @@ async fn a_second_rollout_is_refused_and_a_cancelled_one_starts_nobody() {
     assert_eq!(free.status, 202, "{}", free.body);
     let run = free.json()["run_id"].as_str().unwrap().to_string();
     all_events(addr, &run).await;
-    let view = call(addr, "GET", &format!("/fleet/runs/{run}"), &[AUTH], "")
-        .await
-        .json();
+    let view = run_view(addr, &run).await;
     assert_eq!(view["outcome"]["report"]["done"], 2, "{view}");
 }
 
@@ -344,21 +348,11 @@ async fn a_rollout_cancelled_mid_wave_stops_the_running_tenant_and_starts_no_oth
             break;
         }
     }
-    let c = call(
-        addr,
-        "POST",
-        &format!("/fleet/runs/{run}/cancel"),
-        &[AUTH],
-        "",
-    )
-    .await;
-    assert_eq!(c.status, 202, "{}", c.body);
+    cancel(addr, &run).await;
     while let Some((_, e)) = s.next().await {
         seen.push(e);
     }
-    let view = call(addr, "GET", &format!("/fleet/runs/{run}"), &[AUTH], "")
-        .await
-        .json();
+    let view = run_view(addr, &run).await;
     let report = &view["outcome"]["report"];
     assert_eq!(report["cancelled"], true, "{view}");
     assert_eq!(report["done"], 0, "{view}");
@@ -403,9 +397,7 @@ async fn a_rollout_cancelled_mid_wave_stops_the_running_tenant_and_starts_no_oth
     let r = call(addr, "POST", "/fleet/runs", &[AUTH], "").await;
     let run = r.json()["run_id"].as_str().unwrap().to_string();
     all_events(addr, &run).await;
-    let view = call(addr, "GET", &format!("/fleet/runs/{run}"), &[AUTH], "")
-        .await
-        .json();
+    let view = run_view(addr, &run).await;
     assert_eq!(view["outcome"]["report"]["done"], 3, "{view}");
     let changed: i64 = c
         .query_row("SELECT sum(v = id * 2) FROM t", [], |r| r.get(0))
