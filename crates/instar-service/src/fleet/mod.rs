@@ -56,7 +56,8 @@ pub enum FleetEvent {
         /// Targets done in this release already (skipped).
         skipped: usize,
     },
-    /// A wave began: its targets are `queued` until each starts.
+    /// A wave began: its targets wait for their turn (`queued` in a
+    /// rollout's view) until each starts.
     WaveStarted {
         /// The wave (0 is the canary).
         wave: usize,

@@ -31,7 +31,7 @@ pub struct FleetStatus {
 pub struct GridCell {
     /// The target.
     pub target: String,
-    /// `pending` (never run in this release), `queued`, `running`, `done`, `failed`.
+    /// `pending` (never run in this release), `running`, `done`, `failed`, `stopped`.
     pub state: String,
     /// The schema version its last run left.
     pub version: Option<String>,
