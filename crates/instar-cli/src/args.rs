@@ -165,6 +165,10 @@ pub enum FleetCommand {
         /// Go on past failed tenants, whatever their number.
         #[arg(long)]
         continue_on_error: bool,
+        /// Run nothing: print the waves, each tenant's pending migrations (or
+        /// why it would refuse) and the SQL once; nothing is recorded.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Counts per state and schema version, the failed tenants and the slowest,
     /// from the fleet's state file (no tenant is read).

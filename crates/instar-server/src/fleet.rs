@@ -115,6 +115,9 @@ struct RolloutBody {
     max_failures: Option<usize>,
     #[serde(default)]
     continue_on_error: bool,
+    /// The plan only: waves, each tenant's pending migrations, the SQL.
+    #[serde(default)]
+    dry_run: bool,
 }
 
 /// `POST /fleet/runs`: starts a rollout (202 with its id; 409 while one is
@@ -128,6 +131,14 @@ pub async fn start(
         return Err(ApiError::bad_request(
             "field `parallel`: must be at least 1",
         ));
+    }
+    if b.dry_run {
+        let plan = app
+            .service
+            .fleet_plan(b.parallel.unwrap_or(1))
+            .await
+            .map_err(ApiError::service)?;
+        return Ok(Json(json!({"dry_run": true, "plan": plan})).into_response());
     }
     if let Some(r) = app.fleet_runs.running_one() {
         return Err(ApiError::conflict(

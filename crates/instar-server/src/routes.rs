@@ -78,7 +78,7 @@ pub const ROUTES: &[Route] = &[
     r("PUT", "/collections/{collection}/documents/{key}", Access::Write, "Stores a document written at `?at=V`."),
     r("GET", "/fleet", Access::Read, "The fleet's state ([fleet] of instar.toml): tenants per state and last migration, the failed ones with their errors, the slowest; `?target=T` one tenant's record."),
     r("GET", "/fleet/targets", Access::Read, "Every target the fleet lists (its list resolved now) with its state in this release: pending, running, done, failed, stopped."),
-    r("POST", "/fleet/runs", Access::Write, "Starts `fleet up` (`parallel`, `max_failures`, `continue_on_error`): 202 with the rollout's id; 409 while a rollout holds the fleet's lock (here or an `instar fleet up` elsewhere)."),
+    r("POST", "/fleet/runs", Access::Write, "Starts `fleet up` (`parallel`, `max_failures`, `continue_on_error`; `dry_run`: the plan only, each tenant read): 202 with the rollout's id; 409 while a rollout holds the fleet's lock (here or an `instar fleet up` elsewhere)."),
     r("GET", "/fleet/runs/{run_id}", Access::Read, "A rollout's state and every tenant's: wave, state, the migration it is at, rows, error."),
     r("POST", "/fleet/runs/{run_id}/cancel", Access::Write, "Stops a rollout: no tenant starts after it; the running ones stop at their next safe point."),
     r("GET", "/fleet/runs/{run_id}/events", Access::Read, "A rollout's events as Server-Sent Events (planned, wave_started, target_started, migration, target_finished, stopped, cancelled); `Last-Event-ID` or `?after=N` replays."),

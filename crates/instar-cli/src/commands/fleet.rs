@@ -15,8 +15,14 @@ pub async fn run(s: &Service, action: FleetCommand, out: &mut Out) -> Result<i32
     match action {
         FleetCommand::Up {
             parallel,
+            dry_run: true,
+            ..
+        } => dry_run(s, parallel.unwrap_or(s.fleet_config()?.parallel), out).await,
+        FleetCommand::Up {
+            parallel,
             max_failures,
             continue_on_error,
+            dry_run: false,
         } => {
             up(
                 s,
@@ -83,6 +89,60 @@ async fn up(s: &Service, opts: FleetOptions, out: &mut Out) -> Result<i32> {
             2
         },
     )
+}
+
+/// `fleet up --dry-run`: the waves, each tenant's pending migrations or
+/// refusal, the SQL once. Exit 2 when some tenant would be refused.
+async fn dry_run(s: &Service, parallel: usize, out: &Out) -> Result<i32> {
+    let plan = s.fleet_plan(parallel).await?;
+    out.line("dry run: nothing is run or recorded");
+    if plan.skipped > 0 {
+        out.line(format!(
+            "{} tenant(s) already done in this release: skipped",
+            plan.skipped
+        ));
+    }
+    let mut wave = None;
+    for t in &plan.targets {
+        if wave != Some(t.wave) {
+            wave = Some(t.wave);
+            let n = plan.targets.iter().filter(|o| o.wave == t.wave).count();
+            out.line(if t.wave == 0 {
+                format!("canary: {n} tenant(s)")
+            } else {
+                format!("wave {}: {n} tenant(s)", t.wave)
+            });
+        }
+        out.line(match &t.error {
+            Some(e) => format!("  REFUSED {}: {e}", t.target),
+            None if t.pending.is_empty() => format!("  {}: nothing pending", t.target),
+            None => format!(
+                "  {}: {} pending ({})",
+                t.target,
+                t.pending.len(),
+                t.pending.join(", ")
+            ),
+        });
+    }
+    if !plan.sql.is_empty() {
+        out.line("the SQL (the same files on every tenant):");
+    }
+    for (version, m) in &plan.sql {
+        out.line(format!(
+            "-- {version} {}{}",
+            m.name,
+            if m.transaction {
+                ""
+            } else {
+                " (no transaction)"
+            }
+        ));
+        for st in &m.statements {
+            out.line(format!("{st};"));
+        }
+    }
+    out.json(&plan);
+    Ok(if plan.refused() == 0 { 0 } else { 2 })
 }
 
 /// How a rollout's events are shown: lines, a bar on a terminal.

@@ -411,6 +411,14 @@ async fn postgresql_schemas_and_mysql_databases_each_keep_their_history() {
         );
         let m = t.migrations();
         let m = m.to_str().unwrap();
+        // The dry run reads each tenant and changes none: the ghost refused.
+        let (code, out, err) = run(
+            t.dir.path(),
+            &["--migrations", m, "fleet", "up", "--dry-run"],
+        );
+        assert_eq!(code, 2, "{b:?}: {out}{err}");
+        assert!(out.contains(&format!("REFUSED {ghost}")), "{b:?}: {out}");
+        assert!(out.contains(": 1 pending (0001)"), "{b:?}: {out}");
         let (code, out, err) = run(
             t.dir.path(),
             &["--migrations", m, "fleet", "up", "--continue-on-error"],
@@ -456,4 +464,47 @@ async fn postgresql_schemas_and_mysql_databases_each_keep_their_history() {
             sqlx::raw_sql(&sql).execute(&mut c).await.unwrap();
         }
     }
+}
+
+#[test]
+fn a_dry_run_shows_every_tenant_and_runs_nothing() {
+    let dir = project(4, "glob = \"tenants/*.db\"\ncanary = 1\n");
+    let d = dir.path();
+    // t02 applied the files, then 0002 was edited: its `up` would refuse.
+    let (code, out, err) = run(d, &["--database", "sqlite:tenants/t02.db", "up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let seed = d.join("migrations/0002_seed/up.sql");
+    let text = std::fs::read_to_string(&seed).unwrap();
+    std::fs::write(&seed, format!("{text}\n-- edited after t02 ran it\n")).unwrap();
+    let before: Vec<Vec<u8>> = (1..=4)
+        .map(|t| std::fs::read(d.join(format!("tenants/t{t:02}.db"))).unwrap())
+        .collect();
+
+    let (code, out, err) = run(d, &["fleet", "up", "--dry-run"]);
+    assert_eq!(code, 2, "a tenant would be refused: {out}{err}");
+    assert!(out.contains("dry run: nothing is run or recorded"), "{out}");
+    assert!(out.contains("canary: 1 tenant(s)"), "{out}");
+    assert!(
+        out.contains("tenants/t01.db: 2 pending (0001, 0002)"),
+        "{out}"
+    );
+    assert!(out.contains("REFUSED tenants/t02.db"), "{out}");
+    assert!(out.contains("wave 1: 3 tenant(s)"), "{out}");
+    // The SQL once, whatever the number of tenants.
+    assert_eq!(out.matches("CREATE TABLE notes").count(), 1, "{out}");
+    assert_eq!(out.matches("INSERT INTO notes").count(), 1, "{out}");
+
+    let (_, out, _) = run(d, &["--format", "json", "fleet", "up", "--dry-run"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["targets"].as_array().unwrap().len(), 4, "{v}");
+    assert_eq!(v["targets"][0]["wave"], 0, "{v}");
+    assert!(v["targets"][1]["error"].is_string(), "{v}");
+    let versions: Vec<&String> = v["sql"].as_object().unwrap().keys().collect();
+    assert_eq!(versions, ["0001", "0002"], "{v}");
+    // Nothing ran, nothing was recorded.
+    for (i, b) in before.iter().enumerate() {
+        let now = std::fs::read(d.join(format!("tenants/t{:02}.db", i + 1))).unwrap();
+        assert!(&now == b, "t{:02} changed", i + 1);
+    }
+    assert!(!d.join(".instar/fleet.db").exists());
 }

@@ -103,6 +103,20 @@ async fn a_rollout_started_over_http_shows_every_tenant_and_resumes() {
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert!(bad.body.contains("parallel"), "{}", bad.body);
 
+    // The plan first: nothing run.
+    let plan = call(addr, "POST", "/fleet/runs", &[AUTH], r#"{"dry_run": true}"#).await;
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    let plan = plan.json();
+    assert_eq!(
+        plan["plan"]["targets"].as_array().unwrap().len(),
+        6,
+        "{plan}"
+    );
+    assert_eq!(
+        plan["plan"]["targets"][0]["pending"],
+        serde_json::json!(["0001", "0002"])
+    );
+    assert!(!p.dir.path().join(".instar/fleet.db").exists());
     let r = call(
         addr,
         "POST",

@@ -9,6 +9,7 @@
 
 mod check;
 pub mod config;
+mod plan;
 mod progress;
 mod rollout;
 pub mod state;
@@ -21,6 +22,7 @@ use sha2::Digest as _;
 
 pub use check::{FleetCheck, TargetCheck, TargetNow};
 pub use config::{Amount, FleetConfig, FleetFile};
+pub use plan::{FleetPlan, PlannedSql, PlannedTarget};
 pub use progress::{FleetEnd, FleetProgress, FleetWatch, TenantProgress};
 pub use rollout::FleetHandle;
 pub use state::{State, TargetState};
@@ -148,6 +150,33 @@ pub fn release(service: &Service) -> Result<String, Error> {
         h.update(b"\n");
     }
     Ok(format!("{:x}", h.finalize())[..16].to_string())
+}
+
+/// The targets of `targets` not `done` in `release` by the state rows `known`.
+pub(crate) fn not_done(targets: &[Target], known: &[TargetState], release: &str) -> Vec<Target> {
+    targets
+        .iter()
+        .filter(|t| {
+            !known
+                .iter()
+                .any(|k| k.target == t.name && k.release == release && k.state == "done")
+        })
+        .cloned()
+        .collect()
+}
+
+impl Service {
+    /// The fleet's targets, or an error when there are none.
+    pub(crate) async fn fleet_listed(&self) -> Result<Vec<Target>, Error> {
+        let targets = self.fleet_targets().await?;
+        if targets.is_empty() {
+            return Err(Error::Config(
+                "the fleet is empty: [fleet] targets, glob, command and query gave no target"
+                    .into(),
+            ));
+        }
+        Ok(targets)
+    }
 }
 
 /// Splits `targets` (in fleet order) into waves: the canary, then each

@@ -13,7 +13,8 @@ use instar_db::CancelToken;
 
 use super::state::Ended;
 use super::{
-    release, waves, FleetConfig, FleetEvent, FleetOptions, FleetReport, FleetWatch, State, Target,
+    not_done, release, waves, FleetConfig, FleetEvent, FleetOptions, FleetReport, FleetWatch,
+    State, Target,
 };
 use crate::run::Hub;
 use crate::{Error, RunEvents, RunFailure, RunRequest, Service};
@@ -129,7 +130,7 @@ async fn cancelled(cancel: &CancelToken) {
 
 /// A schema target whose schema does not exist: the error that says so (a
 /// run would create the schema and migrate a stray copy).
-async fn missing_schema(service: &Service, t: &Target) -> Option<Error> {
+pub(super) async fn missing_schema(service: &Service, t: &Target) -> Option<Error> {
     let schema = t.schema.as_deref()?;
     let mut db = match service.connect().await {
         Ok(db) => db,
@@ -214,30 +215,14 @@ impl Service {
         let cfg = self.fleet_config()?.clone();
         // A list command or query that hangs does not outlast a cancel.
         let targets = tokio::select! {
-            t = self.fleet_targets() => t?,
+            t = self.fleet_listed() => t?,
             () = cancelled(&opts.cancel) => {
                 on_event(FleetEvent::Cancelled);
                 return Ok(FleetReport { cancelled: true, ..FleetReport::default() });
             }
         };
-        if targets.is_empty() {
-            return Err(Error::Config(
-                "the fleet is empty: [fleet] targets, glob, command and query gave no target"
-                    .into(),
-            ));
-        }
         let release = release(self)?;
-        let known = state.all()?;
-        let done_before = |t: &Target| {
-            known
-                .iter()
-                .any(|k| k.target == t.name && k.release == release && k.state == "done")
-        };
-        let todo: Vec<Target> = targets
-            .iter()
-            .filter(|t| !done_before(t))
-            .cloned()
-            .collect();
+        let todo = not_done(&targets, &state.all()?, &release);
         let plan = waves(&cfg, &targets, &todo)?;
         let mut report = FleetReport {
             targets: targets.len(),
