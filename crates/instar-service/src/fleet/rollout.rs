@@ -78,6 +78,32 @@ struct Turn<'t> {
     result: Result<instar_db::runner::Report, RunFailure>,
 }
 
+impl Turn<'_> {
+    /// `done`, `failed` or `stopped`, migrations applied, why (failed or
+    /// stopped), the last migration applied.
+    fn outcome(&self) -> (&'static str, usize, Option<String>, Option<String>) {
+        match &self.result {
+            Ok(rep) if rep.paused.is_some() || rep.cancelled => (
+                "stopped",
+                rep.migrations.len(),
+                Some(if rep.cancelled {
+                    "cancelled before its end: not done (`fleet up` runs it again)"
+                } else {
+                    "a data migration's --max-duration budget was spent at a checkpoint: not done (`fleet up` runs it again)"
+                }.to_string()),
+                rep.migrations.last().cloned(),
+            ),
+            Ok(rep) => ("done", rep.migrations.len(), None, rep.migrations.last().cloned()),
+            Err(f) => (
+                "failed",
+                f.report.migrations.len(),
+                Some(f.error.to_string()),
+                f.report.migrations.last().cloned(),
+            ),
+        }
+    }
+}
+
 /// A fleet rollout started as a task: its id, its events (kept, so a late
 /// subscriber misses nothing), a cancel token, and its report.
 pub struct FleetHandle {
@@ -363,25 +389,7 @@ impl Service {
                 report.not_run += 1;
                 continue;
             };
-            let (outcome, applied, error, version) = match &turn.result {
-                Ok(rep) if rep.paused.is_some() || rep.cancelled => (
-                    "stopped",
-                    rep.migrations.len(),
-                    Some(if rep.cancelled {
-                        "cancelled before its end: not done (`fleet up` runs it again)"
-                    } else {
-                        "a data migration's --max-duration budget was spent at a checkpoint: not done (`fleet up` runs it again)"
-                    }.to_string()),
-                    rep.migrations.last().cloned(),
-                ),
-                Ok(rep) => ("done", rep.migrations.len(), None, rep.migrations.last().cloned()),
-                Err(f) => (
-                    "failed",
-                    f.report.migrations.len(),
-                    Some(f.error.to_string()),
-                    f.report.migrations.last().cloned(),
-                ),
-            };
+            let (outcome, applied, error, version) = turn.outcome();
             let name = &turn.target.name;
             let recorded = roll.state.finish(
                 name,
