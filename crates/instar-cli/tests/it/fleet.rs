@@ -330,6 +330,10 @@ fn bad_target_lists_are_named_and_nothing_runs() {
         ("targets = [\"acme\"]\n", "set [fleet] server"),
         ("waves = [\"half\"]\nglob = \"tenants/*.db\"\n", "waves:"),
         (
+            "waves = [\"50%\", \"25%\"]\nglob = \"tenants/*.db\"\n",
+            "\"25%\" is not above the wave before it",
+        ),
+        (
             "canary = [\"tenants/t99.db\"]\nglob = \"tenants/*.db\"\n",
             "is not a target of the fleet",
         ),

@@ -86,6 +86,36 @@ pub(crate) fn share(a: &Amount, total: usize) -> Result<usize, String> {
     }
 }
 
+/// Waves are cumulative: each share (or count) must be above the one
+/// before it of the same kind — one that is not adds nothing, which is
+/// never what was meant.
+fn increasing(waves: &[Amount]) -> Result<(), String> {
+    let (mut count, mut percent): (Option<usize>, Option<usize>) = (None, None);
+    for w in waves {
+        let (last, now) = match w {
+            Amount::Count(n) => (&mut count, *n),
+            // Thousandths of the fleet, to compare shares exactly enough.
+            Amount::Text(_) => (&mut percent, share(w, 100_000)?),
+            Amount::Names(_) => return Err("a list of names is only for `canary`".into()),
+        };
+        let shown = match w {
+            Amount::Text(t) => format!("{t:?}"),
+            Amount::Count(n) => n.to_string(),
+            Amount::Names(_) => String::new(),
+        };
+        if now == 0 {
+            return Err(format!("{shown} is an empty wave"));
+        }
+        if last.is_some_and(|l| now <= l) {
+            return Err(format!(
+                "{shown} is not above the wave before it (waves are cumulative: [\"25%\", \"100%\"])"
+            ));
+        }
+        *last = Some(now);
+    }
+    Ok(())
+}
+
 /// `[fleet]` resolved against the project's folder.
 #[derive(Debug, Clone, Default)]
 pub struct FleetConfig {
@@ -125,6 +155,7 @@ impl FleetFile {
         for w in &waves {
             share(w, 100).map_err(|e| bad(format!("waves: {e}")))?;
         }
+        increasing(&waves).map_err(|e| bad(format!("waves: {e}")))?;
         if let Some(c) = &self.canary {
             if !matches!(c, Amount::Names(_)) {
                 share(c, 100).map_err(|e| bad(format!("canary: {e}")))?;
@@ -170,5 +201,18 @@ mod tests {
         assert_eq!(share(&Amount::Count(50), 10), Ok(10));
         assert!(share(&Amount::Text("120%".into()), 10).is_err());
         assert!(share(&Amount::Text("half".into()), 10).is_err());
+    }
+
+    #[test]
+    fn waves_must_grow() {
+        let t = |s: &str| Amount::Text(s.into());
+        assert!(increasing(&[t("25%"), t("100%")]).is_ok());
+        assert!(increasing(&[Amount::Count(2), t("50%"), Amount::Count(10)]).is_ok());
+        assert!(increasing(&[t("50%"), t("25%")])
+            .unwrap_err()
+            .contains("not above the wave before it"));
+        assert!(increasing(&[t("50%"), t("50%")]).is_err());
+        assert!(increasing(&[Amount::Count(5), Amount::Count(5)]).is_err());
+        assert!(increasing(&[t("0%")]).unwrap_err().contains("empty wave"));
     }
 }

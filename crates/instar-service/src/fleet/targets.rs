@@ -137,14 +137,18 @@ async fn command(cfg: &FleetConfig, cmd: &str) -> Result<Vec<String>, Error> {
     .map_err(|e| bad("command", format!("{cmd:?} could not run: {e}")))?
     .map_err(|e| bad("command", format!("{cmd:?} could not run: {e}")))?;
     if !out.status.success() {
-        return Err(bad(
-            "command",
-            format!(
-                "{cmd:?} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
+        return Err(bad("command", {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stderr = stderr.trim();
+            if stderr.is_empty() {
+                format!(
+                    "{cmd:?} failed ({}), printing nothing on stderr",
+                    out.status
+                )
+            } else {
+                format!("{cmd:?} failed ({}): {stderr}", out.status)
+            }
+        }));
     }
     let text = String::from_utf8(out.stdout).map_err(|_| {
         bad(
