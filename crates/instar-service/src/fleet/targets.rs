@@ -123,19 +123,16 @@ fn matches(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
-/// Runs the list command on the blocking pool (a server's runtime goes on
-/// answering while it runs).
+/// Runs the list command without blocking the runtime (a server goes on
+/// answering while it runs); dropped — a cancelled rollout — it is killed.
 async fn command(cfg: &FleetConfig, cmd: &str) -> Result<Vec<String>, Error> {
-    let (root, sh) = (cfg.root.clone(), cmd.to_string());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("sh")
-            .args(["-c", &sh])
-            .current_dir(root)
-            .output()
-    })
-    .await
-    .map_err(|e| bad("command", format!("{cmd:?} could not run: {e}")))?
-    .map_err(|e| bad("command", format!("{cmd:?} could not run: {e}")))?;
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", cmd])
+        .current_dir(&cfg.root)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| bad("command", format!("{cmd:?} could not run: {e}")))?;
     if !out.status.success() {
         return Err(bad("command", {
             let stderr = String::from_utf8_lossy(&out.stderr);
