@@ -135,7 +135,10 @@ pub async fn start(
     if b.dry_run {
         let plan = app
             .service
-            .fleet_plan(b.parallel.unwrap_or(1))
+            .fleet_plan(
+                b.parallel
+                    .unwrap_or(app.service.fleet_config().map_or(1, |c| c.parallel)),
+            )
             .await
             .map_err(ApiError::service)?;
         return Ok(Json(json!({"dry_run": true, "plan": plan})).into_response());

@@ -422,7 +422,30 @@ async fn postgresql_schemas_and_mysql_databases_each_keep_their_history() {
         );
         assert_eq!(code, 2, "{b:?}: {out}{err}");
         assert!(out.contains(&format!("REFUSED {ghost}")), "{b:?}: {out}");
-        assert!(out.contains(": 1 pending (0001)"), "{b:?}: {out}");
+        for n in &names {
+            assert!(
+                out.contains(&format!("{n}: 1 pending (0001)")),
+                "{b:?}: {out}"
+            );
+        }
+        let listed = names
+            .iter()
+            .chain([&ghost])
+            .map(|n| format!("'{n}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let made = format!(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema IN ({listed}) AND table_name = 'instar_history'"
+        );
+        assert_eq!(
+            t.count(&made).await,
+            0,
+            "{b:?}: the dry run made no history table"
+        );
+        assert!(
+            !t.dir.path().join(".instar/fleet.db").exists(),
+            "{b:?}: no state file"
+        );
         let (code, out, err) = run(
             t.dir.path(),
             &["--migrations", m, "fleet", "up", "--continue-on-error"],

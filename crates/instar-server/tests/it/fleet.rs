@@ -247,7 +247,7 @@ async fn a_second_rollout_is_refused_and_a_cancelled_one_starts_nobody() {
         &p,
         FleetFile {
             command: Some(
-                "for i in $(seq 1 600); do [ -f go ] && break; sleep 0.05; done; touch listed; ls tenants/*.db"
+                "sh -c 'for i in $(seq 1 600); do [ -f go ] && break; sleep 0.05; done; touch listed'; ls tenants/*.db"
                     .into(),
             ),
             ..Default::default()
@@ -270,7 +270,8 @@ async fn a_second_rollout_is_refused_and_a_cancelled_one_starts_nobody() {
     // Cancelled while its list command runs: it ends at once, nobody run.
     cancel(addr, &run).await;
     let events = all_events(addr, &run).await;
-    // The abandoned list command was killed: it never gets past its wait.
+    // The abandoned list command was killed with the shell it started: it
+    // never gets past its wait.
     std::fs::write(p.dir.path().join("go"), b"").unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(

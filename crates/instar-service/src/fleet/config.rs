@@ -94,7 +94,7 @@ fn increasing(waves: &[Amount]) -> Result<(), String> {
     for w in waves {
         let (last, now) = match w {
             Amount::Count(n) => (&mut count, *n),
-            // Thousandths of the fleet, to compare shares exactly enough.
+            // In 1/100,000ths of the fleet: shares compare exactly enough.
             Amount::Text(_) => (&mut percent, share(w, 100_000)?),
             Amount::Names(_) => return Err("a list of names is only for `canary`".into()),
         };

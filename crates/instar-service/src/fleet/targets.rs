@@ -123,16 +123,40 @@ fn matches(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
+/// Kills a process group when dropped, unless disarmed: what a cancelled
+/// rollout leaves of its list command (the shell and whatever it started).
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = std::process::Command::new("sh")
+                .args(["-c", &format!("kill -KILL -{pgid}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// Runs the list command without blocking the runtime (a server goes on
-/// answering while it runs); dropped — a cancelled rollout — it is killed.
+/// answering while it runs), in a process group of its own with no input;
+/// dropped — a cancelled rollout — the whole group is killed.
 async fn command(cfg: &FleetConfig, cmd: &str) -> Result<Vec<String>, Error> {
-    let out = tokio::process::Command::new("sh")
+    let could_not = |e: std::io::Error| bad("command", format!("{cmd:?} could not run: {e}"));
+    let child = tokio::process::Command::new("sh")
         .args(["-c", cmd])
         .current_dir(&cfg.root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| bad("command", format!("{cmd:?} could not run: {e}")))?;
+        .spawn()
+        .map_err(could_not)?;
+    let mut group = Group(child.id());
+    let out = child.wait_with_output().await.map_err(could_not)?;
+    group.0 = None;
     if !out.status.success() {
         return Err(bad("command", {
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -192,6 +216,8 @@ impl Service {
                 .unwrap_or_else(|| self.settings().db.url.clone());
             let mut settings = self.settings().clone();
             settings.db.url = url;
+            // Only read: a missing catalogue is an error, never made.
+            settings.db.create_missing = false;
             let mut db = Service::new(settings).connect().await?;
             let rows = db.rows(q, "running [fleet] query").await;
             let _ = db.close().await;
