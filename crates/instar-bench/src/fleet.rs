@@ -28,6 +28,16 @@ fn migrations(dir: &Path, m: usize) -> String {
     all
 }
 
+/// A project folder with the migrations (and `all.sql`, the same SQL as
+/// one script), under a header naming `what`.
+fn project(a: &Args, what: &str) -> tempfile::TempDir {
+    header(&format!("{what}, {} migrations each", a.migrations));
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = migrations(dir.path(), a.migrations);
+    std::fs::write(dir.path().join("all.sql"), script).expect("write");
+    dir
+}
+
 fn sqlite_tenants(dir: &Path, n: usize) {
     let t = dir.join("tenants");
     let _ = std::fs::remove_dir_all(&t);
@@ -55,14 +65,8 @@ fn fleet_up(instar: &Path, dir: &Path, parallel: usize) -> Duration {
 }
 
 fn sqlite(a: &Args, instar: &Path, tenants: usize) {
-    header(&format!(
-        "{tenants} SQLite tenants, {} migrations each",
-        a.migrations
-    ));
-    let dir = tempfile::tempdir().expect("tmp");
+    let dir = project(a, &format!("{tenants} SQLite tenants"));
     let d = dir.path();
-    let script = migrations(d, a.migrations);
-    std::fs::write(d.join("all.sql"), &script).expect("write");
     std::fs::write(
         d.join("instar.toml"),
         "[database]\nurl = \"sqlite:catalogue.db\"\n[run]\nbackup = false\n[fleet]\nglob = \"tenants/*.db\"\n",
@@ -119,15 +123,9 @@ fn status(instar: &Path, d: &Path) {
 
 fn postgres(a: &Args, instar: &Path, base: &str) {
     let schemas = 200;
-    header(&format!(
-        "{schemas} PostgreSQL schemas, {} migrations each",
-        a.migrations
-    ));
+    let dir = project(a, &format!("{schemas} PostgreSQL schemas"));
     let url = crate::cluster::fresh(base, "instar_bench_fleet");
-    let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
-    let script = migrations(d, a.migrations);
-    std::fs::write(d.join("all.sql"), &script).expect("write");
     std::fs::write(
         d.join("instar.toml"),
         format!("[run]\nbackup = false\n[fleet]\ncommand = \"seq -f 's%03g' 1 {schemas}\"\nserver = \"{url}\"\n"),

@@ -47,12 +47,11 @@ impl FleetRun {
             Some(Err(error)) => json!({"state": "failed", "error": error}),
         };
         let (counts, targets) = self.watch.progress();
-        let events = self.events.so_far();
         json!({
             "run_id": self.id,
             "started_at": self.started_at,
             "outcome": outcome,
-            "events": events.last().map_or(0, |e| e.seq),
+            "events": self.events.last_seq(),
             "counts": counts,
             "targets": targets,
         })

@@ -239,6 +239,11 @@ impl<E: Clone + Send + Sync + 'static> RunEvents<E> {
         self.0.subscribe()
     }
 
+    /// The sequence number of the last event so far (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.0.inner.lock().map(|st| st.seq).unwrap_or(0)
+    }
+
     /// The events kept so far (no waiting).
     pub fn so_far(&self) -> Vec<Stamped<E>> {
         self.0

@@ -56,6 +56,19 @@ impl Service {
         }
     }
 
+    /// The same project with its migrations read now and kept (see
+    /// [`crate::source::Pinned`]).
+    pub(crate) fn pinned(&self) -> Result<Service, Error> {
+        let pinned = crate::source::Pinned {
+            source: self.source.load()?,
+            from: self.source.describe(),
+        };
+        Ok(Service {
+            source: Arc::new(pinned),
+            ..self.clone()
+        })
+    }
+
     /// The same project (source, WebAssembly host) with other settings: a
     /// scratch database, a copy's target.
     pub fn with_settings(&self, settings: Settings) -> Service {

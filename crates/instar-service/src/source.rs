@@ -143,3 +143,21 @@ impl MigrationSource for EmbeddedMigrations {
         format!("{} (embedded)", self.folder)
     }
 }
+
+/// Migrations read once and kept: every tenant of a fleet operation runs
+/// the same files (an edit during a rollout cannot split it between two
+/// releases), and the folder is read once for all of them.
+pub(crate) struct Pinned {
+    pub(crate) source: Source,
+    pub(crate) from: String,
+}
+
+impl MigrationSource for Pinned {
+    fn load(&self) -> Result<Source, Error> {
+        Ok(self.source.clone())
+    }
+
+    fn describe(&self) -> String {
+        self.from.clone()
+    }
+}

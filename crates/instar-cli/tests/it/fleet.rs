@@ -535,3 +535,35 @@ fn a_dry_run_shows_every_tenant_and_runs_nothing() {
     }
     assert!(!d.join(".instar/fleet.db").exists());
 }
+
+#[test]
+fn files_edited_during_a_rollout_wait_for_the_next_one() {
+    // The list command adds a migration the first time it runs: the rollout
+    // already read its files, so every tenant gets the same two, and the
+    // next rollout (a new release) brings the third to all.
+    let dir = project(3, "command = \"sh list.sh\"\n");
+    let d = dir.path();
+    file(
+        &d.join("list.sh"),
+        "if [ ! -d migrations/0003_more ]; then\n  mkdir migrations/0003_more\n  printf \"INSERT INTO notes (id, body) VALUES (3, 'late');\\n\" > migrations/0003_more/up.sql\nfi\nls tenants/*.db\n",
+    );
+    let applies = |t| {
+        sqlite(
+            d,
+            t,
+            "SELECT count(*) FROM instar_history WHERE event = 'apply'",
+        )
+    };
+    let (code, out, err) = run(d, &["fleet", "up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(d.join("migrations/0003_more/up.sql").exists());
+    for t in 1..=3 {
+        assert_eq!(applies(t), 2, "t{t}: the files as the rollout read them");
+    }
+    let (code, out, err) = run(d, &["fleet", "up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("3 done now, 0 already done"), "{out}");
+    for t in 1..=3 {
+        assert_eq!(applies(t), 3, "t{t}");
+    }
+}

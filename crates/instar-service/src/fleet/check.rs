@@ -112,10 +112,12 @@ impl Service {
 
     /// Reads every target (`parallel` at once) and compares their schemas.
     pub async fn fleet_check(&self, parallel: usize) -> Result<FleetCheck, Error> {
-        let targets: Vec<Target> = self.fleet_targets().await?;
+        // Every tenant compared with the same files, read once.
+        let this = self.pinned()?;
+        let targets: Vec<Target> = this.fleet_targets().await?;
         let results: Vec<(Target, Result<_, Error>)> =
             futures_util::stream::iter(targets.into_iter().map(|t| {
-                let service = self.with_settings(self.target_settings(&t));
+                let service = this.with_settings(this.target_settings(&t));
                 async move { (t, read(service).await) }
             }))
             .buffered(parallel.max(1))

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-use super::rollout::missing_schema;
+use super::rollout::missing_schemas;
 use super::{not_done, release, waves, State, Target};
 use crate::{Error, RunRequest, Service};
 
@@ -60,6 +60,11 @@ impl Service {
     /// What `fleet up` would do now (see the module's docs); `parallel`
     /// tenants read at once.
     pub async fn fleet_plan(&self, parallel: usize) -> Result<FleetPlan, Error> {
+        let this = self.pinned()?;
+        this.plan_of(parallel).await
+    }
+
+    async fn plan_of(&self, parallel: usize) -> Result<FleetPlan, Error> {
         let cfg = self.fleet_config()?.clone();
         let targets = self.fleet_listed().await?;
         let release = release(self)?;
@@ -68,6 +73,7 @@ impl Service {
             None => Vec::new(),
         };
         let todo = not_done(&targets, &known, &release);
+        let missing = &missing_schemas(self, &todo).await;
         let plan = waves(&cfg, &targets, &todo)?;
         let order: Vec<(usize, Target)> = plan
             .into_iter()
@@ -78,8 +84,8 @@ impl Service {
             .iter()
             .map(|(w, t)| async move {
                 let service = self.with_settings(self.target_settings(t));
-                let steps = match missing_schema(&service, t).await {
-                    Some(e) => Err(e),
+                let steps = match missing.get(&t.name) {
+                    Some(e) => Err(Error::Config(e.clone())),
                     None => service.plan(&RunRequest::up()).await,
                 };
                 (*w, t, steps)

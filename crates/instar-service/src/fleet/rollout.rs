@@ -4,6 +4,7 @@
 //! the CLI ([`Service::fleet_up`]) or as a task with a handle
 //! ([`Service::start_fleet`], what the HTTP API uses).
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -68,6 +69,8 @@ struct Roll<'a, 'f> {
     req: &'a RunRequest,
     cancel: &'a CancelToken,
     on: &'a Emit<'f>,
+    /// Schema targets whose schema is missing, with their error.
+    missing: &'a HashMap<String, String>,
 }
 
 /// How one target's turn ended: not started (cancelled), or run.
@@ -154,29 +157,54 @@ async fn cancelled(cancel: &CancelToken) {
     }
 }
 
-/// A schema target whose schema does not exist: the error that says so (a
-/// run would create the schema and migrate a stray copy).
-pub(super) async fn missing_schema(service: &Service, t: &Target) -> Option<Error> {
-    let schema = t.schema.as_deref()?;
-    let mut db = match service.connect().await {
-        Ok(db) => db,
-        Err(e) => return Some(e),
-    };
-    let lit = schema.replace('\'', "''");
-    let rows = db
-        .rows(
-            &format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{lit}'"),
-            "looking for the tenant's schema",
-        )
-        .await;
-    let _ = db.close().await;
-    match rows {
-        Err(e) => Some(e.into()),
-        Ok(r) if r.first().and_then(|r| r.first()).and_then(serde_json::Value::as_i64) == Some(1) => None,
-        Ok(_) => Some(Error::Config(format!(
-            "schema {schema} does not exist on the server: create it (or fix the name the fleet lists); nothing was run"
-        ))),
+/// The schema targets whose schema does not exist on their server, each
+/// with the error it gets (a run would create the schema and migrate a stray
+/// copy). One connection per server, not one per tenant.
+pub(super) async fn missing_schemas(
+    service: &Service,
+    targets: &[Target],
+) -> HashMap<String, String> {
+    let mut by_server: BTreeMap<&str, Vec<&Target>> = BTreeMap::new();
+    for t in targets.iter().filter(|t| t.schema.is_some()) {
+        by_server.entry(t.url.as_str()).or_default().push(t);
     }
+    let mut out = HashMap::new();
+    for tenants in by_server.into_values() {
+        let on_server = service.with_settings(service.target_settings(tenants[0]));
+        let existing: Result<HashSet<String>, String> = async {
+            let mut db = on_server.connect().await?;
+            let rows = db
+                .rows(
+                    "SELECT nspname::text FROM pg_namespace",
+                    "listing the server's schemas",
+                )
+                .await;
+            let _ = db.close().await;
+            Ok::<_, Error>(
+                rows?
+                    .into_iter()
+                    .filter_map(|r| r.first().and_then(|v| v.as_str()).map(str::to_string))
+                    .collect(),
+            )
+        }
+        .await
+        .map_err(|e| e.to_string());
+        for t in tenants {
+            let schema = t.schema.as_deref().unwrap_or_default();
+            match &existing {
+                Err(e) => {
+                    out.insert(t.name.clone(), e.clone());
+                }
+                Ok(set) if !set.contains(schema) => {
+                    out.insert(t.name.clone(), format!(
+                        "schema {schema} does not exist on the server: create it (or fix the name the fleet lists); nothing was run"
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    out
 }
 
 impl Service {
@@ -195,7 +223,7 @@ impl Service {
     ) -> Result<FleetReport, Error> {
         let state = State::open(&self.fleet_config()?.state)?;
         let _lock = state.lock()?;
-        self.roll_out(&state, opts, on_event).await
+        self.pinned()?.roll_out(&state, opts, on_event).await
     }
 
     /// Starts a rollout as a task on the current runtime. The rollout lock
@@ -208,7 +236,7 @@ impl Service {
         let hub: Arc<Hub<FleetEvent>> = Hub::new(id.clone());
         let watch = FleetWatch::default();
         let cancel = opts.cancel.clone();
-        let (service, task_hub, task_watch) = (self.clone(), Arc::clone(&hub), watch.clone());
+        let (service, task_hub, task_watch) = (self.pinned()?, Arc::clone(&hub), watch.clone());
         let task = tokio::spawn(async move {
             // Subscribers' streams end when the rollout does, even if it panics.
             let closing = task_hub.closer();
@@ -232,6 +260,7 @@ impl Service {
         })
     }
 
+    /// The rollout, on a service whose migrations are pinned.
     async fn roll_out(
         &self,
         state: &State,
@@ -268,6 +297,7 @@ impl Service {
         );
         let max_failures = opts.max_failures.unwrap_or(cfg.max_failures);
         let req = opts.request.clone().unwrap_or_else(RunRequest::up);
+        let missing = missing_schemas(self, &todo).await;
         let roll = Roll {
             state,
             release: &release,
@@ -275,6 +305,7 @@ impl Service {
             req: &req,
             cancel: &opts.cancel,
             on: &on,
+            missing: &missing,
         };
         for (wave, group) in plan.iter().enumerate() {
             if opts.cancel.is_cancelled()
@@ -333,8 +364,8 @@ impl Service {
                     wave,
                 },
             );
-            match missing_schema(&service, t).await {
-                Some(error) => fail(error),
+            match roll.missing.get(&t.name) {
+                Some(error) => fail(Error::Config(error.clone())),
                 None => {
                     let mut sink = TargetSink {
                         target: &t.name,
